@@ -1,0 +1,170 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ferry: background transfers that survive exits, crashes and reboots.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, propagate_version = true)]
+pub struct Cli {
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not start ferryd when none answers
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+    /// The daemon's socket [default: $FERRY_SOCKET, else $XDG_RUNTIME_DIR/ferry/ferryd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); try 90s, 15m or 2h"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download URLs now: create a job, show progress, complete it
+    Get(GetArgs),
+    /// Create a job (suspended) and print its id
+    Create(CreateArgs),
+    /// Add a file to a job
+    AddFile(AddFileArgs),
+    /// Queue a job for transfer
+    Resume(JobArg),
+    /// Stop a job's transfer, keeping its progress
+    Suspend(JobArg),
+    /// Cancel a job and delete its temporary files
+    Cancel(JobArg),
+    /// Move a job's transferred files to their destinations
+    Complete(JobArg),
+    /// Show a job
+    Info(JobArg),
+    /// List a job's files
+    Files(JobArg),
+    /// List your jobs
+    List(ListArgs),
+    /// Change a job's properties
+    Set(SetArgs),
+    /// Wait until a job is transferred or fails (progress on a terminal)
+    Wait(JobArg),
+    /// Start, stop or ask about the daemon
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// URLs to download (http, https, file)
+    #[arg(required = true)]
+    pub urls: Vec<String>,
+    /// Where to write: a file for one URL, a folder for several [default: current folder]
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// SHA-256 the file must have (one URL only)
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Priority: foreground (default for get), high, normal, low
+    #[arg(long, default_value = "foreground")]
+    pub priority: String,
+    /// Print the job id and return at once; the job runs in the background
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Display name
+    pub name: String,
+    /// Job type: download (uploads come later)
+    #[arg(long = "type", default_value = "download")]
+    pub job_type: String,
+    /// Priority: foreground, high, normal, low
+    #[arg(long, default_value = "normal")]
+    pub priority: String,
+    /// Description
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AddFileArgs {
+    /// Job id
+    pub job: String,
+    /// Remote URL
+    pub remote_url: String,
+    /// Local path (made absolute against the current folder)
+    pub local_path: PathBuf,
+    /// SHA-256 the file must have
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArg {
+    /// Job id
+    pub job: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Include acknowledged and cancelled jobs
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Job id
+    pub job: String,
+    /// Display name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Description
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Priority: foreground, high, normal, low
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Notify flags: a number, or names joined by '|' or ',' (job_transferred, job_error,
+    /// job_modification, file_transferred, disable)
+    #[arg(long)]
+    pub notify_flags: Option<String>,
+    /// Notification class (UUID); the nil UUID clears it
+    #[arg(long, value_name = "UUID")]
+    pub notify_class: Option<String>,
+    /// Set the command run when the job is transferred or fails: its argv follows `--`
+    /// (absolute program path); with nothing after `--` the command is cleared
+    #[arg(long)]
+    pub notify_command: bool,
+    /// The notify command's argv (after `--`)
+    #[arg(last = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+    /// Minimum delay before retrying a transient error (e.g. 60s)
+    #[arg(long, value_parser = duration)]
+    pub min_retry_delay: Option<Duration>,
+    /// Time without progress after which a transient error becomes an error (e.g. 14d)
+    #[arg(long, value_parser = duration)]
+    pub no_progress_timeout: Option<Duration>,
+    /// Longest time the transfer may take (e.g. 90m; 0 for none)
+    #[arg(long, value_parser = duration)]
+    pub max_transfer_time: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Start ferryd if none answers
+    Start,
+    /// Ask ferryd to checkpoint and exit
+    Stop,
+    /// Show ferryd's status
+    Status,
+}

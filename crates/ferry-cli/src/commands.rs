@@ -1,0 +1,390 @@
+//! What each subcommand does.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ferry_client::{
+    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob, NotifyFlags,
+    Priority, Uuid,
+};
+
+use crate::args::*;
+use crate::output;
+use crate::progress::wait_with_progress;
+
+/// Global settings every command uses.
+pub struct Ctx {
+    pub json: bool,
+    pub autostart: bool,
+    pub socket: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub async fn manager(&self) -> Result<Manager> {
+        let mut opts = ConnectOptions {
+            autostart: self.autostart,
+            ..Default::default()
+        };
+        if let Some(s) = &self.socket {
+            opts.socket = s.clone();
+        }
+        Ok(Manager::connect_with(opts).await?)
+    }
+
+    async fn job(&self, id: &str) -> Result<Job> {
+        let id = Uuid::parse_str(id.trim()).map_err(|_| {
+            anyhow!("'{id}' is not a job id (a UUID); `ferry list` shows your jobs")
+        })?;
+        Ok(self.manager().await?.job(id).await?)
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_owned())
+    } else {
+        Ok(std::env::current_dir()
+            .context("reading the current folder")?
+            .join(p))
+    }
+}
+
+fn priority(s: &str) -> Result<Priority> {
+    s.parse::<Priority>().map_err(|e| anyhow!("priority {e}"))
+}
+
+fn url_file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or("");
+    if name.is_empty() {
+        "index.html".into()
+    } else {
+        name.to_string()
+    }
+}
+
+pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
+    if a.sha256.is_some() && a.urls.len() > 1 {
+        bail!("--sha256 applies to one URL; give one URL or check the files separately");
+    }
+    let mut specs = Vec::new();
+    for url in &a.urls {
+        let dest = match (&a.output, a.urls.len()) {
+            (Some(o), 1) if !o.is_dir() => absolute(o)?,
+            (Some(dir), _) => absolute(dir)?.join(url_file_name(url)),
+            (None, _) => absolute(Path::new(&url_file_name(url)))?,
+        };
+        let mut spec = FileSpec::new(url.clone(), dest.to_string_lossy().into_owned());
+        if let Some(h) = &a.sha256 {
+            spec = spec.sha256(h.clone());
+        }
+        specs.push(spec);
+    }
+    let manager = ctx.manager().await?;
+    let name = format!("ferry get {}", a.urls.join(" "));
+    let job = manager
+        .create_job_with(NewJob {
+            priority: priority(&a.priority)?,
+            ..NewJob::download(name)
+        })
+        .await?;
+    if let Err(e) = job.add_files(specs).await {
+        let _ = job.cancel().await;
+        return Err(e.into());
+    }
+    job.resume().await?;
+    if a.detach {
+        if ctx.json {
+            output::json(&job.info().await?);
+        } else {
+            println!("{}", job.id());
+        }
+        return Ok(0);
+    }
+    let info = wait_with_progress(&job, !ctx.json).await?;
+    match info.state() {
+        JobState::Transferred => {
+            let out = job.complete().await?;
+            if ctx.json {
+                output::json(&out.job);
+            }
+            Ok(0)
+        }
+        state => {
+            let msg = info
+                .error
+                .as_ref()
+                .map(|e| format!("{} ({})", e.message, e.code))
+                .unwrap_or_else(|| format!("the job ended in state {state}"));
+            if !state.is_final() {
+                let _ = job.cancel().await;
+            }
+            if ctx.json {
+                output::json(&info);
+            }
+            eprintln!("ferry: {msg}");
+            Ok(1)
+        }
+    }
+}
+
+pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
+    let job_type: JobType = a.job_type.parse().map_err(|e| anyhow!("job type {e}"))?;
+    let job = ctx
+        .manager()
+        .await?
+        .create_job_with(NewJob {
+            display_name: a.name,
+            description: a.description,
+            job_type,
+            priority: priority(&a.priority)?,
+        })
+        .await?;
+    if ctx.json {
+        output::json(&job.info().await?);
+    } else {
+        println!("{}", job.id());
+    }
+    Ok(0)
+}
+
+pub async fn add_file(ctx: &Ctx, a: AddFileArgs) -> Result<i32> {
+    let job = ctx.job(&a.job).await?;
+    let mut spec = FileSpec::new(a.remote_url, absolute(&a.local_path)?.to_string_lossy());
+    spec.expected_sha256 = a.sha256;
+    let files = job.add_files(vec![spec]).await?;
+    if ctx.json {
+        output::json(&files[0]);
+    } else {
+        println!("added file {} to job {}", files[0].index, job.id());
+    }
+    Ok(0)
+}
+
+pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
+    let job = ctx.job(&a.job).await?;
+    let info = match verb {
+        "resume" => job.resume().await?,
+        "suspend" => job.suspend().await?,
+        "cancel" => job.cancel().await?,
+        "complete" => {
+            let out = job.complete().await?;
+            if ctx.json {
+                output::json(&out);
+            } else if out.is_partial() {
+                println!(
+                    "job {} completed partially: {} file(s) committed, {} discarded",
+                    job.id(),
+                    out.files_committed,
+                    out.files_discarded
+                );
+            } else {
+                println!(
+                    "job {} completed: {} file(s) committed",
+                    job.id(),
+                    out.files_committed
+                );
+            }
+            return Ok(0);
+        }
+        "info" => {
+            let info = job.info().await?;
+            if ctx.json {
+                output::json(&info);
+            } else {
+                output::job_detail(&info);
+            }
+            return Ok(0);
+        }
+        "files" => {
+            let files = job.files().await?;
+            if ctx.json {
+                output::json(&files);
+            } else {
+                output::file_table(&files);
+            }
+            return Ok(0);
+        }
+        other => bail!("unknown verb {other}"),
+    };
+    if ctx.json {
+        output::json(&info);
+    } else {
+        println!("job {}: {}", info.id, info.state());
+    }
+    Ok(0)
+}
+
+pub async fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
+    let jobs = ctx.manager().await?.jobs(a.all).await?;
+    if ctx.json {
+        output::json(&jobs);
+    } else {
+        output::job_table(&jobs);
+    }
+    Ok(0)
+}
+
+fn notify_flags(s: &str) -> Result<NotifyFlags> {
+    if let Ok(n) = s.parse::<u32>() {
+        return NotifyFlags::from_bits(n)
+            .ok_or_else(|| anyhow!("notify flags {n:#x} include unknown bits"));
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        let n = u32::from_str_radix(hex, 16).map_err(|e| anyhow!("notify flags '{s}': {e}"))?;
+        return NotifyFlags::from_bits(n)
+            .ok_or_else(|| anyhow!("notify flags {n:#x} include unknown bits"));
+    }
+    let mut flags = NotifyFlags::empty();
+    for name in s.split(['|', ',']).map(str::trim).filter(|n| !n.is_empty()) {
+        flags |= match name.to_ascii_lowercase().as_str() {
+            "job_transferred" | "transferred" => NotifyFlags::JOB_TRANSFERRED,
+            "job_error" | "error" => NotifyFlags::JOB_ERROR,
+            "job_modification" | "modification" => NotifyFlags::JOB_MODIFICATION,
+            "file_transferred" => NotifyFlags::FILE_TRANSFERRED,
+            "disable" => NotifyFlags::DISABLE,
+            other => bail!(
+                "unknown notify flag '{other}' (job_transferred, job_error, job_modification, file_transferred, disable)"
+            ),
+        };
+    }
+    Ok(flags)
+}
+
+pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
+    let job = ctx.job(&a.job).await?;
+    let notification_class = a
+        .notify_class
+        .as_deref()
+        .map(|s| Uuid::parse_str(s.trim()).map_err(|_| anyhow!("'{s}' is not a UUID")))
+        .transpose()?;
+    if !a.argv.is_empty() && !a.notify_command {
+        bail!("arguments after `--` are the notify command: add --notify-command");
+    }
+    let props = JobProperties {
+        display_name: a.name,
+        description: a.description,
+        priority: a.priority.as_deref().map(priority).transpose()?,
+        notify_flags: a.notify_flags.as_deref().map(notify_flags).transpose()?,
+        notification_class,
+        notify_command: a.notify_command.then_some(a.argv),
+        minimum_retry_delay_secs: a.min_retry_delay.map(|d| d.as_secs()),
+        no_progress_timeout_secs: a.no_progress_timeout.map(|d| d.as_secs()),
+        max_transfer_time_secs: a.max_transfer_time.map(|d| d.as_secs()),
+    };
+    if props == JobProperties::default() {
+        bail!("nothing to set: give at least one option (see `ferry set --help`)");
+    }
+    let info = job.set(props).await?;
+    if ctx.json {
+        output::json(&info);
+    } else {
+        output::job_detail(&info);
+    }
+    Ok(0)
+}
+
+pub async fn wait(ctx: &Ctx, a: JobArg) -> Result<i32> {
+    let job = ctx.job(&a.job).await?;
+    let info = wait_with_progress(&job, !ctx.json).await?;
+    if ctx.json {
+        output::json(&info);
+    } else {
+        println!("job {}: {}", info.id, info.state());
+        if let Some(e) = &info.error {
+            println!("error: {} ({})", e.message, e.code);
+        }
+    }
+    Ok(match info.state() {
+        JobState::Transferred | JobState::Acknowledged => 0,
+        _ => 1,
+    })
+}
+
+pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
+    match c {
+        DaemonCommand::Start => {
+            let m = Manager::connect_with(ConnectOptions {
+                autostart: true,
+                socket: ctx
+                    .socket
+                    .clone()
+                    .unwrap_or_else(ferry_client::default_socket_path),
+                ..Default::default()
+            })
+            .await?;
+            let s = m.status().await?;
+            if ctx.json {
+                output::json(&s);
+            } else {
+                println!(
+                    "ferryd {} running, pid {}, socket {}",
+                    s.version, s.pid, s.socket_path
+                );
+            }
+        }
+        DaemonCommand::Stop => {
+            let opts = ConnectOptions {
+                socket: ctx
+                    .socket
+                    .clone()
+                    .unwrap_or_else(ferry_client::default_socket_path),
+                ..Default::default()
+            };
+            match Manager::connect_with(opts.clone()).await {
+                Ok(m) => {
+                    m.shutdown_daemon().await?;
+                    // Wait (bounded) until the socket stops answering.
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                    while std::os::unix::net::UnixStream::connect(&opts.socket).is_ok() {
+                        if std::time::Instant::now() > deadline {
+                            bail!("ferryd did not stop within 30 s");
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    if !ctx.json {
+                        println!("ferryd stopped");
+                    }
+                }
+                Err(_) => {
+                    if !ctx.json {
+                        println!("ferryd is not running");
+                    }
+                }
+            }
+        }
+        DaemonCommand::Status => {
+            let opts = ConnectOptions {
+                socket: ctx
+                    .socket
+                    .clone()
+                    .unwrap_or_else(ferry_client::default_socket_path),
+                ..Default::default()
+            };
+            match Manager::connect_with(opts).await {
+                Ok(m) => {
+                    let s = m.status().await?;
+                    if ctx.json {
+                        output::json(&s);
+                    } else {
+                        println!("ferryd {} running", s.version);
+                        println!("pid:      {}", s.pid);
+                        println!("socket:   {}", s.socket_path);
+                        println!("state:    {}", s.state_dir);
+                        println!("jobs:     {}", s.jobs);
+                        println!("active:   {}", s.active_transfers);
+                    }
+                }
+                Err(e) => {
+                    if ctx.json {
+                        println!("{{\"running\":false}}");
+                    } else {
+                        println!("ferryd is not running ({e})");
+                    }
+                    return Ok(3);
+                }
+            }
+        }
+    }
+    Ok(0)
+}

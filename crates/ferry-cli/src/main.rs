@@ -1,0 +1,56 @@
+//! `ferry`: the command line of ferry.
+
+mod args;
+mod commands;
+mod output;
+mod progress;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use commands::Ctx;
+
+fn main() {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        json: cli.json,
+        autostart: !cli.no_autostart,
+        socket: cli.socket.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Get(a) => commands::get(&ctx, a).await,
+            Command::Create(a) => commands::create(&ctx, a).await,
+            Command::AddFile(a) => commands::add_file(&ctx, a).await,
+            Command::Resume(a) => commands::simple(&ctx, "resume", a).await,
+            Command::Suspend(a) => commands::simple(&ctx, "suspend", a).await,
+            Command::Cancel(a) => commands::simple(&ctx, "cancel", a).await,
+            Command::Complete(a) => commands::simple(&ctx, "complete", a).await,
+            Command::Info(a) => commands::simple(&ctx, "info", a).await,
+            Command::Files(a) => commands::simple(&ctx, "files", a).await,
+            Command::List(a) => commands::list(&ctx, a).await,
+            Command::Set(a) => commands::set(&ctx, a).await,
+            Command::Wait(a) => commands::wait(&ctx, a).await,
+            Command::Daemon(c) => commands::daemon(&ctx, c).await,
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            if let Some(c) = e
+                .downcast_ref::<ferry_client::Error>()
+                .and_then(|c| c.code())
+            {
+                eprintln!("(code: {c:?})");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,118 @@
+//! Printing jobs and files as text or JSON.
+
+use ferry_client::{FileInfo, JobInfo};
+use serde::Serialize;
+
+/// Prints `value` as one line of JSON.
+pub fn json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("client types serialize")
+    );
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn progress(done: u64, total: Option<u64>) -> String {
+    match total {
+        Some(t) => format!("{} / {}", bytes(done), bytes(t)),
+        None => format!("{} / ?", bytes(done)),
+    }
+}
+
+/// A job as `key: value` lines.
+pub fn job_detail(j: &JobInfo) {
+    println!("id:               {}", j.id);
+    println!("name:             {}", j.display_name);
+    if !j.description.is_empty() {
+        println!("description:      {}", j.description);
+    }
+    println!("state:            {}", j.state());
+    if let Some(t) = j.job_type {
+        println!("type:             {t}");
+    }
+    if let Some(p) = j.priority {
+        println!("priority:         {p}");
+    }
+    println!(
+        "files:            {} / {}",
+        j.files_transferred, j.files_total
+    );
+    println!(
+        "bytes:            {}",
+        progress(j.bytes_transferred, j.bytes_total)
+    );
+    if let Some(e) = &j.error {
+        let ctx = e.context.map(|c| c.to_string()).unwrap_or_default();
+        println!("error:            [{ctx}] {}: {}", e.code, e.message);
+    }
+    if j.error_count > 0 {
+        println!("errors so far:    {}", j.error_count);
+    }
+    println!("retry delay:      {} s", j.minimum_retry_delay_secs);
+    println!("no-progress stop: {} s", j.no_progress_timeout_secs);
+    println!("notify flags:     {:#x}", j.notify_flags);
+    if let Some(c) = j.notification_class {
+        println!("notify class:     {c}");
+    }
+    if !j.notify_command.is_empty() {
+        println!("notify command:   {}", j.notify_command.join(" "));
+    }
+    if !j.last_notification_error.is_empty() {
+        println!("notify failure:   {}", j.last_notification_error);
+    }
+    if j.partial {
+        println!("partial:          yes (some files were discarded on complete)");
+    }
+}
+
+/// Jobs as a table.
+pub fn job_table(jobs: &[JobInfo]) {
+    println!(
+        "{:<36}  {:<15}  {:<10}  {:>7}  {:>23}  NAME",
+        "ID", "STATE", "PRIORITY", "FILES", "BYTES"
+    );
+    for j in jobs {
+        println!(
+            "{:<36}  {:<15}  {:<10}  {:>7}  {:>23}  {}",
+            j.id,
+            j.state().as_str(),
+            j.priority.map(|p| p.as_str()).unwrap_or("?"),
+            format!("{}/{}", j.files_transferred, j.files_total),
+            progress(j.bytes_transferred, j.bytes_total),
+            j.display_name
+        );
+    }
+}
+
+/// Files as a table.
+pub fn file_table(files: &[FileInfo]) {
+    println!(
+        "{:>5}  {:<4}  {:>23}  {:<40}  LOCAL",
+        "INDEX", "DONE", "BYTES", "REMOTE"
+    );
+    for f in files {
+        println!(
+            "{:>5}  {:<4}  {:>23}  {:<40}  {}",
+            f.index,
+            if f.completed { "yes" } else { "no" },
+            progress(f.bytes_transferred, f.bytes_total),
+            f.remote_url,
+            f.local_path
+        );
+    }
+}

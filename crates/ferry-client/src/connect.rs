@@ -1,0 +1,182 @@
+//! Finding the daemon: the socket path, connecting over it, and starting `ferryd` when
+//! none answers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::{Error, Result};
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The socket ferryd serves: `$FERRY_SOCKET`, else `$XDG_RUNTIME_DIR/ferry/ferryd.sock`,
+/// else `/tmp/ferry-$UID/ferryd.sock`.
+pub fn default_socket_path() -> PathBuf {
+    if let Some(p) = env_path("FERRY_SOCKET") {
+        return p;
+    }
+    if let Some(dir) = env_path("XDG_RUNTIME_DIR") {
+        return dir.join("ferry").join("ferryd.sock");
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(format!("/tmp/ferry-{uid}")).join("ferryd.sock")
+}
+
+/// The folder of the job store: `$FERRY_STATE_DIR`, else `$XDG_STATE_HOME/ferry`, else
+/// `~/.local/state/ferry`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(p) = env_path("FERRY_STATE_DIR") {
+        return p;
+    }
+    if let Some(dir) = env_path("XDG_STATE_HOME") {
+        return dir.join("ferry");
+    }
+    env_path("HOME")
+        .unwrap_or_else(|| PathBuf::from("/"))
+        .join(".local/state/ferry")
+}
+
+/// How [`crate::Manager::connect_with`] reaches the daemon.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The socket; default [`default_socket_path`].
+    pub socket: PathBuf,
+    /// Start `ferryd` when none answers (the binary beside this program, then `PATH`).
+    pub autostart: bool,
+    /// How long to wait for a started daemon to answer.
+    pub start_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            socket: default_socket_path(),
+            autostart: false,
+            start_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Opens a gRPC channel over the Unix socket (fails at once if nobody listens).
+pub(crate) async fn channel(socket: &Path) -> Result<Channel> {
+    // Probe first: tonic connects lazily and would report a vaguer error later.
+    tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| Error::Unavailable {
+            socket: socket.to_owned(),
+            reason: format!("{e}; is ferryd running? (`ferry daemon start`)"),
+        })?;
+    let path = socket.to_owned();
+    Endpoint::try_from("http://ferryd.local")
+        .expect("static URI is valid")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|e| Error::Unavailable {
+            socket: socket.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// The `ferryd` binary to start: `$FERRY_DAEMON`, the one beside this program, then `PATH`.
+pub fn find_daemon_binary() -> Option<PathBuf> {
+    if let Some(p) = env_path("FERRY_DAEMON") {
+        return Some(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let beside = dir.join("ferryd");
+            if beside.is_file() {
+                return Some(beside);
+            }
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("ferryd"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Starts `ferryd` detached from this process (its own session, output to
+/// `STATE_DIR/ferryd.log`) and waits until it answers on `socket`.
+pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let unavailable = |reason: String| Error::Unavailable {
+        socket: socket.to_owned(),
+        reason,
+    };
+    let bin = find_daemon_binary().ok_or_else(|| {
+        unavailable(
+            "no ferryd answers and no ferryd binary was found beside this program or on PATH"
+                .into(),
+        )
+    })?;
+    let state_dir = default_state_dir();
+    let _ = std::fs::create_dir_all(&state_dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("ferryd.log"))
+        .map_err(|e| {
+            unavailable(format!(
+                "cannot open the daemon log in {}: {e}",
+                state_dir.display()
+            ))
+        })?;
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.env("FERRY_SOCKET", socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| unavailable(e.to_string()))?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| unavailable(format!("starting {}: {e}", bin.display())))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            // Reap the child in the background if it ever exits while we live.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Another daemon may have won a start-up race: if so, it answers now.
+            if tokio::net::UnixStream::connect(socket).await.is_ok() {
+                return Ok(());
+            }
+            return Err(unavailable(format!(
+                "{} exited with {status}; see {}",
+                bin.display(),
+                state_dir.join("ferryd.log").display()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(unavailable(format!(
+                "started {} but it did not answer within {timeout:?}",
+                bin.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,33 @@
+//! ferry-client: the library applications link to talk to `ferryd`, ferry's background
+//! transfer daemon.
+//!
+//! ```no_run
+//! # async fn demo() -> ferry_client::Result<()> {
+//! use ferry_client::{ConnectOptions, Manager};
+//! let manager = Manager::connect_with(ConnectOptions { autostart: true, ..Default::default() }).await?;
+//! let job = manager.create_job("nightly data").await?;
+//! job.add_file("https://example.com/data.bin", "/tmp/data.bin").await?;
+//! job.resume().await?;
+//! let info = job.wait().await?;
+//! if info.state() == ferry_client::JobState::Transferred {
+//!     job.complete().await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod connect;
+mod error;
+mod job;
+mod manager;
+mod types;
+
+pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, ConnectOptions};
+pub use error::{Error, ErrorKind, Result};
+pub use job::Job;
+pub use manager::{Manager, NewJob};
+pub use types::{
+    CompleteOutcome, DaemonStatus, ErrorContext, FileInfo, FileSpec, JobError, JobInfo,
+    JobProperties, JobState, JobType, NotifyFlags, Priority,
+};
+/// The job and file ids are UUIDs.
+pub use uuid::Uuid;

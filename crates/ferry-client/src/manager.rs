@@ -1,0 +1,147 @@
+//! [`Manager`]: the connection to ferryd, and the calls that are not about one job.
+
+use std::path::{Path, PathBuf};
+
+use ferry_proto::v1 as pb;
+use ferry_proto::v1::ferry_client::FerryClient;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::connect::{self, ConnectOptions};
+use crate::types::{DaemonStatus, JobInfo, JobType, Priority};
+use crate::{Error, Job, Result};
+
+/// A connection to ferryd (BITS's `IBackgroundCopyManager`). Cheap to clone; clones share
+/// the connection.
+#[derive(Clone, Debug)]
+pub struct Manager {
+    pub(crate) rpc: FerryClient<Channel>,
+    socket: PathBuf,
+}
+
+/// What [`Manager::create_job_with`] creates.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Display name.
+    pub display_name: String,
+    /// Description.
+    pub description: String,
+    /// Download (default), upload or upload-reply.
+    pub job_type: JobType,
+    /// Priority (default normal).
+    pub priority: Priority,
+}
+
+impl NewJob {
+    /// A normal-priority download job named `display_name`.
+    pub fn download(display_name: impl Into<String>) -> NewJob {
+        NewJob {
+            display_name: display_name.into(),
+            description: String::new(),
+            job_type: JobType::Download,
+            priority: Priority::Normal,
+        }
+    }
+}
+
+impl Manager {
+    /// Connects to the daemon on the default socket; fails if none answers.
+    pub async fn connect() -> Result<Manager> {
+        Manager::connect_with(ConnectOptions::default()).await
+    }
+
+    /// Connects as `options` say, starting `ferryd` if asked and needed.
+    pub async fn connect_with(options: ConnectOptions) -> Result<Manager> {
+        let channel = match connect::channel(&options.socket).await {
+            Ok(c) => c,
+            Err(Error::Unavailable { .. }) if options.autostart => {
+                connect::start_daemon(&options.socket, options.start_timeout).await?;
+                connect::channel(&options.socket).await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Manager {
+            rpc: FerryClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            socket: options.socket,
+        })
+    }
+
+    /// The socket this manager is connected to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Creates a download job in `suspended` with default settings.
+    pub async fn create_job(&self, display_name: &str) -> Result<Job> {
+        self.create_job_with(NewJob::download(display_name)).await
+    }
+
+    /// Creates a job as `spec` describes, in `suspended`.
+    pub async fn create_job_with(&self, spec: NewJob) -> Result<Job> {
+        let reply = self
+            .rpc
+            .clone()
+            .create_job(pb::CreateJobRequest {
+                display_name: spec.display_name,
+                description: spec.description,
+                r#type: spec.job_type.to_wire(),
+                priority: spec.priority.to_wire(),
+            })
+            .await?
+            .into_inner();
+        let info = JobInfo::from_wire(reply)?;
+        Ok(Job::new(self.clone(), info.id))
+    }
+
+    /// A handle on an existing job (checked: fails with `NotFound` if it does not exist).
+    pub async fn job(&self, id: Uuid) -> Result<Job> {
+        let job = Job::new(self.clone(), id);
+        job.info().await?;
+        Ok(job)
+    }
+
+    /// A handle on a job without asking the daemon whether it exists.
+    pub fn job_unchecked(&self, id: Uuid) -> Job {
+        Job::new(self.clone(), id)
+    }
+
+    /// Your jobs, oldest first; `all` includes acknowledged and cancelled ones.
+    pub async fn jobs(&self, all: bool) -> Result<Vec<JobInfo>> {
+        self.rpc
+            .clone()
+            .list_jobs(pb::ListJobsRequest { all })
+            .await?
+            .into_inner()
+            .jobs
+            .into_iter()
+            .map(JobInfo::from_wire)
+            .collect()
+    }
+
+    /// The daemon's status.
+    pub async fn status(&self) -> Result<DaemonStatus> {
+        let s = self
+            .rpc
+            .clone()
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner();
+        Ok(DaemonStatus {
+            pid: s.pid,
+            version: s.version,
+            socket_path: s.socket_path,
+            state_dir: s.state_dir,
+            jobs: s.jobs,
+            active_transfers: s.active_transfers,
+            started_unix_ms: s.started_unix_ms,
+        })
+    }
+
+    /// Asks the daemon to checkpoint its transfers and exit.
+    pub async fn shutdown_daemon(&self) -> Result<()> {
+        self.rpc.clone().shutdown(pb::ShutdownRequest {}).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! Plain data the daemon reports: jobs, files, states, errors.
+//!
+//! These serialize to the JSON that `ferry --json` prints; the property names are the ones
+//! WQL queries use.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ferry_proto::v1 as pb;
+use serde::Serialize;
+use uuid::Uuid;
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident : $pb:ty { $($(#[$vm:meta])* $variant:ident = $pbv:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The lower-case name used in JSON, WQL and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// The wire value.
+            pub fn to_wire(self) -> i32 {
+                match self { $($name::$variant => <$pb>::$pbv as i32),+ }
+            }
+
+            /// From the wire value; `None` for unknown or unspecified values.
+            pub fn from_wire(v: i32) -> Option<Self> {
+                match <$pb>::try_from(v).ok()? {
+                    $(<$pb>::$pbv => Some($name::$variant),)+
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $(if s.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
+                Err(format!("'{}' is not one of: {}", s, [$($text),+].join(", ")))
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// What a job does.
+    JobType: pb::JobType {
+        /// Download files from remote URLs.
+        Download = Download => "download",
+        /// Upload one file.
+        Upload = Upload => "upload",
+        /// Upload one file and keep the server's reply.
+        UploadReply = UploadReply => "upload_reply",
+    }
+);
+
+wire_enum!(
+    /// Scheduling priority.
+    Priority: pb::Priority {
+        /// Runs at once, beside everything else.
+        Foreground = Foreground => "foreground",
+        /// Before normal and low.
+        High = High => "high",
+        /// The default.
+        Normal = Normal => "normal",
+        /// After everything else.
+        Low = Low => "low",
+    }
+);
+
+wire_enum!(
+    /// The state of a job (BITS's `BG_JOB_STATE_*`).
+    JobState: pb::JobState {
+        /// Not running; new jobs start here. `resume` queues it.
+        Suspended = Suspended => "suspended",
+        /// Waiting for its turn.
+        Queued = Queued => "queued",
+        /// Connecting to the server.
+        Connecting = Connecting => "connecting",
+        /// Moving bytes.
+        Transferring = Transferring => "transferring",
+        /// A failure that ferry retries after the minimum retry delay.
+        TransientError = TransientError => "transient_error",
+        /// A failure that needs you: see the job's error, then resume or cancel.
+        Error = Error => "error",
+        /// Every file is transferred; `complete` makes them appear at their destinations.
+        Transferred = Transferred => "transferred",
+        /// Completed (final).
+        Acknowledged = Acknowledged => "acknowledged",
+        /// Cancelled (final).
+        Cancelled = Cancelled => "cancelled",
+    }
+);
+
+wire_enum!(
+    /// Where an error happened.
+    ErrorContext: pb::ErrorContext {
+        /// The local file (destination or part file).
+        LocalFile = LocalFile => "local_file",
+        /// The remote file (the server's answer).
+        RemoteFile = RemoteFile => "remote_file",
+        /// The connection.
+        Transport = Transport => "transport",
+        /// ferryd itself.
+        Daemon = Daemon => "daemon",
+        /// The application rejected a file with `set_validation_state(false)`.
+        Validation = Validation => "validation",
+        /// Delivering a notification.
+        Notification = Notification => "notification",
+    }
+);
+
+impl JobState {
+    /// `acknowledged` or `cancelled`.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Acknowledged | JobState::Cancelled)
+    }
+}
+
+/// An error recorded with a job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobError {
+    /// Where it happened.
+    pub context: Option<ErrorContext>,
+    /// A short code, e.g. `http_404`, `connect`, `enospc`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The file it concerns, if one.
+    pub file_index: Option<u32>,
+}
+
+/// A snapshot of a job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobInfo {
+    /// The job's id (UUID v7).
+    pub id: Uuid,
+    /// Its display name.
+    pub display_name: String,
+    /// Its description.
+    pub description: String,
+    /// Download, upload or upload-reply.
+    #[serde(rename = "type")]
+    pub job_type: Option<JobType>,
+    /// Scheduling priority.
+    pub priority: Option<Priority>,
+    /// Current state.
+    pub state: Option<JobState>,
+    /// The uid of the user who owns it.
+    pub owner_uid: u32,
+    /// Sum of the file sizes; `None` while some size is unknown.
+    pub bytes_total: Option<u64>,
+    /// Bytes transferred so far.
+    pub bytes_transferred: u64,
+    /// Number of files.
+    pub files_total: u32,
+    /// Files fully transferred.
+    pub files_transferred: u32,
+    /// The last error, if any.
+    pub error: Option<JobError>,
+    /// How many errors the job has had.
+    pub error_count: u32,
+    /// Creation time, ms since the Unix epoch.
+    pub created_unix_ms: i64,
+    /// Last change, ms since the Unix epoch.
+    pub modified_unix_ms: i64,
+    /// When it became `transferred`.
+    pub transferred_unix_ms: Option<i64>,
+    /// The notify flags (bits of [`crate::NotifyFlags`]).
+    pub notify_flags: u32,
+    /// The notification class, if one is set.
+    pub notification_class: Option<Uuid>,
+    /// The notify command (argv), empty when none.
+    pub notify_command: Vec<String>,
+    /// Seconds to wait before retrying after a transient error.
+    pub minimum_retry_delay_secs: u64,
+    /// Seconds without progress after which a transient error becomes an error.
+    pub no_progress_timeout_secs: u64,
+    /// Seconds a transfer may take in all; 0 for no limit.
+    pub max_transfer_time_secs: u64,
+    /// Set by `complete` when some files were not transferred and were discarded.
+    pub partial: bool,
+    /// The last failure to deliver a notification, empty when none.
+    pub last_notification_error: String,
+}
+
+impl JobInfo {
+    pub(crate) fn from_wire(j: pb::Job) -> crate::Result<JobInfo> {
+        Ok(JobInfo {
+            id: Uuid::parse_str(&j.id)
+                .map_err(|_| crate::Error::Protocol(format!("bad job id '{}'", j.id)))?,
+            display_name: j.display_name,
+            description: j.description,
+            job_type: JobType::from_wire(j.r#type),
+            priority: Priority::from_wire(j.priority),
+            state: JobState::from_wire(j.state),
+            owner_uid: j.owner_uid,
+            bytes_total: u64::try_from(j.bytes_total).ok(),
+            bytes_transferred: j.bytes_transferred.max(0) as u64,
+            files_total: j.files_total,
+            files_transferred: j.files_transferred,
+            error: j.error.map(|e| JobError {
+                context: ErrorContext::from_wire(e.context),
+                code: e.code,
+                message: e.message,
+                file_index: e.file_index,
+            }),
+            error_count: j.error_count,
+            created_unix_ms: j.created_unix_ms,
+            modified_unix_ms: j.modified_unix_ms,
+            transferred_unix_ms: j.transferred_unix_ms,
+            notify_flags: j.notify_flags,
+            notification_class: Uuid::parse_str(&j.notification_class).ok(),
+            notify_command: j.notify_command,
+            minimum_retry_delay_secs: j.minimum_retry_delay_secs,
+            no_progress_timeout_secs: j.no_progress_timeout_secs,
+            max_transfer_time_secs: j.max_transfer_time_secs,
+            partial: j.partial,
+            last_notification_error: j.last_notification_error,
+        })
+    }
+
+    /// The state, or `Suspended` if the daemon sent one this library does not know.
+    pub fn state(&self) -> JobState {
+        self.state.unwrap_or(JobState::Suspended)
+    }
+}
+
+/// A snapshot of one file of a job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileInfo {
+    /// The job it belongs to.
+    pub job_id: Uuid,
+    /// Its position in the job, from 0.
+    pub index: u32,
+    /// Where it comes from.
+    pub remote_url: String,
+    /// Where it goes (appears there on `complete`).
+    pub local_path: String,
+    /// Its size; `None` while unknown.
+    pub bytes_total: Option<u64>,
+    /// Bytes transferred so far.
+    pub bytes_transferred: u64,
+    /// Whether every byte is transferred.
+    pub completed: bool,
+    /// The part file holding the bytes until `complete`.
+    pub temporary_path: String,
+    /// The SHA-256 it must have, when one was given.
+    pub expected_sha256: Option<String>,
+    /// The URL the last redirect led to.
+    pub final_url: Option<String>,
+    /// The application's verdict from `set_validation_state`, if any.
+    pub validated: Option<bool>,
+}
+
+impl FileInfo {
+    pub(crate) fn from_wire(f: pb::File) -> crate::Result<FileInfo> {
+        Ok(FileInfo {
+            job_id: Uuid::parse_str(&f.job_id)
+                .map_err(|_| crate::Error::Protocol(format!("bad job id '{}'", f.job_id)))?,
+            index: f.index,
+            remote_url: f.remote_url,
+            local_path: f.local_path,
+            bytes_total: u64::try_from(f.bytes_total).ok(),
+            bytes_transferred: f.bytes_transferred.max(0) as u64,
+            completed: f.completed,
+            temporary_path: f.temporary_path,
+            expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
+            final_url: Some(f.final_url).filter(|s| !s.is_empty()),
+            validated: f.validated,
+        })
+    }
+}
+
+/// The daemon's own status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonStatus {
+    /// Its process id.
+    pub pid: u32,
+    /// Its version.
+    pub version: String,
+    /// The socket it serves.
+    pub socket_path: String,
+    /// Where it keeps its store.
+    pub state_dir: String,
+    /// Jobs stored.
+    pub jobs: u64,
+    /// Jobs transferring now.
+    pub active_transfers: u64,
+    /// Start time, ms since the Unix epoch.
+    pub started_unix_ms: i64,
+}
+
+/// What `complete` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompleteOutcome {
+    /// The job, now `acknowledged`.
+    pub job: JobInfo,
+    /// Files moved to their destinations.
+    pub files_committed: u32,
+    /// Files not transferred, discarded.
+    pub files_discarded: u32,
+}
+
+impl CompleteOutcome {
+    /// Some files were discarded.
+    pub fn is_partial(&self) -> bool {
+        self.files_discarded > 0
+    }
+}
+
+bitflags::bitflags! {
+    /// Which notifications a job sends (BITS's `BG_NOTIFY_*`). Default:
+    /// `JOB_TRANSFERRED | JOB_ERROR`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct NotifyFlags: u32 {
+        /// Every file is transferred.
+        const JOB_TRANSFERRED = 0x1;
+        /// The job entered `error`.
+        const JOB_ERROR = 0x2;
+        /// Silences every notification.
+        const DISABLE = 0x4;
+        /// Any change of state or progress (coalesced).
+        const JOB_MODIFICATION = 0x8;
+        /// A file is transferred.
+        const FILE_TRANSFERRED = 0x10;
+    }
+}
+
+impl Default for NotifyFlags {
+    fn default() -> Self {
+        NotifyFlags::JOB_TRANSFERRED | NotifyFlags::JOB_ERROR
+    }
+}
+
+/// A file to add to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// `http://`, `https://` or `file://` URL.
+    pub remote_url: String,
+    /// Absolute destination path.
+    pub local_path: String,
+    /// Lower-case hex SHA-256 the file must have, if known.
+    pub expected_sha256: Option<String>,
+}
+
+impl FileSpec {
+    /// A file from `remote_url` to `local_path`.
+    pub fn new(remote_url: impl Into<String>, local_path: impl Into<String>) -> FileSpec {
+        FileSpec {
+            remote_url: remote_url.into(),
+            local_path: local_path.into(),
+            expected_sha256: None,
+        }
+    }
+
+    /// Requires this SHA-256 (hex).
+    pub fn sha256(mut self, hex: impl Into<String>) -> FileSpec {
+        self.expected_sha256 = Some(hex.into());
+        self
+    }
+}
+
+/// Properties to change with [`crate::Job::set`]; unset fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobProperties {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New notify flags.
+    pub notify_flags: Option<NotifyFlags>,
+    /// New notification class; `Some(Uuid::nil())` clears it.
+    pub notification_class: Option<Uuid>,
+    /// New notify command (argv); `Some(vec![])` clears it.
+    pub notify_command: Option<Vec<String>>,
+    /// Seconds before a transient error is retried.
+    pub minimum_retry_delay_secs: Option<u64>,
+    /// Seconds without progress before a transient error becomes an error.
+    pub no_progress_timeout_secs: Option<u64>,
+    /// Seconds a transfer may take; 0 for no limit.
+    pub max_transfer_time_secs: Option<u64>,
+}

@@ -1,0 +1,203 @@
+//! Start-up and shutdown: the socket (or the one systemd passed), the single-instance
+//! lock, the store, the scheduler, the server, and a bounded drain on SIGTERM/SIGINT.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::net::UnixListener;
+
+use crate::config::Config;
+use crate::service::Service;
+use crate::store::Store;
+
+/// Everything the daemon needs to start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub config: Config,
+}
+
+/// The socket passed by systemd socket activation, if any (`LISTEN_PID`/`LISTEN_FDS`).
+fn activation_listener() -> Option<std::os::unix::net::UnixListener> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    // SAFETY: systemd hands us fd 3 as the first listening socket and nothing else owns it.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+    // SAFETY: fd 3 is open (checked by fcntl returning non-negative).
+    unsafe {
+        let flags = libc::fcntl(3, libc::F_GETFD);
+        if flags < 0 {
+            return None;
+        }
+        libc::fcntl(3, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+    }
+    Some(listener)
+}
+
+/// Creates the socket's folder with mode 0700 (a folder that already exists must be ours).
+fn prepare_socket_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the socket folder {}", dir.display()))?;
+    }
+    let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != crate::paths::current_uid() {
+        bail!(
+            "the socket folder {} belongs to uid {}, not to you; choose another with FERRY_SOCKET",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
+/// Holds the single-instance lock for the daemon's lifetime.
+pub struct InstanceLock(#[allow(dead_code)] fs::File);
+
+fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
+    let path = socket.with_extension("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    // SAFETY: flock on an open descriptor.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        bail!(
+            "another ferryd is already running on {} (it holds {}); stop it with `ferry daemon stop`",
+            socket.display(),
+            path.display()
+        );
+    }
+    Ok(InstanceLock(file))
+}
+
+/// Binds the socket, replacing a stale one only after a connect attempt shows nobody
+/// answers on it.
+fn bind_socket(socket: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    if fs::symlink_metadata(socket).is_ok() {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(_) => bail!(
+                "a ferryd already answers on {}; stop it with `ferry daemon stop` first",
+                socket.display()
+            ),
+            Err(_) => {
+                tracing::info!(socket = %socket.display(), "removing a stale socket");
+                fs::remove_file(socket)
+                    .with_context(|| format!("removing the stale socket {}", socket.display()))?;
+            }
+        }
+    }
+    let listener = std::os::unix::net::UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+/// Runs the daemon until SIGTERM, SIGINT or a Shutdown call.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&opts.state_dir)
+        .with_context(|| format!("creating the state folder {}", opts.state_dir.display()))?;
+
+    let (std_listener, _lock, owns_socket) = match activation_listener() {
+        Some(l) => {
+            tracing::info!("using the socket passed by systemd");
+            (l, None, false)
+        }
+        None => {
+            let dir = opts.socket.parent().unwrap_or(Path::new("/"));
+            prepare_socket_dir(dir)?;
+            let lock = lock_instance(&opts.socket)?;
+            (bind_socket(&opts.socket)?, Some(lock), true)
+        }
+    };
+    std_listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(std_listener)?;
+
+    let store = Store::open(&opts.state_dir)?;
+    let svc = Service::open(opts.config.clone(), store, crate::paths::current_uid())?;
+    tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "ferryd ready");
+
+    let scheduler = tokio::spawn(crate::engine::scheduler::run(svc.clone()));
+    let housekeeping = {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            loop {
+                svc.housekeeping().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    _ = svc.shutdown.cancelled() => break,
+                }
+            }
+        })
+    };
+
+    let stop = {
+        let svc = svc.clone();
+        async move {
+            tokio::select! {
+                _ = termination() => svc.shutdown.cancel(),
+                _ = svc.shutdown.cancelled() => {}
+            }
+        }
+    };
+    let server = tokio::spawn(crate::rpc::serve(
+        svc.clone(),
+        listener,
+        opts.socket.clone(),
+        opts.state_dir.clone(),
+        {
+            let svc = svc.clone();
+            async move { svc.shutdown.cancelled().await }
+        },
+    ));
+    stop.await;
+
+    // Drain: workers checkpoint, the server finishes in-flight calls; both bounded.
+    svc.stop_all().await;
+    let drain = svc.config.drain_timeout;
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!("open calls did not finish within {drain:?}; closing anyway"),
+    }
+    scheduler.abort();
+    housekeeping.abort();
+    if owns_socket {
+        let _ = fs::remove_file(&opts.socket);
+    }
+    svc.store.close();
+    tracing::info!("ferryd stopped");
+    Ok(())
+}

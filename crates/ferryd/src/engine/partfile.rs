@@ -1,0 +1,290 @@
+//! Part files and their writer: large positional writes on a blocking thread, with
+//! `fdatasync` on a second thread beside it so syncing never stalls the socket.
+//!
+//! `Progress::synced` only ever holds an offset whose bytes are on disk: that is the value
+//! the store may record (DESIGN §5 "Durability").
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Bytes are gathered into writes of this size.
+const WRITE_BUFFER: usize = 4 << 20;
+/// A sync is started at least this often while data flows…
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// …or after this many bytes, whichever comes first.
+const SYNC_BYTES: u64 = 64 << 20;
+
+/// Byte counters of a file being written, shared with the service for display and checkpoints.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes handed to the kernel (what users see as transferred).
+    pub written: AtomicU64,
+    /// Bytes known to be on disk (what the store may record).
+    pub synced: AtomicU64,
+}
+
+impl Progress {
+    /// Counters starting at `offset` (bytes already durable from an earlier run).
+    pub fn starting_at(offset: u64) -> Arc<Progress> {
+        Arc::new(Progress {
+            written: AtomicU64::new(offset),
+            synced: AtomicU64::new(offset),
+        })
+    }
+
+    /// Resets both counters (the file restarts from zero).
+    pub fn reset(&self) {
+        self.written.store(0, Ordering::SeqCst);
+        self.synced.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Opens the part file to continue at `offset`, or creates it afresh when `offset` is 0 or
+/// the existing part file is shorter than `offset`. Returns the file and the offset to use.
+///
+/// New part files are created with `O_EXCL | O_NOFOLLOW` and mode 0600; an existing part is
+/// opened with `O_NOFOLLOW`, so a symlink planted in its place is never written through.
+pub fn open_part(path: &Path, offset: u64) -> io::Result<(File, u64)> {
+    if offset > 0 {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => {
+                let len = file.metadata()?.len();
+                if len >= offset {
+                    // Bytes past the checkpoint were never recorded: drop them.
+                    file.set_len(offset)?;
+                    return Ok((file, offset));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    create_part(path).map(|f| (f, 0))
+}
+
+/// Creates an empty part file, replacing a stale one (never following a symlink).
+pub fn create_part(path: &Path) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Writes a stream of chunks at increasing offsets on a blocking thread.
+pub struct Writer {
+    tx: Option<mpsc::Sender<Bytes>>,
+    thread: Option<std::thread::JoinHandle<io::Result<u64>>>,
+    progress: Arc<Progress>,
+    finish_sync: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Starts writing `file` at `offset`; `progress` must already read `offset`.
+    pub fn start(file: File, offset: u64, progress: Arc<Progress>) -> io::Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let finish_sync = Arc::new(AtomicBool::new(true));
+        let p = progress.clone();
+        let fs = finish_sync.clone();
+        let thread = std::thread::Builder::new()
+            .name("ferryd-writer".into())
+            .spawn(move || write_loop(file, offset, rx, p, fs))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            progress,
+            finish_sync,
+        })
+    }
+
+    /// Queues a chunk. Fails when the writer thread has stopped on an error; call
+    /// [`Writer::finish`] to learn it.
+    pub async fn write(&self, chunk: Bytes) -> Result<(), ()> {
+        match &self.tx {
+            Some(tx) => tx.send(chunk).await.map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+
+    /// The shared counters.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Writes what is buffered, optionally `fdatasync`s, and returns the final length.
+    pub async fn finish(mut self, sync: bool) -> io::Result<u64> {
+        self.finish_sync.store(sync, Ordering::SeqCst);
+        self.tx.take();
+        let thread = self.thread.take().expect("finish called once");
+        tokio::task::spawn_blocking(move || {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")))
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Dropping without finish (a cancelled transfer): the thread flushes and exits on
+        // its own once the channel closes; nothing waits for it.
+        self.tx.take();
+    }
+}
+
+fn write_loop(
+    file: File,
+    mut offset: u64,
+    mut rx: mpsc::Receiver<Bytes>,
+    progress: Arc<Progress>,
+    finish_sync: Arc<AtomicBool>,
+) -> io::Result<u64> {
+    let file = Arc::new(file);
+    let syncer = Syncer::start(file.clone(), progress.clone())?;
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+    let mut last_sync = Instant::now();
+    let mut synced_at = offset;
+
+    let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> io::Result<()> {
+        if !buf.is_empty() {
+            file.write_all_at(buf, *offset)?;
+            *offset += buf.len() as u64;
+            progress.written.store(*offset, Ordering::Release);
+            buf.clear();
+        }
+        Ok(())
+    };
+
+    while let Some(chunk) = rx.blocking_recv() {
+        if buf.len() + chunk.len() > WRITE_BUFFER {
+            flush(&mut buf, &mut offset)?;
+        }
+        if chunk.len() >= WRITE_BUFFER {
+            file.write_all_at(&chunk, offset)?;
+            offset += chunk.len() as u64;
+            progress.written.store(offset, Ordering::Release);
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+        let elapsed = last_sync.elapsed() >= SYNC_INTERVAL;
+        if elapsed || offset + buf.len() as u64 - synced_at >= SYNC_BYTES {
+            flush(&mut buf, &mut offset)?;
+            if syncer.request(offset) {
+                last_sync = Instant::now();
+                synced_at = offset;
+            }
+        }
+    }
+    flush(&mut buf, &mut offset)?;
+    syncer.stop()?;
+    if finish_sync.load(Ordering::SeqCst) {
+        file.sync_data()?;
+        progress.synced.store(offset, Ordering::Release);
+    }
+    Ok(offset)
+}
+
+/// The sync thread: `fdatasync`s up to an offset, then publishes it as durable.
+struct Syncer {
+    tx: std_mpsc::SyncSender<u64>,
+    busy: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Syncer {
+    fn start(file: Arc<File>, progress: Arc<Progress>) -> io::Result<Syncer> {
+        let (tx, rx) = std_mpsc::sync_channel::<u64>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let b = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("ferryd-sync".into())
+            .spawn(move || {
+                for offset in rx {
+                    let r = file.sync_data();
+                    b.store(false, Ordering::Release);
+                    r?;
+                    progress.synced.fetch_max(offset, Ordering::AcqRel);
+                }
+                Ok(())
+            })?;
+        Ok(Syncer { tx, busy, thread })
+    }
+
+    /// Asks for a sync up to `offset`; false when one is still running (try again later).
+    fn request(&self, offset: u64) -> bool {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        if self.tx.try_send(offset).is_err() {
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    fn stop(self) -> io::Result<()> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
+    }
+}
+
+/// `fdatasync`s every path given (in parallel on a few threads): the batch sync a job does
+/// before it becomes `transferred`.
+pub fn sync_all(paths: &[std::path::PathBuf]) -> io::Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let threads = paths.len().clamp(1, 8);
+    let chunk = paths.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|group| {
+                s.spawn(move || -> io::Result<()> {
+                    for p in group {
+                        OpenOptions::new()
+                            .read(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(p)?
+                            .sync_data()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))?;
+        }
+        Ok(())
+    })
+}
+
+/// Fsyncs a directory (after renames into it).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

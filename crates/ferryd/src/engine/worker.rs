@@ -1,0 +1,242 @@
+//! Runs one job: its files in order, checkpointing progress about every second, verifying
+//! checksums, then one batch sync before the job becomes `transferred`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::error::TransferError;
+use super::partfile::{self, Progress};
+use super::{file, http, FileTask, Outcome};
+use crate::model::{ErrorContext, FileRecord};
+use crate::service::{RunId, Service};
+
+/// How often durable offsets are recorded while a file transfers.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reports from a file transfer to the service, tagged with the run they belong to.
+#[derive(Clone)]
+pub struct FileEvents {
+    svc: Arc<Service>,
+    job: Uuid,
+    run: RunId,
+    index: u32,
+}
+
+impl FileEvents {
+    /// About to connect (or open the source).
+    pub fn connecting(&self) {
+        self.svc.file_connecting(self.job, self.run);
+    }
+
+    /// The source answered: size, validator, final URL, and the offset bytes continue at.
+    pub fn started(
+        &self,
+        total: Option<u64>,
+        validator: Option<String>,
+        final_url: Option<String>,
+        offset: u64,
+    ) {
+        self.svc.file_started(
+            self.job, self.run, self.index, total, validator, final_url, offset,
+        );
+    }
+
+    /// Bytes moved.
+    pub fn bytes(&self) {
+        self.svc.file_bytes(self.job, self.run);
+    }
+
+    /// The file starts over from zero (content changed or range refused).
+    pub fn restarted(&self) {
+        self.svc.file_restarted(self.job, self.run, self.index);
+    }
+
+    /// A boxed copy for a blocking thread.
+    pub fn clone_box(&self) -> Box<FileEvents> {
+        Box::new(self.clone())
+    }
+}
+
+/// Runs the job until it is transferred, fails, or `cancel` fires; always tells the
+/// service when it ends.
+pub async fn run(svc: Arc<Service>, job: Uuid, run: RunId, cancel: CancellationToken) {
+    run_files(&svc, job, run, &cancel).await;
+    svc.run_finished(job, run);
+}
+
+async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &CancellationToken) {
+    let Some((record, files)) = svc.files_to_run(job, run) else {
+        return;
+    };
+    let stall = Duration::from_secs(record.no_progress_timeout_secs.clamp(1, 60));
+    let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
+    for mut f in files.into_iter().filter(|f| !f.completed) {
+        let mut checksum_retried = false;
+        let result = loop {
+            let r = transfer_one(svc, job, run, &f, stall, cancel).await;
+            match (r, &f.expected_sha256) {
+                (Ok(Outcome::Done { len }), Some(expected)) => {
+                    match verify(&f.temporary_path(), expected).await {
+                        Ok(()) => break Ok(Outcome::Done { len }),
+                        Err(e) if e.code == "checksum_mismatch" && !checksum_retried => {
+                            // One fresh retry, from zero, before calling it fatal.
+                            tracing::warn!(%job, index = f.index, "checksum mismatch; downloading the file again");
+                            checksum_retried = true;
+                            f.bytes_transferred = 0;
+                            f.validator = None;
+                            svc.file_restarted(job, run, f.index);
+                            continue;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+                (r, _) => break r,
+            }
+        };
+        match result {
+            Ok(Outcome::Done { len }) => {
+                svc.file_downloaded(job, run, f.index, len);
+                pending.push((f.index, f.temporary_path(), len));
+            }
+            Ok(Outcome::Cancelled) => {
+                svc.checkpoint(job, run);
+                settle(svc, job, run, pending).await;
+                return;
+            }
+            Err(e) => {
+                svc.checkpoint(job, run);
+                settle(svc, job, run, pending).await;
+                svc.transfer_failed(job, run, Some(f.index), e);
+                return;
+            }
+        }
+    }
+    match sync_parts(&pending).await {
+        Ok(()) => {
+            let done: Vec<(u32, u64)> = pending.iter().map(|(i, _, len)| (*i, *len)).collect();
+            svc.job_transferred(job, run, done).await;
+        }
+        Err(e) => svc.transfer_failed(job, run, None, e),
+    }
+}
+
+/// Syncs the files finished in this run and records them as completed, so a stopped run
+/// keeps them.
+async fn settle(svc: &Arc<Service>, job: Uuid, run: RunId, pending: Vec<(u32, PathBuf, u64)>) {
+    if pending.is_empty() {
+        return;
+    }
+    if sync_parts(&pending).await.is_ok() {
+        let done: Vec<(u32, u64)> = pending.iter().map(|(i, _, len)| (*i, *len)).collect();
+        svc.files_completed(job, run, done).await;
+    }
+}
+
+async fn sync_parts(pending: &[(u32, PathBuf, u64)]) -> Result<(), TransferError> {
+    let paths: Vec<PathBuf> = pending.iter().map(|(_, p, _)| p.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        partfile::sync_all(&paths).map_err(|e| {
+            TransferError::local_io(
+                "syncing",
+                paths
+                    .first()
+                    .map(|p| p.as_path())
+                    .unwrap_or(std::path::Path::new("")),
+                &e,
+            )
+        })
+    })
+    .await
+    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+}
+
+/// Transfers one file, recording durable progress every second while it runs.
+async fn transfer_one(
+    svc: &Arc<Service>,
+    job: Uuid,
+    run: RunId,
+    f: &FileRecord,
+    stall: Duration,
+    cancel: &CancellationToken,
+) -> Result<Outcome, TransferError> {
+    let progress = Progress::starting_at(f.bytes_transferred);
+    svc.set_live(job, run, f.index, progress.clone());
+    let events = FileEvents {
+        svc: svc.clone(),
+        job,
+        run,
+        index: f.index,
+    };
+    let task = FileTask {
+        record: f,
+        part: f.temporary_path(),
+        progress,
+        stall_timeout: stall,
+        cancel: cancel.clone(),
+        events: &events,
+    };
+    let scheme = f
+        .remote_url
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let transfer = async {
+        match scheme.as_str() {
+            "http" | "https" => http::download(svc.http(), task).await,
+            "file" => file::copy(task).await,
+            other => Err(TransferError::fatal(
+                ErrorContext::RemoteFile,
+                "unsupported_scheme",
+                format!("unsupported URL scheme '{other}'"),
+            )),
+        }
+    };
+    tokio::pin!(transfer);
+    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut transfer => return r,
+            _ = ticker.tick() => svc.checkpoint(job, run),
+        }
+    }
+}
+
+/// Checks a part file's SHA-256 against the expected lower-case hex digest.
+async fn verify(path: &std::path::Path, expected: &str) -> Result<(), TransferError> {
+    let path = path.to_owned();
+    let expected = expected.to_ascii_lowercase();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| TransferError::local_io("reading", &path, &e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| TransferError::local_io("reading", &path, &e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(TransferError::fatal(
+                ErrorContext::RemoteFile,
+                "checksum_mismatch",
+                format!("SHA-256 of the downloaded file is {actual}, expected {expected}"),
+            ))
+        }
+    })
+    .await
+    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+}

@@ -1,0 +1,56 @@
+//! `ferryd`: the ferry daemon.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ferryd::config::Config;
+use ferryd::daemon::{self, Options};
+use ferryd::paths;
+
+/// ferry's daemon: keeps transfer jobs and runs them in the background.
+#[derive(Debug, Parser)]
+#[command(name = "ferryd", version)]
+struct Args {
+    /// Socket to serve on [default: $FERRY_SOCKET, else $XDG_RUNTIME_DIR/ferry/ferryd.sock,
+    /// else /tmp/ferry-$UID/ferryd.sock]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Folder of the job store [default: $FERRY_STATE_DIR, else $XDG_STATE_HOME/ferry,
+    /// else ~/.local/state/ferry]
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Background jobs transferring at once
+    #[arg(long, env = "FERRY_MAX_CONCURRENT_JOBS")]
+    max_concurrent_jobs: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "ferryd=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = Config::default();
+    if let Some(n) = args.max_concurrent_jobs {
+        config.max_concurrent_jobs = n.max(1);
+    }
+    let opts = Options {
+        socket: args.socket.unwrap_or_else(paths::socket_path),
+        state_dir: args.state_dir.unwrap_or_else(paths::state_dir),
+        config,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferryd")
+        .build()?;
+    let result = runtime.block_on(daemon::run(opts));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Err(e) = &result {
+        eprintln!("ferryd: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

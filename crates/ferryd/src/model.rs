@@ -1,0 +1,302 @@
+//! The daemon's own data model: jobs, files, their states and properties.
+//!
+//! These types are what the store persists and the engine works on; `rpc/` converts them
+//! to and from the wire types of `ferry-proto`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used in the store, in JSON and in WQL.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $(if s.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
+                Err(format!(
+                    "unknown {} '{}' (expected one of: {})",
+                    stringify!($name),
+                    s,
+                    [$($text),+].join(", ")
+                ))
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a job does with its files.
+    JobType { Download => "download", Upload => "upload", UploadReply => "upload_reply" }
+);
+
+string_enum!(
+    /// Scheduling priority; foreground jobs run at once, the others share what is left.
+    Priority { Foreground => "foreground", High => "high", Normal => "normal", Low => "low" }
+);
+
+string_enum!(
+    /// The job state machine of DESIGN §4.
+    JobState {
+        Suspended => "suspended",
+        Queued => "queued",
+        Connecting => "connecting",
+        Transferring => "transferring",
+        TransientError => "transient_error",
+        Error => "error",
+        Transferred => "transferred",
+        Acknowledged => "acknowledged",
+        Cancelled => "cancelled",
+    }
+);
+
+string_enum!(
+    /// Where an error happened.
+    ErrorContext {
+        LocalFile => "local_file",
+        RemoteFile => "remote_file",
+        Transport => "transport",
+        Daemon => "daemon",
+        Validation => "validation",
+        Notification => "notification",
+    }
+);
+
+impl Priority {
+    /// Lower ranks run first.
+    pub fn rank(self) -> u8 {
+        match self {
+            Priority::Foreground => 0,
+            Priority::High => 1,
+            Priority::Normal => 2,
+            Priority::Low => 3,
+        }
+    }
+}
+
+impl JobState {
+    /// `acknowledged` and `cancelled`: nothing changes the job any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Acknowledged | JobState::Cancelled)
+    }
+
+    /// States in which the engine owns the job (a worker runs or will run it).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobState::Queued
+                | JobState::Connecting
+                | JobState::Transferring
+                | JobState::TransientError
+        )
+    }
+}
+
+bitflags::bitflags! {
+    /// Which notifications a job sends (BITS's `BG_NOTIFY_*`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct NotifyFlags: u32 {
+        const JOB_TRANSFERRED = 0x1;
+        const JOB_ERROR = 0x2;
+        const DISABLE = 0x4;
+        const JOB_MODIFICATION = 0x8;
+        const FILE_TRANSFERRED = 0x10;
+    }
+}
+
+impl Default for NotifyFlags {
+    fn default() -> Self {
+        NotifyFlags::JOB_TRANSFERRED | NotifyFlags::JOB_ERROR
+    }
+}
+
+/// An error record kept with a job (BITS's `IBackgroundCopyError`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobErrorRecord {
+    pub context: ErrorContext,
+    pub code: String,
+    pub message: String,
+    pub file_index: Option<u32>,
+    pub time_ms: i64,
+}
+
+/// Default `minimum_retry_delay`: 60 s.
+pub const DEFAULT_MIN_RETRY_DELAY_SECS: u64 = 60;
+/// Default `no_progress_timeout`: 14 days.
+pub const DEFAULT_NO_PROGRESS_TIMEOUT_SECS: u64 = 14 * 24 * 3600;
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub display_name: String,
+    pub description: String,
+    pub job_type: JobType,
+    pub priority: Priority,
+    pub state: JobState,
+    pub owner_uid: u32,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    pub transferred_ms: Option<i64>,
+    /// When a byte last moved (or the job was resumed); drives `no_progress_timeout`.
+    pub last_progress_ms: i64,
+    /// When a job in `transient_error` is retried.
+    pub retry_at_ms: Option<i64>,
+    pub error: Option<JobErrorRecord>,
+    pub error_count: u32,
+    pub notify_flags: NotifyFlags,
+    pub notification_class: Option<Uuid>,
+    pub notify_command: Vec<String>,
+    pub min_retry_delay_secs: u64,
+    pub no_progress_timeout_secs: u64,
+    /// 0: none.
+    pub max_transfer_time_secs: u64,
+    pub partial: bool,
+    pub last_notification_error: String,
+}
+
+impl JobRecord {
+    /// A new job in `suspended`, with every default of DESIGN §4.
+    pub fn new(
+        display_name: String,
+        job_type: JobType,
+        priority: Priority,
+        owner_uid: u32,
+    ) -> Self {
+        let now = now_ms();
+        JobRecord {
+            id: Uuid::now_v7(),
+            display_name,
+            description: String::new(),
+            job_type,
+            priority,
+            state: JobState::Suspended,
+            owner_uid,
+            created_ms: now,
+            modified_ms: now,
+            transferred_ms: None,
+            last_progress_ms: now,
+            retry_at_ms: None,
+            error: None,
+            error_count: 0,
+            notify_flags: NotifyFlags::default(),
+            notification_class: None,
+            notify_command: Vec::new(),
+            min_retry_delay_secs: DEFAULT_MIN_RETRY_DELAY_SECS,
+            no_progress_timeout_secs: DEFAULT_NO_PROGRESS_TIMEOUT_SECS,
+            max_transfer_time_secs: 0,
+            partial: false,
+            last_notification_error: String::new(),
+        }
+    }
+}
+
+/// A file of a job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub job_id: Uuid,
+    pub index: u32,
+    pub remote_url: String,
+    pub local_path: String,
+    /// None while unknown.
+    pub bytes_total: Option<u64>,
+    /// Bytes durably in the part file (the checkpoint), or all of them once completed.
+    pub bytes_transferred: u64,
+    pub completed: bool,
+    pub expected_sha256: Option<String>,
+    pub final_url: Option<String>,
+    /// The validator the partial bytes were fetched under (ETag or Last-Modified).
+    pub validator: Option<String>,
+    pub validated: Option<bool>,
+}
+
+impl FileRecord {
+    /// The temporary file beside the destination: `.NAME.ferry-JOBID-N.part`.
+    pub fn temporary_path(&self) -> std::path::PathBuf {
+        let dest = std::path::Path::new(&self.local_path);
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let part = format!(
+            ".{}.ferry-{}-{}.part",
+            name,
+            self.job_id.simple(),
+            self.index
+        );
+        match dest.parent() {
+            Some(dir) => dir.join(part),
+            None => std::path::PathBuf::from(part),
+        }
+    }
+}
+
+/// Derived totals of a job's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// None while some file's size is unknown.
+    pub bytes_total: Option<u64>,
+    pub bytes_transferred: u64,
+    pub files_total: u32,
+    pub files_transferred: u32,
+}
+
+impl Totals {
+    /// Sums over files; `live` gives the in-flight byte count of a file when a worker has one.
+    pub fn of(files: &[FileRecord], live: impl Fn(&FileRecord) -> Option<u64>) -> Totals {
+        let mut t = Totals {
+            bytes_total: Some(0),
+            ..Totals::default()
+        };
+        for f in files {
+            t.files_total += 1;
+            if f.completed {
+                t.files_transferred += 1;
+            }
+            t.bytes_total = match (t.bytes_total, f.bytes_total) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            t.bytes_transferred += live(f).unwrap_or(f.bytes_transferred);
+        }
+        t
+    }
+}
+
+/// A registered notification handler (DESIGN §6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandlerRecord {
+    pub class: Uuid,
+    pub owner_uid: u32,
+    pub argv: Vec<String>,
+    pub workdir: Option<String>,
+    pub registered_ms: i64,
+}

@@ -1,0 +1,149 @@
+//! Conversions between the daemon's model and the wire types, and from service errors to
+//! gRPC statuses.
+
+use ferry_proto::v1 as pb;
+use tonic::Status;
+
+use crate::model::{ErrorContext, HandlerRecord, JobState, JobType, Priority};
+use crate::service::{FileView, JobView, ServiceError};
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        match e {
+            ServiceError::NotFound(m) => Status::not_found(m),
+            ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
+            ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            ServiceError::Unimplemented(m) => Status::unimplemented(m),
+            ServiceError::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
+pub fn job_state(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Suspended => pb::JobState::Suspended,
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Connecting => pb::JobState::Connecting,
+        JobState::Transferring => pb::JobState::Transferring,
+        JobState::TransientError => pb::JobState::TransientError,
+        JobState::Error => pb::JobState::Error,
+        JobState::Transferred => pb::JobState::Transferred,
+        JobState::Acknowledged => pb::JobState::Acknowledged,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+pub fn job_type(t: JobType) -> pb::JobType {
+    match t {
+        JobType::Download => pb::JobType::Download,
+        JobType::Upload => pb::JobType::Upload,
+        JobType::UploadReply => pb::JobType::UploadReply,
+    }
+}
+
+pub fn job_type_from(t: i32) -> Result<JobType, Status> {
+    match pb::JobType::try_from(t) {
+        Ok(pb::JobType::Download) | Ok(pb::JobType::Unspecified) => Ok(JobType::Download),
+        Ok(pb::JobType::Upload) => Ok(JobType::Upload),
+        Ok(pb::JobType::UploadReply) => Ok(JobType::UploadReply),
+        Err(_) => Err(Status::invalid_argument(format!("unknown job type {t}"))),
+    }
+}
+
+pub fn priority(p: Priority) -> pb::Priority {
+    match p {
+        Priority::Foreground => pb::Priority::Foreground,
+        Priority::High => pb::Priority::High,
+        Priority::Normal => pb::Priority::Normal,
+        Priority::Low => pb::Priority::Low,
+    }
+}
+
+/// `None` for unspecified.
+pub fn priority_from(p: i32) -> Result<Option<Priority>, Status> {
+    match pb::Priority::try_from(p) {
+        Ok(pb::Priority::Unspecified) => Ok(None),
+        Ok(pb::Priority::Foreground) => Ok(Some(Priority::Foreground)),
+        Ok(pb::Priority::High) => Ok(Some(Priority::High)),
+        Ok(pb::Priority::Normal) => Ok(Some(Priority::Normal)),
+        Ok(pb::Priority::Low) => Ok(Some(Priority::Low)),
+        Err(_) => Err(Status::invalid_argument(format!("unknown priority {p}"))),
+    }
+}
+
+pub fn error_context(c: ErrorContext) -> pb::ErrorContext {
+    match c {
+        ErrorContext::LocalFile => pb::ErrorContext::LocalFile,
+        ErrorContext::RemoteFile => pb::ErrorContext::RemoteFile,
+        ErrorContext::Transport => pb::ErrorContext::Transport,
+        ErrorContext::Daemon => pb::ErrorContext::Daemon,
+        ErrorContext::Validation => pb::ErrorContext::Validation,
+        ErrorContext::Notification => pb::ErrorContext::Notification,
+    }
+}
+
+pub fn job(v: &JobView) -> pb::Job {
+    let j = &v.job;
+    pb::Job {
+        id: j.id.to_string(),
+        display_name: j.display_name.clone(),
+        description: j.description.clone(),
+        r#type: job_type(j.job_type) as i32,
+        priority: priority(j.priority) as i32,
+        state: job_state(j.state) as i32,
+        owner_uid: j.owner_uid,
+        bytes_total: v.totals.bytes_total.map(|b| b as i64).unwrap_or(-1),
+        bytes_transferred: v.totals.bytes_transferred as i64,
+        files_total: v.totals.files_total,
+        files_transferred: v.totals.files_transferred,
+        error: j.error.as_ref().map(|e| pb::JobError {
+            context: error_context(e.context) as i32,
+            code: e.code.clone(),
+            message: e.message.clone(),
+            file_index: e.file_index,
+            time_unix_ms: e.time_ms,
+        }),
+        error_count: j.error_count,
+        created_unix_ms: j.created_ms,
+        modified_unix_ms: j.modified_ms,
+        transferred_unix_ms: j.transferred_ms,
+        notify_flags: j.notify_flags.bits(),
+        notification_class: j
+            .notification_class
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        notify_command: j.notify_command.clone(),
+        minimum_retry_delay_secs: j.min_retry_delay_secs,
+        no_progress_timeout_secs: j.no_progress_timeout_secs,
+        max_transfer_time_secs: j.max_transfer_time_secs,
+        partial: j.partial,
+        last_notification_error: j.last_notification_error.clone(),
+    }
+}
+
+pub fn file(v: &FileView) -> pb::File {
+    let f = &v.file;
+    pb::File {
+        job_id: f.job_id.to_string(),
+        index: f.index,
+        remote_url: f.remote_url.clone(),
+        local_path: f.local_path.clone(),
+        bytes_total: f.bytes_total.map(|b| b as i64).unwrap_or(-1),
+        bytes_transferred: v.bytes_transferred as i64,
+        completed: f.completed,
+        temporary_path: f.temporary_path().to_string_lossy().into_owned(),
+        expected_sha256: f.expected_sha256.clone().unwrap_or_default(),
+        final_url: f.final_url.clone().unwrap_or_default(),
+        validated: f.validated,
+    }
+}
+
+pub fn handler(h: &HandlerRecord) -> pb::Handler {
+    pb::Handler {
+        class: h.class.to_string(),
+        argv: h.argv.clone(),
+        workdir: h.workdir.clone().unwrap_or_default(),
+        registered_unix_ms: h.registered_ms,
+    }
+}

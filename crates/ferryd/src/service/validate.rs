@@ -1,0 +1,156 @@
+//! Checks on what clients send: URLs, local paths, names, checksums.
+
+use std::path::{Component, Path};
+
+use super::ServiceError;
+use crate::engine::SCHEMES;
+
+/// Longest display name or description accepted.
+pub const MAX_TEXT: usize = 4096;
+
+/// A remote URL ferry can transfer from: http, https or file, well formed.
+pub fn remote_url(url: &str) -> Result<String, ServiceError> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        ServiceError::InvalidArgument(format!(
+            "'{url}' is not a valid URL ({e}); give a full URL such as https://host/path"
+        ))
+    })?;
+    let scheme = parsed.scheme();
+    if !SCHEMES.contains(&scheme) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "unsupported URL scheme '{scheme}' in '{url}': ferry transfers {}",
+            SCHEMES.join(", ")
+        )));
+    }
+    if scheme == "file" && parsed.to_file_path().is_err() {
+        return Err(ServiceError::InvalidArgument(format!(
+            "'{url}' is not a local file URL: use file:///absolute/path"
+        )));
+    }
+    if scheme != "file" && parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "'{url}' has no host"
+        )));
+    }
+    Ok(parsed.to_string())
+}
+
+/// A destination path: absolute, no `..`, an existing directory as parent, not a directory.
+pub fn local_path(path: &str) -> Result<String, ServiceError> {
+    if path.contains('\0') {
+        return Err(ServiceError::InvalidArgument(
+            "the local path contains a NUL byte".into(),
+        ));
+    }
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(ServiceError::InvalidArgument(format!(
+            "local path '{path}' is relative: give an absolute path"
+        )));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "local path '{path}' contains '..': give the path without it"
+        )));
+    }
+    let Some(name) = p.file_name() else {
+        return Err(ServiceError::InvalidArgument(format!(
+            "local path '{path}' names no file"
+        )));
+    };
+    if name.len() > 200 {
+        return Err(ServiceError::InvalidArgument(format!(
+            "the file name in '{path}' is too long (at most 200 bytes)"
+        )));
+    }
+    let parent = p.parent().unwrap_or(Path::new("/"));
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "{} is not a directory",
+                parent.display()
+            )))
+        }
+        Err(e) => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "the folder {} of '{path}' cannot be used ({e}): create it first",
+                parent.display()
+            )))
+        }
+    }
+    if let Ok(m) = std::fs::symlink_metadata(p) {
+        if m.is_dir() {
+            return Err(ServiceError::InvalidArgument(format!(
+                "local path '{path}' is a directory: name a file inside it"
+            )));
+        }
+    }
+    Ok(path.to_string())
+}
+
+/// A SHA-256 digest as 64 hex digits; returned lower-case.
+pub fn sha256(hex_digest: &str) -> Result<String, ServiceError> {
+    let d = hex_digest.trim().to_ascii_lowercase();
+    if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "'{hex_digest}' is not a SHA-256 digest (64 hex digits)"
+        )));
+    }
+    Ok(d)
+}
+
+/// A display name or description.
+pub fn text(what: &str, value: &str) -> Result<String, ServiceError> {
+    if value.len() > MAX_TEXT {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} is too long ({} bytes, at most {MAX_TEXT})",
+            value.len()
+        )));
+    }
+    if value.chars().any(|c| c == '\0') {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} contains a NUL byte"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// A job id.
+pub fn job_id(id: &str) -> Result<uuid::Uuid, ServiceError> {
+    uuid::Uuid::parse_str(id.trim()).map_err(|_| {
+        ServiceError::InvalidArgument(format!(
+            "'{id}' is not a job id (a UUID such as 0190f5c2-...); `ferry list` shows them"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(remote_url("https://example.com/a").is_ok());
+        assert!(remote_url("file:///etc/hostname").is_ok());
+        assert!(remote_url("ftp://example.com/a").is_err());
+        assert!(remote_url("not a url").is_err());
+        assert!(remote_url("http:///nohost").is_err());
+    }
+
+    #[test]
+    fn paths() {
+        assert!(local_path("relative/file").is_err());
+        assert!(local_path("/tmp/../etc/passwd").is_err());
+        assert!(local_path("/tmp").is_err());
+        assert!(local_path("/nonexistent-dir-xyz/file").is_err());
+        assert!(local_path("/tmp/ferry-validate-test").is_ok());
+    }
+
+    #[test]
+    fn digests() {
+        assert!(sha256(&"a".repeat(64)).is_ok());
+        assert!(sha256("abc").is_err());
+        assert!(sha256(&"g".repeat(64)).is_err());
+    }
+}
