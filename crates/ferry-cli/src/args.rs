@@ -56,9 +56,19 @@ pub enum Command {
     Set(SetArgs),
     /// Wait until a job is transferred or fails (progress on a terminal)
     Wait(JobArg),
+    /// Run a WQL query: SELECT * | prop, ... FROM Job | File | Handler [WHERE ...]
+    Query(QueryArgs),
+    /// Print events of a WQL event query until interrupted
+    Watch(QueryArgs),
     /// Start, stop or ask about the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The WQL text (quote it)
+    pub wql: String,
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +88,12 @@ pub struct GetArgs {
     /// Print the job id and return at once; the job runs in the background
     #[arg(long)]
     pub detach: bool,
+    /// Delay before retrying after a transient error
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub retry_delay: Duration,
+    /// Give up when no byte has moved for this long
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    pub no_progress_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

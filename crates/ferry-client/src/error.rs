@@ -15,10 +15,16 @@ pub enum Error {
     },
     /// The daemon refused or failed the call.
     #[error("{}", .0.message())]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// The daemon answered something this library does not understand.
     #[error("unexpected answer from ferryd: {0}")]
     Protocol(String),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        Error::Status(s)
+    }
 }
 
 /// The kind of a failed call, after gRPC's status codes.

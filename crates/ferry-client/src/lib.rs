@@ -19,12 +19,17 @@ mod connect;
 mod error;
 mod job;
 mod manager;
+mod query;
 mod types;
 
 pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, ConnectOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use job::Job;
 pub use manager::{Manager, NewJob};
+pub use query::{
+    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, Object, ObjectSink,
+    StatusCode, Value,
+};
 pub use types::{
     CompleteOutcome, DaemonStatus, ErrorContext, FileInfo, FileSpec, JobError, JobInfo,
     JobProperties, JobState, JobType, NotifyFlags, Priority,

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod engine;
 pub mod model;
 pub mod paths;
+pub mod query;
 pub mod rpc;
 pub mod service;
 pub mod store;

@@ -147,3 +147,29 @@ pub fn handler(h: &HandlerRecord) -> pb::Handler {
         registered_unix_ms: h.registered_ms,
     }
 }
+
+/// A query object on the wire.
+pub fn object(o: &crate::query::schema::Obj) -> pb::Object {
+    use crate::query::eval::Value as V;
+    use crate::query::schema::Prop;
+    pb::Object {
+        class: o.class.clone(),
+        properties: o
+            .props
+            .iter()
+            .map(|(name, p)| pb::Property {
+                name: (*name).to_string(),
+                value: Some(pb::Value {
+                    kind: match p {
+                        Prop::Value(V::Null) => None,
+                        Prop::Value(V::String(s)) => Some(pb::value::Kind::String(s.clone())),
+                        Prop::Value(V::Integer(i)) => Some(pb::value::Kind::Integer(*i)),
+                        Prop::Value(V::Real(r)) => Some(pb::value::Kind::Real(*r)),
+                        Prop::Value(V::Boolean(b)) => Some(pb::value::Kind::Boolean(*b)),
+                        Prop::Object(o) => Some(pb::value::Kind::Object(object(o))),
+                    },
+                }),
+            })
+            .collect(),
+    }
+}

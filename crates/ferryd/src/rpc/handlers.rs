@@ -322,30 +322,43 @@ impl pb::ferry_server::Ferry for FerryApi {
 
     async fn exec_query(
         &self,
-        _req: Request<pb::QueryRequest>,
+        req: Request<pb::QueryRequest>,
     ) -> Result<Response<Self::ExecQueryStream>, Status> {
-        Err(Status::unimplemented(
-            "queries are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let stream = super::query::exec_query(self.svc.clone(), uid, req.into_inner()).await?;
+        Ok(Response::new(stream))
     }
 
     type ExecNotificationQueryStream = BoxStream<pb::QueryMessage>;
 
     async fn exec_notification_query(
         &self,
-        _req: Request<pb::QueryRequest>,
+        req: Request<pb::QueryRequest>,
     ) -> Result<Response<Self::ExecNotificationQueryStream>, Status> {
-        Err(Status::unimplemented(
-            "event queries are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let stream =
+            super::query::exec_notification_query(self.svc.clone(), uid, req.into_inner()).await?;
+        Ok(Response::new(stream))
     }
 
     async fn exec_method(
         &self,
-        _req: Request<pb::ExecMethodRequest>,
+        req: Request<pb::ExecMethodRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        Err(Status::unimplemented(
-            "method calls are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let view = match r.method.to_ascii_lowercase().as_str() {
+            "resume" => self.svc.resume(uid, id).await?,
+            "suspend" => self.svc.suspend(uid, id).await?,
+            "cancel" => self.svc.cancel(uid, id).await?,
+            "complete" => self.svc.complete(uid, id).await?.view,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "Job has no method '{other}' (it has Resume, Suspend, Cancel, Complete)"
+                )))
+            }
+        };
+        Ok(Response::new(convert::job(&view)))
     }
 }

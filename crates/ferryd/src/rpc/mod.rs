@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod handlers;
+pub mod query;
 
 use std::future::Future;
 use std::path::PathBuf;

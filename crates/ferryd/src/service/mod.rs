@@ -410,3 +410,37 @@ impl Service {
         }
     }
 }
+
+impl Service {
+    /// Waits until every write queued so far is committed.
+    pub async fn store_barrier(&self) -> Result<(), ServiceError> {
+        Store::committed(self.store.queue(|_| Ok(())))
+            .await
+            .map_err(ServiceError::Internal)
+    }
+
+    /// The caller's jobs among `ids`, oldest first.
+    pub fn jobs_by_id(&self, owner: u32, ids: impl Iterator<Item = Uuid>) -> Vec<JobView> {
+        let inner = self.lock();
+        let mut v: Vec<JobView> = ids
+            .filter_map(|id| inner.jobs.get(&id))
+            .filter(|e| e.job.owner_uid == owner)
+            .map(Entry::view)
+            .collect();
+        v.sort_by(|a, b| (a.job.created_ms, a.job.id).cmp(&(b.job.created_ms, b.job.id)));
+        v
+    }
+
+    /// The caller's registered handlers.
+    pub fn handlers(&self, owner: u32) -> Vec<HandlerRecord> {
+        let inner = self.lock();
+        let mut v: Vec<HandlerRecord> = inner
+            .handlers
+            .values()
+            .filter(|h| h.owner_uid == owner)
+            .cloned()
+            .collect();
+        v.sort_by_key(|h| h.registered_ms);
+        v
+    }
+}

@@ -1,0 +1,508 @@
+//! Queries in WMI's three call forms — synchronous, semisynchronous ([`Enumerator`]) and
+//! asynchronous ([`ObjectSink`] + [`AsyncCall`]) — event queries, and asynchronous method
+//! calls.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferry_proto::v1 as pb;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Streaming;
+
+use crate::{Error, Job, JobInfo, Manager, Result};
+
+/// A property value of a query object.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// No value.
+    Null,
+    /// Text.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// An embedded object (an error record, or an event's `TargetInstance`).
+    Object(Object),
+}
+
+/// An object a query returned: a `Job`, `File`, `Handler`, or an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// Its class, e.g. `Job` or `__InstanceModificationEvent`.
+    pub class: String,
+    /// Its properties in order.
+    pub properties: Vec<(String, Value)>,
+}
+
+impl Object {
+    /// The value of property `name` (case-insensitive), `None` if the object has none.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.properties
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The text of property `name`, if it is text.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer of property `name`, if it is one.
+    pub fn get_i64(&self, name: &str) -> Option<i64> {
+        match self.get(name) {
+            Some(Value::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The embedded object of property `name`, if it is one.
+    pub fn get_object(&self, name: &str) -> Option<&Object> {
+        match self.get(name) {
+            Some(Value::Object(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    fn from_wire(o: pb::Object) -> Object {
+        Object {
+            class: o.class,
+            properties: o
+                .properties
+                .into_iter()
+                .map(|p| (p.name, value_from_wire(p.value)))
+                .collect(),
+        }
+    }
+
+    fn from_json(class: &str, v: serde_json::Value) -> Object {
+        let properties = match v {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = json_value(&k, v);
+                    (k, value)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Object {
+            class: class.into(),
+            properties,
+        }
+    }
+}
+
+fn json_value(name: &str, v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Boolean(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Integer)
+            .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0))),
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(items) => Value::String(
+            items
+                .into_iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        o @ serde_json::Value::Object(_) => Value::Object(Object::from_json(name, o)),
+    }
+}
+
+impl serde::Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.properties.len()))?;
+        for (k, v) in &self.properties {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+fn value_from_wire(v: Option<pb::Value>) -> Value {
+    match v.and_then(|v| v.kind) {
+        None => Value::Null,
+        Some(pb::value::Kind::String(s)) => Value::String(s),
+        Some(pb::value::Kind::Integer(i)) => Value::Integer(i),
+        Some(pb::value::Kind::Real(r)) => Value::Real(r),
+        Some(pb::value::Kind::Boolean(b)) => Value::Boolean(b),
+        Some(pb::value::Kind::Object(o)) => Value::Object(Object::from_wire(o)),
+    }
+}
+
+bitflags::bitflags! {
+    /// Flags of an asynchronous call (WMI's `WBEM_FLAG_*`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct CallFlags: u32 {
+        /// Send progress statuses (done, total) between batches.
+        const SEND_STATUS = 0x1;
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCode {
+    /// Every object was delivered.
+    Ok,
+    /// The call failed; the message says why.
+    Failed,
+    /// [`AsyncCall::cancel`] stopped it.
+    CallCancelled,
+    /// An event subscriber fell behind and events were dropped; the subscription ended.
+    EventsDropped,
+    /// The daemon is shutting down.
+    ShuttingDown,
+}
+
+/// The final status of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalStatus {
+    /// How it ended.
+    pub code: StatusCode,
+    /// Details.
+    pub message: String,
+}
+
+impl FinalStatus {
+    fn from_wire(s: pb::FinalStatus) -> FinalStatus {
+        let code = match s.code_name.as_str() {
+            "OK" => StatusCode::Ok,
+            "CALL_CANCELLED" => StatusCode::CallCancelled,
+            "EVENTS_DROPPED" => StatusCode::EventsDropped,
+            "SHUTTING_DOWN" => StatusCode::ShuttingDown,
+            _ if s.code == 0 => StatusCode::Ok,
+            _ => StatusCode::Failed,
+        };
+        FinalStatus {
+            code,
+            message: s.message,
+        }
+    }
+
+    fn failed(message: impl Into<String>) -> FinalStatus {
+        FinalStatus {
+            code: StatusCode::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+/// What [`ObjectSink::set_status`] receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStatus {
+    /// Progress between batches (only with [`CallFlags::SEND_STATUS`]).
+    Progress {
+        /// Objects delivered so far.
+        done: u64,
+        /// Objects in all.
+        total: u64,
+    },
+    /// The one final status; the sink is dropped after it.
+    Complete(FinalStatus),
+}
+
+/// Identifies one asynchronous call; every sink callback names its call.
+pub type CallId = u64;
+
+static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
+
+/// Receives the results of an asynchronous call (WMI's `IWbemObjectSink`).
+///
+/// Calls for one call arrive in order, one at a time, on a runtime thread: keep them
+/// short. After the final [`CallStatus::Complete`] the sink is dropped.
+pub trait ObjectSink: Send + 'static {
+    /// A batch of objects.
+    fn indicate(&mut self, call: CallId, objects: &[Object]);
+    /// Progress, or the final status.
+    fn set_status(&mut self, call: CallId, status: CallStatus);
+}
+
+/// A running asynchronous call.
+#[derive(Debug)]
+pub struct AsyncCall {
+    id: CallId,
+    cancel: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl AsyncCall {
+    /// The call's id, as the sink sees it.
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+
+    /// Cancels the call. Returns only after the sink has received its last call (the final
+    /// status, `CALL_CANCELLED` unless the call had already ended) and has been dropped.
+    /// Safe to call while the sink's `indicate` runs on another thread: it waits for it.
+    pub async fn cancel(mut self) {
+        if let Some(c) = self.cancel.take() {
+            let _ = c.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the call has ended and its sink was dropped.
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn spawn_call<S: ObjectSink>(
+    mut stream: Streaming<pb::QueryMessage>,
+    flags: CallFlags,
+    mut sink: S,
+) -> AsyncCall {
+    let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+    let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let final_status = loop {
+            let msg = tokio::select! {
+                biased;
+                _ = &mut cancel_rx => break FinalStatus {
+                    code: StatusCode::CallCancelled,
+                    message: "cancelled by the caller".into(),
+                },
+                m = stream.message() => m,
+            };
+            match msg {
+                Ok(Some(m)) => match m.kind {
+                    Some(pb::query_message::Kind::Batch(b)) => {
+                        let objects: Vec<Object> =
+                            b.objects.into_iter().map(Object::from_wire).collect();
+                        sink.indicate(id, &objects);
+                    }
+                    Some(pb::query_message::Kind::Progress(p)) => {
+                        if flags.contains(CallFlags::SEND_STATUS) {
+                            sink.set_status(
+                                id,
+                                CallStatus::Progress {
+                                    done: p.done,
+                                    total: p.total,
+                                },
+                            );
+                        }
+                    }
+                    Some(pb::query_message::Kind::Status(s)) => break FinalStatus::from_wire(s),
+                    None => {}
+                },
+                Ok(None) => break FinalStatus::failed("the call ended without a final status"),
+                Err(e) => break FinalStatus::failed(e.message().to_string()),
+            }
+        };
+        // Closing the stream tells ferryd to stop producing.
+        drop(stream);
+        sink.set_status(id, CallStatus::Complete(final_status));
+        drop(sink);
+    });
+    AsyncCall {
+        id,
+        cancel: Some(cancel_tx),
+        task,
+    }
+}
+
+/// What [`Enumerator::next`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Next {
+    /// The objects ready (at most the `max` asked for).
+    pub objects: Vec<Object>,
+    /// The end was reached: no more objects will come.
+    pub done: bool,
+    /// The timeout passed before `max` objects were ready.
+    pub timed_out: bool,
+    /// The final status, once `done`.
+    pub status: Option<FinalStatus>,
+}
+
+/// The results of a semisynchronous call, pulled with [`Enumerator::next`] (WMI's
+/// `IEnumWbemClassObject`). Dropping it cancels the call on the daemon.
+#[derive(Debug)]
+pub struct Enumerator {
+    stream: Streaming<pb::QueryMessage>,
+    buffer: VecDeque<Object>,
+    status: Option<FinalStatus>,
+}
+
+impl Enumerator {
+    /// Waits at most `timeout` for up to `max` objects; returns what is ready.
+    pub async fn next(&mut self, timeout: Duration, max: usize) -> Result<Next> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timed_out = false;
+        while self.buffer.len() < max && self.status.is_none() {
+            match tokio::time::timeout_at(deadline, self.stream.message()).await {
+                Err(_) => {
+                    timed_out = true;
+                    break;
+                }
+                Ok(Err(e)) => self.status = Some(FinalStatus::failed(e.message().to_string())),
+                Ok(Ok(None)) => {
+                    self.status = Some(FinalStatus::failed("the call ended without a final status"))
+                }
+                Ok(Ok(Some(m))) => match m.kind {
+                    Some(pb::query_message::Kind::Batch(b)) => self
+                        .buffer
+                        .extend(b.objects.into_iter().map(Object::from_wire)),
+                    Some(pb::query_message::Kind::Status(s)) => {
+                        self.status = Some(FinalStatus::from_wire(s))
+                    }
+                    _ => {}
+                },
+            }
+        }
+        let n = max.min(self.buffer.len());
+        let objects: Vec<Object> = self.buffer.drain(..n).collect();
+        let done = self.status.is_some() && self.buffer.is_empty();
+        Ok(Next {
+            objects,
+            done,
+            timed_out,
+            status: if done { self.status.clone() } else { None },
+        })
+    }
+}
+
+fn request(wql: &str, flags: CallFlags) -> pb::QueryRequest {
+    pb::QueryRequest {
+        wql: wql.into(),
+        flags: flags.bits(),
+        batch_size: 0,
+    }
+}
+
+impl Manager {
+    async fn open_query(&self, wql: &str, flags: CallFlags) -> Result<Streaming<pb::QueryMessage>> {
+        Ok(self
+            .rpc
+            .clone()
+            .exec_query(request(wql, flags))
+            .await?
+            .into_inner())
+    }
+
+    async fn open_events(&self, wql: &str) -> Result<Streaming<pb::QueryMessage>> {
+        Ok(self
+            .rpc
+            .clone()
+            .exec_notification_query(request(wql, CallFlags::empty()))
+            .await?
+            .into_inner())
+    }
+
+    /// Runs a WQL data query and returns every object (synchronous form).
+    ///
+    /// `SELECT * | prop, … FROM Job | File | Handler [WHERE …]`; a malformed query fails
+    /// with `InvalidArgument` naming the position and what was expected.
+    pub async fn exec_query(&self, wql: &str) -> Result<Vec<Object>> {
+        let mut e = self.exec_query_semisync(wql).await?;
+        let mut all = Vec::new();
+        loop {
+            let next = e.next(Duration::from_secs(3600), usize::MAX).await?;
+            all.extend(next.objects);
+            if next.done {
+                match next.status {
+                    Some(s) if s.code == StatusCode::Ok => return Ok(all),
+                    Some(s) => return Err(Error::Status(tonic::Status::internal(s.message))),
+                    None => return Ok(all),
+                }
+            }
+        }
+    }
+
+    /// Starts a data query and returns at once an [`Enumerator`] to pull results from
+    /// (semisynchronous form).
+    pub async fn exec_query_semisync(&self, wql: &str) -> Result<Enumerator> {
+        Ok(Enumerator {
+            stream: self.open_query(wql, CallFlags::empty()).await?,
+            buffer: VecDeque::new(),
+            status: None,
+        })
+    }
+
+    /// Starts a data query whose results go to `sink` (asynchronous form). The query is
+    /// checked before this returns: a malformed one fails here, not in the sink.
+    pub async fn exec_query_async<S: ObjectSink>(
+        &self,
+        wql: &str,
+        flags: CallFlags,
+        sink: S,
+    ) -> Result<AsyncCall> {
+        let stream = self.open_query(wql, flags).await?;
+        Ok(spawn_call(stream, flags, sink))
+    }
+
+    /// Subscribes to events (a temporary consumer): `SELECT * FROM
+    /// __InstanceCreationEvent | __InstanceModificationEvent | __InstanceDeletionEvent
+    /// [WITHIN s] WHERE TargetInstance ISA 'Job' [AND …]`. Each event is one `indicate`.
+    pub async fn exec_notification_query_async<S: ObjectSink>(
+        &self,
+        wql: &str,
+        sink: S,
+    ) -> Result<AsyncCall> {
+        let stream = self.open_events(wql).await?;
+        Ok(spawn_call(stream, CallFlags::empty(), sink))
+    }
+
+    /// Subscribes to events, semisynchronous form.
+    pub async fn exec_notification_query_semisync(&self, wql: &str) -> Result<Enumerator> {
+        Ok(Enumerator {
+            stream: self.open_events(wql).await?,
+            buffer: VecDeque::new(),
+            status: None,
+        })
+    }
+
+    /// Calls `method` (`Resume`, `Suspend`, `Cancel`, `Complete`) on `job`; the job as it
+    /// is afterwards is indicated to `sink`, then the final status.
+    pub async fn exec_method_async<S: ObjectSink>(
+        &self,
+        job: &Job,
+        method: &str,
+        mut sink: S,
+    ) -> Result<AsyncCall> {
+        let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+        let mut rpc = self.rpc.clone();
+        let req = pb::ExecMethodRequest {
+            job_id: job.id().to_string(),
+            method: method.into(),
+        };
+        let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let status = tokio::select! {
+                biased;
+                _ = &mut cancel_rx => FinalStatus { code: StatusCode::CallCancelled, message: "cancelled by the caller".into() },
+                r = rpc.exec_method(req) => match r.map_err(Error::from).and_then(|r| JobInfo::from_wire(r.into_inner())) {
+                    Ok(info) => {
+                        let json = serde_json::to_value(&info).unwrap_or_default();
+                        sink.indicate(id, &[Object::from_json("Job", json)]);
+                        FinalStatus { code: StatusCode::Ok, message: String::new() }
+                    }
+                    Err(e) => FinalStatus::failed(e.to_string()),
+                },
+            };
+            sink.set_status(id, CallStatus::Complete(status));
+            drop(sink);
+        });
+        Ok(AsyncCall {
+            id,
+            cancel: Some(cancel_tx),
+            task,
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! WQL: the hand-written parser (`lexer`, `parser`, `ast`), three-valued evaluation
+//! (`eval`, `like`), the classes queries see (`schema`), and running data and event
+//! queries (`exec`, `events`).
+
+pub mod ast;
+pub mod eval;
+pub mod events;
+pub mod exec;
+pub mod lexer;
+pub mod like;
+pub mod parser;
+pub mod schema;
+
+pub use parser::{parse, ParseError};
+
+#[cfg(test)]
+mod tests;

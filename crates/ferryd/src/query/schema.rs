@@ -1,0 +1,257 @@
+//! The WQL classes (`Job`, `File`, `Handler`) and their properties, named as in the
+//! `--json` output of `ferry info` / `ferry files`.
+
+use super::eval::Value;
+use crate::model::HandlerRecord;
+use crate::service::{FileView, JobView};
+
+/// A class that queries can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Job,
+    File,
+    Handler,
+}
+
+pub const JOB_PROPERTIES: &[&str] = &[
+    "id",
+    "display_name",
+    "description",
+    "type",
+    "priority",
+    "state",
+    "owner_uid",
+    "bytes_total",
+    "bytes_transferred",
+    "files_total",
+    "files_transferred",
+    "error",
+    "error_count",
+    "created_unix_ms",
+    "modified_unix_ms",
+    "transferred_unix_ms",
+    "notify_flags",
+    "notification_class",
+    "notify_command",
+    "minimum_retry_delay_secs",
+    "no_progress_timeout_secs",
+    "max_transfer_time_secs",
+    "partial",
+    "last_notification_error",
+];
+
+pub const FILE_PROPERTIES: &[&str] = &[
+    "job_id",
+    "index",
+    "remote_url",
+    "local_path",
+    "bytes_total",
+    "bytes_transferred",
+    "completed",
+    "temporary_path",
+    "expected_sha256",
+    "final_url",
+    "validated",
+];
+
+pub const HANDLER_PROPERTIES: &[&str] = &["class", "argv", "workdir", "registered_unix_ms"];
+
+impl Class {
+    /// The class named `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Class> {
+        [Class::Job, Class::File, Class::Handler]
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Its canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Job => "Job",
+            Class::File => "File",
+            Class::Handler => "Handler",
+        }
+    }
+
+    /// Its properties.
+    pub fn properties(self) -> &'static [&'static str] {
+        match self {
+            Class::Job => JOB_PROPERTIES,
+            Class::File => FILE_PROPERTIES,
+            Class::Handler => HANDLER_PROPERTIES,
+        }
+    }
+
+    /// The canonical spelling of property `name`, if the class has it.
+    pub fn property(self, name: &str) -> Option<&'static str> {
+        self.properties()
+            .iter()
+            .copied()
+            .find(|p| p.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A property's value in a result: a scalar or an embedded object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prop {
+    Value(Value),
+    Object(Obj),
+}
+
+/// An object of a query result or event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Obj {
+    pub class: String,
+    pub props: Vec<(&'static str, Prop)>,
+}
+
+impl Obj {
+    /// The value of property `name` for evaluation; an embedded object evaluates as its
+    /// `code` (the error record) or as non-null text.
+    pub fn value(&self, name: &str) -> Value {
+        match self
+            .props
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some((_, Prop::Value(v))) => v.clone(),
+            Some((_, Prop::Object(o))) => match o.value("code") {
+                Value::Null => Value::String(o.class.clone()),
+                v => v,
+            },
+            None => Value::Null,
+        }
+    }
+
+    /// The embedded object of property `name`, if it is one.
+    pub fn object(&self, name: &str) -> Option<&Obj> {
+        self.props
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, p)| match p {
+                Prop::Object(o) => Some(o),
+                _ => None,
+            })
+    }
+
+    /// Keeps only `names` (canonical spellings), in that order.
+    pub fn project(self, names: &[&'static str]) -> Obj {
+        let props = names
+            .iter()
+            .filter_map(|n| self.props.iter().find(|(p, _)| p == n).cloned())
+            .collect();
+        Obj {
+            class: self.class,
+            props,
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> Prop {
+    Prop::Value(Value::String(v.into()))
+}
+
+fn i(v: impl TryInto<i64>) -> Prop {
+    Prop::Value(v.try_into().map(Value::Integer).unwrap_or(Value::Null))
+}
+
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Prop) -> Prop {
+    v.map(f).unwrap_or(Prop::Value(Value::Null))
+}
+
+fn b(v: bool) -> Prop {
+    Prop::Value(Value::Boolean(v))
+}
+
+/// A job as a query object.
+pub fn job_object(v: &JobView) -> Obj {
+    let j = &v.job;
+    let error = j.error.as_ref().map(|e| Obj {
+        class: "JobError".into(),
+        props: vec![
+            ("context", s(e.context.as_str())),
+            ("code", s(e.code.clone())),
+            ("message", s(e.message.clone())),
+            ("file_index", opt(e.file_index, i)),
+        ],
+    });
+    Obj {
+        class: "Job".into(),
+        props: vec![
+            ("id", s(j.id.to_string())),
+            ("display_name", s(j.display_name.clone())),
+            ("description", s(j.description.clone())),
+            ("type", s(j.job_type.as_str())),
+            ("priority", s(j.priority.as_str())),
+            ("state", s(j.state.as_str())),
+            ("owner_uid", i(j.owner_uid)),
+            ("bytes_total", opt(v.totals.bytes_total, i)),
+            ("bytes_transferred", i(v.totals.bytes_transferred)),
+            ("files_total", i(v.totals.files_total)),
+            ("files_transferred", i(v.totals.files_transferred)),
+            ("error", opt(error, Prop::Object)),
+            ("error_count", i(j.error_count)),
+            ("created_unix_ms", i(j.created_ms)),
+            ("modified_unix_ms", i(j.modified_ms)),
+            ("transferred_unix_ms", opt(j.transferred_ms, i)),
+            ("notify_flags", i(j.notify_flags.bits())),
+            (
+                "notification_class",
+                opt(j.notification_class, |c| s(c.to_string())),
+            ),
+            (
+                "notify_command",
+                if j.notify_command.is_empty() {
+                    Prop::Value(Value::Null)
+                } else {
+                    s(j.notify_command.join(" "))
+                },
+            ),
+            ("minimum_retry_delay_secs", i(j.min_retry_delay_secs)),
+            ("no_progress_timeout_secs", i(j.no_progress_timeout_secs)),
+            ("max_transfer_time_secs", i(j.max_transfer_time_secs)),
+            ("partial", b(j.partial)),
+            (
+                "last_notification_error",
+                s(j.last_notification_error.clone()),
+            ),
+        ],
+    }
+}
+
+/// A file as a query object.
+pub fn file_object(v: &FileView) -> Obj {
+    let f = &v.file;
+    Obj {
+        class: "File".into(),
+        props: vec![
+            ("job_id", s(f.job_id.to_string())),
+            ("index", i(f.index)),
+            ("remote_url", s(f.remote_url.clone())),
+            ("local_path", s(f.local_path.clone())),
+            ("bytes_total", opt(f.bytes_total, i)),
+            ("bytes_transferred", i(v.bytes_transferred)),
+            ("completed", b(f.completed)),
+            (
+                "temporary_path",
+                s(f.temporary_path().to_string_lossy().into_owned()),
+            ),
+            ("expected_sha256", opt(f.expected_sha256.clone(), s)),
+            ("final_url", opt(f.final_url.clone(), s)),
+            ("validated", opt(f.validated, b)),
+        ],
+    }
+}
+
+/// A handler as a query object (`argv` joined by spaces).
+pub fn handler_object(h: &HandlerRecord) -> Obj {
+    Obj {
+        class: "Handler".into(),
+        props: vec![
+            ("class", s(h.class.to_string())),
+            ("argv", s(h.argv.join(" "))),
+            ("workdir", opt(h.workdir.clone(), s)),
+            ("registered_unix_ms", i(h.registered_ms)),
+        ],
+    }
+}
