@@ -288,19 +288,19 @@ fn spawn_call<S: ObjectSink>(
                             b.objects.into_iter().map(Object::from_wire).collect();
                         sink.indicate(id, &objects);
                     }
-                    Some(pb::query_message::Kind::Progress(p)) => {
-                        if flags.contains(CallFlags::SEND_STATUS) {
-                            sink.set_status(
-                                id,
-                                CallStatus::Progress {
-                                    done: p.done,
-                                    total: p.total,
-                                },
-                            );
-                        }
+                    Some(pb::query_message::Kind::Progress(p))
+                        if flags.contains(CallFlags::SEND_STATUS) =>
+                    {
+                        sink.set_status(
+                            id,
+                            CallStatus::Progress {
+                                done: p.done,
+                                total: p.total,
+                            },
+                        );
                     }
                     Some(pb::query_message::Kind::Status(s)) => break FinalStatus::from_wire(s),
-                    None => {}
+                    Some(pb::query_message::Kind::Progress(_)) | None => {}
                 },
                 Ok(None) => break FinalStatus::failed("the call ended without a final status"),
                 Err(e) => break FinalStatus::failed(e.message().to_string()),

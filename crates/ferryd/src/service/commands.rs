@@ -59,7 +59,7 @@ fn not_found(id: Uuid) -> ServiceError {
     ))
 }
 
-fn entry<'a>(inner: &'a Inner, owner: u32, id: Uuid) -> Result<&'a Entry, ServiceError> {
+fn entry(inner: &Inner, owner: u32, id: Uuid) -> Result<&Entry, ServiceError> {
     inner
         .jobs
         .get(&id)
@@ -240,7 +240,7 @@ impl Service {
             .filter(|e| e.job.owner_uid == owner && (all || !e.job.state.is_final()))
             .map(Entry::view)
             .collect();
-        v.sort_by(|a, b| (a.job.created_ms, a.job.id).cmp(&(b.job.created_ms, b.job.id)));
+        v.sort_by_key(|v| (v.job.created_ms, v.job.id));
         v
     }
 

@@ -18,7 +18,7 @@ use crate::store::Store;
 /// Progress changes are broadcast at most this often per job.
 const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(500);
 
-fn current<'a>(inner: &'a mut Inner, job: Uuid, run: RunId) -> Option<&'a mut Entry> {
+fn current(inner: &mut Inner, job: Uuid, run: RunId) -> Option<&mut Entry> {
     inner
         .jobs
         .get_mut(&job)

@@ -427,7 +427,7 @@ impl Service {
             .filter(|e| e.job.owner_uid == owner)
             .map(Entry::view)
             .collect();
-        v.sort_by(|a, b| (a.job.created_ms, a.job.id).cmp(&(b.job.created_ms, b.job.id)));
+        v.sort_by_key(|v| (v.job.created_ms, v.job.id));
         v
     }
 

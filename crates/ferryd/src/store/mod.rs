@@ -301,13 +301,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
 }
 
-type Pending = (WriteFn, Option<oneshot::Sender<Result<(), String>>>);
+type Ack = oneshot::Sender<Result<(), String>>;
+type Pending = (WriteFn, Option<Ack>);
 
 fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
-    let mut results: Vec<(
-        Option<oneshot::Sender<Result<(), String>>>,
-        Result<(), String>,
-    )> = Vec::with_capacity(batch.len());
+    let mut results: Vec<(Option<Ack>, Result<(), String>)> = Vec::with_capacity(batch.len());
     let outcome = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction()?;
         for (f, done) in batch {
