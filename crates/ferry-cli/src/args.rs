@@ -56,6 +56,9 @@ pub enum Command {
     Set(SetArgs),
     /// Wait until a job is transferred or fails (progress on a terminal)
     Wait(JobArg),
+    /// Register, remove or list notification handlers
+    #[command(subcommand)]
+    Handler(HandlerCommand),
     /// Run a WQL query: SELECT * | prop, ... FROM Job | File | Handler [WHERE ...]
     Query(QueryArgs),
     /// Print events of a WQL event query until interrupted
@@ -183,4 +186,26 @@ pub enum DaemonCommand {
     Stop,
     /// Show ferryd's status
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandlerCommand {
+    /// Register the command ferryd starts for a notification class: CLASS -- COMMAND ARGS…
+    Register {
+        /// The notification class (UUID)
+        class: String,
+        /// Working folder of the started handler
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// The command and its arguments (after `--`)
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        argv: Vec<String>,
+    },
+    /// Remove the handler of a class
+    Unregister {
+        /// The notification class (UUID)
+        class: String,
+    },
+    /// List your handlers
+    List,
 }

@@ -505,3 +505,74 @@ pub async fn watch(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
         }
     }
 }
+
+/// Resolves a program name to an absolute path (as given, against the current folder, or
+/// on PATH), so ferryd can start it later from anywhere.
+fn absolute_program(program: &str) -> Result<String> {
+    let p = Path::new(program);
+    if p.is_absolute() {
+        return Ok(program.to_string());
+    }
+    if program.contains('/') {
+        return Ok(absolute(p)?.to_string_lossy().into_owned());
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|c| c.is_file())
+        })
+        .map(|c| c.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("program '{program}' not found on PATH: give its absolute path"))
+}
+
+pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
+    let m = ctx.manager().await?;
+    let class =
+        |s: &str| Uuid::parse_str(s.trim()).map_err(|_| anyhow!("'{s}' is not a class (a UUID)"));
+    match c {
+        HandlerCommand::Register {
+            class: c,
+            workdir,
+            mut argv,
+        } => {
+            argv[0] = absolute_program(&argv[0])?;
+            let workdir = workdir
+                .map(|w| absolute(&w).map(|p| p.to_string_lossy().into_owned()))
+                .transpose()?;
+            let h = m.register_handler(class(&c)?, argv, workdir).await?;
+            if ctx.json {
+                output::json(&h);
+            } else {
+                println!(
+                    "handler for class {} registered: {}",
+                    h.class,
+                    h.argv.join(" ")
+                );
+            }
+        }
+        HandlerCommand::Unregister { class: c } => {
+            m.unregister_handler(class(&c)?).await?;
+            if !ctx.json {
+                println!("handler for class {c} removed");
+            }
+        }
+        HandlerCommand::List => {
+            let hs = m.handlers().await?;
+            if ctx.json {
+                output::json(&hs);
+            } else {
+                println!("{:<36}  {:<20}  COMMAND", "CLASS", "WORKDIR");
+                for h in hs {
+                    println!(
+                        "{:<36}  {:<20}  {}",
+                        h.class,
+                        h.workdir.as_deref().unwrap_or("-"),
+                        h.argv.join(" ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}

@@ -36,6 +36,7 @@ fn main() {
             Command::List(a) => commands::list(&ctx, a).await,
             Command::Set(a) => commands::set(&ctx, a).await,
             Command::Wait(a) => commands::wait(&ctx, a).await,
+            Command::Handler(c) => commands::handler(&ctx, c).await,
             Command::Query(a) => commands::query(&ctx, a).await,
             Command::Watch(a) => commands::watch(&ctx, a).await,
             Command::Daemon(c) => commands::daemon(&ctx, c).await,

@@ -4,7 +4,12 @@ use ferry_proto::v1 as pb;
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
-use crate::types::{CompleteOutcome, FileInfo, FileSpec, JobInfo, JobProperties, JobState};
+use std::sync::Arc;
+
+use crate::callback::{Callback, File};
+use crate::types::{
+    CompleteOutcome, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
+};
 use crate::{Error, Manager, Result};
 
 /// A handle on a job. Cheap to clone; every method asks the daemon.
@@ -147,6 +152,76 @@ impl Job {
         };
         let j = self.manager.rpc.clone().set_properties(req).await?;
         JobInfo::from_wire(j.into_inner())
+    }
+
+    /// Sets (`Some`) or clears (`None`) the job's callback object; the last call wins. The
+    /// object lives in this process: the registration ends when the process disconnects.
+    /// If the job has an undelivered `job_transferred` or `job_error`, it is delivered at once.
+    pub async fn set_notify_interface(&self, object: Option<Arc<dyn Callback>>) -> Result<JobInfo> {
+        let object = match object {
+            Some(obj) => {
+                let ch = self.manager.callback_channel().await?;
+                Some(pb::ObjectRef {
+                    channel_id: ch.id,
+                    object_id: ch.export(obj),
+                })
+            }
+            None => None,
+        };
+        let j = self
+            .manager
+            .rpc
+            .clone()
+            .set_notify_interface(pb::SetNotifyInterfaceRequest {
+                job_id: self.id.to_string(),
+                object,
+            })
+            .await?;
+        JobInfo::from_wire(j.into_inner())
+    }
+
+    /// Selects which notifications the job sends.
+    pub async fn set_notify_flags(&self, flags: NotifyFlags) -> Result<JobInfo> {
+        self.set(JobProperties {
+            notify_flags: Some(flags),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sets the job's notification class; `Uuid::nil()` clears it.
+    pub async fn set_notification_class(&self, class: Uuid) -> Result<JobInfo> {
+        self.set(JobProperties {
+            notification_class: Some(class),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sets the command run when the job is transferred or fails (argv, absolute program
+    /// path, no shell); an empty `argv` clears it.
+    pub async fn set_notify_command(&self, argv: Vec<String>) -> Result<JobInfo> {
+        self.set(JobProperties {
+            notify_command: Some(argv),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A handle on file `index` (fetched now).
+    pub async fn file(&self, index: u32) -> Result<File> {
+        let info = self
+            .files()
+            .await?
+            .into_iter()
+            .find(|f| f.index == index)
+            .ok_or_else(|| {
+                Error::Status(tonic::Status::not_found(format!(
+                    "job {} has no file {index}",
+                    self.id
+                )))
+            })?;
+        Ok(File::new(self.clone(), info))
     }
 
     /// Sets the display name.

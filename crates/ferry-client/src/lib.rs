@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod callback;
 mod connect;
 mod error;
 mod job;
@@ -22,6 +23,7 @@ mod manager;
 mod query;
 mod types;
 
+pub use callback::{activation_class, Callback, CallbackResult, File, HandlerInfo};
 pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, ConnectOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use job::Job;

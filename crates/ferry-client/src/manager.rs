@@ -1,22 +1,34 @@
 //! [`Manager`]: the connection to ferryd, and the calls that are not about one job.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ferry_proto::v1 as pb;
 use ferry_proto::v1::ferry_client::FerryClient;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::callback::{Callback, CallbackChannel, HandlerInfo};
 use crate::connect::{self, ConnectOptions};
 use crate::types::{DaemonStatus, JobInfo, JobType, Priority};
 use crate::{Error, Job, Result};
 
 /// A connection to ferryd (BITS's `IBackgroundCopyManager`). Cheap to clone; clones share
 /// the connection.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Manager {
     pub(crate) rpc: FerryClient<Channel>,
     socket: PathBuf,
+    /// The callback channel, opened on first use and shared by clones.
+    callbacks: Arc<tokio::sync::Mutex<Option<Arc<CallbackChannel>>>>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("socket", &self.socket)
+            .finish()
+    }
 }
 
 /// What [`Manager::create_job_with`] creates.
@@ -65,7 +77,100 @@ impl Manager {
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
             socket: options.socket,
+            callbacks: Arc::default(),
         })
+    }
+
+    /// A manager on the same connection with no callback channel of its own.
+    pub(crate) fn without_callbacks(&self) -> Manager {
+        Manager {
+            rpc: self.rpc.clone(),
+            socket: self.socket.clone(),
+            callbacks: Arc::default(),
+        }
+    }
+
+    /// This process's callback channel, opened on first use.
+    pub(crate) async fn callback_channel(&self) -> Result<Arc<CallbackChannel>> {
+        let mut slot = self.callbacks.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = CallbackChannel::open(self).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Registers `object` as the class object of notification `class` in this process
+    /// (COM's `CoRegisterClassObject`): jobs with that class and no live callback object
+    /// notify it. A handler started by activation calls this with
+    /// [`crate::activation_class`]. The registration ends when this process disconnects.
+    pub async fn register_class_object(
+        &self,
+        class: Uuid,
+        object: Arc<dyn Callback>,
+    ) -> Result<()> {
+        let ch = self.callback_channel().await?;
+        let object_id = ch.export(object);
+        self.rpc
+            .clone()
+            .register_class_object(pb::RegisterClassObjectRequest {
+                class: class.to_string(),
+                object: Some(pb::ObjectRef {
+                    channel_id: ch.id,
+                    object_id,
+                }),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Registers the command ferryd starts when a job of `class` has a notification and no
+    /// live callback object (the program must be an absolute path).
+    pub async fn register_handler(
+        &self,
+        class: Uuid,
+        argv: Vec<String>,
+        workdir: Option<String>,
+    ) -> Result<HandlerInfo> {
+        let h = self
+            .rpc
+            .clone()
+            .register_handler(pb::RegisterHandlerRequest {
+                handler: Some(pb::Handler {
+                    class: class.to_string(),
+                    argv,
+                    workdir: workdir.unwrap_or_default(),
+                    registered_unix_ms: 0,
+                }),
+            })
+            .await?
+            .into_inner();
+        HandlerInfo::from_wire(h)
+    }
+
+    /// Removes the handler of `class`.
+    pub async fn unregister_handler(&self, class: Uuid) -> Result<()> {
+        self.rpc
+            .clone()
+            .unregister_handler(pb::HandlerRef {
+                class: class.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Your registered handlers.
+    pub async fn handlers(&self) -> Result<Vec<HandlerInfo>> {
+        self.rpc
+            .clone()
+            .list_handlers(pb::ListHandlersRequest {})
+            .await?
+            .into_inner()
+            .handlers
+            .into_iter()
+            .map(HandlerInfo::from_wire)
+            .collect()
     }
 
     /// The socket this manager is connected to.

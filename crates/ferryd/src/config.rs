@@ -19,6 +19,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long a started handler has to register its class object.
     pub activation_timeout: Duration,
+    /// How long a callback may take before it counts as failed.
+    pub callback_timeout: Duration,
+    /// The socket handlers are told to connect to (`FERRY_SOCKET` in their environment).
+    pub socket_path: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -31,6 +35,8 @@ impl Default for Config {
             max_files_per_job: 100_000,
             drain_timeout: Duration::from_secs(10),
             activation_timeout: Duration::from_secs(30),
+            callback_timeout: Duration::from_secs(120),
+            socket_path: std::path::PathBuf::new(),
         }
     }
 }

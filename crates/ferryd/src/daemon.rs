@@ -145,7 +145,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let listener = UnixListener::from_std(std_listener)?;
 
     let store = Store::open(&opts.state_dir)?;
-    let svc = Service::open(opts.config.clone(), store, crate::paths::current_uid())?;
+    let mut config = opts.config.clone();
+    config.socket_path = opts.socket.clone();
+    let svc = Service::open(config, store, crate::paths::current_uid())?;
     tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "ferryd ready");
 
     let scheduler = tokio::spawn(crate::engine::scheduler::run(svc.clone()));

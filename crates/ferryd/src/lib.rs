@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod model;
+pub mod notify;
 pub mod paths;
 pub mod query;
 pub mod rpc;

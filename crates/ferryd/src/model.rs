@@ -300,3 +300,25 @@ pub struct HandlerRecord {
     pub workdir: Option<String>,
     pub registered_ms: i64,
 }
+
+string_enum!(
+    /// What a durable notification calls.
+    NotifyMethod {
+        JobTransferred => "job_transferred",
+        JobError => "job_error",
+        FileTransferred => "file_transferred",
+    }
+);
+
+/// A notification waiting in the outbox until it is delivered (or no longer due).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRecord {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub method: NotifyMethod,
+    pub file_index: Option<u32>,
+    pub created_ms: i64,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: String,
+}

@@ -251,47 +251,136 @@ impl pb::ferry_server::Ferry for FerryApi {
 
     async fn connect(
         &self,
-        _req: Request<Streaming<pb::ClientMessage>>,
+        req: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        Err(Status::unimplemented(
-            "callbacks are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let ch = self.svc.notifier.open_channel(uid, tx.clone());
+        let welcome = pb::ServerMessage {
+            kind: Some(pb::server_message::Kind::Welcome(pb::Welcome {
+                channel_id: ch.id,
+            })),
+        };
+        tx.send(Ok(welcome))
+            .await
+            .map_err(|_| Status::unavailable("the client went away"))?;
+        drop(tx);
+        let svc = self.svc.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = svc.shutdown.cancelled() => break,
+                };
+                match msg {
+                    Ok(Some(pb::ClientMessage {
+                        kind: Some(pb::client_message::Kind::Reply(r)),
+                    })) => ch.reply(r),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            crate::notify::Notifier::close_channel(&svc, ch.id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn set_notify_interface(
         &self,
-        _req: Request<pb::SetNotifyInterfaceRequest>,
+        req: Request<pb::SetNotifyInterfaceRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        Err(Status::unimplemented(
-            "callbacks are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        self.svc.check_owner(uid, id)?;
+        let obj = match r.object {
+            Some(o) => {
+                self.svc
+                    .notifier
+                    .channel(o.channel_id, uid)
+                    .ok_or_else(|| {
+                        Status::failed_precondition(format!(
+                            "callback channel {} is not connected: open it with Connect first",
+                            o.channel_id
+                        ))
+                    })?;
+                Some(crate::notify::ObjRef {
+                    channel: o.channel_id,
+                    object: o.object_id,
+                })
+            }
+            None => None,
+        };
+        crate::notify::Notifier::set_interface(&self.svc, id, obj);
+        Ok(Response::new(convert::job(&self.svc.get_job(uid, id)?)))
     }
 
     async fn register_class_object(
         &self,
-        _req: Request<pb::RegisterClassObjectRequest>,
+        req: Request<pb::RegisterClassObjectRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        Err(Status::unimplemented(
-            "callbacks are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let class = Uuid::parse_str(r.class.trim())
+            .ok()
+            .filter(|c| !c.is_nil())
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "'{}' is not a notification class (a UUID)",
+                    r.class
+                ))
+            })?;
+        let o = r
+            .object
+            .ok_or_else(|| Status::invalid_argument("no object given"))?;
+        self.svc
+            .notifier
+            .channel(o.channel_id, uid)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "callback channel {} is not connected",
+                    o.channel_id
+                ))
+            })?;
+        crate::notify::Notifier::register_class_object(
+            &self.svc,
+            uid,
+            class,
+            crate::notify::ObjRef {
+                channel: o.channel_id,
+                object: o.object_id,
+            },
+        );
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn register_handler(
         &self,
-        _req: Request<pb::RegisterHandlerRequest>,
+        req: Request<pb::RegisterHandlerRequest>,
     ) -> Result<Response<pb::Handler>, Status> {
-        Err(Status::unimplemented(
-            "handlers are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let h = req
+            .into_inner()
+            .handler
+            .ok_or_else(|| Status::invalid_argument("no handler given"))?;
+        let workdir = Some(h.workdir).filter(|w| !w.is_empty());
+        let rec = self
+            .svc
+            .register_handler(uid, &h.class, h.argv, workdir)
+            .await?;
+        Ok(Response::new(convert::handler(&rec)))
     }
 
     async fn unregister_handler(
         &self,
-        _req: Request<pb::HandlerRef>,
+        req: Request<pb::HandlerRef>,
     ) -> Result<Response<pb::Empty>, Status> {
-        Err(Status::unimplemented(
-            "handlers are not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        self.svc
+            .unregister_handler(uid, &req.get_ref().class)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn list_handlers(
@@ -299,11 +388,10 @@ impl pb::ferry_server::Ferry for FerryApi {
         req: Request<pb::ListHandlersRequest>,
     ) -> Result<Response<pb::ListHandlersResponse>, Status> {
         let uid = caller(&req)?;
-        let inner = self.svc.lock();
-        let handlers = inner
-            .handlers
-            .values()
-            .filter(|h| h.owner_uid == uid)
+        let handlers = self
+            .svc
+            .handlers(uid)
+            .iter()
             .map(convert::handler)
             .collect();
         Ok(Response::new(pb::ListHandlersResponse { handlers }))
@@ -311,11 +399,16 @@ impl pb::ferry_server::Ferry for FerryApi {
 
     async fn set_validation_state(
         &self,
-        _req: Request<pb::SetValidationStateRequest>,
+        req: Request<pb::SetValidationStateRequest>,
     ) -> Result<Response<pb::File>, Status> {
-        Err(Status::unimplemented(
-            "validation is not available in this ferryd yet",
-        ))
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let f = self
+            .svc
+            .set_validation_state(uid, id, r.file_index, r.valid)
+            .await?;
+        Ok(Response::new(convert::file(&f)))
     }
 
     type ExecQueryStream = BoxStream<pb::QueryMessage>;

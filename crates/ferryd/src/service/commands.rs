@@ -403,6 +403,11 @@ impl Service {
             }
         }
         let requeue = changes.priority.is_some();
+        let changed_command = changes
+            .notify_command
+            .as_ref()
+            .is_some_and(|c| !c.is_empty());
+        let changed_class = matches!(changes.notification_class, Some(Some(_)));
         let view = self
             .mutate(owner, id, |inner, id| {
                 let state = inner.jobs[&id].job.state;
@@ -445,6 +450,17 @@ impl Service {
             })
             .await?;
         self.wake.notify_one();
+        // A notify command (or class) set after the job transferred or failed still runs.
+        if matches!(view.job.state, JobState::Transferred | JobState::Error)
+            && self.notifier.pending(id) == 0
+            && (changed_command || changed_class)
+        {
+            let outbox = self.due_notifications(&view.job, Some(view.job.state), &[]);
+            let rx = self.persist_with_outbox(&view.job, Vec::new(), &outbox);
+            Store::committed(rx).await.map_err(ServiceError::Internal)?;
+            crate::notify::Notifier::enqueue(self, id, outbox);
+        }
+        crate::notify::Notifier::kick(self, id);
         Ok(view)
     }
 }

@@ -13,6 +13,7 @@ use super::{ChangeKind, Entry, Inner, RunId, Service};
 use crate::engine::error::TransferError;
 use crate::engine::partfile::Progress;
 use crate::model::{now_ms, FileRecord, JobRecord, JobState};
+use crate::notify::Notifier;
 use crate::store::Store;
 
 /// Progress changes are broadcast at most this often per job.
@@ -178,18 +179,21 @@ impl Service {
 
     /// Files synced by a run that stopped early: recorded as completed.
     pub(crate) async fn files_completed(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>) {
-        let rx = {
+        let (rx, outbox) = {
             let mut inner = self.lock();
             let Some(e) = current(&mut inner, job, run) else {
                 return;
             };
             let changed = Self::mark_completed(e, &done);
             let record = e.job.clone();
-            self.store.put_job_and_files(&record, changed)
+            let indices: Vec<u32> = done.iter().map(|(i, _)| *i).collect();
+            let outbox = self.due_notifications(&record, None, &indices);
+            (self.persist_with_outbox(&record, changed, &outbox), outbox)
         };
         if let Err(e) = Store::committed(rx).await {
             tracing::error!(%job, "recording completed files failed: {e}");
         }
+        Notifier::enqueue(&self.arc(), job, outbox);
     }
 
     /// Every file is synced: the job becomes `transferred`.
@@ -208,16 +212,24 @@ impl Service {
                 inner.set_state(job, JobState::Transferred);
             }
             let after = inner.jobs[&job].view();
-            let rx = self.store.put_job_and_files(&after.job, changed);
+            let indices: Vec<u32> = done.iter().map(|(i, _)| *i).collect();
+            let outbox = self.due_notifications(
+                &after.job,
+                active.then_some(JobState::Transferred),
+                &indices,
+            );
+            let rx = self.persist_with_outbox(&after.job, changed, &outbox);
             if active {
                 tracing::info!(%job, "job transferred");
             }
             self.emit(ChangeKind::Modified, after, Some(before));
-            rx
+            (rx, outbox)
         };
+        let (rx, outbox) = rx;
         if let Err(e) = Store::committed(rx).await {
             tracing::error!(%job, "recording the transferred job failed: {e}");
         }
+        Notifier::enqueue(&self.arc(), job, outbox);
     }
 
     /// A transfer failed: `transient_error` with a retry time, or `error`.
@@ -261,9 +273,12 @@ impl Service {
         e.job.error = Some(record);
         inner.set_state(job, state);
         let after = inner.jobs[&job].view();
-        self.store.put_job(&after.job);
+        let outbox = self.due_notifications(&after.job, Some(state), &[]);
+        // The error record, the state and the due notification land in one transaction.
+        drop(self.persist_with_outbox(&after.job, Vec::new(), &outbox));
         self.emit(ChangeKind::Modified, after, Some(before));
         drop(inner);
+        Notifier::enqueue(&self.arc(), job, outbox);
         self.wake.notify_one();
     }
 

@@ -7,6 +7,7 @@
 
 mod commands;
 mod hooks;
+mod notifications;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -182,6 +183,9 @@ pub struct Service {
     pub uid: u32,
     pub started_ms: i64,
     http: reqwest::Client,
+    /// Callback channels, class objects, the outbox and its delivery tasks.
+    pub notifier: crate::notify::Notifier,
+    this: std::sync::Weak<Service>,
 }
 
 impl Service {
@@ -233,7 +237,8 @@ impl Service {
             "job store loaded"
         );
         let (events, _) = broadcast::channel(4096);
-        Ok(Arc::new(Service {
+        let notifier = crate::notify::Notifier::new(snapshot.outbox);
+        let svc = Arc::new_cyclic(|this| Service {
             config,
             store,
             inner: Mutex::new(inner),
@@ -243,7 +248,18 @@ impl Service {
             uid,
             started_ms: now_ms(),
             http: crate::engine::http::client(),
-        }))
+            notifier,
+            this: this.clone(),
+        });
+        crate::notify::Notifier::start(&svc);
+        Ok(svc)
+    }
+
+    /// This service as an `Arc` (for spawning tasks from `&self` methods).
+    pub(crate) fn arc(&self) -> Arc<Service> {
+        self.this
+            .upgrade()
+            .expect("the service is alive while its methods run")
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -261,6 +277,14 @@ impl Service {
     }
 
     pub(crate) fn emit(&self, kind: ChangeKind, current: JobView, previous: Option<JobView>) {
+        if kind == ChangeKind::Modified
+            && current
+                .job
+                .notify_flags
+                .contains(crate::model::NotifyFlags::JOB_MODIFICATION)
+        {
+            crate::notify::Notifier::modified(&self.arc(), current.job.id);
+        }
         let _ = self.events.send(JobEvent {
             kind,
             current: Arc::new(current),

@@ -16,9 +16,12 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::model::{FileRecord, HandlerRecord, JobRecord};
+use crate::model::{FileRecord, HandlerRecord, JobRecord, OutboxRecord};
 
-pub use rows::{upsert_file as put_file_tx, upsert_job as put_job_tx, FILE_COLUMNS, JOB_COLUMNS};
+pub use rows::{
+    upsert_file as put_file_tx, upsert_job as put_job_tx, upsert_outbox as put_outbox_tx,
+    FILE_COLUMNS, JOB_COLUMNS,
+};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,7 @@ pub struct Snapshot {
     pub jobs: Vec<JobRecord>,
     pub files: Vec<FileRecord>,
     pub handlers: Vec<HandlerRecord>,
+    pub outbox: Vec<OutboxRecord>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -191,6 +195,21 @@ impl Store {
         self.queue(move |tx| rows::upsert_handler(tx, &h))
     }
 
+    /// Writes (inserts or updates) an outbox entry, not waiting for the commit.
+    pub fn put_outbox_detached(&self, o: &OutboxRecord) {
+        let o = o.clone();
+        self.queue_detached(move |tx| rows::upsert_outbox(tx, &o));
+    }
+
+    /// Deletes an outbox entry (delivered or no longer due).
+    pub fn delete_outbox_detached(&self, id: i64) {
+        self.queue_detached(move |tx| {
+            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute([id])?;
+            Ok(())
+        });
+    }
+
     /// Removes a handler registration.
     pub fn delete_handler(
         &self,
@@ -232,10 +251,18 @@ impl Store {
                 .prepare("SELECT class, owner_uid, argv, workdir, registered_ms FROM handlers")?
                 .query_map([], rows::handler_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
+            let outbox = c
+                .prepare(
+                    "SELECT id, job_id, method, file_index, created_ms, attempts, \
+                     next_attempt_ms, last_error FROM outbox ORDER BY id",
+                )?
+                .query_map([], rows::outbox_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Snapshot {
                 jobs,
                 files,
                 handlers,
+                outbox,
             })
         })
     }

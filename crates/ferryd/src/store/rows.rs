@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
 use crate::model::{
-    ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, NotifyFlags,
+    ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, NotifyFlags, OutboxRecord,
 };
 
 fn parse<T: std::str::FromStr<Err = String>>(idx: usize, s: String) -> rusqlite::Result<T> {
@@ -165,6 +165,37 @@ pub fn upsert_handler(tx: &Connection, h: &HandlerRecord) -> rusqlite::Result<()
         serde_json::to_string(&h.argv).unwrap_or_else(|_| "[]".into()),
         h.workdir,
         h.registered_ms,
+    ])?;
+    Ok(())
+}
+
+pub fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
+    Ok(OutboxRecord {
+        id: r.get(0)?,
+        job_id: uuid(1, r.get(1)?)?,
+        method: parse(2, r.get(2)?)?,
+        file_index: r.get(3)?,
+        created_ms: r.get(4)?,
+        attempts: r.get(5)?,
+        next_attempt_ms: r.get(6)?,
+        last_error: r.get(7)?,
+    })
+}
+
+pub fn upsert_outbox(tx: &Connection, o: &OutboxRecord) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO outbox (id, job_id, method, file_index, created_ms, attempts, \
+         next_attempt_ms, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        o.id,
+        o.job_id.to_string(),
+        o.method.as_str(),
+        o.file_index,
+        o.created_ms,
+        o.attempts,
+        o.next_attempt_ms,
+        o.last_error,
     ])?;
     Ok(())
 }

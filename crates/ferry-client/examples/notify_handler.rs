@@ -1,0 +1,69 @@
+//! A notification handler, started by ferryd through activation. It takes no arguments:
+//! it reads its class from `FERRY_ACTIVATION_CLASS`, registers its class object, completes
+//! every job it is told has transferred (writing `ferry-handled-JOBID` in its working
+//! folder), and exits once idle.
+//!
+//! ```sh
+//! cargo build -p ferry-client --example notify_handler
+//! ferry handler register CLASS --workdir /tmp -- $PWD/target/debug/examples/notify_handler
+//! ferry set JOB --notify-class CLASS
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_client::{
+    activation_class, Callback, CallbackResult, ConnectOptions, Job, JobInfo, Manager,
+};
+use tokio::sync::mpsc;
+
+struct CompleteJobs {
+    activity: mpsc::UnboundedSender<()>,
+}
+
+#[async_trait::async_trait]
+impl Callback for CompleteJobs {
+    async fn job_transferred(&self, job: Job, info: JobInfo) -> CallbackResult {
+        let _ = self.activity.send(());
+        let out = job.complete().await?;
+        std::fs::write(
+            format!("ferry-handled-{}", info.id),
+            format!("{} file(s) committed\n", out.files_committed),
+        )?;
+        eprintln!("notify_handler: completed job {}", info.id);
+        Ok(())
+    }
+
+    async fn job_error(&self, _job: Job, info: JobInfo) -> CallbackResult {
+        let _ = self.activity.send(());
+        eprintln!(
+            "notify_handler: job {} failed: {}",
+            info.id,
+            info.error.map(|e| e.message).unwrap_or_default()
+        );
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let Some(class) = activation_class() else {
+        eprintln!("notify_handler: FERRY_ACTIVATION_CLASS is not set; ferryd starts this program");
+        std::process::exit(2);
+    };
+    let idle = Duration::from_secs(
+        std::env::var("FERRY_HANDLER_IDLE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    );
+    let manager = Manager::connect_with(ConnectOptions::default()).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    manager
+        .register_class_object(class, Arc::new(CompleteJobs { activity: tx }))
+        .await?;
+    eprintln!("notify_handler: registered class {class}");
+    // Exit after `idle` without a call.
+    while let Ok(Some(())) = tokio::time::timeout(idle, rx.recv()).await {}
+    Ok(())
+}

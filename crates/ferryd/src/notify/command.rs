@@ -1,0 +1,38 @@
+//! Command-line notifications: the job's notify command, run without a shell.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::model::JobState;
+
+/// Longest a notify command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `argv` with `FERRY_JOB_ID` and `FERRY_JOB_STATE`; Ok when it exits 0.
+pub async fn run(argv: &[String], job: Uuid, state: JobState) -> Result<(), String> {
+    let Some(program) = argv.first() else {
+        return Err("no notify command".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&argv[1..])
+        .env("FERRY_JOB_ID", job.to_string())
+        .env("FERRY_JOB_STATE", state.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run the notify command {program}: {e}"))?;
+    match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("the notify command {program} exited with {status}")),
+        Ok(Err(e)) => Err(format!("waiting for the notify command {program}: {e}")),
+        Err(_) => Err(format!(
+            "the notify command {program} ran longer than {} s and was killed",
+            COMMAND_TIMEOUT.as_secs()
+        )),
+    }
+}

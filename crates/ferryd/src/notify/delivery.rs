@@ -1,0 +1,260 @@
+//! The delivery task of one job: takes its notifications in order and delivers each to
+//! the job's callback object, else its class object (activating the class's handler when
+//! none is live), else its notify command; failures are retried after the job's minimum
+//! retry delay.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_proto::v1 as pb;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{activation, command, Item, Notifier};
+use crate::model::{now_ms, JobState, NotifyFlags, NotifyMethod, OutboxRecord};
+use crate::rpc::convert;
+use crate::service::{FileView, JobView, Service};
+
+/// `job_modification` calls for one job are at least this far apart.
+const MODIFICATION_INTERVAL: Duration = Duration::from_millis(500);
+
+enum Attempt {
+    Delivered,
+    /// Nobody can take it now; wait for a receiver to appear.
+    Parked,
+    Failed {
+        error: String,
+        command_only: bool,
+    },
+}
+
+fn still_due(view: &JobView, r: &OutboxRecord) -> bool {
+    let flags = view.job.notify_flags;
+    if flags.contains(NotifyFlags::DISABLE) {
+        return false;
+    }
+    match r.method {
+        NotifyMethod::JobTransferred => view.job.state == JobState::Transferred,
+        NotifyMethod::JobError => view.job.state == JobState::Error,
+        NotifyMethod::FileTransferred => !view.job.state.is_final(),
+    }
+}
+
+fn method_of(m: NotifyMethod) -> pb::CallbackMethod {
+    match m {
+        NotifyMethod::JobTransferred => pb::CallbackMethod::JobTransferred,
+        NotifyMethod::JobError => pb::CallbackMethod::JobError,
+        NotifyMethod::FileTransferred => pb::CallbackMethod::FileTransferred,
+    }
+}
+
+pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
+    let mut last_modification: Option<Instant> = None;
+    loop {
+        let Some(item) = svc.notifier.next_item(job) else {
+            return;
+        };
+        let Some((view, files)) = svc.job_any(job) else {
+            // The job was purged: nothing is due any more.
+            if let Item::Entry { record, .. } = &item {
+                svc.notifier.remove_entry(job, record.id);
+                svc.store.delete_outbox_detached(record.id);
+            }
+            continue;
+        };
+        match item {
+            Item::Modification => {
+                if let Some(t) = last_modification {
+                    let wait = MODIFICATION_INTERVAL.saturating_sub(t.elapsed());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                last_modification = Some(Instant::now());
+                let Some((view, _)) = svc.job_any(job) else {
+                    continue;
+                };
+                if view.job.notify_flags.contains(NotifyFlags::DISABLE)
+                    || !view
+                        .job
+                        .notify_flags
+                        .contains(NotifyFlags::JOB_MODIFICATION)
+                {
+                    continue;
+                }
+                let target = svc
+                    .notifier
+                    .interface_of(job, view.job.owner_uid)
+                    .or_else(|| {
+                        view.job
+                            .notification_class
+                            .and_then(|c| svc.notifier.class_object(view.job.owner_uid, c))
+                    });
+                if let Some((ch, obj)) = target {
+                    let r = ch
+                        .invoke(
+                            obj,
+                            pb::CallbackMethod::JobModification,
+                            convert::job(&view),
+                            None,
+                            svc.config.callback_timeout,
+                        )
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(%job, "job_modification not delivered: {e}");
+                    }
+                }
+            }
+            Item::Entry {
+                mut record,
+                command_only,
+            } => {
+                if !still_due(&view, &record) {
+                    svc.notifier.remove_entry(job, record.id);
+                    svc.store.delete_outbox_detached(record.id);
+                    continue;
+                }
+                let now = now_ms();
+                if record.next_attempt_ms > now {
+                    let wait = Duration::from_millis((record.next_attempt_ms - now) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = kick.notified() => {}
+                    }
+                    continue;
+                }
+                let file = record
+                    .file_index
+                    .and_then(|i| files.iter().find(|f| f.file.index == i));
+                match attempt(&svc, &view, file, &record, command_only).await {
+                    Attempt::Delivered => {
+                        svc.notifier.remove_entry(job, record.id);
+                        svc.store.delete_outbox_detached(record.id);
+                        svc.set_notification_error(job, String::new());
+                    }
+                    Attempt::Parked => {
+                        kick.notified().await;
+                    }
+                    Attempt::Failed {
+                        error,
+                        command_only,
+                    } => {
+                        tracing::info!(%job, method = %record.method, "notification not delivered: {error}");
+                        record.attempts += 1;
+                        record.last_error = error.clone();
+                        record.next_attempt_ms =
+                            now_ms() + (view.job.min_retry_delay_secs.max(1) as i64) * 1000;
+                        svc.notifier.update_entry(&record, command_only);
+                        svc.store.put_outbox_detached(&record);
+                        svc.set_notification_error(job, error);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run_command(view: &JobView) -> Attempt {
+    match command::run(&view.job.notify_command, view.job.id, view.job.state).await {
+        Ok(()) => Attempt::Delivered,
+        Err(error) => Attempt::Failed {
+            error,
+            command_only: true,
+        },
+    }
+}
+
+async fn attempt(
+    svc: &Arc<Service>,
+    view: &JobView,
+    file: Option<&FileView>,
+    record: &OutboxRecord,
+    command_only: bool,
+) -> Attempt {
+    let has_command =
+        !view.job.notify_command.is_empty() && record.method != NotifyMethod::FileTransferred;
+    if command_only && has_command {
+        return run_command(view).await;
+    }
+    let uid = view.job.owner_uid;
+    let selected = match record.method {
+        NotifyMethod::JobTransferred => NotifyFlags::JOB_TRANSFERRED,
+        NotifyMethod::JobError => NotifyFlags::JOB_ERROR,
+        NotifyMethod::FileTransferred => NotifyFlags::FILE_TRANSFERRED,
+    };
+    let wants_callback = view.job.notify_flags.contains(selected);
+    let n = &svc.notifier;
+    let mut target = if wants_callback {
+        n.interface_of(view.job.id, uid).or_else(|| {
+            view.job
+                .notification_class
+                .and_then(|c| n.class_object(uid, c))
+        })
+    } else {
+        None
+    };
+    if target.is_none() && wants_callback {
+        if let Some(class) = view.job.notification_class {
+            match svc.handler(class, uid) {
+                Some(h) => match activation::activate(svc, &h).await {
+                    Ok(obj) => target = Some(obj),
+                    Err(e) if has_command => {
+                        tracing::info!(job = %view.job.id, "activation failed ({e}); running the notify command");
+                        return run_command(view).await;
+                    }
+                    Err(error) => {
+                        return Attempt::Failed {
+                            error,
+                            command_only: false,
+                        }
+                    }
+                },
+                None if has_command => return run_command(view).await,
+                None => {
+                    return Attempt::Failed {
+                        error: format!(
+                            "no handler is registered for notification class {class} \
+                             (`ferry handler register {class} -- COMMAND`)"
+                        ),
+                        command_only: false,
+                    }
+                }
+            }
+        }
+    }
+    match target {
+        Some((ch, obj)) => {
+            let r = ch
+                .invoke(
+                    obj,
+                    method_of(record.method),
+                    convert::job(view),
+                    file.map(convert::file),
+                    svc.config.callback_timeout,
+                )
+                .await;
+            match r {
+                Ok(()) => Attempt::Delivered,
+                // BITS's rule: a failed callback falls back to the command, once, and the
+                // method is not called again for this event.
+                Err(e) if has_command => {
+                    tracing::info!(job = %view.job.id, "callback failed ({e}); running the notify command");
+                    run_command(view).await
+                }
+                Err(error) => Attempt::Failed {
+                    error,
+                    command_only: false,
+                },
+            }
+        }
+        None if has_command => run_command(view).await,
+        None => Attempt::Parked,
+    }
+}
+
+impl Notifier {
+    /// Used by the rpc layer after SetNotifyInterface etc.
+    pub fn kick_job(svc: &Arc<Service>, job: Uuid) {
+        Notifier::kick(svc, job);
+    }
+}

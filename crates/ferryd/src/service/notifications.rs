@@ -1,0 +1,263 @@
+//! The service side of notifications: which notifications become due, handler
+//! registrations, validation, and what the delivery tasks read.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{ChangeKind, FileView, Inner, JobView, Service, ServiceError};
+use crate::model::{
+    now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
+    NotifyFlags, NotifyMethod, OutboxRecord,
+};
+use crate::notify::Notifier;
+use crate::store::Store;
+
+impl Service {
+    /// The outbox entries due because `job` entered `state` (`transferred` or `error`)
+    /// and because `files` were transferred.
+    pub(crate) fn due_notifications(
+        &self,
+        job: &JobRecord,
+        state: Option<JobState>,
+        files: &[u32],
+    ) -> Vec<OutboxRecord> {
+        let flags = job.notify_flags;
+        if flags.contains(NotifyFlags::DISABLE) {
+            return Vec::new();
+        }
+        let has_command = !job.notify_command.is_empty();
+        let now = now_ms();
+        let mut out = Vec::new();
+        let mut push = |method, file_index| {
+            out.push(OutboxRecord {
+                id: self.notifier.next_outbox_id(),
+                job_id: job.id,
+                method,
+                file_index,
+                created_ms: now,
+                attempts: 0,
+                next_attempt_ms: now,
+                last_error: String::new(),
+            })
+        };
+        if flags.contains(NotifyFlags::FILE_TRANSFERRED) {
+            for &i in files {
+                push(NotifyMethod::FileTransferred, Some(i));
+            }
+        }
+        match state {
+            Some(JobState::Transferred)
+                if flags.contains(NotifyFlags::JOB_TRANSFERRED) || has_command =>
+            {
+                push(NotifyMethod::JobTransferred, None)
+            }
+            Some(JobState::Error) if flags.contains(NotifyFlags::JOB_ERROR) || has_command => {
+                push(NotifyMethod::JobError, None)
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Writes a job, some of its files and new outbox entries in one transaction.
+    pub(crate) fn persist_with_outbox(
+        &self,
+        job: &JobRecord,
+        files: Vec<FileRecord>,
+        outbox: &[OutboxRecord],
+    ) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+        let job = job.clone();
+        let outbox = outbox.to_vec();
+        self.store.queue(move |tx| {
+            crate::store::put_job_tx(tx, &job)?;
+            for f in &files {
+                crate::store::put_file_tx(tx, f)?;
+            }
+            for o in &outbox {
+                crate::store::put_outbox_tx(tx, o)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A job and its files, whoever owns it.
+    pub fn job_any(&self, id: Uuid) -> Option<(JobView, Vec<FileView>)> {
+        let inner = self.lock();
+        inner.jobs.get(&id).map(|e| (e.view(), e.file_views()))
+    }
+
+    /// Records (or clears, with "") the last notification failure of a job.
+    pub fn set_notification_error(&self, id: Uuid, message: String) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.jobs.get_mut(&id) {
+            if e.job.last_notification_error != message {
+                e.job.last_notification_error = message;
+                self.store.put_job(&e.job);
+            }
+        }
+    }
+
+    /// The handler registered for `class` by `uid`.
+    pub fn handler(&self, class: Uuid, uid: u32) -> Option<HandlerRecord> {
+        self.lock().handlers.get(&(class, uid)).cloned()
+    }
+
+    /// Registers (or replaces) the handler of a class.
+    pub async fn register_handler(
+        self: &Arc<Self>,
+        uid: u32,
+        class: &str,
+        argv: Vec<String>,
+        workdir: Option<String>,
+    ) -> Result<HandlerRecord, ServiceError> {
+        let class = parse_class(class)?;
+        let Some(program) = argv.first() else {
+            return Err(ServiceError::InvalidArgument(
+                "the handler needs a command: `ferry handler register CLASS -- PROGRAM ARGS…`"
+                    .into(),
+            ));
+        };
+        if !std::path::Path::new(program).is_absolute() {
+            return Err(ServiceError::InvalidArgument(format!(
+                "the handler program '{program}' must be an absolute path"
+            )));
+        }
+        if let Some(d) = &workdir {
+            if !std::path::Path::new(d).is_dir() {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "the working folder '{d}' does not exist"
+                )));
+            }
+        }
+        let h = HandlerRecord {
+            class,
+            owner_uid: uid,
+            argv,
+            workdir,
+            registered_ms: now_ms(),
+        };
+        let rx = {
+            let mut inner = self.lock();
+            inner.handlers.insert((class, uid), h.clone());
+            self.store.put_handler(&h)
+        };
+        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Notifier::kick_all(self);
+        Ok(h)
+    }
+
+    /// Removes the handler of a class.
+    pub async fn unregister_handler(&self, uid: u32, class: &str) -> Result<(), ServiceError> {
+        let class = parse_class(class)?;
+        let rx = {
+            let mut inner = self.lock();
+            if inner.handlers.remove(&(class, uid)).is_none() {
+                return Err(ServiceError::NotFound(format!(
+                    "no handler is registered for class {class} (`ferry handler list`)"
+                )));
+            }
+            self.store.delete_handler(class, uid)
+        };
+        Store::committed(rx).await.map_err(ServiceError::Internal)
+    }
+
+    /// Checks that `uid` owns job `id` (for the notification calls).
+    pub fn check_owner(&self, uid: u32, id: Uuid) -> Result<(), ServiceError> {
+        self.get_job(uid, id).map(|_| ())
+    }
+
+    /// The application's verdict on a transferred file: `false` discards it and puts the
+    /// job in `error` with the validation context.
+    pub async fn set_validation_state(
+        self: &Arc<Self>,
+        uid: u32,
+        id: Uuid,
+        index: u32,
+        valid: bool,
+    ) -> Result<FileView, ServiceError> {
+        let (rx, file, part, outbox) = {
+            let mut inner = self.lock();
+            let e = inner
+                .jobs
+                .get(&id)
+                .filter(|e| e.job.owner_uid == uid)
+                .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+            if e.job.state.is_final() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "job {id} is {}: its files can no longer be validated",
+                    e.job.state
+                )));
+            }
+            let f = e
+                .files
+                .get(index as usize)
+                .ok_or_else(|| ServiceError::NotFound(format!("job {id} has no file {index}")))?;
+            if !f.completed {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "file {index} of job {id} is not transferred yet: validate it after file_transferred"
+                )));
+            }
+            let before = e.view();
+            let part = f.temporary_path();
+            let e = inner.jobs.get_mut(&id).expect("exists");
+            let f = &mut e.files[index as usize];
+            f.validated = Some(valid);
+            if !valid {
+                f.completed = false;
+                f.bytes_transferred = 0;
+                f.validator = None;
+            }
+            let file = f.clone();
+            let mut outbox = Vec::new();
+            if !valid {
+                e.job.error = Some(JobErrorRecord {
+                    context: ErrorContext::Validation,
+                    code: "validation_failed".into(),
+                    message: format!(
+                        "the application rejected file {index} ({}) : it was discarded",
+                        file.local_path
+                    ),
+                    file_index: Some(index),
+                    time_ms: now_ms(),
+                });
+                e.job.error_count += 1;
+                if let Some(run) = &e.run {
+                    run.cancel.cancel();
+                }
+                set_error_state(&mut inner, id);
+                let job = inner.jobs[&id].job.clone();
+                outbox = self.due_notifications(&job, Some(JobState::Error), &[]);
+            }
+            let after = inner.jobs[&id].view();
+            let rx = self.persist_with_outbox(&after.job, vec![file.clone()], &outbox);
+            self.emit(ChangeKind::Modified, after, Some(before));
+            (rx, file, part, outbox)
+        };
+        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        if !valid {
+            let _ = std::fs::remove_file(&part);
+        }
+        Notifier::enqueue(self, id, outbox);
+        Ok(FileView {
+            bytes_transferred: file.bytes_transferred,
+            file,
+        })
+    }
+}
+
+fn set_error_state(inner: &mut Inner, id: Uuid) {
+    inner.set_state(id, JobState::Error);
+}
+
+fn parse_class(class: &str) -> Result<Uuid, ServiceError> {
+    let c = Uuid::parse_str(class.trim()).map_err(|_| {
+        ServiceError::InvalidArgument(format!("'{class}' is not a notification class (a UUID)"))
+    })?;
+    if c.is_nil() {
+        return Err(ServiceError::InvalidArgument(
+            "the nil UUID is not a notification class".into(),
+        ));
+    }
+    Ok(c)
+}
