@@ -177,7 +177,20 @@ fn write_loop(
         Ok(())
     };
 
-    while let Some(chunk) = rx.blocking_recv() {
+    loop {
+        // Gather while data keeps coming; when the network pauses, write what we have so
+        // progress (and the next checkpoint) never lags behind a slow link.
+        let chunk = match rx.try_recv() {
+            Ok(c) => c,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                flush(&mut buf, &mut offset)?;
+                match rx.blocking_recv() {
+                    Some(c) => c,
+                    None => break,
+                }
+            }
+        };
         if buf.len() + chunk.len() > WRITE_BUFFER {
             flush(&mut buf, &mut offset)?;
         }
