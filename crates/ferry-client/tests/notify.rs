@@ -519,3 +519,39 @@ async fn killed_client_is_never_called_again_and_its_job_falls_back_to_its_class
     .await;
     wait_state(&job, JobState::Acknowledged).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_callback_object_receives_undelivered_job_transferred_at_once() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    let m = manager(&env).await;
+    let (job, _) = job_with_file(&m, &env, &server, "late").await;
+    // A long retry delay: "at once" must not wait for it.
+    job.set(JobProperties {
+        minimum_retry_delay_secs: Some(3600),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    job.resume().await.unwrap();
+    wait_state(&job, JobState::Transferred).await;
+    // The application restarts (a new connection) and registers its callback object.
+    let restarted = manager(&env).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let rec = Arc::new(Recorder {
+        events: Some(tx),
+        complete_on_transfer: true,
+        ..Default::default()
+    });
+    restarted
+        .job(job.id())
+        .await
+        .unwrap()
+        .set_notify_interface(Some(rec.clone()))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap();
+    assert_eq!(first, Some("job_transferred"));
+    wait_state(&job, JobState::Acknowledged).await;
+}

@@ -131,6 +131,14 @@ impl Notifier {
 
     /// Sets or clears a job's callback interface (the last call wins).
     pub fn set_interface(svc: &Arc<Service>, job: Uuid, obj: Option<ObjRef>) {
+        if obj.is_some() {
+            // A new receiver takes undelivered notifications at once, not after the retry delay.
+            if let Some(q) = svc.notifier.queues.lock().unwrap().get_mut(&job) {
+                for e in q.entries.iter_mut() {
+                    e.next_attempt_ms = 0;
+                }
+            }
+        }
         {
             let mut m = svc.notifier.interfaces.lock().unwrap();
             match obj {
@@ -153,6 +161,26 @@ impl Notifier {
             .unwrap()
             .insert((uid, class), obj);
         svc.notifier.class_registered.notify_waiters();
+        let svc2 = svc.clone();
+        let due: Vec<Uuid> = {
+            let inner = svc2.lock();
+            inner
+                .jobs
+                .values()
+                .filter(|e| e.job.owner_uid == uid && e.job.notification_class == Some(class))
+                .map(|e| e.job.id)
+                .collect()
+        };
+        {
+            let mut q = svc.notifier.queues.lock().unwrap();
+            for id in due {
+                if let Some(q) = q.get_mut(&id) {
+                    for e in q.entries.iter_mut() {
+                        e.next_attempt_ms = 0;
+                    }
+                }
+            }
+        }
         Notifier::kick_all(svc);
     }
 

@@ -176,7 +176,25 @@ impl Service {
         index: u32,
         valid: bool,
     ) -> Result<FileView, ServiceError> {
-        let (rx, file, part, outbox) = {
+        // The rejected bytes are gone before anyone can see the job in `error`.
+        if !valid {
+            let part = {
+                let inner = self.lock();
+                let e = inner
+                    .jobs
+                    .get(&id)
+                    .filter(|e| e.job.owner_uid == uid)
+                    .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+                match e.files.get(index as usize) {
+                    Some(f) if f.completed && !e.job.state.is_final() => Some(f.temporary_path()),
+                    _ => None,
+                }
+            };
+            if let Some(p) = part {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        let (rx, file, outbox) = {
             let mut inner = self.lock();
             let e = inner
                 .jobs
@@ -199,7 +217,6 @@ impl Service {
                 )));
             }
             let before = e.view();
-            let part = f.temporary_path();
             let e = inner.jobs.get_mut(&id).expect("exists");
             let f = &mut e.files[index as usize];
             f.validated = Some(valid);
@@ -232,12 +249,9 @@ impl Service {
             let after = inner.jobs[&id].view();
             let rx = self.persist_with_outbox(&after.job, vec![file.clone()], &outbox);
             self.emit(ChangeKind::Modified, after, Some(before));
-            (rx, file, part, outbox)
+            (rx, file, outbox)
         };
         Store::committed(rx).await.map_err(ServiceError::Internal)?;
-        if !valid {
-            let _ = std::fs::remove_file(&part);
-        }
         Notifier::enqueue(self, id, outbox);
         Ok(FileView {
             bytes_transferred: file.bytes_transferred,
