@@ -53,7 +53,7 @@ pub enum Command {
     /// List your jobs
     List(ListArgs),
     /// Change a job's properties
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// Wait until a job is transferred or fails (progress on a terminal)
     Wait(JobArg),
     /// Register, remove or list notification handlers
@@ -103,9 +103,12 @@ pub struct GetArgs {
 pub struct CreateArgs {
     /// Display name
     pub name: String,
-    /// Job type: download (uploads come later)
+    /// Job type: download, upload or upload_reply
     #[arg(long = "type", default_value = "download")]
     pub job_type: String,
+    /// Upload protocol: put (default) or tus (resumable)
+    #[arg(long)]
+    pub upload_protocol: Option<String>,
     /// Priority: foreground, high, normal, low
     #[arg(long, default_value = "normal")]
     pub priority: String,
@@ -176,6 +179,33 @@ pub struct SetArgs {
     /// Longest time the transfer may take (e.g. 90m; 0 for none)
     #[arg(long, value_parser = duration)]
     pub max_transfer_time: Option<Duration>,
+    /// Add a request header 'Name: value' (repeatable; replaces the job's headers)
+    #[arg(long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Remove every custom header
+    #[arg(long)]
+    pub clear_headers: bool,
+    /// HTTP basic credentials USER:PASSWORD
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub basic: Option<String>,
+    /// Bearer token
+    #[arg(long, value_name = "TOKEN")]
+    pub bearer: Option<String>,
+    /// Remove the credentials
+    #[arg(long)]
+    pub clear_credentials: bool,
+    /// Proxy: none, system, or a URL (http://host:port)
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Extra CA certificates (PEM file) to trust for https ("" clears)
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<String>,
+    /// Bandwidth limit, e.g. 1MiB/s (0 for none)
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth: Option<String>,
+    /// Where an upload_reply job keeps the server's reply ("" clears)
+    #[arg(long, value_name = "PATH")]
+    pub reply_file: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

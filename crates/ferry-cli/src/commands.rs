@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ferry_client::{
-    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob, NotifyFlags,
-    Priority, Uuid,
+    ConnectOptions, Credentials, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob,
+    NotifyFlags, Priority, Uuid,
 };
 
 use crate::args::*;
@@ -144,6 +144,7 @@ pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
             description: a.description,
             job_type,
             priority: priority(&a.priority)?,
+            upload_protocol: a.upload_protocol,
         })
         .await?;
     if ctx.json {
@@ -267,7 +268,48 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
     if !a.argv.is_empty() && !a.notify_command {
         bail!("arguments after `--` are the notify command: add --notify-command");
     }
+    if a.basic.is_some() as u8 + a.bearer.is_some() as u8 + a.clear_credentials as u8 > 1 {
+        bail!("give one of --basic, --bearer, --clear-credentials");
+    }
+    let credentials = if let Some(b) = &a.basic {
+        let (user, password) = b
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--basic takes USER:PASSWORD"))?;
+        Some(Credentials::Basic {
+            user: user.into(),
+            password: password.into(),
+        })
+    } else if let Some(t) = &a.bearer {
+        Some(Credentials::Bearer(t.clone()))
+    } else if a.clear_credentials {
+        Some(Credentials::Clear)
+    } else {
+        None
+    };
+    let headers = if a.clear_headers {
+        if !a.headers.is_empty() {
+            bail!("--clear-headers and --header together: give one");
+        }
+        Some(Vec::new())
+    } else if a.headers.is_empty() {
+        None
+    } else {
+        Some(a.headers.clone())
+    };
+    let absolute_opt = |p: &Option<String>| -> Result<Option<String>> {
+        Ok(match p.as_deref() {
+            None => None,
+            Some("") => Some(String::new()),
+            Some(p) => Some(absolute(Path::new(p))?.to_string_lossy().into_owned()),
+        })
+    };
     let props = JobProperties {
+        headers,
+        credentials,
+        proxy: a.proxy.clone(),
+        ca_file: absolute_opt(&a.ca_file)?,
+        bandwidth_limit: a.bandwidth.as_deref().map(parse_rate).transpose()?,
+        reply_file: absolute_opt(&a.reply_file)?,
         display_name: a.name,
         description: a.description,
         priority: a.priority.as_deref().map(priority).transpose()?,
@@ -575,4 +617,28 @@ pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `1MiB/s`, `500k`, `2MB/s` or bytes per second.
+fn parse_rate(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t).trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("'{text}' is not a rate (e.g. 1MiB/s, 500KiB/s, 2MB/s)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1048576.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1073741824.0,
+        other => bail!("unknown unit '{other}' in rate '{text}'"),
+    };
+    Ok((n * mult) as u64)
 }

@@ -34,7 +34,7 @@ fn main() {
             Command::Info(a) => commands::simple(&ctx, "info", a).await,
             Command::Files(a) => commands::simple(&ctx, "files", a).await,
             Command::List(a) => commands::list(&ctx, a).await,
-            Command::Set(a) => commands::set(&ctx, a).await,
+            Command::Set(a) => commands::set(&ctx, *a).await,
             Command::Wait(a) => commands::wait(&ctx, a).await,
             Command::Handler(c) => commands::handler(&ctx, c).await,
             Command::Query(a) => commands::query(&ctx, a).await,

@@ -75,6 +75,30 @@ pub fn job_detail(j: &JobInfo) {
     if !j.last_notification_error.is_empty() {
         println!("notify failure:   {}", j.last_notification_error);
     }
+    if !j.headers.is_empty() {
+        println!("headers:          {}", j.headers.join("; "));
+    }
+    if let Some(c) = &j.credentials {
+        println!("credentials:      {c}");
+    }
+    if j.proxy != "system" && !j.proxy.is_empty() {
+        println!("proxy:            {}", j.proxy);
+    }
+    if let Some(c) = &j.ca_file {
+        println!("CA file:          {c}");
+    }
+    if j.bandwidth_limit > 0 {
+        println!("bandwidth limit:  {}/s", bytes(j.bandwidth_limit));
+    }
+    if j.max_transfer_time_secs > 0 {
+        println!("max time:         {} s", j.max_transfer_time_secs);
+    }
+    if let Some(p) = &j.upload_protocol {
+        println!("upload protocol:  {p}");
+    }
+    if let Some(r) = &j.reply_file {
+        println!("reply file:       {r}");
+    }
     if j.partial {
         println!("partial:          yes (some files were discarded on complete)");
     }

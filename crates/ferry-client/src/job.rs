@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::callback::{Callback, File};
 use crate::types::{
-    CompleteOutcome, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
+    CompleteOutcome, Credentials, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
 };
 use crate::{Error, Manager, Result};
 
@@ -149,6 +149,20 @@ impl Job {
             minimum_retry_delay_secs: props.minimum_retry_delay_secs,
             no_progress_timeout_secs: props.no_progress_timeout_secs,
             max_transfer_time_secs: props.max_transfer_time_secs,
+            headers: props.headers.map(|values| pb::StringList { values }),
+            credentials: props.credentials.map(|c| pb::Credentials {
+                kind: Some(match c {
+                    Credentials::Basic { user, password } => {
+                        pb::credentials::Kind::Basic(pb::BasicCredentials { user, password })
+                    }
+                    Credentials::Bearer(t) => pb::credentials::Kind::BearerToken(t),
+                    Credentials::Clear => pb::credentials::Kind::Clear(true),
+                }),
+            }),
+            proxy: props.proxy,
+            ca_file: props.ca_file,
+            bandwidth_limit: props.bandwidth_limit,
+            reply_file: props.reply_file,
         };
         let j = self.manager.rpc.clone().set_properties(req).await?;
         JobInfo::from_wire(j.into_inner())

@@ -33,8 +33,8 @@ pub use query::{
     StatusCode, Value,
 };
 pub use types::{
-    CompleteOutcome, DaemonStatus, ErrorContext, FileInfo, FileSpec, JobError, JobInfo,
-    JobProperties, JobState, JobType, NotifyFlags, Priority,
+    CompleteOutcome, Credentials, DaemonStatus, ErrorContext, FileInfo, FileSpec, JobError,
+    JobInfo, JobProperties, JobState, JobType, NotifyFlags, Priority,
 };
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

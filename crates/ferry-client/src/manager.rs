@@ -42,6 +42,8 @@ pub struct NewJob {
     pub job_type: JobType,
     /// Priority (default normal).
     pub priority: Priority,
+    /// For upload jobs: `put` (default) or `tus`.
+    pub upload_protocol: Option<String>,
 }
 
 impl NewJob {
@@ -52,6 +54,18 @@ impl NewJob {
             description: String::new(),
             job_type: JobType::Download,
             priority: Priority::Normal,
+            upload_protocol: None,
+        }
+    }
+
+    /// A normal-priority upload job (`protocol`: `put` or `tus`).
+    pub fn upload(display_name: impl Into<String>, protocol: &str) -> NewJob {
+        NewJob {
+            display_name: display_name.into(),
+            description: String::new(),
+            job_type: JobType::Upload,
+            priority: Priority::Normal,
+            upload_protocol: Some(protocol.into()),
         }
     }
 }
@@ -193,6 +207,7 @@ impl Manager {
                 description: spec.description,
                 r#type: spec.job_type.to_wire(),
                 priority: spec.priority.to_wire(),
+                upload_protocol: spec.upload_protocol.unwrap_or_default(),
             })
             .await?
             .into_inner();

@@ -197,6 +197,20 @@ pub struct JobInfo {
     pub partial: bool,
     /// The last failure to deliver a notification, empty when none.
     pub last_notification_error: String,
+    /// Extra request headers, `Name: value` each.
+    pub headers: Vec<String>,
+    /// `basic USER`, `bearer`, or `None`; the secret is never shown.
+    pub credentials: Option<String>,
+    /// `system`, `none` or a proxy URL.
+    pub proxy: String,
+    /// Extra CA certificates (PEM file) trusted for this job.
+    pub ca_file: Option<String>,
+    /// Bytes per second; 0 for no limit.
+    pub bandwidth_limit: u64,
+    /// `put` or `tus` for upload jobs.
+    pub upload_protocol: Option<String>,
+    /// Where an upload-reply job keeps the server's reply.
+    pub reply_file: Option<String>,
 }
 
 impl JobInfo {
@@ -232,6 +246,13 @@ impl JobInfo {
             max_transfer_time_secs: j.max_transfer_time_secs,
             partial: j.partial,
             last_notification_error: j.last_notification_error,
+            headers: j.headers,
+            credentials: Some(j.credentials).filter(|c| !c.is_empty()),
+            proxy: j.proxy,
+            ca_file: Some(j.ca_file).filter(|c| !c.is_empty()),
+            bandwidth_limit: j.bandwidth_limit,
+            upload_protocol: Some(j.upload_protocol).filter(|c| !c.is_empty()),
+            reply_file: Some(j.reply_file).filter(|c| !c.is_empty()),
         })
     }
 
@@ -397,4 +418,42 @@ pub struct JobProperties {
     pub no_progress_timeout_secs: Option<u64>,
     /// Seconds a transfer may take; 0 for no limit.
     pub max_transfer_time_secs: Option<u64>,
+    /// Replaces the custom request headers (`Name: value` each); `Some(vec![])` clears them.
+    pub headers: Option<Vec<String>>,
+    /// Sets or (with [`Credentials::Clear`]) removes the credentials.
+    pub credentials: Option<Credentials>,
+    /// `system`, `none` or a proxy URL.
+    pub proxy: Option<String>,
+    /// A PEM file of extra CA certificates; `Some("")` clears it.
+    pub ca_file: Option<String>,
+    /// Bytes per second; 0 for no limit.
+    pub bandwidth_limit: Option<u64>,
+    /// Where an upload-reply job keeps the server's reply; `Some("")` clears it.
+    pub reply_file: Option<String>,
+}
+
+/// Credentials a job sends with every request.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// A bearer token (`Authorization: Bearer …`).
+    Bearer(String),
+    /// Remove the credentials.
+    Clear,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(***)"),
+            Credentials::Clear => f.write_str("Clear"),
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long a started handler has to register its class object.
     pub activation_timeout: Duration,
+    /// Bytes per second for all transfers together; 0 for no limit.
+    pub bandwidth_limit: u64,
     /// How long a callback may take before it counts as failed.
     pub callback_timeout: Duration,
     /// The socket handlers are told to connect to (`FERRY_SOCKET` in their environment).
@@ -35,8 +37,150 @@ impl Default for Config {
             max_files_per_job: 100_000,
             drain_timeout: Duration::from_secs(10),
             activation_timeout: Duration::from_secs(30),
+            bandwidth_limit: 0,
             callback_timeout: Duration::from_secs(120),
             socket_path: std::path::PathBuf::new(),
         }
+    }
+}
+
+/// Parses a rate such as `1MiB/s`, `500k`, `2 MB/s` or a plain number of bytes per second.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t).trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a rate (e.g. 1MiB/s, 500KiB/s, 2MB/s)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit '{other}' in rate '{text}'")),
+    };
+    Ok((n * mult) as u64)
+}
+
+/// `ferryd.toml`: every key optional; see `Config` for the defaults.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    max_concurrent_jobs: Option<usize>,
+    bandwidth_limit: Option<toml::Value>,
+    retention: Option<String>,
+    job_inactivity_timeout: Option<String>,
+    max_jobs_per_user: Option<usize>,
+    max_files_per_job: Option<usize>,
+    drain_timeout: Option<String>,
+    activation_timeout: Option<String>,
+    callback_timeout: Option<String>,
+}
+
+/// `$FERRY_CONFIG`, else `$XDG_CONFIG_HOME/ferry/ferryd.toml`, else
+/// `~/.config/ferry/ferryd.toml`.
+pub fn default_config_path() -> std::path::PathBuf {
+    let env = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty());
+    if let Some(p) = env("FERRY_CONFIG") {
+        return p.into();
+    }
+    let base = env("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env("HOME").unwrap_or_else(|| "/".into())).join(".config")
+        });
+    base.join("ferry").join("ferryd.toml")
+}
+
+fn duration(key: &str, v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v).map_err(|e| format!("{key} = '{v}': {e} (e.g. 30s, 15m, 7d)"))
+}
+
+impl Config {
+    /// The defaults, overridden by the file at `path` if it exists. A malformed file is an
+    /// error naming the key.
+    pub fn load(path: &std::path::Path) -> Result<Config, String> {
+        let mut c = Config::default();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(c),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        let f: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(v) = f.max_concurrent_jobs {
+            c.max_concurrent_jobs = v.max(1);
+        }
+        if let Some(v) = f.bandwidth_limit {
+            c.bandwidth_limit = match v {
+                toml::Value::Integer(n) if n >= 0 => n as u64,
+                toml::Value::String(s) => parse_rate(&s)?,
+                other => {
+                    return Err(format!(
+                    "bandwidth_limit = {other}: give bytes per second or a rate like \"10MiB/s\""
+                ))
+                }
+            };
+        }
+        if let Some(v) = f.retention {
+            c.retention = duration("retention", &v)?;
+        }
+        if let Some(v) = f.job_inactivity_timeout {
+            c.job_inactivity_timeout = duration("job_inactivity_timeout", &v)?;
+        }
+        if let Some(v) = f.max_jobs_per_user {
+            c.max_jobs_per_user = v;
+        }
+        if let Some(v) = f.max_files_per_job {
+            c.max_files_per_job = v;
+        }
+        if let Some(v) = f.drain_timeout {
+            c.drain_timeout = duration("drain_timeout", &v)?;
+        }
+        if let Some(v) = f.activation_timeout {
+            c.activation_timeout = duration("activation_timeout", &v)?;
+        }
+        if let Some(v) = f.callback_timeout {
+            c.callback_timeout = duration("callback_timeout", &v)?;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1MiB/s").unwrap(), 1 << 20);
+        assert_eq!(parse_rate("500k").unwrap(), 500_000);
+        assert_eq!(parse_rate("2048").unwrap(), 2048);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ferryd.toml");
+        assert_eq!(Config::load(&p).unwrap().max_concurrent_jobs, 8);
+        std::fs::write(
+            &p,
+            "max_concurrent_jobs = 3\nbandwidth_limit = \"1MiB/s\"\nretention = \"2d\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.max_concurrent_jobs, 3);
+        assert_eq!(c.bandwidth_limit, 1 << 20);
+        assert_eq!(c.retention, Duration::from_secs(2 * 86400));
+        std::fs::write(&p, "max_concurent_jobs = 3\n").unwrap();
+        assert!(Config::load(&p).unwrap_err().contains("max_concurent_jobs"));
     }
 }

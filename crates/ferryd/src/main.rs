@@ -19,9 +19,13 @@ struct Args {
     /// else ~/.local/state/ferry]
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Background jobs transferring at once
+    /// Background jobs transferring at once (overrides the config file)
     #[arg(long, env = "FERRY_MAX_CONCURRENT_JOBS")]
     max_concurrent_jobs: Option<usize>,
+    /// Configuration file [default: $FERRY_CONFIG, else $XDG_CONFIG_HOME/ferry/ferryd.toml,
+    /// else ~/.config/ferry/ferryd.toml]; a missing file means the defaults
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +37,17 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut config = Config::default();
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(ferryd::config::default_config_path);
+    let mut config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferryd: configuration: {e}");
+            std::process::exit(2);
+        }
+    };
     if let Some(n) = args.max_concurrent_jobs {
         config.max_concurrent_jobs = n.max(1);
     }

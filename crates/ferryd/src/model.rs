@@ -181,6 +181,84 @@ pub struct JobRecord {
     pub max_transfer_time_secs: u64,
     pub partial: bool,
     pub last_notification_error: String,
+    /// Transfer options (headers, credentials, proxy, TLS, bandwidth, uploads).
+    pub options: JobOptions,
+}
+
+/// Credentials sent with every request of a job. Never shown by `info` or queries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Credentials {
+    Basic { user: String, password: String },
+    Bearer { token: String },
+}
+
+impl Credentials {
+    /// What may be shown: the scheme and the user, never the secret.
+    pub fn public(&self) -> String {
+        match self {
+            Credentials::Basic { user, .. } => format!("basic {user}"),
+            Credentials::Bearer { .. } => "bearer".into(),
+        }
+    }
+}
+
+/// How a job reaches the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxySetting {
+    /// `http_proxy`/`https_proxy`/`no_proxy` from the daemon's environment.
+    #[default]
+    System,
+    /// Direct connections.
+    None,
+    /// This proxy URL.
+    Url(String),
+}
+
+impl ProxySetting {
+    /// `system`, `none` or the URL.
+    pub fn as_text(&self) -> String {
+        match self {
+            ProxySetting::System => "system".into(),
+            ProxySetting::None => "none".into(),
+            ProxySetting::Url(u) => u.clone(),
+        }
+    }
+}
+
+string_enum!(
+    /// The server protocol of an upload job.
+    UploadProtocol { Put => "put", Tus => "tus" }
+);
+
+/// The transfer options of a job, stored as one JSON column.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct JobOptions {
+    /// Extra request headers, in order.
+    pub headers: Vec<(String, String)>,
+    pub credentials: Option<Credentials>,
+    pub proxy: ProxySetting,
+    /// A PEM file of extra CA certificates to trust.
+    pub ca_file: Option<String>,
+    /// Bytes per second; 0 for no limit.
+    pub bandwidth_limit: u64,
+    /// `put` (default) or `tus`, for upload jobs.
+    pub upload_protocol: Option<String>,
+    /// Where an upload-reply job keeps the server's reply.
+    pub reply_file: Option<String>,
+    /// When the job was first queued (drives `max_transfer_time`).
+    pub first_active_ms: Option<i64>,
+}
+
+impl JobOptions {
+    pub fn upload_protocol(&self) -> UploadProtocol {
+        self.upload_protocol
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(UploadProtocol::Put)
+    }
 }
 
 impl JobRecord {
@@ -215,6 +293,7 @@ impl JobRecord {
             max_transfer_time_secs: 0,
             partial: false,
             last_notification_error: String::new(),
+            options: JobOptions::default(),
         }
     }
 }

@@ -11,19 +11,6 @@ use super::partfile::{self, Writer};
 use super::{FileTask, Outcome};
 use crate::model::ErrorContext;
 
-/// Builds the HTTP client shared by every transfer (one connection pool).
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .connect_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .http2_adaptive_window(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .expect("the HTTP client configuration is valid")
-}
-
 /// The validator to resume under: a strong ETag, else Last-Modified.
 fn validator(headers: &HeaderMap) -> Option<String> {
     if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
@@ -52,10 +39,8 @@ fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
 }
 
 /// Downloads one file into its part file, continuing from the recorded offset.
-pub async fn download(
-    client: &reqwest::Client,
-    task: FileTask<'_>,
-) -> Result<Outcome, TransferError> {
+pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
+    let client = task.client;
     let url = task.record.remote_url.clone();
     let part = task.part.clone();
     let start = if task.record.completed {
@@ -85,7 +70,7 @@ pub async fn download(
     // At most one restart per call: a second mismatch is the server's fault, retried later.
     let mut restarts = 0;
     let (response, total) = loop {
-        let mut request = client.get(&url);
+        let mut request = super::netclient::decorate(client.get(&url), task.options);
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
             if let Some(v) = &known_validator {
@@ -191,6 +176,7 @@ pub async fn download(
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => {
                 received += chunk.len() as u64;
+                super::ratelimit::consume_all(task.limits, chunk.len()).await;
                 if writer.write(chunk).await.is_err() {
                     let e = writer
                         .finish(false)

@@ -4,8 +4,11 @@
 pub mod error;
 pub mod file;
 pub mod http;
+pub mod netclient;
 pub mod partfile;
+pub mod ratelimit;
 pub mod scheduler;
+pub mod upload;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -20,6 +23,12 @@ pub use worker::FileEvents;
 
 /// Everything one file's transfer needs.
 pub struct FileTask<'a> {
+    /// The job's options (headers, credentials, …).
+    pub options: &'a crate::model::JobOptions,
+    /// The HTTP client for this job.
+    pub client: &'a reqwest::Client,
+    /// Bandwidth limits that apply (the job's, the daemon's).
+    pub limits: &'a [Arc<ratelimit::RateLimiter>],
     /// The file as recorded when the transfer started (its offset is the checkpoint).
     pub record: &'a FileRecord,
     pub part: PathBuf,

@@ -10,9 +10,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::error::TransferError;
+use super::netclient;
 use super::partfile::{self, Progress};
+use super::ratelimit::RateLimiter;
+use super::upload::{self, UploadOutcome};
 use super::{file, http, FileTask, Outcome};
-use crate::model::{ErrorContext, FileRecord};
+use crate::model::{now_ms, ErrorContext, FileRecord, JobRecord, JobType};
 use crate::service::{RunId, Service};
 
 /// How often durable offsets are recorded while a file transfers.
@@ -74,11 +77,35 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
         return;
     };
     let stall = Duration::from_secs(record.no_progress_timeout_secs.clamp(1, 60));
+    let client = match netclient::for_job(&record.options, svc.http()) {
+        Ok(c) => c,
+        Err(e) => return svc.transfer_failed(job, run, None, e),
+    };
+    let mut limits = Vec::new();
+    if record.options.bandwidth_limit > 0 {
+        limits.push(Arc::new(RateLimiter::new(record.options.bandwidth_limit)));
+    }
+    if let Some(g) = &svc.global_limit {
+        limits.push(g.clone());
+    }
+    let net = Net {
+        client: &client,
+        limits: &limits,
+        deadline: (record.max_transfer_time_secs > 0).then(|| {
+            let start = record.options.first_active_ms.unwrap_or_else(now_ms);
+            let end_ms = start + (record.max_transfer_time_secs as i64) * 1000;
+            tokio::time::Instant::now() + Duration::from_millis((end_ms - now_ms()).max(0) as u64)
+        }),
+        max_secs: record.max_transfer_time_secs,
+    };
+    if record.job_type != JobType::Download {
+        return run_upload(svc, &record, files, run, stall, cancel, &net).await;
+    }
     let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
     for mut f in files.into_iter().filter(|f| !f.completed) {
         let mut checksum_retried = false;
         let result = loop {
-            let r = transfer_one(svc, job, run, &f, stall, cancel).await;
+            let r = transfer_one(svc, &record, run, &f, stall, cancel, &net).await;
             match (r, &f.expected_sha256) {
                 (Ok(Outcome::Done { len }), Some(expected)) => {
                     match verify(&f.temporary_path(), expected).await {
@@ -155,15 +182,111 @@ async fn sync_parts(pending: &[(u32, PathBuf, u64)]) -> Result<(), TransferError
     .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
 }
 
+/// The network side of a run: client, bandwidth limits, the `max_transfer_time` deadline.
+struct Net<'a> {
+    client: &'a reqwest::Client,
+    limits: &'a [Arc<RateLimiter>],
+    deadline: Option<tokio::time::Instant>,
+    max_secs: u64,
+}
+
+impl Net<'_> {
+    /// Runs `fut` unless the job's `max_transfer_time` runs out first (a fatal error).
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, TransferError>>,
+    ) -> Result<T, TransferError> {
+        match self.deadline {
+            None => fut.await,
+            Some(d) => match tokio::time::timeout_at(d, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(TransferError::fatal(
+                    ErrorContext::Transport,
+                    "max_transfer_time",
+                    format!(
+                        "the transfer took longer than its max_transfer_time of {} s",
+                        self.max_secs
+                    ),
+                )),
+            },
+        }
+    }
+}
+
+/// Runs an upload job's one file, then stores the reply of an upload-reply job.
+#[allow(clippy::too_many_arguments)]
+async fn run_upload(
+    svc: &Arc<Service>,
+    record: &JobRecord,
+    files: Vec<FileRecord>,
+    run: RunId,
+    stall: Duration,
+    cancel: &CancellationToken,
+    net: &Net<'_>,
+) {
+    let job = record.id;
+    let Some(f) = files.into_iter().find(|f| !f.completed) else {
+        svc.job_transferred(job, run, Vec::new()).await;
+        return;
+    };
+    let progress = Progress::starting_at(0);
+    svc.set_live(job, run, f.index, progress.clone());
+    let events = FileEvents {
+        svc: svc.clone(),
+        job,
+        run,
+        index: f.index,
+    };
+    let task = FileTask {
+        options: &record.options,
+        client: net.client,
+        limits: net.limits,
+        record: &f,
+        part: f.temporary_path(),
+        progress,
+        stall_timeout: stall,
+        cancel: cancel.clone(),
+        events: &events,
+    };
+    let protocol = record.options.upload_protocol();
+    let transfer = net.bounded(upload::upload(task, protocol));
+    tokio::pin!(transfer);
+    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticker.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut transfer => break r,
+            _ = ticker.tick() => svc.checkpoint(job, run),
+        }
+    };
+    match result {
+        Ok(UploadOutcome::Cancelled) => svc.checkpoint(job, run),
+        Ok(UploadOutcome::Done { len, reply }) => {
+            if record.job_type == JobType::UploadReply {
+                if let Err(e) = svc.store_reply(job, &reply).await {
+                    return svc.transfer_failed(job, run, Some(f.index), e);
+                }
+            }
+            svc.job_transferred(job, run, vec![(f.index, len)]).await;
+        }
+        Err(e) => {
+            svc.checkpoint(job, run);
+            svc.transfer_failed(job, run, Some(f.index), e);
+        }
+    }
+}
+
 /// Transfers one file, recording durable progress every second while it runs.
 async fn transfer_one(
     svc: &Arc<Service>,
-    job: Uuid,
+    record: &JobRecord,
     run: RunId,
     f: &FileRecord,
     stall: Duration,
     cancel: &CancellationToken,
+    net: &Net<'_>,
 ) -> Result<Outcome, TransferError> {
+    let job = record.id;
     let progress = Progress::starting_at(f.bytes_transferred);
     svc.set_live(job, run, f.index, progress.clone());
     let events = FileEvents {
@@ -173,6 +296,9 @@ async fn transfer_one(
         index: f.index,
     };
     let task = FileTask {
+        options: &record.options,
+        client: net.client,
+        limits: net.limits,
         record: f,
         part: f.temporary_path(),
         progress,
@@ -187,7 +313,7 @@ async fn transfer_one(
         .unwrap_or_default();
     let transfer = async {
         match scheme.as_str() {
-            "http" | "https" => http::download(svc.http(), task).await,
+            "http" | "https" => net.bounded(http::download(task)).await,
             "file" => file::copy(task).await,
             other => Err(TransferError::fatal(
                 ErrorContext::RemoteFile,

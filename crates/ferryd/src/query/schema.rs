@@ -38,6 +38,13 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "max_transfer_time_secs",
     "partial",
     "last_notification_error",
+    "headers",
+    "credentials",
+    "proxy",
+    "ca_file",
+    "bandwidth_limit",
+    "upload_protocol",
+    "reply_file",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[

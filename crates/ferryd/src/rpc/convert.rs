@@ -119,6 +119,27 @@ pub fn job(v: &JobView) -> pb::Job {
         max_transfer_time_secs: j.max_transfer_time_secs,
         partial: j.partial,
         last_notification_error: j.last_notification_error.clone(),
+        headers: j
+            .options
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect(),
+        credentials: j
+            .options
+            .credentials
+            .as_ref()
+            .map(|c| c.public())
+            .unwrap_or_default(),
+        proxy: j.options.proxy.as_text(),
+        ca_file: j.options.ca_file.clone().unwrap_or_default(),
+        bandwidth_limit: j.options.bandwidth_limit,
+        upload_protocol: if j.job_type == JobType::Download {
+            String::new()
+        } else {
+            j.options.upload_protocol().as_str().to_string()
+        },
+        reply_file: j.options.reply_file.clone().unwrap_or_default(),
     }
 }
 

@@ -50,6 +50,7 @@ impl pb::ferry_server::Ferry for FerryApi {
             description: r.description,
             job_type: convert::job_type_from(r.r#type)?,
             priority: convert::priority_from(r.priority)?.unwrap_or(crate::model::Priority::Normal),
+            upload_protocol: Some(r.upload_protocol),
         };
         let view = self.svc.create_job(uid, spec).await?;
         Ok(Response::new(convert::job(&view)))
@@ -170,6 +171,24 @@ impl pb::ferry_server::Ferry for FerryApi {
             min_retry_delay_secs: r.minimum_retry_delay_secs,
             no_progress_timeout_secs: r.no_progress_timeout_secs,
             max_transfer_time_secs: r.max_transfer_time_secs,
+            headers: r.headers.map(|l| l.values),
+            credentials: match r.credentials.and_then(|c| c.kind) {
+                None => None,
+                Some(pb::credentials::Kind::Clear(_)) => Some(None),
+                Some(pb::credentials::Kind::Basic(b)) => {
+                    Some(Some(crate::model::Credentials::Basic {
+                        user: b.user,
+                        password: b.password,
+                    }))
+                }
+                Some(pb::credentials::Kind::BearerToken(t)) => {
+                    Some(Some(crate::model::Credentials::Bearer { token: t }))
+                }
+            },
+            proxy: r.proxy,
+            ca_file: r.ca_file,
+            bandwidth_limit: r.bandwidth_limit,
+            reply_file: r.reply_file,
         };
         Ok(Response::new(convert::job(
             &self.svc.set_properties(uid, id, changes).await?,

@@ -19,6 +19,8 @@ pub struct NewJob {
     pub description: String,
     pub job_type: JobType,
     pub priority: Priority,
+    /// For upload jobs: `put` (default) or `tus`.
+    pub upload_protocol: Option<String>,
 }
 
 /// One file to add to a job.
@@ -43,6 +45,16 @@ pub struct JobChanges {
     pub min_retry_delay_secs: Option<u64>,
     pub no_progress_timeout_secs: Option<u64>,
     pub max_transfer_time_secs: Option<u64>,
+    /// Replaces the custom headers ("Name: value" each).
+    pub headers: Option<Vec<String>>,
+    /// `Some(None)` removes the credentials.
+    pub credentials: Option<Option<crate::model::Credentials>>,
+    pub proxy: Option<String>,
+    /// `Some("")` clears it.
+    pub ca_file: Option<String>,
+    pub bandwidth_limit: Option<u64>,
+    /// `Some("")` clears it.
+    pub reply_file: Option<String>,
 }
 
 /// The result of `complete`.
@@ -101,16 +113,20 @@ impl Service {
 
     /// Creates a job in `suspended`.
     pub async fn create_job(&self, owner: u32, spec: NewJob) -> Result<JobView, ServiceError> {
-        if spec.job_type != JobType::Download {
-            return Err(ServiceError::Unimplemented(format!(
-                "{} jobs are not supported by this ferryd yet; create a download job",
-                spec.job_type
-            )));
-        }
         let name = validate::text("the display name", &spec.display_name)?;
         let description = validate::text("the description", &spec.description)?;
         let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
         job.description = description;
+        if let Some(p) = spec.upload_protocol.as_deref().filter(|p| !p.is_empty()) {
+            if spec.job_type == JobType::Download {
+                return Err(ServiceError::InvalidArgument(
+                    "an upload protocol applies to upload jobs only".into(),
+                ));
+            }
+            let p: crate::model::UploadProtocol =
+                p.parse().map_err(ServiceError::InvalidArgument)?;
+            job.options.upload_protocol = Some(p.as_str().into());
+        }
         let (rx, view) = {
             let mut inner = self.lock();
             let owned = inner
@@ -152,10 +168,28 @@ impl Service {
         if specs.is_empty() {
             return Err(ServiceError::InvalidArgument("no files given".into()));
         }
+        let upload = {
+            let inner = self.lock();
+            entry(&inner, owner, id)?.job.job_type != JobType::Download
+        };
+        if upload && specs.len() != 1 {
+            return Err(ServiceError::InvalidArgument(
+                "an upload job has exactly one file: add one".into(),
+            ));
+        }
         let mut checked = Vec::with_capacity(specs.len());
         for s in &specs {
             let url = validate::remote_url(&s.remote_url)?;
-            let path = validate::local_path(&s.local_path)?;
+            let path = if upload {
+                if url.starts_with("file:") {
+                    return Err(ServiceError::InvalidArgument(
+                        "uploads go to http or https URLs".into(),
+                    ));
+                }
+                validate::existing_file("the file to upload", &s.local_path)?
+            } else {
+                validate::local_path(&s.local_path)?
+            };
             let sha = s
                 .expected_sha256
                 .as_deref()
@@ -176,6 +210,11 @@ impl Service {
                     )))
                 }
                 _ => {}
+            }
+            if upload && !e.files.is_empty() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "upload job {id} already has its file"
+                )));
             }
             if e.files.len() + checked.len() > self.config.max_files_per_job {
                 return Err(ServiceError::ResourceExhausted(format!(
@@ -275,6 +314,10 @@ impl Service {
                         let e = inner.jobs.get_mut(&id).expect("exists");
                         e.job.error = None;
                         e.job.last_progress_ms = now_ms();
+                        e.job.options.first_active_ms.get_or_insert(now_ms());
+                        if e.job.job_type != JobType::Download {
+                            snapshot_upload_source(&mut e.files)?;
+                        }
                         inner.set_state(id, JobState::Queued);
                         Ok(true)
                     }
@@ -282,6 +325,10 @@ impl Service {
                 }
             })
             .await?;
+        if view.job.job_type != JobType::Download {
+            let files = entry(&self.lock(), owner, id)?.files.clone();
+            self.store.put_files_detached(files);
+        }
         self.wake.notify_one();
         Ok(view)
     }
@@ -345,7 +392,26 @@ impl Service {
         .await?;
         self.stop_run(id).await;
 
-        let files = entry(&self.lock(), owner, id)?.files.clone();
+        let (files, upload) = {
+            let inner = self.lock();
+            let e = entry(&inner, owner, id)?;
+            (e.files.clone(), e.job.job_type != JobType::Download)
+        };
+        if upload {
+            let transferred = files.iter().filter(|f| f.completed).count() as u32;
+            let view = self
+                .mutate(owner, id, |inner, id| {
+                    inner.set_state(id, JobState::Acknowledged);
+                    inner.jobs.get_mut(&id).expect("exists").job.partial = transferred == 0;
+                    Ok(true)
+                })
+                .await?;
+            return Ok(CompleteOutcome {
+                view,
+                committed: transferred,
+                discarded: files.len() as u32 - transferred,
+            });
+        }
         let (keep, drop): (Vec<FileRecord>, Vec<FileRecord>) = files
             .into_iter()
             .partition(|f| f.completed && f.validated != Some(false));
@@ -402,6 +468,33 @@ impl Service {
                 }
             }
         }
+        let headers = changes
+            .headers
+            .as_ref()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| validate::header(h))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let proxy = changes.proxy.as_deref().map(validate::proxy).transpose()?;
+        let ca_file = match changes.ca_file.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => Some(Some(validate::existing_file("the CA file", p)?)),
+        };
+        let reply_file = match changes.reply_file.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => Some(Some(validate::local_path(p)?)),
+        };
+        if let Some(Some(crate::model::Credentials::Basic { user, .. })) = &changes.credentials {
+            if user.contains(':') {
+                return Err(ServiceError::InvalidArgument(
+                    "a basic-auth user name cannot contain ':'".into(),
+                ));
+            }
+        }
         let requeue = changes.priority.is_some();
         let changed_command = changes
             .notify_command
@@ -442,6 +535,29 @@ impl Service {
                 }
                 if let Some(v) = changes.max_transfer_time_secs {
                     j.max_transfer_time_secs = v;
+                }
+                if let Some(v) = headers {
+                    j.options.headers = v;
+                }
+                if let Some(v) = changes.credentials {
+                    j.options.credentials = v;
+                }
+                if let Some(v) = proxy {
+                    j.options.proxy = v;
+                }
+                if let Some(v) = ca_file {
+                    j.options.ca_file = v;
+                }
+                if let Some(v) = changes.bandwidth_limit {
+                    j.options.bandwidth_limit = v;
+                }
+                if let Some(v) = reply_file {
+                    if j.job_type != JobType::UploadReply && v.is_some() {
+                        return Err(ServiceError::InvalidArgument(
+                            "a reply file applies to upload_reply jobs only".into(),
+                        ));
+                    }
+                    j.options.reply_file = v;
                 }
                 if requeue && state == JobState::Queued {
                     inner.set_state(id, JobState::Queued);
@@ -499,6 +615,26 @@ fn commit_files(keep: &[FileRecord], drop: &[FileRecord]) -> Result<(), ServiceE
     }
     for f in drop {
         let _ = std::fs::remove_file(f.temporary_path());
+    }
+    Ok(())
+}
+
+/// Records the upload source's size and modification time when an upload is resumed
+/// before any byte went out; the engine refuses to send a file that changed since.
+fn snapshot_upload_source(files: &mut [FileRecord]) -> Result<(), ServiceError> {
+    use std::os::unix::fs::MetadataExt;
+    for f in files
+        .iter_mut()
+        .filter(|f| !f.completed && f.validator.is_none())
+    {
+        let m = std::fs::metadata(&f.local_path).map_err(|e| {
+            ServiceError::FailedPrecondition(format!(
+                "the file to upload {} cannot be read: {e}",
+                f.local_path
+            ))
+        })?;
+        f.validator = Some(format!("{}:{}.{}", m.len(), m.mtime(), m.mtime_nsec()));
+        f.bytes_total = Some(m.len());
     }
     Ok(())
 }

@@ -301,3 +301,57 @@ impl Service {
         self.wake.notify_one();
     }
 }
+
+impl Service {
+    /// Stores an upload-reply job's reply: in its reply file, or in
+    /// `STATE_DIR/replies/JOBID.reply` (recorded as its reply file) when none was set.
+    pub(crate) async fn store_reply(&self, job: Uuid, reply: &[u8]) -> Result<(), TransferError> {
+        let configured = self
+            .lock()
+            .jobs
+            .get(&job)
+            .and_then(|e| e.job.options.reply_file.clone());
+        let path = match configured {
+            Some(p) => std::path::PathBuf::from(p),
+            None => {
+                let dir = self.store.path().with_file_name("replies");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| TransferError::local_io("creating", &dir, &e))?;
+                dir.join(format!("{job}.reply"))
+            }
+        };
+        let tmp = path.with_file_name(format!(
+            ".{}.ferry-reply.part",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        let data = reply.to_vec();
+        let (p2, t2) = (path.clone(), tmp.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = crate::engine::partfile::create_part(&t2)?;
+            f.write_all(&data)?;
+            f.sync_data()?;
+            std::fs::rename(&t2, &p2)
+        })
+        .await
+        .map_err(|e| {
+            TransferError::fatal(
+                crate::model::ErrorContext::Daemon,
+                "internal",
+                e.to_string(),
+            )
+        })?
+        .map_err(|e| TransferError::local_io("writing the reply to", &path, &e))?;
+        let mut inner = self.lock();
+        if let Some(e) = inner.jobs.get_mut(&job) {
+            let shown = path.to_string_lossy().into_owned();
+            if e.job.options.reply_file.as_deref() != Some(shown.as_str()) {
+                e.job.options.reply_file = Some(shown);
+                self.store.put_job(&e.job);
+            }
+        }
+        Ok(())
+    }
+}

@@ -185,6 +185,8 @@ pub struct Service {
     http: reqwest::Client,
     /// Callback channels, class objects, the outbox and its delivery tasks.
     pub notifier: crate::notify::Notifier,
+    /// The daemon-wide bandwidth limit, shared by every transfer.
+    pub global_limit: Option<Arc<crate::engine::ratelimit::RateLimiter>>,
     this: std::sync::Weak<Service>,
 }
 
@@ -238,6 +240,11 @@ impl Service {
         );
         let (events, _) = broadcast::channel(4096);
         let notifier = crate::notify::Notifier::new(snapshot.outbox);
+        let global_limit = (config.bandwidth_limit > 0).then(|| {
+            Arc::new(crate::engine::ratelimit::RateLimiter::new(
+                config.bandwidth_limit,
+            ))
+        });
         let svc = Arc::new_cyclic(|this| Service {
             config,
             store,
@@ -247,7 +254,8 @@ impl Service {
             shutdown: CancellationToken::new(),
             uid,
             started_ms: now_ms(),
-            http: crate::engine::http::client(),
+            http: crate::engine::netclient::shared(),
+            global_limit,
             notifier,
             this: this.clone(),
         });

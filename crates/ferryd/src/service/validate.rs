@@ -135,7 +135,8 @@ mod tests {
         assert!(remote_url("file:///etc/hostname").is_ok());
         assert!(remote_url("ftp://example.com/a").is_err());
         assert!(remote_url("not a url").is_err());
-        assert!(remote_url("http:///nohost").is_err());
+        assert!(remote_url("http://").is_err());
+        assert!(remote_url("https://exa mple.com/").is_err());
     }
 
     #[test]
@@ -152,5 +153,112 @@ mod tests {
         assert!(sha256(&"a".repeat(64)).is_ok());
         assert!(sha256("abc").is_err());
         assert!(sha256(&"g".repeat(64)).is_err());
+    }
+}
+
+/// Headers ferry sets itself or that only a hop may carry: refused as custom headers.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "range",
+    "if-range",
+];
+
+/// A custom header `Name: value`: a token name, no CR/LF, not a hop-by-hop header.
+pub fn header(line: &str) -> Result<(String, String), ServiceError> {
+    let Some((name, value)) = line.split_once(':') else {
+        return Err(ServiceError::InvalidArgument(format!(
+            "header '{line}' is not of the form 'Name: value'"
+        )));
+    };
+    let name = name.trim();
+    let value = value.trim();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        return Err(ServiceError::InvalidArgument(format!(
+            "header name '{name}' is not a valid HTTP token"
+        )));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "the value of header '{name}' contains CR, LF or NUL"
+        )));
+    }
+    if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "header '{name}' is managed by ferry or hop-by-hop and cannot be set"
+        )));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// A proxy setting: `system`, `none`, or an http/https/socks URL.
+pub fn proxy(text: &str) -> Result<crate::model::ProxySetting, ServiceError> {
+    use crate::model::ProxySetting;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "system" => Ok(ProxySetting::System),
+        "none" | "direct" => Ok(ProxySetting::None),
+        _ => {
+            let u = url::Url::parse(text.trim()).map_err(|e| {
+                ServiceError::InvalidArgument(format!(
+                    "proxy '{text}' is not a URL ({e}); use none, system or http://host:port"
+                ))
+            })?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "proxy scheme '{}' is not supported (http or https)",
+                    u.scheme()
+                )));
+            }
+            Ok(ProxySetting::Url(u.to_string()))
+        }
+    }
+}
+
+/// An existing readable file, by absolute path (CA files, upload sources).
+pub fn existing_file(what: &str, path: &str) -> Result<String, ServiceError> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} '{path}' is relative: give an absolute path"
+        )));
+    }
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(path.to_string()),
+        Ok(_) => Err(ServiceError::InvalidArgument(format!(
+            "{what} '{path}' is not a regular file"
+        ))),
+        Err(e) => Err(ServiceError::InvalidArgument(format!(
+            "{what} '{path}' cannot be read: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            header("X-Token: abc").unwrap(),
+            ("X-Token".into(), "abc".into())
+        );
+        assert!(header("X-Bad: a\r\nInjected: 1").is_err());
+        assert!(header("Connection: close").is_err());
+        assert!(header("no colon").is_err());
+        assert!(header("Bad Name: x").is_err());
     }
 }

@@ -23,7 +23,7 @@ pub const JOB_COLUMNS: &str = "id, display_name, description, job_type, priority
     owner_uid, created_ms, modified_ms, transferred_ms, last_progress_ms, retry_at_ms, \
     error_context, error_code, error_message, error_file_index, error_time_ms, error_count, \
     notify_flags, notification_class, notify_command, min_retry_delay_secs, \
-    no_progress_timeout_secs, max_transfer_time_secs, partial, last_notification_error";
+    no_progress_timeout_secs, max_transfer_time_secs, partial, last_notification_error, options";
 
 pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let error_context: Option<String> = r.get(12)?;
@@ -62,6 +62,7 @@ pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         max_transfer_time_secs: r.get::<_, i64>(23)? as u64,
         partial: r.get(24)?,
         last_notification_error: r.get(25)?,
+        options: serde_json::from_str(&r.get::<_, String>(26)?).unwrap_or_default(),
     })
 }
 
@@ -70,7 +71,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
     tx.prepare_cached(&format!(
         "INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
     ))?
     .execute(params![
         j.id.to_string(),
@@ -99,6 +100,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
         j.max_transfer_time_secs as i64,
         j.partial,
         j.last_notification_error,
+        serde_json::to_string(&j.options).unwrap_or_else(|_| "{}".into()),
     ])?;
     Ok(())
 }

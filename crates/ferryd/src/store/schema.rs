@@ -75,6 +75,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_job ON outbox(job_id);
     "#,
+    // 1 → 2: transfer options (headers, credentials, proxy, TLS, bandwidth, uploads).
+    r#"
+    ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// The schema version this build writes.

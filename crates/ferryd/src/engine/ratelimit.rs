@@ -1,0 +1,65 @@
+//! Bandwidth limits: a "next free time" pacer shared by the transfers it limits.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Paces byte counts to `rate` bytes per second, allowing a small burst.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: u64,
+    next_free: Mutex<Instant>,
+}
+
+/// How far ahead of the schedule a transfer may run (the burst).
+const BURST: Duration = Duration::from_millis(100);
+
+impl RateLimiter {
+    /// A limiter of `rate` bytes per second (`rate` > 0).
+    pub fn new(rate: u64) -> RateLimiter {
+        RateLimiter {
+            rate: rate.max(1),
+            next_free: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits until `n` more bytes may move.
+    pub async fn consume(&self, n: usize) {
+        let wait_until = {
+            let mut next = self.next_free.lock().unwrap();
+            let now = Instant::now();
+            let start = (*next).max(now - BURST);
+            *next = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            *next - BURST
+        };
+        if wait_until > Instant::now() {
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+}
+
+/// Waits on every limiter in turn.
+pub async fn consume_all(limits: &[std::sync::Arc<RateLimiter>], n: usize) {
+    for l in limits {
+        l.consume(n).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_to_the_rate() {
+        let l = RateLimiter::new(1000);
+        let start = Instant::now();
+        for _ in 0..10 {
+            l.consume(500).await;
+        }
+        // 5000 bytes at 1000 B/s: about 5 s, less the burst.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(4800), "{took:?}");
+        assert!(took <= Duration::from_millis(5100), "{took:?}");
+    }
+}

@@ -1,0 +1,283 @@
+//! Uploads: plain HTTP `PUT` of the whole file (restarting from zero after a failure), or
+//! the tus 1.0 resumable protocol (creation, `HEAD` for the offset, `PATCH` from there).
+//!
+//! The source was snapshotted (size and modification time) when the job was resumed; a
+//! source that changed since is a fatal error, never a mixed upload.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::StatusCode;
+use tokio_util::io::ReaderStream;
+
+use super::error::{self, TransferError};
+use super::netclient::decorate;
+use super::ratelimit::{consume_all, RateLimiter};
+use super::{FileEvents, FileTask};
+use crate::engine::partfile::Progress;
+use crate::model::{ErrorContext, UploadProtocol};
+
+const TUS_VERSION: &str = "1.0.0";
+
+/// How an upload ended.
+pub enum UploadOutcome {
+    /// The server has every byte; its last reply body.
+    Done {
+        len: u64,
+        reply: Bytes,
+    },
+    Cancelled,
+}
+
+fn snapshot_of(path: &str) -> Result<(String, u64), TransferError> {
+    let m = std::fs::metadata(path).map_err(|e| {
+        TransferError::local_io("reading the file to upload", std::path::Path::new(path), &e)
+    })?;
+    Ok((
+        format!("{}:{}.{}", m.len(), m.mtime(), m.mtime_nsec()),
+        m.len(),
+    ))
+}
+
+/// Checks the source is still what was snapshotted at resume.
+fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
+    let (now, len) = snapshot_of(&task.record.local_path)?;
+    match &task.record.validator {
+        Some(snap) if *snap != now => Err(TransferError::fatal(
+            ErrorContext::LocalFile,
+            "source_changed",
+            format!(
+                "{} changed after the upload was resumed; cancel the job and upload it again",
+                task.record.local_path
+            ),
+        )),
+        _ => Ok(len),
+    }
+}
+
+/// A request body streaming `path` from `offset`, counted and paced.
+async fn body_from(
+    path: &str,
+    offset: u64,
+    progress: Arc<Progress>,
+    events: FileEvents,
+    limits: Vec<Arc<RateLimiter>>,
+) -> Result<reqwest::Body, TransferError> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await.map_err(|e| {
+        TransferError::local_io("reading the file to upload", std::path::Path::new(path), &e)
+    })?;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| TransferError::local_io("reading", std::path::Path::new(path), &e))?;
+    progress.written.store(offset, Ordering::SeqCst);
+    let stream = ReaderStream::with_capacity(f, 256 << 10).then(move |chunk| {
+        let progress = progress.clone();
+        let events = events.clone();
+        let limits = limits.clone();
+        async move {
+            if let Ok(c) = &chunk {
+                consume_all(&limits, c.len()).await;
+                progress.written.fetch_add(c.len() as u64, Ordering::AcqRel);
+                events.bytes();
+            }
+            chunk
+        }
+    });
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+async fn send(
+    task: &FileTask<'_>,
+    req: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<Option<reqwest::Response>, TransferError> {
+    tokio::select! {
+        _ = task.cancel.cancelled() => Ok(None),
+        r = req.send() => r.map(Some).map_err(|e| error::from_reqwest(&e, url)),
+    }
+}
+
+fn status_error(resp: &reqwest::Response, url: &str) -> TransferError {
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(error::parse_retry_after);
+    error::from_status(resp.status().as_u16(), url, retry_after)
+}
+
+/// Uploads one file with the job's protocol.
+pub async fn upload(
+    task: FileTask<'_>,
+    protocol: UploadProtocol,
+) -> Result<UploadOutcome, TransferError> {
+    let len = check_unchanged(&task)?;
+    match protocol {
+        UploadProtocol::Put => put(task, len).await,
+        UploadProtocol::Tus => tus(task, len).await,
+    }
+}
+
+async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
+    let url = task.record.remote_url.clone();
+    task.events.connecting();
+    task.events
+        .started(Some(len), task.record.validator.clone(), None, 0);
+    let body = body_from(
+        &task.record.local_path,
+        0,
+        task.progress.clone(),
+        task.events.clone(),
+        task.limits.to_vec(),
+    )
+    .await?;
+    let req = decorate(task.client.put(&url), task.options)
+        .header(CONTENT_LENGTH, len)
+        .body(body);
+    let Some(resp) = send(&task, req, &url).await? else {
+        return Ok(UploadOutcome::Cancelled);
+    };
+    if !resp.status().is_success() {
+        return Err(status_error(&resp, &url));
+    }
+    let reply = resp
+        .bytes()
+        .await
+        .map_err(|e| error::from_reqwest(&e, &url))?;
+    check_unchanged(&task)?;
+    Ok(UploadOutcome::Done { len, reply })
+}
+
+fn header_u64(resp: &reqwest::Response, name: &str) -> Option<u64> {
+    resp.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
+    let url = task.record.remote_url.clone();
+    let mut location = task.record.final_url.clone();
+    let mut recreated = false;
+    task.events.connecting();
+    for _round in 0..8 {
+        // Creation: POST with the length; the server answers where the upload lives.
+        let loc = match &location {
+            Some(l) => l.clone(),
+            None => {
+                let req = decorate(task.client.post(&url), task.options)
+                    .header("Tus-Resumable", TUS_VERSION)
+                    .header("Upload-Length", len)
+                    .header(CONTENT_LENGTH, 0);
+                let Some(resp) = send(&task, req, &url).await? else {
+                    return Ok(UploadOutcome::Cancelled);
+                };
+                if resp.status() != StatusCode::CREATED {
+                    return Err(status_error(&resp, &url));
+                }
+                let l = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        TransferError::fatal(
+                            ErrorContext::RemoteFile,
+                            "tus_no_location",
+                            format!("{url}: the tus server created an upload but sent no Location"),
+                        )
+                    })?;
+                let absolute = resp.url().join(l).map_err(|e| {
+                    TransferError::fatal(
+                        ErrorContext::RemoteFile,
+                        "tus_bad_location",
+                        format!("{url}: Location '{l}': {e}"),
+                    )
+                })?;
+                let absolute = absolute.to_string();
+                task.events.started(
+                    Some(len),
+                    task.record.validator.clone(),
+                    Some(absolute.clone()),
+                    0,
+                );
+                location = Some(absolute.clone());
+                absolute
+            }
+        };
+        // Where does the server say we are?
+        let req =
+            decorate(task.client.head(&loc), task.options).header("Tus-Resumable", TUS_VERSION);
+        let Some(resp) = send(&task, req, &loc).await? else {
+            return Ok(UploadOutcome::Cancelled);
+        };
+        if matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::GONE) && !recreated {
+            // The server forgot the upload: create it again, from zero.
+            recreated = true;
+            location = None;
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(status_error(&resp, &loc));
+        }
+        let offset = header_u64(&resp, "Upload-Offset").ok_or_else(|| {
+            TransferError::transient(
+                ErrorContext::RemoteFile,
+                "tus_no_offset",
+                format!("{loc}: HEAD gave no Upload-Offset"),
+            )
+        })?;
+        task.progress.synced.store(offset, Ordering::SeqCst);
+        task.events.started(
+            Some(len),
+            task.record.validator.clone(),
+            Some(loc.clone()),
+            offset,
+        );
+        if offset >= len {
+            return Ok(UploadOutcome::Done {
+                len,
+                reply: Bytes::new(),
+            });
+        }
+        let body = body_from(
+            &task.record.local_path,
+            offset,
+            task.progress.clone(),
+            task.events.clone(),
+            task.limits.to_vec(),
+        )
+        .await?;
+        let req = decorate(task.client.patch(&loc), task.options)
+            .header("Tus-Resumable", TUS_VERSION)
+            .header("Upload-Offset", offset)
+            .header(CONTENT_TYPE, "application/offset+octet-stream")
+            .header(CONTENT_LENGTH, len - offset)
+            .body(body);
+        let Some(resp) = send(&task, req, &loc).await? else {
+            return Ok(UploadOutcome::Cancelled);
+        };
+        match resp.status() {
+            StatusCode::CONFLICT => continue,
+            s if s.is_success() => {
+                let new_offset = header_u64(&resp, "Upload-Offset").unwrap_or(offset);
+                task.progress.synced.store(new_offset, Ordering::SeqCst);
+                let reply = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| error::from_reqwest(&e, &loc))?;
+                if new_offset >= len {
+                    check_unchanged(&task)?;
+                    return Ok(UploadOutcome::Done { len, reply });
+                }
+            }
+            _ => return Err(status_error(&resp, &loc)),
+        }
+    }
+    Err(TransferError::transient(
+        ErrorContext::RemoteFile,
+        "tus_no_progress",
+        format!("{url}: the tus server did not accept the upload's bytes"),
+    ))
+}
