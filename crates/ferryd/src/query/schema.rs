@@ -222,6 +222,35 @@ pub fn job_object(v: &JobView) -> Obj {
                 "last_notification_error",
                 s(j.last_notification_error.clone()),
             ),
+            (
+                "headers",
+                if j.options.headers.is_empty() {
+                    Prop::Value(Value::Null)
+                } else {
+                    s(j.options
+                        .headers
+                        .iter()
+                        .map(|(n, v)| format!("{n}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                },
+            ),
+            (
+                "credentials",
+                opt(j.options.credentials.as_ref().map(|c| c.public()), s),
+            ),
+            ("proxy", s(j.options.proxy.as_text())),
+            ("ca_file", opt(j.options.ca_file.clone(), s)),
+            ("bandwidth_limit", i(j.options.bandwidth_limit)),
+            (
+                "upload_protocol",
+                if j.job_type == crate::model::JobType::Download {
+                    Prop::Value(Value::Null)
+                } else {
+                    s(j.options.upload_protocol().as_str())
+                },
+            ),
+            ("reply_file", opt(j.options.reply_file.clone(), s)),
         ],
     }
 }
@@ -260,5 +289,21 @@ pub fn handler_object(h: &HandlerRecord) -> Obj {
             ("workdir", opt(h.workdir.clone(), s)),
             ("registered_unix_ms", i(h.registered_ms)),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobRecord, JobType, Priority, Totals};
+
+    #[test]
+    fn every_job_property_is_produced_in_order() {
+        let v = JobView {
+            job: JobRecord::new("n".into(), JobType::Download, Priority::Normal, 0),
+            totals: Totals::default(),
+        };
+        let names: Vec<&str> = job_object(&v).props.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, JOB_PROPERTIES);
     }
 }
