@@ -365,3 +365,50 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobType, Priority};
+
+    fn file(job: &JobRecord, index: u32) -> FileRecord {
+        FileRecord {
+            job_id: job.id,
+            index,
+            remote_url: "http://h/x".into(),
+            local_path: "/tmp/x".into(),
+            bytes_total: None,
+            bytes_transferred: 0,
+            completed: false,
+            expected_sha256: None,
+            final_url: None,
+            validator: None,
+            validated: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rewriting_a_job_keeps_its_files_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut job = JobRecord::new("j".into(), JobType::Download, Priority::Normal, 7);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            Store::committed(store.put_job_and_files(&job, vec![file(&job, 0), file(&job, 1)]))
+                .await
+                .unwrap();
+            job.display_name = "renamed".into();
+            Store::committed(store.put_job(&job)).await.unwrap();
+            store.close();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let snap = store.load().unwrap();
+        assert_eq!(snap.jobs.len(), 1);
+        assert_eq!(snap.jobs[0].display_name, "renamed");
+        assert_eq!(
+            snap.files.len(),
+            2,
+            "updating the job row must not drop its files"
+        );
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+}

@@ -19,6 +19,17 @@ fn uuid(idx: usize, s: String) -> rusqlite::Result<Uuid> {
     })
 }
 
+/// `col = excluded.col, …` for every column but the key.
+fn update_list(columns: &str, key: &[&str]) -> String {
+    columns
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !key.contains(c))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub const JOB_COLUMNS: &str = "id, display_name, description, job_type, priority, state, \
     owner_uid, created_ms, modified_ms, transferred_ms, last_progress_ms, retry_at_ms, \
     error_context, error_code, error_message, error_file_index, error_time_ms, error_count, \
@@ -68,10 +79,14 @@ pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
 
 pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
     let e = j.error.as_ref();
+    // An upsert, never `INSERT OR REPLACE`: REPLACE deletes the row first, and the
+    // delete would cascade to the job's files.
     tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES \
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
+         ON CONFLICT(id) DO UPDATE SET {}",
+        update_list(JOB_COLUMNS, &["id"])
     ))?
     .execute(params![
         j.id.to_string(),
@@ -126,8 +141,10 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
 
 pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO files ({FILE_COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO files ({FILE_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT(job_id, idx) DO UPDATE SET {}",
+        update_list(FILE_COLUMNS, &["job_id", "idx"])
     ))?
     .execute(params![
         f.job_id.to_string(),
