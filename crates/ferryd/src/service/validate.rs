@@ -79,14 +79,22 @@ pub fn local_path(path: &str) -> Result<String, ServiceError> {
             )))
         }
     }
-    if let Ok(m) = std::fs::symlink_metadata(p) {
+    // The folder is resolved once, now: a symbolic link in it that changes later cannot
+    // redirect where ferry writes.
+    let parent = std::fs::canonicalize(parent).map_err(|e| {
+        ServiceError::InvalidArgument(format!("the folder of '{path}' cannot be resolved: {e}"))
+    })?;
+    let resolved = parent.join(name);
+    if let Ok(m) = std::fs::symlink_metadata(&resolved) {
         if m.is_dir() {
             return Err(ServiceError::InvalidArgument(format!(
                 "local path '{path}' is a directory: name a file inside it"
             )));
         }
     }
-    Ok(path.to_string())
+    resolved.into_os_string().into_string().map_err(|_| {
+        ServiceError::InvalidArgument(format!("local path '{path}' is not valid UTF-8"))
+    })
 }
 
 /// A SHA-256 digest as 64 hex digits; returned lower-case.
