@@ -184,3 +184,24 @@ mod tests {
         assert!(Config::load(&p).unwrap_err().contains("max_concurent_jobs"));
     }
 }
+
+#[cfg(test)]
+mod shipped_example {
+    use super::*;
+
+    #[test]
+    fn dist_ferryd_toml_is_valid_and_holds_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/ferryd.toml");
+        let c = Config::load(&path).unwrap();
+        let d = Config::default();
+        assert_eq!(c.max_concurrent_jobs, d.max_concurrent_jobs);
+        assert_eq!(c.bandwidth_limit, d.bandwidth_limit);
+        assert_eq!(c.retention, d.retention);
+        assert_eq!(c.job_inactivity_timeout, d.job_inactivity_timeout);
+        assert_eq!(c.max_jobs_per_user, d.max_jobs_per_user);
+        assert_eq!(c.max_files_per_job, d.max_files_per_job);
+        assert_eq!(c.drain_timeout, d.drain_timeout);
+        assert_eq!(c.activation_timeout, d.activation_timeout);
+        assert_eq!(c.callback_timeout, d.callback_timeout);
+    }
+}
