@@ -382,13 +382,16 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
             match Manager::connect_with(opts.clone()).await {
                 Ok(m) => {
                     m.shutdown_daemon().await?;
-                    // Wait (bounded) until the socket stops answering.
+                    // Wait (bounded) until the socket stops answering and the daemon has
+                    // released its instance lock (it exits right after).
                     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-                    while std::os::unix::net::UnixStream::connect(&opts.socket).is_ok() {
+                    while std::os::unix::net::UnixStream::connect(&opts.socket).is_ok()
+                        || instance_lock_held(&opts.socket)
+                    {
                         if std::time::Instant::now() > deadline {
                             bail!("ferryd did not stop within 30 s");
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                     if !ctx.json {
                         println!("ferryd stopped");
@@ -641,4 +644,14 @@ fn parse_rate(text: &str) -> Result<u64> {
         other => bail!("unknown unit '{other}' in rate '{text}'"),
     };
     Ok((n * mult) as u64)
+}
+
+/// Whether a daemon still holds the instance lock beside `socket`.
+fn instance_lock_held(socket: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(socket.with_extension("lock")) else {
+        return false;
+    };
+    // SAFETY: flock on an open descriptor; a shared lock is released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }

@@ -125,7 +125,13 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
         )
     })?;
     let state_dir = default_state_dir();
-    let _ = std::fs::create_dir_all(&state_dir);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir);
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -489,6 +489,14 @@ async fn killed_client_is_never_called_again_and_its_job_falls_back_to_its_class
     server.add_file("/held", random_bytes(100_000, 9));
     server.push_fault("/held", Fault::StallAfter(1000));
     let dest = env.files.join("held");
+    /// Kills the client process however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut client = std::process::Command::new(example_bin("notify_callback"))
         .arg(server.url("/held"))
         .arg(&dest)
@@ -497,6 +505,7 @@ async fn killed_client_is_never_called_again_and_its_job_falls_back_to_its_class
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let job = wait_until_future(DEADLINE, "the client's job to transfer", || {
         let m = m.clone();
@@ -509,8 +518,8 @@ async fn killed_client_is_never_called_again_and_its_job_falls_back_to_its_class
     })
     .await;
     job.set_notification_class(class).await.unwrap();
-    client.kill().unwrap();
-    client.wait().unwrap();
+    client.0.kill().unwrap();
+    client.0.wait().unwrap();
     server.release_stalls();
     let marker = workdir.join(format!("ferry-handled-{}", job.id()));
     wait_until_async(DEADLINE, "the class handler to take over", || {

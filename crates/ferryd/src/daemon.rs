@@ -196,10 +196,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     scheduler.abort();
     housekeeping.abort();
+    // The store is flushed before the socket goes, so a client that sees the socket gone
+    // (`ferry daemon stop`) can start a new daemon at once.
+    svc.store.close();
     if owns_socket {
         let _ = fs::remove_file(&opts.socket);
     }
-    svc.store.close();
     tracing::info!("ferryd stopped");
     Ok(())
 }

@@ -1,0 +1,1 @@
+//! Integration tests of ferry live in `tests/`; this library is empty.
