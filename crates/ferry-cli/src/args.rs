@@ -97,6 +97,9 @@ pub struct GetArgs {
     /// Give up when no byte has moved for this long
     #[arg(long, value_parser = duration, default_value = "60s")]
     pub no_progress_timeout: Duration,
+    /// Connections per file for large files from servers that accept ranges (1-16)
+    #[arg(short = 'x', long)]
+    pub connections: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +209,9 @@ pub struct SetArgs {
     /// Where an upload_reply job keeps the server's reply ("" clears)
     #[arg(long, value_name = "PATH")]
     pub reply_file: Option<String>,
+    /// Connections per file for large downloads (1-16; 0 = the daemon's default)
+    #[arg(long)]
+    pub connections: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -91,6 +91,7 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
     job.set(JobProperties {
         minimum_retry_delay_secs: Some(a.retry_delay.as_secs().max(1)),
         no_progress_timeout_secs: Some(a.no_progress_timeout.as_secs().max(1)),
+        connections: a.connections,
         ..Default::default()
     })
     .await?;
@@ -310,6 +311,7 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
         ca_file: absolute_opt(&a.ca_file)?,
         bandwidth_limit: a.bandwidth.as_deref().map(parse_rate).transpose()?,
         reply_file: absolute_opt(&a.reply_file)?,
+        connections: a.connections,
         display_name: a.name,
         description: a.description,
         priority: a.priority.as_deref().map(priority).transpose()?,

@@ -93,6 +93,9 @@ pub fn job_detail(j: &JobInfo) {
     if j.max_transfer_time_secs > 0 {
         println!("max time:         {} s", j.max_transfer_time_secs);
     }
+    if j.connections > 1 {
+        println!("connections:      {}", j.connections);
+    }
     if let Some(p) = &j.upload_protocol {
         println!("upload protocol:  {p}");
     }

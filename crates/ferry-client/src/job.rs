@@ -163,6 +163,7 @@ impl Job {
             ca_file: props.ca_file,
             bandwidth_limit: props.bandwidth_limit,
             reply_file: props.reply_file,
+            connections: props.connections,
         };
         let j = self.manager.rpc.clone().set_properties(req).await?;
         JobInfo::from_wire(j.into_inner())

@@ -211,6 +211,8 @@ pub struct JobInfo {
     pub upload_protocol: Option<String>,
     /// Where an upload-reply job keeps the server's reply.
     pub reply_file: Option<String>,
+    /// Connections per file for large downloads; 0 = the daemon's default.
+    pub connections: u32,
 }
 
 impl JobInfo {
@@ -253,6 +255,7 @@ impl JobInfo {
             bandwidth_limit: j.bandwidth_limit,
             upload_protocol: Some(j.upload_protocol).filter(|c| !c.is_empty()),
             reply_file: Some(j.reply_file).filter(|c| !c.is_empty()),
+            connections: j.connections,
         })
     }
 
@@ -430,6 +433,8 @@ pub struct JobProperties {
     pub bandwidth_limit: Option<u64>,
     /// Where an upload-reply job keeps the server's reply; `Some("")` clears it.
     pub reply_file: Option<String>,
+    /// Connections per file for large downloads (1–16; 0 = the daemon's default).
+    pub connections: Option<u32>,
 }
 
 /// Credentials a job sends with every request.

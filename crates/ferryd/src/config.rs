@@ -21,6 +21,9 @@ pub struct Config {
     pub activation_timeout: Duration,
     /// Bytes per second for all transfers together; 0 for no limit.
     pub bandwidth_limit: u64,
+    /// Connections per file for large downloads from servers that accept ranges (a job's
+    /// own setting wins).
+    pub connections_per_file: u32,
     /// How long a callback may take before it counts as failed.
     pub callback_timeout: Duration,
     /// The socket handlers are told to connect to (`FERRY_SOCKET` in their environment).
@@ -38,6 +41,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             activation_timeout: Duration::from_secs(30),
             bandwidth_limit: 0,
+            connections_per_file: 1,
             callback_timeout: Duration::from_secs(120),
             socket_path: std::path::PathBuf::new(),
         }
@@ -74,6 +78,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
 struct FileConfig {
     max_concurrent_jobs: Option<usize>,
     bandwidth_limit: Option<toml::Value>,
+    connections_per_file: Option<u32>,
     retention: Option<String>,
     job_inactivity_timeout: Option<String>,
     max_jobs_per_user: Option<usize>,
@@ -127,6 +132,9 @@ impl Config {
                 ))
                 }
             };
+        }
+        if let Some(v) = f.connections_per_file {
+            c.connections_per_file = v.clamp(1, 16);
         }
         if let Some(v) = f.retention {
             c.retention = duration("retention", &v)?;
@@ -196,6 +204,7 @@ mod shipped_example {
         let d = Config::default();
         assert_eq!(c.max_concurrent_jobs, d.max_concurrent_jobs);
         assert_eq!(c.bandwidth_limit, d.bandwidth_limit);
+        assert_eq!(c.connections_per_file, d.connections_per_file);
         assert_eq!(c.retention, d.retention);
         assert_eq!(c.job_inactivity_timeout, d.job_inactivity_timeout);
         assert_eq!(c.max_jobs_per_user, d.max_jobs_per_user);

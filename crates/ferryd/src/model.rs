@@ -250,6 +250,8 @@ pub struct JobOptions {
     pub reply_file: Option<String>,
     /// When the job was first queued (drives `max_transfer_time`).
     pub first_active_ms: Option<i64>,
+    /// Connections per file for large downloads; 0 takes the daemon's default.
+    pub connections: u32,
 }
 
 impl JobOptions {
@@ -315,6 +317,17 @@ pub struct FileRecord {
     /// The validator the partial bytes were fetched under (ETag or Last-Modified).
     pub validator: Option<String>,
     pub validated: Option<bool>,
+    /// Byte ranges fetched over separate connections (empty: one connection).
+    pub segments: Vec<Segment>,
+}
+
+/// A byte range of a file fetched over its own connection: `[start, end)`, of which
+/// `done` bytes from `start` are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    pub start: u64,
+    pub end: u64,
+    pub done: u64,
 }
 
 impl FileRecord {

@@ -40,6 +40,12 @@ fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
 
 /// Downloads one file into its part file, continuing from the recorded offset.
 pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
+    if task.connections > 1 || !task.record.segments.is_empty() {
+        match super::segmented::download(&task, task.connections).await? {
+            super::segmented::Segmented::Done(outcome) => return Ok(outcome),
+            super::segmented::Segmented::Fallback => {}
+        }
+    }
     let client = task.client;
     let url = task.record.remote_url.clone();
     let part = task.part.clone();

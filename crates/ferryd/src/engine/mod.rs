@@ -8,6 +8,7 @@ pub mod netclient;
 pub mod partfile;
 pub mod ratelimit;
 pub mod scheduler;
+pub mod segmented;
 pub mod upload;
 pub mod worker;
 
@@ -29,6 +30,8 @@ pub struct FileTask<'a> {
     pub client: &'a reqwest::Client,
     /// Bandwidth limits that apply (the job's, the daemon's).
     pub limits: &'a [Arc<ratelimit::RateLimiter>],
+    /// Connections to use for a large file (1: one).
+    pub connections: u32,
     /// The file as recorded when the transfer started (its offset is the checkpoint).
     pub record: &'a FileRecord,
     pub part: PathBuf,

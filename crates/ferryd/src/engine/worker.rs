@@ -36,6 +36,25 @@ impl FileEvents {
         self.svc.file_connecting(self.job, self.run);
     }
 
+    /// A multi-connection download starts with these segments.
+    pub fn segments_started(
+        &self,
+        total: u64,
+        validator: String,
+        final_url: String,
+        segments: Vec<crate::model::Segment>,
+    ) {
+        self.svc.file_segments_started(
+            self.job, self.run, self.index, total, validator, final_url, segments,
+        );
+    }
+
+    /// The live segment table of this file.
+    pub fn live_segments(&self, table: Arc<super::segmented::SegTable>) {
+        self.svc
+            .set_live_segments(self.job, self.run, self.index, table);
+    }
+
     /// The source answered: size, validator, final URL, and the offset bytes continue at.
     pub fn started(
         &self,
@@ -241,6 +260,7 @@ async fn run_upload(
         options: &record.options,
         client: net.client,
         limits: net.limits,
+        connections: 1,
         record: &f,
         part: f.temporary_path(),
         progress,
@@ -299,6 +319,12 @@ async fn transfer_one(
         options: &record.options,
         client: net.client,
         limits: net.limits,
+        connections: if record.options.connections > 0 {
+            record.options.connections
+        } else {
+            svc.config.connections_per_file
+        }
+        .clamp(1, 16),
         record: f,
         part: f.temporary_path(),
         progress,

@@ -45,6 +45,7 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "bandwidth_limit",
     "upload_protocol",
     "reply_file",
+    "connections",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -251,6 +252,7 @@ pub fn job_object(v: &JobView) -> Obj {
                 },
             ),
             ("reply_file", opt(j.options.reply_file.clone(), s)),
+            ("connections", i(j.options.connections)),
         ],
     }
 }

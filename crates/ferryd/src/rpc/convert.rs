@@ -140,6 +140,7 @@ pub fn job(v: &JobView) -> pb::Job {
             j.options.upload_protocol().as_str().to_string()
         },
         reply_file: j.options.reply_file.clone().unwrap_or_default(),
+        connections: j.options.connections,
     }
 }
 

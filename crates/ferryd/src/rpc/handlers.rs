@@ -189,6 +189,7 @@ impl pb::ferry_server::Ferry for FerryApi {
             ca_file: r.ca_file,
             bandwidth_limit: r.bandwidth_limit,
             reply_file: r.reply_file,
+            connections: r.connections,
         };
         Ok(Response::new(convert::job(
             &self.svc.set_properties(uid, id, changes).await?,

@@ -55,6 +55,8 @@ pub struct JobChanges {
     pub bandwidth_limit: Option<u64>,
     /// `Some("")` clears it.
     pub reply_file: Option<String>,
+    /// Connections per file; 0 takes the daemon's default.
+    pub connections: Option<u32>,
 }
 
 /// The result of `complete`.
@@ -147,6 +149,7 @@ impl Service {
                 queue_key: None,
                 run: None,
                 live: HashMap::new(),
+                live_segments: HashMap::new(),
                 last_progress_event: None,
             };
             let view = e.view();
@@ -246,6 +249,7 @@ impl Service {
                     final_url: None,
                     validator: None,
                     validated: None,
+                    segments: Vec::new(),
                 })
                 .collect();
             e.files.extend(added.iter().cloned());
@@ -550,6 +554,14 @@ impl Service {
                 }
                 if let Some(v) = changes.bandwidth_limit {
                     j.options.bandwidth_limit = v;
+                }
+                if let Some(v) = changes.connections {
+                    if v > 16 {
+                        return Err(ServiceError::InvalidArgument(format!(
+                            "{v} connections per file is too many (at most 16)"
+                        )));
+                    }
+                    j.options.connections = v;
                 }
                 if let Some(v) = reply_file {
                     if j.job_type != JobType::UploadReply && v.is_some() {

@@ -44,6 +44,45 @@ impl Service {
         }
     }
 
+    pub(crate) fn set_live_segments(
+        &self,
+        job: Uuid,
+        run: RunId,
+        index: u32,
+        table: Arc<crate::engine::segmented::SegTable>,
+    ) {
+        if let Some(e) = current(&mut self.lock(), job, run) {
+            e.live.remove(&index);
+            e.live_segments.insert(index, table);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn file_segments_started(
+        &self,
+        job: Uuid,
+        run: RunId,
+        index: u32,
+        total: u64,
+        validator: String,
+        final_url: String,
+        segments: Vec<crate::model::Segment>,
+    ) {
+        let mut inner = self.lock();
+        let Some(e) = current(&mut inner, job, run) else {
+            return;
+        };
+        if let Some(f) = e.files.get_mut(index as usize) {
+            f.bytes_total = Some(total);
+            f.validator = Some(validator);
+            f.final_url = Some(final_url);
+            f.bytes_transferred = 0;
+            f.segments = segments;
+            self.store.put_files_detached(vec![f.clone()]);
+        }
+        self.transition(&mut inner, job, JobState::Transferring);
+    }
+
     /// Moves the job to `state` if it is active, broadcasting the change.
     fn transition(&self, inner: &mut Inner, job: Uuid, state: JobState) -> bool {
         let Some(e) = inner.jobs.get(&job) else {
@@ -123,8 +162,10 @@ impl Service {
         if let Some(f) = e.files.get_mut(index as usize) {
             f.bytes_transferred = 0;
             f.validator = None;
+            f.segments.clear();
             self.store.put_files_detached(vec![f.clone()]);
         }
+        e.live_segments.remove(&index);
     }
 
     /// Records the durable offsets of the files being written, in one transaction.
@@ -134,6 +175,17 @@ impl Service {
             return;
         };
         let mut changed = Vec::new();
+        for (index, t) in &e.live_segments {
+            if let Some(f) = e.files.get_mut(*index as usize) {
+                let segments = t.snapshot();
+                let synced = segments.iter().map(|s| s.done).sum();
+                if !f.completed && (f.segments != segments || f.bytes_transferred != synced) {
+                    f.segments = segments;
+                    f.bytes_transferred = synced;
+                    changed.push(f.clone());
+                }
+            }
+        }
         for (index, p) in &e.live {
             if let Some(f) = e.files.get_mut(*index as usize) {
                 let synced = p.synced.load(Ordering::Acquire);
@@ -171,6 +223,7 @@ impl Service {
                 f.completed = true;
                 f.bytes_total = Some(len);
                 f.bytes_transferred = len;
+                f.segments.clear();
                 changed.push(f.clone());
             }
         }
@@ -290,6 +343,7 @@ impl Service {
         };
         e.run = None;
         e.live.clear();
+        e.live_segments.clear();
         let stuck = matches!(e.job.state, JobState::Connecting | JobState::Transferring);
         inner.running -= 1;
         if stuck && !self.shutdown.is_cancelled() {

@@ -89,6 +89,8 @@ pub(crate) struct Entry {
     run: Option<Run>,
     /// Byte counters of files the current run is writing.
     live: HashMap<u32, Arc<Progress>>,
+    /// Segment tables of files the current run fetches over several connections.
+    live_segments: HashMap<u32, Arc<crate::engine::segmented::SegTable>>,
     last_progress_event: Option<Instant>,
 }
 
@@ -99,6 +101,8 @@ impl Entry {
             totals: Totals::of(&self.files, |f| {
                 if f.completed {
                     None
+                } else if let Some(t) = self.live_segments.get(&f.index) {
+                    Some(t.written())
                 } else {
                     self.live
                         .get(&f.index)
@@ -112,8 +116,12 @@ impl Entry {
         self.files
             .iter()
             .map(|f| FileView {
-                bytes_transferred: match self.live.get(&f.index) {
-                    Some(p) if !f.completed => p.written.load(std::sync::atomic::Ordering::Relaxed),
+                bytes_transferred: match (self.live_segments.get(&f.index), self.live.get(&f.index))
+                {
+                    (Some(t), _) if !f.completed => t.written(),
+                    (None, Some(p)) if !f.completed => {
+                        p.written.load(std::sync::atomic::Ordering::Relaxed)
+                    }
                     _ => f.bytes_transferred,
                 },
                 file: f.clone(),
@@ -213,6 +221,7 @@ impl Service {
                     queue_key: None,
                     run: None,
                     live: HashMap::new(),
+                    live_segments: HashMap::new(),
                     last_progress_event: None,
                 },
             );

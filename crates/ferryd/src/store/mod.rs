@@ -384,6 +384,7 @@ mod tests {
             final_url: None,
             validator: None,
             validated: None,
+            segments: Vec::new(),
         }
     }
 

@@ -121,7 +121,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 }
 
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
-    bytes_transferred, completed, expected_sha256, final_url, validator, validated";
+    bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     Ok(FileRecord {
@@ -136,13 +136,14 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         final_url: r.get(8)?,
         validator: r.get(9)?,
         validated: r.get(10)?,
+        segments: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
     })
 }
 
 pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT(job_id, idx) DO UPDATE SET {}",
         update_list(FILE_COLUMNS, &["job_id", "idx"])
     ))?
@@ -158,6 +159,7 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         f.final_url,
         f.validator,
         f.validated,
+        serde_json::to_string(&f.segments).unwrap_or_else(|_| "[]".into()),
     ])?;
     Ok(())
 }

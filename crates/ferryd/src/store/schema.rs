@@ -79,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 2 → 3: segments of multi-connection downloads.
+    r#"
+    ALTER TABLE files ADD COLUMN segments TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// The schema version this build writes.
