@@ -43,14 +43,17 @@ pub async fn wait_state(job: &Job, done: impl Fn(JobState) -> bool) -> JobInfo {
         .expect("watching the job")
 }
 
-/// Follows the job's watch stream until its state satisfies `done`; returns every state
-/// seen on the way (consecutive duplicates removed) and the last snapshot. Subscribe
-/// (call this, or spawn it) before the changes you want to see happen.
-pub async fn collect_states(
-    job: &Job,
+/// Follows a watch stream (from [`ferry_client::Job::watch`], opened before the changes
+/// to observe) until the job's state satisfies `done`; returns every state seen on the way
+/// (consecutive duplicates removed) and every snapshot.
+pub async fn follow_states<S>(
+    stream: S,
     done: impl Fn(JobState) -> bool,
-) -> (Vec<JobState>, Vec<JobInfo>) {
-    let mut stream = Box::pin(job.watch().await.expect("watch the job"));
+) -> (Vec<JobState>, Vec<JobInfo>)
+where
+    S: futures::Stream<Item = ferry_client::Result<JobInfo>>,
+{
+    let mut stream = Box::pin(stream);
     let mut states: Vec<JobState> = Vec::new();
     let mut snapshots = Vec::new();
     let follow = async {
@@ -104,7 +107,12 @@ pub async fn fast_retries(job: &Job) {
 pub fn dir_entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("folder entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("folder entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     names
@@ -153,8 +161,7 @@ pub fn ferry(env: &TestEnv) -> Command {
     cmd
 }
 
-/// Bytes a server sent for a download, summed over its requests of one path: what a
-/// request asked for from its range start to the end, at most.
-pub fn byte_ranges(requests: &[ferry_testkit::RecordedRequest]) -> Vec<Option<u64>> {
+/// The `Range` start of every request the server recorded, in order.
+pub fn range_starts(requests: &[ferry_testkit::RecordedRequest]) -> Vec<Option<u64>> {
     requests.iter().map(|r| r.range_start).collect()
 }
