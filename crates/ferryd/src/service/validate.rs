@@ -270,3 +270,50 @@ mod header_tests {
         assert!(header("Bad Name: x").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ -~\r\n\t\u{0}]{0,300}",
+            "(https?|file|ftp)://[a-z0-9.:/%?#@\\[\\] -]{0,80}",
+            "/[a-zA-Z0-9._/ -]{0,120}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever a client sends, validation answers (never panics), and what it accepts
+        /// keeps the invariants the engine relies on.
+        #[test]
+        fn request_fields_are_validated_without_panics(s in any_text()) {
+            if let Ok(u) = remote_url(&s) {
+                let scheme = u.split(':').next().unwrap();
+                prop_assert!(crate::engine::SCHEMES.contains(&scheme));
+            }
+            if let Ok(p) = local_path(&s) {
+                prop_assert!(p.starts_with('/'));
+                prop_assert!(!std::path::Path::new(&p)
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir)));
+                prop_assert!(!p.contains('\0'));
+            }
+            if let Ok((name, value)) = header(&s) {
+                prop_assert!(!name.is_empty());
+                prop_assert!(!value.contains('\r') && !value.contains('\n') && !value.contains('\0'));
+                prop_assert!(!FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+            }
+            if let Ok(d) = sha256(&s) {
+                prop_assert_eq!(d.len(), 64);
+            }
+            let _ = text("name", &s);
+            let _ = job_id(&s);
+            let _ = proxy(&s);
+        }
+    }
+}
