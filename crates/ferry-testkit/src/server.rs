@@ -9,6 +9,12 @@
 //! Paths are keyed without their query string: a request for `/a?x=1` is
 //! served from, recorded under and faulted like `/a` (the recorded
 //! [`RecordedRequest::path`] keeps the full request target).
+//!
+//! The same server can also speak the [tus 1.0] resumable upload protocol
+//! under a path prefix ([`TestServer::enable_tus`]) and can be served over
+//! HTTPS with a throw-away CA ([`TestServer::start_tls`]).
+//!
+//! [tus 1.0]: https://tus.io/protocols/resumable-upload
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -18,9 +24,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tokio_rustls::TlsAcceptor;
+
+mod tls;
+mod tus;
+
+pub use tls::TlsMaterial;
+use tus::TusUpload;
 
 /// Size of the pieces the body is written in when not throttled.
 const PIECE: usize = 64 * 1024;
@@ -119,6 +132,14 @@ struct State {
     faults: HashMap<String, VecDeque<Fault>>,
     requests: HashMap<String, Vec<RecordedRequest>>,
     uploads: HashMap<String, Vec<u8>>,
+    /// Status and body answering a `PUT`/`POST` (or completing a tus upload).
+    upload_replies: HashMap<String, (u16, Vec<u8>)>,
+    /// Enabled tus prefixes, each ending with `/`.
+    tus_prefixes: Vec<String>,
+    /// tus uploads in order of creation.
+    tus_uploads: Vec<TusUpload>,
+    /// Number of tus uploads created so far (for their ids).
+    tus_created: u64,
     /// Bumped on every content change so that every change gets a new ETag.
     version: u64,
 }
@@ -156,6 +177,8 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// [`TestServer::base_url`], for absolute `Location`s.
+    base_url: String,
     /// Generation counter bumped by [`TestServer::release_stalls`].
     release: watch::Sender<u64>,
 }
@@ -174,15 +197,23 @@ impl Shared {
 ///   `Range` (`bytes=N-`, `bytes=N-M`, `bytes=-N`; `206` or `416`) and
 ///   `If-Range` support, shaped by the path's [`Mode`].
 /// * `PUT`: the body (`Content-Length` or chunked, `Expect: 100-continue`
-///   honoured) is kept for [`uploaded`](Self::uploaded); answers `201`.
-/// * `POST`/`PATCH`: the body is read and dropped; answers `200`.
+///   honoured) is kept for [`uploaded`](Self::uploaded); answers `201` with
+///   no body, or what [`set_upload_reply`](Self::set_upload_reply) set.
+/// * `POST`: the body is read and dropped; answers `200` with `ok\n`, or
+///   what [`set_upload_reply`](Self::set_upload_reply) set.
+/// * `PATCH`: the body is read and dropped; answers `200`.
 /// * Other methods: `405`.
+/// * Under a prefix given to [`enable_tus`](Self::enable_tus): the tus 1.0
+///   core protocol and its creation extension (see there).
 ///
 /// Connections are persistent unless the client sends `Connection: close`
 /// (or speaks HTTP/1.0) or the response is close-delimited or cut.
-/// A queued [`Fault`] applies to the next request of its path whatever the method.
+/// A queued [`Fault`] applies to the next request of its path whatever the
+/// method (except that faults queued on a tus prefix wait for the next tus
+/// `PATCH` under it; see [`enable_tus`](Self::enable_tus)).
 pub struct TestServer {
     addr: SocketAddr,
+    base_url: String,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -200,24 +231,45 @@ impl TestServer {
     /// Binds `127.0.0.1:0`, spawns the server thread and returns once the
     /// server is listening.
     pub fn start() -> TestServer {
+        Self::launch(None)
+    }
+
+    /// Like [`start`](Self::start), but speaking HTTPS (TLS 1.2 or 1.3, ALPN
+    /// `http/1.1`) with a certificate for `localhost` and `127.0.0.1` signed by
+    /// a CA generated for this server alone; [`TlsMaterial`] tells where that
+    /// CA's certificate is. Everything else behaves as over plain HTTP.
+    /// [`base_url`](Self::base_url) is then `https://localhost:PORT` (the
+    /// server still listens on `127.0.0.1` only).
+    pub fn start_tls() -> (TestServer, TlsMaterial) {
+        let (material, acceptor) = tls::generate();
+        (Self::launch(Some(acceptor)), material)
+    }
+
+    fn launch(tls: Option<TlsAcceptor>) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
             .expect("set test server listener non-blocking");
         let addr = listener.local_addr().expect("test server local address");
+        let base_url = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let (release, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            base_url: base_url.clone(),
             release,
         });
         let (stop, stop_rx) = oneshot::channel();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("test-server-{}", addr.port()))
-            .spawn(move || serve(listener, thread_shared, stop_rx))
+            .spawn(move || serve(listener, tls, thread_shared, stop_rx))
             .expect("spawn test server thread");
         TestServer {
             addr,
+            base_url,
             shared,
             stop: Some(stop),
             thread: Some(thread),
@@ -229,9 +281,10 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` for a server
+    /// started with [`start_tls`](Self::start_tls).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.base_url.clone()
     }
 
     /// [`base_url`](Self::base_url) followed by `path` (which starts with `/`).
@@ -292,6 +345,25 @@ impl TestServer {
     /// The body of the last complete `PUT` to `path`, if any.
     pub fn uploaded(&self, path: &str) -> Option<Vec<u8>> {
         self.shared.lock().uploads.get(&key_of(path)).cloned()
+    }
+
+    /// From now on, a `PUT` or `POST` to `path` answers with `status` and
+    /// `body` (`Content-Type: text/plain` when not empty) instead of the
+    /// default (`201` with no body for `PUT`, `200` with `ok\n` for `POST`).
+    /// The request body is still read first, and a `PUT` body is still kept
+    /// for [`uploaded`](Self::uploaded) whatever the status. Queued faults
+    /// take precedence.
+    ///
+    /// On a tus upload URL (prefix + id) or on a tus prefix given to
+    /// [`enable_tus`](Self::enable_tus) (then for every upload under it), it
+    /// instead replaces the `204` of the `PATCH` that completes an upload: that
+    /// response gets this status and body (plus `Upload-Offset` and
+    /// `Tus-Resumable`), which lets a test hand a reply body to the client.
+    pub fn set_upload_reply(&self, path: &str, status: u16, body: Vec<u8>) {
+        self.shared
+            .lock()
+            .upload_replies
+            .insert(key_of(path), (status, body));
     }
 
     /// Wakes every connection currently held by [`Fault::Stall`] or
@@ -359,7 +431,12 @@ fn key_of(target: &str) -> String {
 }
 
 /// Body of the server thread.
-fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -372,7 +449,20 @@ fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut stop: oneshot
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(handle_connection(shared.clone(), stream));
+                        let shared = shared.clone();
+                        match &tls {
+                            None => {
+                                tokio::spawn(handle_connection(shared, Box::new(stream)));
+                            }
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(stream);
+                                tokio::spawn(async move {
+                                    if let Ok(stream) = handshake.await {
+                                        handle_connection(shared, Box::new(stream)).await;
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 },
@@ -451,8 +541,13 @@ struct BodyPlan {
     stall_after: Option<u64>,
 }
 
+/// A client connection: plain TCP or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     /// Bytes read but not consumed yet.
     buf: Vec<u8>,
     shared: Arc<Shared>,
@@ -460,7 +555,7 @@ struct Conn {
     continue_owed: bool,
 }
 
-async fn handle_connection(shared: Arc<Shared>, stream: TcpStream) {
+async fn handle_connection(shared: Arc<Shared>, stream: Box<dyn Io>) {
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
@@ -721,7 +816,7 @@ impl Conn {
         };
         let key = key_of(&head.target);
         let range = head.header("range").and_then(parse_range);
-        let (fault, mode, generation) = {
+        let (fault, mode, generation, tus) = {
             let mut state = self.shared.lock();
             state
                 .requests
@@ -733,15 +828,27 @@ impl Conn {
                     headers: head.headers.clone(),
                     range_start: range.as_ref().and_then(ByteRange::start),
                 });
-            let fault = state.faults.get_mut(&key).and_then(VecDeque::pop_front);
-            if let Some(Fault::ChangeContent(data)) = &fault {
-                state.set_file(key.clone(), data.clone());
-            }
+            let tus = state.tus_route(&key, &head.method);
+            let fault = match &tus {
+                Some(route) => route.pop_fault(&mut state, &key),
+                None => {
+                    let fault = state.faults.get_mut(&key).and_then(VecDeque::pop_front);
+                    if let Some(Fault::ChangeContent(data)) = &fault {
+                        state.set_file(key.clone(), data.clone());
+                    }
+                    fault
+                }
+            };
             let mode = state.modes.get(&key).cloned().unwrap_or_default();
-            (fault, mode, *self.shared.release.borrow())
+            (fault, mode, *self.shared.release.borrow(), tus)
         };
         let close = head.wants_close();
         self.continue_owed = head.has_token("expect", "100-continue");
+        if let Some(route) = tus.as_ref().filter(|r| r.is_patch()) {
+            return self
+                .tus_patch(&head, &key, route, fault, generation, close)
+                .await;
+        }
 
         // The request body, if any.
         let mut body = Vec::new();
@@ -783,31 +890,24 @@ impl Conn {
         if matches!(fault, Some(Fault::Stall)) && !self.hold(generation).await {
             return Ok(Next::Close);
         }
+        if let Some(next) = self.answer_fault(&head, fault.as_ref(), close).await? {
+            return Ok(next);
+        }
         match fault {
-            Some(Fault::Status(code)) => {
-                let msg = format!("injected fault: {} {}\n", code, reason(code));
-                return self
-                    .simple(&head, code, Vec::new(), msg.as_bytes(), close)
-                    .await;
-            }
-            Some(Fault::StatusRetryAfter(code, secs)) => {
-                let msg = format!("injected fault: {} {}\n", code, reason(code));
-                let headers = vec![("Retry-After", secs.to_string())];
-                return self
-                    .simple(&head, code, headers, msg.as_bytes(), close)
-                    .await;
-            }
-            Some(Fault::Redirect(location)) => {
-                let headers = vec![("Location", location)];
-                return self.simple(&head, 302, headers, b"", close).await;
-            }
-            Some(Fault::RedirectWith(code, location)) => {
-                let headers = vec![("Location", location)];
-                return self.simple(&head, code, headers, b"", close).await;
-            }
             Some(Fault::CutAfter(n)) if !head.has_body()? => plan.cut_after = Some(n),
             Some(Fault::StallAfter(n)) if !head.has_body()? => plan.stall_after = Some(n),
             _ => {}
+        }
+
+        if let Some(route) = tus {
+            // A cut or a stall of a bodiless tus request happens before its answer.
+            if plan.cut_after.is_some() {
+                return Ok(Next::Close);
+            }
+            if plan.stall_after.is_some() && !self.hold(generation).await {
+                return Ok(Next::Close);
+            }
+            return self.serve_tus(&head, &key, &route, close).await;
         }
 
         match head.method.as_str() {
@@ -815,17 +915,63 @@ impl Conn {
                 self.serve_file(&head, &key, &mode, plan, generation, close)
                     .await
             }
-            "PUT" => {
-                self.shared.lock().uploads.insert(key, body);
-                self.simple(&head, 201, Vec::new(), b"", close).await
+            "PUT" | "POST" => {
+                let reply = {
+                    let mut state = self.shared.lock();
+                    if head.method == "PUT" {
+                        state.uploads.insert(key.clone(), body);
+                    }
+                    state.upload_replies.get(&key).cloned()
+                };
+                let (status, body) = reply.unwrap_or_else(|| {
+                    if head.method == "PUT" {
+                        (201, Vec::new())
+                    } else {
+                        (200, b"ok\n".to_vec())
+                    }
+                });
+                self.simple(&head, status, Vec::new(), &body, close).await
             }
-            "POST" | "PATCH" => self.simple(&head, 200, Vec::new(), b"ok\n", close).await,
+            "PATCH" => self.simple(&head, 200, Vec::new(), b"ok\n", close).await,
             _ => {
                 let headers = vec![("Allow", "GET, HEAD, PUT, POST, PATCH".to_string())];
                 self.simple(&head, 405, headers, b"method not allowed\n", close)
                     .await
             }
         }
+    }
+
+    /// Answers as `fault` says if it is a fault that replaces the answer
+    /// (statuses and redirects); `None` otherwise.
+    async fn answer_fault(
+        &mut self,
+        head: &Head,
+        fault: Option<&Fault>,
+        close: bool,
+    ) -> io::Result<Option<Next>> {
+        let next = match fault {
+            Some(&Fault::Status(code)) => {
+                let msg = format!("injected fault: {} {}\n", code, reason(code));
+                self.simple(head, code, Vec::new(), msg.as_bytes(), close)
+                    .await?
+            }
+            Some(&Fault::StatusRetryAfter(code, secs)) => {
+                let msg = format!("injected fault: {} {}\n", code, reason(code));
+                let headers = vec![("Retry-After", secs.to_string())];
+                self.simple(head, code, headers, msg.as_bytes(), close)
+                    .await?
+            }
+            Some(Fault::Redirect(location)) => {
+                let headers = vec![("Location", location.clone())];
+                self.simple(head, 302, headers, b"", close).await?
+            }
+            Some(&Fault::RedirectWith(code, ref location)) => {
+                let headers = vec![("Location", location.clone())];
+                self.simple(head, code, headers, b"", close).await?
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(next))
     }
 
     async fn serve_file(
@@ -972,8 +1118,11 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         410 => "Gone",
         412 => "Precondition Failed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
