@@ -299,13 +299,14 @@ async fn rejected_file_ends_in_validation_error_and_leaves_no_file() {
         !Path::new(&files[0].temporary_path).exists(),
         "the part file is discarded"
     );
-    job.complete().await.unwrap();
-    let left: Vec<_> = std::fs::read_dir(&env.files).unwrap().collect();
-    assert!(left.is_empty(), "nothing written: {left:?}");
+    // job_error is due while the job stays in `error`: wait for it before completing.
     wait_until_async(DEADLINE, "job_error delivered", || {
         rec.methods().contains(&"job_error").then_some(())
     })
     .await;
+    job.complete().await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(&env.files).unwrap().collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
