@@ -25,12 +25,13 @@ struct CompleteJobs {
 impl Callback for CompleteJobs {
     async fn job_transferred(&self, job: Job, info: JobInfo) -> CallbackResult {
         let _ = self.activity.send(());
+        // The marker records the notification on arrival (it is delivered at least once).
+        std::fs::write(format!("ferry-handled-{}", info.id), "job_transferred\n")?;
         let out = job.complete().await?;
-        std::fs::write(
-            format!("ferry-handled-{}", info.id),
-            format!("{} file(s) committed\n", out.files_committed),
-        )?;
-        eprintln!("notify_handler: completed job {}", info.id);
+        eprintln!(
+            "notify_handler: completed job {} ({} file(s) committed)",
+            info.id, out.files_committed
+        );
         Ok(())
     }
 

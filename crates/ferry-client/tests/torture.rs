@@ -153,7 +153,10 @@ async fn torture_sigkill_at_random_moments_loses_nothing() {
                 .unwrap_or_else(|_| panic!("job {id} was never completed by its handler"))
                 .unwrap();
             let marker = workdir.join(format!("ferry-handled-{id}"));
-            assert!(marker.exists(), "the handler was told about job {id}");
+            ferry_testkit::wait_until_async(DEADLINE, "the handler's marker", || {
+                marker.exists().then_some(())
+            })
+            .await;
         } else {
             let info = tokio::time::timeout(DEADLINE, job.wait())
                 .await
