@@ -59,6 +59,12 @@ pub struct Mode {
     pub throttle_bytes_per_sec: Option<u64>,
     /// Omit `ETag` and `Last-Modified`; `If-Range` then never matches.
     pub no_validators: bool,
+    /// Serve the file compressed, with `Content-Encoding: gzip`, whatever the
+    /// request's `Accept-Encoding` says (a server that compresses anyway).
+    /// The body is [`gzip`] of the file's content; `Content-Length`, ranges
+    /// and `Content-Range` count bytes of that compressed body (as RFC 9110
+    /// says for a content coding), and the `ETag` is that of the file.
+    pub gzip: bool,
 }
 
 /// A one-shot misbehaviour for the next request of a path
@@ -91,6 +97,25 @@ pub enum Fault {
     /// Before answering, replace the content of the path (new `ETag`, new
     /// `Last-Modified`), then answer normally.
     ChangeContent(Vec<u8>),
+    /// Answer normally, plus one response header `X-Padding` whose value is
+    /// this many bytes (`a`s): e.g. `1 << 20` for a head of over 1 MiB,
+    /// larger than HTTP clients accept.
+    HugeHeader(usize),
+    /// Answer a `GET` of a served file with `206 Partial Content` carrying the
+    /// file's bytes from this offset to its end, with a `Content-Range` and
+    /// `Content-Length` that truthfully describe those bytes, whatever
+    /// `Range` (or none) and `If-Range` the request had: a consistent-looking
+    /// answer to another question. An offset past the end answers `416`.
+    WrongContentRange(u64),
+    /// Answer as usual (status, `Content-Range`, validators) but with
+    /// `Transfer-Encoding: chunked` instead of `Content-Length`, and after the
+    /// real bytes keep sending filler bytes (`0xEE`) for ever, until the
+    /// client goes away: a body that never ends.
+    EndlessBody,
+    /// Send the normal headers (with the true `Content-Length`), then the
+    /// body followed by this many filler bytes (`0xEE`) it does not count,
+    /// then close the connection: a `Content-Length` shorter than the body.
+    ExtraBytes(u64),
 }
 
 /// One request received by the [`TestServer`], recorded when its head was read
@@ -390,6 +415,54 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// `data` as a gzip member (RFC 1952), the body [`Mode::gzip`] serves.
+///
+/// The deflate stream uses stored (uncompressed) blocks only, so no
+/// compression library is needed; any gzip reader decodes it (`gzip -d`).
+/// The output is always the same for the same input (no name, mtime 0).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = 65_535;
+    let mut out = Vec::with_capacity(data.len() + data.len() / BLOCK * 5 + 32);
+    // ID1 ID2, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=unix.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+    let mut blocks = data.chunks(BLOCK).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        let len = block.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE, reflected, as gzip uses).
+fn crc32(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, entry) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *entry = c;
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc = table[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
 /// `len` pseudo-random bytes, always the same for the same `seed`
 /// (xorshift64*; not for cryptography).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -539,7 +612,16 @@ struct BodyPlan {
     throttle: Option<u64>,
     cut_after: Option<u64>,
     stall_after: Option<u64>,
+    /// [`Fault::EndlessBody`]: filler after the body, for ever.
+    endless: bool,
+    /// [`Fault::ExtraBytes`]: this many filler bytes after the body, then close.
+    extra: Option<u64>,
+    /// [`Fault::WrongContentRange`]: answer `206` from this offset.
+    wrong_range: Option<u64>,
 }
+
+/// The filler byte of [`Fault::EndlessBody`] and [`Fault::ExtraBytes`].
+const FILLER: u8 = 0xEE;
 
 /// A client connection: plain TCP or TLS over TCP.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -553,6 +635,8 @@ struct Conn {
     shared: Arc<Shared>,
     /// Whether a `100 Continue` is owed before the request body is read.
     continue_owed: bool,
+    /// [`Fault::HugeHeader`]: padding for the next response head.
+    padding: usize,
 }
 
 async fn handle_connection(shared: Arc<Shared>, stream: Box<dyn Io>) {
@@ -561,6 +645,7 @@ async fn handle_connection(shared: Arc<Shared>, stream: Box<dyn Io>) {
         buf: Vec::new(),
         shared,
         continue_owed: false,
+        padding: 0,
     };
     while let Ok(Next::KeepAlive) = conn.serve_one().await {}
     let _ = conn.stream.shutdown().await;
@@ -707,6 +792,12 @@ impl Conn {
         for (name, value) in headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
+        let padding = std::mem::take(&mut self.padding);
+        if padding > 0 {
+            out.push_str("X-Padding: ");
+            out.extend(std::iter::repeat_n('a', padding));
+            out.push_str("\r\n");
+        }
         if close {
             out.push_str("Connection: close\r\n");
         }
@@ -773,6 +864,23 @@ impl Conn {
                 }
             }
             if sent >= total {
+                if plan.endless {
+                    // Filler for ever: the write fails once the client goes away.
+                    let filler = vec![FILLER; piece as usize];
+                    if plan.chunked {
+                        let mut framed = format!("{:x}\r\n", filler.len()).into_bytes();
+                        framed.extend_from_slice(&filler);
+                        framed.extend_from_slice(b"\r\n");
+                        self.stream.write_all(&framed).await?;
+                    } else {
+                        self.stream.write_all(&filler).await?;
+                    }
+                    if let Some(rate) = plan.throttle.filter(|&r| r > 0) {
+                        tokio::time::sleep(Duration::from_secs_f64(piece as f64 / rate as f64))
+                            .await;
+                    }
+                    continue;
+                }
                 break;
             }
             let mut end = (sent + piece).min(total);
@@ -799,6 +907,12 @@ impl Conn {
         }
         if plan.chunked {
             self.stream.write_all(b"0\r\n\r\n").await?;
+        }
+        if let Some(extra) = plan.extra {
+            let filler = vec![FILLER; usize::try_from(extra).unwrap_or(usize::MAX)];
+            self.stream.write_all(&filler).await?;
+            self.stream.flush().await?;
+            return Ok(Next::Close);
         }
         self.stream.flush().await?;
         // A cut longer than the body still ends the connection.
@@ -844,6 +958,9 @@ impl Conn {
         };
         let close = head.wants_close();
         self.continue_owed = head.has_token("expect", "100-continue");
+        if let Some(&Fault::HugeHeader(n)) = fault.as_ref() {
+            self.padding = n;
+        }
         if let Some(route) = tus.as_ref().filter(|r| r.is_patch()) {
             return self
                 .tus_patch(&head, &key, route, fault, generation, close)
@@ -886,6 +1003,9 @@ impl Conn {
             throttle: mode.throttle_bytes_per_sec,
             cut_after: None,
             stall_after: None,
+            endless: matches!(fault, Some(Fault::EndlessBody)),
+            extra: None,
+            wrong_range: None,
         };
         if matches!(fault, Some(Fault::Stall)) && !self.hold(generation).await {
             return Ok(Next::Close);
@@ -896,6 +1016,8 @@ impl Conn {
         match fault {
             Some(Fault::CutAfter(n)) if !head.has_body()? => plan.cut_after = Some(n),
             Some(Fault::StallAfter(n)) if !head.has_body()? => plan.stall_after = Some(n),
+            Some(Fault::ExtraBytes(n)) => plan.extra = Some(n),
+            Some(Fault::WrongContentRange(at)) => plan.wrong_range = Some(at),
             _ => {}
         }
 
@@ -989,7 +1111,12 @@ impl Conn {
                 .simple(head, 404, Vec::new(), b"not found\n", close)
                 .await;
         };
-        let total = file.data.len() as u64;
+        let data = if mode.gzip {
+            Arc::new(gzip(&file.data))
+        } else {
+            file.data.clone()
+        };
+        let total = data.len() as u64;
         let last_modified = httpdate::fmt_http_date(file.last_modified);
         let validators = !mode.no_validators && !mode.no_content_length;
 
@@ -1014,6 +1141,13 @@ impl Conn {
             headers.push(("ETag", file.etag.clone()));
             headers.push(("Last-Modified", last_modified));
         }
+        if mode.gzip {
+            headers.push(("Content-Encoding", "gzip".to_string()));
+        }
+        if let Some(at) = plan.wrong_range.filter(|_| head.method == "GET") {
+            // Whatever was asked: the bytes from `at`, described truthfully.
+            range = Some(ByteRange::From(at));
+        }
 
         let (status, start, end) = match range.map(|r| r.resolve(total)) {
             None => (200, 0, total),
@@ -1031,6 +1165,10 @@ impl Conn {
         };
 
         let close = close || mode.no_content_length;
+        let mut plan = plan;
+        if plan.endless && !mode.no_content_length {
+            plan.chunked = true;
+        }
         if mode.no_content_length {
             // Close-delimited body.
         } else if plan.chunked {
@@ -1044,7 +1182,7 @@ impl Conn {
             return Ok(if close { Next::Close } else { Next::KeepAlive });
         }
         let next = self
-            .send_body(&file.data[start as usize..end as usize], &plan, generation)
+            .send_body(&data[start as usize..end as usize], &plan, generation)
             .await?;
         Ok(if close { Next::Close } else { next })
     }

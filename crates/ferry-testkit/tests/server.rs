@@ -692,3 +692,201 @@ fn server_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<TestServer>();
 }
+
+#[test]
+fn huge_header_fault_pads_one_response() {
+    let server = TestServer::start();
+    let data = random_bytes(10_000, 20);
+    server.add_file("/h", data.clone());
+    server.push_fault("/h", Fault::HugeHeader(1 << 20));
+    let mut s = connect(&server);
+    let mut buf = Vec::new();
+    send(&mut s, "GET", "/h", &[]);
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!(r.status, 200);
+    let padding = r.header("x-padding").expect("the padding header");
+    assert_eq!(padding.len(), 1 << 20);
+    assert!(padding.bytes().all(|b| b == b'a'));
+    assert_eq!(r.body, data);
+    // One-shot, and the connection stays usable.
+    send(&mut s, "GET", "/h", &[]);
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-padding"), None);
+    assert_eq!(r.body, data);
+}
+
+#[test]
+fn wrong_content_range_fault_answers_another_range() {
+    let server = TestServer::start();
+    let data = random_bytes(1000, 21);
+    server.add_file("/w", data.clone());
+    let etag = server.etag("/w").unwrap();
+    server.push_fault("/w", Fault::WrongContentRange(100));
+    server.push_fault("/w", Fault::WrongContentRange(300));
+    server.push_fault("/w", Fault::WrongContentRange(5000));
+
+    let if_range = format!("If-Range: {etag}");
+    let r = get(&server, "/w", &["Range: bytes=500-", &if_range]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 100-999/1000"));
+    assert_eq!(r.header("content-length"), Some("900"));
+    assert_eq!(r.body, &data[100..]);
+
+    // Even without a Range.
+    let r = get(&server, "/w", &[]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 300-999/1000"));
+    assert_eq!(r.body, &data[300..]);
+
+    // Past the end: 416.
+    let r = get(&server, "/w", &["Range: bytes=10-"]);
+    assert_eq!(r.status, 416);
+
+    // One-shot each: the next answer is right.
+    let r = get(&server, "/w", &["Range: bytes=500-"]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 500-999/1000"));
+    assert_eq!(r.body, &data[500..]);
+}
+
+/// Reads a response head and then `want` bytes of its chunked body (or fewer
+/// if the connection ends), without waiting for the body's end.
+fn read_chunked_prefix(stream: &mut TcpStream, want: usize) -> (Resp, Vec<u8>) {
+    let mut buf = Vec::new();
+    let r = read_response(stream, &mut buf, true);
+    let mut body = Vec::new();
+    while body.len() < want {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            assert!(fill(stream, &mut buf) > 0, "body ended early");
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
+        assert!(size > 0, "the chunked body ended");
+        buf.drain(..line_end + 2);
+        while buf.len() < size + 2 {
+            assert!(fill(stream, &mut buf) > 0, "body ended early");
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
+    }
+    (r, body)
+}
+
+#[test]
+fn endless_body_fault_never_ends() {
+    let server = TestServer::start();
+    let data = random_bytes(1000, 22);
+    server.add_file("/e", data.clone());
+    server.push_fault("/e", Fault::EndlessBody);
+    server.push_fault("/e", Fault::EndlessBody);
+
+    let mut s = connect(&server);
+    send(&mut s, "GET", "/e", &["Range: bytes=100-"]);
+    let (r, body) = read_chunked_prefix(&mut s, 2_000_000);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 100-999/1000"));
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert!(r.header("etag").is_some());
+    assert!(body.len() >= 2_000_000, "far past the 900 bytes announced");
+    assert_eq!(&body[..900], &data[100..]);
+    assert!(body[900..].iter().all(|&b| b == 0xEE));
+    drop(s);
+
+    let mut s = connect(&server);
+    send(&mut s, "GET", "/e", &[]);
+    let (r, body) = read_chunked_prefix(&mut s, 100_000);
+    assert_eq!(r.status, 200);
+    assert_eq!(&body[..1000], &data[..]);
+    drop(s);
+
+    // The client going away ends the endless body; the next answer is normal.
+    let r = get(&server, "/e", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1000"));
+    assert_eq!(r.body, data);
+}
+
+#[test]
+fn extra_bytes_fault_sends_more_than_content_length() {
+    let server = TestServer::start();
+    let data = random_bytes(1000, 23);
+    server.add_file("/x", data.clone());
+    server.push_fault("/x", Fault::ExtraBytes(5000));
+    let mut s = connect(&server);
+    let mut buf = Vec::new();
+    send(&mut s, "GET", "/x", &[]);
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("1000"));
+    assert_eq!(r.body, data);
+    // Then 5000 bytes nobody announced, then the end of the connection.
+    while fill(&mut s, &mut buf) > 0 {}
+    assert_eq!(buf, vec![0xEE; 5000]);
+}
+
+#[test]
+fn gzip_mode_compresses_whatever_was_asked() {
+    let server = TestServer::start();
+    let data = random_bytes(200_000, 24);
+    let encoded = ferry_testkit::gzip(&data);
+    assert_eq!(&encoded[..3], &[0x1f, 0x8b, 8]);
+    server.add_file("/z", data.clone());
+    server.set_mode(
+        "/z",
+        Mode {
+            gzip: true,
+            ..Mode::default()
+        },
+    );
+    let r = get(&server, "/z", &["Accept-Encoding: identity"]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(encoded.len().to_string().as_str())
+    );
+    assert_eq!(r.body, encoded);
+    assert_eq!(r.header("etag").map(str::to_string), server.etag("/z"));
+
+    // Ranges count compressed bytes.
+    let r = get(&server, "/z", &["Range: bytes=1000-"]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 1000-{}/{}", encoded.len() - 1, encoded.len()).as_str())
+    );
+    assert_eq!(r.body, &encoded[1000..]);
+}
+
+#[test]
+fn gzip_is_readable_by_gzip() {
+    // Empty, one block, several blocks (stored blocks hold at most 65 535 bytes).
+    for data in [Vec::new(), b"hello".to_vec(), random_bytes(200_000, 25)] {
+        let encoded = ferry_testkit::gzip(&data);
+        let mut child = match std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                eprintln!("no gzip program: skipped");
+                return;
+            }
+            Err(e) => panic!("spawn gzip: {e}"),
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&encoded).unwrap());
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success(), "gzip -d accepts it");
+        assert_eq!(sha256_hex(&out.stdout), sha256_hex(&data));
+    }
+}
