@@ -24,6 +24,8 @@ pub struct Config {
     /// Connections per file for large downloads from servers that accept ranges (a job's
     /// own setting wins).
     pub connections_per_file: u32,
+    /// Files of one download job transferring at once (over reused connections).
+    pub files_in_parallel: usize,
     /// How long a callback may take before it counts as failed.
     pub callback_timeout: Duration,
     /// The socket handlers are told to connect to (`FERRY_SOCKET` in their environment).
@@ -42,6 +44,7 @@ impl Default for Config {
             activation_timeout: Duration::from_secs(30),
             bandwidth_limit: 0,
             connections_per_file: 1,
+            files_in_parallel: 8,
             callback_timeout: Duration::from_secs(120),
             socket_path: std::path::PathBuf::new(),
         }
@@ -79,6 +82,7 @@ struct FileConfig {
     max_concurrent_jobs: Option<usize>,
     bandwidth_limit: Option<toml::Value>,
     connections_per_file: Option<u32>,
+    files_in_parallel: Option<usize>,
     retention: Option<String>,
     job_inactivity_timeout: Option<String>,
     max_jobs_per_user: Option<usize>,
@@ -135,6 +139,9 @@ impl Config {
         }
         if let Some(v) = f.connections_per_file {
             c.connections_per_file = v.clamp(1, 16);
+        }
+        if let Some(v) = f.files_in_parallel {
+            c.files_in_parallel = v.clamp(1, 64);
         }
         if let Some(v) = f.retention {
             c.retention = duration("retention", &v)?;
@@ -205,6 +212,7 @@ mod shipped_example {
         assert_eq!(c.max_concurrent_jobs, d.max_concurrent_jobs);
         assert_eq!(c.bandwidth_limit, d.bandwidth_limit);
         assert_eq!(c.connections_per_file, d.connections_per_file);
+        assert_eq!(c.files_in_parallel, d.files_in_parallel);
         assert_eq!(c.retention, d.retention);
         assert_eq!(c.job_inactivity_timeout, d.job_inactivity_timeout);
         assert_eq!(c.max_jobs_per_user, d.max_jobs_per_user);

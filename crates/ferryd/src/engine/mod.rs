@@ -9,6 +9,7 @@ pub mod partfile;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod segmented;
+pub mod tlsprobe;
 pub mod upload;
 pub mod worker;
 

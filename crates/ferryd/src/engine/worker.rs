@@ -1,10 +1,11 @@
-//! Runs one job: its files in order, checkpointing progress about every second, verifying
+//! Runs one job: its files, several at once, checkpointing progress about every second, verifying
 //! checksums, then one batch sync before the job becomes `transferred`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -120,48 +121,66 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
     if record.job_type != JobType::Download {
         return run_upload(svc, &record, files, run, stall, cancel, &net).await;
     }
+    // Up to `files_in_parallel` files at once; the first failure stops the others (their
+    // progress is kept) and becomes the job's error.
+    let parallel = svc.config.files_in_parallel.max(1);
+    let siblings = cancel.child_token();
     let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
-    for mut f in files.into_iter().filter(|f| !f.completed) {
-        let mut checksum_retried = false;
-        let result = loop {
-            let r = transfer_one(svc, &record, run, &f, stall, cancel, &net).await;
-            match (r, &f.expected_sha256) {
-                (Ok(Outcome::Done { len }), Some(expected)) => {
-                    match verify(&f.temporary_path(), expected).await {
-                        Ok(()) => break Ok(Outcome::Done { len }),
-                        Err(e) if e.code == "checksum_mismatch" && !checksum_retried => {
-                            // One fresh retry, from zero, before calling it fatal.
-                            tracing::warn!(%job, index = f.index, "checksum mismatch; downloading the file again");
-                            checksum_retried = true;
-                            f.bytes_transferred = 0;
-                            f.validator = None;
-                            svc.file_restarted(job, run, f.index);
-                            continue;
-                        }
-                        Err(e) => break Err(e),
+    let mut failure: Option<(u32, String, TransferError)> = None;
+    let mut stopped = false;
+    {
+        let record = &record;
+        let net = &net;
+        let siblings = &siblings;
+        let runs = futures::stream::iter(files.into_iter().filter(|f| !f.completed).map(
+            |f| async move {
+                let index = f.index;
+                let path = f.temporary_path();
+                let url = f.final_url.clone().unwrap_or_else(|| f.remote_url.clone());
+                let result = if siblings.is_cancelled() {
+                    Ok(Outcome::Cancelled)
+                } else {
+                    fetch_checked(svc, record, run, f, stall, siblings, net).await
+                };
+                (index, path, url, result)
+            },
+        ))
+        .buffer_unordered(parallel);
+        tokio::pin!(runs);
+        let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                next = runs.next() => match next {
+                    None => break,
+                    Some((index, path, _, Ok(Outcome::Done { len }))) => {
+                        svc.file_downloaded(job, run, index, len);
+                        pending.push((index, path, len));
                     }
-                }
-                (r, _) => break r,
-            }
-        };
-        match result {
-            Ok(Outcome::Done { len }) => {
-                svc.file_downloaded(job, run, f.index, len);
-                pending.push((f.index, f.temporary_path(), len));
-            }
-            Ok(Outcome::Cancelled) => {
-                svc.checkpoint(job, run);
-                settle(svc, job, run, pending).await;
-                return;
-            }
-            Err(e) => {
-                svc.checkpoint(job, run);
-                settle(svc, job, run, pending).await;
-                svc.transfer_failed(job, run, Some(f.index), e);
-                return;
+                    Some((_, _, _, Ok(Outcome::Cancelled))) => stopped = true,
+                    Some((index, _, url, Err(e))) => {
+                        if failure.is_none() {
+                            failure = Some((index, url, e));
+                            siblings.cancel();
+                        }
+                    }
+                },
+                _ = ticker.tick() => svc.checkpoint(job, run),
             }
         }
     }
+    if let Some((index, url, e)) = failure {
+        svc.checkpoint(job, run);
+        settle(svc, job, run, pending).await;
+        let e = explained(e, &url).await;
+        return svc.transfer_failed(job, run, Some(index), e);
+    }
+    if stopped {
+        svc.checkpoint(job, run);
+        settle(svc, job, run, pending).await;
+        return;
+    }
+    pending.sort_by_key(|p| p.0);
     match sync_parts(&pending).await {
         Ok(()) => {
             let done: Vec<(u32, u64)> = pending.iter().map(|(i, _, len)| (*i, *len)).collect();
@@ -169,6 +188,57 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
         }
         Err(e) => svc.transfer_failed(job, run, None, e),
     }
+}
+
+/// Transfers one file and checks its SHA-256 when one is expected; a mismatch gets one
+/// fresh retry from zero before it is fatal.
+async fn fetch_checked(
+    svc: &Arc<Service>,
+    record: &JobRecord,
+    run: RunId,
+    mut f: FileRecord,
+    stall: Duration,
+    cancel: &CancellationToken,
+    net: &Net<'_>,
+) -> Result<Outcome, TransferError> {
+    let job = record.id;
+    let mut checksum_retried = false;
+    loop {
+        let r = transfer_one(svc, record, run, &f, stall, cancel, net).await;
+        match (r, &f.expected_sha256) {
+            (Ok(Outcome::Done { len }), Some(expected)) => {
+                match verify(&f.temporary_path(), expected).await {
+                    Ok(()) => return Ok(Outcome::Done { len }),
+                    Err(e) if e.code == "checksum_mismatch" && !checksum_retried => {
+                        tracing::warn!(%job, index = f.index, "checksum mismatch; downloading the file again");
+                        checksum_retried = true;
+                        f.bytes_transferred = 0;
+                        f.validator = None;
+                        svc.file_restarted(job, run, f.index);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            (r, _) => return r,
+        }
+    }
+}
+
+/// Adds what a user needs to act on a certificate failure: whose certificate the server
+/// presented, and how to trust its CA.
+async fn explained(mut e: TransferError, url: &str) -> TransferError {
+    if e.code == "tls_certificate" {
+        if let Some(subject) = super::tlsprobe::certificate_subject(url).await {
+            e.message.push_str(&format!(
+                "; the server presented a certificate for '{subject}'"
+            ));
+        }
+        e.message.push_str(
+            "; if you trust the CA that signed it, give its PEM file with \
+             `ferry set JOB --ca-file PATH`",
+        );
+    }
+    e
 }
 
 /// Syncs the files finished in this run and records them as completed, so a stopped run
@@ -291,12 +361,13 @@ async fn run_upload(
         }
         Err(e) => {
             svc.checkpoint(job, run);
+            let e = explained(e, &f.remote_url).await;
             svc.transfer_failed(job, run, Some(f.index), e);
         }
     }
 }
 
-/// Transfers one file, recording durable progress every second while it runs.
+/// Transfers one file (the run records durable progress every second meanwhile).
 async fn transfer_one(
     svc: &Arc<Service>,
     record: &JobRecord,
@@ -348,15 +419,7 @@ async fn transfer_one(
             )),
         }
     };
-    tokio::pin!(transfer);
-    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            r = &mut transfer => return r,
-            _ = ticker.tick() => svc.checkpoint(job, run),
-        }
-    }
+    transfer.await
 }
 
 /// Checks a part file's SHA-256 against the expected lower-case hex digest.
