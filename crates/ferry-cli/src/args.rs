@@ -77,8 +77,12 @@ pub struct QueryArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// URLs to download (http, https, file)
-    #[arg(required = true)]
+    #[arg(required_unless_present = "input_file")]
     pub urls: Vec<String>,
+    /// Also download the URLs listed in this file, one a line ("-": standard input;
+    /// blank lines and lines starting with '#' are skipped), as `aria2c -i` does
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
     /// Where to write: a file for one URL, a folder for several [default: current folder]
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,

@@ -63,7 +63,13 @@ fn url_file_name(url: &str) -> String {
     }
 }
 
-pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
+pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
+    if let Some(list) = &a.input_file {
+        a.urls.extend(read_url_list(list)?);
+    }
+    if a.urls.is_empty() {
+        bail!("no URL to download: give URLs or a non-empty --input-file");
+    }
     if a.sha256.is_some() && a.urls.len() > 1 {
         bail!("--sha256 applies to one URL; give one URL or check the files separately");
     }
@@ -81,7 +87,7 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
         specs.push(spec);
     }
     let manager = ctx.manager().await?;
-    let name = format!("ferry get {}", a.urls.join(" "));
+    let name = get_job_name(&a.urls);
     let job = manager
         .create_job_with(NewJob {
             priority: priority(&a.priority)?,
@@ -133,6 +139,42 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// The URLs of a `--input-file` list ("-": standard input).
+fn read_url_list(path: &Path) -> Result<Vec<String>> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading URLs from standard input")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the URL list {}", path.display()))?
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// The display name of a `ferry get` job: the first URL, and how many more there are,
+/// kept within the daemon's 4096-byte limit.
+fn get_job_name(urls: &[String]) -> String {
+    const MAX: usize = 4096;
+    let mut name = format!("ferry get {}", urls[0]);
+    let more = match urls.len() {
+        1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    if name.len() + more.len() > MAX {
+        let mut cut = MAX - more.len() - 3;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push_str("...");
+    }
+    name + &more
 }
 
 pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {

@@ -65,6 +65,44 @@ fn get_over_http_writes_the_whole_file() {
 }
 
 #[test]
+fn get_of_a_url_list_fetches_every_file_into_one_folder() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    // More URLs than fit in a 4096-byte display name.
+    let n = 400;
+    let mut list = String::from("# a comment, then a blank line\n\n");
+    for i in 0..n {
+        server.add_file(
+            &format!("/many/file-{i:04}.bin"),
+            random_bytes(2000 + i, i as u64),
+        );
+        list.push_str(&server.url(&format!("/many/file-{i:04}.bin")));
+        list.push('\n');
+    }
+    let list_path = env.files.join("urls.txt");
+    std::fs::write(&list_path, list).unwrap();
+    let out_dir = env.files.join("many");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut cmd = ferry(&env);
+    cmd.args(["--json", "get", "-i", s(&list_path), "-o", s(&out_dir)]);
+    let out = run_ok(cmd);
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["files_total"], n as u64, "{job}");
+    let name = job["display_name"].as_str().unwrap();
+    assert!(name.ends_with(&format!("(+{} more)", n - 1)), "{name}");
+    assert_eq!(
+        dir_entries(&out_dir).len(),
+        n,
+        "every file, no part file left"
+    );
+    for i in 0..n {
+        let got = std::fs::read(out_dir.join(format!("file-{i:04}.bin"))).unwrap();
+        assert_eq!(got, random_bytes(2000 + i, i as u64), "file {i}");
+    }
+}
+
+#[test]
 fn get_of_a_file_url_writes_the_whole_file() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
