@@ -100,6 +100,9 @@ pub fn from_status(status: u16, url: &str, retry_after: Option<Duration>) -> Tra
     }
 }
 
+/// The largest response head the HTTP client reads (hyper's default buffer limit).
+pub const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
+
 /// Classifies a request/connection failure; network trouble is transient.
 pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
     let mut detail = e.to_string();
@@ -124,6 +127,19 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
         );
     }
     let lower = detail.to_ascii_lowercase();
+    if lower.contains("message head is too large") {
+        // hyper's limit (about 400 KiB of status line and headers, or more than 100
+        // headers): a server sending that is broken or hostile, retrying does not help.
+        return TransferError::fatal(
+            ErrorContext::RemoteFile,
+            "headers_too_large",
+            format!(
+                "{url}: the server's response headers are too large (over {} KiB, or more \
+                 than 100 headers); ferry refuses them",
+                MAX_RESPONSE_HEAD / 1024
+            ),
+        );
+    }
     if lower.contains("certificate") || lower.contains("invalid peer") {
         return TransferError::fatal(
             ErrorContext::Transport,

@@ -24,18 +24,49 @@ fn validator(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Parses `Content-Range: bytes START-END/TOTAL` into (start, total).
-fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+/// A parsed `Content-Range: bytes START-END/TOTAL` (END inclusive, TOTAL maybe `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ContentRange {
+    start: u64,
+    end: u64,
+    total: Option<u64>,
+}
+
+/// Parses `Content-Range: bytes START-END/TOTAL`; `None` when absent or malformed
+/// (END before START, or END not inside TOTAL).
+fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
     let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
-    let (start, _end) = range.split_once('-')?;
-    let total = if total == "*" {
+    let (start, end) = range.split_once('-')?;
+    let total = if total.trim() == "*" {
         None
     } else {
-        Some(total.parse().ok()?)
+        Some(total.trim().parse().ok()?)
     };
-    Some((start.parse().ok()?, total))
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    if end < start || total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some(ContentRange { start, end, total })
+}
+
+/// Asks for the content as it is stored (`Accept-Encoding: identity`) unless the job sets
+/// its own `Accept-Encoding`. Without the header any coding is acceptable (RFC 9110
+/// §12.5.3); whatever coding arrives anyway is stored as sent, never decoded.
+pub(super) fn identity(
+    req: reqwest::RequestBuilder,
+    options: &crate::model::JobOptions,
+) -> reqwest::RequestBuilder {
+    if options
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("accept-encoding"))
+    {
+        req
+    } else {
+        req.header(header::ACCEPT_ENCODING, "identity")
+    }
 }
 
 /// Downloads one file into its part file, continuing from the recorded offset.
@@ -75,8 +106,13 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
 
     // At most one restart per call: a second mismatch is the server's fault, retried later.
     let mut restarts = 0;
-    let (response, total) = loop {
-        let mut request = super::netclient::decorate(client.get(&url), task.options);
+    // The response to write, the file's size if known, and where this response's bytes
+    // end (the expected size: a body that goes past it is cut off).
+    let (response, total, limit) = loop {
+        let mut request = identity(
+            super::netclient::decorate(client.get(&url), task.options),
+            task.options,
+        );
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
             if let Some(v) = &known_validator {
@@ -95,14 +131,48 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         let status = response.status();
         let headers = response.headers().clone();
         let restart = match status {
-            StatusCode::PARTIAL_CONTENT => match content_range(&headers) {
-                Some((s, total)) if s == offset => {
-                    break (response, total);
+            StatusCode::PARTIAL_CONTENT => {
+                let known = task.record.bytes_total.filter(|_| offset > 0);
+                match content_range(&headers) {
+                    Some(r)
+                        if r.start == offset
+                            && (known.is_none() || r.total.is_none() || r.total == known) =>
+                    {
+                        break (response, r.total.or(known), Some(r.end + 1));
+                    }
+                    // The right place in a file of another size: the content changed
+                    // (a server without validators), so the file starts over.
+                    Some(r) if r.start == offset => true,
+                    _ => {
+                        // Never written anywhere: the durable bytes stay, the next attempt
+                        // asks for the same range again.
+                        let got = headers
+                            .get(header::CONTENT_RANGE)
+                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                        let size = known.map(|t| format!(" of {t}")).unwrap_or_default();
+                        return Err(TransferError::transient(
+                            ErrorContext::RemoteFile,
+                            "bad_range",
+                            format!(
+                                "{url}: asked for bytes from {offset}{size}, the server answered \
+                                 206 with {}; nothing of it was written, ferry will retry \
+                                 from byte {offset}",
+                                match got {
+                                    Some(v) => format!("Content-Range: {v}"),
+                                    None => "no Content-Range".to_string(),
+                                }
+                            ),
+                        ));
+                    }
                 }
-                _ => true,
-            },
+            }
             StatusCode::OK => {
                 let total = response.content_length();
+                // The same content (same strong validator) has the size seen before.
+                let same = offset > 0
+                    && known_validator.is_some()
+                    && validator(&headers) == known_validator;
+                let total = total.or(task.record.bytes_total.filter(|_| same));
                 if offset > 0 {
                     // The range was ignored or the content changed: start over with this body.
                     tracing::info!(url, offset, "server sent the whole file; restarting it");
@@ -112,7 +182,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     task.progress.reset();
                     task.events.restarted();
                 }
-                break (response, total);
+                break (response, total, total);
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => true,
             s => {
@@ -129,13 +199,16 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 return Err(TransferError::transient(
                     ErrorContext::RemoteFile,
                     "bad_range",
-                    format!("{url}: the server answered a range request with the wrong range"),
+                    format!(
+                        "{url}: the server refused the range from byte {offset} twice \
+                         (416, or a size that keeps changing)"
+                    ),
                 ));
             }
             tracing::info!(
                 url,
                 offset,
-                "range answer did not match; restarting the file"
+                "range refused (416) or the size changed; restarting the file"
             );
             file.set_len(0)
                 .map_err(|e| TransferError::local_io("truncating", &part, &e))?;
@@ -154,10 +227,15 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
             None
         }
     });
+    let limit = limit.or(total);
     let final_url = response.url().to_string();
     task.events
         .started(total, validator(headers), Some(final_url), offset);
 
+    // Kept to cut the part file back if the body runs past its announced end.
+    let handle = file
+        .try_clone()
+        .map_err(|e| TransferError::local_io("opening", &part, &e))?;
     let writer = Writer::start(file, offset, task.progress.clone())
         .map_err(|e| TransferError::local_io("writing", &part, &e))?;
     let mut response = response;
@@ -181,6 +259,25 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
             }
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => {
+                if let Some(limit) = limit.filter(|&l| received + chunk.len() as u64 > l) {
+                    // More than announced: nothing past the expected end is written, and
+                    // this response's bytes are not trusted either.
+                    let _ = writer.finish(false).await;
+                    cut_back(&handle, &part, offset, task.progress.as_ref()).await?;
+                    let size = total
+                        .map(|t| format!("; the file's expected size is {t} bytes"))
+                        .unwrap_or_default();
+                    return Err(TransferError::transient(
+                        ErrorContext::RemoteFile,
+                        "too_long",
+                        format!(
+                            "{url}: the server sent more than the {} bytes it announced from \
+                             byte {offset}{size}; this answer was discarded, ferry will retry \
+                             from byte {offset}",
+                            limit - offset
+                        ),
+                    ));
+                }
                 received += chunk.len() as u64;
                 super::ratelimit::consume_all(task.limits, chunk.len()).await;
                 if writer.write(chunk).await.is_err() {
@@ -207,16 +304,37 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 format!("{url}: the connection ended after {len} of {total} bytes"),
             ));
         }
-        if len > total {
-            return Err(TransferError::transient(
-                ErrorContext::RemoteFile,
-                "length_mismatch",
-                format!("{url}: the server sent {len} bytes, more than the {total} it announced"),
-            ));
-        }
     }
     debug_assert_eq!(received, len);
     Ok(Outcome::Done { len })
+}
+
+/// Truncates the part file back to `offset` (durably) and says so in `progress`: the
+/// bytes after it came from an answer that turned out to be wrong.
+async fn cut_back(
+    file: &std::fs::File,
+    part: &std::path::Path,
+    offset: u64,
+    progress: &partfile::Progress,
+) -> Result<(), TransferError> {
+    let file = file
+        .try_clone()
+        .map_err(|e| TransferError::local_io("truncating", part, &e))?;
+    tokio::task::spawn_blocking(move || {
+        file.set_len(offset)?;
+        file.sync_data()
+    })
+    .await
+    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+    .map_err(|e| TransferError::local_io("truncating", part, &e))?;
+    // The writer has stopped: nothing else moves these counters now.
+    progress
+        .written
+        .store(offset, std::sync::atomic::Ordering::SeqCst);
+    progress
+        .synced
+        .store(offset, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
 }
 
 /// After a network error: flush and sync what arrived so the checkpoint keeps it.
@@ -244,11 +362,32 @@ mod tests {
     fn parses_content_range() {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_RANGE, "bytes 100-199/1000".parse().unwrap());
-        assert_eq!(content_range(&h), Some((100, Some(1000))));
+        assert_eq!(
+            content_range(&h),
+            Some(ContentRange {
+                start: 100,
+                end: 199,
+                total: Some(1000)
+            })
+        );
         h.insert(header::CONTENT_RANGE, "bytes 5-9/*".parse().unwrap());
-        assert_eq!(content_range(&h), Some((5, None)));
-        h.insert(header::CONTENT_RANGE, "garbage".parse().unwrap());
-        assert_eq!(content_range(&h), None);
+        assert_eq!(
+            content_range(&h),
+            Some(ContentRange {
+                start: 5,
+                end: 9,
+                total: None
+            })
+        );
+        for bad in [
+            "garbage",
+            "bytes 9-5/100",
+            "bytes 5-100/100",
+            "bytes 5-/100",
+        ] {
+            h.insert(header::CONTENT_RANGE, bad.parse().unwrap());
+            assert_eq!(content_range(&h), None, "{bad}");
+        }
     }
 
     #[test]

@@ -172,7 +172,8 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
             return Ok(Segmented::Fallback);
         }
         task.events.connecting();
-        let head = decorate(task.client.head(&url), task.options);
+        let head =
+            super::http::identity(decorate(task.client.head(&url), task.options), task.options);
         let resp = tokio::select! {
             _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
             r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
@@ -324,9 +325,12 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
     if pos >= end {
         return Ok(());
     }
-    let req = decorate(ctx.client.get(&ctx.url), &ctx.options)
-        .header(header::RANGE, format!("bytes={pos}-{}", end - 1))
-        .header(header::IF_RANGE, ctx.validator.as_str());
+    let req = super::http::identity(
+        decorate(ctx.client.get(&ctx.url), &ctx.options),
+        &ctx.options,
+    )
+    .header(header::RANGE, format!("bytes={pos}-{}", end - 1))
+    .header(header::IF_RANGE, ctx.validator.as_str());
     let resp = tokio::select! {
         _ = ctx.stop.cancelled() => return Ok(()),
         r = tokio::time::timeout(ctx.stall, req.send()) => match r {
