@@ -452,3 +452,43 @@ async fn hostile_content_encoding_is_stored_as_sent() {
         "the bytes as sent, not decoded (like curl without --compressed)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_wrong_content_range_on_a_segment_is_never_written() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    let m = manager(&env).await;
+    let data = random_bytes(16 << 20, 11);
+    server.add_file("/seg", data.clone());
+    // The HEAD probe answers normally (the fault only bends GETs) and uses up the first
+    // fault; one segment's GET then gets bytes from 1000, which no segment starts at.
+    server.push_fault("/seg", Fault::WrongContentRange(1000));
+    server.push_fault("/seg", Fault::WrongContentRange(1000));
+    let job = job_for(&m, &env, &server.url("/seg"), "seg").await;
+    job.set(JobProperties {
+        connections: Some(2),
+        minimum_retry_delay_secs: Some(3600),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    job.resume().await.unwrap();
+    let info = transient(&job).await;
+    assert_eq!(info.state(), JobState::TransientError, "{:?}", info.error);
+    assert_eq!(info.error.unwrap().code, "bad_range");
+    let requests = server.requests("/seg");
+    assert_eq!(requests[0].method, "HEAD");
+    assert!(
+        requests[1..].iter().all(|r| r.range_start.is_some()),
+        "segments ask for ranges"
+    );
+    job.resume().await.unwrap();
+    let info = settle(&job).await;
+    assert_eq!(info.state(), JobState::Transferred, "{:?}", info.error);
+    job.complete().await.unwrap();
+    assert_eq!(
+        sha256_hex(&std::fs::read(env.files.join("seg")).unwrap()),
+        sha256_hex(&data)
+    );
+}
