@@ -315,16 +315,17 @@ pub fn sync_all(paths: &[std::path::PathBuf]) -> io::Result<()> {
 const SYNCFS_FROM: usize = 64;
 
 /// Flushes every filesystem holding one of `paths` with `syncfs(2)`, which reports write
-/// errors of the filesystem since Linux 5.8.
+/// errors of the filesystem since Linux 5.8. Part files live beside their destinations,
+/// so one open per directory finds the filesystems.
 fn syncfs_each_filesystem(paths: &[std::path::PathBuf]) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::io::AsRawFd;
+    let mut dirs: Vec<&Path> = paths.iter().filter_map(|p| p.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
     let mut seen = std::collections::HashSet::new();
-    for p in paths {
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(p)?;
+    for d in dirs {
+        let f = File::open(d)?;
         if seen.insert(f.metadata()?.dev()) {
             // SAFETY: `f` is an open file descriptor for the duration of the call.
             if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
