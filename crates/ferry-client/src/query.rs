@@ -418,6 +418,12 @@ impl Manager {
             if next.done {
                 match next.status {
                     Some(s) if s.code == StatusCode::Ok => return Ok(all),
+                    Some(s) if s.code == StatusCode::ShuttingDown => {
+                        return Err(Error::Status(tonic::Status::unavailable(format!(
+                            "ferryd is shutting down; run the query again once it is back: {}",
+                            s.message
+                        ))))
+                    }
                     Some(s) => return Err(Error::Status(tonic::Status::internal(s.message))),
                     None => return Ok(all),
                 }
