@@ -424,6 +424,12 @@ impl pb::ferry_server::Ferry for FerryApi {
         let uid = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
+        if let Some(state) = self.svc.archived_state(uid, id) {
+            // The service keeps final jobs compact, out of the engine's reach.
+            return Err(Status::failed_precondition(format!(
+                "job {id} is {state}: its files can no longer be validated"
+            )));
+        }
         let f = self
             .svc
             .set_validation_state(uid, id, r.file_index, r.valid)

@@ -18,6 +18,9 @@ use crate::service::Service;
 pub const SEND_STATUS: u32 = 0x1;
 /// Objects per batch when the client does not say.
 const DEFAULT_BATCH: usize = 100;
+/// A data query with at least this many objects gives the memory it used back to the
+/// system when it is done (the results are built in one go, then freed).
+const TRIM_AFTER: u64 = 1000;
 /// Event messages buffered per subscriber before it counts as overflowing.
 pub const EVENT_BUFFER: usize = 1024;
 
@@ -86,6 +89,10 @@ pub async fn exec_query(
                     return;
                 }
             }
+        }
+        drop(objects);
+        if total >= TRIM_AFTER {
+            crate::service::release_free_memory();
         }
         let _ = tx
             .send(Ok(final_status(STATUS_OK, format!("{total} objects"))))

@@ -2,12 +2,13 @@
 //! list. Each checks the caller owns the job, changes memory, queues the durable write
 //! under the lock, and returns after the write is committed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{validate, ChangeKind, Entry, FileView, Inner, JobView, Service, ServiceError};
+use super::{
+    validate, Archived, ChangeKind, Entry, FileView, Inner, JobView, Service, ServiceError,
+};
 use crate::engine::partfile;
 use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType, NotifyFlags, Priority};
 use crate::store::Store;
@@ -73,7 +74,16 @@ fn not_found(id: Uuid) -> ServiceError {
     ))
 }
 
-fn entry(inner: &Inner, owner: u32, id: Uuid) -> Result<&Entry, ServiceError> {
+/// The caller's live job `id`. An archived (final) job is refused as final, for `verb`.
+fn entry<'a>(
+    inner: &'a Inner,
+    owner: u32,
+    id: Uuid,
+    verb: &str,
+) -> Result<&'a Entry, ServiceError> {
+    if let Some(state) = inner.archived_state(owner, id) {
+        return Err(final_state_error(id, state, verb));
+    }
     inner
         .jobs
         .get(&id)
@@ -90,15 +100,18 @@ fn final_state_error(id: Uuid, state: JobState, verb: &str) -> ServiceError {
 impl Service {
     /// Changes a job under the lock with `f` (which returns whether anything changed),
     /// then waits until the change is durable.
+    ///
+    /// `verb` words the refusal of a job already archived (final).
     async fn mutate(
         &self,
         owner: u32,
         id: Uuid,
+        verb: &str,
         f: impl FnOnce(&mut Inner, Uuid) -> Result<bool, ServiceError>,
     ) -> Result<JobView, ServiceError> {
         let (rx, view) = {
             let mut inner = self.lock();
-            let before = entry(&inner, owner, id)?.view();
+            let before = entry(&inner, owner, id, verb)?.view();
             if !f(&mut inner, id)? {
                 return Ok(before);
             }
@@ -131,11 +144,7 @@ impl Service {
         }
         let (rx, view) = {
             let mut inner = self.lock();
-            let owned = inner
-                .jobs
-                .values()
-                .filter(|e| e.job.owner_uid == owner)
-                .count();
+            let owned = inner.owned_by(owner);
             if owned >= self.config.max_jobs_per_user {
                 return Err(ServiceError::ResourceExhausted(format!(
                     "you have {owned} jobs, the limit is {}: complete or cancel some first",
@@ -143,17 +152,9 @@ impl Service {
                 )));
             }
             let rx = self.store.put_job(&job);
-            let e = Entry {
-                job,
-                files: Vec::new(),
-                queue_key: None,
-                run: None,
-                live: HashMap::new(),
-                live_segments: HashMap::new(),
-                last_progress_event: None,
-            };
+            let e = Entry::new(job, Vec::new());
             let view = e.view();
-            inner.jobs.insert(view.job.id, e);
+            inner.insert(e);
             self.emit(ChangeKind::Created, view.clone(), None);
             (rx, view)
         };
@@ -173,7 +174,12 @@ impl Service {
         }
         let upload = {
             let inner = self.lock();
-            entry(&inner, owner, id)?.job.job_type != JobType::Download
+            // An archived job is refused below, after the files are checked, as before.
+            let job_type = match inner.archived.get(&id).filter(|a| a.owner_uid == owner) {
+                Some(a) => a.decode().0.job_type,
+                None => entry(&inner, owner, id, "add files to")?.job.job_type,
+            };
+            job_type != JobType::Download
         };
         if upload && specs.len() != 1 {
             return Err(ServiceError::InvalidArgument(
@@ -203,7 +209,7 @@ impl Service {
         }
         let (rx, added) = {
             let mut inner = self.lock();
-            let before = entry(&inner, owner, id)?.view();
+            let before = entry(&inner, owner, id, "add files to")?.view();
             let e = inner.jobs.get_mut(&id).expect("checked above");
             match e.job.state {
                 s if s.is_final() => return Err(final_state_error(id, s, "add files to")),
@@ -271,7 +277,13 @@ impl Service {
 
     /// A job.
     pub fn get_job(&self, owner: u32, id: Uuid) -> Result<JobView, ServiceError> {
-        Ok(entry(&self.lock(), owner, id)?.view())
+        self.lock().view_of(owner, id).ok_or_else(|| not_found(id))
+    }
+
+    /// The state of the caller's job `id` if it is archived (final, compact); `None` for
+    /// a job that can still change or is unknown.
+    pub fn archived_state(&self, owner: u32, id: Uuid) -> Option<JobState> {
+        self.lock().archived_state(owner, id)
     }
 
     /// The caller's jobs, oldest first; `all` includes final ones.
@@ -283,6 +295,16 @@ impl Service {
             .filter(|e| e.job.owner_uid == owner && (all || !e.job.state.is_final()))
             .map(Entry::view)
             .collect();
+        if all {
+            v.extend(
+                inner
+                    .archived
+                    .values()
+                    .filter(|a| a.owner_uid == owner)
+                    .map(Archived::view),
+            );
+        }
+        drop(inner);
         v.sort_by_key(|v| (v.job.created_ms, v.job.id));
         v
     }
@@ -294,18 +316,23 @@ impl Service {
             .jobs
             .values()
             .map(|e| (e.view(), e.file_views()))
+            .chain(inner.archived.values().map(Archived::view_with_files))
             .collect()
     }
 
     /// A job's files in order.
     pub fn list_files(&self, owner: u32, id: Uuid) -> Result<Vec<FileView>, ServiceError> {
-        Ok(entry(&self.lock(), owner, id)?.file_views())
+        let inner = self.lock();
+        match inner.archived.get(&id).filter(|a| a.owner_uid == owner) {
+            Some(a) => Ok(a.file_views()),
+            None => Ok(entry(&inner, owner, id, "list the files of")?.file_views()),
+        }
     }
 
     /// Queues a suspended or failed job.
     pub async fn resume(self: &Arc<Self>, owner: u32, id: Uuid) -> Result<JobView, ServiceError> {
         let view = self
-            .mutate(owner, id, |inner, id| {
+            .mutate(owner, id, "resume", |inner, id| {
                 let e = &inner.jobs[&id];
                 match e.job.state {
                     s if s.is_final() => Err(final_state_error(id, s, "resume")),
@@ -330,7 +357,7 @@ impl Service {
             })
             .await?;
         if view.job.job_type != JobType::Download {
-            let files = entry(&self.lock(), owner, id)?.files.clone();
+            let files = entry(&self.lock(), owner, id, "resume")?.files.clone();
             self.store.put_files_detached(files);
         }
         self.wake.notify_one();
@@ -340,13 +367,15 @@ impl Service {
     /// Stops a job's transfer and keeps it, with its progress, in `suspended`.
     pub async fn suspend(&self, owner: u32, id: Uuid) -> Result<JobView, ServiceError> {
         let view = self
-            .mutate(owner, id, |inner, id| match inner.jobs[&id].job.state {
-                s if s.is_final() => Err(final_state_error(id, s, "suspend")),
-                s if s.is_active() => {
-                    inner.set_state(id, JobState::Suspended);
-                    Ok(true)
+            .mutate(owner, id, "suspend", |inner, id| {
+                match inner.jobs[&id].job.state {
+                    s if s.is_final() => Err(final_state_error(id, s, "suspend")),
+                    s if s.is_active() => {
+                        inner.set_state(id, JobState::Suspended);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
                 }
-                _ => Ok(false),
             })
             .await?;
         self.stop_run(id).await;
@@ -355,22 +384,24 @@ impl Service {
 
     /// Cancels a job: its temporary files are deleted, no destination is written.
     pub async fn cancel(&self, owner: u32, id: Uuid) -> Result<JobView, ServiceError> {
-        self.mutate(owner, id, |inner, id| match inner.jobs[&id].job.state {
-            s if s.is_final() => Err(final_state_error(id, s, "cancel")),
-            _ => {
-                inner.set_state(id, JobState::Cancelled);
-                Ok(true)
+        self.mutate(owner, id, "cancel", |inner, id| {
+            match inner.jobs[&id].job.state {
+                s if s.is_final() => Err(final_state_error(id, s, "cancel")),
+                _ => {
+                    inner.set_state(id, JobState::Cancelled);
+                    Ok(true)
+                }
             }
         })
         .await?;
         self.stop_run(id).await;
         let parts: Vec<_> = {
             let inner = self.lock();
-            inner.jobs[&id]
-                .files
-                .iter()
-                .map(|f| f.temporary_path())
-                .collect()
+            inner
+                .jobs
+                .get(&id)
+                .map(|e| e.files.iter().map(|f| f.temporary_path()).collect())
+                .unwrap_or_default()
         };
         let _ = tokio::task::spawn_blocking(move || {
             for p in parts {
@@ -385,26 +416,28 @@ impl Service {
     /// the rest, and ends the job in `acknowledged`.
     pub async fn complete(&self, owner: u32, id: Uuid) -> Result<CompleteOutcome, ServiceError> {
         // First take the job away from the engine so nothing writes its part files.
-        self.mutate(owner, id, |inner, id| match inner.jobs[&id].job.state {
-            s if s.is_final() => Err(final_state_error(id, s, "complete")),
-            s if s.is_active() => {
-                inner.set_state(id, JobState::Suspended);
-                Ok(true)
+        self.mutate(owner, id, "complete", |inner, id| {
+            match inner.jobs[&id].job.state {
+                s if s.is_final() => Err(final_state_error(id, s, "complete")),
+                s if s.is_active() => {
+                    inner.set_state(id, JobState::Suspended);
+                    Ok(true)
+                }
+                _ => Ok(false),
             }
-            _ => Ok(false),
         })
         .await?;
         self.stop_run(id).await;
 
         let (files, upload) = {
             let inner = self.lock();
-            let e = entry(&inner, owner, id)?;
+            let e = entry(&inner, owner, id, "complete")?;
             (e.files.clone(), e.job.job_type != JobType::Download)
         };
         if upload {
             let transferred = files.iter().filter(|f| f.completed).count() as u32;
             let view = self
-                .mutate(owner, id, |inner, id| {
+                .mutate(owner, id, "complete", |inner, id| {
                     inner.set_state(id, JobState::Acknowledged);
                     inner.jobs.get_mut(&id).expect("exists").job.partial = transferred == 0;
                     Ok(true)
@@ -426,7 +459,7 @@ impl Service {
         renamed?;
 
         let view = self
-            .mutate(owner, id, |inner, id| {
+            .mutate(owner, id, "complete", |inner, id| {
                 if inner.jobs[&id].job.state.is_final() {
                     return Err(final_state_error(id, inner.jobs[&id].job.state, "complete"));
                 }
@@ -506,7 +539,7 @@ impl Service {
             .is_some_and(|c| !c.is_empty());
         let changed_class = matches!(changes.notification_class, Some(Some(_)));
         let view = self
-            .mutate(owner, id, |inner, id| {
+            .mutate(owner, id, "change", |inner, id| {
                 let state = inner.jobs[&id].job.state;
                 if state.is_final() {
                     return Err(final_state_error(id, state, "change"));

@@ -82,19 +82,34 @@ pub(crate) struct Run {
     handle: Option<JoinHandle<()>>,
 }
 
+/// A job that can still change, with its files and what its current run shares.
 pub(crate) struct Entry {
     pub(crate) job: JobRecord,
     pub(crate) files: Vec<FileRecord>,
     queue_key: Option<(u8, u64)>,
     run: Option<Run>,
-    /// Byte counters of files the current run is writing.
-    live: HashMap<u32, Arc<Progress>>,
+    /// Byte counters of files the current run is writing. (A `BTreeMap`: empty, it is
+    /// smaller than a `HashMap` and allocates nothing; it holds a few entries at most.)
+    live: BTreeMap<u32, Arc<Progress>>,
     /// Segment tables of files the current run fetches over several connections.
-    live_segments: HashMap<u32, Arc<crate::engine::segmented::SegTable>>,
+    live_segments: BTreeMap<u32, Arc<crate::engine::segmented::SegTable>>,
     last_progress_event: Option<Instant>,
 }
 
 impl Entry {
+    /// A job at rest: not queued, no run.
+    fn new(job: JobRecord, files: Vec<FileRecord>) -> Entry {
+        Entry {
+            job,
+            files,
+            queue_key: None,
+            run: None,
+            live: BTreeMap::new(),
+            live_segments: BTreeMap::new(),
+            last_progress_event: None,
+        }
+    }
+
     fn view(&self) -> JobView {
         JobView {
             job: self.job.clone(),
@@ -130,9 +145,75 @@ impl Entry {
     }
 }
 
+/// A final job (`acknowledged` or `cancelled`) kept compact: nothing changes it any more
+/// until it is purged, so it is decoded only when someone looks at it.
+pub(crate) struct Archived {
+    owner_uid: u32,
+    state: JobState,
+    modified_ms: i64,
+    /// `store::compact` encoding of the job and its files.
+    data: Box<[u8]>,
+}
+
+impl Archived {
+    fn new(job: &JobRecord, files: &[FileRecord]) -> Archived {
+        Archived {
+            owner_uid: job.owner_uid,
+            state: job.state,
+            modified_ms: job.modified_ms,
+            data: crate::store::compact::encode(job, files),
+        }
+    }
+
+    fn decode(&self) -> (JobRecord, Vec<FileRecord>) {
+        crate::store::compact::decode(&self.data)
+    }
+
+    fn view(&self) -> JobView {
+        let (job, files) = self.decode();
+        JobView {
+            job,
+            totals: Totals::of(&files, |_| None),
+        }
+    }
+
+    fn file_views(&self) -> Vec<FileView> {
+        self.decode()
+            .1
+            .into_iter()
+            .map(|f| FileView {
+                bytes_transferred: f.bytes_transferred,
+                file: f,
+            })
+            .collect()
+    }
+
+    fn view_with_files(&self) -> (JobView, Vec<FileView>) {
+        let (job, files) = self.decode();
+        let totals = Totals::of(&files, |_| None);
+        let files = files
+            .into_iter()
+            .map(|f| FileView {
+                bytes_transferred: f.bytes_transferred,
+                file: f,
+            })
+            .collect();
+        (JobView { job, totals }, files)
+    }
+}
+
+/// Final jobs are archived once they have not changed for this long (so a command that
+/// just made a job final, and is still finishing, finds it where it left it).
+const ARCHIVE_AFTER_MS: i64 = 60_000;
+
 #[derive(Default)]
 pub(crate) struct Inner {
+    /// Jobs that can still change (and final jobs not archived yet).
     pub(crate) jobs: HashMap<Uuid, Entry>,
+    /// Final jobs, compact (see [`Archived`]).
+    archived: HashMap<Uuid, Archived>,
+    /// Jobs per owner, in both maps (the `max_jobs_per_user` check).
+    owned: HashMap<u32, usize>,
     /// Runnable jobs by (priority rank, arrival).
     queue: BTreeMap<(u8, u64), Uuid>,
     /// `transient_error` jobs by retry time.
@@ -144,6 +225,70 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Adds a job to the live jobs.
+    fn insert(&mut self, entry: Entry) {
+        *self.owned.entry(entry.job.owner_uid).or_default() += 1;
+        self.jobs.insert(entry.job.id, entry);
+    }
+
+    /// Removes a job, live or archived, returning how it was.
+    fn remove(&mut self, id: Uuid) -> Option<JobView> {
+        let (owner, view) = match self.jobs.remove(&id) {
+            Some(e) => (e.job.owner_uid, e.view()),
+            None => {
+                let a = self.archived.remove(&id)?;
+                (a.owner_uid, a.view())
+            }
+        };
+        if let Some(n) = self.owned.get_mut(&owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owned.remove(&owner);
+            }
+        }
+        Some(view)
+    }
+
+    /// How many jobs `owner` has.
+    fn owned_by(&self, owner: u32) -> usize {
+        self.owned.get(&owner).copied().unwrap_or(0)
+    }
+
+    /// Moves a final job that nothing runs to the archive; false if it is not one.
+    fn archive(&mut self, id: Uuid) -> bool {
+        let Some(e) = self
+            .jobs
+            .get(&id)
+            .filter(|e| e.job.state.is_final() && e.run.is_none() && e.queue_key.is_none())
+        else {
+            return false;
+        };
+        let a = Archived::new(&e.job, &e.files);
+        self.jobs.remove(&id);
+        self.archived.insert(id, a);
+        true
+    }
+
+    /// The state of an archived job of `owner`.
+    pub(crate) fn archived_state(&self, owner: u32, id: Uuid) -> Option<JobState> {
+        self.archived
+            .get(&id)
+            .filter(|a| a.owner_uid == owner)
+            .map(|a| a.state)
+    }
+
+    /// A job of `owner` as clients see it, live or archived.
+    fn view_of(&self, owner: u32, id: Uuid) -> Option<JobView> {
+        match self.jobs.get(&id) {
+            Some(e) => (e.job.owner_uid == owner).then(|| e.view()),
+            None => self
+                .archived
+                .get(&id)
+                .filter(|a| a.owner_uid == owner)
+                .map(Archived::view),
+        }
+    }
+
     /// Moves a job to `state`, keeping the queue and retry indexes right.
     fn set_state(&mut self, id: Uuid, state: JobState) {
         let Some(entry) = self.jobs.get_mut(&id) else {
@@ -205,26 +350,41 @@ impl Service {
             .load()
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut inner = Inner::default();
-        let mut files_by_job: HashMap<Uuid, Vec<FileRecord>> = HashMap::new();
-        for f in snapshot.files {
-            files_by_job.entry(f.job_id).or_default().push(f);
+        // Files come sorted by job: each job's run becomes one exactly sized Vec.
+        let mut files_by_job: HashMap<Uuid, Vec<FileRecord>> =
+            HashMap::with_capacity(snapshot.jobs.len());
+        let mut files = snapshot.files.into_iter().peekable();
+        while let Some(f) = files.next() {
+            let id = f.job_id;
+            let mut v = vec![f];
+            while let Some(next) = files.next_if(|n| n.job_id == id) {
+                v.push(next);
+            }
+            v.shrink_to_fit();
+            files_by_job.insert(id, v);
         }
+        // Final jobs go to the archive, unless a notification of theirs is still in the
+        // outbox (the delivery decides what to do with it and looks the job up).
+        let notified: std::collections::HashSet<Uuid> =
+            snapshot.outbox.iter().map(|o| o.job_id).collect();
+        let live = snapshot
+            .jobs
+            .iter()
+            .filter(|j| !j.state.is_final() || notified.contains(&j.id))
+            .count();
+        inner.jobs.reserve(live);
+        inner.archived.reserve(snapshot.jobs.len() - live);
         let mut requeued = Vec::new();
         for job in snapshot.jobs {
             let id = job.id;
             let state = job.state;
-            inner.jobs.insert(
-                id,
-                Entry {
-                    files: files_by_job.remove(&id).unwrap_or_default(),
-                    job,
-                    queue_key: None,
-                    run: None,
-                    live: HashMap::new(),
-                    live_segments: HashMap::new(),
-                    last_progress_event: None,
-                },
-            );
+            let files = files_by_job.remove(&id).unwrap_or_default();
+            if state.is_final() && !notified.contains(&id) {
+                *inner.owned.entry(job.owner_uid).or_default() += 1;
+                inner.archived.insert(id, Archived::new(&job, &files));
+                continue;
+            }
+            inner.insert(Entry::new(job, files));
             match state {
                 JobState::Queued | JobState::Connecting | JobState::Transferring => {
                     inner.set_state(id, JobState::Queued);
@@ -242,11 +402,16 @@ impl Service {
         for id in &requeued {
             store.put_job(&inner.jobs[id].job);
         }
+        drop(files_by_job);
+        drop(notified);
         tracing::info!(
-            jobs = inner.jobs.len(),
+            jobs = inner.jobs.len() + inner.archived.len(),
+            archived = inner.archived.len(),
             requeued = requeued.len(),
             "job store loaded"
         );
+        // Loading freed many small blocks between the ones kept: give them back.
+        release_free_memory();
         let (events, _) = broadcast::channel(4096);
         let notifier = crate::notify::Notifier::new(snapshot.outbox);
         let global_limit = (config.bandwidth_limit > 0).then(|| {
@@ -407,11 +572,12 @@ impl Service {
 
     /// Number of jobs stored.
     pub fn job_count(&self) -> usize {
-        self.lock().jobs.len()
+        let inner = self.lock();
+        inner.jobs.len() + inner.archived.len()
     }
 
-    /// Removes final jobs past the retention period and cancels jobs left alone longer
-    /// than the inactivity timeout.
+    /// Removes final jobs past the retention period, cancels jobs left alone longer
+    /// than the inactivity timeout, and archives final jobs.
     pub async fn housekeeping(self: &Arc<Self>) {
         let now = now_ms();
         let retention = self.config.retention.as_millis() as i64;
@@ -423,6 +589,13 @@ impl Service {
                 .values()
                 .filter(|e| e.job.state.is_final() && now - e.job.modified_ms > retention)
                 .map(|e| e.job.id)
+                .chain(
+                    inner
+                        .archived
+                        .iter()
+                        .filter(|(_, a)| now - a.modified_ms > retention)
+                        .map(|(id, _)| *id),
+                )
                 .collect();
             let stale = inner
                 .jobs
@@ -439,16 +612,46 @@ impl Service {
         if !purge.is_empty() {
             let removed: Vec<JobView> = {
                 let mut inner = self.lock();
-                purge
-                    .iter()
-                    .filter_map(|id| inner.jobs.remove(id).map(|e| e.view()))
-                    .collect()
+                purge.iter().filter_map(|id| inner.remove(*id)).collect()
             };
             let _ = Store::committed(self.store.delete_jobs(purge)).await;
             for v in removed {
                 self.emit(ChangeKind::Deleted, v, None);
             }
         }
+        self.archive_final_jobs(now);
+    }
+
+    /// Archives final jobs unchanged for `ARCHIVE_AFTER_MS`, nothing runs and no
+    /// notification waits for.
+    fn archive_final_jobs(&self, now: i64) {
+        let candidates: Vec<Uuid> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|e| {
+                e.job.state.is_final()
+                    && e.run.is_none()
+                    && now - e.job.modified_ms >= ARCHIVE_AFTER_MS
+            })
+            .map(|e| e.job.id)
+            .collect();
+        // The notifier has its own lock: ask it without holding ours.
+        let quiet: Vec<Uuid> = candidates
+            .into_iter()
+            .filter(|id| self.notifier.pending(*id) == 0)
+            .collect();
+        if quiet.is_empty() {
+            return;
+        }
+        let archived = {
+            let mut inner = self.lock();
+            let n = quiet.iter().filter(|id| inner.archive(**id)).count();
+            inner.jobs.shrink_to_fit();
+            n
+        };
+        tracing::debug!(archived, "archived final jobs");
+        release_free_memory();
     }
 }
 
@@ -463,11 +666,7 @@ impl Service {
     /// The caller's jobs among `ids`, oldest first.
     pub fn jobs_by_id(&self, owner: u32, ids: impl Iterator<Item = Uuid>) -> Vec<JobView> {
         let inner = self.lock();
-        let mut v: Vec<JobView> = ids
-            .filter_map(|id| inner.jobs.get(&id))
-            .filter(|e| e.job.owner_uid == owner)
-            .map(Entry::view)
-            .collect();
+        let mut v: Vec<JobView> = ids.filter_map(|id| inner.view_of(owner, id)).collect();
         v.sort_by_key(|v| (v.job.created_ms, v.job.id));
         v
     }
@@ -483,5 +682,170 @@ impl Service {
             .collect();
         v.sort_by_key(|h| h.registered_ms);
         v
+    }
+}
+
+/// Returns memory freed inside the heap to the system (glibc keeps it otherwise: after
+/// loading 100 000 jobs, or answering a large query, RSS would stay at its peak).
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobType, Priority};
+
+    fn file(job: &JobRecord) -> FileRecord {
+        FileRecord {
+            job_id: job.id,
+            index: 0,
+            remote_url: "http://h/x".into(),
+            local_path: "/tmp/ferry-archive-test-x".into(),
+            bytes_total: Some(10),
+            bytes_transferred: 10,
+            completed: true,
+            expected_sha256: None,
+            final_url: None,
+            validator: None,
+            validated: None,
+            segments: Vec::new(),
+        }
+    }
+
+    /// Stores `n` jobs per state in `states` for owner 7, one file each.
+    async fn store_with(dir: &std::path::Path, states: &[JobState]) -> Vec<JobRecord> {
+        let store = Store::open(dir).unwrap();
+        let mut jobs = Vec::new();
+        for (i, s) in states.iter().enumerate() {
+            let mut job = JobRecord::new(format!("j{i}"), JobType::Download, Priority::Normal, 7);
+            job.state = *s;
+            job.created_ms += i as i64;
+            Store::committed(store.put_job_and_files(&job, vec![file(&job)]))
+                .await
+                .unwrap();
+            jobs.push(job);
+        }
+        store.close();
+        jobs
+    }
+
+    #[tokio::test]
+    async fn final_jobs_loaded_from_the_store_are_archived_and_still_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let states = [
+            JobState::Acknowledged,
+            JobState::Cancelled,
+            JobState::Suspended,
+            JobState::Error,
+        ];
+        let jobs = store_with(dir.path(), &states).await;
+        let svc = Service::open(Config::default(), Store::open(dir.path()).unwrap(), 7).unwrap();
+        {
+            let inner = svc.lock();
+            assert_eq!(inner.archived.len(), 2, "acknowledged and cancelled");
+            assert_eq!(inner.jobs.len(), 2);
+            assert_eq!(inner.owned_by(7), 4);
+        }
+        assert_eq!(svc.job_count(), 4);
+
+        let ack = &jobs[0];
+        let view = svc.get_job(7, ack.id).unwrap();
+        assert_eq!(view.job, *ack);
+        assert_eq!(view.totals.files_transferred, 1);
+        assert_eq!(view.totals.bytes_transferred, 10);
+        let files = svc.list_files(7, ack.id).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].file, file(ack));
+        assert_eq!(svc.archived_state(7, ack.id), Some(JobState::Acknowledged));
+        // Another owner sees nothing.
+        assert!(matches!(
+            svc.get_job(8, ack.id),
+            Err(ServiceError::NotFound(_))
+        ));
+        assert!(svc.archived_state(8, ack.id).is_none());
+
+        let all: Vec<Uuid> = svc.list_jobs(7, true).iter().map(|v| v.job.id).collect();
+        assert_eq!(all, jobs.iter().map(|j| j.id).collect::<Vec<_>>());
+        assert_eq!(svc.list_jobs(7, false).len(), 2);
+        let by_id = svc.jobs_by_id(7, [jobs[1].id, jobs[3].id].into_iter());
+        assert_eq!(by_id.len(), 2);
+        assert_eq!(svc.all_jobs_with_files().len(), 4);
+
+        // Commands on archived jobs are refused as on any final job.
+        for r in [
+            svc.resume(7, ack.id).await,
+            svc.suspend(7, ack.id).await,
+            svc.cancel(7, jobs[1].id).await,
+        ] {
+            match r {
+                Err(ServiceError::FailedPrecondition(m)) => assert!(m.contains("final"), "{m}"),
+                other => panic!("expected FailedPrecondition, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            svc.complete(7, ack.id).await,
+            Err(ServiceError::FailedPrecondition(_))
+        ));
+        let add = svc
+            .add_files(
+                7,
+                ack.id,
+                vec![FileSpec {
+                    remote_url: "http://h/y".into(),
+                    local_path: "/tmp/ferry-archive-test-y".into(),
+                    expected_sha256: None,
+                }],
+            )
+            .await;
+        assert!(matches!(add, Err(ServiceError::FailedPrecondition(_))));
+        svc.store.close();
+    }
+
+    #[tokio::test]
+    async fn housekeeping_archives_old_final_jobs_and_purges_archived_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with(dir.path(), &[JobState::Suspended, JobState::Suspended]).await;
+        let config = Config {
+            retention: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let svc = Service::open(config, Store::open(dir.path()).unwrap(), 7).unwrap();
+        let ids: Vec<Uuid> = svc.list_jobs(7, false).iter().map(|v| v.job.id).collect();
+        svc.cancel(7, ids[0]).await.unwrap();
+        svc.cancel(7, ids[1]).await.unwrap();
+        // Just made final: left alone.
+        svc.housekeeping().await;
+        assert_eq!(svc.lock().archived.len(), 0);
+        // Unchanged for longer than ARCHIVE_AFTER_MS: archived; past retention: purged.
+        {
+            let mut inner = svc.lock();
+            inner.jobs.get_mut(&ids[0]).unwrap().job.modified_ms -= ARCHIVE_AFTER_MS;
+            inner.jobs.get_mut(&ids[1]).unwrap().job.modified_ms -= 2 * 3600 * 1000;
+        }
+        svc.housekeeping().await;
+        {
+            let inner = svc.lock();
+            assert_eq!(inner.jobs.len(), 0);
+            assert_eq!(inner.archived.len(), 1);
+            assert_eq!(inner.owned_by(7), 1);
+        }
+        assert_eq!(
+            svc.get_job(7, ids[0]).unwrap().job.state,
+            JobState::Cancelled
+        );
+        assert!(svc.get_job(7, ids[1]).is_err());
+        // Archived, then past retention: purged from the archive and the store.
+        svc.lock().archived.get_mut(&ids[0]).unwrap().modified_ms -= 2 * 3600 * 1000;
+        svc.housekeeping().await;
+        assert_eq!(svc.job_count(), 0);
+        assert_eq!(svc.lock().owned_by(7), 0);
+        let left = svc.store.load().unwrap();
+        assert!(left.jobs.is_empty());
+        svc.store.close();
     }
 }

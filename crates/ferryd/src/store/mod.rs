@@ -5,6 +5,7 @@
 //! `synchronous=FULL`, so a write whose future has resolved is on disk: the service replies
 //! to a command only after that. Reads use their own connection.
 
+pub mod compact;
 mod rows;
 pub mod schema;
 
@@ -292,6 +293,7 @@ const MAX_BATCH: usize = 4096;
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
     let mut stop = false;
+    let (mut writes, mut commits) = (0u64, 0u64);
     while !stop {
         let first = match rx.recv() {
             Ok(c) => c,
@@ -312,6 +314,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
         if batch.is_empty() {
             continue;
         }
+        writes += batch.len() as u64;
+        commits += 1;
         commit_batch(&mut conn, batch);
     }
     // Drain writes that raced with Stop so nothing acknowledged is dropped.
@@ -326,6 +330,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
         commit_batch(&mut conn, rest);
     }
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    tracing::info!(writes, commits, "store writer stopped");
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -334,25 +339,24 @@ type Pending = (WriteFn, Option<Ack>);
 fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
     let mut results: Vec<(Option<Ack>, Result<(), String>)> = Vec::with_capacity(batch.len());
     let outcome = (|| -> rusqlite::Result<()> {
-        let mut tx = conn.transaction()?;
+        let tx = conn.transaction()?;
         for (f, done) in batch {
-            // A savepoint per write: one failing write does not undo the others.
-            let sp = tx.savepoint()?;
-            let r = f(&sp);
-            match r {
+            // A savepoint per write: one failing write does not undo the others. The
+            // statements are prepared once (rusqlite's `savepoint()` parses them anew).
+            tx.prepare_cached("SAVEPOINT write")?.execute([])?;
+            match f(&tx) {
                 Ok(()) => {
-                    sp.commit()?;
+                    tx.prepare_cached("RELEASE write")?.execute([])?;
                     results.push((done, Ok(())));
                 }
                 Err(e) => {
-                    drop(sp);
+                    tx.prepare_cached("ROLLBACK TO write")?.execute([])?;
+                    tx.prepare_cached("RELEASE write")?.execute([])?;
                     tracing::error!("store write failed: {e}");
                     results.push((done, Err(e.to_string())));
                 }
             }
         }
-        // `tx` here is the outer transaction; savepoints above borrowed it mutably.
-        tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
         tx.commit()
     })();
     for (done, r) in results {

@@ -1,5 +1,7 @@
 //! Mapping between records and table rows.
 
+use std::sync::OnceLock;
+
 use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
@@ -77,18 +79,25 @@ pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
+/// The upsert of a job row, built once (the statement cache is keyed by the text).
+fn upsert_job_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        // An upsert, never `INSERT OR REPLACE`: REPLACE deletes the row first, and the
+        // delete would cascade to the job's files.
+        format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
+             ON CONFLICT(id) DO UPDATE SET {}",
+            update_list(JOB_COLUMNS, &["id"])
+        )
+    })
+}
+
 pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
     let e = j.error.as_ref();
-    // An upsert, never `INSERT OR REPLACE`: REPLACE deletes the row first, and the
-    // delete would cascade to the job's files.
-    tx.prepare_cached(&format!(
-        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
-         ON CONFLICT(id) DO UPDATE SET {}",
-        update_list(JOB_COLUMNS, &["id"])
-    ))?
-    .execute(params![
+    tx.prepare_cached(upsert_job_sql())?.execute(params![
         j.id.to_string(),
         j.display_name,
         j.description,
@@ -140,14 +149,21 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     })
 }
 
+/// The upsert of a file row, built once.
+fn upsert_file_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO files ({FILE_COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT(job_id, idx) DO UPDATE SET {}",
+            update_list(FILE_COLUMNS, &["job_id", "idx"])
+        )
+    })
+}
+
 pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
-    tx.prepare_cached(&format!(
-        "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-         ON CONFLICT(job_id, idx) DO UPDATE SET {}",
-        update_list(FILE_COLUMNS, &["job_id", "idx"])
-    ))?
-    .execute(params![
+    tx.prepare_cached(upsert_file_sql())?.execute(params![
         f.job_id.to_string(),
         f.index,
         f.remote_url,
