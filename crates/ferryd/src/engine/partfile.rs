@@ -101,10 +101,11 @@ pub fn create_part(path: &Path) -> io::Result<File> {
     }
 }
 
-/// Writes a stream of chunks at increasing offsets on a blocking thread.
+/// Writes a stream of chunks at increasing offsets on a blocking thread (from tokio's
+/// blocking pool, so a transfer of many small files does not start a thread per file).
 pub struct Writer {
     tx: Option<mpsc::Sender<Bytes>>,
-    thread: Option<std::thread::JoinHandle<io::Result<u64>>>,
+    thread: Option<tokio::task::JoinHandle<io::Result<u64>>>,
     progress: Arc<Progress>,
     finish_sync: Arc<AtomicBool>,
 }
@@ -116,9 +117,7 @@ impl Writer {
         let finish_sync = Arc::new(AtomicBool::new(true));
         let p = progress.clone();
         let fs = finish_sync.clone();
-        let thread = std::thread::Builder::new()
-            .name("ferryd-writer".into())
-            .spawn(move || write_loop(file, offset, rx, p, fs))?;
+        let thread = tokio::task::spawn_blocking(move || write_loop(file, offset, rx, p, fs));
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
@@ -146,13 +145,9 @@ impl Writer {
         self.finish_sync.store(sync, Ordering::SeqCst);
         self.tx.take();
         let thread = self.thread.take().expect("finish called once");
-        tokio::task::spawn_blocking(move || {
-            thread
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")))
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
+        thread
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(format!("writer thread: {e}"))))
     }
 }
 
@@ -172,8 +167,9 @@ fn write_loop(
     finish_sync: Arc<AtomicBool>,
 ) -> io::Result<u64> {
     let file = Arc::new(file);
-    let syncer = Syncer::start(file.clone(), progress.clone())?;
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+    let mut syncer = Syncer::new(file.clone(), progress.clone());
+    // Grows up to WRITE_BUFFER as data comes: a small file never maps 4 MiB.
+    let mut buf: Vec<u8> = Vec::new();
     let mut last_sync = Instant::now();
     let mut synced_at = offset;
 
@@ -214,7 +210,7 @@ fn write_loop(
         let elapsed = last_sync.elapsed() >= SYNC_INTERVAL;
         if elapsed || offset + buf.len() as u64 - synced_at >= SYNC_BYTES {
             flush(&mut buf, &mut offset)?;
-            if syncer.request(offset) {
+            if syncer.request(offset)? {
                 last_sync = Instant::now();
                 synced_at = offset;
             }
@@ -229,15 +225,47 @@ fn write_loop(
     Ok(offset)
 }
 
-/// The sync thread: `fdatasync`s up to an offset, then publishes it as durable.
+/// The sync thread: `fdatasync`s up to an offset, then publishes it as durable. It starts
+/// with the first request, so a file written in well under a second never needs it.
 struct Syncer {
+    file: Arc<File>,
+    progress: Arc<Progress>,
+    running: Option<SyncThread>,
+}
+
+struct SyncThread {
     tx: std_mpsc::SyncSender<u64>,
     busy: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<io::Result<()>>,
 }
 
 impl Syncer {
-    fn start(file: Arc<File>, progress: Arc<Progress>) -> io::Result<Syncer> {
+    fn new(file: Arc<File>, progress: Arc<Progress>) -> Syncer {
+        Syncer {
+            file,
+            progress,
+            running: None,
+        }
+    }
+
+    /// Asks for a sync up to `offset`; false when one is still running (try again later).
+    fn request(&mut self, offset: u64) -> io::Result<bool> {
+        if self.running.is_none() {
+            self.running = Some(SyncThread::start(self.file.clone(), self.progress.clone())?);
+        }
+        Ok(self.running.as_ref().is_some_and(|t| t.request(offset)))
+    }
+
+    fn stop(self) -> io::Result<()> {
+        match self.running {
+            Some(t) => t.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SyncThread {
+    fn start(file: Arc<File>, progress: Arc<Progress>) -> io::Result<SyncThread> {
         let (tx, rx) = std_mpsc::sync_channel::<u64>(1);
         let busy = Arc::new(AtomicBool::new(false));
         let b = busy.clone();
@@ -252,7 +280,7 @@ impl Syncer {
                 }
                 Ok(())
             })?;
-        Ok(Syncer { tx, busy, thread })
+        Ok(SyncThread { tx, busy, thread })
     }
 
     /// Asks for a sync up to `offset`; false when one is still running (try again later).
