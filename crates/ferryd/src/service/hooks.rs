@@ -279,10 +279,15 @@ impl Service {
             (rx, outbox)
         };
         let (rx, outbox) = rx;
-        if let Err(e) = Store::committed(rx).await {
-            tracing::error!(%job, "recording the transferred job failed: {e}");
-        }
-        Notifier::enqueue(&self.arc(), job, outbox);
+        // The worker's slot is free now; the notifications go out once the state is
+        // durable (the outbox rows commit with it).
+        let svc = self.arc();
+        tokio::spawn(async move {
+            if let Err(e) = Store::committed(rx).await {
+                tracing::error!(%job, "recording the transferred job failed: {e}");
+            }
+            Notifier::enqueue(&svc, job, outbox);
+        });
     }
 
     /// A transfer failed: `transient_error` with a retry time, or `error`.
