@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{ChangeKind, Entry, Inner, RunId, Service};
 use crate::engine::error::TransferError;
 use crate::engine::partfile::Progress;
-use crate::model::{now_ms, FileRecord, JobRecord, JobState};
+use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
 use crate::notify::Notifier;
 use crate::store::Store;
 
@@ -131,7 +131,12 @@ impl Service {
                 f.final_url = final_url;
             }
             f.bytes_transferred = offset;
-            self.store.put_files_detached(vec![f.clone()]);
+            // A download starting from zero has nothing durable to describe yet: the next
+            // checkpoint (once bytes are synced) or the job's completion writes the row.
+            // Resumed files and uploads (the tus upload URL) are written at once.
+            if offset > 0 || e.job.job_type != JobType::Download {
+                self.store.put_files_detached(vec![f.clone()]);
+            }
         }
         self.transition(&mut inner, job, JobState::Transferring);
     }
