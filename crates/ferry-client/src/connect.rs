@@ -90,7 +90,9 @@ pub(crate) async fn channel(socket: &Path) -> Result<Channel> {
         })
 }
 
-/// The `ferryd` binary to start: `$FERRY_DAEMON`, the one beside this program, then `PATH`.
+/// The `ferryd` binary to start: `$FERRY_DAEMON`, the one beside this program (or, for a
+/// program cargo built into `examples/` or `deps/`, the one in the profile directory
+/// above), then `PATH`.
 pub fn find_daemon_binary() -> Option<PathBuf> {
     if let Some(p) = env_path("FERRY_DAEMON") {
         return Some(p);
@@ -100,6 +102,15 @@ pub fn find_daemon_binary() -> Option<PathBuf> {
             let beside = dir.join("ferryd");
             if beside.is_file() {
                 return Some(beside);
+            }
+            let cargo_subdir = dir
+                .file_name()
+                .is_some_and(|n| n == "examples" || n == "deps");
+            if let Some(profile) = dir.parent().filter(|_| cargo_subdir) {
+                let above = profile.join("ferryd");
+                if above.is_file() {
+                    return Some(above);
+                }
             }
         }
     }
@@ -120,7 +131,9 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
     };
     let bin = find_daemon_binary().ok_or_else(|| {
         unavailable(
-            "no ferryd answers and no ferryd binary was found beside this program or on PATH"
+            "no ferryd answers and no ferryd binary was found beside this program, on PATH \
+             or in $FERRY_DAEMON; build it (`cargo build --release --bins` in ferry's \
+             source tree) or install it beside `ferry`"
                 .into(),
         )
     })?;
