@@ -122,8 +122,9 @@ async fn part_file_replaced_by_a_symlink_is_refused() {
     let m = manager(&env).await;
     let victim = env.files.join("victim.txt");
     std::fs::write(&victim, b"precious").unwrap();
-    server.add_file("/p", random_bytes(200_000, 3));
-    server.push_fault("/p", ferry_testkit::Fault::CutAfter(50_000));
+    // Larger than the bodies ferry gathers in memory, so the cut leaves a part file.
+    server.add_file("/p", random_bytes(600_000, 3));
+    server.push_fault("/p", ferry_testkit::Fault::CutAfter(300_000));
     let job = m.create_job("part symlink").await.unwrap();
     job.set(JobProperties {
         minimum_retry_delay_secs: Some(1),

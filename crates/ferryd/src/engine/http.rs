@@ -85,13 +85,14 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     } else {
         task.record.bytes_transferred
     };
-    let opened = {
-        let part = part.clone();
-        tokio::task::spawn_blocking(move || partfile::open_part(&part, start))
-            .await
-            .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+    // A file that starts from zero is created once the answer is known (a small body is
+    // then created and written in one go); a resumed one is opened now.
+    let (mut file, mut offset) = if start == 0 {
+        (None, 0)
+    } else {
+        let (f, o) = open_part_blocking(&part, start).await?;
+        (Some(f), o)
     };
-    let (file, mut offset) = opened.map_err(|e| TransferError::local_io("opening", &part, &e))?;
     let mut known_validator = if offset > 0 {
         task.record.validator.clone()
     } else {
@@ -173,7 +174,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     && known_validator.is_some()
                     && validator(&headers) == known_validator;
                 let total = total.or(task.record.bytes_total.filter(|_| same));
-                if offset > 0 {
+                if let Some(file) = file.as_ref().filter(|_| offset > 0) {
                     // The range was ignored or the content changed: start over with this body.
                     tracing::info!(url, offset, "server sent the whole file; restarting it");
                     file.set_len(0)
@@ -210,8 +211,10 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 offset,
                 "range refused (416) or the size changed; restarting the file"
             );
-            file.set_len(0)
-                .map_err(|e| TransferError::local_io("truncating", &part, &e))?;
+            if let Some(file) = &file {
+                file.set_len(0)
+                    .map_err(|e| TransferError::local_io("truncating", &part, &e))?;
+            }
             offset = 0;
             known_validator = None;
             task.progress.reset();
@@ -235,6 +238,10 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     if let Some(len) = limit.filter(|&l| offset == 0 && l <= SMALL_BODY) {
         return small_body(&task, response, file, len, &url).await;
     }
+    let file = match file.take() {
+        Some(f) => f,
+        None => open_part_blocking(&part, 0).await?.0,
+    };
 
     // Kept to cut the part file back if the body runs past its announced end.
     let handle = file
@@ -317,12 +324,25 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
 /// `pwrite`: many small files then cost no writer thread hand-offs.
 const SMALL_BODY: u64 = 256 << 10;
 
+/// Opens (or creates) the part file on the blocking pool.
+async fn open_part_blocking(
+    part: &std::path::Path,
+    start: u64,
+) -> Result<(std::fs::File, u64), TransferError> {
+    let p = part.to_owned();
+    tokio::task::spawn_blocking(move || partfile::open_part(&p, start))
+        .await
+        .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+        .map_err(|e| TransferError::local_io("opening", part, &e))
+}
+
 /// Receives a whole small body of `len` announced bytes, then writes it at offset 0 of the
-/// part file. An interrupted body writes nothing (the next attempt starts over).
+/// part file (creating it when `file` is `None`), in one blocking call. An interrupted body
+/// writes nothing (the next attempt starts over).
 async fn small_body(
     task: &FileTask<'_>,
     mut response: reqwest::Response,
-    file: std::fs::File,
+    file: Option<std::fs::File>,
     len: u64,
     url: &str,
 ) -> Result<Outcome, TransferError> {
@@ -371,11 +391,19 @@ async fn small_body(
     let part = task.part.clone();
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
+        let file = match file {
+            Some(f) => f,
+            None => {
+                partfile::open_part(&part, 0)
+                    .map_err(|e| TransferError::local_io("opening", &part, &e))?
+                    .0
+            }
+        };
         file.write_all_at(&body, 0)
+            .map_err(|e| TransferError::local_io("writing", &part, &e))
     })
     .await
-    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
-    .map_err(|e| TransferError::local_io("writing", &part, &e))?;
+    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))??;
     Ok(Outcome::Done { len })
 }
 
