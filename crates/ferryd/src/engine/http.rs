@@ -252,24 +252,17 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     let mut response = response;
     let mut received = offset;
     loop {
-        let next = tokio::select! {
-            _ = task.cancel.cancelled() => {
+        match next_chunk(&task, &mut response, &url).await {
+            Ok(Next::Cancelled) => {
                 let _ = writer.finish(true).await;
                 return Ok(Outcome::Cancelled);
             }
-            r = tokio::time::timeout(task.stall_timeout, response.chunk()) => r,
-        };
-        match next {
-            Err(_) => {
+            Err(e) => {
                 finish_after_error(writer, &part).await?;
-                return Err(stalled(&url, task.stall_timeout));
+                return Err(e);
             }
-            Ok(Err(e)) => {
-                finish_after_error(writer, &part).await?;
-                return Err(error::from_reqwest(&e, &url));
-            }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => {
+            Ok(Next::End) => break,
+            Ok(Next::Chunk(chunk)) => {
                 if let Some(limit) = limit.filter(|&l| received + chunk.len() as u64 > l) {
                     // More than announced: nothing past the expected end is written, and
                     // this response's bytes are not trusted either.
@@ -348,15 +341,10 @@ async fn small_body(
 ) -> Result<Outcome, TransferError> {
     let mut body: Vec<u8> = Vec::with_capacity(len as usize);
     loop {
-        let next = tokio::select! {
-            _ = task.cancel.cancelled() => return Ok(Outcome::Cancelled),
-            r = tokio::time::timeout(task.stall_timeout, response.chunk()) => r,
-        };
-        match next {
-            Err(_) => return Err(stalled(url, task.stall_timeout)),
-            Ok(Err(e)) => return Err(error::from_reqwest(&e, url)),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => {
+        match next_chunk(task, &mut response, url).await? {
+            Next::Cancelled => return Ok(Outcome::Cancelled),
+            Next::End => break,
+            Next::Chunk(chunk) => {
                 if body.len() as u64 + chunk.len() as u64 > len {
                     return Err(TransferError::transient(
                         ErrorContext::RemoteFile,
@@ -433,6 +421,32 @@ async fn cut_back(
         .synced
         .store(offset, std::sync::atomic::Ordering::SeqCst);
     Ok(())
+}
+
+/// What reading a response body gave next.
+enum Next {
+    Chunk(bytes::Bytes),
+    End,
+    /// The transfer was stopped (suspend, cancel, complete, shutdown).
+    Cancelled,
+}
+
+/// The next chunk of `response`'s body; a read that delivers nothing for the stall
+/// timeout, or a broken connection, is an error.
+async fn next_chunk(
+    task: &FileTask<'_>,
+    response: &mut reqwest::Response,
+    url: &str,
+) -> Result<Next, TransferError> {
+    tokio::select! {
+        _ = task.cancel.cancelled() => Ok(Next::Cancelled),
+        r = tokio::time::timeout(task.stall_timeout, response.chunk()) => match r {
+            Err(_) => Err(stalled(url, task.stall_timeout)),
+            Ok(Err(e)) => Err(error::from_reqwest(&e, url)),
+            Ok(Ok(None)) => Ok(Next::End),
+            Ok(Ok(Some(chunk))) => Ok(Next::Chunk(chunk)),
+        },
+    }
 }
 
 /// After a network error: flush and sync what arrived so the checkpoint keeps it.
