@@ -169,15 +169,13 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
             }
         }
     }
-    if let Some((index, url, e)) = failure {
+    if stopped || failure.is_some() {
         svc.checkpoint(job, run);
         settle(svc, job, run, pending).await;
-        let e = explained(e, &url).await;
-        return svc.transfer_failed(job, run, Some(index), e);
-    }
-    if stopped {
-        svc.checkpoint(job, run);
-        settle(svc, job, run, pending).await;
+        if let Some((index, url, e)) = failure {
+            let e = explained(e, &url).await;
+            svc.transfer_failed(job, run, Some(index), e);
+        }
         return;
     }
     pending.sort_by_key(|p| p.0);
