@@ -175,7 +175,7 @@ impl Service {
         let upload = {
             let inner = self.lock();
             // An archived job is refused below, after the files are checked, as before.
-            let job_type = match inner.archived.get(&id).filter(|a| a.owner_uid == owner) {
+            let job_type = match inner.archived_of(owner, id) {
                 Some(a) => a.decode().0.job_type,
                 None => entry(&inner, owner, id, "add files to")?.job.job_type,
             };
@@ -323,7 +323,7 @@ impl Service {
     /// A job's files in order.
     pub fn list_files(&self, owner: u32, id: Uuid) -> Result<Vec<FileView>, ServiceError> {
         let inner = self.lock();
-        match inner.archived.get(&id).filter(|a| a.owner_uid == owner) {
+        match inner.archived_of(owner, id) {
             Some(a) => Ok(a.file_views()),
             None => Ok(entry(&inner, owner, id, "list the files of")?.file_views()),
         }

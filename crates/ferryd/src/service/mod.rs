@@ -269,23 +269,21 @@ impl Inner {
         true
     }
 
+    /// The archived job `id` of `owner`.
+    pub(crate) fn archived_of(&self, owner: u32, id: Uuid) -> Option<&Archived> {
+        self.archived.get(&id).filter(|a| a.owner_uid == owner)
+    }
+
     /// The state of an archived job of `owner`.
     pub(crate) fn archived_state(&self, owner: u32, id: Uuid) -> Option<JobState> {
-        self.archived
-            .get(&id)
-            .filter(|a| a.owner_uid == owner)
-            .map(|a| a.state)
+        self.archived_of(owner, id).map(|a| a.state)
     }
 
     /// A job of `owner` as clients see it, live or archived.
     fn view_of(&self, owner: u32, id: Uuid) -> Option<JobView> {
         match self.jobs.get(&id) {
             Some(e) => (e.job.owner_uid == owner).then(|| e.view()),
-            None => self
-                .archived
-                .get(&id)
-                .filter(|a| a.owner_uid == owner)
-                .map(Archived::view),
+            None => self.archived_of(owner, id).map(Archived::view),
         }
     }
 
