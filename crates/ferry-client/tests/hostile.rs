@@ -1,22 +1,15 @@
 //! Hostile and misbehaving servers: each case ends in its documented state with the right
 //! error, never a hang, a crash or a corrupt destination.
 
+mod common;
+use common::manager;
+
 use std::time::Duration;
 
-use ferry_client::{ConnectOptions, ErrorContext, Job, JobInfo, JobProperties, JobState, Manager};
+use ferry_client::{ErrorContext, Job, JobInfo, JobProperties, JobState, Manager};
 use ferry_testkit::{gzip, random_bytes, sha256_hex, Fault, Mode, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
 
 async fn settle(job: &Job) -> JobInfo {
     tokio::time::timeout(DEADLINE, job.wait())

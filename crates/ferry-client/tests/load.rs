@@ -2,22 +2,15 @@
 //! event subscriber watches. No error but the expected ones, no deadlock; the p99 command
 //! latency is printed.
 
+mod common;
+use common::manager;
+
 use std::time::{Duration, Instant};
 
-use ferry_client::{ConnectOptions, JobState, Manager, StatusCode};
+use ferry_client::{JobState, StatusCode};
 use ferry_testkit::{random_bytes, sha256_hex, Mode, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(300);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_50_clients_while_200_jobs_transfer() {

@@ -3,13 +3,16 @@
 //!
 //! Needs the binaries and examples built (`cargo build --workspace --bins --examples`).
 
+mod common;
+use common::manager;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_client::{
-    Callback, CallbackResult, ConnectOptions, ErrorContext, File, Job, JobInfo, JobProperties,
-    JobState, Manager, NotifyFlags, Uuid,
+    Callback, CallbackResult, ErrorContext, File, Job, JobInfo, JobProperties, JobState, Manager,
+    NotifyFlags, Uuid,
 };
 use ferry_testkit::{
     example_bin, random_bytes, sha256_hex, wait_until_async, wait_until_future, Fault, TestEnv,
@@ -18,16 +21,6 @@ use ferry_testkit::{
 use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
 
 /// Every callback call, in order: (method, job id, when).
 #[derive(Default)]

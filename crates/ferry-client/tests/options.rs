@@ -2,32 +2,15 @@
 //! test server: PUT uploads, credentials and headers (never shown back), bandwidth limits,
 //! `max_transfer_time`, and refused option values.
 
+mod common;
+use common::{manager, wait_done};
+
 use std::time::{Duration, Instant};
 
-use ferry_client::{
-    ConnectOptions, Credentials, ErrorContext, ErrorKind, Job, JobInfo, JobProperties, JobState,
-    Manager, NewJob,
-};
+use ferry_client::{Credentials, ErrorContext, ErrorKind, JobProperties, JobState, NewJob};
 use ferry_testkit::{random_bytes, sha256_hex, Mode, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
-
-async fn wait_done(job: &Job) -> JobInfo {
-    tokio::time::timeout(DEADLINE, job.wait())
-        .await
-        .expect("the job settles")
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_upload_sends_the_whole_file() {

@@ -1,29 +1,15 @@
 //! Files of one download job transfer several at once (ferryd's `files_in_parallel`),
 //! and the first failure stops the others without losing their progress.
 
+mod common;
+use common::{manager, wait_done};
+
 use std::time::Duration;
 
-use ferry_client::{ConnectOptions, FileSpec, Job, JobInfo, JobState, Manager};
+use ferry_client::{FileSpec, Job, JobState};
 use ferry_testkit::{random_bytes, sha256_hex, wait_until, Fault, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
-
-async fn wait_done(job: &Job) -> JobInfo {
-    tokio::time::timeout(DEADLINE, job.wait())
-        .await
-        .expect("the job settles")
-        .unwrap()
-}
 
 /// Serves `n` files `/pN` of distinct content; returns their bytes.
 fn serve(server: &TestServer, n: usize) -> Vec<Vec<u8>> {

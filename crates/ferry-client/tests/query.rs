@@ -4,28 +4,21 @@
 //!
 //! Needs the binaries built (`cargo build --workspace --bins`).
 
+mod common;
+use common::manager;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_client::{
-    CallFlags, CallId, CallStatus, ConnectOptions, Enumerator, ErrorKind, Job, JobState, Manager,
-    NewJob, Object, ObjectSink, StatusCode, Uuid, Value,
+    CallFlags, CallId, CallStatus, Enumerator, ErrorKind, Job, JobState, Manager, NewJob, Object,
+    ObjectSink, StatusCode, Uuid, Value,
 };
 use ferry_testkit::{random_bytes, Mode, TestEnv, TestServer};
 use futures::StreamExt;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
 
 /// Creates `n` suspended jobs named `q-0` … `q-{n-1}`, each with one `file://` file.
 async fn make_jobs(m: &Manager, env: &TestEnv, n: usize) -> Vec<Job> {

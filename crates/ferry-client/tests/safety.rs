@@ -1,26 +1,17 @@
 //! Local file safety and a full disk: ferry writes only its part file and the destination,
 //! never through a symbolic link, and a full disk is a transient error it recovers from.
 
+mod common;
+use common::manager;
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_client::{
-    ConnectOptions, ErrorContext, ErrorKind, Job, JobInfo, JobProperties, JobState, Manager,
-};
+use ferry_client::{ErrorContext, ErrorKind, Job, JobInfo, JobProperties, JobState};
 use ferry_testkit::{random_bytes, sha256_hex, Mode, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
 
 async fn wait_state(job: &Job, state: JobState) -> JobInfo {
     tokio::time::timeout(DEADLINE, job.wait_for(|s| s == state))

@@ -1,30 +1,16 @@
 //! Multi-connection downloads: several ranges in parallel, resumed per segment after a
 //! SIGKILL, restarted when the content changes.
 
+mod common;
+use common::{manager, wait_done};
+
 use std::time::Duration;
 
-use ferry_client::{ConnectOptions, Job, JobInfo, JobProperties, JobState, Manager};
+use ferry_client::{Job, JobProperties, JobState, Manager};
 use ferry_testkit::{random_bytes, sha256_hex, wait_until, Fault, Mode, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
-
-async fn wait_done(job: &Job) -> JobInfo {
-    tokio::time::timeout(DEADLINE, job.wait())
-        .await
-        .expect("the job settles")
-        .unwrap()
-}
 
 async fn job_with(
     m: &Manager,

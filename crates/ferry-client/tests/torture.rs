@@ -7,10 +7,13 @@
 //! `FERRY_TORTURE_KILLS` sets the number of kills (default 20, the CI version; the long
 //! version is 200 or more).
 
+mod common;
+use common::manager;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use ferry_client::{ConnectOptions, JobProperties, JobState, Manager, Uuid};
+use ferry_client::{JobProperties, JobState, Uuid};
 use ferry_testkit::{
     example_bin, random_bytes, sha256_hex, wait_until_future, Mode, TestEnv, TestServer,
 };
@@ -27,16 +30,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
 }
 
 struct Expected {

@@ -1,32 +1,17 @@
 //! tus 1.0 resumable uploads, upload-reply jobs and https with a private CA, through the
 //! public interface against the local test server (`cargo test tus` runs the tus tests).
 
+mod common;
+use common::{manager, wait_done};
+
 use std::time::Duration;
 
 use ferry_client::{
-    ConnectOptions, ErrorContext, Job, JobInfo, JobProperties, JobState, JobType, Manager, NewJob,
-    Priority,
+    ErrorContext, Job, JobProperties, JobState, JobType, Manager, NewJob, Priority,
 };
 use ferry_testkit::{random_bytes, sha256_hex, wait_until, Fault, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn manager(env: &TestEnv) -> Manager {
-    Manager::connect_with(ConnectOptions {
-        socket: env.socket.clone(),
-        autostart: false,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to the test daemon")
-}
-
-async fn wait_done(job: &Job) -> JobInfo {
-    tokio::time::timeout(DEADLINE, job.wait())
-        .await
-        .expect("the job settles")
-        .unwrap()
-}
 
 /// The path part of an absolute URL.
 fn path_of(url: &str) -> String {
