@@ -231,6 +231,12 @@ impl Inner {
         self.jobs.insert(entry.job.id, entry);
     }
 
+    /// Adds a final job straight to the archive.
+    fn insert_archived(&mut self, job: &JobRecord, files: &[FileRecord]) {
+        *self.owned.entry(job.owner_uid).or_default() += 1;
+        self.archived.insert(job.id, Archived::new(job, files));
+    }
+
     /// Removes a job, live or archived, returning how it was.
     fn remove(&mut self, id: Uuid) -> Option<JobView> {
         let (owner, view) = match self.jobs.remove(&id) {
@@ -378,8 +384,7 @@ impl Service {
             let state = job.state;
             let files = files_by_job.remove(&id).unwrap_or_default();
             if state.is_final() && !notified.contains(&id) {
-                *inner.owned.entry(job.owner_uid).or_default() += 1;
-                inner.archived.insert(id, Archived::new(&job, &files));
+                inner.insert_archived(&job, &files);
                 continue;
             }
             inner.insert(Entry::new(job, files));
