@@ -158,7 +158,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 svc.housekeeping().await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(600)) => {}
-                    _ = svc.shutdown.cancelled() => break,
+                    _ = svc.shutting_down() => break,
                 }
             }
         })
@@ -168,8 +168,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let svc = svc.clone();
         async move {
             tokio::select! {
-                _ = termination() => svc.shutdown.cancel(),
-                _ = svc.shutdown.cancelled() => {}
+                _ = termination() => svc.request_shutdown(),
+                _ = svc.shutting_down() => {}
             }
         }
     };
@@ -180,14 +180,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         opts.state_dir.clone(),
         {
             let svc = svc.clone();
-            async move { svc.shutdown.cancelled().await }
+            async move { svc.shutting_down().await }
         },
     ));
     stop.await;
 
     // Drain: workers checkpoint, the server finishes in-flight calls; both bounded.
     svc.stop_all().await;
-    let drain = svc.config.drain_timeout;
+    let drain = svc.config().drain_timeout;
     match tokio::time::timeout(drain, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!("server error: {e}"),

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::convert;
-use crate::service::{validate, FileSpec, JobChanges, NewJob, Service};
+use crate::service::{validate, FileSpec, JobChanges, NewJob, ObjRef, Service};
 
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -217,7 +217,7 @@ impl pb::ferry_server::Ferry for FerryApi {
             loop {
                 let view = tokio::select! {
                     _ = tx.closed() => return,
-                    _ = svc.shutdown.cancelled() => return,
+                    _ = svc.shutting_down() => return,
                     ev = events.recv() => match ev {
                         Ok(ev) if ev.current.job.id == id => (*ev.current).clone(),
                         Ok(_) => continue,
@@ -253,7 +253,7 @@ impl pb::ferry_server::Ferry for FerryApi {
             state_dir: self.state_dir.display().to_string(),
             jobs: self.svc.job_count() as u64,
             active_transfers: self.svc.active_transfers() as u64,
-            started_unix_ms: self.svc.started_ms,
+            started_unix_ms: self.svc.started_ms(),
         }))
     }
 
@@ -263,7 +263,7 @@ impl pb::ferry_server::Ferry for FerryApi {
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
         caller(&req)?;
         tracing::info!("shutdown requested by a client");
-        self.svc.shutdown.cancel();
+        self.svc.request_shutdown();
         Ok(Response::new(pb::ShutdownResponse {}))
     }
 
@@ -276,7 +276,7 @@ impl pb::ferry_server::Ferry for FerryApi {
         let uid = caller(&req)?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let ch = self.svc.notifier.open_channel(uid, tx.clone());
+        let ch = self.svc.open_callback_channel(uid, tx.clone());
         let welcome = pb::ServerMessage {
             kind: Some(pb::server_message::Kind::Welcome(pb::Welcome {
                 channel_id: ch.id,
@@ -291,7 +291,7 @@ impl pb::ferry_server::Ferry for FerryApi {
             loop {
                 let msg = tokio::select! {
                     m = inbound.message() => m,
-                    _ = svc.shutdown.cancelled() => break,
+                    _ = svc.shutting_down() => break,
                 };
                 match msg {
                     Ok(Some(pb::ClientMessage {
@@ -301,7 +301,7 @@ impl pb::ferry_server::Ferry for FerryApi {
                     Ok(None) | Err(_) => break,
                 }
             }
-            crate::notify::Notifier::close_channel(&svc, ch.id);
+            svc.close_callback_channel(ch.id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -313,27 +313,12 @@ impl pb::ferry_server::Ferry for FerryApi {
         let uid = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        self.svc.check_owner(uid, id)?;
-        let obj = match r.object {
-            Some(o) => {
-                self.svc
-                    .notifier
-                    .channel(o.channel_id, uid)
-                    .ok_or_else(|| {
-                        Status::failed_precondition(format!(
-                            "callback channel {} is not connected: open it with Connect first",
-                            o.channel_id
-                        ))
-                    })?;
-                Some(crate::notify::ObjRef {
-                    channel: o.channel_id,
-                    object: o.object_id,
-                })
-            }
-            None => None,
-        };
-        crate::notify::Notifier::set_interface(&self.svc, id, obj);
-        Ok(Response::new(convert::job(&self.svc.get_job(uid, id)?)))
+        let object = r.object.map(|o| ObjRef {
+            channel: o.channel_id,
+            object: o.object_id,
+        });
+        let view = self.svc.set_notify_interface(uid, id, object)?;
+        Ok(Response::new(convert::job(&view)))
     }
 
     async fn register_class_object(
@@ -342,36 +327,14 @@ impl pb::ferry_server::Ferry for FerryApi {
     ) -> Result<Response<pb::Empty>, Status> {
         let uid = caller(&req)?;
         let r = req.into_inner();
-        let class = Uuid::parse_str(r.class.trim())
-            .ok()
-            .filter(|c| !c.is_nil())
-            .ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "'{}' is not a notification class (a UUID)",
-                    r.class
-                ))
-            })?;
         let o = r
             .object
             .ok_or_else(|| Status::invalid_argument("no object given"))?;
-        self.svc
-            .notifier
-            .channel(o.channel_id, uid)
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "callback channel {} is not connected",
-                    o.channel_id
-                ))
-            })?;
-        crate::notify::Notifier::register_class_object(
-            &self.svc,
-            uid,
-            class,
-            crate::notify::ObjRef {
-                channel: o.channel_id,
-                object: o.object_id,
-            },
-        );
+        let object = ObjRef {
+            channel: o.channel_id,
+            object: o.object_id,
+        };
+        self.svc.register_class_object(uid, &r.class, object)?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -424,12 +387,6 @@ impl pb::ferry_server::Ferry for FerryApi {
         let uid = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        if let Some(state) = self.svc.archived_state(uid, id) {
-            // The service keeps final jobs compact, out of the engine's reach.
-            return Err(Status::failed_precondition(format!(
-                "job {id} is {state}: its files can no longer be validated"
-            )));
-        }
         let f = self
             .svc
             .set_validation_state(uid, id, r.file_index, r.valid)

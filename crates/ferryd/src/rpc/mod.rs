@@ -55,7 +55,7 @@ pub async fn serve(
         socket,
         state_dir,
     };
-    let check = check_peer(svc.uid);
+    let check = check_peer(svc.uid());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()

@@ -117,7 +117,7 @@ pub async fn exec_notification_query(
         let reason = loop {
             let ev = tokio::select! {
                 _ = tx.closed() => return,
-                _ = svc.shutdown.cancelled() => break (STATUS_SHUTTING_DOWN, "ferryd is shutting down".to_string()),
+                _ = svc.shutting_down() => break (STATUS_SHUTTING_DOWN, "ferryd is shutting down".to_string()),
                 ev = events.recv() => ev,
             };
             let ev = match ev {

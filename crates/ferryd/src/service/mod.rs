@@ -25,6 +25,10 @@ use crate::model::{now_ms, FileRecord, HandlerRecord, JobRecord, JobState, Total
 use crate::store::Store;
 
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
+/// A client process's callback channel, and the sender of its outbound messages.
+pub use crate::notify::channel::{Channel as CallbackChannel, Outbound};
+/// An object a client exported on its callback channel.
+pub use crate::notify::ObjRef;
 
 /// Identifies one run of a job's worker; reports from an older run are ignored.
 pub type RunId = u64;
@@ -454,6 +458,36 @@ impl Service {
     /// The shared HTTP client.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The daemon's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The uid the daemon runs as.
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// When the daemon started (ms since the epoch).
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
+    /// Resolves when the daemon begins to shut down.
+    pub fn shutting_down(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+
+    /// True once the daemon has begun to shut down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Begins the shutdown: workers checkpoint and stop, open streams end.
+    pub fn request_shutdown(&self) {
+        self.shutdown.cancel();
     }
 
     /// Subscribes to job changes.

@@ -10,7 +10,8 @@ use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
 };
-use crate::notify::Notifier;
+use crate::notify::{Notifier, ObjRef};
+use super::{CallbackChannel, Outbound};
 use crate::store::Store;
 
 impl Service {
@@ -162,9 +163,55 @@ impl Service {
         Store::committed(rx).await.map_err(ServiceError::Internal)
     }
 
-    /// Checks that `uid` owns job `id` (for the notification calls).
-    pub fn check_owner(&self, uid: u32, id: Uuid) -> Result<(), ServiceError> {
-        self.get_job(uid, id).map(|_| ())
+    /// Opens the callback channel of a client process of `uid` (its `Connect` stream).
+    pub fn open_callback_channel(&self, uid: u32, tx: Outbound) -> Arc<CallbackChannel> {
+        self.notifier.open_channel(uid, tx)
+    }
+
+    /// A client's `Connect` stream ended: its objects are gone; jobs fall back to their
+    /// classes.
+    pub fn close_callback_channel(self: &Arc<Self>, channel: u64) {
+        Notifier::close_channel(self, channel);
+    }
+
+    /// The live channel `channel` of `uid`, or why it cannot be used.
+    fn live_channel(&self, uid: u32, channel: u64) -> Result<(), ServiceError> {
+        self.notifier
+            .channel(channel, uid)
+            .map(|_| ())
+            .ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!(
+                    "callback channel {channel} is not connected: open it with Connect first"
+                ))
+            })
+    }
+
+    /// Sets (or clears, with `None`) the callback object of job `id`; the last call wins.
+    pub fn set_notify_interface(
+        self: &Arc<Self>,
+        uid: u32,
+        id: Uuid,
+        object: Option<ObjRef>,
+    ) -> Result<JobView, ServiceError> {
+        let view = self.get_job(uid, id)?;
+        if let Some(o) = object {
+            self.live_channel(uid, o.channel)?;
+        }
+        Notifier::set_interface(self, id, object);
+        Ok(view)
+    }
+
+    /// Registers the class object of `class` for `uid` (a started handler does this).
+    pub fn register_class_object(
+        self: &Arc<Self>,
+        uid: u32,
+        class: &str,
+        object: ObjRef,
+    ) -> Result<(), ServiceError> {
+        let class = parse_class(class)?;
+        self.live_channel(uid, object.channel)?;
+        Notifier::register_class_object(self, uid, class, object);
+        Ok(())
     }
 
     /// The application's verdict on a transferred file: `false` discards it and puts the
@@ -176,6 +223,12 @@ impl Service {
         index: u32,
         valid: bool,
     ) -> Result<FileView, ServiceError> {
+        if let Some(state) = self.archived_state(uid, id) {
+            // Final jobs are kept compact, out of the engine's reach.
+            return Err(ServiceError::FailedPrecondition(format!(
+                "job {id} is {state}: its files can no longer be validated"
+            )));
+        }
         // The rejected bytes are gone before anyone can see the job in `error`.
         if !valid {
             let part = {
