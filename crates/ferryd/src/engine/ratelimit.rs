@@ -1,6 +1,6 @@
 //! Bandwidth limits: a "next free time" pacer shared by the transfers it limits.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ impl RateLimiter {
     /// Waits until `n` more bytes may move.
     pub async fn consume(&self, n: usize) {
         let wait_until = {
-            let mut next = self.next_free.lock().unwrap();
+            let mut next = self.next_free.lock();
             let now = Instant::now();
             let start = (*next).max(now - BURST);
             *next = start + Duration::from_secs_f64(n as f64 / self.rate as f64);

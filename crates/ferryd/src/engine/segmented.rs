@@ -7,7 +7,9 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use reqwest::header::{self, HeaderMap};
 use reqwest::StatusCode;
@@ -62,7 +64,6 @@ impl SegTable {
     pub fn snapshot(&self) -> Vec<Segment> {
         self.segs
             .lock()
-            .unwrap()
             .iter()
             .map(|s| Segment {
                 start: s.start,
@@ -76,7 +77,6 @@ impl SegTable {
     pub fn written(&self) -> u64 {
         self.segs
             .lock()
-            .unwrap()
             .iter()
             .map(|s| s.progress.written.load(Ordering::Relaxed) - s.start)
             .sum()
@@ -90,7 +90,6 @@ impl SegTable {
     fn unfinished(&self) -> Vec<Arc<Seg>> {
         self.segs
             .lock()
-            .unwrap()
             .iter()
             .filter(|s| s.progress.written.load(Ordering::Acquire) < s.end.load(Ordering::Acquire))
             .cloned()
@@ -99,7 +98,7 @@ impl SegTable {
 
     /// Splits the segment with the most left to do, if worth it; returns the new tail.
     fn steal(&self) -> Option<Arc<Seg>> {
-        let mut segs = self.segs.lock().unwrap();
+        let mut segs = self.segs.lock();
         let (victim, remaining) = segs
             .iter()
             .map(|s| {

@@ -1,9 +1,9 @@
 //! Callback channels: one `Connect` stream per client process. ferryd sends `Invoke`
 //! messages on it and waits for the client's reply.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use ferry_proto::v1 as pb;
@@ -50,7 +50,7 @@ impl Channel {
         }
         let invoke_id = self.next_invoke.fetch_add(1, Ordering::Relaxed);
         let (done, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(invoke_id, done);
+        self.pending.lock().insert(invoke_id, done);
         let msg = pb::ServerMessage {
             kind: Some(pb::server_message::Kind::Invoke(pb::Invoke {
                 invoke_id,
@@ -61,7 +61,7 @@ impl Channel {
             })),
         };
         if self.tx.send(Ok(msg)).await.is_err() {
-            self.pending.lock().unwrap().remove(&invoke_id);
+            self.pending.lock().remove(&invoke_id);
             return Err("the application disconnected".into());
         }
         let result = tokio::select! {
@@ -69,13 +69,13 @@ impl Channel {
             _ = tokio::time::sleep(timeout) => Err(format!("the callback did not answer within {} s", timeout.as_secs())),
             _ = self.closed.cancelled() => Err("the application disconnected".into()),
         };
-        self.pending.lock().unwrap().remove(&invoke_id);
+        self.pending.lock().remove(&invoke_id);
         result
     }
 
     /// The client answered an invoke.
     pub fn reply(&self, r: pb::InvokeReply) {
-        if let Some(done) = self.pending.lock().unwrap().remove(&r.invoke_id) {
+        if let Some(done) = self.pending.lock().remove(&r.invoke_id) {
             let _ = done.send(if r.ok {
                 Ok(())
             } else if r.error.is_empty() {
@@ -89,6 +89,6 @@ impl Channel {
     /// The stream ended: every waiting invoke fails.
     pub fn close(&self) {
         self.closed.cancel();
-        self.pending.lock().unwrap().clear();
+        self.pending.lock().clear();
     }
 }

@@ -12,7 +12,9 @@ mod delivery;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -68,7 +70,7 @@ impl Notifier {
         let max = outbox.iter().map(|o| o.id).max().unwrap_or(0);
         n.next_outbox.store(max + 1, Ordering::SeqCst);
         {
-            let mut q = n.queues.lock().unwrap();
+            let mut q = n.queues.lock();
             for o in outbox {
                 q.entry(o.job_id).or_default().entries.push_back(o);
             }
@@ -83,14 +85,7 @@ impl Notifier {
 
     /// Starts the delivery tasks of every job with pending entries (start-up).
     pub fn start(svc: &Arc<Service>) {
-        let jobs: Vec<Uuid> = svc
-            .notifier
-            .queues
-            .lock()
-            .unwrap()
-            .keys()
-            .copied()
-            .collect();
+        let jobs: Vec<Uuid> = svc.notifier.queues.lock().keys().copied().collect();
         for j in jobs {
             Notifier::kick(svc, j);
         }
@@ -100,7 +95,7 @@ impl Notifier {
     pub fn open_channel(&self, uid: u32, tx: Outbound) -> Arc<Channel> {
         let id = self.next_channel.fetch_add(1, Ordering::SeqCst) + 1;
         let ch = Arc::new(Channel::new(id, uid, tx));
-        self.channels.lock().unwrap().insert(id, ch.clone());
+        self.channels.lock().insert(id, ch.clone());
         ch
     }
 
@@ -108,7 +103,6 @@ impl Notifier {
     pub fn channel(&self, id: u64, uid: u32) -> Option<Arc<Channel>> {
         self.channels
             .lock()
-            .unwrap()
             .get(&id)
             .filter(|c| c.uid == uid && !c.closed.is_cancelled())
             .cloned()
@@ -117,14 +111,11 @@ impl Notifier {
     /// A client's stream ended: its objects are gone; jobs fall back to their classes.
     pub fn close_channel(svc: &Arc<Service>, id: u64) {
         let n = &svc.notifier;
-        if let Some(ch) = n.channels.lock().unwrap().remove(&id) {
+        if let Some(ch) = n.channels.lock().remove(&id) {
             ch.close();
         }
-        n.interfaces.lock().unwrap().retain(|_, o| o.channel != id);
-        n.class_objects
-            .lock()
-            .unwrap()
-            .retain(|_, o| o.channel != id);
+        n.interfaces.lock().retain(|_, o| o.channel != id);
+        n.class_objects.lock().retain(|_, o| o.channel != id);
         tracing::debug!(channel = id, "callback channel closed");
         Notifier::kick_all(svc);
     }
@@ -133,14 +124,14 @@ impl Notifier {
     pub fn set_interface(svc: &Arc<Service>, job: Uuid, obj: Option<ObjRef>) {
         if obj.is_some() {
             // A new receiver takes undelivered notifications at once, not after the retry delay.
-            if let Some(q) = svc.notifier.queues.lock().unwrap().get_mut(&job) {
+            if let Some(q) = svc.notifier.queues.lock().get_mut(&job) {
                 for e in q.entries.iter_mut() {
                     e.next_attempt_ms = 0;
                 }
             }
         }
         {
-            let mut m = svc.notifier.interfaces.lock().unwrap();
+            let mut m = svc.notifier.interfaces.lock();
             match obj {
                 Some(o) => {
                     m.insert(job, o);
@@ -155,11 +146,7 @@ impl Notifier {
 
     /// Registers a class object for `(uid, class)`.
     pub fn register_class_object(svc: &Arc<Service>, uid: u32, class: Uuid, obj: ObjRef) {
-        svc.notifier
-            .class_objects
-            .lock()
-            .unwrap()
-            .insert((uid, class), obj);
+        svc.notifier.class_objects.lock().insert((uid, class), obj);
         svc.notifier.class_registered.notify_waiters();
         let svc2 = svc.clone();
         let due: Vec<Uuid> = {
@@ -172,7 +159,7 @@ impl Notifier {
                 .collect()
         };
         {
-            let mut q = svc.notifier.queues.lock().unwrap();
+            let mut q = svc.notifier.queues.lock();
             for id in due {
                 if let Some(q) = q.get_mut(&id) {
                     for e in q.entries.iter_mut() {
@@ -190,13 +177,13 @@ impl Notifier {
 
     /// The live callback object of a job, if any.
     pub(crate) fn interface_of(&self, job: Uuid, uid: u32) -> Option<(Arc<Channel>, u64)> {
-        let o = *self.interfaces.lock().unwrap().get(&job)?;
+        let o = *self.interfaces.lock().get(&job)?;
         self.live(o, uid)
     }
 
     /// The live class object for `(uid, class)`, if any.
     pub(crate) fn class_object(&self, uid: u32, class: Uuid) -> Option<(Arc<Channel>, u64)> {
-        let o = *self.class_objects.lock().unwrap().get(&(uid, class))?;
+        let o = *self.class_objects.lock().get(&(uid, class))?;
         self.live(o, uid)
     }
 
@@ -208,7 +195,6 @@ impl Notifier {
         svc.notifier
             .queues
             .lock()
-            .unwrap()
             .entry(job)
             .or_default()
             .entries
@@ -220,14 +206,13 @@ impl Notifier {
     pub fn modified(svc: &Arc<Service>, job: Uuid) {
         let has_receiver = {
             let n = &svc.notifier;
-            n.interfaces.lock().unwrap().contains_key(&job)
-                || !n.class_objects.lock().unwrap().is_empty()
+            n.interfaces.lock().contains_key(&job) || !n.class_objects.lock().is_empty()
         };
         if !has_receiver {
             return;
         }
         let fresh = {
-            let mut q = svc.notifier.queues.lock().unwrap();
+            let mut q = svc.notifier.queues.lock();
             let e = q.entry(job).or_default();
             !std::mem::replace(&mut e.modification, true)
         };
@@ -239,7 +224,7 @@ impl Notifier {
     /// Wakes (or starts) the delivery task of `job`.
     pub fn kick(svc: &Arc<Service>, job: Uuid) {
         let start = {
-            let mut q = svc.notifier.queues.lock().unwrap();
+            let mut q = svc.notifier.queues.lock();
             let Some(e) = q.get_mut(&job) else {
                 return;
             };
@@ -255,21 +240,14 @@ impl Notifier {
             }
         };
         if start {
-            let kick = svc.notifier.queues.lock().unwrap()[&job].kick.clone();
+            let kick = svc.notifier.queues.lock()[&job].kick.clone();
             tokio::spawn(delivery::run(svc.clone(), job, kick));
         }
     }
 
     /// Wakes every delivery task (a receiver appeared or went away).
     pub fn kick_all(svc: &Arc<Service>) {
-        let jobs: Vec<Uuid> = svc
-            .notifier
-            .queues
-            .lock()
-            .unwrap()
-            .keys()
-            .copied()
-            .collect();
+        let jobs: Vec<Uuid> = svc.notifier.queues.lock().keys().copied().collect();
         for j in jobs {
             Notifier::kick(svc, j);
         }
@@ -278,7 +256,7 @@ impl Notifier {
     /// The next thing to deliver for `job`; `None` ends the task (and marks it stopped,
     /// atomically with finding the queue empty).
     pub(crate) fn next_item(&self, job: Uuid) -> Option<Item> {
-        let mut q = self.queues.lock().unwrap();
+        let mut q = self.queues.lock();
         let e = q.get_mut(&job)?;
         if let Some(r) = e.entries.front() {
             return Some(Item::Entry {
@@ -295,7 +273,7 @@ impl Notifier {
 
     /// Removes a delivered (or no longer due) entry.
     pub(crate) fn remove_entry(&self, job: Uuid, id: i64) {
-        if let Some(e) = self.queues.lock().unwrap().get_mut(&job) {
+        if let Some(e) = self.queues.lock().get_mut(&job) {
             e.entries.retain(|r| r.id != id);
             e.command_only.remove(&id);
         }
@@ -303,7 +281,7 @@ impl Notifier {
 
     /// Updates an entry after a failed attempt.
     pub(crate) fn update_entry(&self, r: &OutboxRecord, command_only: bool) {
-        if let Some(e) = self.queues.lock().unwrap().get_mut(&r.job_id) {
+        if let Some(e) = self.queues.lock().get_mut(&r.job_id) {
             if let Some(x) = e.entries.iter_mut().find(|x| x.id == r.id) {
                 *x = r.clone();
             }
@@ -315,10 +293,6 @@ impl Notifier {
 
     /// Entries waiting, per job (for tests and status).
     pub fn pending(&self, job: Uuid) -> usize {
-        self.queues
-            .lock()
-            .unwrap()
-            .get(&job)
-            .map_or(0, |e| e.entries.len())
+        self.queues.lock().get(&job).map_or(0, |e| e.entries.len())
     }
 }

@@ -11,7 +11,9 @@ mod notifications;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, Notify};
@@ -24,11 +26,11 @@ use crate::engine::partfile::Progress;
 use crate::model::{now_ms, FileRecord, HandlerRecord, JobRecord, JobState, Totals};
 use crate::store::Store;
 
-pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 /// A client process's callback channel, and the sender of its outbound messages.
 pub use crate::notify::channel::{Channel as CallbackChannel, Outbound};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
+pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 
 /// Identifies one run of a job's worker; reports from an older run are ignored.
 pub type RunId = u64;
@@ -452,7 +454,7 @@ impl Service {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     /// The shared HTTP client.

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::{CallbackChannel, Outbound};
 use super::{ChangeKind, FileView, Inner, JobView, Service, ServiceError};
 use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
 };
 use crate::notify::{Notifier, ObjRef};
-use super::{CallbackChannel, Outbound};
 use crate::store::Store;
 
 impl Service {

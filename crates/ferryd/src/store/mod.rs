@@ -10,7 +10,9 @@ mod rows;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
@@ -105,11 +107,7 @@ impl Store {
     }
 
     fn send(&self, cmd: Command) -> Result<(), StoreError> {
-        self.tx
-            .lock()
-            .unwrap()
-            .send(cmd)
-            .map_err(|_| StoreError::Closed)
+        self.tx.lock().send(cmd).map_err(|_| StoreError::Closed)
     }
 
     /// Queues a write and returns a receiver that resolves once it is durably committed.
@@ -229,7 +227,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let conn = self.reader.lock().unwrap();
+        let conn = self.reader.lock();
         Ok(f(&conn)?)
     }
 
@@ -276,7 +274,7 @@ impl Store {
     /// Flushes every queued write and stops the writer thread.
     pub fn close(&self) {
         let _ = self.send(Command::Stop);
-        if let Some(handle) = self.writer.lock().unwrap().take() {
+        if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
         }
     }
