@@ -8,6 +8,10 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+mod error_kind;
+
+pub use error_kind::ErrorKind;
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -1,15 +1,20 @@
 //! Transfer errors and their classification (DESIGN §5 "Errors").
+//!
+//! A failure has a typed [`ErrorKind`] (what code decides on), a context (where it
+//! happened) and a message for people. Client errors are classified by their types:
+//! reqwest's own flags, then the chain of sources (hyper's parse errors, rustls's
+//! certificate errors, I/O error kinds), never by the words of a message.
 
 use std::io;
 use std::time::Duration;
 
-use crate::model::{now_ms, ErrorContext, JobErrorRecord};
+use crate::model::{now_ms, ErrorContext, ErrorKind, JobErrorRecord};
 
 /// Why a file's transfer stopped.
 #[derive(Debug, Clone)]
 pub struct TransferError {
     pub context: ErrorContext,
-    pub code: String,
+    pub kind: ErrorKind,
     pub message: String,
     /// Transient errors are retried; the others put the job in `error`.
     pub transient: bool,
@@ -18,63 +23,63 @@ pub struct TransferError {
 }
 
 impl TransferError {
-    pub fn transient(context: ErrorContext, code: &str, message: impl Into<String>) -> Self {
+    /// A failure of `kind`; whether it is retried follows from the kind.
+    pub fn new(context: ErrorContext, kind: ErrorKind, message: impl Into<String>) -> Self {
         TransferError {
             context,
-            code: code.into(),
+            kind,
             message: message.into(),
-            transient: true,
+            transient: kind.is_transient(),
             retry_after: None,
         }
     }
 
-    pub fn fatal(context: ErrorContext, code: &str, message: impl Into<String>) -> Self {
-        TransferError {
-            context,
-            code: code.into(),
-            message: message.into(),
-            transient: false,
-            retry_after: None,
-        }
+    /// A fault inside the daemon (a task that panicked, …).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        TransferError::new(ErrorContext::Daemon, ErrorKind::Internal, e.to_string())
     }
 
     /// An I/O error on the local part or destination file. ENOSPC and EDQUOT are transient
     /// (space may be freed); the rest (permissions, a symlink in the way, …) are fatal.
     pub fn local_io(what: &str, path: &std::path::Path, e: &io::Error) -> Self {
-        let code = match e.raw_os_error() {
-            Some(libc::ENOSPC) => "enospc",
-            Some(libc::EDQUOT) => "edquot",
-            Some(libc::EACCES) | Some(libc::EPERM) => "permission_denied",
-            Some(libc::ELOOP) => "symlink_refused",
-            Some(libc::ENOENT) => "not_found",
-            Some(libc::EISDIR) => "is_a_directory",
-            _ => "io",
-        };
-        let transient = matches!(code, "enospc" | "edquot");
-        let hint = match code {
-            "enospc" | "edquot" => "; free some space, ferry retries on its own",
-            "symlink_refused" => "; ferry does not write through symbolic links",
-            "permission_denied" => "; choose a destination you can write",
+        let kind = io_kind(e);
+        let hint = match kind {
+            ErrorKind::NoSpace | ErrorKind::QuotaExceeded => {
+                "; free some space, ferry retries on its own"
+            }
+            ErrorKind::SymlinkRefused => "; ferry does not write through symbolic links",
+            ErrorKind::PermissionDenied => "; choose a destination you can write",
             _ => "",
         };
-        TransferError {
-            context: ErrorContext::LocalFile,
-            code: code.into(),
-            message: format!("{what} {}: {e}{hint}", path.display()),
-            transient,
-            retry_after: None,
-        }
+        TransferError::new(
+            ErrorContext::LocalFile,
+            kind,
+            format!("{what} {}: {e}{hint}", path.display()),
+        )
     }
 
     /// The error record kept with the job.
     pub fn record(&self, file_index: Option<u32>) -> JobErrorRecord {
         JobErrorRecord {
             context: self.context,
-            code: self.code.clone(),
+            code: self.kind.code().into_owned(),
             message: self.message.clone(),
             file_index,
             time_ms: now_ms(),
         }
+    }
+}
+
+/// The kind of a local I/O error.
+fn io_kind(e: &io::Error) -> ErrorKind {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => ErrorKind::NoSpace,
+        Some(libc::EDQUOT) => ErrorKind::QuotaExceeded,
+        Some(libc::EACCES) | Some(libc::EPERM) => ErrorKind::PermissionDenied,
+        Some(libc::ELOOP) => ErrorKind::SymlinkRefused,
+        Some(libc::ENOENT) => ErrorKind::NotFound,
+        Some(libc::EISDIR) => ErrorKind::IsADirectory,
+        _ => ErrorKind::LocalIo,
     }
 }
 
@@ -84,24 +89,79 @@ pub fn from_status(status: u16, url: &str, retry_after: Option<Duration>) -> Tra
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    let transient = status == 408 || status == 429 || (500..600).contains(&status);
+    let kind = ErrorKind::Http(status);
     let hint = match status {
         404 | 410 => ": check the URL",
         401 | 403 => ": the server refuses access",
-        _ if transient => ": ferry will retry",
+        _ if kind.is_transient() => ": ferry will retry",
         _ => "",
     };
     TransferError {
-        context: ErrorContext::RemoteFile,
-        code: format!("http_{status}"),
-        message: format!("server answered {status} {reason} for {url}{hint}"),
-        transient,
         retry_after,
+        ..TransferError::new(
+            ErrorContext::RemoteFile,
+            kind,
+            format!("server answered {status} {reason} for {url}{hint}"),
+        )
     }
 }
 
 /// The largest response head the HTTP client reads (hyper's default buffer limit).
 pub const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
+
+/// Every error in `e`'s chain of sources, `e` first. The chain goes on through the error
+/// an `io::Error` wraps (`io::Error::source` would skip it): a TLS failure reaches the
+/// client as an `io::Error` wrapping an `io::Error` wrapping rustls's error.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        out.push(err);
+        next = match err.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    out
+}
+
+/// What the chain of sources says about a failure, if it names something specific.
+fn kind_from_sources(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    for err in chain(e) {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some(ErrorKind::HeadersTooLarge);
+            }
+            if h.is_incomplete_message() || h.is_body_write_aborted() {
+                return Some(ErrorKind::ConnectionCut);
+            }
+        }
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            if matches!(
+                t,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::InvalidCertRevocationList(_)
+            ) {
+                return Some(ErrorKind::TlsCertificate);
+            }
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            match io.kind() {
+                io::ErrorKind::TimedOut => return Some(ErrorKind::Timeout),
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => return Some(ErrorKind::ConnectionCut),
+                io::ErrorKind::ConnectionRefused => return Some(ErrorKind::Connect),
+                _ => {}
+            }
+        }
+    }
+    None
+}
 
 /// Classifies a request/connection failure; network trouble is transient.
 pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
@@ -112,51 +172,41 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_redirect() {
-        return TransferError::fatal(
-            ErrorContext::RemoteFile,
-            "too_many_redirects",
-            format!("{url}: {detail}"),
-        );
-    }
-    if e.is_builder() {
-        return TransferError::fatal(
-            ErrorContext::RemoteFile,
-            "bad_url",
-            format!("{url}: {detail}"),
-        );
-    }
-    let lower = detail.to_ascii_lowercase();
-    if lower.contains("message head is too large") {
+    let kind = if e.is_redirect() {
+        ErrorKind::TooManyRedirects
+    } else if e.is_builder() {
+        ErrorKind::BadUrl
+    } else {
+        match kind_from_sources(e) {
+            Some(k) => k,
+            None if e.is_timeout() => ErrorKind::Timeout,
+            None if e.is_connect() => ErrorKind::Connect,
+            None if e.is_body() || e.is_decode() => ErrorKind::ConnectionCut,
+            None => ErrorKind::Network,
+        }
+    };
+    match kind {
         // hyper's limit (about 400 KiB of status line and headers, or more than 100
         // headers): a server sending that is broken or hostile, retrying does not help.
-        return TransferError::fatal(
+        ErrorKind::HeadersTooLarge => TransferError::new(
             ErrorContext::RemoteFile,
-            "headers_too_large",
+            kind,
             format!(
                 "{url}: the server's response headers are too large (over {} KiB, or more \
                  than 100 headers); ferry refuses them",
                 MAX_RESPONSE_HEAD / 1024
             ),
-        );
-    }
-    if lower.contains("certificate") || lower.contains("invalid peer") {
-        return TransferError::fatal(
+        ),
+        ErrorKind::TlsCertificate => TransferError::new(
             ErrorContext::Transport,
-            "tls_certificate",
+            kind,
             format!("TLS certificate check failed for {url}: {detail}"),
-        );
+        ),
+        ErrorKind::TooManyRedirects | ErrorKind::BadUrl => {
+            TransferError::new(ErrorContext::RemoteFile, kind, format!("{url}: {detail}"))
+        }
+        _ => TransferError::new(ErrorContext::Transport, kind, format!("{url}: {detail}")),
     }
-    let code = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection_cut"
-    } else {
-        "network"
-    };
-    TransferError::transient(ErrorContext::Transport, code, format!("{url}: {detail}"))
 }
 
 /// Parses `Retry-After` (seconds or an HTTP date).
@@ -182,7 +232,8 @@ mod tests {
         assert!(from_status(429, "u", None).transient);
         assert!(from_status(408, "u", None).transient);
         assert!(!from_status(404, "u", None).transient);
-        assert_eq!(from_status(404, "u", None).code, "http_404");
+        assert_eq!(from_status(404, "u", None).kind, ErrorKind::Http(404));
+        assert_eq!(from_status(404, "u", None).record(None).code, "http_404");
         assert!(!from_status(403, "u", None).transient);
     }
 
@@ -201,8 +252,25 @@ mod tests {
         let e = io::Error::from_raw_os_error(libc::ENOSPC);
         let t = TransferError::local_io("writing", std::path::Path::new("/x"), &e);
         assert!(t.transient);
-        assert_eq!(t.code, "enospc");
+        assert_eq!(t.kind, ErrorKind::NoSpace);
+        assert_eq!(t.record(None).code, "enospc");
         let e = io::Error::from_raw_os_error(libc::EACCES);
         assert!(!TransferError::local_io("writing", std::path::Path::new("/x"), &e).transient);
+    }
+
+    #[test]
+    fn sources_inside_io_errors_are_found() {
+        // A TLS failure reaches the client as an io::Error wrapping rustls's error.
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, tls);
+        assert_eq!(kind_from_sources(&wrapped), Some(ErrorKind::TlsCertificate));
+        // As the HTTP client reports it: an io::Error around an io::Error around rustls's.
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, tls));
+        assert_eq!(kind_from_sources(&nested), Some(ErrorKind::TlsCertificate));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(kind_from_sources(&reset), Some(ErrorKind::ConnectionCut));
+        let other = io::Error::other("something else");
+        assert_eq!(kind_from_sources(&other), None);
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::error::TransferError;
 use super::partfile;
 use super::{FileTask, Outcome};
-use crate::model::ErrorContext;
+use crate::model::{ErrorContext, ErrorKind};
 
 /// Bytes per `copy_file_range` call (progress and cancellation are checked between calls).
 const STEP: usize = 16 << 20;
@@ -23,12 +23,16 @@ const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// The local path of a `file://` URL.
 pub fn source_path(url: &str) -> Result<PathBuf, TransferError> {
     let parsed = url::Url::parse(url).map_err(|e| {
-        TransferError::fatal(ErrorContext::RemoteFile, "bad_url", format!("{url}: {e}"))
+        TransferError::new(
+            ErrorContext::RemoteFile,
+            ErrorKind::BadUrl,
+            format!("{url}: {e}"),
+        )
     })?;
     parsed.to_file_path().map_err(|_| {
-        TransferError::fatal(
+        TransferError::new(
             ErrorContext::RemoteFile,
-            "bad_url",
+            ErrorKind::BadUrl,
             format!("{url}: not a local file URL (use file:///absolute/path)"),
         )
     })
@@ -39,9 +43,9 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     let source = source_path(&task.record.remote_url)?;
     let meta = std::fs::metadata(&source).map_err(|e| source_error(&source, &e))?;
     if !meta.is_file() {
-        return Err(TransferError::fatal(
+        return Err(TransferError::new(
             ErrorContext::RemoteFile,
-            "not_a_file",
+            ErrorKind::NotAFile,
             format!("{} is not a regular file", source.display()),
         ));
     }
@@ -85,9 +89,9 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
             let n = copy_range(&src, &dst, offset, want)
                 .map_err(|e| TransferError::local_io("writing", &part, &e))?;
             if n == 0 {
-                return Err(TransferError::transient(
+                return Err(TransferError::new(
                     ErrorContext::RemoteFile,
-                    "source_shrank",
+                    ErrorKind::SourceShrank,
                     format!("{} ended after {offset} of {total} bytes", source.display()),
                 ));
             }
@@ -104,7 +108,7 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         Ok(Outcome::Done { len: offset })
     })
     .await
-    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?;
+    .map_err(|e| TransferError::internal(e))?;
     result
 }
 
@@ -140,14 +144,14 @@ fn copy_range(src: &File, dst: &File, offset: u64, len: usize) -> io::Result<usi
 }
 
 fn source_error(path: &std::path::Path, e: &io::Error) -> TransferError {
-    let code = match e.kind() {
-        io::ErrorKind::NotFound => "not_found",
-        io::ErrorKind::PermissionDenied => "permission_denied",
-        _ => "io",
+    let kind = match e.kind() {
+        io::ErrorKind::NotFound => ErrorKind::NotFound,
+        io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        _ => ErrorKind::LocalIo,
     };
-    TransferError::fatal(
+    TransferError::new(
         ErrorContext::RemoteFile,
-        code,
+        kind,
         format!("reading {}: {e}", path.display()),
     )
 }

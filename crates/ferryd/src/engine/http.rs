@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use super::error::{self, TransferError};
 use super::partfile::{self, Writer};
 use super::{FileTask, Outcome};
-use crate::model::ErrorContext;
+use crate::model::{ErrorContext, ErrorKind};
 
 /// The validator to resume under: a strong ETag, else Last-Modified.
 fn validator(headers: &HeaderMap) -> Option<String> {
@@ -151,9 +151,9 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                             .get(header::CONTENT_RANGE)
                             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
                         let size = known.map(|t| format!(" of {t}")).unwrap_or_default();
-                        return Err(TransferError::transient(
+                        return Err(TransferError::new(
                             ErrorContext::RemoteFile,
-                            "bad_range",
+                            ErrorKind::BadRange,
                             format!(
                                 "{url}: asked for bytes from {offset}{size}, the server answered \
                                  206 with {}; nothing of it was written, ferry will retry \
@@ -197,9 +197,9 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         if restart {
             restarts += 1;
             if restarts > 1 {
-                return Err(TransferError::transient(
+                return Err(TransferError::new(
                     ErrorContext::RemoteFile,
-                    "bad_range",
+                    ErrorKind::BadRange,
                     format!(
                         "{url}: the server refused the range from byte {offset} twice \
                          (416, or a size that keeps changing)"
@@ -271,9 +271,9 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     let size = total
                         .map(|t| format!("; the file's expected size is {t} bytes"))
                         .unwrap_or_default();
-                    return Err(TransferError::transient(
+                    return Err(TransferError::new(
                         ErrorContext::RemoteFile,
-                        "too_long",
+                        ErrorKind::TooLong,
                         format!(
                             "{url}: the server sent more than the {} bytes it announced from \
                              byte {offset}{size}; this answer was discarded, ferry will retry \
@@ -302,9 +302,9 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         .map_err(|e| TransferError::local_io("writing", &part, &e))?;
     if let Some(total) = total {
         if len < total {
-            return Err(TransferError::transient(
+            return Err(TransferError::new(
                 ErrorContext::Transport,
-                "connection_cut",
+                ErrorKind::ConnectionCut,
                 format!("{url}: the connection ended after {len} of {total} bytes"),
             ));
         }
@@ -325,7 +325,7 @@ async fn open_part_blocking(
     let p = part.to_owned();
     tokio::task::spawn_blocking(move || partfile::open_part(&p, start))
         .await
-        .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+        .map_err(|e| TransferError::internal(e))?
         .map_err(|e| TransferError::local_io("opening", part, &e))
 }
 
@@ -346,9 +346,9 @@ async fn small_body(
             Next::End => break,
             Next::Chunk(chunk) => {
                 if body.len() as u64 + chunk.len() as u64 > len {
-                    return Err(TransferError::transient(
+                    return Err(TransferError::new(
                         ErrorContext::RemoteFile,
-                        "too_long",
+                        ErrorKind::TooLong,
                         format!(
                             "{url}: the server sent more than the {len} bytes it announced; \
                              this answer was discarded, ferry will retry"
@@ -367,9 +367,9 @@ async fn small_body(
         }
     }
     if (body.len() as u64) < len {
-        return Err(TransferError::transient(
+        return Err(TransferError::new(
             ErrorContext::Transport,
-            "connection_cut",
+            ErrorKind::ConnectionCut,
             format!(
                 "{url}: the connection ended after {} of {len} bytes",
                 body.len()
@@ -391,7 +391,7 @@ async fn small_body(
             .map_err(|e| TransferError::local_io("writing", &part, &e))
     })
     .await
-    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))??;
+    .map_err(|e| TransferError::internal(e))??;
     Ok(Outcome::Done { len })
 }
 
@@ -411,7 +411,7 @@ async fn cut_back(
         file.sync_data()
     })
     .await
-    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+    .map_err(|e| TransferError::internal(e))?
     .map_err(|e| TransferError::local_io("truncating", part, &e))?;
     // The writer has stopped: nothing else moves these counters now.
     progress
@@ -459,9 +459,9 @@ async fn finish_after_error(writer: Writer, part: &std::path::Path) -> Result<()
 }
 
 fn stalled(url: &str, after: Duration) -> TransferError {
-    TransferError::transient(
+    TransferError::new(
         ErrorContext::Transport,
-        "stalled",
+        ErrorKind::Stalled,
         format!("{url}: no data for {} s", after.as_secs()),
     )
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Client, RequestBuilder};
 
 use super::error::TransferError;
-use crate::model::{Credentials, ErrorContext, JobOptions, ProxySetting};
+use crate::model::{Credentials, ErrorContext, ErrorKind, JobOptions, ProxySetting};
 
 fn builder() -> reqwest::ClientBuilder {
     Client::builder()
@@ -36,9 +36,9 @@ pub fn for_job(options: &JobOptions, shared: &Client) -> Result<Client, Transfer
         ProxySetting::None => b = b.no_proxy(),
         ProxySetting::Url(u) => {
             let p = reqwest::Proxy::all(u).map_err(|e| {
-                TransferError::fatal(
+                TransferError::new(
                     ErrorContext::Transport,
-                    "bad_proxy",
+                    ErrorKind::BadProxy,
                     format!("proxy {u}: {e}"),
                 )
             })?;
@@ -47,16 +47,16 @@ pub fn for_job(options: &JobOptions, shared: &Client) -> Result<Client, Transfer
     }
     if let Some(path) = &options.ca_file {
         let pem = std::fs::read(path).map_err(|e| {
-            TransferError::fatal(
+            TransferError::new(
                 ErrorContext::LocalFile,
-                "ca_file",
+                ErrorKind::CaFile,
                 format!("reading the CA file {path}: {e}"),
             )
         })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            TransferError::fatal(
+            TransferError::new(
                 ErrorContext::LocalFile,
-                "ca_file",
+                ErrorKind::CaFile,
                 format!("the CA file {path} holds no PEM certificate: {e}"),
             )
         })?;
@@ -65,9 +65,9 @@ pub fn for_job(options: &JobOptions, shared: &Client) -> Result<Client, Transfer
         }
     }
     b.build().map_err(|e| {
-        TransferError::fatal(
+        TransferError::new(
             ErrorContext::Daemon,
-            "http_client",
+            ErrorKind::HttpClient,
             format!("building the HTTP client: {e}"),
         )
     })

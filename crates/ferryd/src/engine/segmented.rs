@@ -20,7 +20,7 @@ use super::netclient::decorate;
 use super::partfile::{self, Progress, Writer};
 use super::ratelimit::consume_all;
 use super::{FileTask, Outcome};
-use crate::model::{ErrorContext, Segment};
+use crate::model::{ErrorContext, ErrorKind, Segment};
 
 /// Files smaller than two segments of this size use one connection.
 pub const MIN_SEGMENT: u64 = 4 << 20;
@@ -203,9 +203,7 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
             let p = part.clone();
             tokio::task::spawn_blocking(move || partfile::create_part(&p).map(|_| ()))
                 .await
-                .map_err(|e| {
-                    TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string())
-                })?
+                .map_err(|e| TransferError::internal(e))?
         };
         fresh.map_err(|e| TransferError::local_io("creating", &part, &e))?;
         task.events.segments_started(
@@ -220,9 +218,9 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
             (task.record.bytes_total, task.record.validator.clone())
         else {
             task.events.restarted();
-            return Err(TransferError::transient(
+            return Err(TransferError::new(
                 ErrorContext::Daemon,
-                "segments_incomplete",
+                ErrorKind::SegmentsIncomplete,
                 "the recorded segments lack a size or validator; restarting the file",
             ));
         };
@@ -260,11 +258,7 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
             }
             Err(e) => {
                 stop.cancel();
-                first_error.get_or_insert(TransferError::fatal(
-                    ErrorContext::Daemon,
-                    "internal",
-                    e.to_string(),
-                ));
+                first_error.get_or_insert(TransferError::internal(e));
             }
         }
     }
@@ -272,15 +266,15 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
         return Ok(Segmented::Done(Outcome::Cancelled));
     }
     if let Some(e) = first_error {
-        if e.code == "content_changed" {
+        if e.kind == ErrorKind::ContentChanged {
             task.events.restarted();
         }
         return Err(e);
     }
     if table.written() < total {
-        return Err(TransferError::transient(
+        return Err(TransferError::new(
             ErrorContext::Transport,
-            "connection_cut",
+            ErrorKind::ConnectionCut,
             format!("{url}: segments ended before the whole file arrived"),
         ));
     }
@@ -333,7 +327,7 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
     let resp = tokio::select! {
         _ = ctx.stop.cancelled() => return Ok(()),
         r = tokio::time::timeout(ctx.stall, req.send()) => match r {
-            Err(_) => return Err(TransferError::transient(ErrorContext::Transport, "stalled", format!("{}: no answer", ctx.url))),
+            Err(_) => return Err(TransferError::new(ErrorContext::Transport, ErrorKind::Stalled, format!("{}: no answer", ctx.url))),
             Ok(Err(e)) => return Err(error::from_reqwest(&e, &ctx.url)),
             Ok(Ok(r)) => r,
         },
@@ -348,9 +342,9 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                 .and_then(|v| v.split('-').next())
                 .and_then(|v| v.parse::<u64>().ok());
             if start != Some(pos) {
-                return Err(TransferError::transient(
+                return Err(TransferError::new(
                     ErrorContext::RemoteFile,
-                    "bad_range",
+                    ErrorKind::BadRange,
                     format!(
                         "{}: asked for bytes from {pos}, the server sent another range",
                         ctx.url
@@ -359,9 +353,9 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
             }
         }
         StatusCode::OK => {
-            return Err(TransferError::transient(
+            return Err(TransferError::new(
                 ErrorContext::RemoteFile,
-                "content_changed",
+                ErrorKind::ContentChanged,
                 format!(
                     "{}: the file changed on the server; downloading it again",
                     ctx.url
@@ -398,9 +392,9 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
         match next {
             Err(_) => {
                 let _ = writer.finish(true).await;
-                return Err(TransferError::transient(
+                return Err(TransferError::new(
                     ErrorContext::Transport,
-                    "stalled",
+                    ErrorKind::Stalled,
                     format!("{}: no data", ctx.url),
                 ));
             }
@@ -434,9 +428,9 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
         .await
         .map_err(|e| TransferError::local_io("writing", &ctx.part, &e))?;
     if at < seg.end.load(Ordering::Acquire) && !ctx.stop.is_cancelled() {
-        return Err(TransferError::transient(
+        return Err(TransferError::new(
             ErrorContext::Transport,
-            "connection_cut",
+            ErrorKind::ConnectionCut,
             format!("{}: a segment's connection ended early", ctx.url),
         ));
     }

@@ -19,7 +19,7 @@ use super::netclient::decorate;
 use super::ratelimit::{consume_all, RateLimiter};
 use super::{FileEvents, FileTask};
 use crate::engine::partfile::Progress;
-use crate::model::{ErrorContext, UploadProtocol};
+use crate::model::{ErrorContext, ErrorKind, UploadProtocol};
 
 const TUS_VERSION: &str = "1.0.0";
 
@@ -47,9 +47,9 @@ fn snapshot_of(path: &str) -> Result<(String, u64), TransferError> {
 fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
     let (now, len) = snapshot_of(&task.record.local_path)?;
     match &task.record.validator {
-        Some(snap) if *snap != now => Err(TransferError::fatal(
+        Some(snap) if *snap != now => Err(TransferError::new(
             ErrorContext::LocalFile,
-            "source_changed",
+            ErrorKind::SourceChanged,
             format!(
                 "{} changed after the upload was resumed; cancel the job and upload it again",
                 task.record.local_path
@@ -182,16 +182,16 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
                     .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| {
-                        TransferError::fatal(
+                        TransferError::new(
                             ErrorContext::RemoteFile,
-                            "tus_no_location",
+                            ErrorKind::TusNoLocation,
                             format!("{url}: the tus server created an upload but sent no Location"),
                         )
                     })?;
                 let absolute = resp.url().join(l).map_err(|e| {
-                    TransferError::fatal(
+                    TransferError::new(
                         ErrorContext::RemoteFile,
-                        "tus_bad_location",
+                        ErrorKind::TusBadLocation,
                         format!("{url}: Location '{l}': {e}"),
                     )
                 })?;
@@ -222,9 +222,9 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             return Err(status_error(&resp, &loc));
         }
         let offset = header_u64(&resp, "Upload-Offset").ok_or_else(|| {
-            TransferError::transient(
+            TransferError::new(
                 ErrorContext::RemoteFile,
-                "tus_no_offset",
+                ErrorKind::TusNoOffset,
                 format!("{loc}: HEAD gave no Upload-Offset"),
             )
         })?;
@@ -275,9 +275,9 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             _ => return Err(status_error(&resp, &loc)),
         }
     }
-    Err(TransferError::transient(
+    Err(TransferError::new(
         ErrorContext::RemoteFile,
-        "tus_no_progress",
+        ErrorKind::TusNoProgress,
         format!("{url}: the tus server did not accept the upload's bytes"),
     ))
 }

@@ -16,7 +16,7 @@ use super::partfile::{self, Progress};
 use super::ratelimit::RateLimiter;
 use super::upload::{self, UploadOutcome};
 use super::{file, http, FileTask, Outcome};
-use crate::model::{now_ms, ErrorContext, FileRecord, JobRecord, JobType};
+use crate::model::{now_ms, ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
 use crate::service::{RunId, Service};
 
 /// How often durable offsets are recorded while a file transfers.
@@ -207,7 +207,7 @@ async fn fetch_checked(
             (Ok(Outcome::Done { len }), Some(expected)) => {
                 match verify(&f.temporary_path(), expected).await {
                     Ok(()) => return Ok(Outcome::Done { len }),
-                    Err(e) if e.code == "checksum_mismatch" && !checksum_retried => {
+                    Err(e) if e.kind == ErrorKind::ChecksumMismatch && !checksum_retried => {
                         tracing::warn!(%job, index = f.index, "checksum mismatch; downloading the file again");
                         checksum_retried = true;
                         f.bytes_transferred = 0;
@@ -225,7 +225,7 @@ async fn fetch_checked(
 /// Adds what a user needs to act on a certificate failure: whose certificate the server
 /// presented, and how to trust its CA.
 async fn explained(mut e: TransferError, url: &str) -> TransferError {
-    if e.code == "tls_certificate" {
+    if e.kind == ErrorKind::TlsCertificate {
         if let Some(subject) = super::tlsprobe::certificate_subject(url).await {
             e.message.push_str(&format!(
                 "; the server presented a certificate for '{subject}'"
@@ -266,7 +266,7 @@ async fn sync_parts(pending: &[(u32, PathBuf, u64)]) -> Result<(), TransferError
         })
     })
     .await
-    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+    .map_err(|e| TransferError::internal(e))?
 }
 
 /// The network side of a run: client, bandwidth limits, the `max_transfer_time` deadline.
@@ -287,9 +287,9 @@ impl Net<'_> {
             None => fut.await,
             Some(d) => match tokio::time::timeout_at(d, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(TransferError::fatal(
+                Err(_) => Err(TransferError::new(
                     ErrorContext::Transport,
-                    "max_transfer_time",
+                    ErrorKind::MaxTransferTime,
                     format!(
                         "the transfer took longer than its max_transfer_time of {} s",
                         self.max_secs
@@ -410,9 +410,9 @@ async fn transfer_one(
         match scheme.as_str() {
             "http" | "https" => net.bounded(http::download(task)).await,
             "file" => file::copy(task).await,
-            other => Err(TransferError::fatal(
+            other => Err(TransferError::new(
                 ErrorContext::RemoteFile,
-                "unsupported_scheme",
+                ErrorKind::UnsupportedScheme,
                 format!("unsupported URL scheme '{other}'"),
             )),
         }
@@ -443,13 +443,13 @@ async fn verify(path: &std::path::Path, expected: &str) -> Result<(), TransferEr
         if actual == expected {
             Ok(())
         } else {
-            Err(TransferError::fatal(
+            Err(TransferError::new(
                 ErrorContext::RemoteFile,
-                "checksum_mismatch",
+                ErrorKind::ChecksumMismatch,
                 format!("SHA-256 of the downloaded file is {actual}, expected {expected}"),
             ))
         }
     })
     .await
-    .map_err(|e| TransferError::fatal(ErrorContext::Daemon, "internal", e.to_string()))?
+    .map_err(|e| TransferError::internal(e))?
 }

@@ -320,7 +320,7 @@ impl Service {
             let delay = Duration::from_secs(e.job.min_retry_delay_secs)
                 .max(err.retry_after.unwrap_or_default());
             e.job.retry_at_ms = Some(now + delay.as_millis() as i64);
-            tracing::info!(%job, code = %err.code, retry_in_s = delay.as_secs(), "transient error: {}", err.message);
+            tracing::info!(%job, code = %err.kind, retry_in_s = delay.as_secs(), "transient error: {}", err.message);
             JobState::TransientError
         } else {
             if err.transient {
@@ -330,7 +330,7 @@ impl Service {
                     record.message
                 );
             }
-            tracing::warn!(%job, code = %err.code, "job failed: {}", record.message);
+            tracing::warn!(%job, code = %err.kind, "job failed: {}", record.message);
             JobState::Error
         };
         e.job.error = Some(record);
@@ -400,13 +400,7 @@ impl Service {
             std::fs::rename(&t2, &p2)
         })
         .await
-        .map_err(|e| {
-            TransferError::fatal(
-                crate::model::ErrorContext::Daemon,
-                "internal",
-                e.to_string(),
-            )
-        })?
+        .map_err(|e| TransferError::internal(e))?
         .map_err(|e| TransferError::local_io("writing the reply to", &path, &e))?;
         let mut inner = self.lock();
         if let Some(e) = inner.jobs.get_mut(&job) {

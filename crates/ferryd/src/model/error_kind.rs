@@ -1,0 +1,181 @@
+//! The kinds of transfer failure, typed. Code decides on these; users and the store see
+//! their short codes (`http_404`, `enospc`, `tls_certificate`, …), which never change.
+
+use std::borrow::Cow;
+use std::fmt;
+
+macro_rules! error_kinds {
+    ($($(#[$m:meta])* $variant:ident => $code:literal),+ $(,)?) => {
+        /// Why a transfer (or a job) failed.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            /// The server answered with this HTTP status (not a success).
+            Http(u16),
+            $($(#[$m])* $variant),+
+        }
+
+        impl ErrorKind {
+            /// The short code users, the store and the wire see.
+            pub fn code(self) -> Cow<'static, str> {
+                match self {
+                    ErrorKind::Http(status) => Cow::Owned(format!("http_{status}")),
+                    $(ErrorKind::$variant => Cow::Borrowed($code)),+
+                }
+            }
+
+            /// The kind a stored code stands for, if it is one of these.
+            pub fn from_code(code: &str) -> Option<ErrorKind> {
+                if let Some(status) = code.strip_prefix("http_") {
+                    return status.parse().ok().map(ErrorKind::Http);
+                }
+                match code {
+                    $($code => Some(ErrorKind::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    // The local file system.
+    /// No space left on the device (transient: space may be freed).
+    NoSpace => "enospc",
+    /// Disk quota exceeded (transient).
+    QuotaExceeded => "edquot",
+    /// The owner may not read or write there.
+    PermissionDenied => "permission_denied",
+    /// A symbolic link stood where ferry writes; it is never followed.
+    SymlinkRefused => "symlink_refused",
+    /// A file or folder does not exist.
+    NotFound => "not_found",
+    /// A folder stands where a file was expected.
+    IsADirectory => "is_a_directory",
+    /// Any other local I/O error.
+    LocalIo => "io",
+    /// A `file://` source that is not a regular file.
+    NotAFile => "not_a_file",
+    /// A `file://` source got shorter while it was copied.
+    SourceShrank => "source_shrank",
+    /// An upload's source changed after the job was resumed.
+    SourceChanged => "source_changed",
+    // The remote file and its server.
+    /// Redirects went on past the limit.
+    TooManyRedirects => "too_many_redirects",
+    /// The URL cannot be requested.
+    BadUrl => "bad_url",
+    /// The scheme is not one ferry transfers.
+    UnsupportedScheme => "unsupported_scheme",
+    /// The response head is over the client's limit.
+    HeadersTooLarge => "headers_too_large",
+    /// A `206` for another range than the one asked for, or a refused range.
+    BadRange => "bad_range",
+    /// The body went past its announced or known end.
+    TooLong => "too_long",
+    /// The content changed under a multi-connection download.
+    ContentChanged => "content_changed",
+    /// The SHA-256 of the bytes is not the expected one.
+    ChecksumMismatch => "checksum_mismatch",
+    /// A tus server created no upload URL.
+    TusNoLocation => "tus_no_location",
+    /// A tus server's upload URL is not usable.
+    TusBadLocation => "tus_bad_location",
+    /// A tus server did not say its offset.
+    TusNoOffset => "tus_no_offset",
+    /// A tus server keeps not moving its offset.
+    TusNoProgress => "tus_no_progress",
+    // The transport.
+    /// The server's certificate was refused.
+    TlsCertificate => "tls_certificate",
+    /// A request timed out.
+    Timeout => "timeout",
+    /// The connection could not be made.
+    Connect => "connect",
+    /// The connection ended before the body did.
+    ConnectionCut => "connection_cut",
+    /// Any other network failure.
+    Network => "network",
+    /// No data arrived for the stall timeout.
+    Stalled => "stalled",
+    /// The job's `max_transfer_time` ran out.
+    MaxTransferTime => "max_transfer_time",
+    /// The job's proxy setting is not usable.
+    BadProxy => "bad_proxy",
+    /// The job's CA file cannot be read or parsed.
+    CaFile => "ca_file",
+    /// The HTTP client could not be built.
+    HttpClient => "http_client",
+    // The daemon.
+    /// Recorded segments lack their size or validator.
+    SegmentsIncomplete => "segments_incomplete",
+    /// A fault inside ferryd.
+    Internal => "internal",
+    /// The application rejected a transferred file.
+    ValidationFailed => "validation_failed",
+    /// The stored transfer options of the job could not be read.
+    UnreadableOptions => "unreadable_options",
+}
+
+impl ErrorKind {
+    /// Whether a failure of this kind is worth retrying on its own (DESIGN: network errors,
+    /// timeouts, 408, 429, 5xx and a full disk are; the rest needs someone to act).
+    pub fn is_transient(self) -> bool {
+        match self {
+            ErrorKind::Http(s) => s == 408 || s == 429 || (500..600).contains(&s),
+            ErrorKind::NoSpace
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::BadRange
+            | ErrorKind::TooLong
+            | ErrorKind::ContentChanged
+            | ErrorKind::Timeout
+            | ErrorKind::Connect
+            | ErrorKind::ConnectionCut
+            | ErrorKind::Network
+            | ErrorKind::Stalled
+            | ErrorKind::SegmentsIncomplete
+            | ErrorKind::SourceShrank
+            | ErrorKind::TusNoOffset
+            | ErrorKind::TusNoProgress => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for kind in [
+            ErrorKind::Http(404),
+            ErrorKind::Http(503),
+            ErrorKind::NoSpace,
+            ErrorKind::TlsCertificate,
+            ErrorKind::UnreadableOptions,
+            ErrorKind::TusNoProgress,
+        ] {
+            assert_eq!(ErrorKind::from_code(&kind.code()), Some(kind), "{kind}");
+        }
+        assert_eq!(ErrorKind::Http(404).code(), "http_404");
+        assert_eq!(ErrorKind::NoSpace.code(), "enospc");
+        assert_eq!(ErrorKind::from_code("no_such_code"), None);
+        assert_eq!(ErrorKind::from_code("http_x"), None);
+    }
+
+    #[test]
+    fn transient_kinds() {
+        assert!(ErrorKind::Http(503).is_transient());
+        assert!(ErrorKind::Http(429).is_transient());
+        assert!(!ErrorKind::Http(404).is_transient());
+        assert!(ErrorKind::NoSpace.is_transient());
+        assert!(!ErrorKind::PermissionDenied.is_transient());
+        assert!(!ErrorKind::ChecksumMismatch.is_transient());
+    }
+}
