@@ -108,7 +108,7 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         Ok(Outcome::Done { len: offset })
     })
     .await
-    .map_err(|e| TransferError::internal(e))?;
+    .map_err(TransferError::internal)?;
     result
 }
 

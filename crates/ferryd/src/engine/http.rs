@@ -325,7 +325,7 @@ async fn open_part_blocking(
     let p = part.to_owned();
     tokio::task::spawn_blocking(move || partfile::open_part(&p, start))
         .await
-        .map_err(|e| TransferError::internal(e))?
+        .map_err(TransferError::internal)?
         .map_err(|e| TransferError::local_io("opening", part, &e))
 }
 
@@ -391,7 +391,7 @@ async fn small_body(
             .map_err(|e| TransferError::local_io("writing", &part, &e))
     })
     .await
-    .map_err(|e| TransferError::internal(e))??;
+    .map_err(TransferError::internal)??;
     Ok(Outcome::Done { len })
 }
 
@@ -411,7 +411,7 @@ async fn cut_back(
         file.sync_data()
     })
     .await
-    .map_err(|e| TransferError::internal(e))?
+    .map_err(TransferError::internal)?
     .map_err(|e| TransferError::local_io("truncating", part, &e))?;
     // The writer has stopped: nothing else moves these counters now.
     progress

@@ -203,7 +203,7 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
             let p = part.clone();
             tokio::task::spawn_blocking(move || partfile::create_part(&p).map(|_| ()))
                 .await
-                .map_err(|e| TransferError::internal(e))?
+                .map_err(TransferError::internal)?
         };
         fresh.map_err(|e| TransferError::local_io("creating", &part, &e))?;
         task.events.segments_started(

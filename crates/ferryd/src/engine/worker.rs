@@ -266,7 +266,7 @@ async fn sync_parts(pending: &[(u32, PathBuf, u64)]) -> Result<(), TransferError
         })
     })
     .await
-    .map_err(|e| TransferError::internal(e))?
+    .map_err(TransferError::internal)?
 }
 
 /// The network side of a run: client, bandwidth limits, the `max_transfer_time` deadline.
@@ -451,5 +451,5 @@ async fn verify(path: &std::path::Path, expected: &str) -> Result<(), TransferEr
         }
     })
     .await
-    .map_err(|e| TransferError::internal(e))?
+    .map_err(TransferError::internal)?
 }

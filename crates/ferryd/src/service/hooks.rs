@@ -400,7 +400,7 @@ impl Service {
             std::fs::rename(&t2, &p2)
         })
         .await
-        .map_err(|e| TransferError::internal(e))?
+        .map_err(TransferError::internal)?
         .map_err(|e| TransferError::local_io("writing the reply to", &path, &e))?;
         let mut inner = self.lock();
         if let Some(e) = inner.jobs.get_mut(&job) {
