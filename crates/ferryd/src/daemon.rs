@@ -150,7 +150,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let svc = Service::open(config, store, crate::paths::current_uid())?;
     tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "ferryd ready");
 
-    let scheduler = tokio::spawn(crate::engine::scheduler::run(svc.clone()));
+    let engine = svc.run_engine();
     let housekeeping = {
         let svc = svc.clone();
         tokio::spawn(async move {
@@ -194,11 +194,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
         Err(_) => tracing::warn!("open calls did not finish within {drain:?}; closing anyway"),
     }
-    scheduler.abort();
+    engine.abort();
     housekeeping.abort();
     // The store is flushed before the socket goes, so a client that sees the socket gone
     // (`ferry daemon stop`) can start a new daemon at once.
-    svc.store.close();
+    svc.close();
     if owns_socket {
         let _ = fs::remove_file(&opts.socket);
     }

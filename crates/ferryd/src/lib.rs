@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod engine;
 pub mod model;
 pub mod notify;
+pub mod owner;
 pub mod paths;
 pub mod query;
 pub mod rpc;

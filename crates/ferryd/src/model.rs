@@ -1,7 +1,8 @@
 //! The daemon's own data model: jobs, files, their states and properties.
 //!
 //! These types are what the store persists and the engine works on; `rpc/` converts them
-//! to and from the wire types of `ferry-proto`.
+//! to and from the wire types of `ferry-proto`. Every layer may use this module; it uses
+//! none of them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,8 +10,10 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 mod error_kind;
+mod views;
 
 pub use error_kind::ErrorKind;
+pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

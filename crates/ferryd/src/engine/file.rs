@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::error::TransferError;
-use super::partfile;
 use super::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
 
@@ -41,7 +40,11 @@ pub fn source_path(url: &str) -> Result<PathBuf, TransferError> {
 /// Copies one file into its part file, continuing from the recorded offset.
 pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     let source = source_path(&task.record.remote_url)?;
-    let meta = std::fs::metadata(&source).map_err(|e| source_error(&source, &e))?;
+    let meta = task
+        .owner
+        .stat(source.clone())
+        .await
+        .map_err(|e| source_error(&source, &e))?;
     if !meta.is_file() {
         return Err(TransferError::new(
             ErrorContext::RemoteFile,
@@ -69,11 +72,18 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     let part = task.part.clone();
     let progress = task.progress.clone();
     let cancel = task.cancel.clone();
-    let events = task.events.clone_box();
+    let events = task.events.clone();
+    let src = task
+        .owner
+        .open_read(source.clone())
+        .await
+        .map_err(|e| source_error(&source, &e))?;
+    let (dst, start) = task
+        .owner
+        .open_part(part.clone(), start)
+        .await
+        .map_err(|e| TransferError::local_io("opening", &part, &e))?;
     let result = tokio::task::spawn_blocking(move || -> Result<Outcome, TransferError> {
-        let src = File::open(&source).map_err(|e| source_error(&source, &e))?;
-        let (dst, start) = partfile::open_part(&part, start)
-            .map_err(|e| TransferError::local_io("opening", &part, &e))?;
         progress.written.store(start, Ordering::SeqCst);
         progress.synced.store(start, Ordering::SeqCst);
         let mut offset = start;

@@ -90,7 +90,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     let (mut file, mut offset) = if start == 0 {
         (None, 0)
     } else {
-        let (f, o) = open_part_blocking(&part, start).await?;
+        let (f, o) = open_part(&task, start).await?;
         (Some(f), o)
     };
     let mut known_validator = if offset > 0 {
@@ -240,7 +240,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     }
     let file = match file.take() {
         Some(f) => f,
-        None => open_part_blocking(&part, 0).await?.0,
+        None => open_part(&task, 0).await?.0,
     };
 
     // Kept to cut the part file back if the body runs past its announced end.
@@ -317,16 +317,12 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
 /// `pwrite`: many small files then cost no writer thread hand-offs.
 const SMALL_BODY: u64 = 256 << 10;
 
-/// Opens (or creates) the part file on the blocking pool.
-async fn open_part_blocking(
-    part: &std::path::Path,
-    start: u64,
-) -> Result<(std::fs::File, u64), TransferError> {
-    let p = part.to_owned();
-    tokio::task::spawn_blocking(move || partfile::open_part(&p, start))
+/// Opens (or creates) the part file, as the job's owner.
+async fn open_part(task: &FileTask<'_>, start: u64) -> Result<(std::fs::File, u64), TransferError> {
+    task.owner
+        .open_part(task.part.clone(), start)
         .await
-        .map_err(TransferError::internal)?
-        .map_err(|e| TransferError::local_io("opening", part, &e))
+        .map_err(|e| TransferError::local_io("opening", &task.part, &e))
 }
 
 /// Receives a whole small body of `len` announced bytes, then writes it at offset 0 of the
@@ -376,22 +372,10 @@ async fn small_body(
             ),
         ));
     }
-    let part = task.part.clone();
-    tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        let file = match file {
-            Some(f) => f,
-            None => {
-                partfile::open_part(&part, 0)
-                    .map_err(|e| TransferError::local_io("opening", &part, &e))?
-                    .0
-            }
-        };
-        file.write_all_at(&body, 0)
-            .map_err(|e| TransferError::local_io("writing", &part, &e))
-    })
-    .await
-    .map_err(TransferError::internal)??;
+    task.owner
+        .write_part(task.part.clone(), file, body)
+        .await
+        .map_err(|e| TransferError::local_io("writing", &task.part, &e))?;
     Ok(Outcome::Done { len })
 }
 

@@ -1,9 +1,20 @@
-//! The transfer engine: the scheduler that starts jobs by priority, the worker that runs
-//! one job's files in order, and the transfer code per scheme.
+//! The transfer engine: the scheduling policy (`scheduler`), the worker that runs one
+//! job's files (`worker`), the transfers per scheme (`http`, `segmented`, `file`,
+//! `upload`), the part-file writer (`partfile`), and what a run shares while it runs
+//! (`live`).
+//!
+//! The engine reports to whoever owns the jobs through the [`Host`] trait it defines
+//! (`host`); it never names the service. Byte counters are per run (atomics in
+//! [`LiveRun`]); the host hears of progress at most twice a second per job.
+//!
+//! May use: `model`, `config`, `owner`, and its own modules. Not `service`, `notify`,
+//! `query`, `rpc` or `store`.
 
 pub mod error;
 pub mod file;
+pub mod host;
 pub mod http;
+pub mod live;
 pub mod netclient;
 pub mod partfile;
 pub mod ratelimit;
@@ -14,12 +25,16 @@ pub mod upload;
 pub mod worker;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::model::FileRecord;
+use crate::config::Config;
+use crate::model::{FileRecord, Priority};
+pub use host::{FileStart, Host, Report, RunId, RunPlan};
+pub use live::{Durable, LiveRun};
 use partfile::Progress;
 pub use worker::FileEvents;
 
@@ -35,12 +50,18 @@ pub struct FileTask<'a> {
     pub connections: u32,
     /// The file as recorded when the transfer started (its offset is the checkpoint).
     pub record: &'a FileRecord,
+    /// Its part file.
     pub part: PathBuf,
+    /// Its byte counters.
     pub progress: Arc<Progress>,
     /// A read that delivers nothing for this long is a (transient) stall.
     pub stall_timeout: Duration,
+    /// Fires when the run is stopped.
     pub cancel: CancellationToken,
+    /// Where the transfer reports.
     pub events: &'a FileEvents,
+    /// As whom files are opened.
+    pub owner: &'a crate::owner::Owner,
 }
 
 /// How a file's transfer ended, short of an error.
@@ -54,3 +75,102 @@ pub enum Outcome {
 
 /// Schemes ferry transfers.
 pub const SCHEMES: &[&str] = &["http", "https", "file"];
+
+/// The engine: its scheduler, the shared HTTP client and the daemon-wide bandwidth limit.
+pub struct Engine {
+    config: Config,
+    http: reqwest::Client,
+    global_limit: Option<Arc<ratelimit::RateLimiter>>,
+    scheduler: scheduler::Scheduler,
+    host: OnceLock<Weak<dyn Host>>,
+}
+
+impl Engine {
+    /// An engine with `config`'s limits; [`Engine::attach`] gives it its host.
+    pub fn new(config: &Config) -> Arc<Engine> {
+        let global_limit = (config.bandwidth_limit > 0)
+            .then(|| Arc::new(ratelimit::RateLimiter::new(config.bandwidth_limit)));
+        Arc::new(Engine {
+            config: config.clone(),
+            http: netclient::shared(),
+            global_limit,
+            scheduler: scheduler::Scheduler::new(config.max_concurrent_jobs),
+            host: OnceLock::new(),
+        })
+    }
+
+    /// Sets the host the engine reports to (once, at start-up).
+    pub fn attach(&self, host: Weak<dyn Host>) {
+        let _ = self.host.set(host);
+    }
+
+    fn host(&self) -> Option<Arc<dyn Host>> {
+        self.host.get().and_then(Weak::upgrade)
+    }
+
+    /// Queues `job` at the back of its priority.
+    pub fn queue(&self, job: Uuid, priority: Priority) {
+        self.scheduler.queue(job, priority);
+    }
+
+    /// `job` waits in `transient_error` until `at_ms`.
+    pub fn retry_at(&self, job: Uuid, at_ms: i64) {
+        self.scheduler.retry_at(job, at_ms);
+    }
+
+    /// `job` is neither queued nor waiting to retry.
+    pub fn forget(&self, job: Uuid) {
+        self.scheduler.forget(job);
+    }
+
+    /// Tells the run of `job`, if one runs, to stop, without waiting.
+    pub fn cancel(&self, job: Uuid) {
+        self.scheduler.cancel(job);
+    }
+
+    /// Stops the run of `job`, if one runs, and waits (bounded by the drain timeout)
+    /// until it has checkpointed.
+    pub async fn stop(&self, job: Uuid) {
+        self.scheduler.stop(job, self.config.drain_timeout).await;
+    }
+
+    /// Stops every run (shutdown), bounded by the drain timeout.
+    pub async fn stop_all(&self) {
+        self.scheduler.stop_all(self.config.drain_timeout).await;
+    }
+
+    /// Runs in progress.
+    pub fn active(&self) -> usize {
+        self.scheduler.active()
+    }
+
+    /// Starts runnable jobs and retries due ones until `shutdown` fires.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let Some(host) = self.host() else {
+                return;
+            };
+            for job in self.scheduler.due_retries() {
+                host.retry_due(job);
+            }
+            for start in self.scheduler.starts() {
+                let guard = scheduler::RunGuard {
+                    engine: self.clone(),
+                    host: host.clone(),
+                    job: start.job,
+                    run: start.run,
+                };
+                tokio::spawn(worker::run(guard, start.cancel));
+            }
+            drop(host);
+            let sleep = self
+                .scheduler
+                .next_retry_in()
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = self.scheduler.wait(sleep) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}

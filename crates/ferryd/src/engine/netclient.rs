@@ -25,8 +25,12 @@ pub fn shared() -> Client {
 }
 
 /// The client for a job: the shared one, or a dedicated one when the job has its own
-/// proxy or CA file.
-pub fn for_job(options: &JobOptions, shared: &Client) -> Result<Client, TransferError> {
+/// proxy or CA file (`ca`: its path and the PEM bytes read as the job's owner).
+pub fn for_job(
+    options: &JobOptions,
+    ca: Option<(&str, Vec<u8>)>,
+    shared: &Client,
+) -> Result<Client, TransferError> {
     if options.proxy == ProxySetting::System && options.ca_file.is_none() {
         return Ok(shared.clone());
     }
@@ -45,14 +49,7 @@ pub fn for_job(options: &JobOptions, shared: &Client) -> Result<Client, Transfer
             b = b.proxy(p);
         }
     }
-    if let Some(path) = &options.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            TransferError::new(
-                ErrorContext::LocalFile,
-                ErrorKind::CaFile,
-                format!("reading the CA file {path}: {e}"),
-            )
-        })?;
+    if let Some((path, pem)) = ca {
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
             TransferError::new(
                 ErrorContext::LocalFile,

@@ -1,13 +1,13 @@
-//! Part files and their writer: large positional writes on a blocking thread, with
-//! `fdatasync` on a second thread beside it so syncing never stalls the socket.
+//! The part-file writer: large positional writes on a blocking thread, with `fdatasync`
+//! on a second thread beside it so syncing never stalls the socket. (Opening, creating
+//! and syncing part files by path is work done as the job's owner: `owner/`.)
 //!
 //! `Progress::synced` only ever holds an offset whose bytes are on disk: that is the value
 //! the store may record (DESIGN §5 "Durability").
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -44,60 +44,6 @@ impl Progress {
     pub fn reset(&self) {
         self.written.store(0, Ordering::SeqCst);
         self.synced.store(0, Ordering::SeqCst);
-    }
-}
-
-/// Opens the part file to continue at `offset`, or creates it afresh when `offset` is 0 or
-/// the existing part file is shorter than `offset`. Returns the file and the offset to use.
-///
-/// New part files are created with `O_EXCL | O_NOFOLLOW` and mode 0600; an existing part is
-/// opened with `O_NOFOLLOW`, so a symlink planted in its place is never written through.
-pub fn open_part(path: &Path, offset: u64) -> io::Result<(File, u64)> {
-    if offset > 0 {
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-        {
-            Ok(file) => {
-                let len = file.metadata()?.len();
-                if len >= offset {
-                    // Bytes past the checkpoint were never recorded: drop them.
-                    file.set_len(offset)?;
-                    return Ok((file, offset));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    create_part(path).map(|f| (f, 0))
-}
-
-/// Creates an empty part file, replacing a stale one (never following a symlink).
-pub fn create_part(path: &Path) -> io::Result<File> {
-    let create = || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-    };
-    // Usually there is nothing to replace: try first, unlink only when something is there
-    // (an unlink that finds nothing still takes the directory's lock).
-    match create() {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-            create()
-        }
-        r => r,
     }
 }
 
@@ -301,70 +247,4 @@ impl SyncThread {
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
     }
-}
-
-/// `fdatasync`s every path given (in parallel on a few threads): the batch sync a job does
-/// before it becomes `transferred`.
-pub fn sync_all(paths: &[std::path::PathBuf]) -> io::Result<()> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    if paths.len() >= SYNCFS_FROM {
-        return syncfs_each_filesystem(paths);
-    }
-    let threads = paths.len().clamp(1, 8);
-    let chunk = paths.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|group| {
-                s.spawn(move || -> io::Result<()> {
-                    for p in group {
-                        OpenOptions::new()
-                            .read(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(p)?
-                            .sync_data()?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))?;
-        }
-        Ok(())
-    })
-}
-
-/// From this many files on, one `syncfs` per filesystem replaces an `fdatasync` per file
-/// (as `sync -f` does): thousands of small files cost one flush, not thousands.
-const SYNCFS_FROM: usize = 64;
-
-/// Flushes every filesystem holding one of `paths` with `syncfs(2)`, which reports write
-/// errors of the filesystem since Linux 5.8. Part files live beside their destinations,
-/// so one open per directory finds the filesystems.
-fn syncfs_each_filesystem(paths: &[std::path::PathBuf]) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    use std::os::unix::io::AsRawFd;
-    let mut dirs: Vec<&Path> = paths.iter().filter_map(|p| p.parent()).collect();
-    dirs.sort();
-    dirs.dedup();
-    let mut seen = std::collections::HashSet::new();
-    for d in dirs {
-        let f = File::open(d)?;
-        if seen.insert(f.metadata()?.dev()) {
-            // SAFETY: `f` is an open file descriptor for the duration of the call.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Fsyncs a directory (after renames into it).
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }

@@ -1,21 +1,321 @@
-//! The scheduler: starts queued jobs by priority (foreground at once, the others up to the
-//! configured number of concurrent jobs, higher first, in arrival order within one), and
-//! moves `transient_error` jobs back to the queue when their retry time comes.
+//! The scheduling policy: which queued jobs run now. Foreground jobs start at once; the
+//! others take up to `max_concurrent_jobs` slots, higher priority first, in arrival order
+//! within one priority. Jobs in `transient_error` wait in a retry index until their time,
+//! then the host puts them back in the queue.
+//!
+//! The scheduler's lock is never held while the host is called, and the host may call the
+//! scheduler while holding its own lock (lock order: host, then scheduler).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::Service;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-/// Runs until the daemon shuts down.
-pub async fn run(svc: Arc<Service>) {
-    loop {
-        let next_retry = svc.schedule();
-        let sleep = next_retry.unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            _ = svc.wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
-            _ = svc.shutdown.cancelled() => break,
+use super::host::RunId;
+use crate::model::{now_ms, Priority};
+
+/// A run in progress.
+struct Slot {
+    job: Uuid,
+    /// Fires to stop the run.
+    cancel: CancellationToken,
+    /// Fires when the run's worker has returned.
+    done: CancellationToken,
+}
+
+#[derive(Default)]
+struct Queues {
+    /// Runnable jobs by (priority rank, arrival).
+    queue: BTreeMap<(u8, u64), Uuid>,
+    queued: HashMap<Uuid, (u8, u64)>,
+    /// `transient_error` jobs by retry time.
+    retries: BTreeSet<(i64, Uuid)>,
+    retry_of: HashMap<Uuid, i64>,
+    runs: HashMap<RunId, Slot>,
+    /// The newest run of each job.
+    run_of: HashMap<Uuid, RunId>,
+    seq: u64,
+    next_run: RunId,
+}
+
+impl Queues {
+    fn unqueue(&mut self, job: Uuid) {
+        if let Some(key) = self.queued.remove(&job) {
+            self.queue.remove(&key);
         }
+        if let Some(at) = self.retry_of.remove(&job) {
+            self.retries.remove(&(at, job));
+        }
+    }
+}
+
+/// A run the scheduler decided to start.
+pub(super) struct Start {
+    pub job: Uuid,
+    pub run: RunId,
+    pub cancel: CancellationToken,
+}
+
+/// The queue, the retry index and the runs in progress.
+pub struct Scheduler {
+    max_concurrent: usize,
+    state: Mutex<Queues>,
+    wake: Notify,
+}
+
+impl Scheduler {
+    pub(super) fn new(max_concurrent: usize) -> Scheduler {
+        Scheduler {
+            max_concurrent: max_concurrent.max(1),
+            state: Mutex::new(Queues::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Puts `job` at the back of its priority's queue (out of the retry index).
+    pub fn queue(&self, job: Uuid, priority: Priority) {
+        {
+            let mut s = self.state.lock();
+            s.unqueue(job);
+            s.seq += 1;
+            let key = (priority.rank(), s.seq);
+            s.queue.insert(key, job);
+            s.queued.insert(job, key);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Takes `job` out of the queue; it is retried at `at_ms` (ms since the epoch).
+    pub fn retry_at(&self, job: Uuid, at_ms: i64) {
+        {
+            let mut s = self.state.lock();
+            s.unqueue(job);
+            s.retries.insert((at_ms, job));
+            s.retry_of.insert(job, at_ms);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Takes `job` out of the queue and the retry index (its run, if any, goes on until
+    /// stopped).
+    pub fn forget(&self, job: Uuid) {
+        self.state.lock().unqueue(job);
+    }
+
+    /// Tells the current run of `job`, if one runs, to stop (without waiting for it).
+    pub fn cancel(&self, job: Uuid) {
+        let s = self.state.lock();
+        if let Some(slot) = s.run_of.get(&job).and_then(|r| s.runs.get(r)) {
+            slot.cancel.cancel();
+        }
+    }
+
+    /// Stops the current run of `job`, if one runs, and waits (at most `timeout`) until
+    /// its worker has returned — so its progress is checkpointed and it writes nothing
+    /// more.
+    pub async fn stop(&self, job: Uuid, timeout: Duration) {
+        let done = {
+            let s = self.state.lock();
+            let Some(slot) = s.run_of.get(&job).and_then(|r| s.runs.get(r)) else {
+                return;
+            };
+            slot.cancel.cancel();
+            slot.done.clone()
+        };
+        if tokio::time::timeout(timeout, done.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%job, "worker did not stop in time");
+        }
+    }
+
+    /// Stops every run, waiting at most `timeout` for all of them.
+    pub async fn stop_all(&self, timeout: Duration) {
+        let done: Vec<CancellationToken> = {
+            let s = self.state.lock();
+            s.runs
+                .values()
+                .map(|slot| {
+                    slot.cancel.cancel();
+                    slot.done.clone()
+                })
+                .collect()
+        };
+        let all = futures::future::join_all(done.iter().map(|d| d.cancelled()));
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!("some workers did not stop within the drain timeout");
+        }
+    }
+
+    /// Runs in progress.
+    pub fn active(&self) -> usize {
+        self.state.lock().runs.len()
+    }
+
+    /// Wakes the scheduling loop.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until woken or until `at_most` has passed.
+    pub(super) async fn wait(&self, at_most: Duration) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(at_most) => {}
+        }
+    }
+
+    /// Takes the jobs whose retry time has come out of the retry index.
+    pub(super) fn due_retries(&self) -> Vec<Uuid> {
+        let now = now_ms();
+        let mut s = self.state.lock();
+        let due: Vec<(i64, Uuid)> = s
+            .retries
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .copied()
+            .collect();
+        for (at, job) in &due {
+            s.retries.remove(&(*at, *job));
+            s.retry_of.remove(job);
+        }
+        due.into_iter().map(|(_, job)| job).collect()
+    }
+
+    /// How long until the next retry is due.
+    pub(super) fn next_retry_in(&self) -> Option<Duration> {
+        let now = now_ms();
+        self.state
+            .lock()
+            .retries
+            .iter()
+            .next()
+            .map(|(at, _)| Duration::from_millis((*at - now).max(0) as u64))
+    }
+
+    /// Takes the jobs to start now out of the queue, each with a new run. A job whose
+    /// previous run has not returned yet waits in the queue (two runs never write the
+    /// same part files).
+    pub(super) fn starts(&self) -> Vec<Start> {
+        let mut s = self.state.lock();
+        let mut out = Vec::new();
+        let mut running = s.runs.len();
+        let candidates: Vec<((u8, u64), Uuid)> = s.queue.iter().map(|(k, j)| (*k, *j)).collect();
+        for (key, job) in candidates {
+            let foreground = key.0 == Priority::Foreground.rank();
+            if !foreground && running >= self.max_concurrent {
+                break;
+            }
+            if s.run_of.get(&job).is_some_and(|r| s.runs.contains_key(r)) {
+                continue;
+            }
+            s.queue.remove(&key);
+            s.queued.remove(&job);
+            s.next_run += 1;
+            let run = s.next_run;
+            let cancel = CancellationToken::new();
+            s.runs.insert(
+                run,
+                Slot {
+                    job,
+                    cancel: cancel.clone(),
+                    done: CancellationToken::new(),
+                },
+            );
+            s.run_of.insert(job, run);
+            running += 1;
+            out.push(Start { job, run, cancel });
+        }
+        out
+    }
+
+    /// The worker of `run` has returned: its slot is free.
+    pub(super) fn finished(&self, run: RunId) {
+        {
+            let mut s = self.state.lock();
+            if let Some(slot) = s.runs.remove(&run) {
+                if s.run_of.get(&slot.job) == Some(&run) {
+                    s.run_of.remove(&slot.job);
+                }
+                slot.done.cancel();
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Frees a run's slot and tells the host when the worker returns, also when it panics.
+pub(super) struct RunGuard {
+    pub engine: Arc<super::Engine>,
+    pub host: Arc<dyn super::Host>,
+    pub job: Uuid,
+    pub run: RunId,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.host.run_finished(self.job, self.run);
+        self.engine.scheduler.finished(self.run);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_then_arrival_and_the_limit() {
+        let s = Scheduler::new(1);
+        let (low, normal, fg1, fg2) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        s.queue(low, Priority::Low);
+        s.queue(normal, Priority::Normal);
+        s.queue(fg1, Priority::Foreground);
+        s.queue(fg2, Priority::Foreground);
+        let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
+        // Foreground jobs start whatever the limit, and count toward it: the background
+        // jobs wait.
+        assert_eq!(started, vec![fg1, fg2]);
+        let runs: Vec<RunId> = s.state.lock().runs.keys().copied().collect();
+        for r in runs {
+            s.finished(r);
+        }
+        let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
+        assert_eq!(started, vec![normal], "higher priority first, one slot");
+    }
+
+    #[test]
+    fn a_job_is_not_started_twice() {
+        let s = Scheduler::new(4);
+        let job = Uuid::now_v7();
+        s.queue(job, Priority::Normal);
+        let first = s.starts();
+        assert_eq!(first.len(), 1);
+        s.queue(job, Priority::Normal);
+        assert!(s.starts().is_empty(), "its earlier run has not returned");
+        s.finished(first[0].run);
+        assert_eq!(s.starts().len(), 1);
+    }
+
+    #[test]
+    fn retries_come_due() {
+        let s = Scheduler::new(4);
+        let (soon, later) = (Uuid::now_v7(), Uuid::now_v7());
+        s.retry_at(soon, now_ms() - 1);
+        s.retry_at(later, now_ms() + 60_000);
+        assert_eq!(s.due_retries(), vec![soon]);
+        assert!(s.due_retries().is_empty());
+        assert!(s.next_retry_in().unwrap() > Duration::from_secs(50));
+        s.forget(later);
+        assert!(s.next_retry_in().is_none());
     }
 }

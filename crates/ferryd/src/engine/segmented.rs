@@ -4,8 +4,6 @@
 //! stealing). Each segment's durable progress is recorded, so a crash resumes every
 //! segment where it stopped.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{self, TransferError};
 use super::netclient::decorate;
-use super::partfile::{self, Progress, Writer};
+use super::partfile::{Progress, Writer};
 use super::ratelimit::consume_all;
 use super::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
@@ -199,13 +197,10 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
         }
         let n = (connections as u64).min(total / MIN_SEGMENT);
         let segments = split(total, n);
-        let fresh = {
-            let p = part.clone();
-            tokio::task::spawn_blocking(move || partfile::create_part(&p).map(|_| ()))
-                .await
-                .map_err(TransferError::internal)?
-        };
-        fresh.map_err(|e| TransferError::local_io("creating", &part, &e))?;
+        task.owner
+            .create_part(part.clone())
+            .await
+            .map_err(|e| TransferError::local_io("creating", &part, &e))?;
         task.events.segments_started(
             total,
             validator.clone(),
@@ -227,6 +222,13 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
         (task.record.segments.clone(), total, validator)
     };
 
+    // One open of the part file, as its owner; each connection writes through a copy of
+    // the descriptor.
+    let file = task
+        .owner
+        .reopen_part(part.clone())
+        .await
+        .map_err(|e| TransferError::local_io("opening", &part, &e))?;
     let table = Arc::new(SegTable::new(&segments));
     task.events.live_segments(table.clone());
     let stop = task.cancel.child_token();
@@ -240,6 +242,9 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
                 url: url.clone(),
                 validator: validator.clone(),
                 part: part.clone(),
+                file: file
+                    .try_clone()
+                    .map_err(|e| TransferError::local_io("opening", &part, &e))?,
                 stall: task.stall_timeout,
                 events: task.events.clone(),
                 stop: stop.clone(),
@@ -288,6 +293,8 @@ struct ConnCtx {
     url: String,
     validator: String,
     part: std::path::PathBuf,
+    /// The part file, opened once for the whole download.
+    file: std::fs::File,
     stall: std::time::Duration,
     events: super::FileEvents,
     stop: CancellationToken,
@@ -371,10 +378,9 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
             return Err(error::from_status(s.as_u16(), &ctx.url, retry_after));
         }
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&ctx.part)
+    let file = ctx
+        .file
+        .try_clone()
         .map_err(|e| TransferError::local_io("opening", &ctx.part, &e))?;
     let writer = Writer::start(file, pos, seg.progress.clone())
         .map_err(|e| TransferError::local_io("writing", &ctx.part, &e))?;

@@ -33,8 +33,9 @@ pub enum UploadOutcome {
     Cancelled,
 }
 
-fn snapshot_of(path: &str) -> Result<(String, u64), TransferError> {
-    let m = std::fs::metadata(path).map_err(|e| {
+async fn snapshot_of(task: &FileTask<'_>) -> Result<(String, u64), TransferError> {
+    let path = &task.record.local_path;
+    let m = task.owner.stat(path.into()).await.map_err(|e| {
         TransferError::local_io("reading the file to upload", std::path::Path::new(path), &e)
     })?;
     Ok((
@@ -44,8 +45,8 @@ fn snapshot_of(path: &str) -> Result<(String, u64), TransferError> {
 }
 
 /// Checks the source is still what was snapshotted at resume.
-fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
-    let (now, len) = snapshot_of(&task.record.local_path)?;
+async fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
+    let (now, len) = snapshot_of(task).await?;
     match &task.record.validator {
         Some(snap) if *snap != now => Err(TransferError::new(
             ErrorContext::LocalFile,
@@ -61,6 +62,7 @@ fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
 
 /// A request body streaming `path` from `offset`, counted and paced.
 async fn body_from(
+    owner: &crate::owner::Owner,
     path: &str,
     offset: u64,
     progress: Arc<Progress>,
@@ -68,9 +70,10 @@ async fn body_from(
     limits: Vec<Arc<RateLimiter>>,
 ) -> Result<reqwest::Body, TransferError> {
     use tokio::io::AsyncSeekExt;
-    let mut f = tokio::fs::File::open(path).await.map_err(|e| {
+    let f = owner.open_read(path.into()).await.map_err(|e| {
         TransferError::local_io("reading the file to upload", std::path::Path::new(path), &e)
     })?;
+    let mut f = tokio::fs::File::from_std(f);
     f.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(|e| TransferError::local_io("reading", std::path::Path::new(path), &e))?;
@@ -116,7 +119,7 @@ pub async fn upload(
     task: FileTask<'_>,
     protocol: UploadProtocol,
 ) -> Result<UploadOutcome, TransferError> {
-    let len = check_unchanged(&task)?;
+    let len = check_unchanged(&task).await?;
     match protocol {
         UploadProtocol::Put => put(task, len).await,
         UploadProtocol::Tus => tus(task, len).await,
@@ -129,6 +132,7 @@ async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
     task.events
         .started(Some(len), task.record.validator.clone(), None, 0);
     let body = body_from(
+        task.owner,
         &task.record.local_path,
         0,
         task.progress.clone(),
@@ -149,7 +153,7 @@ async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
         .bytes()
         .await
         .map_err(|e| error::from_reqwest(&e, &url))?;
-    check_unchanged(&task)?;
+    check_unchanged(&task).await?;
     Ok(UploadOutcome::Done { len, reply })
 }
 
@@ -242,6 +246,7 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             });
         }
         let body = body_from(
+            task.owner,
             &task.record.local_path,
             offset,
             task.progress.clone(),
@@ -268,7 +273,7 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
                     .await
                     .map_err(|e| error::from_reqwest(&e, &loc))?;
                 if new_offset >= len {
-                    check_unchanged(&task)?;
+                    check_unchanged(&task).await?;
                     return Ok(UploadOutcome::Done { len, reply });
                 }
             }

@@ -1,5 +1,5 @@
-//! Runs one job: its files, several at once, checkpointing progress about every second, verifying
-//! checksums, then one batch sync before the job becomes `transferred`.
+//! Runs one job: its files, several at once, checkpointing progress about every second,
+//! verifying checksums, then one batch sync before the job becomes `transferred`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,30 +11,39 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::error::TransferError;
+use super::host::{FileStart, Host, Report, RunId, RunPlan};
+use super::live::LiveRun;
 use super::netclient;
-use super::partfile::{self, Progress};
+use super::partfile::Progress;
 use super::ratelimit::RateLimiter;
+use super::scheduler::RunGuard;
+use super::segmented::SegTable;
 use super::upload::{self, UploadOutcome};
-use super::{file, http, FileTask, Outcome};
-use crate::model::{now_ms, ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
-use crate::service::{RunId, Service};
+use super::{file, http, Engine, FileTask, Outcome};
+use crate::model::{now_ms, ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
+use crate::owner::Owner;
 
 /// How often durable offsets are recorded while a file transfers.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Reports from a file transfer to the service, tagged with the run they belong to.
+/// Where one file's transfer reports: its run's host and counters.
 #[derive(Clone)]
 pub struct FileEvents {
-    svc: Arc<Service>,
+    host: Arc<dyn Host>,
+    live: Arc<LiveRun>,
     job: Uuid,
     run: RunId,
     index: u32,
 }
 
 impl FileEvents {
+    fn report(&self, report: Report) {
+        self.host.report(self.job, self.run, report);
+    }
+
     /// About to connect (or open the source).
     pub fn connecting(&self) {
-        self.svc.file_connecting(self.job, self.run);
+        self.report(Report::Connecting);
     }
 
     /// A multi-connection download starts with these segments.
@@ -43,17 +52,20 @@ impl FileEvents {
         total: u64,
         validator: String,
         final_url: String,
-        segments: Vec<crate::model::Segment>,
+        segments: Vec<Segment>,
     ) {
-        self.svc.file_segments_started(
-            self.job, self.run, self.index, total, validator, final_url, segments,
-        );
+        self.report(Report::SegmentsStarted {
+            index: self.index,
+            total,
+            validator,
+            final_url,
+            segments,
+        });
     }
 
     /// The live segment table of this file.
-    pub fn live_segments(&self, table: Arc<super::segmented::SegTable>) {
-        self.svc
-            .set_live_segments(self.job, self.run, self.index, table);
+    pub fn live_segments(&self, table: Arc<SegTable>) {
+        self.live.set_segments(self.index, table);
     }
 
     /// The source answered: size, validator, final URL, and the offset bytes continue at.
@@ -64,48 +76,115 @@ impl FileEvents {
         final_url: Option<String>,
         offset: u64,
     ) {
-        self.svc.file_started(
-            self.job, self.run, self.index, total, validator, final_url, offset,
-        );
+        self.report(Report::FileStarted {
+            index: self.index,
+            start: FileStart {
+                total,
+                validator,
+                final_url,
+                offset,
+            },
+        });
     }
 
-    /// Bytes moved.
+    /// Bytes moved: a per-run atomic; the host hears of it at most twice a second.
     pub fn bytes(&self) {
-        self.svc.file_bytes(self.job, self.run);
+        if self.live.moved() {
+            self.report(Report::Progressed);
+        }
     }
 
     /// The file starts over from zero (content changed or range refused).
     pub fn restarted(&self) {
-        self.svc.file_restarted(self.job, self.run, self.index);
-    }
-
-    /// A boxed copy for a blocking thread.
-    pub fn clone_box(&self) -> Box<FileEvents> {
-        Box::new(self.clone())
+        self.live.forget_segments(self.index);
+        self.report(Report::FileRestarted { index: self.index });
     }
 }
 
-/// Runs the job until it is transferred, fails, or `cancel` fires; always tells the
-/// service when it ends.
-pub async fn run(svc: Arc<Service>, job: Uuid, run: RunId, cancel: CancellationToken) {
-    run_files(&svc, job, run, &cancel).await;
-    svc.run_finished(job, run);
+/// One run of one job.
+struct Run {
+    engine: Arc<Engine>,
+    host: Arc<dyn Host>,
+    live: Arc<LiveRun>,
+    job: Uuid,
+    run: RunId,
+    owner: Owner,
+    cancel: CancellationToken,
 }
 
-async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &CancellationToken) {
-    let Some((record, files)) = svc.files_to_run(job, run) else {
+impl Run {
+    fn report(&self, report: Report) {
+        self.host.report(self.job, self.run, report);
+    }
+
+    fn failed(&self, index: Option<u32>, e: TransferError) {
+        self.host.failed(self.job, self.run, index, e);
+    }
+
+    fn events(&self, index: u32) -> FileEvents {
+        FileEvents {
+            host: self.host.clone(),
+            live: self.live.clone(),
+            job: self.job,
+            run: self.run,
+            index,
+        }
+    }
+}
+
+/// Runs the job until it is transferred, fails, or `cancel` fires. The guard tells the
+/// host and frees the slot when it returns, whatever happens.
+pub(super) async fn run(guard: RunGuard, cancel: CancellationToken) {
+    let live = LiveRun::new();
+    let Some(plan) = guard.host.claim(guard.job, guard.run, live.clone()) else {
         return;
     };
+    let run = Run {
+        engine: guard.engine.clone(),
+        host: guard.host.clone(),
+        live,
+        job: guard.job,
+        run: guard.run,
+        owner: plan.owner.clone(),
+        cancel,
+    };
+    run_files(&run, plan).await;
+}
+
+async fn run_files(r: &Run, plan: RunPlan) {
+    let RunPlan {
+        job: record,
+        files,
+        reply_path,
+        ..
+    } = plan;
+    let config = &r.engine.config;
     let stall = Duration::from_secs(record.no_progress_timeout_secs.clamp(1, 60));
-    let client = match netclient::for_job(&record.options, svc.http()) {
+    let ca = match &record.options.ca_file {
+        Some(path) => match r.owner.read_file(PathBuf::from(path)).await {
+            Ok(pem) => Some((path.as_str(), pem)),
+            Err(e) => {
+                return r.failed(
+                    None,
+                    TransferError::new(
+                        ErrorContext::LocalFile,
+                        ErrorKind::CaFile,
+                        format!("reading the CA file {path}: {e}"),
+                    ),
+                )
+            }
+        },
+        None => None,
+    };
+    let client = match netclient::for_job(&record.options, ca, &r.engine.http) {
         Ok(c) => c,
-        Err(e) => return svc.transfer_failed(job, run, None, e),
+        Err(e) => return r.failed(None, e),
     };
     let mut limits = Vec::new();
     if record.options.bandwidth_limit > 0 {
         limits.push(Arc::new(RateLimiter::new(record.options.bandwidth_limit)));
     }
-    if let Some(g) = &svc.global_limit {
+    if let Some(g) = &r.engine.global_limit {
         limits.push(g.clone());
     }
     let net = Net {
@@ -117,14 +196,20 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
             tokio::time::Instant::now() + Duration::from_millis((end_ms - now_ms()).max(0) as u64)
         }),
         max_secs: record.max_transfer_time_secs,
+        connections: if record.options.connections > 0 {
+            record.options.connections
+        } else {
+            config.connections_per_file
+        }
+        .clamp(1, 16),
     };
     if record.job_type != JobType::Download {
-        return run_upload(svc, &record, files, run, stall, cancel, &net).await;
+        return run_upload(r, &record, files, reply_path, stall, &net).await;
     }
     // Up to `files_in_parallel` files at once; the first failure stops the others (their
     // progress is kept) and becomes the job's error.
-    let parallel = svc.config.files_in_parallel.max(1);
-    let siblings = cancel.child_token();
+    let parallel = config.files_in_parallel.max(1);
+    let siblings = r.cancel.child_token();
     let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
     let mut failure: Option<(u32, String, TransferError)> = None;
     let mut stopped = false;
@@ -140,7 +225,7 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
                 let result = if siblings.is_cancelled() {
                     Ok(Outcome::Cancelled)
                 } else {
-                    fetch_checked(svc, record, run, f, stall, siblings, net).await
+                    fetch_checked(r, record, f, stall, siblings, net).await
                 };
                 (index, path, url, result)
             },
@@ -154,7 +239,7 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
                 next = runs.next() => match next {
                     None => break,
                     Some((index, path, _, Ok(Outcome::Done { len }))) => {
-                        svc.file_downloaded(job, run, index, len);
+                        r.report(Report::FileDownloaded { index, len });
                         pending.push((index, path, len));
                     }
                     Some((_, _, _, Ok(Outcome::Cancelled))) => stopped = true,
@@ -165,59 +250,58 @@ async fn run_files(svc: &Arc<Service>, job: Uuid, run: RunId, cancel: &Cancellat
                         }
                     }
                 },
-                _ = ticker.tick() => svc.checkpoint(job, run),
+                _ = ticker.tick() => r.report(Report::Checkpoint),
             }
         }
     }
     if stopped || failure.is_some() {
-        svc.checkpoint(job, run);
-        settle(svc, job, run, pending).await;
+        r.report(Report::Checkpoint);
+        settle(r, pending).await;
         if let Some((index, url, e)) = failure {
             let e = explained(e, &url).await;
-            svc.transfer_failed(job, run, Some(index), e);
+            r.failed(Some(index), e);
         }
         return;
     }
     pending.sort_by_key(|p| p.0);
-    match sync_parts(&pending).await {
+    match sync_parts(&r.owner, &pending).await {
         Ok(()) => {
             let done: Vec<(u32, u64)> = pending.iter().map(|(i, _, len)| (*i, *len)).collect();
-            svc.job_transferred(job, run, done).await;
+            r.host.transferred(r.job, r.run, done).await;
         }
-        Err(e) => svc.transfer_failed(job, run, None, e),
+        Err(e) => r.failed(None, e),
     }
 }
 
 /// Transfers one file and checks its SHA-256 when one is expected; a mismatch gets one
 /// fresh retry from zero before it is fatal.
 async fn fetch_checked(
-    svc: &Arc<Service>,
+    r: &Run,
     record: &JobRecord,
-    run: RunId,
     mut f: FileRecord,
     stall: Duration,
     cancel: &CancellationToken,
     net: &Net<'_>,
 ) -> Result<Outcome, TransferError> {
-    let job = record.id;
     let mut checksum_retried = false;
     loop {
-        let r = transfer_one(svc, record, run, &f, stall, cancel, net).await;
-        match (r, &f.expected_sha256) {
+        let result = transfer_one(r, record, &f, stall, cancel, net).await;
+        match (result, &f.expected_sha256) {
             (Ok(Outcome::Done { len }), Some(expected)) => {
-                match verify(&f.temporary_path(), expected).await {
+                match verify(&r.owner, f.temporary_path(), expected).await {
                     Ok(()) => return Ok(Outcome::Done { len }),
                     Err(e) if e.kind == ErrorKind::ChecksumMismatch && !checksum_retried => {
-                        tracing::warn!(%job, index = f.index, "checksum mismatch; downloading the file again");
+                        tracing::warn!(job = %r.job, index = f.index, "checksum mismatch; downloading the file again");
                         checksum_retried = true;
                         f.bytes_transferred = 0;
                         f.validator = None;
-                        svc.file_restarted(job, run, f.index);
+                        f.segments.clear();
+                        r.events(f.index).restarted();
                     }
                     Err(e) => return Err(e),
                 }
             }
-            (r, _) => return r,
+            (result, _) => return result,
         }
     }
 }
@@ -241,32 +325,23 @@ async fn explained(mut e: TransferError, url: &str) -> TransferError {
 
 /// Syncs the files finished in this run and records them as completed, so a stopped run
 /// keeps them.
-async fn settle(svc: &Arc<Service>, job: Uuid, run: RunId, pending: Vec<(u32, PathBuf, u64)>) {
+async fn settle(r: &Run, pending: Vec<(u32, PathBuf, u64)>) {
     if pending.is_empty() {
         return;
     }
-    if sync_parts(&pending).await.is_ok() {
+    if sync_parts(&r.owner, &pending).await.is_ok() {
         let done: Vec<(u32, u64)> = pending.iter().map(|(i, _, len)| (*i, *len)).collect();
-        svc.files_completed(job, run, done).await;
+        r.host.files_completed(r.job, r.run, done).await;
     }
 }
 
-async fn sync_parts(pending: &[(u32, PathBuf, u64)]) -> Result<(), TransferError> {
+async fn sync_parts(owner: &Owner, pending: &[(u32, PathBuf, u64)]) -> Result<(), TransferError> {
     let paths: Vec<PathBuf> = pending.iter().map(|(_, p, _)| p.clone()).collect();
-    tokio::task::spawn_blocking(move || {
-        partfile::sync_all(&paths).map_err(|e| {
-            TransferError::local_io(
-                "syncing",
-                paths
-                    .first()
-                    .map(|p| p.as_path())
-                    .unwrap_or(std::path::Path::new("")),
-                &e,
-            )
-        })
-    })
-    .await
-    .map_err(TransferError::internal)?
+    let first = paths.first().cloned().unwrap_or_default();
+    owner
+        .sync_parts(paths)
+        .await
+        .map_err(|e| TransferError::local_io("syncing", &first, &e))
 }
 
 /// The network side of a run: client, bandwidth limits, the `max_transfer_time` deadline.
@@ -275,6 +350,7 @@ struct Net<'a> {
     limits: &'a [Arc<RateLimiter>],
     deadline: Option<tokio::time::Instant>,
     max_secs: u64,
+    connections: u32,
 }
 
 impl Net<'_> {
@@ -301,29 +377,21 @@ impl Net<'_> {
 }
 
 /// Runs an upload job's one file, then stores the reply of an upload-reply job.
-#[allow(clippy::too_many_arguments)]
 async fn run_upload(
-    svc: &Arc<Service>,
+    r: &Run,
     record: &JobRecord,
     files: Vec<FileRecord>,
-    run: RunId,
+    reply_path: Option<PathBuf>,
     stall: Duration,
-    cancel: &CancellationToken,
     net: &Net<'_>,
 ) {
-    let job = record.id;
     let Some(f) = files.into_iter().find(|f| !f.completed) else {
-        svc.job_transferred(job, run, Vec::new()).await;
+        r.host.transferred(r.job, r.run, Vec::new()).await;
         return;
     };
     let progress = Progress::starting_at(0);
-    svc.set_live(job, run, f.index, progress.clone());
-    let events = FileEvents {
-        svc: svc.clone(),
-        job,
-        run,
-        index: f.index,
-    };
+    r.live.set_bytes(f.index, progress.clone());
+    let events = r.events(f.index);
     let task = FileTask {
         options: &record.options,
         client: net.client,
@@ -333,8 +401,9 @@ async fn run_upload(
         part: f.temporary_path(),
         progress,
         stall_timeout: stall,
-        cancel: cancel.clone(),
+        cancel: r.cancel.clone(),
         events: &events,
+        owner: &r.owner,
     };
     let protocol = record.options.upload_protocol();
     let transfer = net.bounded(upload::upload(task, protocol));
@@ -343,95 +412,89 @@ async fn run_upload(
     ticker.tick().await;
     let result = loop {
         tokio::select! {
-            r = &mut transfer => break r,
-            _ = ticker.tick() => svc.checkpoint(job, run),
+            result = &mut transfer => break result,
+            _ = ticker.tick() => r.report(Report::Checkpoint),
         }
     };
     match result {
-        Ok(UploadOutcome::Cancelled) => svc.checkpoint(job, run),
+        Ok(UploadOutcome::Cancelled) => r.report(Report::Checkpoint),
         Ok(UploadOutcome::Done { len, reply }) => {
-            if record.job_type == JobType::UploadReply {
-                if let Err(e) = svc.store_reply(job, &reply).await {
-                    return svc.transfer_failed(job, run, Some(f.index), e);
+            if let Some(path) = reply_path.filter(|_| record.job_type == JobType::UploadReply) {
+                if let Err(e) = r
+                    .owner
+                    .write_file_atomically(path.clone(), reply.to_vec())
+                    .await
+                {
+                    let e = TransferError::local_io("writing the reply to", &path, &e);
+                    return r.failed(Some(f.index), e);
                 }
+                r.report(Report::ReplyStored { path });
             }
-            svc.job_transferred(job, run, vec![(f.index, len)]).await;
+            r.host.transferred(r.job, r.run, vec![(f.index, len)]).await;
         }
         Err(e) => {
-            svc.checkpoint(job, run);
+            r.report(Report::Checkpoint);
             let e = explained(e, &f.remote_url).await;
-            svc.transfer_failed(job, run, Some(f.index), e);
+            r.failed(Some(f.index), e);
         }
     }
 }
 
 /// Transfers one file (the run records durable progress every second meanwhile).
 async fn transfer_one(
-    svc: &Arc<Service>,
+    r: &Run,
     record: &JobRecord,
-    run: RunId,
     f: &FileRecord,
     stall: Duration,
     cancel: &CancellationToken,
     net: &Net<'_>,
 ) -> Result<Outcome, TransferError> {
-    let job = record.id;
     let progress = Progress::starting_at(f.bytes_transferred);
-    svc.set_live(job, run, f.index, progress.clone());
-    let events = FileEvents {
-        svc: svc.clone(),
-        job,
-        run,
-        index: f.index,
-    };
+    r.live.set_bytes(f.index, progress.clone());
+    let events = r.events(f.index);
     let task = FileTask {
         options: &record.options,
         client: net.client,
         limits: net.limits,
-        connections: if record.options.connections > 0 {
-            record.options.connections
-        } else {
-            svc.config.connections_per_file
-        }
-        .clamp(1, 16),
+        connections: net.connections,
         record: f,
         part: f.temporary_path(),
         progress,
         stall_timeout: stall,
         cancel: cancel.clone(),
         events: &events,
+        owner: &r.owner,
     };
     let scheme = f
         .remote_url
         .split_once(':')
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
-    let transfer = async {
-        match scheme.as_str() {
-            "http" | "https" => net.bounded(http::download(task)).await,
-            "file" => file::copy(task).await,
-            other => Err(TransferError::new(
-                ErrorContext::RemoteFile,
-                ErrorKind::UnsupportedScheme,
-                format!("unsupported URL scheme '{other}'"),
-            )),
-        }
-    };
-    transfer.await
+    match scheme.as_str() {
+        "http" | "https" => net.bounded(http::download(task)).await,
+        "file" => file::copy(task).await,
+        other => Err(TransferError::new(
+            ErrorContext::RemoteFile,
+            ErrorKind::UnsupportedScheme,
+            format!("unsupported URL scheme '{other}'"),
+        )),
+    }
 }
 
 /// Checks a part file's SHA-256 against the expected lower-case hex digest.
-async fn verify(path: &std::path::Path, expected: &str) -> Result<(), TransferError> {
-    let path = path.to_owned();
+async fn verify(owner: &Owner, path: PathBuf, expected: &str) -> Result<(), TransferError> {
     let expected = expected.to_ascii_lowercase();
+    let file = owner
+        .open_read(path.clone())
+        .await
+        .map_err(|e| TransferError::local_io("reading", &path, &e))?;
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let mut f = std::fs::File::open(&path)
-            .map_err(|e| TransferError::local_io("reading", &path, &e))?;
+        let mut file = file;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = f
+            let n = file
                 .read(&mut buf)
                 .map_err(|e| TransferError::local_io("reading", &path, &e))?;
             if n == 0 {

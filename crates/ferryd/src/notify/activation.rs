@@ -1,54 +1,37 @@
 //! Activation: starting a registered handler and waiting for it to register its class
 //! object (BITS's `CoCreateInstance` of an out-of-process server).
 
-use std::process::Stdio;
 use std::sync::Arc;
 
 use super::channel::Channel;
+use super::Notifier;
 use crate::model::HandlerRecord;
-use crate::service::Service;
+use crate::owner::{Output, Owner};
 
-/// Starts `handler` and waits (bounded by the activation timeout) until it registers a
-/// class object for its class; returns that object.
+/// Starts `handler` as `owner` and waits (bounded by the activation timeout) until it
+/// registers a class object for its class; returns that object.
 pub async fn activate(
-    svc: &Arc<Service>,
+    n: &Notifier,
+    owner: &Owner,
     handler: &HandlerRecord,
 ) -> Result<(Arc<Channel>, u64), String> {
-    let n = &svc.notifier;
     let class = handler.class;
     let uid = handler.owner_uid;
     let program = handler
         .argv
         .first()
         .ok_or_else(|| format!("the handler of class {class} has no command"))?;
-    let log = svc.store.path().with_file_name("handlers.log");
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map(Stdio::from)
-        .unwrap_or_else(|_| Stdio::null());
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map(Stdio::from)
-        .unwrap_or_else(|_| Stdio::null());
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(&handler.argv[1..])
-        .env("FERRY_SOCKET", &svc.config.socket_path)
-        .env("FERRY_ACTIVATION_CLASS", class.to_string())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    if let Some(dir) = &handler.workdir {
-        cmd.current_dir(dir);
-    }
+    let log = Output::AppendTo(n.settings.handler_log.clone());
+    let mut cmd = owner
+        .command(&handler.argv, handler.workdir.as_deref(), &log)
+        .ok_or_else(|| format!("the handler of class {class} has no command"))?;
+    cmd.env("FERRY_SOCKET", &n.settings.socket_path)
+        .env("FERRY_ACTIVATION_CLASS", class.to_string());
     tracing::info!(%class, program, "activating handler");
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the handler {program} of class {class}: {e}"))?;
-    let deadline = tokio::time::Instant::now() + svc.config.activation_timeout;
+    let deadline = tokio::time::Instant::now() + n.settings.activation_timeout;
     let outcome = loop {
         let registered = n.class_registered.notified();
         tokio::pin!(registered);
@@ -71,7 +54,7 @@ pub async fn activate(
             _ = tokio::time::sleep_until(deadline) => {
                 break Err(format!(
                     "the handler {program} of class {class} did not register its class object within {} s",
-                    svc.config.activation_timeout.as_secs()
+                    n.settings.activation_timeout.as_secs()
                 ));
             }
         }

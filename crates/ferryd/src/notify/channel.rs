@@ -1,17 +1,41 @@
-//! Callback channels: one `Connect` stream per client process. ferryd sends `Invoke`
-//! messages on it and waits for the client's reply.
+//! Callback channels: one `Connect` stream per client process. ferryd sends invocations
+//! on it and waits for the client's reply. The messages are the daemon's own types; the
+//! rpc layer turns them into wire messages.
 
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ferry_proto::v1 as pb;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// Messages ferryd sends on a channel.
-pub type Outbound = mpsc::Sender<Result<pb::ServerMessage, tonic::Status>>;
+use crate::model::{FileView, JobView};
+
+/// The methods of a callback object (BITS's `IBackgroundCopyCallback2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackMethod {
+    JobTransferred,
+    JobError,
+    JobModification,
+    FileTransferred,
+}
+
+/// A call of a method of a client's object.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Names the call; the client's reply carries it back.
+    pub invoke_id: u64,
+    /// The object called.
+    pub object_id: u64,
+    pub method: CallbackMethod,
+    pub job: JobView,
+    /// The file, for `file_transferred`.
+    pub file: Option<FileView>,
+}
+
+/// Where a channel's invocations go (the rpc layer streams them to the client).
+pub type Outbound = mpsc::Sender<Invocation>;
 
 /// A connected client process that exports callback objects.
 pub struct Channel {
@@ -40,9 +64,9 @@ impl Channel {
     pub async fn invoke(
         &self,
         object_id: u64,
-        method: pb::CallbackMethod,
-        job: pb::Job,
-        file: Option<pb::File>,
+        method: CallbackMethod,
+        job: JobView,
+        file: Option<FileView>,
         timeout: Duration,
     ) -> Result<(), String> {
         if self.closed.is_cancelled() {
@@ -51,16 +75,14 @@ impl Channel {
         let invoke_id = self.next_invoke.fetch_add(1, Ordering::Relaxed);
         let (done, rx) = oneshot::channel();
         self.pending.lock().insert(invoke_id, done);
-        let msg = pb::ServerMessage {
-            kind: Some(pb::server_message::Kind::Invoke(pb::Invoke {
-                invoke_id,
-                object_id,
-                method: method as i32,
-                job: Some(job),
-                file,
-            })),
+        let msg = Invocation {
+            invoke_id,
+            object_id,
+            method,
+            job,
+            file,
         };
-        if self.tx.send(Ok(msg)).await.is_err() {
+        if self.tx.send(msg).await.is_err() {
             self.pending.lock().remove(&invoke_id);
             return Err("the application disconnected".into());
         }
@@ -73,16 +95,17 @@ impl Channel {
         result
     }
 
-    /// The client answered an invoke.
-    pub fn reply(&self, r: pb::InvokeReply) {
-        if let Some(done) = self.pending.lock().remove(&r.invoke_id) {
-            let _ = done.send(if r.ok {
-                Ok(())
-            } else if r.error.is_empty() {
-                Err("the callback returned an error".into())
-            } else {
-                Err(format!("the callback returned an error: {}", r.error))
-            });
+    /// The client answered invocation `invoke_id`: `Err` with its error text when the
+    /// callback failed.
+    pub fn reply(&self, invoke_id: u64, result: Result<(), String>) {
+        if let Some(done) = self.pending.lock().remove(&invoke_id) {
+            let _ = done.send(result.map_err(|error| {
+                if error.is_empty() {
+                    "the callback returned an error".to_string()
+                } else {
+                    format!("the callback returned an error: {error}")
+                }
+            }));
         }
     }
 

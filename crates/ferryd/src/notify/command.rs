@@ -1,27 +1,26 @@
-//! Command-line notifications: the job's notify command, run without a shell.
+//! Command-line notifications: the job's notify command, run as the job's owner without a
+//! shell.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::model::JobState;
+use crate::owner::{Output, Owner};
 
 /// Longest a notify command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs `argv` with `FERRY_JOB_ID` and `FERRY_JOB_STATE`; Ok when it exits 0.
-pub async fn run(argv: &[String], job: Uuid, state: JobState) -> Result<(), String> {
+/// Runs `argv` as `owner` with `FERRY_JOB_ID` and `FERRY_JOB_STATE`; Ok when it exits 0.
+pub async fn run(owner: &Owner, argv: &[String], job: Uuid, state: JobState) -> Result<(), String> {
     let Some(program) = argv.first() else {
         return Err("no notify command".into());
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(&argv[1..])
-        .env("FERRY_JOB_ID", job.to_string())
+    let mut cmd = owner
+        .command(argv, None, &Output::Discard)
+        .ok_or_else(|| "no notify command".to_string())?;
+    cmd.env("FERRY_JOB_ID", job.to_string())
         .env("FERRY_JOB_STATE", state.as_str())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()

@@ -6,14 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_proto::v1 as pb;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{activation, command, Item, Notifier};
-use crate::model::{now_ms, JobState, NotifyFlags, NotifyMethod, OutboxRecord};
-use crate::rpc::convert;
-use crate::service::{FileView, JobView, Service};
+use super::host::NotifyHost;
+use super::{activation, command, CallbackMethod, Item, Notifier};
+use crate::model::{now_ms, FileView, JobState, JobView, NotifyFlags, NotifyMethod, OutboxRecord};
 
 /// `job_modification` calls for one job are at least this far apart.
 const MODIFICATION_INTERVAL: Duration = Duration::from_millis(500);
@@ -40,25 +38,29 @@ fn still_due(view: &JobView, r: &OutboxRecord) -> bool {
     }
 }
 
-fn method_of(m: NotifyMethod) -> pb::CallbackMethod {
+fn method_of(m: NotifyMethod) -> CallbackMethod {
     match m {
-        NotifyMethod::JobTransferred => pb::CallbackMethod::JobTransferred,
-        NotifyMethod::JobError => pb::CallbackMethod::JobError,
-        NotifyMethod::FileTransferred => pb::CallbackMethod::FileTransferred,
+        NotifyMethod::JobTransferred => CallbackMethod::JobTransferred,
+        NotifyMethod::JobError => CallbackMethod::JobError,
+        NotifyMethod::FileTransferred => CallbackMethod::FileTransferred,
     }
 }
 
-pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
+/// Delivers the notifications of `job` until none is left.
+pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
     let mut last_modification: Option<Instant> = None;
     loop {
-        let Some(item) = svc.notifier.next_item(job) else {
+        let Some(item) = n.next_item(job) else {
             return;
         };
-        let Some((view, files)) = svc.job_any(job) else {
+        let Some(host) = n.host() else {
+            return;
+        };
+        let Some((view, files)) = host.job(job) else {
             // The job was purged: nothing is due any more.
             if let Item::Entry { record, .. } = &item {
-                svc.notifier.remove_entry(job, record.id);
-                svc.store.delete_outbox_detached(record.id);
+                n.remove_entry(job, record.id);
+                host.dropped(record.id);
             }
             continue;
         };
@@ -71,7 +73,7 @@ pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
                     }
                 }
                 last_modification = Some(Instant::now());
-                let Some((view, _)) = svc.job_any(job) else {
+                let Some((view, _)) = host.job(job) else {
                     continue;
                 };
                 if view.job.notify_flags.contains(NotifyFlags::DISABLE)
@@ -82,22 +84,19 @@ pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
                 {
                     continue;
                 }
-                let target = svc
-                    .notifier
-                    .interface_of(job, view.job.owner_uid)
-                    .or_else(|| {
-                        view.job
-                            .notification_class
-                            .and_then(|c| svc.notifier.class_object(view.job.owner_uid, c))
-                    });
+                let target = n.interface_of(job, view.job.owner_uid).or_else(|| {
+                    view.job
+                        .notification_class
+                        .and_then(|c| n.class_object(view.job.owner_uid, c))
+                });
                 if let Some((ch, obj)) = target {
                     let r = ch
                         .invoke(
                             obj,
-                            pb::CallbackMethod::JobModification,
-                            convert::job(&view),
+                            CallbackMethod::JobModification,
+                            view.clone(),
                             None,
-                            svc.config.callback_timeout,
+                            n.settings.callback_timeout,
                         )
                         .await;
                     if let Err(e) = r {
@@ -110,8 +109,8 @@ pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
                 command_only,
             } => {
                 if !still_due(&view, &record) {
-                    svc.notifier.remove_entry(job, record.id);
-                    svc.store.delete_outbox_detached(record.id);
+                    n.remove_entry(job, record.id);
+                    host.dropped(record.id);
                     continue;
                 }
                 let now = now_ms();
@@ -126,11 +125,10 @@ pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
                 let file = record
                     .file_index
                     .and_then(|i| files.iter().find(|f| f.file.index == i));
-                match attempt(&svc, &view, file, &record, command_only).await {
+                match attempt(&n, host.as_ref(), &view, file, &record, command_only).await {
                     Attempt::Delivered => {
-                        svc.notifier.remove_entry(job, record.id);
-                        svc.store.delete_outbox_detached(record.id);
-                        svc.set_notification_error(job, String::new());
+                        n.remove_entry(job, record.id);
+                        host.delivered(job, record.id);
                     }
                     Attempt::Parked => {
                         kick.notified().await;
@@ -144,9 +142,8 @@ pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
                         record.last_error = error.clone();
                         record.next_attempt_ms =
                             now_ms() + (view.job.min_retry_delay_secs.max(1) as i64) * 1000;
-                        svc.notifier.update_entry(&record, command_only);
-                        svc.store.put_outbox_detached(&record);
-                        svc.set_notification_error(job, error);
+                        n.update_entry(&record, command_only);
+                        host.not_delivered(&record, &error);
                     }
                 }
             }
@@ -154,8 +151,16 @@ pub async fn run(svc: Arc<Service>, job: Uuid, kick: Arc<Notify>) {
     }
 }
 
-async fn run_command(view: &JobView) -> Attempt {
-    match command::run(&view.job.notify_command, view.job.id, view.job.state).await {
+async fn run_command(host: &dyn NotifyHost, view: &JobView) -> Attempt {
+    let owner = host.owner(view.job.owner_uid);
+    match command::run(
+        &owner,
+        &view.job.notify_command,
+        view.job.id,
+        view.job.state,
+    )
+    .await
+    {
         Ok(()) => Attempt::Delivered,
         Err(error) => Attempt::Failed {
             error,
@@ -165,7 +170,8 @@ async fn run_command(view: &JobView) -> Attempt {
 }
 
 async fn attempt(
-    svc: &Arc<Service>,
+    n: &Arc<Notifier>,
+    host: &dyn NotifyHost,
     view: &JobView,
     file: Option<&FileView>,
     record: &OutboxRecord,
@@ -174,7 +180,7 @@ async fn attempt(
     let has_command =
         !view.job.notify_command.is_empty() && record.method != NotifyMethod::FileTransferred;
     if command_only && has_command {
-        return run_command(view).await;
+        return run_command(host, view).await;
     }
     let uid = view.job.owner_uid;
     let selected = match record.method {
@@ -183,7 +189,6 @@ async fn attempt(
         NotifyMethod::FileTransferred => NotifyFlags::FILE_TRANSFERRED,
     };
     let wants_callback = view.job.notify_flags.contains(selected);
-    let n = &svc.notifier;
     let mut target = if wants_callback {
         n.interface_of(view.job.id, uid).or_else(|| {
             view.job
@@ -195,12 +200,12 @@ async fn attempt(
     };
     if target.is_none() && wants_callback {
         if let Some(class) = view.job.notification_class {
-            match svc.handler(class, uid) {
-                Some(h) => match activation::activate(svc, &h).await {
+            match host.handler(class, uid) {
+                Some(h) => match activation::activate(n, &host.owner(uid), &h).await {
                     Ok(obj) => target = Some(obj),
                     Err(e) if has_command => {
                         tracing::info!(job = %view.job.id, "activation failed ({e}); running the notify command");
-                        return run_command(view).await;
+                        return run_command(host, view).await;
                     }
                     Err(error) => {
                         return Attempt::Failed {
@@ -209,7 +214,7 @@ async fn attempt(
                         }
                     }
                 },
-                None if has_command => return run_command(view).await,
+                None if has_command => return run_command(host, view).await,
                 None => {
                     return Attempt::Failed {
                         error: format!(
@@ -228,9 +233,9 @@ async fn attempt(
                 .invoke(
                     obj,
                     method_of(record.method),
-                    convert::job(view),
-                    file.map(convert::file),
-                    svc.config.callback_timeout,
+                    view.clone(),
+                    file.cloned(),
+                    n.settings.callback_timeout,
                 )
                 .await;
             match r {
@@ -239,7 +244,7 @@ async fn attempt(
                 // method is not called again for this event.
                 Err(e) if has_command => {
                     tracing::info!(job = %view.job.id, "callback failed ({e}); running the notify command");
-                    run_command(view).await
+                    run_command(host, view).await
                 }
                 Err(error) => Attempt::Failed {
                     error,
@@ -247,14 +252,7 @@ async fn attempt(
                 },
             }
         }
-        None if has_command => run_command(view).await,
+        None if has_command => run_command(host, view).await,
         None => Attempt::Parked,
-    }
-}
-
-impl Notifier {
-    /// Used by the rpc layer after SetNotifyInterface etc.
-    pub fn kick_job(svc: &Arc<Service>, job: Uuid) {
-        Notifier::kick(svc, job);
     }
 }

@@ -1,27 +1,32 @@
 //! Notifications (DESIGN §6): callback channels and the objects exported on them, class
-//! objects and handler activation, command-line notifications, and the outbox that makes
-//! `job_transferred`, `job_error` and `file_transferred` durable.
+//! objects and handler activation, command-line notifications, and the delivery of the
+//! outbox that makes `job_transferred`, `job_error` and `file_transferred` durable.
 //!
 //! Each job with something to deliver has one delivery task (`delivery.rs`), so calls for
 //! one job arrive in order, one at a time, and a slow receiver holds up only its own job.
+//!
+//! Notify reads jobs and records deliveries through [`NotifyHost`], a trait it owns; it
+//! starts handlers and commands through the job owner's [`crate::owner::Owner`].
+//!
+//! May use: `model`, `owner`. Not `service`, `engine`, `query`, `rpc` or `store`.
 
 mod activation;
 pub mod channel;
 mod command;
 mod delivery;
+mod host;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
-
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::model::OutboxRecord;
-use crate::service::Service;
-use channel::{Channel, Outbound};
+pub use channel::{CallbackMethod, Channel, Invocation, Outbound};
+pub use host::{NotifyHost, Settings};
 
 /// An object a client exported on a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,8 +56,10 @@ pub(crate) enum Item {
 }
 
 /// The notification state of the daemon.
-#[derive(Default)]
 pub struct Notifier {
+    settings: Settings,
+    host: OnceLock<Weak<dyn NotifyHost>>,
+    this: Weak<Notifier>,
     channels: Mutex<HashMap<u64, Arc<Channel>>>,
     next_channel: AtomicU64,
     interfaces: Mutex<HashMap<Uuid, ObjRef>>,
@@ -64,18 +71,35 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier holding `outbox` (loaded at start-up).
-    pub fn new(outbox: Vec<OutboxRecord>) -> Notifier {
-        let n = Notifier::default();
+    /// A notifier holding `outbox` (loaded at start-up); [`Notifier::attach`] gives it
+    /// its host.
+    pub fn new(settings: Settings, outbox: Vec<OutboxRecord>) -> Arc<Notifier> {
         let max = outbox.iter().map(|o| o.id).max().unwrap_or(0);
-        n.next_outbox.store(max + 1, Ordering::SeqCst);
-        {
-            let mut q = n.queues.lock();
-            for o in outbox {
-                q.entry(o.job_id).or_default().entries.push_back(o);
-            }
+        let mut queues: HashMap<Uuid, JobQueue> = HashMap::new();
+        for o in outbox {
+            queues.entry(o.job_id).or_default().entries.push_back(o);
         }
-        n
+        Arc::new_cyclic(|this| Notifier {
+            settings,
+            host: OnceLock::new(),
+            this: this.clone(),
+            channels: Mutex::new(HashMap::new()),
+            next_channel: AtomicU64::new(0),
+            interfaces: Mutex::new(HashMap::new()),
+            class_objects: Mutex::new(HashMap::new()),
+            class_registered: Notify::new(),
+            queues: Mutex::new(queues),
+            next_outbox: AtomicI64::new(max + 1),
+        })
+    }
+
+    /// Sets the host (once, at start-up).
+    pub fn attach(&self, host: Weak<dyn NotifyHost>) {
+        let _ = self.host.set(host);
+    }
+
+    fn host(&self) -> Option<Arc<dyn NotifyHost>> {
+        self.host.get().and_then(Weak::upgrade)
     }
 
     /// A fresh outbox id.
@@ -84,11 +108,8 @@ impl Notifier {
     }
 
     /// Starts the delivery tasks of every job with pending entries (start-up).
-    pub fn start(svc: &Arc<Service>) {
-        let jobs: Vec<Uuid> = svc.notifier.queues.lock().keys().copied().collect();
-        for j in jobs {
-            Notifier::kick(svc, j);
-        }
+    pub fn start(&self) {
+        self.kick_all();
     }
 
     /// Opens a channel for a client process of `uid`.
@@ -109,66 +130,57 @@ impl Notifier {
     }
 
     /// A client's stream ended: its objects are gone; jobs fall back to their classes.
-    pub fn close_channel(svc: &Arc<Service>, id: u64) {
-        let n = &svc.notifier;
-        if let Some(ch) = n.channels.lock().remove(&id) {
+    pub fn close_channel(&self, id: u64) {
+        if let Some(ch) = self.channels.lock().remove(&id) {
             ch.close();
         }
-        n.interfaces.lock().retain(|_, o| o.channel != id);
-        n.class_objects.lock().retain(|_, o| o.channel != id);
+        self.interfaces.lock().retain(|_, o| o.channel != id);
+        self.class_objects.lock().retain(|_, o| o.channel != id);
         tracing::debug!(channel = id, "callback channel closed");
-        Notifier::kick_all(svc);
+        self.kick_all();
     }
 
     /// Sets or clears a job's callback interface (the last call wins).
-    pub fn set_interface(svc: &Arc<Service>, job: Uuid, obj: Option<ObjRef>) {
+    pub fn set_interface(&self, job: Uuid, obj: Option<ObjRef>) {
         if obj.is_some() {
             // A new receiver takes undelivered notifications at once, not after the retry delay.
-            if let Some(q) = svc.notifier.queues.lock().get_mut(&job) {
+            self.due_now(&[job]);
+        }
+        match obj {
+            Some(o) => {
+                self.interfaces.lock().insert(job, o);
+            }
+            None => {
+                self.interfaces.lock().remove(&job);
+            }
+        }
+        self.kick(job);
+    }
+
+    /// The callback object of a job, if one is set.
+    pub fn interface(&self, job: Uuid) -> Option<ObjRef> {
+        self.interfaces.lock().get(&job).copied()
+    }
+
+    /// Registers a class object for `(uid, class)`; `jobs` (those of `uid` with that
+    /// class) get their undelivered notifications at once.
+    pub fn register_class_object(&self, uid: u32, class: Uuid, obj: ObjRef, jobs: &[Uuid]) {
+        self.class_objects.lock().insert((uid, class), obj);
+        self.class_registered.notify_waiters();
+        self.due_now(jobs);
+        self.kick_all();
+    }
+
+    /// Makes the undelivered entries of `jobs` due now.
+    fn due_now(&self, jobs: &[Uuid]) {
+        let mut q = self.queues.lock();
+        for id in jobs {
+            if let Some(q) = q.get_mut(id) {
                 for e in q.entries.iter_mut() {
                     e.next_attempt_ms = 0;
                 }
             }
         }
-        {
-            let mut m = svc.notifier.interfaces.lock();
-            match obj {
-                Some(o) => {
-                    m.insert(job, o);
-                }
-                None => {
-                    m.remove(&job);
-                }
-            }
-        }
-        Notifier::kick(svc, job);
-    }
-
-    /// Registers a class object for `(uid, class)`.
-    pub fn register_class_object(svc: &Arc<Service>, uid: u32, class: Uuid, obj: ObjRef) {
-        svc.notifier.class_objects.lock().insert((uid, class), obj);
-        svc.notifier.class_registered.notify_waiters();
-        let svc2 = svc.clone();
-        let due: Vec<Uuid> = {
-            let inner = svc2.lock();
-            inner
-                .jobs
-                .values()
-                .filter(|e| e.job.owner_uid == uid && e.job.notification_class == Some(class))
-                .map(|e| e.job.id)
-                .collect()
-        };
-        {
-            let mut q = svc.notifier.queues.lock();
-            for id in due {
-                if let Some(q) = q.get_mut(&id) {
-                    for e in q.entries.iter_mut() {
-                        e.next_attempt_ms = 0;
-                    }
-                }
-            }
-        }
-        Notifier::kick_all(svc);
     }
 
     fn live(&self, o: ObjRef, uid: u32) -> Option<(Arc<Channel>, u64)> {
@@ -188,68 +200,64 @@ impl Notifier {
     }
 
     /// Adds durable entries (already written to the store) and wakes the job's delivery.
-    pub fn enqueue(svc: &Arc<Service>, job: Uuid, entries: Vec<OutboxRecord>) {
+    pub fn enqueue(&self, job: Uuid, entries: Vec<OutboxRecord>) {
         if entries.is_empty() {
             return;
         }
-        svc.notifier
-            .queues
+        self.queues
             .lock()
             .entry(job)
             .or_default()
             .entries
             .extend(entries);
-        Notifier::kick(svc, job);
+        self.kick(job);
     }
 
     /// A job changed: a `job_modification` is due (coalesced with one already waiting).
-    pub fn modified(svc: &Arc<Service>, job: Uuid) {
-        let has_receiver = {
-            let n = &svc.notifier;
-            n.interfaces.lock().contains_key(&job) || !n.class_objects.lock().is_empty()
-        };
+    pub fn modified(&self, job: Uuid) {
+        let has_receiver =
+            self.interfaces.lock().contains_key(&job) || !self.class_objects.lock().is_empty();
         if !has_receiver {
             return;
         }
         let fresh = {
-            let mut q = svc.notifier.queues.lock();
+            let mut q = self.queues.lock();
             let e = q.entry(job).or_default();
             !std::mem::replace(&mut e.modification, true)
         };
         if fresh {
-            Notifier::kick(svc, job);
+            self.kick(job);
         }
     }
 
     /// Wakes (or starts) the delivery task of `job`.
-    pub fn kick(svc: &Arc<Service>, job: Uuid) {
+    pub fn kick(&self, job: Uuid) {
         let start = {
-            let mut q = svc.notifier.queues.lock();
+            let mut q = self.queues.lock();
             let Some(e) = q.get_mut(&job) else {
                 return;
             };
             if e.running {
                 e.kick.notify_one();
-                false
+                None
             } else if e.entries.is_empty() && !e.modification {
                 q.remove(&job);
-                false
+                None
             } else {
                 e.running = true;
-                true
+                Some(e.kick.clone())
             }
         };
-        if start {
-            let kick = svc.notifier.queues.lock()[&job].kick.clone();
-            tokio::spawn(delivery::run(svc.clone(), job, kick));
+        if let (Some(kick), Some(this)) = (start, self.this.upgrade()) {
+            tokio::spawn(delivery::run(this, job, kick));
         }
     }
 
     /// Wakes every delivery task (a receiver appeared or went away).
-    pub fn kick_all(svc: &Arc<Service>) {
-        let jobs: Vec<Uuid> = svc.notifier.queues.lock().keys().copied().collect();
+    pub fn kick_all(&self) {
+        let jobs: Vec<Uuid> = self.queues.lock().keys().copied().collect();
         for j in jobs {
-            Notifier::kick(svc, j);
+            self.kick(j);
         }
     }
 

@@ -11,7 +11,7 @@ use super::eval::{matches, Value};
 use super::exec::EventPlan;
 use super::schema::{job_object, Obj, Prop};
 use crate::model::now_ms;
-use crate::service::{ChangeKind, JobEvent, JobView};
+use crate::model::{ChangeKind, JobEvent, JobView};
 
 /// Turns the stream of job changes into the events one subscription asked for.
 pub struct EventFilter {

@@ -1,19 +1,92 @@
-//! Checking a parsed query against the classes, and running it.
+//! Checking a parsed query against the classes, and running it over a [`Source`].
 //!
 //! A `SELECT` over `Job` whose WHERE clause is a conjunction containing simple
-//! comparisons on indexed columns (`state`, `priority`, `owner_uid`, `created_unix_ms`)
-//! asks SQLite for the candidate ids first; everything else — and the whole condition again
-//! on the candidates — is evaluated in memory with WQL's NULL semantics.
-
-use std::collections::HashSet;
-
-use uuid::Uuid;
+//! comparisons on the columns the source indexes (`state`, `priority`, `owner_uid`,
+//! `created_unix_ms`) hands those to the source as a [`Prefilter`], so it can skip jobs
+//! without building them; the whole condition is then evaluated on what it returns, in
+//! memory, with WQL's NULL semantics.
 
 use super::ast::{CmpOp, EventKind, Expr, Instance, Literal, Operand, Projection, Statement};
 use super::eval::{matches, Value};
 use super::schema::{file_object, handler_object, job_object, Class, Obj};
 use super::{parse, ParseError};
-use crate::service::{Service, ServiceError};
+use crate::model::{FileView, HandlerRecord, JobState, JobView, Priority};
+
+/// A query that cannot run: what is wrong with it (an invalid argument).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+/// Where a data query finds its objects (the service's jobs, in memory).
+pub trait Source {
+    /// The jobs of `owner` that `pre` admits, oldest first.
+    fn jobs(&self, owner: u32, pre: &Prefilter) -> Vec<JobView>;
+    /// The files of every job of `owner`.
+    fn files(&self, owner: u32) -> Vec<FileView>;
+    /// The handlers `owner` registered.
+    fn handlers(&self, owner: u32) -> Vec<HandlerRecord>;
+}
+
+/// One condition of a [`Prefilter`].
+#[derive(Debug, Clone, PartialEq)]
+enum Cond {
+    State(JobState),
+    Priority(Priority),
+    OwnerUid(CmpOp, i64),
+    Created(CmpOp, i64),
+    /// A state or priority that does not exist: nothing matches.
+    Never,
+}
+
+/// Conditions on a job's indexed columns that every result must meet (a conjunction):
+/// the part of a WHERE clause a source can check without building the job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prefilter {
+    conds: Vec<Cond>,
+}
+
+fn compare(op: CmpOp, a: i64, b: i64) -> bool {
+    match op {
+        CmpOp::Eq => a == b,
+        CmpOp::Ne => a != b,
+        CmpOp::Lt => a < b,
+        CmpOp::Le => a <= b,
+        CmpOp::Gt => a > b,
+        CmpOp::Ge => a >= b,
+    }
+}
+
+impl Prefilter {
+    /// Whether a job with these columns may match.
+    pub fn admits(
+        &self,
+        state: JobState,
+        priority: Priority,
+        owner_uid: u32,
+        created_ms: i64,
+    ) -> bool {
+        self.conds.iter().all(|c| match *c {
+            Cond::State(s) => s == state,
+            Cond::Priority(p) => p == priority,
+            Cond::OwnerUid(op, n) => compare(op, owner_uid as i64, n),
+            Cond::Created(op, n) => compare(op, created_ms, n),
+            Cond::Never => false,
+        })
+    }
+
+    /// True when it admits every job.
+    pub fn is_empty(&self) -> bool {
+        self.conds.is_empty()
+    }
+
+    /// The state every result has, when the filter names one.
+    pub fn state(&self) -> Option<JobState> {
+        self.conds.iter().find_map(|c| match c {
+            Cond::State(s) => Some(*s),
+            _ => None,
+        })
+    }
+}
 
 /// A checked `SELECT … FROM Job | File | Handler`.
 #[derive(Debug, Clone)]
@@ -35,26 +108,26 @@ pub struct EventPlan {
     pub projection: Option<Vec<(Instance, &'static str)>>,
 }
 
-fn syntax(e: ParseError) -> ServiceError {
-    ServiceError::InvalidArgument(format!("WQL {e}"))
+fn syntax(e: ParseError) -> QueryError {
+    QueryError(format!("WQL {e}"))
 }
 
-fn unknown_property(class: Class, name: &str, pos: usize) -> ServiceError {
-    ServiceError::InvalidArgument(format!(
+fn unknown_property(class: Class, name: &str, pos: usize) -> QueryError {
+    QueryError(format!(
         "WQL at position {pos}: class {} has no property '{name}' (it has: {})",
         class.name(),
         class.properties().join(", ")
     ))
 }
 
-fn unknown_class(name: &str, pos: usize) -> ServiceError {
-    ServiceError::InvalidArgument(format!(
+fn unknown_class(name: &str, pos: usize) -> QueryError {
+    QueryError(format!(
         "WQL at position {pos}: unknown class '{name}' (expected Job, File or Handler)"
     ))
 }
 
 /// Checks every path of `filter` names a property of `class`.
-fn check_filter(class: Class, filter: Option<&Expr>) -> Result<(), ServiceError> {
+fn check_filter(class: Class, filter: Option<&Expr>) -> Result<(), QueryError> {
     let mut err = None;
     if let Some(f) = filter {
         f.walk_paths(&mut |p| {
@@ -67,7 +140,7 @@ fn check_filter(class: Class, filter: Option<&Expr>) -> Result<(), ServiceError>
 }
 
 /// Parses and checks a data query.
-pub fn plan_select(wql: &str) -> Result<SelectPlan, ServiceError> {
+pub fn plan_select(wql: &str) -> Result<SelectPlan, QueryError> {
     match parse(wql).map_err(syntax)? {
         Statement::Select(q) => {
             let class = Class::from_name(&q.class.name)
@@ -92,20 +165,20 @@ pub fn plan_select(wql: &str) -> Result<SelectPlan, ServiceError> {
                 filter: q.filter,
             })
         }
-        Statement::Event(_) => Err(ServiceError::InvalidArgument(
+        Statement::Event(_) => Err(QueryError(
             "this is an event query: run it with `ferry watch` (ExecNotificationQuery)".into(),
         )),
     }
 }
 
 /// Parses and checks an event query.
-pub fn plan_event(wql: &str) -> Result<EventPlan, ServiceError> {
+pub fn plan_event(wql: &str) -> Result<EventPlan, QueryError> {
     match parse(wql).map_err(syntax)? {
         Statement::Event(q) => {
             let class = Class::from_name(&q.target_class)
                 .filter(|c| *c == Class::Job)
                 .ok_or_else(|| {
-                    ServiceError::InvalidArgument(format!(
+                    QueryError(format!(
                         "WQL: events are reported for class Job; '{}' is not supported",
                         q.target_class
                     ))
@@ -122,7 +195,7 @@ pub fn plan_event(wql: &str) -> Result<EventPlan, ServiceError> {
                                 .ok_or_else(|| unknown_property(class, &p.name, p.pos))?;
                             Ok((p.instance.unwrap_or(Instance::Target), name))
                         })
-                        .collect::<Result<Vec<_>, ServiceError>>()?,
+                        .collect::<Result<Vec<_>, QueryError>>()?,
                 ),
             };
             Ok(EventPlan {
@@ -133,7 +206,7 @@ pub fn plan_event(wql: &str) -> Result<EventPlan, ServiceError> {
                 projection,
             })
         }
-        Statement::Select(_) => Err(ServiceError::InvalidArgument(
+        Statement::Select(_) => Err(QueryError(
             "this is a data query, not an event query: run it with `ferry query`".into(),
         )),
     }
@@ -150,8 +223,8 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     }
 }
 
-/// One SQL predicate from a conjunct `indexed_column op literal`, if it is one.
-fn sql_predicate(e: &Expr) -> Option<(String, rusqlite::types::Value)> {
+/// The prefilter condition of a conjunct `indexed_column op literal`, if it is one.
+fn condition(e: &Expr) -> Option<Cond> {
     let Expr::Compare { left, op, right } = e else {
         return None;
     };
@@ -160,30 +233,29 @@ fn sql_predicate(e: &Expr) -> Option<(String, rusqlite::types::Value)> {
         (Operand::Literal(l), Operand::Path(p)) => (p, l, flip(*op)),
         _ => return None,
     };
-    let sql_op = match op {
-        CmpOp::Eq => "=",
-        CmpOp::Ne => "<>",
-        CmpOp::Lt => "<",
-        CmpOp::Le => "<=",
-        CmpOp::Gt => ">",
-        CmpOp::Ge => ">=",
-    };
     let name = path.name.to_ascii_lowercase();
     match (name.as_str(), lit) {
-        // Stored lower-case; WQL compares strings ignoring case.
-        ("state" | "priority", Literal::String(s)) if op == CmpOp::Eq => Some((
-            format!("{name} = ?"),
-            rusqlite::types::Value::Text(s.to_ascii_lowercase()),
-        )),
-        ("owner_uid", Literal::Integer(n)) => Some((
-            format!("owner_uid {sql_op} ?"),
-            rusqlite::types::Value::Integer(*n),
-        )),
-        ("created_unix_ms", Literal::Integer(n)) => Some((
-            format!("created_ms {sql_op} ?"),
-            rusqlite::types::Value::Integer(*n),
-        )),
+        // WQL compares strings ignoring case.
+        ("state", Literal::String(s)) if op == CmpOp::Eq => {
+            Some(s.parse().map(Cond::State).unwrap_or(Cond::Never))
+        }
+        ("priority", Literal::String(s)) if op == CmpOp::Eq => {
+            Some(s.parse().map(Cond::Priority).unwrap_or(Cond::Never))
+        }
+        ("owner_uid", Literal::Integer(n)) => Some(Cond::OwnerUid(op, *n)),
+        ("created_unix_ms", Literal::Integer(n)) => Some(Cond::Created(op, *n)),
         _ => None,
+    }
+}
+
+/// The indexable part of `filter`.
+pub fn prefilter(filter: Option<&Expr>) -> Prefilter {
+    let mut parts = Vec::new();
+    if let Some(f) = filter {
+        conjuncts(f, &mut parts);
+    }
+    Prefilter {
+        conds: parts.into_iter().filter_map(condition).collect(),
     }
 }
 
@@ -197,73 +269,26 @@ fn flip(op: CmpOp) -> CmpOp {
     }
 }
 
-/// The ids SQLite finds for the indexable part of `filter`, or `None` when none is.
-fn sql_candidates(svc: &Service, filter: &Expr) -> Result<Option<HashSet<Uuid>>, ServiceError> {
-    let mut parts = Vec::new();
-    conjuncts(filter, &mut parts);
-    let preds: Vec<_> = parts.into_iter().filter_map(sql_predicate).collect();
-    if preds.is_empty() {
-        return Ok(None);
-    }
-    let sql = format!(
-        "SELECT id FROM jobs WHERE {}",
-        preds
-            .iter()
-            .map(|(p, _)| p.as_str())
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    );
-    let params: Vec<rusqlite::types::Value> = preds.into_iter().map(|(_, v)| v).collect();
-    let ids = svc
-        .store
-        .read(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                r.get::<_, String>(0)
-            })?;
-            rows.collect::<Result<Vec<String>, _>>()
-        })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    Ok(Some(
-        ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect(),
-    ))
-}
-
 /// Runs a data query for `owner`; objects come back in a stable order.
-pub async fn run_select(
-    svc: &Service,
-    owner: u32,
-    plan: &SelectPlan,
-) -> Result<Vec<Obj>, ServiceError> {
+pub fn run_select(source: &impl Source, owner: u32, plan: &SelectPlan) -> Vec<Obj> {
     let keep = |o: &Obj| {
         let row = |p: &super::ast::PropertyPath| -> Value { o.value(&p.name) };
         matches(plan.filter.as_ref(), &row)
     };
     let mut out: Vec<Obj> = match plan.class {
-        Class::Job => {
-            let candidates = match &plan.filter {
-                Some(f) => {
-                    // Everything changed before the query is committed before SQL is asked.
-                    svc.store_barrier().await?;
-                    sql_candidates(svc, f)?
-                }
-                None => None,
-            };
-            let views = match candidates {
-                Some(ids) => svc.jobs_by_id(owner, ids.into_iter()),
-                None => svc.list_jobs(owner, true),
-            };
-            views.iter().map(job_object).filter(|o| keep(o)).collect()
-        }
-        Class::File => svc
-            .all_jobs_with_files()
-            .into_iter()
-            .filter(|(j, _)| j.job.owner_uid == owner)
-            .flat_map(|(_, files)| files)
-            .map(|f| file_object(&f))
+        Class::Job => source
+            .jobs(owner, &prefilter(plan.filter.as_ref()))
+            .iter()
+            .map(job_object)
             .filter(|o| keep(o))
             .collect(),
-        Class::Handler => svc
+        Class::File => source
+            .files(owner)
+            .iter()
+            .map(file_object)
+            .filter(|o| keep(o))
+            .collect(),
+        Class::Handler => source
             .handlers(owner)
             .iter()
             .map(handler_object)
@@ -280,5 +305,5 @@ pub async fn run_select(
     if let Some(names) = &plan.projection {
         out = out.into_iter().map(|o| o.project(names)).collect();
     }
-    Ok(out)
+    out
 }

@@ -3,7 +3,7 @@
 
 use super::eval::Value;
 use crate::model::HandlerRecord;
-use crate::service::{FileView, JobView};
+use crate::model::{FileView, JobView};
 
 /// A class that queries can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

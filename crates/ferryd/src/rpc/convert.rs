@@ -5,7 +5,7 @@ use ferry_proto::v1 as pb;
 use tonic::Status;
 
 use crate::model::{ErrorContext, HandlerRecord, JobState, JobType, Priority};
-use crate::service::{FileView, JobView, ServiceError};
+use crate::service::{CallbackMethod, FileView, Invocation, JobView, Obj, ServiceError};
 
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
@@ -171,7 +171,26 @@ pub fn handler(h: &HandlerRecord) -> pb::Handler {
 }
 
 /// A query object on the wire.
-pub fn object(o: &crate::query::schema::Obj) -> pb::Object {
+/// A call of a client's callback object, as the `Connect` stream carries it.
+pub fn invocation(i: &Invocation) -> pb::ServerMessage {
+    let method = match i.method {
+        CallbackMethod::JobTransferred => pb::CallbackMethod::JobTransferred,
+        CallbackMethod::JobError => pb::CallbackMethod::JobError,
+        CallbackMethod::JobModification => pb::CallbackMethod::JobModification,
+        CallbackMethod::FileTransferred => pb::CallbackMethod::FileTransferred,
+    };
+    pb::ServerMessage {
+        kind: Some(pb::server_message::Kind::Invoke(pb::Invoke {
+            invoke_id: i.invoke_id,
+            object_id: i.object_id,
+            method: method as i32,
+            job: Some(job(&i.job)),
+            file: i.file.as_ref().map(file),
+        })),
+    }
+}
+
+pub fn object(o: &Obj) -> pb::Object {
     use crate::query::eval::Value as V;
     use crate::query::schema::Prop;
     pb::Object {

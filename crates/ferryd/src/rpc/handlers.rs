@@ -8,6 +8,7 @@ use ferry_proto::v1 as pb;
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -276,16 +277,12 @@ impl pb::ferry_server::Ferry for FerryApi {
         let uid = caller(&req)?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let ch = self.svc.open_callback_channel(uid, tx.clone());
+        let ch = self.svc.open_callback_channel(uid, tx);
         let welcome = pb::ServerMessage {
             kind: Some(pb::server_message::Kind::Welcome(pb::Welcome {
                 channel_id: ch.id,
             })),
         };
-        tx.send(Ok(welcome))
-            .await
-            .map_err(|_| Status::unavailable("the client went away"))?;
-        drop(tx);
         let svc = self.svc.clone();
         tokio::spawn(async move {
             loop {
@@ -296,14 +293,16 @@ impl pb::ferry_server::Ferry for FerryApi {
                 match msg {
                     Ok(Some(pb::ClientMessage {
                         kind: Some(pb::client_message::Kind::Reply(r)),
-                    })) => ch.reply(r),
+                    })) => ch.reply(r.invoke_id, if r.ok { Ok(()) } else { Err(r.error) }),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }
             }
             svc.close_callback_channel(ch.id);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let invocations = ReceiverStream::new(rx).map(|i| Ok(convert::invocation(&i)));
+        let stream = tokio_stream::once(Ok(welcome)).chain(invocations);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn set_notify_interface(

@@ -10,9 +10,7 @@ use tonic::Status;
 
 use super::convert;
 use super::handlers::BoxStream;
-use crate::query::events::EventFilter;
-use crate::query::exec::{plan_event, plan_select, run_select};
-use crate::service::Service;
+use crate::service::{EventFilter, Service};
 
 /// `CallFlags::SEND_STATUS`.
 pub const SEND_STATUS: u32 = 0x1;
@@ -52,7 +50,7 @@ pub async fn exec_query(
     owner: u32,
     req: pb::QueryRequest,
 ) -> Result<BoxStream<pb::QueryMessage>, Status> {
-    let plan = plan_select(&req.wql)?;
+    let plan = svc.plan_select(&req.wql)?;
     let size = if req.batch_size == 0 {
         DEFAULT_BATCH
     } else {
@@ -61,15 +59,7 @@ pub async fn exec_query(
     let send_status = req.flags & SEND_STATUS != 0;
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
-        let objects = match run_select(&svc, owner, &plan).await {
-            Ok(o) => o,
-            Err(e) => {
-                let _ = tx
-                    .send(Ok(final_status(STATUS_FAILED, e.to_string())))
-                    .await;
-                return;
-            }
-        };
+        let objects = svc.run_select(owner, &plan);
         let total = objects.len() as u64;
         let mut done = 0u64;
         for chunk in objects.chunks(size) {
@@ -109,7 +99,7 @@ pub async fn exec_notification_query(
     owner: u32,
     req: pb::QueryRequest,
 ) -> Result<BoxStream<pb::QueryMessage>, Status> {
-    let plan = plan_event(&req.wql)?;
+    let plan = svc.plan_event(&req.wql)?;
     let mut events = svc.subscribe();
     let mut filter = EventFilter::new(plan, owner);
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);

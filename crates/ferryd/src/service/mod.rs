@@ -1,39 +1,51 @@
-//! The service facade: every command the rpc layer serves goes through here.
+//! The service facade: every command the rpc layer serves goes through here, and it is
+//! the host of the engine (`engine_host.rs`) and of notifications (`notify_host.rs`).
 //!
 //! Jobs live in memory (loaded from the store at start-up) and every change is written
 //! through to the store. A change that a client waits for is committed durably before the
 //! reply. Writes are queued to the store while the state lock is held, so the store sees
 //! changes in the order they were made.
+//!
+//! May use: `engine`, `notify`, `query`, `store`, `owner`, `model`, `config`. Not `rpc`.
 
 mod commands;
-mod hooks;
+mod control;
+mod engine_host;
+mod jobs;
 mod notifications;
+mod notify_host;
+mod properties;
+mod queries;
+mod state;
 pub mod validate;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-use tokio::sync::{broadcast, Notify};
-use tokio::task::JoinHandle;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::engine::partfile::Progress;
-use crate::model::{now_ms, FileRecord, HandlerRecord, JobRecord, JobState, Totals};
+use crate::engine::Engine;
+use crate::model::{now_ms, FileRecord, HandlerRecord, JobState};
+use crate::notify::Notifier;
+use crate::owner::Owners;
 use crate::store::Store;
+use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
-/// A client process's callback channel, and the sender of its outbound messages.
-pub use crate::notify::channel::{Channel as CallbackChannel, Outbound};
+pub use crate::model::{ChangeKind, FileView, JobEvent, JobView};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
+/// A client process's callback channel, what it is sent, and the methods it is called on.
+pub use crate::notify::{CallbackMethod, Channel as CallbackChannel, Invocation, Outbound};
+/// Checked queries and the events an event query reports.
+pub use crate::query::events::EventFilter;
+pub use crate::query::exec::{EventPlan, SelectPlan};
+pub use crate::query::schema::Obj;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
-
-/// Identifies one run of a job's worker; reports from an older run are ignored.
-pub type RunId = u64;
 
 /// A failure of a command, mapped to a gRPC status by `rpc/`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,305 +64,24 @@ pub enum ServiceError {
     Internal(String),
 }
 
-/// A job with the totals of its files, as clients see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobView {
-    pub job: JobRecord,
-    pub totals: Totals,
-}
-
-/// A file with its live byte count.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileView {
-    pub file: FileRecord,
-    pub bytes_transferred: u64,
-}
-
-/// What happened to a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    Created,
-    Modified,
-    Deleted,
-}
-
-/// A change of a job, broadcast to watchers, event queries and notifications.
-#[derive(Debug, Clone)]
-pub struct JobEvent {
-    pub kind: ChangeKind,
-    pub current: Arc<JobView>,
-    pub previous: Option<Arc<JobView>>,
-}
-
-pub(crate) struct Run {
-    id: RunId,
-    cancel: CancellationToken,
-    handle: Option<JoinHandle<()>>,
-}
-
-/// A job that can still change, with its files and what its current run shares.
-pub(crate) struct Entry {
-    pub(crate) job: JobRecord,
-    pub(crate) files: Vec<FileRecord>,
-    queue_key: Option<(u8, u64)>,
-    run: Option<Run>,
-    /// Byte counters of files the current run is writing. (A `BTreeMap`: empty, it is
-    /// smaller than a `HashMap` and allocates nothing; it holds a few entries at most.)
-    live: BTreeMap<u32, Arc<Progress>>,
-    /// Segment tables of files the current run fetches over several connections.
-    live_segments: BTreeMap<u32, Arc<crate::engine::segmented::SegTable>>,
-    last_progress_event: Option<Instant>,
-}
-
-impl Entry {
-    /// A job at rest: not queued, no run.
-    fn new(job: JobRecord, files: Vec<FileRecord>) -> Entry {
-        Entry {
-            job,
-            files,
-            queue_key: None,
-            run: None,
-            live: BTreeMap::new(),
-            live_segments: BTreeMap::new(),
-            last_progress_event: None,
-        }
-    }
-
-    fn view(&self) -> JobView {
-        JobView {
-            job: self.job.clone(),
-            totals: Totals::of(&self.files, |f| {
-                if f.completed {
-                    None
-                } else if let Some(t) = self.live_segments.get(&f.index) {
-                    Some(t.written())
-                } else {
-                    self.live
-                        .get(&f.index)
-                        .map(|p| p.written.load(std::sync::atomic::Ordering::Relaxed))
-                }
-            }),
-        }
-    }
-
-    fn file_views(&self) -> Vec<FileView> {
-        self.files
-            .iter()
-            .map(|f| FileView {
-                bytes_transferred: match (self.live_segments.get(&f.index), self.live.get(&f.index))
-                {
-                    (Some(t), _) if !f.completed => t.written(),
-                    (None, Some(p)) if !f.completed => {
-                        p.written.load(std::sync::atomic::Ordering::Relaxed)
-                    }
-                    _ => f.bytes_transferred,
-                },
-                file: f.clone(),
-            })
-            .collect()
-    }
-}
-
-/// A final job (`acknowledged` or `cancelled`) kept compact: nothing changes it any more
-/// until it is purged, so it is decoded only when someone looks at it.
-pub(crate) struct Archived {
-    owner_uid: u32,
-    state: JobState,
-    modified_ms: i64,
-    /// `store::compact` encoding of the job and its files.
-    data: Box<[u8]>,
-}
-
-impl Archived {
-    fn new(job: &JobRecord, files: &[FileRecord]) -> Archived {
-        Archived {
-            owner_uid: job.owner_uid,
-            state: job.state,
-            modified_ms: job.modified_ms,
-            data: crate::store::compact::encode(job, files),
-        }
-    }
-
-    fn decode(&self) -> (JobRecord, Vec<FileRecord>) {
-        crate::store::compact::decode(&self.data)
-    }
-
-    fn view(&self) -> JobView {
-        let (job, files) = self.decode();
-        JobView {
-            job,
-            totals: Totals::of(&files, |_| None),
-        }
-    }
-
-    fn file_views(&self) -> Vec<FileView> {
-        self.decode()
-            .1
-            .into_iter()
-            .map(|f| FileView {
-                bytes_transferred: f.bytes_transferred,
-                file: f,
-            })
-            .collect()
-    }
-
-    fn view_with_files(&self) -> (JobView, Vec<FileView>) {
-        let (job, files) = self.decode();
-        let totals = Totals::of(&files, |_| None);
-        let files = files
-            .into_iter()
-            .map(|f| FileView {
-                bytes_transferred: f.bytes_transferred,
-                file: f,
-            })
-            .collect();
-        (JobView { job, totals }, files)
-    }
-}
-
-/// Final jobs are archived once they have not changed for this long (so a command that
-/// just made a job final, and is still finishing, finds it where it left it).
-const ARCHIVE_AFTER_MS: i64 = 60_000;
-
-#[derive(Default)]
-pub(crate) struct Inner {
-    /// Jobs that can still change (and final jobs not archived yet).
-    pub(crate) jobs: HashMap<Uuid, Entry>,
-    /// Final jobs, compact (see [`Archived`]).
-    archived: HashMap<Uuid, Archived>,
-    /// Jobs per owner, in both maps (the `max_jobs_per_user` check).
-    owned: HashMap<u32, usize>,
-    /// Runnable jobs by (priority rank, arrival).
-    queue: BTreeMap<(u8, u64), Uuid>,
-    /// `transient_error` jobs by retry time.
-    retries: BTreeSet<(i64, Uuid)>,
-    running: usize,
-    seq: u64,
-    next_run: RunId,
-    pub(crate) handlers: HashMap<(Uuid, u32), HandlerRecord>,
-}
-
-impl Inner {
-    /// Adds a job to the live jobs.
-    fn insert(&mut self, entry: Entry) {
-        *self.owned.entry(entry.job.owner_uid).or_default() += 1;
-        self.jobs.insert(entry.job.id, entry);
-    }
-
-    /// Adds a final job straight to the archive.
-    fn insert_archived(&mut self, job: &JobRecord, files: &[FileRecord]) {
-        *self.owned.entry(job.owner_uid).or_default() += 1;
-        self.archived.insert(job.id, Archived::new(job, files));
-    }
-
-    /// Removes a job, live or archived, returning how it was.
-    fn remove(&mut self, id: Uuid) -> Option<JobView> {
-        let (owner, view) = match self.jobs.remove(&id) {
-            Some(e) => (e.job.owner_uid, e.view()),
-            None => {
-                let a = self.archived.remove(&id)?;
-                (a.owner_uid, a.view())
-            }
-        };
-        if let Some(n) = self.owned.get_mut(&owner) {
-            *n -= 1;
-            if *n == 0 {
-                self.owned.remove(&owner);
-            }
-        }
-        Some(view)
-    }
-
-    /// How many jobs `owner` has.
-    fn owned_by(&self, owner: u32) -> usize {
-        self.owned.get(&owner).copied().unwrap_or(0)
-    }
-
-    /// Moves a final job that nothing runs to the archive; false if it is not one.
-    fn archive(&mut self, id: Uuid) -> bool {
-        let Some(e) = self
-            .jobs
-            .get(&id)
-            .filter(|e| e.job.state.is_final() && e.run.is_none() && e.queue_key.is_none())
-        else {
-            return false;
-        };
-        let a = Archived::new(&e.job, &e.files);
-        self.jobs.remove(&id);
-        self.archived.insert(id, a);
-        true
-    }
-
-    /// The archived job `id` of `owner`.
-    pub(crate) fn archived_of(&self, owner: u32, id: Uuid) -> Option<&Archived> {
-        self.archived.get(&id).filter(|a| a.owner_uid == owner)
-    }
-
-    /// The state of an archived job of `owner`.
-    pub(crate) fn archived_state(&self, owner: u32, id: Uuid) -> Option<JobState> {
-        self.archived_of(owner, id).map(|a| a.state)
-    }
-
-    /// A job of `owner` as clients see it, live or archived.
-    fn view_of(&self, owner: u32, id: Uuid) -> Option<JobView> {
-        match self.jobs.get(&id) {
-            Some(e) => (e.job.owner_uid == owner).then(|| e.view()),
-            None => self.archived_of(owner, id).map(Archived::view),
-        }
-    }
-
-    /// Moves a job to `state`, keeping the queue and retry indexes right.
-    fn set_state(&mut self, id: Uuid, state: JobState) {
-        let Some(entry) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        if let Some(key) = entry.queue_key.take() {
-            self.queue.remove(&key);
-        }
-        if entry.job.state == JobState::TransientError {
-            if let Some(at) = entry.job.retry_at_ms {
-                self.retries.remove(&(at, id));
-            }
-        }
-        entry.job.state = state;
-        entry.job.modified_ms = now_ms();
-        match state {
-            JobState::Queued => {
-                self.seq += 1;
-                let key = (entry.job.priority.rank(), self.seq);
-                entry.queue_key = Some(key);
-                self.queue.insert(key, id);
-                entry.job.retry_at_ms = None;
-            }
-            JobState::TransientError => {
-                if let Some(at) = entry.job.retry_at_ms {
-                    self.retries.insert((at, id));
-                }
-            }
-            _ => entry.job.retry_at_ms = None,
-        }
-    }
-}
-
 /// The daemon's state and the commands over it.
 pub struct Service {
-    pub config: Config,
-    pub(crate) store: Store,
-    pub(crate) inner: Mutex<Inner>,
+    config: Config,
+    store: Store,
+    inner: Mutex<Inner>,
     events: broadcast::Sender<JobEvent>,
-    /// Wakes the scheduler.
-    pub wake: Notify,
     /// Fires when the daemon shuts down.
-    pub shutdown: CancellationToken,
-    /// The uid the daemon runs as; every job it creates is owned by it.
-    pub uid: u32,
-    pub started_ms: i64,
-    http: reqwest::Client,
+    shutdown: CancellationToken,
+    /// The uid the daemon runs as.
+    uid: u32,
+    started_ms: i64,
+    engine: Arc<Engine>,
     /// Callback channels, class objects, the outbox and its delivery tasks.
-    pub notifier: crate::notify::Notifier,
-    /// The daemon-wide bandwidth limit, shared by every transfer.
-    pub global_limit: Option<Arc<crate::engine::ratelimit::RateLimiter>>,
-    this: std::sync::Weak<Service>,
+    notifier: Arc<Notifier>,
+    /// As whom each job's files and processes are handled.
+    owners: Owners,
+    /// The daemon's state folder (the store, replies, the handlers' log).
+    state_dir: PathBuf,
 }
 
 impl Service {
@@ -359,7 +90,8 @@ impl Service {
         let snapshot = store
             .load()
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let mut inner = Inner::default();
+        let engine = Engine::new(&config);
+        let mut inner = Inner::new(engine.clone());
         // Files come sorted by job: each job's run becomes one exactly sized Vec.
         let mut files_by_job: HashMap<Uuid, Vec<FileRecord>> =
             HashMap::with_capacity(snapshot.jobs.len());
@@ -421,45 +153,54 @@ impl Service {
         );
         // Loading freed many small blocks between the ones kept: give them back.
         release_free_memory();
+        let state_dir = store
+            .path()
+            .parent()
+            .map(|p| p.to_owned())
+            .unwrap_or_default();
+        // Replies of upload-reply jobs without their own reply file go here.
+        if let Err(e) = std::fs::create_dir_all(state_dir.join("replies")) {
+            tracing::warn!("creating {}: {e}", state_dir.join("replies").display());
+        }
         let (events, _) = broadcast::channel(4096);
-        let notifier = crate::notify::Notifier::new(snapshot.outbox);
-        let global_limit = (config.bandwidth_limit > 0).then(|| {
-            Arc::new(crate::engine::ratelimit::RateLimiter::new(
-                config.bandwidth_limit,
-            ))
-        });
-        let svc = Arc::new_cyclic(|this| Service {
+        let notifier = Notifier::new(
+            crate::notify::Settings {
+                callback_timeout: config.callback_timeout,
+                activation_timeout: config.activation_timeout,
+                socket_path: config.socket_path.clone(),
+                handler_log: state_dir.join("handlers.log"),
+            },
+            snapshot.outbox,
+        );
+        let svc = Arc::new(Service {
             config,
             store,
             inner: Mutex::new(inner),
             events,
-            wake: Notify::new(),
             shutdown: CancellationToken::new(),
             uid,
             started_ms: now_ms(),
-            http: crate::engine::netclient::shared(),
-            global_limit,
+            engine,
             notifier,
-            this: this.clone(),
+            owners: Owners::per_user(uid),
+            state_dir,
         });
-        crate::notify::Notifier::start(&svc);
+        let weak = Arc::downgrade(&svc);
+        svc.engine
+            .attach(weak.clone() as Weak<dyn crate::engine::Host>);
+        svc.notifier
+            .attach(weak as Weak<dyn crate::notify::NotifyHost>);
+        svc.notifier.start();
         Ok(svc)
     }
 
-    /// This service as an `Arc` (for spawning tasks from `&self` methods).
-    pub(crate) fn arc(&self) -> Arc<Service> {
-        self.this
-            .upgrade()
-            .expect("the service is alive while its methods run")
+    /// Runs the engine (the scheduler and its workers) until the daemon shuts down.
+    pub fn run_engine(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.engine.clone().run(self.shutdown.clone()))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock()
-    }
-
-    /// The shared HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     /// The daemon's configuration.
@@ -504,7 +245,7 @@ impl Service {
                 .notify_flags
                 .contains(crate::model::NotifyFlags::JOB_MODIFICATION)
         {
-            crate::notify::Notifier::modified(&self.arc(), current.job.id);
+            self.notifier.modified(current.job.id);
         }
         let _ = self.events.send(JobEvent {
             kind,
@@ -513,100 +254,24 @@ impl Service {
         });
     }
 
-    /// Starts runnable jobs; returns how long until the next retry is due.
-    pub fn schedule(self: &Arc<Self>) -> Option<Duration> {
-        let mut inner = self.lock();
-        let now = now_ms();
-        let due: Vec<Uuid> = inner
-            .retries
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| *id)
-            .collect();
-        for id in due {
-            let before = inner.jobs[&id].view();
-            inner.set_state(id, JobState::Queued);
-            let after = inner.jobs[&id].view();
-            self.store.put_job(&after.job);
-            self.emit(ChangeKind::Modified, after, Some(before));
-        }
-        while let Some((&key, &id)) = inner.queue.iter().next() {
-            let foreground = key.0 == 0;
-            if !foreground && inner.running >= self.config.max_concurrent_jobs {
-                break;
-            }
-            inner.queue.remove(&key);
-            inner.next_run += 1;
-            let run_id = inner.next_run;
-            inner.running += 1;
-            let cancel = CancellationToken::new();
-            let entry = inner.jobs.get_mut(&id).expect("queued job exists");
-            entry.queue_key = None;
-            let handle = tokio::spawn(crate::engine::worker::run(
-                self.clone(),
-                id,
-                run_id,
-                cancel.clone(),
-            ));
-            entry.run = Some(Run {
-                id: run_id,
-                cancel,
-                handle: Some(handle),
-            });
-        }
-        inner
-            .retries
-            .iter()
-            .next()
-            .map(|(at, _)| Duration::from_millis((*at - now).max(0) as u64))
-    }
-
-    /// Stops a job's worker, if one runs, and waits (bounded) until it has checkpointed.
+    /// Stops a job's run, if one runs, and waits (bounded) until it has checkpointed.
     pub(crate) async fn stop_run(&self, id: Uuid) {
-        let handle = {
-            let mut inner = self.lock();
-            let Some(run) = inner.jobs.get_mut(&id).and_then(|e| e.run.as_mut()) else {
-                return;
-            };
-            run.cancel.cancel();
-            run.handle.take()
-        };
-        if let Some(handle) = handle {
-            if tokio::time::timeout(self.config.drain_timeout, handle)
-                .await
-                .is_err()
-            {
-                tracing::warn!(%id, "worker did not stop in time");
-            }
-        }
+        self.engine.stop(id).await;
     }
 
-    /// Stops every worker (shutdown), bounded by the drain timeout.
+    /// Stops every run (shutdown), bounded by the drain timeout.
     pub async fn stop_all(&self) {
-        let handles: Vec<JoinHandle<()>> = {
-            let mut inner = self.lock();
-            inner
-                .jobs
-                .values_mut()
-                .filter_map(|e| e.run.as_mut())
-                .filter_map(|r| {
-                    r.cancel.cancel();
-                    r.handle.take()
-                })
-                .collect()
-        };
-        let all = futures::future::join_all(handles);
-        if tokio::time::timeout(self.config.drain_timeout, all)
-            .await
-            .is_err()
-        {
-            tracing::warn!("some workers did not stop within the drain timeout");
-        }
+        self.engine.stop_all().await;
+    }
+
+    /// Flushes and closes the store (the last step of a shutdown).
+    pub fn close(&self) {
+        self.store.close();
     }
 
     /// Number of jobs transferring now.
     pub fn active_transfers(&self) -> usize {
-        self.lock().running
+        self.engine.active()
     }
 
     /// Number of jobs stored.
@@ -617,7 +282,7 @@ impl Service {
 
     /// Removes final jobs past the retention period, cancels jobs left alone longer
     /// than the inactivity timeout, and archives final jobs.
-    pub async fn housekeeping(self: &Arc<Self>) {
+    pub async fn housekeeping(&self) {
         let now = now_ms();
         let retention = self.config.retention.as_millis() as i64;
         let inactivity = self.config.job_inactivity_timeout.as_millis() as i64;
@@ -692,23 +357,6 @@ impl Service {
         tracing::debug!(archived, "archived final jobs");
         release_free_memory();
     }
-}
-
-impl Service {
-    /// Waits until every write queued so far is committed.
-    pub async fn store_barrier(&self) -> Result<(), ServiceError> {
-        Store::committed(self.store.queue(|_| Ok(())))
-            .await
-            .map_err(ServiceError::Internal)
-    }
-
-    /// The caller's jobs among `ids`, oldest first.
-    pub fn jobs_by_id(&self, owner: u32, ids: impl Iterator<Item = Uuid>) -> Vec<JobView> {
-        let inner = self.lock();
-        let mut v: Vec<JobView> = ids.filter_map(|id| inner.view_of(owner, id)).collect();
-        v.sort_by_key(|v| (v.job.created_ms, v.job.id));
-        v
-    }
 
     /// The caller's registered handlers.
     pub fn handlers(&self, owner: u32) -> Vec<HandlerRecord> {
@@ -726,7 +374,7 @@ impl Service {
 
 /// Returns memory freed inside the heap to the system (glibc keeps it otherwise: after
 /// loading 100 000 jobs, or answering a large query, RSS would stay at its peak).
-pub(crate) fn release_free_memory() {
+pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
@@ -736,8 +384,11 @@ pub(crate) fn release_free_memory() {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::model::{JobType, Priority};
+    use crate::model::{JobRecord, JobType, Priority};
+    use crate::query::exec::{prefilter, Source};
 
     fn file(job: &JobRecord) -> FileRecord {
         FileRecord {
@@ -811,9 +462,16 @@ mod tests {
         let all: Vec<Uuid> = svc.list_jobs(7, true).iter().map(|v| v.job.id).collect();
         assert_eq!(all, jobs.iter().map(|j| j.id).collect::<Vec<_>>());
         assert_eq!(svc.list_jobs(7, false).len(), 2);
-        let by_id = svc.jobs_by_id(7, [jobs[1].id, jobs[3].id].into_iter());
-        assert_eq!(by_id.len(), 2);
-        assert_eq!(svc.all_jobs_with_files().len(), 4);
+        // Queries see archived jobs too; a prefilter on the state finds them without
+        // decoding the others.
+        let plan = svc
+            .plan_select("SELECT * FROM Job WHERE state = 'cancelled'")
+            .unwrap();
+        let cancelled = Source::jobs(&*svc, 7, &prefilter(plan.filter.as_ref()));
+        assert_eq!(cancelled.len(), 1);
+        assert_eq!(cancelled[0].job.id, jobs[1].id);
+        assert_eq!(Source::files(&*svc, 7).len(), 4);
+        assert!(Source::files(&*svc, 8).is_empty());
 
         // Commands on archived jobs are refused as on any final job.
         for r in [

@@ -1,17 +1,14 @@
 //! The service side of notifications: which notifications become due, handler
 //! registrations, validation, and what the delivery tasks read.
 
-use std::sync::Arc;
-
 use uuid::Uuid;
 
-use super::{CallbackChannel, Outbound};
-use super::{ChangeKind, FileView, Inner, JobView, Service, ServiceError};
+use super::state::Inner;
+use super::{ChangeKind, FileView, Service, ServiceError};
 use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
 };
-use crate::notify::{Notifier, ObjRef};
 use crate::store::Store;
 
 impl Service {
@@ -82,14 +79,8 @@ impl Service {
         })
     }
 
-    /// A job and its files, whoever owns it.
-    pub fn job_any(&self, id: Uuid) -> Option<(JobView, Vec<FileView>)> {
-        let inner = self.lock();
-        inner.jobs.get(&id).map(|e| (e.view(), e.file_views()))
-    }
-
     /// Records (or clears, with "") the last notification failure of a job.
-    pub fn set_notification_error(&self, id: Uuid, message: String) {
+    pub(crate) fn set_notification_error(&self, id: Uuid, message: String) {
         let mut inner = self.lock();
         if let Some(e) = inner.jobs.get_mut(&id) {
             if e.job.last_notification_error != message {
@@ -99,14 +90,9 @@ impl Service {
         }
     }
 
-    /// The handler registered for `class` by `uid`.
-    pub fn handler(&self, class: Uuid, uid: u32) -> Option<HandlerRecord> {
-        self.lock().handlers.get(&(class, uid)).cloned()
-    }
-
     /// Registers (or replaces) the handler of a class.
     pub async fn register_handler(
-        self: &Arc<Self>,
+        &self,
         uid: u32,
         class: &str,
         argv: Vec<String>,
@@ -125,11 +111,11 @@ impl Service {
             )));
         }
         if let Some(d) = &workdir {
-            if !std::path::Path::new(d).is_dir() {
-                return Err(ServiceError::InvalidArgument(format!(
-                    "the working folder '{d}' does not exist"
-                )));
-            }
+            self.owners
+                .of(uid)
+                .check_folder(d.clone())
+                .await
+                .map_err(ServiceError::InvalidArgument)?;
         }
         let h = HandlerRecord {
             class,
@@ -144,7 +130,7 @@ impl Service {
             self.store.put_handler(&h)
         };
         Store::committed(rx).await.map_err(ServiceError::Internal)?;
-        Notifier::kick_all(self);
+        self.notifier.kick_all();
         Ok(h)
     }
 
@@ -163,61 +149,10 @@ impl Service {
         Store::committed(rx).await.map_err(ServiceError::Internal)
     }
 
-    /// Opens the callback channel of a client process of `uid` (its `Connect` stream).
-    pub fn open_callback_channel(&self, uid: u32, tx: Outbound) -> Arc<CallbackChannel> {
-        self.notifier.open_channel(uid, tx)
-    }
-
-    /// A client's `Connect` stream ended: its objects are gone; jobs fall back to their
-    /// classes.
-    pub fn close_callback_channel(self: &Arc<Self>, channel: u64) {
-        Notifier::close_channel(self, channel);
-    }
-
-    /// The live channel `channel` of `uid`, or why it cannot be used.
-    fn live_channel(&self, uid: u32, channel: u64) -> Result<(), ServiceError> {
-        self.notifier
-            .channel(channel, uid)
-            .map(|_| ())
-            .ok_or_else(|| {
-                ServiceError::FailedPrecondition(format!(
-                    "callback channel {channel} is not connected: open it with Connect first"
-                ))
-            })
-    }
-
-    /// Sets (or clears, with `None`) the callback object of job `id`; the last call wins.
-    pub fn set_notify_interface(
-        self: &Arc<Self>,
-        uid: u32,
-        id: Uuid,
-        object: Option<ObjRef>,
-    ) -> Result<JobView, ServiceError> {
-        let view = self.get_job(uid, id)?;
-        if let Some(o) = object {
-            self.live_channel(uid, o.channel)?;
-        }
-        Notifier::set_interface(self, id, object);
-        Ok(view)
-    }
-
-    /// Registers the class object of `class` for `uid` (a started handler does this).
-    pub fn register_class_object(
-        self: &Arc<Self>,
-        uid: u32,
-        class: &str,
-        object: ObjRef,
-    ) -> Result<(), ServiceError> {
-        let class = parse_class(class)?;
-        self.live_channel(uid, object.channel)?;
-        Notifier::register_class_object(self, uid, class, object);
-        Ok(())
-    }
-
     /// The application's verdict on a transferred file: `false` discards it and puts the
     /// job in `error` with the validation context.
     pub async fn set_validation_state(
-        self: &Arc<Self>,
+        &self,
         uid: u32,
         id: Uuid,
         index: u32,
@@ -244,7 +179,10 @@ impl Service {
                 }
             };
             if let Some(p) = part {
-                let _ = std::fs::remove_file(p);
+                let owner = self.owners.of(uid);
+                if let Err(e) = owner.remove_files(vec![p.clone()]).await {
+                    tracing::warn!(part = %p.display(), "removing the rejected file: {e}");
+                }
             }
         }
         let (rx, file, outbox) = {
@@ -292,9 +230,8 @@ impl Service {
                     time_ms: now_ms(),
                 });
                 e.job.error_count += 1;
-                if let Some(run) = &e.run {
-                    run.cancel.cancel();
-                }
+                // The run (if one runs) stops; its verdict no longer counts.
+                self.engine.cancel(id);
                 set_error_state(&mut inner, id);
                 let job = inner.jobs[&id].job.clone();
                 outbox = self.due_notifications(&job, Some(JobState::Error), &[]);
@@ -305,7 +242,7 @@ impl Service {
             (rx, file, outbox)
         };
         Store::committed(rx).await.map_err(ServiceError::Internal)?;
-        Notifier::enqueue(self, id, outbox);
+        self.notifier.enqueue(id, outbox);
         Ok(FileView {
             bytes_transferred: file.bytes_transferred,
             file,
@@ -317,7 +254,7 @@ fn set_error_state(inner: &mut Inner, id: Uuid) {
     inner.set_state(id, JobState::Error);
 }
 
-fn parse_class(class: &str) -> Result<Uuid, ServiceError> {
+pub(super) fn parse_class(class: &str) -> Result<Uuid, ServiceError> {
     let c = Uuid::parse_str(class.trim()).map_err(|_| {
         ServiceError::InvalidArgument(format!("'{class}' is not a notification class (a UUID)"))
     })?;

@@ -1,7 +1,5 @@
 //! Checks on what clients send: URLs, local paths, names, checksums.
 
-use std::path::{Component, Path};
-
 use super::ServiceError;
 use crate::engine::SCHEMES;
 
@@ -33,68 +31,6 @@ pub fn remote_url(url: &str) -> Result<String, ServiceError> {
         )));
     }
     Ok(parsed.to_string())
-}
-
-/// A destination path: absolute, no `..`, an existing directory as parent, not a directory.
-pub fn local_path(path: &str) -> Result<String, ServiceError> {
-    if path.contains('\0') {
-        return Err(ServiceError::InvalidArgument(
-            "the local path contains a NUL byte".into(),
-        ));
-    }
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(ServiceError::InvalidArgument(format!(
-            "local path '{path}' is relative: give an absolute path"
-        )));
-    }
-    if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(ServiceError::InvalidArgument(format!(
-            "local path '{path}' contains '..': give the path without it"
-        )));
-    }
-    let Some(name) = p.file_name() else {
-        return Err(ServiceError::InvalidArgument(format!(
-            "local path '{path}' names no file"
-        )));
-    };
-    if name.len() > 200 {
-        return Err(ServiceError::InvalidArgument(format!(
-            "the file name in '{path}' is too long (at most 200 bytes)"
-        )));
-    }
-    let parent = p.parent().unwrap_or(Path::new("/"));
-    match std::fs::metadata(parent) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(ServiceError::InvalidArgument(format!(
-                "{} is not a directory",
-                parent.display()
-            )))
-        }
-        Err(e) => {
-            return Err(ServiceError::InvalidArgument(format!(
-                "the folder {} of '{path}' cannot be used ({e}): create it first",
-                parent.display()
-            )))
-        }
-    }
-    // The folder is resolved once, now: a symbolic link in it that changes later cannot
-    // redirect where ferry writes.
-    let parent = std::fs::canonicalize(parent).map_err(|e| {
-        ServiceError::InvalidArgument(format!("the folder of '{path}' cannot be resolved: {e}"))
-    })?;
-    let resolved = parent.join(name);
-    if let Ok(m) = std::fs::symlink_metadata(&resolved) {
-        if m.is_dir() {
-            return Err(ServiceError::InvalidArgument(format!(
-                "local path '{path}' is a directory: name a file inside it"
-            )));
-        }
-    }
-    resolved.into_os_string().into_string().map_err(|_| {
-        ServiceError::InvalidArgument(format!("local path '{path}' is not valid UTF-8"))
-    })
 }
 
 /// A SHA-256 digest as 64 hex digits; returned lower-case.
@@ -145,15 +81,6 @@ mod tests {
         assert!(remote_url("not a url").is_err());
         assert!(remote_url("http://").is_err());
         assert!(remote_url("https://exa mple.com/").is_err());
-    }
-
-    #[test]
-    fn paths() {
-        assert!(local_path("relative/file").is_err());
-        assert!(local_path("/tmp/../etc/passwd").is_err());
-        assert!(local_path("/tmp").is_err());
-        assert!(local_path("/nonexistent-dir-xyz/file").is_err());
-        assert!(local_path("/tmp/ferry-validate-test").is_ok());
     }
 
     #[test]
@@ -235,25 +162,6 @@ pub fn proxy(text: &str) -> Result<crate::model::ProxySetting, ServiceError> {
     }
 }
 
-/// An existing readable file, by absolute path (CA files, upload sources).
-pub fn existing_file(what: &str, path: &str) -> Result<String, ServiceError> {
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(ServiceError::InvalidArgument(format!(
-            "{what} '{path}' is relative: give an absolute path"
-        )));
-    }
-    match std::fs::metadata(p) {
-        Ok(m) if m.is_file() => Ok(path.to_string()),
-        Ok(_) => Err(ServiceError::InvalidArgument(format!(
-            "{what} '{path}' is not a regular file"
-        ))),
-        Err(e) => Err(ServiceError::InvalidArgument(format!(
-            "{what} '{path}' cannot be read: {e}"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod header_tests {
     use super::*;
@@ -295,13 +203,6 @@ mod properties {
             if let Ok(u) = remote_url(&s) {
                 let scheme = u.split(':').next().unwrap();
                 prop_assert!(crate::engine::SCHEMES.contains(&scheme));
-            }
-            if let Ok(p) = local_path(&s) {
-                prop_assert!(p.starts_with('/'));
-                prop_assert!(!std::path::Path::new(&p)
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir)));
-                prop_assert!(!p.contains('\0'));
             }
             if let Ok((name, value)) = header(&s) {
                 prop_assert!(!name.is_empty());

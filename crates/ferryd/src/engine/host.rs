@@ -1,0 +1,98 @@
+//! What the engine needs from the owner of the jobs (the service), and what it reports
+//! back: a trait the engine owns, so the engine never names the service.
+//!
+//! Every report carries the run it comes from; the host ignores reports of a run that is
+//! no longer the job's current one, so a suspend or cancel that raced with a report wins.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::error::TransferError;
+use super::live::LiveRun;
+use crate::model::{FileRecord, JobRecord, Segment};
+use crate::owner::Owner;
+
+/// Identifies one run of a job's worker.
+pub type RunId = u64;
+
+/// What one run transfers.
+pub struct RunPlan {
+    /// The job as it was when the run started.
+    pub job: JobRecord,
+    /// Its files, with their recorded (durable) progress.
+    pub files: Vec<FileRecord>,
+    /// As whom the run touches the file system.
+    pub owner: Owner,
+    /// Where an upload-reply job keeps the server's reply.
+    pub reply_path: Option<PathBuf>,
+}
+
+/// How a file's transfer is under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStart {
+    /// The file's size, when known.
+    pub total: Option<u64>,
+    /// The validator the bytes are fetched under (ETag, Last-Modified, source snapshot).
+    pub validator: Option<String>,
+    /// The URL after redirects (a tus upload's own URL).
+    pub final_url: Option<String>,
+    /// Where the bytes continue.
+    pub offset: u64,
+}
+
+/// What a run reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// About to connect (or open the source).
+    Connecting,
+    /// A file's source answered.
+    FileStarted { index: u32, start: FileStart },
+    /// A file is fetched over several connections, in these segments.
+    SegmentsStarted {
+        index: u32,
+        total: u64,
+        validator: String,
+        final_url: String,
+        segments: Vec<Segment>,
+    },
+    /// Bytes moved (at most every [`super::live::PROGRESS_INTERVAL`] per job).
+    Progressed,
+    /// A file starts over from zero (its content changed, or a range was refused).
+    FileRestarted { index: u32 },
+    /// Time to record the durable offsets ([`LiveRun`] holds them).
+    Checkpoint,
+    /// Every byte of a file is in its part file (not yet synced).
+    FileDownloaded { index: u32, len: u64 },
+    /// An upload-reply job's reply is stored at this path.
+    ReplyStored { path: PathBuf },
+}
+
+/// The side of the service the engine talks to.
+#[async_trait::async_trait]
+pub trait Host: Send + Sync + 'static {
+    /// Makes `run` the current run of `job` if the job is still queued, and returns what
+    /// to transfer; `live` is where the run's byte counters can be read meanwhile.
+    fn claim(&self, job: Uuid, run: RunId, live: Arc<LiveRun>) -> Option<RunPlan>;
+
+    /// The retry time of a job in `transient_error` has come.
+    fn retry_due(&self, job: Uuid);
+
+    /// Something happened in the run.
+    fn report(&self, job: Uuid, run: RunId, report: Report);
+
+    /// Files a stopped run finished and synced: they count as completed. Returns once
+    /// that is durable.
+    async fn files_completed(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>);
+
+    /// Every file is synced: the job is transferred. Returns as soon as the state is
+    /// changed (it becomes durable in the background).
+    async fn transferred(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>);
+
+    /// The run failed (file `file_index`, when one file caused it).
+    fn failed(&self, job: Uuid, run: RunId, file_index: Option<u32>, err: TransferError);
+
+    /// The run's worker has returned (or panicked).
+    fn run_finished(&self, job: Uuid, run: RunId);
+}

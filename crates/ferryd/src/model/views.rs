@@ -1,0 +1,36 @@
+//! Jobs and files as clients see them (with live byte counts), and the changes of jobs
+//! the service broadcasts to watchers, event queries and notifications.
+
+use std::sync::Arc;
+
+use super::{FileRecord, JobRecord, Totals};
+
+/// A job with the totals of its files, as clients see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobView {
+    pub job: JobRecord,
+    pub totals: Totals,
+}
+
+/// A file with its live byte count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileView {
+    pub file: FileRecord,
+    pub bytes_transferred: u64,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Modified,
+    Deleted,
+}
+
+/// A change of a job, broadcast to watchers, event queries and notifications.
+#[derive(Debug, Clone)]
+pub struct JobEvent {
+    pub kind: ChangeKind,
+    pub current: Arc<JobView>,
+    pub previous: Option<Arc<JobView>>,
+}

@@ -1,0 +1,233 @@
+//! Part files and destinations: creating and reopening part files (never through a
+//! symlink), writing a small body, syncing in batches, committing by rename, removing.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Opens the part file to continue at `offset`, or creates it afresh when `offset` is 0 or
+/// the existing part file is shorter than `offset`. Returns the file and the offset to use.
+///
+/// New part files are created with `O_EXCL | O_NOFOLLOW` and mode 0600; an existing part is
+/// opened with `O_NOFOLLOW`, so a symlink planted in its place is never written through.
+pub(super) fn open_part(path: &Path, offset: u64) -> io::Result<(File, u64)> {
+    if offset > 0 {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => {
+                let len = file.metadata()?.len();
+                if len >= offset {
+                    // Bytes past the checkpoint were never recorded: drop them.
+                    file.set_len(offset)?;
+                    return Ok((file, offset));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    create_part(path).map(|f| (f, 0))
+}
+
+/// Creates an empty part file, replacing a stale one (never following a symlink).
+pub(super) fn create_part(path: &Path) -> io::Result<File> {
+    let create = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    // Usually there is nothing to replace: try first, unlink only when something is there
+    // (an unlink that finds nothing still takes the directory's lock).
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            create()
+        }
+        r => r,
+    }
+}
+
+/// Opens an existing part file for writing, never through a symlink, keeping its bytes.
+pub(super) fn reopen_part(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Writes `data` at offset 0 of `file`, or of a part file created at `path` first.
+pub(super) fn write_part(path: &Path, file: Option<File>, data: &[u8]) -> io::Result<()> {
+    let file = match file {
+        Some(f) => f,
+        None => open_part(path, 0)?.0,
+    };
+    file.write_all_at(data, 0)
+}
+
+/// `fdatasync`s every path given (in parallel on a few threads): the batch sync a job does
+/// before it becomes `transferred`.
+pub(super) fn sync_all(paths: &[PathBuf]) -> io::Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    if paths.len() >= SYNCFS_FROM {
+        return syncfs_each_filesystem(paths);
+    }
+    let threads = paths.len().clamp(1, 8);
+    let chunk = paths.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|group| {
+                s.spawn(move || -> io::Result<()> {
+                    for p in group {
+                        OpenOptions::new()
+                            .read(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(p)?
+                            .sync_data()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))?;
+        }
+        Ok(())
+    })
+}
+
+/// From this many files on, one `syncfs` per filesystem replaces an `fdatasync` per file
+/// (as `sync -f` does): thousands of small files cost one flush, not thousands.
+const SYNCFS_FROM: usize = 64;
+
+/// Flushes every filesystem holding one of `paths` with `syncfs(2)`, which reports write
+/// errors of the filesystem since Linux 5.8. Part files live beside their destinations,
+/// so one open per directory finds the filesystems.
+fn syncfs_each_filesystem(paths: &[PathBuf]) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let mut dirs: Vec<&Path> = paths.iter().filter_map(|p| p.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut seen = std::collections::HashSet::new();
+    for d in dirs {
+        let f = File::open(d)?;
+        if seen.insert(f.metadata()?.dev()) {
+            // SAFETY: `f` is an open file descriptor for the duration of the call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory (after renames into it).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A part file that could not be moved over its destination.
+#[derive(Debug)]
+pub struct CommitError {
+    /// The part file.
+    pub part: PathBuf,
+    /// Where it was to go.
+    pub destination: PathBuf,
+    /// Why it could not.
+    pub source: io::Error,
+}
+
+impl CommitError {
+    pub(super) fn internal(e: impl std::fmt::Display) -> CommitError {
+        CommitError {
+            part: PathBuf::new(),
+            destination: PathBuf::new(),
+            source: io::Error::other(format!("the commit task failed: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "could not move {} to {}: {}",
+            self.part.display(),
+            self.destination.display(),
+            self.source
+        )
+    }
+}
+
+/// Renames each `(part, destination)` over the destination, syncs the folders touched,
+/// then removes the `discard`ed part files. A part already gone whose destination exists
+/// was committed by an earlier complete that stopped part-way.
+pub(super) fn commit(moves: &[(PathBuf, PathBuf)], discard: &[PathBuf]) -> Result<(), CommitError> {
+    for (part, dest) in moves {
+        if std::fs::symlink_metadata(part).is_err() && std::fs::metadata(dest).is_ok() {
+            continue;
+        }
+        std::fs::rename(part, dest).map_err(|source| CommitError {
+            part: part.clone(),
+            destination: dest.clone(),
+            source,
+        })?;
+    }
+    let mut dirs: Vec<&Path> = moves.iter().filter_map(|(_, d)| d.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        if let Err(e) = sync_dir(d) {
+            tracing::warn!(dir = %d.display(), "syncing the directory failed: {e}");
+        }
+    }
+    let _ = remove_all(discard);
+    Ok(())
+}
+
+/// Removes every path; one already gone is fine. Returns the first other error.
+pub(super) fn remove_all(paths: &[PathBuf]) -> io::Result<()> {
+    let mut first = None;
+    for p in paths {
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Writes `data` to a private temporary file beside `path`, syncs it, and renames it over
+/// `path`.
+pub(super) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.ferry-reply.part"));
+    let mut f = create_part(&tmp)?;
+    f.write_all(data)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,121 @@
+//! Checking paths a client names, on the file system, as their owner: a destination's
+//! folder must exist and is resolved once; a file to read must be a regular file.
+
+use std::path::{Component, Path};
+
+/// A destination path: absolute, no `..`, an existing directory as parent, not a
+/// directory itself. The folder is resolved now (symlinks followed once), so a link in it
+/// that changes later cannot redirect where ferry writes. Returns the resolved path, or
+/// what is wrong with it.
+pub fn check_destination(path: &str) -> Result<String, String> {
+    if path.contains('\0') {
+        return Err("the local path contains a NUL byte".into());
+    }
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(format!(
+            "local path '{path}' is relative: give an absolute path"
+        ));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "local path '{path}' contains '..': give the path without it"
+        ));
+    }
+    let Some(name) = p.file_name() else {
+        return Err(format!("local path '{path}' names no file"));
+    };
+    if name.len() > 200 {
+        return Err(format!(
+            "the file name in '{path}' is too long (at most 200 bytes)"
+        ));
+    }
+    let parent = p.parent().unwrap_or(Path::new("/"));
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{} is not a directory", parent.display())),
+        Err(e) => {
+            return Err(format!(
+                "the folder {} of '{path}' cannot be used ({e}): create it first",
+                parent.display()
+            ))
+        }
+    }
+    let parent = std::fs::canonicalize(parent)
+        .map_err(|e| format!("the folder of '{path}' cannot be resolved: {e}"))?;
+    let resolved = parent.join(name);
+    if let Ok(m) = std::fs::symlink_metadata(&resolved) {
+        if m.is_dir() {
+            return Err(format!(
+                "local path '{path}' is a directory: name a file inside it"
+            ));
+        }
+    }
+    resolved
+        .into_os_string()
+        .into_string()
+        .map_err(|_| format!("local path '{path}' is not valid UTF-8"))
+}
+
+/// An existing regular file, by absolute path (CA files, upload sources).
+pub fn check_regular_file(what: &str, path: &str) -> Result<String, String> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(format!(
+            "{what} '{path}' is relative: give an absolute path"
+        ));
+    }
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(path.to_string()),
+        Ok(_) => Err(format!("{what} '{path}' is not a regular file")),
+        Err(e) => Err(format!("{what} '{path}' cannot be read: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        assert!(check_destination("relative/file").is_err());
+        assert!(check_destination("/tmp/../etc/passwd").is_err());
+        assert!(check_destination("/tmp").is_err());
+        assert!(check_destination("/nonexistent-dir-xyz/file").is_err());
+        assert!(check_destination("/tmp/ferry-validate-test").is_ok());
+    }
+
+    #[test]
+    fn regular_files() {
+        assert!(check_regular_file("the CA file", "/etc/hostname-missing-xyz").is_err());
+        assert!(check_regular_file("the CA file", "/tmp").is_err());
+        assert!(check_regular_file("the CA file", "relative").is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever a client sends as a destination, the check answers (never panics), and
+        /// what it accepts keeps the invariants the engine relies on.
+        #[test]
+        fn destinations_are_checked_without_panics(s in prop_oneof![
+            any::<String>(),
+            "[ -~\r\n\t\u{0}]{0,300}",
+            "/[a-zA-Z0-9._/ -]{0,120}",
+        ]) {
+            if let Ok(p) = check_destination(&s) {
+                prop_assert!(p.starts_with('/'));
+                prop_assert!(!Path::new(&p)
+                    .components()
+                    .any(|c| matches!(c, Component::ParentDir)));
+                prop_assert!(!p.contains('\0'));
+            }
+        }
+    }
+}

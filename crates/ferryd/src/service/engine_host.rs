@@ -1,0 +1,358 @@
+//! The service as the engine's host: it hands out runs and takes their reports. Each
+//! report names the run it comes from; reports of a run that is no longer the job's
+//! current one are ignored, and state changes happen only while the job is still in an
+//! active state (a suspend or cancel that raced with the report wins).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::state::{Entry, Inner};
+use super::{ChangeKind, Service};
+use crate::engine::error::TransferError;
+use crate::engine::{FileStart, Host, LiveRun, Report, RunId, RunPlan};
+use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
+use crate::store::Store;
+
+/// The entry of `job` if `run` is its current run.
+fn current(inner: &mut Inner, job: Uuid, run: RunId) -> Option<&mut Entry> {
+    inner
+        .jobs
+        .get_mut(&job)
+        .filter(|e| e.run.as_ref().is_some_and(|(id, _)| *id == run))
+}
+
+impl Service {
+    /// Moves the job to `state` if it is active, broadcasting the change.
+    fn transition(&self, inner: &mut Inner, job: Uuid, state: JobState) -> bool {
+        let Some(e) = inner.jobs.get(&job) else {
+            return false;
+        };
+        if !e.job.state.is_active() || e.job.state == state {
+            return false;
+        }
+        let before = e.view();
+        inner.set_state(job, state);
+        let after = inner.jobs[&job].view();
+        self.store.put_job(&after.job);
+        self.emit(ChangeKind::Modified, after, Some(before));
+        true
+    }
+
+    /// Where an upload-reply job keeps its reply: its reply file, else
+    /// `STATE_DIR/replies/JOBID.reply`.
+    fn reply_path(&self, job: &JobRecord) -> Option<PathBuf> {
+        (job.job_type == JobType::UploadReply).then(|| match &job.options.reply_file {
+            Some(p) => PathBuf::from(p),
+            None => self
+                .state_dir
+                .join("replies")
+                .join(format!("{}.reply", job.id)),
+        })
+    }
+
+    fn mark_completed(e: &mut Entry, done: &[(u32, u64)]) -> Vec<FileRecord> {
+        let mut changed = Vec::new();
+        for &(index, len) in done {
+            if let Some(f) = e.files.get_mut(index as usize) {
+                f.completed = true;
+                f.bytes_total = Some(len);
+                f.bytes_transferred = len;
+                f.segments.clear();
+                changed.push(f.clone());
+            }
+        }
+        changed
+    }
+
+    fn file_started(&self, inner: &mut Inner, job: Uuid, run: RunId, index: u32, s: FileStart) {
+        let Some(e) = current(inner, job, run) else {
+            return;
+        };
+        if let Some(f) = e.files.get_mut(index as usize) {
+            f.bytes_total = s.total;
+            f.validator = s.validator;
+            if s.final_url.is_some() {
+                f.final_url = s.final_url;
+            }
+            f.bytes_transferred = s.offset;
+            // A download starting from zero has nothing durable to describe yet: the next
+            // checkpoint (once bytes are synced) or the job's completion writes the row.
+            // Resumed files and uploads (the tus upload URL) are written at once.
+            if s.offset > 0 || e.job.job_type != JobType::Download {
+                self.store.put_files_detached(vec![f.clone()]);
+            }
+        }
+        self.transition(inner, job, JobState::Transferring);
+    }
+
+    /// Records the durable offsets of the files being written, in one transaction.
+    fn checkpoint(&self, inner: &mut Inner, job: Uuid, run: RunId) {
+        let Some(e) = current(inner, job, run) else {
+            return;
+        };
+        let Some(live) = e.live(run).cloned() else {
+            return;
+        };
+        e.job.last_progress_ms = e.job.last_progress_ms.max(live.last_progress_ms());
+        let mut changed = Vec::new();
+        for d in live.durable() {
+            let Some(f) = e.files.get_mut(d.index as usize) else {
+                continue;
+            };
+            if f.completed {
+                continue;
+            }
+            let segments_changed = d.segments.as_ref().is_some_and(|s| *s != f.segments);
+            if segments_changed || f.bytes_transferred != d.synced {
+                if let Some(s) = d.segments {
+                    f.segments = s;
+                }
+                f.bytes_transferred = d.synced;
+                changed.push(f.clone());
+            }
+        }
+        if !changed.is_empty() {
+            let job_record = e.job.clone();
+            self.store.queue_detached(move |tx| {
+                crate::store::put_job_tx(tx, &job_record)?;
+                for f in &changed {
+                    crate::store::put_file_tx(tx, f)?;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Host for Service {
+    fn claim(&self, job: Uuid, run: RunId, live: Arc<LiveRun>) -> Option<RunPlan> {
+        let mut inner = self.lock();
+        let e = inner.jobs.get_mut(&job)?;
+        if e.job.state != JobState::Queued {
+            return None;
+        }
+        e.run = Some((run, live));
+        let plan = RunPlan {
+            job: e.job.clone(),
+            files: e.files.clone(),
+            owner: self.owners.of(e.job.owner_uid),
+            reply_path: self.reply_path(&e.job),
+        };
+        Some(plan)
+    }
+
+    fn retry_due(&self, job: Uuid) {
+        let mut inner = self.lock();
+        let Some(e) = inner.jobs.get(&job) else {
+            return;
+        };
+        if e.job.state != JobState::TransientError {
+            return;
+        }
+        let before = e.view();
+        inner.set_state(job, JobState::Queued);
+        let after = inner.jobs[&job].view();
+        self.store.put_job(&after.job);
+        self.emit(ChangeKind::Modified, after, Some(before));
+    }
+
+    fn report(&self, job: Uuid, run: RunId, report: Report) {
+        let mut inner = self.lock();
+        match report {
+            Report::Connecting => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if matches!(e.job.state, JobState::Queued | JobState::TransientError) {
+                    self.transition(&mut inner, job, JobState::Connecting);
+                }
+            }
+            Report::FileStarted { index, start } => {
+                self.file_started(&mut inner, job, run, index, start)
+            }
+            Report::SegmentsStarted {
+                index,
+                total,
+                validator,
+                final_url,
+                segments,
+            } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(f) = e.files.get_mut(index as usize) {
+                    f.bytes_total = Some(total);
+                    f.validator = Some(validator);
+                    f.final_url = Some(final_url);
+                    f.bytes_transferred = 0;
+                    f.segments = segments;
+                    self.store.put_files_detached(vec![f.clone()]);
+                }
+                self.transition(&mut inner, job, JobState::Transferring);
+            }
+            Report::Progressed => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(live) = e.live(run) {
+                    e.job.last_progress_ms = live.last_progress_ms();
+                }
+                if e.job.state == JobState::Transferring {
+                    let view = e.view();
+                    self.emit(ChangeKind::Modified, view, None);
+                } else {
+                    self.transition(&mut inner, job, JobState::Transferring);
+                }
+            }
+            Report::FileRestarted { index } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(f) = e.files.get_mut(index as usize) {
+                    f.bytes_transferred = 0;
+                    f.validator = None;
+                    f.segments.clear();
+                    self.store.put_files_detached(vec![f.clone()]);
+                }
+            }
+            Report::Checkpoint => self.checkpoint(&mut inner, job, run),
+            Report::FileDownloaded { index, len } => {
+                if let Some(f) =
+                    current(&mut inner, job, run).and_then(|e| e.files.get_mut(index as usize))
+                {
+                    f.bytes_total = Some(len);
+                }
+            }
+            Report::ReplyStored { path } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                let shown = path.to_string_lossy().into_owned();
+                if e.job.options.reply_file.as_deref() != Some(shown.as_str()) {
+                    e.job.options.reply_file = Some(shown);
+                    self.store.put_job(&e.job);
+                }
+            }
+        }
+    }
+
+    async fn files_completed(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>) {
+        let (rx, outbox) = {
+            let mut inner = self.lock();
+            let Some(e) = current(&mut inner, job, run) else {
+                return;
+            };
+            let changed = Self::mark_completed(e, &done);
+            let record = e.job.clone();
+            let indices: Vec<u32> = done.iter().map(|(i, _)| *i).collect();
+            let outbox = self.due_notifications(&record, None, &indices);
+            (self.persist_with_outbox(&record, changed, &outbox), outbox)
+        };
+        if let Err(e) = Store::committed(rx).await {
+            tracing::error!(%job, "recording completed files failed: {e}");
+        }
+        self.notifier.enqueue(job, outbox);
+    }
+
+    async fn transferred(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>) {
+        let (rx, outbox) = {
+            let mut inner = self.lock();
+            let Some(e) = current(&mut inner, job, run) else {
+                return;
+            };
+            let before = e.view();
+            let changed = Self::mark_completed(e, &done);
+            let active = e.job.state.is_active();
+            if active {
+                e.job.transferred_ms = Some(now_ms());
+                e.job.error = None;
+                inner.set_state(job, JobState::Transferred);
+            }
+            let after = inner.jobs[&job].view();
+            let indices: Vec<u32> = done.iter().map(|(i, _)| *i).collect();
+            let outbox = self.due_notifications(
+                &after.job,
+                active.then_some(JobState::Transferred),
+                &indices,
+            );
+            let rx = self.persist_with_outbox(&after.job, changed, &outbox);
+            if active {
+                tracing::info!(%job, "job transferred");
+            }
+            self.emit(ChangeKind::Modified, after, Some(before));
+            (rx, outbox)
+        };
+        // The worker's slot is free now; the notifications go out once the state is
+        // durable (the outbox rows commit with it).
+        let notifier = self.notifier.clone();
+        tokio::spawn(async move {
+            if let Err(e) = Store::committed(rx).await {
+                tracing::error!(%job, "recording the transferred job failed: {e}");
+            }
+            notifier.enqueue(job, outbox);
+        });
+    }
+
+    fn failed(&self, job: Uuid, run: RunId, file_index: Option<u32>, err: TransferError) {
+        let mut inner = self.lock();
+        let Some(e) = current(&mut inner, job, run) else {
+            return;
+        };
+        if !e.job.state.is_active() {
+            return;
+        }
+        if let Some(live) = e.live(run) {
+            e.job.last_progress_ms = e.job.last_progress_ms.max(live.last_progress_ms());
+        }
+        let before = e.view();
+        let now = now_ms();
+        let stalled_ms = now - e.job.last_progress_ms;
+        let timeout_ms = (e.job.no_progress_timeout_secs as i64).saturating_mul(1000);
+        let mut record = err.record(file_index);
+        e.job.error_count += 1;
+        let state = if err.transient && stalled_ms < timeout_ms {
+            let delay = Duration::from_secs(e.job.min_retry_delay_secs)
+                .max(err.retry_after.unwrap_or_default());
+            e.job.retry_at_ms = Some(now + delay.as_millis() as i64);
+            tracing::info!(%job, code = %err.kind, retry_in_s = delay.as_secs(), "transient error: {}", err.message);
+            JobState::TransientError
+        } else {
+            if err.transient {
+                record.message = format!(
+                    "no progress for {} s (no_progress_timeout): {}",
+                    stalled_ms / 1000,
+                    record.message
+                );
+            }
+            tracing::warn!(%job, code = %err.kind, "job failed: {}", record.message);
+            JobState::Error
+        };
+        e.job.error = Some(record);
+        inner.set_state(job, state);
+        let after = inner.jobs[&job].view();
+        let outbox = self.due_notifications(&after.job, Some(state), &[]);
+        // The error record, the state and the due notification land in one transaction.
+        drop(self.persist_with_outbox(&after.job, Vec::new(), &outbox));
+        self.emit(ChangeKind::Modified, after, Some(before));
+        drop(inner);
+        self.notifier.enqueue(job, outbox);
+    }
+
+    fn run_finished(&self, job: Uuid, run: RunId) {
+        let mut inner = self.lock();
+        let Some(e) = current(&mut inner, job, run) else {
+            return;
+        };
+        e.run = None;
+        let stuck = matches!(e.job.state, JobState::Connecting | JobState::Transferring);
+        if stuck && !self.shutdown.is_cancelled() {
+            // The worker ended without a verdict: give the job back to the queue.
+            inner.set_state(job, JobState::Queued);
+            self.store.put_job(&inner.jobs[&job].job);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Commands that create jobs, add files, and read jobs and files.
+
+use uuid::Uuid;
+
+use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
+use super::state::{Archived, Entry};
+use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
+use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
+use crate::store::Store;
+
+impl Service {
+    /// Creates a job in `suspended`.
+    pub async fn create_job(&self, owner: u32, spec: NewJob) -> Result<JobView, ServiceError> {
+        let name = validate::text("the display name", &spec.display_name)?;
+        let description = validate::text("the description", &spec.description)?;
+        let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
+        job.description = description;
+        if let Some(p) = spec.upload_protocol.as_deref().filter(|p| !p.is_empty()) {
+            if spec.job_type == JobType::Download {
+                return Err(ServiceError::InvalidArgument(
+                    "an upload protocol applies to upload jobs only".into(),
+                ));
+            }
+            let p: crate::model::UploadProtocol =
+                p.parse().map_err(ServiceError::InvalidArgument)?;
+            job.options.upload_protocol = Some(p.as_str().into());
+        }
+        let (rx, view) = {
+            let mut inner = self.lock();
+            let owned = inner.owned_by(owner);
+            if owned >= self.config.max_jobs_per_user {
+                return Err(ServiceError::ResourceExhausted(format!(
+                    "you have {owned} jobs, the limit is {}: complete or cancel some first",
+                    self.config.max_jobs_per_user
+                )));
+            }
+            let rx = self.store.put_job(&job);
+            let e = Entry::new(job, Vec::new());
+            let view = e.view();
+            inner.insert(e);
+            self.emit(ChangeKind::Created, view.clone(), None);
+            (rx, view)
+        };
+        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Ok(view)
+    }
+
+    /// Adds files to a job that has not finished.
+    pub async fn add_files(
+        &self,
+        owner: u32,
+        id: Uuid,
+        specs: Vec<FileSpec>,
+    ) -> Result<Vec<FileView>, ServiceError> {
+        if specs.is_empty() {
+            return Err(ServiceError::InvalidArgument("no files given".into()));
+        }
+        let upload = {
+            let inner = self.lock();
+            // An archived job is refused below, after the files are checked, as before.
+            let job_type = match inner.archived_of(owner, id) {
+                Some(a) => a.decode().0.job_type,
+                None => entry(&inner, owner, id, "add files to")?.job.job_type,
+            };
+            job_type != JobType::Download
+        };
+        if upload && specs.len() != 1 {
+            return Err(ServiceError::InvalidArgument(
+                "an upload job has exactly one file: add one".into(),
+            ));
+        }
+        let owner_fs = self.owners.of(owner);
+        let mut checked = Vec::with_capacity(specs.len());
+        for s in &specs {
+            let url = validate::remote_url(&s.remote_url)?;
+            let path = if upload {
+                if url.starts_with("file:") {
+                    return Err(ServiceError::InvalidArgument(
+                        "uploads go to http or https URLs".into(),
+                    ));
+                }
+                owner_fs
+                    .check_regular_file("the file to upload", s.local_path.clone())
+                    .await
+            } else {
+                owner_fs.check_destination(s.local_path.clone()).await
+            }
+            .map_err(ServiceError::InvalidArgument)?;
+            let sha = s
+                .expected_sha256
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(validate::sha256)
+                .transpose()?;
+            checked.push((url, path, sha));
+        }
+        let (rx, added) = {
+            let mut inner = self.lock();
+            let before = entry(&inner, owner, id, "add files to")?.view();
+            let e = inner.jobs.get_mut(&id).expect("checked above");
+            match e.job.state {
+                s if s.is_final() => return Err(final_state_error(id, s, "add files to")),
+                JobState::Transferred => {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "job {id} is already transferred: complete it and create a new job"
+                    )))
+                }
+                _ => {}
+            }
+            if upload && !e.files.is_empty() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "upload job {id} already has its file"
+                )));
+            }
+            if e.files.len() + checked.len() > self.config.max_files_per_job {
+                return Err(ServiceError::ResourceExhausted(format!(
+                    "job {id} would have {} files, the limit is {}",
+                    e.files.len() + checked.len(),
+                    self.config.max_files_per_job
+                )));
+            }
+            for (_, path, _) in &checked {
+                if e.files.iter().any(|f| &f.local_path == path) {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "job {id} already writes {path}"
+                    )));
+                }
+            }
+            let first = e.files.len() as u32;
+            let added: Vec<FileRecord> = checked
+                .into_iter()
+                .enumerate()
+                .map(|(i, (url, path, sha))| FileRecord {
+                    job_id: id,
+                    index: first + i as u32,
+                    remote_url: url,
+                    local_path: path,
+                    bytes_total: None,
+                    bytes_transferred: 0,
+                    completed: false,
+                    expected_sha256: sha,
+                    final_url: None,
+                    validator: None,
+                    validated: None,
+                    segments: Vec::new(),
+                })
+                .collect();
+            e.files.extend(added.iter().cloned());
+            e.job.modified_ms = now_ms();
+            let after = e.view();
+            let rx = self.store.put_job_and_files(&after.job, added.clone());
+            self.emit(ChangeKind::Modified, after, Some(before));
+            (rx, added)
+        };
+        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Ok(added
+            .into_iter()
+            .map(|f| FileView {
+                bytes_transferred: 0,
+                file: f,
+            })
+            .collect())
+    }
+
+    /// A job.
+    pub fn get_job(&self, owner: u32, id: Uuid) -> Result<JobView, ServiceError> {
+        self.lock().view_of(owner, id).ok_or_else(|| not_found(id))
+    }
+
+    /// The state of the caller's job `id` if it is archived (final, compact); `None` for
+    /// a job that can still change or is unknown.
+    pub fn archived_state(&self, owner: u32, id: Uuid) -> Option<JobState> {
+        self.lock().archived_state(owner, id)
+    }
+
+    /// The caller's jobs, oldest first; `all` includes final ones.
+    pub fn list_jobs(&self, owner: u32, all: bool) -> Vec<JobView> {
+        let inner = self.lock();
+        let mut v: Vec<JobView> = inner
+            .jobs
+            .values()
+            .filter(|e| e.job.owner_uid == owner && (all || !e.job.state.is_final()))
+            .map(Entry::view)
+            .collect();
+        if all {
+            v.extend(
+                inner
+                    .archived
+                    .values()
+                    .filter(|a| a.owner_uid == owner)
+                    .map(Archived::view),
+            );
+        }
+        drop(inner);
+        v.sort_by_key(|v| (v.job.created_ms, v.job.id));
+        v
+    }
+
+    /// A job's files in order.
+    pub fn list_files(&self, owner: u32, id: Uuid) -> Result<Vec<FileView>, ServiceError> {
+        let inner = self.lock();
+        match inner.archived_of(owner, id) {
+            Some(a) => Ok(a.file_views()),
+            None => Ok(entry(&inner, owner, id, "list the files of")?.file_views()),
+        }
+    }
+}

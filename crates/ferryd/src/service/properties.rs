@@ -1,0 +1,171 @@
+//! The command that changes a job's properties.
+
+use uuid::Uuid;
+
+use super::commands::{final_state_error, JobChanges};
+use super::{validate, JobView, Service, ServiceError};
+use crate::model::{JobState, JobType, NotifyFlags};
+use crate::store::Store;
+
+impl Service {
+    /// Changes properties of a job.
+    pub async fn set_properties(
+        &self,
+        owner: u32,
+        id: Uuid,
+        changes: JobChanges,
+    ) -> Result<JobView, ServiceError> {
+        if let Some(name) = &changes.display_name {
+            validate::text("the display name", name)?;
+        }
+        if let Some(d) = &changes.description {
+            validate::text("the description", d)?;
+        }
+        if let Some(flags) = changes.notify_flags {
+            if NotifyFlags::from_bits(flags).is_none() {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "notify flags {flags:#x} include unknown bits (known: {:#x})",
+                    NotifyFlags::all().bits()
+                )));
+            }
+        }
+        if let Some(cmd) = &changes.notify_command {
+            if let Some(prog) = cmd.first() {
+                if !std::path::Path::new(prog).is_absolute() {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "the notify command's program '{prog}' must be an absolute path"
+                    )));
+                }
+            }
+        }
+        let headers = changes
+            .headers
+            .as_ref()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| validate::header(h))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let proxy = changes.proxy.as_deref().map(validate::proxy).transpose()?;
+        let ca_file = match changes.ca_file.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => Some(Some(
+                self.owners
+                    .of(owner)
+                    .check_regular_file("the CA file", p.to_string())
+                    .await
+                    .map_err(ServiceError::InvalidArgument)?,
+            )),
+        };
+        let reply_file = match changes.reply_file.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => Some(Some(
+                self.owners
+                    .of(owner)
+                    .check_destination(p.to_string())
+                    .await
+                    .map_err(ServiceError::InvalidArgument)?,
+            )),
+        };
+        if let Some(Some(crate::model::Credentials::Basic { user, .. })) = &changes.credentials {
+            if user.contains(':') {
+                return Err(ServiceError::InvalidArgument(
+                    "a basic-auth user name cannot contain ':'".into(),
+                ));
+            }
+        }
+        let requeue = changes.priority.is_some();
+        let changed_command = changes
+            .notify_command
+            .as_ref()
+            .is_some_and(|c| !c.is_empty());
+        let changed_class = matches!(changes.notification_class, Some(Some(_)));
+        let view = self
+            .mutate(owner, id, "change", |inner, id| {
+                let state = inner.jobs[&id].job.state;
+                if state.is_final() {
+                    return Err(final_state_error(id, state, "change"));
+                }
+                let e = inner.jobs.get_mut(&id).expect("exists");
+                let j = &mut e.job;
+                if let Some(v) = changes.display_name {
+                    j.display_name = v;
+                }
+                if let Some(v) = changes.description {
+                    j.description = v;
+                }
+                if let Some(v) = changes.priority {
+                    j.priority = v;
+                }
+                if let Some(v) = changes.notify_flags {
+                    j.notify_flags = NotifyFlags::from_bits_truncate(v);
+                }
+                if let Some(v) = changes.notification_class {
+                    j.notification_class = v.filter(|c| !c.is_nil());
+                }
+                if let Some(v) = changes.notify_command {
+                    j.notify_command = v;
+                }
+                if let Some(v) = changes.min_retry_delay_secs {
+                    j.min_retry_delay_secs = v;
+                }
+                if let Some(v) = changes.no_progress_timeout_secs {
+                    j.no_progress_timeout_secs = v;
+                }
+                if let Some(v) = changes.max_transfer_time_secs {
+                    j.max_transfer_time_secs = v;
+                }
+                if let Some(v) = headers {
+                    j.options.headers = v;
+                }
+                if let Some(v) = changes.credentials {
+                    j.options.credentials = v;
+                }
+                if let Some(v) = proxy {
+                    j.options.proxy = v;
+                }
+                if let Some(v) = ca_file {
+                    j.options.ca_file = v;
+                }
+                if let Some(v) = changes.bandwidth_limit {
+                    j.options.bandwidth_limit = v;
+                }
+                if let Some(v) = changes.connections {
+                    if v > 16 {
+                        return Err(ServiceError::InvalidArgument(format!(
+                            "{v} connections per file is too many (at most 16)"
+                        )));
+                    }
+                    j.options.connections = v;
+                }
+                if let Some(v) = reply_file {
+                    if j.job_type != JobType::UploadReply && v.is_some() {
+                        return Err(ServiceError::InvalidArgument(
+                            "a reply file applies to upload_reply jobs only".into(),
+                        ));
+                    }
+                    j.options.reply_file = v;
+                }
+                if requeue && state == JobState::Queued {
+                    inner.set_state(id, JobState::Queued);
+                }
+                Ok(true)
+            })
+            .await?;
+        // A notify command (or class) set after the job transferred or failed still runs.
+        if matches!(view.job.state, JobState::Transferred | JobState::Error)
+            && self.notifier.pending(id) == 0
+            && (changed_command || changed_class)
+        {
+            let outbox = self.due_notifications(&view.job, Some(view.job.state), &[]);
+            let rx = self.persist_with_outbox(&view.job, Vec::new(), &outbox);
+            Store::committed(rx).await.map_err(ServiceError::Internal)?;
+            self.notifier.enqueue(id, outbox);
+        }
+        self.notifier.kick(id);
+        Ok(view)
+    }
+}

@@ -1,0 +1,81 @@
+//! Queries over the service's jobs: the service is the [`Source`] of data queries (in
+//! memory; a prefilter on the indexed columns skips final jobs without decoding them),
+//! and the facade calls the rpc layer uses to plan and run queries.
+
+use super::state::Archived;
+use super::{JobView, Service, ServiceError};
+use crate::model::{FileView, HandlerRecord};
+use crate::query::exec::{self, EventPlan, Prefilter, QueryError, SelectPlan, Source};
+use crate::query::schema::Obj;
+
+impl From<QueryError> for ServiceError {
+    fn from(e: QueryError) -> ServiceError {
+        ServiceError::InvalidArgument(e.0)
+    }
+}
+
+impl Source for Service {
+    fn jobs(&self, owner: u32, pre: &Prefilter) -> Vec<JobView> {
+        let inner = self.lock();
+        let mut v: Vec<JobView> = inner
+            .jobs
+            .values()
+            .filter(|e| {
+                let j = &e.job;
+                j.owner_uid == owner && pre.admits(j.state, j.priority, j.owner_uid, j.created_ms)
+            })
+            .map(|e| e.view())
+            .chain(
+                inner
+                    .archived
+                    .values()
+                    .filter(|a| {
+                        a.owner_uid == owner
+                            && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
+                    })
+                    .map(Archived::view),
+            )
+            .collect();
+        drop(inner);
+        v.sort_by_key(|v| (v.job.created_ms, v.job.id));
+        v
+    }
+
+    fn files(&self, owner: u32) -> Vec<FileView> {
+        let inner = self.lock();
+        inner
+            .jobs
+            .values()
+            .filter(|e| e.job.owner_uid == owner)
+            .flat_map(|e| e.file_views())
+            .chain(
+                inner
+                    .archived
+                    .values()
+                    .filter(|a| a.owner_uid == owner)
+                    .flat_map(Archived::file_views),
+            )
+            .collect()
+    }
+
+    fn handlers(&self, owner: u32) -> Vec<HandlerRecord> {
+        Service::handlers(self, owner)
+    }
+}
+
+impl Service {
+    /// Parses and checks a data query.
+    pub fn plan_select(&self, wql: &str) -> Result<SelectPlan, ServiceError> {
+        Ok(exec::plan_select(wql)?)
+    }
+
+    /// Parses and checks an event query.
+    pub fn plan_event(&self, wql: &str) -> Result<EventPlan, ServiceError> {
+        Ok(exec::plan_event(wql)?)
+    }
+
+    /// Runs a data query over the jobs of `owner`; objects come in a stable order.
+    pub fn run_select(&self, owner: u32, plan: &SelectPlan) -> Vec<Obj> {
+        exec::run_select(self, owner, plan)
+    }
+}

@@ -1,0 +1,239 @@
+//! The jobs the service holds: live entries (with their current run), final jobs kept
+//! compact, per-owner counts and handlers. State changes go through [`Inner::set_state`],
+//! which keeps the engine's queue and retry index in step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::engine::{Engine, LiveRun, RunId};
+use crate::model::{
+    now_ms, FileRecord, FileView, HandlerRecord, JobRecord, JobState, JobView, Priority, Totals,
+};
+
+/// A job that can still change, with its files and what its current run shares.
+pub(crate) struct Entry {
+    pub(crate) job: JobRecord,
+    pub(crate) files: Vec<FileRecord>,
+    /// The run transferring the job now, and its byte counters.
+    pub(crate) run: Option<(RunId, Arc<LiveRun>)>,
+}
+
+impl Entry {
+    /// A job at rest: no run.
+    pub(crate) fn new(job: JobRecord, files: Vec<FileRecord>) -> Entry {
+        Entry {
+            job,
+            files,
+            run: None,
+        }
+    }
+
+    /// The bytes of file `f` as users see them: live while a run writes it.
+    fn bytes_of(&self, f: &FileRecord) -> Option<u64> {
+        if f.completed {
+            return None;
+        }
+        self.run
+            .as_ref()
+            .and_then(|(_, live)| live.written(f.index))
+    }
+
+    pub(crate) fn view(&self) -> JobView {
+        JobView {
+            job: self.job.clone(),
+            totals: Totals::of(&self.files, |f| self.bytes_of(f)),
+        }
+    }
+
+    pub(crate) fn file_views(&self) -> Vec<FileView> {
+        self.files
+            .iter()
+            .map(|f| FileView {
+                bytes_transferred: self.bytes_of(f).unwrap_or(f.bytes_transferred),
+                file: f.clone(),
+            })
+            .collect()
+    }
+
+    /// The live counters of run `run`, if it is this job's current run.
+    pub(crate) fn live(&self, run: RunId) -> Option<&Arc<LiveRun>> {
+        self.run
+            .as_ref()
+            .filter(|(id, _)| *id == run)
+            .map(|(_, live)| live)
+    }
+}
+
+/// A final job (`acknowledged` or `cancelled`) kept compact: nothing changes it any more
+/// until it is purged, so it is decoded only when someone looks at it.
+pub(crate) struct Archived {
+    pub(crate) owner_uid: u32,
+    pub(crate) state: JobState,
+    pub(crate) priority: Priority,
+    pub(crate) created_ms: i64,
+    pub(crate) modified_ms: i64,
+    /// `store::compact` encoding of the job and its files.
+    data: Box<[u8]>,
+}
+
+impl Archived {
+    pub(crate) fn new(job: &JobRecord, files: &[FileRecord]) -> Archived {
+        Archived {
+            owner_uid: job.owner_uid,
+            state: job.state,
+            priority: job.priority,
+            created_ms: job.created_ms,
+            modified_ms: job.modified_ms,
+            data: crate::store::compact::encode(job, files),
+        }
+    }
+
+    pub(crate) fn decode(&self) -> (JobRecord, Vec<FileRecord>) {
+        crate::store::compact::decode(&self.data)
+    }
+
+    pub(crate) fn view(&self) -> JobView {
+        let (job, files) = self.decode();
+        JobView {
+            job,
+            totals: Totals::of(&files, |_| None),
+        }
+    }
+
+    pub(crate) fn file_views(&self) -> Vec<FileView> {
+        self.decode()
+            .1
+            .into_iter()
+            .map(|f| FileView {
+                bytes_transferred: f.bytes_transferred,
+                file: f,
+            })
+            .collect()
+    }
+}
+
+/// Final jobs are archived once they have not changed for this long (so a command that
+/// just made a job final, and is still finishing, finds it where it left it).
+pub(crate) const ARCHIVE_AFTER_MS: i64 = 60_000;
+
+pub(crate) struct Inner {
+    /// Jobs that can still change (and final jobs not archived yet).
+    pub(crate) jobs: HashMap<Uuid, Entry>,
+    /// Final jobs, compact (see [`Archived`]).
+    pub(crate) archived: HashMap<Uuid, Archived>,
+    /// Jobs per owner, in both maps (the `max_jobs_per_user` check).
+    owned: HashMap<u32, usize>,
+    pub(crate) handlers: HashMap<(Uuid, u32), HandlerRecord>,
+    /// Where queued and retrying jobs wait for a run.
+    engine: Arc<Engine>,
+}
+
+impl Inner {
+    pub(crate) fn new(engine: Arc<Engine>) -> Inner {
+        Inner {
+            jobs: HashMap::new(),
+            archived: HashMap::new(),
+            owned: HashMap::new(),
+            handlers: HashMap::new(),
+            engine,
+        }
+    }
+
+    /// Adds a job to the live jobs.
+    pub(crate) fn insert(&mut self, entry: Entry) {
+        *self.owned.entry(entry.job.owner_uid).or_default() += 1;
+        self.jobs.insert(entry.job.id, entry);
+    }
+
+    /// Adds a final job straight to the archive.
+    pub(crate) fn insert_archived(&mut self, job: &JobRecord, files: &[FileRecord]) {
+        *self.owned.entry(job.owner_uid).or_default() += 1;
+        self.archived.insert(job.id, Archived::new(job, files));
+    }
+
+    /// Removes a job, live or archived, returning how it was.
+    pub(crate) fn remove(&mut self, id: Uuid) -> Option<JobView> {
+        let (owner, view) = match self.jobs.remove(&id) {
+            Some(e) => {
+                self.engine.forget(id);
+                (e.job.owner_uid, e.view())
+            }
+            None => {
+                let a = self.archived.remove(&id)?;
+                (a.owner_uid, a.view())
+            }
+        };
+        if let Some(n) = self.owned.get_mut(&owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owned.remove(&owner);
+            }
+        }
+        Some(view)
+    }
+
+    /// How many jobs `owner` has.
+    pub(crate) fn owned_by(&self, owner: u32) -> usize {
+        self.owned.get(&owner).copied().unwrap_or(0)
+    }
+
+    /// Moves a final job that nothing runs to the archive; false if it is not one.
+    pub(crate) fn archive(&mut self, id: Uuid) -> bool {
+        let Some(e) = self
+            .jobs
+            .get(&id)
+            .filter(|e| e.job.state.is_final() && e.run.is_none())
+        else {
+            return false;
+        };
+        let a = Archived::new(&e.job, &e.files);
+        self.jobs.remove(&id);
+        self.archived.insert(id, a);
+        true
+    }
+
+    /// The archived job `id` of `owner`.
+    pub(crate) fn archived_of(&self, owner: u32, id: Uuid) -> Option<&Archived> {
+        self.archived.get(&id).filter(|a| a.owner_uid == owner)
+    }
+
+    /// The state of an archived job of `owner`.
+    pub(crate) fn archived_state(&self, owner: u32, id: Uuid) -> Option<JobState> {
+        self.archived_of(owner, id).map(|a| a.state)
+    }
+
+    /// A job of `owner` as clients see it, live or archived.
+    pub(crate) fn view_of(&self, owner: u32, id: Uuid) -> Option<JobView> {
+        match self.jobs.get(&id) {
+            Some(e) => (e.job.owner_uid == owner).then(|| e.view()),
+            None => self.archived_of(owner, id).map(Archived::view),
+        }
+    }
+
+    /// Moves a job to `state`, and tells the engine: a queued job joins the back of its
+    /// priority's queue, a job in `transient_error` waits for its retry time, any other
+    /// state leaves both.
+    pub(crate) fn set_state(&mut self, id: Uuid, state: JobState) {
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        entry.job.state = state;
+        entry.job.modified_ms = now_ms();
+        match state {
+            JobState::Queued => {
+                entry.job.retry_at_ms = None;
+                self.engine.queue(id, entry.job.priority);
+            }
+            JobState::TransientError => match entry.job.retry_at_ms {
+                Some(at) => self.engine.retry_at(id, at),
+                None => self.engine.forget(id),
+            },
+            _ => {
+                entry.job.retry_at_ms = None;
+                self.engine.forget(id);
+            }
+        }
+    }
+}
