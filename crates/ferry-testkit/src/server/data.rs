@@ -1,6 +1,9 @@
 //! Helpers for test data: [`sha256_hex`] to compare contents, [`gzip`] (the
 //! body [`Mode::gzip`] serves) and reproducible [`random_bytes`].
 
+use std::io::Write;
+
+use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
 #[cfg(doc)]
@@ -13,50 +16,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// `data` as a gzip member (RFC 1952), the body [`Mode::gzip`] serves.
 ///
-/// The deflate stream uses stored (uncompressed) blocks only, so no
-/// compression library is needed; any gzip reader decodes it (`gzip -d`).
+/// Encoded with [`flate2`] at [`Compression::none`]: the deflate stream is
+/// stored (uncompressed) blocks, so the body is about as long as the content
+/// and cheap to build on every request, even in debug builds (compressing
+/// random test data buys nothing). Any gzip reader decodes it (`gzip -d`).
 /// The output is always the same for the same input (no name, mtime 0).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 65_535;
-    let mut out = Vec::with_capacity(data.len() + data.len() / BLOCK * 5 + 32);
-    // ID1 ID2, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=unix.
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
-    let mut blocks = data.chunks(BLOCK).peekable();
-    if blocks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
-    }
-    while let Some(block) = blocks.next() {
-        let last = blocks.peek().is_none();
-        let len = block.len() as u16;
-        out.push(u8::from(last));
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    out.extend_from_slice(&crc32(data).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
-}
-
-/// CRC-32 (IEEE, reflected, as gzip uses).
-fn crc32(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (i, entry) in table.iter_mut().enumerate() {
-        let mut c = i as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-        *entry = c;
-    }
-    let mut crc = !0u32;
-    for &b in data {
-        crc = table[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    let mut encoder = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::none());
+    encoder.write_all(data).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
 }
 
 /// `len` pseudo-random bytes, always the same for the same `seed`
