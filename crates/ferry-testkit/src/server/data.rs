@@ -29,25 +29,11 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("gzip into memory")
 }
 
-/// `len` pseudo-random bytes, always the same for the same `seed`
-/// (xorshift64*; not for cryptography).
+/// `len` pseudo-random bytes, always the same for the same `seed` (a
+/// [`fastrand::Rng`] seeded with `seed`; not for cryptography). The bytes
+/// for a shorter `len` are a prefix of those for a longer one.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    // splitmix64 of the seed, so that nearby seeds give unrelated streams and
-    // a zero seed works.
-    let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    if x == 0 {
-        x = 0x2545_F491_4F6C_DD1D;
-    }
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
+    let mut out = vec![0u8; len];
+    fastrand::Rng::with_seed(seed).fill(&mut out);
     out
 }
