@@ -8,7 +8,10 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{key_of, Conn, Fault, Head, Next, State, TestServer};
+use super::conn::{Conn, Next};
+use super::request::Head;
+use super::state::{key_of, State};
+use super::{Fault, TestServer};
 
 /// The only protocol version spoken.
 const TUS_VERSION: &str = "1.0.0";
