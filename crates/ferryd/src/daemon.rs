@@ -128,6 +128,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .mode(0o700)
         .create(&opts.state_dir)
         .with_context(|| format!("creating the state folder {}", opts.state_dir.display()))?;
+    // Replies of upload-reply jobs without a reply file of their own go here.
+    let replies = opts.state_dir.join("replies");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&replies)
+        .with_context(|| format!("creating {}", replies.display()))?;
 
     let (std_listener, _lock, owns_socket) = match activation_listener() {
         Some(l) => {

@@ -158,10 +158,6 @@ impl Service {
             .parent()
             .map(|p| p.to_owned())
             .unwrap_or_default();
-        // Replies of upload-reply jobs without their own reply file go here.
-        if let Err(e) = std::fs::create_dir_all(state_dir.join("replies")) {
-            tracing::warn!("creating {}: {e}", state_dir.join("replies").display());
-        }
         let (events, _) = broadcast::channel(4096);
         let notifier = Notifier::new(
             crate::notify::Settings {
