@@ -26,7 +26,8 @@ pub fn now_ms() -> i64 {
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
         impl $name {
@@ -129,7 +130,8 @@ impl JobState {
 
 bitflags::bitflags! {
     /// Which notifications a job sends (BITS's `BG_NOTIFY_*`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
     pub struct NotifyFlags: u32 {
         const JOB_TRANSFERRED = 0x1;
         const JOB_ERROR = 0x2;
@@ -146,7 +148,7 @@ impl Default for NotifyFlags {
 }
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobErrorRecord {
     pub context: ErrorContext,
     pub code: String,
@@ -161,8 +163,9 @@ pub const DEFAULT_MIN_RETRY_DELAY_SECS: u64 = 60;
 pub const DEFAULT_NO_PROGRESS_TIMEOUT_SECS: u64 = 14 * 24 * 3600;
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobRecord {
+    #[serde(with = "uuid::serde::compact")]
     pub id: Uuid,
     pub display_name: String,
     pub description: String,
@@ -180,6 +183,7 @@ pub struct JobRecord {
     pub error: Option<JobErrorRecord>,
     pub error_count: u32,
     pub notify_flags: NotifyFlags,
+    #[serde(with = "uuid::serde::compact::option")]
     pub notification_class: Option<Uuid>,
     pub notify_command: Vec<String>,
     pub min_retry_delay_secs: u64,
@@ -189,6 +193,9 @@ pub struct JobRecord {
     pub partial: bool,
     pub last_notification_error: String,
     /// Transfer options (headers, credentials, proxy, TLS, bandwidth, uploads).
+    /// Not serialized with the record: its JSON form is the store's column, and the compact
+    /// encoding of final jobs keeps it beside the record.
+    #[serde(skip)]
     pub options: JobOptions,
 }
 
@@ -308,8 +315,10 @@ impl JobRecord {
 }
 
 /// A file of a job as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FileRecord {
+    /// Not serialized: `store::compact` stores files with their job and takes it from there.
+    #[serde(skip)]
     pub job_id: Uuid,
     pub index: u32,
     pub remote_url: String,

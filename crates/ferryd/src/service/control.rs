@@ -36,6 +36,18 @@ impl Service {
                 match e.job.state {
                     s if s.is_final() => Err(final_state_error(id, s, "resume")),
                     JobState::Suspended | JobState::Error | JobState::TransientError => {
+                        // Loaded with a stored column unreadable: it would run on defaults.
+                        if let Some(err) = e
+                            .job
+                            .error
+                            .as_ref()
+                            .filter(|r| crate::store::is_unreadable(r))
+                        {
+                            return Err(ServiceError::FailedPrecondition(format!(
+                                "job {id} cannot be resumed: {}",
+                                err.message
+                            )));
+                        }
                         if e.files.is_empty() {
                             return Err(ServiceError::FailedPrecondition(format!(
                                 "job {id} has no files: add some with `ferry add-file` first"

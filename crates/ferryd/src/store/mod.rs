@@ -4,6 +4,42 @@
 //! drains whatever is queued into one transaction (group commit) and commits with
 //! `synchronous=FULL`, so a write whose future has resolved is on disk: the service replies
 //! to a command only after that. Reads use their own connection.
+//!
+//! # Columns that cannot be read
+//!
+//! A stored value is never replaced by a default in silence. Per parsed column:
+//!
+//! - `jobs.options` (JSON; an upload protocol other than `put`/`tus` counts as
+//!   unreadable too) and `jobs.notify_command` (JSON): defaults would send the job
+//!   without its credentials, proxy or CA file, as a PUT instead of a tus upload, or
+//!   without running its notify command. The job is loaded with everything else as
+//!   stored, in `error`, with an error record (context `daemon`, code
+//!   [`UNREADABLE_OPTIONS`] or [`UNREADABLE_NOTIFY_COMMAND`]) naming the column,
+//!   serde's reason (string values left out: they may be secrets) and what to do:
+//!   cancel the job and create it again. `resume` refuses such a job
+//!   ([`is_unreadable`]). A final job keeps its state (nothing uses its options) and
+//!   gets the record. [`Store::load`] queues the new state and record to the store,
+//!   leaving the unreadable column as it is, so the store says what the daemon shows;
+//!   the next start finds the job the same way (by its error record, once a later
+//!   write has replaced the column with the defaults).
+//! - `files.segments` (JSON): the durable bytes of a multi-connection download are
+//!   scattered over its segments; resuming at `bytes_transferred` without them would
+//!   leave holes in the file. An incomplete file's checkpoint is dropped (it starts
+//!   again from zero, which is always safe) and a warning logged; a completed file
+//!   needs no segments.
+//! - `handlers.argv` (JSON): a handler without its command cannot run. It is not
+//!   loaded (an error says which class and to register it again); its row stays until
+//!   it is registered again or removed.
+//! - `jobs.error_context`: an unknown context keeps the record's code and message,
+//!   with context `daemon` and a note that the stored context could not be read. The
+//!   record only informs (`resume` clears it), so the job is not held back.
+//! - `jobs.error_code`/`error_message`/`error_time_ms` are written together with the
+//!   context; NULL among them (never written by ferryd) reads as empty or 0.
+//! - `jobs.notify_flags`: bits this ferryd does not know are dropped (they can only
+//!   come from a newer one; none of them means anything here).
+//! - Ids, `job_type`, `priority`, `state` and `outbox.method`: a value that cannot be
+//!   read fails the load (as before) and ferryd does not start, with the column's index
+//!   and the parse error in the message: there is no safe guess for any of them.
 
 pub mod compact;
 mod rows;
@@ -22,8 +58,9 @@ use uuid::Uuid;
 use crate::model::{FileRecord, HandlerRecord, JobRecord, OutboxRecord};
 
 pub use rows::{
-    upsert_file as put_file_tx, upsert_job as put_job_tx, upsert_outbox as put_outbox_tx,
-    FILE_COLUMNS, JOB_COLUMNS,
+    is_unreadable, upsert_file as put_file_tx, upsert_job as put_job_tx,
+    upsert_outbox as put_outbox_tx, FILE_COLUMNS, JOB_COLUMNS, UNREADABLE_NOTIFY_COMMAND,
+    UNREADABLE_OPTIONS,
 };
 
 /// A failure of the store.
@@ -231,14 +268,26 @@ impl Store {
         Ok(f(&conn)?)
     }
 
-    /// Loads every job, file and handler.
+    /// Loads every job, file, handler and outbox entry.
+    ///
+    /// A job with a column it needs unreadable comes back in `error` (see the module
+    /// doc), and that state is queued to the store.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
-        self.read(|c| {
+        let snapshot = self.read(|c| {
+            let mut marked = Vec::new();
             let jobs = c
                 .prepare(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_ms, id"
                 ))?
                 .query_map([], rows::job_from_row)?
+                .map(|r| {
+                    r.map(|(job, unreadable)| {
+                        if unreadable {
+                            marked.push(job.clone());
+                        }
+                        job
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let files = c
                 .prepare(&format!(
@@ -249,6 +298,7 @@ impl Store {
             let handlers = c
                 .prepare("SELECT class, owner_uid, argv, workdir, registered_ms FROM handlers")?
                 .query_map([], rows::handler_from_row)?
+                .filter_map(Result::transpose)
                 .collect::<Result<Vec<_>, _>>()?;
             let outbox = c
                 .prepare(
@@ -257,13 +307,26 @@ impl Store {
                 )?
                 .query_map([], rows::outbox_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Snapshot {
-                jobs,
-                files,
-                handlers,
-                outbox,
-            })
-        })
+            Ok((
+                Snapshot {
+                    jobs,
+                    files,
+                    handlers,
+                    outbox,
+                },
+                marked,
+            ))
+        });
+        let (snapshot, marked) = snapshot?;
+        if !marked.is_empty() {
+            self.queue_detached(move |tx| {
+                for job in &marked {
+                    rows::record_unreadable(tx, job)?;
+                }
+                Ok(())
+            });
+        }
+        Ok(snapshot)
     }
 
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when sound).

@@ -6,8 +6,105 @@ use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
 use crate::model::{
-    ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, NotifyFlags, OutboxRecord,
+    now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobOptions, JobRecord,
+    JobState, NotifyFlags, OutboxRecord, Segment, UploadProtocol,
 };
+
+/// The error code of a job whose `jobs.options` could not be read (see the module doc of
+/// `store`).
+pub const UNREADABLE_OPTIONS: &str = "unreadable_options";
+/// The error code of a job whose `jobs.notify_command` could not be read.
+pub const UNREADABLE_NOTIFY_COMMAND: &str = "unreadable_notify_command";
+
+/// True for the error record of a job loaded with a column it needs unreadable: such a
+/// job must not be resumed (it would run with defaults in place of what was stored).
+pub fn is_unreadable(e: &JobErrorRecord) -> bool {
+    e.context == ErrorContext::Daemon
+        && (e.code == UNREADABLE_OPTIONS || e.code == UNREADABLE_NOTIFY_COMMAND)
+}
+
+/// serde_json's reason, with the string values it quotes left out (a corrupt options
+/// column may hold a password or token where another value was expected, and the reason
+/// becomes part of the job's error, which `info` shows).
+fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if !e.is_data() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            // Skip to the closing quote (serde quotes with Rust's escapes).
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            out.push_str("…\"");
+        }
+    }
+    out
+}
+
+/// A column of a job row that could not be read.
+struct Unreadable {
+    code: &'static str,
+    column: &'static str,
+    what: &'static str,
+    reason: String,
+}
+
+/// The options stored in `jobs.options`, or why they cannot be used.
+fn read_options(text: &str) -> Result<JobOptions, String> {
+    let options: JobOptions = serde_json::from_str(text).map_err(|e| json_reason(&e))?;
+    if let Some(p) = &options.upload_protocol {
+        p.parse::<UploadProtocol>()?;
+    }
+    Ok(options)
+}
+
+/// Puts a job whose `problems` make it unusable in `error` (a final job keeps its state:
+/// nothing uses its options any more) with an error record that says what could not be
+/// read and what to do.
+fn mark_unreadable(job: &mut JobRecord, problems: &[Unreadable]) {
+    let mut message = problems
+        .iter()
+        .map(|p| {
+            format!(
+                "its stored {} (column {}) could not be read: {}",
+                p.what, p.column, p.reason
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if job.state.is_final() {
+        message.push_str(&format!(
+            "; the job is {}, so nothing uses them any more",
+            job.state
+        ));
+    } else {
+        message.push_str(
+            "; it will not be transferred with defaults in their place: cancel the job \
+             (`ferry cancel JOB`) and create it again",
+        );
+        job.state = JobState::Error;
+        job.retry_at_ms = None;
+    }
+    tracing::error!(job = %job.id, "{message}");
+    job.error = Some(JobErrorRecord {
+        context: ErrorContext::Daemon,
+        code: problems[0].code.into(),
+        message,
+        file_index: None,
+        time_ms: now_ms(),
+    });
+}
 
 fn parse<T: std::str::FromStr<Err = String>>(idx: usize, s: String) -> rusqlite::Result<T> {
     s.parse().map_err(|e: String| {
@@ -38,21 +135,65 @@ pub const JOB_COLUMNS: &str = "id, display_name, description, job_type, priority
     notify_flags, notification_class, notify_command, min_retry_delay_secs, \
     no_progress_timeout_secs, max_transfer_time_secs, partial, last_notification_error, options";
 
-pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+/// A job row; the flag is true when a column it needs could not be read and the job was
+/// put in `error` ([`mark_unreadable`]): that state is then to be written back.
+pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(JobRecord, bool)> {
     let error_context: Option<String> = r.get(12)?;
     let error = match error_context {
-        Some(ctx) => Some(JobErrorRecord {
-            context: parse::<ErrorContext>(12, ctx)?,
-            code: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
-            message: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
-            file_index: r.get(15)?,
-            time_ms: r.get::<_, Option<i64>>(16)?.unwrap_or(0),
-        }),
+        Some(ctx) => {
+            // Written together with the context: NULL here is an empty code or message.
+            let code = r.get::<_, Option<String>>(13)?.unwrap_or_default();
+            let message = r.get::<_, Option<String>>(14)?.unwrap_or_default();
+            let file_index = r.get(15)?;
+            let time_ms = r.get::<_, Option<i64>>(16)?.unwrap_or(0);
+            Some(match ctx.parse::<ErrorContext>() {
+                Ok(context) => JobErrorRecord {
+                    context,
+                    code,
+                    message,
+                    file_index,
+                    time_ms,
+                },
+                // The record is kept; only where it happened is lost.
+                Err(reason) => JobErrorRecord {
+                    context: ErrorContext::Daemon,
+                    code,
+                    message: format!(
+                        "{message} (its stored context, column jobs.error_context, could \
+                         not be read: {reason})"
+                    ),
+                    file_index,
+                    time_ms,
+                },
+            })
+        }
         None => None,
     };
     let class: Option<String> = r.get(19)?;
-    let command: String = r.get(20)?;
-    Ok(JobRecord {
+    let mut problems = Vec::new();
+    let notify_command = serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_else(|e| {
+        problems.push(Unreadable {
+            code: UNREADABLE_NOTIFY_COMMAND,
+            column: "jobs.notify_command",
+            what: "notify command",
+            reason: json_reason(&e),
+        });
+        Vec::new()
+    });
+    let options = read_options(&r.get::<_, String>(26)?).unwrap_or_else(|reason| {
+        problems.insert(
+            0,
+            Unreadable {
+                code: UNREADABLE_OPTIONS,
+                column: "jobs.options",
+                what: "transfer options (headers, credentials, proxy, CA file, bandwidth \
+                       limit, upload protocol, reply file, connections)",
+                reason,
+            },
+        );
+        JobOptions::default()
+    });
+    let mut job = JobRecord {
         id: uuid(0, r.get(0)?)?,
         display_name: r.get(1)?,
         description: r.get(2)?,
@@ -69,14 +210,39 @@ pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         error_count: r.get(17)?,
         notify_flags: NotifyFlags::from_bits_truncate(r.get(18)?),
         notification_class: class.map(|c| uuid(19, c)).transpose()?,
-        notify_command: serde_json::from_str(&command).unwrap_or_default(),
+        notify_command,
         min_retry_delay_secs: r.get::<_, i64>(21)? as u64,
         no_progress_timeout_secs: r.get::<_, i64>(22)? as u64,
         max_transfer_time_secs: r.get::<_, i64>(23)? as u64,
         partial: r.get(24)?,
         last_notification_error: r.get(25)?,
-        options: serde_json::from_str(&r.get::<_, String>(26)?).unwrap_or_default(),
-    })
+        options,
+    };
+    if !problems.is_empty() {
+        mark_unreadable(&mut job, &problems);
+    }
+    Ok((job, !problems.is_empty()))
+}
+
+/// Writes the state and error record that [`mark_unreadable`] gave a job, leaving its
+/// other columns (the unreadable one included) as they are.
+pub fn record_unreadable(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
+    let e = j.error.as_ref();
+    tx.prepare_cached(
+        "UPDATE jobs SET state = ?2, retry_at_ms = ?3, error_context = ?4, error_code = ?5, \
+         error_message = ?6, error_file_index = ?7, error_time_ms = ?8 WHERE id = ?1",
+    )?
+    .execute(params![
+        j.id.to_string(),
+        j.state.as_str(),
+        j.retry_at_ms,
+        e.map(|e| e.context.as_str()),
+        e.map(|e| e.code.as_str()),
+        e.map(|e| e.message.as_str()),
+        e.and_then(|e| e.file_index),
+        e.map(|e| e.time_ms),
+    ])?;
+    Ok(())
 }
 
 /// The upsert of a job row, built once (the statement cache is keyed by the text).
@@ -133,7 +299,7 @@ pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total
     bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
-    Ok(FileRecord {
+    let mut f = FileRecord {
         job_id: uuid(0, r.get(0)?)?,
         index: r.get(1)?,
         remote_url: r.get(2)?,
@@ -145,8 +311,26 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         final_url: r.get(8)?,
         validator: r.get(9)?,
         validated: r.get(10)?,
-        segments: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
-    })
+        segments: Vec::new(),
+    };
+    match serde_json::from_str::<Vec<Segment>>(&r.get::<_, String>(11)?) {
+        Ok(segments) => f.segments = segments,
+        // Without its segments the durable bytes of a multi-connection download are not
+        // one run from the start: resuming at `bytes_transferred` would leave holes. Its
+        // checkpoint is dropped and the file starts again (a completed file needs none).
+        Err(e) if !f.completed => {
+            tracing::warn!(
+                job = %f.job_id,
+                file = f.index,
+                "the stored segments of this file (column files.segments) could not be read: \
+                 {}; it starts again from zero",
+                json_reason(&e)
+            );
+            f.bytes_transferred = 0;
+        }
+        Err(_) => {}
+    }
+    Ok(f)
 }
 
 /// The upsert of a file row, built once.
@@ -180,15 +364,30 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn handler_from_row(r: &Row<'_>) -> rusqlite::Result<HandlerRecord> {
-    let argv: String = r.get(2)?;
-    Ok(HandlerRecord {
-        class: uuid(0, r.get(0)?)?,
-        owner_uid: r.get(1)?,
-        argv: serde_json::from_str(&argv).unwrap_or_default(),
+/// A handler row; `None` (with an error logged) when its command cannot be read.
+pub fn handler_from_row(r: &Row<'_>) -> rusqlite::Result<Option<HandlerRecord>> {
+    let class = uuid(0, r.get(0)?)?;
+    let owner_uid = r.get(1)?;
+    let argv = match serde_json::from_str(&r.get::<_, String>(2)?) {
+        Ok(argv) => argv,
+        Err(e) => {
+            tracing::error!(
+                %class,
+                owner_uid,
+                "the stored command of this handler (column handlers.argv) could not be read: \
+                 {}; the handler is not loaded: register it again with `ferry handler register`",
+                json_reason(&e)
+            );
+            return Ok(None);
+        }
+    };
+    Ok(Some(HandlerRecord {
+        class,
+        owner_uid,
+        argv,
         workdir: r.get(3)?,
         registered_ms: r.get(4)?,
-    })
+    }))
 }
 
 pub fn upsert_handler(tx: &Connection, h: &HandlerRecord) -> rusqlite::Result<()> {
