@@ -274,7 +274,7 @@ impl Job {
             .clone()
             .set_notify_interface(pb::SetNotifyInterfaceRequest {
                 job_id: self.id.to_string(),
-                object,
+                callback: object,
             })
             .await?;
         job_of(r.into_inner().job, "SetNotifyInterface")
@@ -293,7 +293,7 @@ impl Job {
             })
             .await?
             .into_inner();
-        let Some(o) = r.object else {
+        let Some(o) = r.callback else {
             return Ok(None);
         };
         let object = match self.manager.open_callback_channel().await {

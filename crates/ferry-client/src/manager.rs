@@ -166,7 +166,7 @@ impl Manager {
             .clone()
             .register_class_object(pb::RegisterClassObjectRequest {
                 class_id: class.to_string(),
-                object: Some(pb::ObjectRef {
+                class_object: Some(pb::ObjectRef {
                     channel_id: ch.id,
                     object_id,
                 }),

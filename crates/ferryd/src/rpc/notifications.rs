@@ -85,7 +85,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         let id = job_id(&r.job_id)?;
         let view = self
             .svc
-            .set_notify_interface(uid, id, r.object.map(obj_ref))?;
+            .set_notify_interface(uid, id, r.callback.map(obj_ref))?;
         Ok(Response::new(pb::SetNotifyInterfaceResponse {
             job: Some(convert::job(&view)),
         }))
@@ -97,11 +97,11 @@ impl pb::notifications_server::Notifications for NotificationsApi {
     ) -> Result<Response<pb::GetNotifyInterfaceResponse>, Status> {
         let uid = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
-        let object = self.svc.notify_interface(uid, id)?.map(|o| pb::ObjectRef {
+        let callback = self.svc.notify_interface(uid, id)?.map(|o| pb::ObjectRef {
             channel_id: o.channel,
             object_id: o.object,
         });
-        Ok(Response::new(pb::GetNotifyInterfaceResponse { object }))
+        Ok(Response::new(pb::GetNotifyInterfaceResponse { callback }))
     }
 
     async fn register_class_object(
@@ -111,8 +111,8 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         let uid = caller(&req)?;
         let r = req.into_inner();
         let o = r
-            .object
-            .ok_or_else(|| Status::invalid_argument("no object given"))?;
+            .class_object
+            .ok_or_else(|| Status::invalid_argument("no class object given"))?;
         self.svc
             .register_class_object(uid, &r.class_id, obj_ref(o))?;
         Ok(Response::new(pb::RegisterClassObjectResponse {}))
