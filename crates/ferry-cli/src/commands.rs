@@ -7,6 +7,7 @@ use ferry_client::{
     ConnectOptions, Credentials, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob,
     NotifyFlags, Priority, Uuid,
 };
+use ferry_common::{paths, units};
 
 use crate::args::*;
 use crate::output;
@@ -50,7 +51,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 fn priority(s: &str) -> Result<Priority> {
-    s.parse::<Priority>().map_err(|e| anyhow!("priority {e}"))
+    s.parse::<Priority>().map_err(|e| anyhow!(e))
 }
 
 fn url_file_name(url: &str) -> String {
@@ -178,7 +179,7 @@ fn get_job_name(urls: &[String]) -> String {
 }
 
 pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
-    let job_type: JobType = a.job_type.parse().map_err(|e| anyhow!("job type {e}"))?;
+    let job_type: JobType = a.job_type.parse().map_err(|e: String| anyhow!(e))?;
     let job = ctx
         .manager()
         .await?
@@ -351,7 +352,11 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
         credentials,
         proxy: a.proxy.clone(),
         ca_file: absolute_opt(&a.ca_file)?,
-        bandwidth_limit: a.bandwidth.as_deref().map(parse_rate).transpose()?,
+        bandwidth_limit: a
+            .bandwidth
+            .as_deref()
+            .map(|r| units::parse_rate(r).map_err(|e| anyhow!(e)))
+            .transpose()?,
         reply_file: absolute_opt(&a.reply_file)?,
         connections: a.connections,
         display_name: a.name,
@@ -398,10 +403,7 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
         DaemonCommand::Start => {
             let m = Manager::connect_with(ConnectOptions {
                 autostart: true,
-                socket: ctx
-                    .socket
-                    .clone()
-                    .unwrap_or_else(ferry_client::default_socket_path),
+                socket: ctx.socket.clone().unwrap_or_else(paths::socket_path),
                 ..Default::default()
             })
             .await?;
@@ -417,10 +419,7 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
         }
         DaemonCommand::Stop => {
             let opts = ConnectOptions {
-                socket: ctx
-                    .socket
-                    .clone()
-                    .unwrap_or_else(ferry_client::default_socket_path),
+                socket: ctx.socket.clone().unwrap_or_else(paths::socket_path),
                 ..Default::default()
             };
             match Manager::connect_with(opts.clone()).await {
@@ -450,10 +449,7 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
         }
         DaemonCommand::Status => {
             let opts = ConnectOptions {
-                socket: ctx
-                    .socket
-                    .clone()
-                    .unwrap_or_else(ferry_client::default_socket_path),
+                socket: ctx.socket.clone().unwrap_or_else(paths::socket_path),
                 ..Default::default()
             };
             match Manager::connect_with(opts).await {
@@ -666,34 +662,10 @@ pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
     Ok(0)
 }
 
-/// `1MiB/s`, `500k`, `2MB/s` or bytes per second.
-fn parse_rate(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t).trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("'{text}' is not a rate (e.g. 1MiB/s, 500KiB/s, 2MB/s)"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1048576.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1073741824.0,
-        other => bail!("unknown unit '{other}' in rate '{text}'"),
-    };
-    Ok((n * mult) as u64)
-}
-
 /// Whether a daemon still holds the instance lock beside `socket`.
 fn instance_lock_held(socket: &Path) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(f) = std::fs::File::open(socket.with_extension("lock")) else {
+    let Ok(f) = std::fs::File::open(paths::lock_path(socket)) else {
         return false;
     };
     // SAFETY: flock on an open descriptor; a shared lock is released when `f` closes.

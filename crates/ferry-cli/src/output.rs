@@ -1,6 +1,7 @@
 //! Printing jobs and files as text or JSON.
 
 use ferry_client::{FileInfo, JobInfo};
+use ferry_common::units::{format_rate, format_size as bytes};
 use serde::Serialize;
 
 /// Prints `value` as one line of JSON.
@@ -9,22 +10,6 @@ pub fn json<T: Serialize>(value: &T) {
         "{}",
         serde_json::to_string(value).expect("client types serialize")
     );
-}
-
-/// `1.5 MiB`-style sizes.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 fn progress(done: u64, total: Option<u64>) -> String {
@@ -88,7 +73,7 @@ pub fn job_detail(j: &JobInfo) {
         println!("CA file:          {c}");
     }
     if j.bandwidth_limit > 0 {
-        println!("bandwidth limit:  {}/s", bytes(j.bandwidth_limit));
+        println!("bandwidth limit:  {}", format_rate(j.bandwidth_limit));
     }
     if j.max_transfer_time_secs > 0 {
         println!("max time:         {} s", j.max_transfer_time_secs);

@@ -2,7 +2,7 @@
 //! one `Connect` stream, notification classes, handlers and validation.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use ferry_proto::v1 as pb;
@@ -84,6 +84,7 @@ impl File {
             .job
             .manager()
             .rpc
+            .notifications
             .clone()
             .set_validation_state(pb::SetValidationStateRequest {
                 job_id: self.job.id().to_string(),
@@ -91,7 +92,9 @@ impl File {
                 valid,
             })
             .await?
-            .into_inner();
+            .into_inner()
+            .file
+            .ok_or_else(|| Error::Protocol("SetValidationState returned no file".into()))?;
         FileInfo::from_wire(f)
     }
 }
@@ -99,12 +102,25 @@ impl File {
 /// The open `Connect` stream of this process and the objects exported on it.
 pub(crate) struct CallbackChannel {
     pub(crate) id: u64,
-    out: mpsc::Sender<pb::ClientMessage>,
+    out: mpsc::Sender<pb::ConnectRequest>,
     objects: Mutex<HashMap<u64, Arc<dyn Callback>>>,
     next_object: AtomicU64,
+    /// The stream ended: the daemon went away (shut down, or the connection broke) and
+    /// forgot this channel and its objects.
+    gone: AtomicBool,
 }
 
 impl CallbackChannel {
+    /// The daemon no longer knows this channel: a new one must be opened.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
+    }
+
+    /// The object exported as `id`, if any.
+    pub(crate) fn object(&self, id: u64) -> Option<Arc<dyn Callback>> {
+        self.objects.lock().unwrap().get(&id).cloned()
+    }
+
     /// Exports `obj`, returning its object id on this channel.
     pub(crate) fn export(&self, obj: Arc<dyn Callback>) -> u64 {
         let id = self.next_object.fetch_add(1, Ordering::Relaxed);
@@ -116,8 +132,8 @@ impl CallbackChannel {
     /// (and ferryd forgets this process's objects) when the last `Manager` clone is dropped.
     pub(crate) async fn open(manager: &Manager) -> Result<Arc<CallbackChannel>> {
         let (out, rx) = mpsc::channel(64);
-        out.send(pb::ClientMessage {
-            kind: Some(pb::client_message::Kind::Hello(pb::Hello {
+        out.send(pb::ConnectRequest {
+            kind: Some(pb::connect_request::Kind::Hello(pb::Hello {
                 pid: std::process::id(),
             })),
         })
@@ -125,13 +141,14 @@ impl CallbackChannel {
         .map_err(|_| Error::Protocol("callback channel closed at once".into()))?;
         let mut inbound = manager
             .rpc
+            .notifications
             .clone()
             .connect(ReceiverStream::new(rx))
             .await?
             .into_inner();
         let id = match inbound.message().await? {
-            Some(pb::ServerMessage {
-                kind: Some(pb::server_message::Kind::Welcome(w)),
+            Some(pb::ConnectResponse {
+                kind: Some(pb::connect_response::Kind::Welcome(w)),
             }) => w.channel_id,
             _ => {
                 return Err(Error::Protocol(
@@ -144,14 +161,17 @@ impl CallbackChannel {
             out,
             objects: Mutex::new(HashMap::new()),
             next_object: AtomicU64::new(1),
+            gone: AtomicBool::new(false),
         });
         let weak: Weak<CallbackChannel> = Arc::downgrade(&channel);
         // Jobs handed to callbacks use a manager without this channel, so they do not keep
         // it open.
         let plain = manager.without_callbacks();
         tokio::spawn(async move {
+            // Ends when the daemon ends the stream (a shutdown ends it with UNAVAILABLE),
+            // the connection breaks, or the last `Manager` clone is dropped.
             while let Ok(Some(msg)) = inbound.message().await {
-                let Some(pb::server_message::Kind::Invoke(inv)) = msg.kind else {
+                let Some(pb::connect_response::Kind::Invoke(inv)) = msg.kind else {
                     continue;
                 };
                 let Some(ch) = weak.upgrade() else { break };
@@ -172,12 +192,15 @@ impl CallbackChannel {
                     if let Some(ch) = weak.upgrade() {
                         let _ = ch
                             .out
-                            .send(pb::ClientMessage {
-                                kind: Some(pb::client_message::Kind::Reply(reply)),
+                            .send(pb::ConnectRequest {
+                                kind: Some(pb::connect_request::Kind::Reply(reply)),
                             })
                             .await;
                     }
                 });
+            }
+            if let Some(ch) = weak.upgrade() {
+                ch.gone.store(true, Ordering::SeqCst);
             }
         });
         Ok(channel)
@@ -222,8 +245,8 @@ pub struct HandlerInfo {
 impl HandlerInfo {
     pub(crate) fn from_wire(h: pb::Handler) -> Result<HandlerInfo> {
         Ok(HandlerInfo {
-            class: Uuid::parse_str(&h.class)
-                .map_err(|_| Error::Protocol(format!("bad class '{}'", h.class)))?,
+            class: Uuid::parse_str(&h.class_id)
+                .map_err(|_| Error::Protocol(format!("bad class '{}'", h.class_id)))?,
             argv: h.argv,
             workdir: Some(h.workdir).filter(|w| !w.is_empty()),
             registered_unix_ms: h.registered_unix_ms,

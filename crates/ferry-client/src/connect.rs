@@ -4,43 +4,22 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ferry_common::paths;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::{Error, Result};
 
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
 /// The socket ferryd serves: `$FERRY_SOCKET`, else `$XDG_RUNTIME_DIR/ferry/ferryd.sock`,
-/// else `/tmp/ferry-$UID/ferryd.sock`.
+/// else `/tmp/ferry-$UID/ferryd.sock` (the rule ferryd follows too).
 pub fn default_socket_path() -> PathBuf {
-    if let Some(p) = env_path("FERRY_SOCKET") {
-        return p;
-    }
-    if let Some(dir) = env_path("XDG_RUNTIME_DIR") {
-        return dir.join("ferry").join("ferryd.sock");
-    }
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    PathBuf::from(format!("/tmp/ferry-{uid}")).join("ferryd.sock")
+    paths::socket_path()
 }
 
 /// The folder of the job store: `$FERRY_STATE_DIR`, else `$XDG_STATE_HOME/ferry`, else
-/// `~/.local/state/ferry`.
+/// `~/.local/state/ferry` (the rule ferryd follows too).
 pub fn default_state_dir() -> PathBuf {
-    if let Some(p) = env_path("FERRY_STATE_DIR") {
-        return p;
-    }
-    if let Some(dir) = env_path("XDG_STATE_HOME") {
-        return dir.join("ferry");
-    }
-    env_path("HOME")
-        .unwrap_or_else(|| PathBuf::from("/"))
-        .join(".local/state/ferry")
+    paths::state_dir()
 }
 
 /// How [`crate::Manager::connect_with`] reaches the daemon.
@@ -94,8 +73,8 @@ pub(crate) async fn channel(socket: &Path) -> Result<Channel> {
 /// program cargo built into `examples/` or `deps/`, the one in the profile directory
 /// above), then `PATH`.
 pub fn find_daemon_binary() -> Option<PathBuf> {
-    if let Some(p) = env_path("FERRY_DAEMON") {
-        return Some(p);
+    if let Some(p) = std::env::var_os("FERRY_DAEMON").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
     }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
@@ -138,6 +117,7 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
         )
     })?;
     let state_dir = default_state_dir();
+    let log_path = paths::daemon_log_path(&state_dir);
     {
         use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new()
@@ -148,7 +128,7 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(state_dir.join("ferryd.log"))
+        .open(&log_path)
         .map_err(|e| {
             unavailable(format!(
                 "cannot open the daemon log in {}: {e}",
@@ -156,7 +136,7 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
             ))
         })?;
     let mut cmd = std::process::Command::new(&bin);
-    cmd.env("FERRY_SOCKET", socket)
+    cmd.env(paths::SOCKET_ENV, socket)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| unavailable(e.to_string()))?)
         .stderr(log);
@@ -187,7 +167,7 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
             return Err(unavailable(format!(
                 "{} exited with {status}; see {}",
                 bin.display(),
-                state_dir.join("ferryd.log").display()
+                log_path.display()
             )));
         }
         if Instant::now() > deadline {

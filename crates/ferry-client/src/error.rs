@@ -13,6 +13,16 @@ pub enum Error {
         /// Why it failed, with what to do.
         reason: String,
     },
+    /// The daemon went away while a stream was open: it is shutting down (the stream
+    /// ended with `UNAVAILABLE`), or the connection broke. Nothing ended normally; call
+    /// again once ferryd is back.
+    #[error("ferryd at {socket} went away: {reason}")]
+    DaemonGone {
+        /// The socket of the daemon that went away.
+        socket: PathBuf,
+        /// What the daemon said, or why the stream broke.
+        reason: String,
+    },
     /// The daemon refused or failed the call.
     #[error("{}", .0.message())]
     Status(tonic::Status),
@@ -54,7 +64,7 @@ impl Error {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Unavailable { .. } | Error::DaemonGone { .. } => ErrorKind::Unavailable,
             Error::Protocol(_) => ErrorKind::Other,
             Error::Status(s) => match s.code() {
                 tonic::Code::NotFound => ErrorKind::NotFound,
@@ -74,7 +84,21 @@ impl Error {
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
             Error::Status(s) => Some(s.code()),
+            Error::DaemonGone { .. } => Some(tonic::Code::Unavailable),
             _ => None,
+        }
+    }
+
+    /// The error of a stream that ended with `status`: `UNAVAILABLE` means the daemon went
+    /// away (it ends its streams so when it shuts down).
+    pub(crate) fn from_stream(status: tonic::Status, socket: &std::path::Path) -> Error {
+        if status.code() == tonic::Code::Unavailable {
+            Error::DaemonGone {
+                socket: socket.to_owned(),
+                reason: status.message().to_string(),
+            }
+        } else {
+            Error::Status(status)
         }
     }
 }

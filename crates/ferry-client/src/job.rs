@@ -7,10 +7,40 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use crate::callback::{Callback, File};
+use crate::manager::LIST_PAGE_SIZE;
 use crate::types::{
     CompleteOutcome, Credentials, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
 };
+use crate::wire::Wire;
 use crate::{Error, Manager, Result};
+
+/// A job's callback object, as [`Job::notify_interface`] reports it (BITS's
+/// `GetNotifyInterface`).
+#[derive(Clone)]
+pub struct NotifyInterface {
+    /// The callback channel (one per connected client process) the object lives on.
+    pub channel_id: u64,
+    /// The object's id on that channel.
+    pub object_id: u64,
+    /// The object itself, when this manager exported it; `None` when another process (or
+    /// another [`Manager`]) did.
+    pub object: Option<Arc<dyn Callback>>,
+}
+
+impl std::fmt::Debug for NotifyInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyInterface")
+            .field("channel_id", &self.channel_id)
+            .field("object_id", &self.object_id)
+            .field("local", &self.object.is_some())
+            .finish()
+    }
+}
+
+/// The job of a reply that must carry one.
+fn job_of(job: Option<pb::Job>, call: &str) -> Result<JobInfo> {
+    JobInfo::from_wire(job.ok_or_else(|| Error::Protocol(format!("{call} returned no job")))?)
+}
 
 /// A handle on a job. Cheap to clone; every method asks the daemon.
 #[derive(Clone, Debug)]
@@ -34,16 +64,22 @@ impl Job {
         &self.manager
     }
 
-    fn job_ref(&self) -> pb::JobRef {
-        pb::JobRef {
-            id: self.id.to_string(),
-        }
+    fn job_id(&self) -> String {
+        self.id.to_string()
     }
 
     /// A fresh snapshot of the job.
     pub async fn info(&self) -> Result<JobInfo> {
-        let j = self.manager.rpc.clone().get_job(self.job_ref()).await?;
-        JobInfo::from_wire(j.into_inner())
+        let r = self
+            .manager
+            .rpc
+            .jobs
+            .clone()
+            .get_job(pb::GetJobRequest {
+                job_id: self.job_id(),
+            })
+            .await?;
+        job_of(r.into_inner().job, "GetJob")
     }
 
     /// Adds one file (`remote_url` → absolute `local_path`).
@@ -61,6 +97,7 @@ impl Job {
         let reply = self
             .manager
             .rpc
+            .jobs
             .clone()
             .add_files(pb::AddFilesRequest {
                 job_id: self.id.to_string(),
@@ -82,33 +119,74 @@ impl Job {
             .collect()
     }
 
-    /// The job's files in order.
+    /// The job's files in order: every file (the daemon's pages are fetched one after
+    /// another).
     pub async fn files(&self) -> Result<Vec<FileInfo>> {
-        let reply = self.manager.rpc.clone().list_files(self.job_ref()).await?;
-        reply
-            .into_inner()
-            .files
-            .into_iter()
-            .map(FileInfo::from_wire)
-            .collect()
+        let mut files = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .manager
+                .rpc
+                .jobs
+                .clone()
+                .list_files(pb::ListFilesRequest {
+                    job_id: self.job_id(),
+                    page_size: LIST_PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            for f in page.files {
+                files.push(FileInfo::from_wire(f)?);
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(files);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Queues a suspended or failed job for transfer.
     pub async fn resume(&self) -> Result<JobInfo> {
-        let j = self.manager.rpc.clone().resume(self.job_ref()).await?;
-        JobInfo::from_wire(j.into_inner())
+        let r = self
+            .manager
+            .rpc
+            .jobs
+            .clone()
+            .resume_job(pb::ResumeJobRequest {
+                job_id: self.job_id(),
+            })
+            .await?;
+        job_of(r.into_inner().job, "ResumeJob")
     }
 
     /// Stops transferring; progress is kept.
     pub async fn suspend(&self) -> Result<JobInfo> {
-        let j = self.manager.rpc.clone().suspend(self.job_ref()).await?;
-        JobInfo::from_wire(j.into_inner())
+        let r = self
+            .manager
+            .rpc
+            .jobs
+            .clone()
+            .suspend_job(pb::SuspendJobRequest {
+                job_id: self.job_id(),
+            })
+            .await?;
+        job_of(r.into_inner().job, "SuspendJob")
     }
 
     /// Cancels the job and deletes its temporary files.
     pub async fn cancel(&self) -> Result<JobInfo> {
-        let j = self.manager.rpc.clone().cancel(self.job_ref()).await?;
-        JobInfo::from_wire(j.into_inner())
+        let r = self
+            .manager
+            .rpc
+            .jobs
+            .clone()
+            .cancel_job(pb::CancelJobRequest {
+                job_id: self.job_id(),
+            })
+            .await?;
+        job_of(r.into_inner().job, "CancelJob")
     }
 
     /// Moves the transferred files to their destinations (atomically) and discards the rest.
@@ -116,15 +194,15 @@ impl Job {
         let r = self
             .manager
             .rpc
+            .jobs
             .clone()
-            .complete(self.job_ref())
+            .complete_job(pb::CompleteJobRequest {
+                job_id: self.job_id(),
+            })
             .await?
             .into_inner();
         Ok(CompleteOutcome {
-            job: JobInfo::from_wire(
-                r.job
-                    .ok_or_else(|| Error::Protocol("Complete returned no job".into()))?,
-            )?,
+            job: job_of(r.job, "CompleteJob")?,
             files_committed: r.files_committed,
             files_discarded: r.files_discarded,
         })
@@ -132,11 +210,11 @@ impl Job {
 
     /// Changes properties.
     pub async fn set(&self, props: JobProperties) -> Result<JobInfo> {
-        let req = pb::SetPropertiesRequest {
+        let req = pb::SetJobPropertiesRequest {
             job_id: self.id.to_string(),
             display_name: props.display_name,
             description: props.description,
-            priority: props.priority.map(|p| p.to_wire()).unwrap_or(0),
+            priority: props.priority.map(|p| p.to_wire()).unwrap_or_default(),
             notify_flags: props.notify_flags.map(|f| f.bits()),
             notification_class: props.notification_class.map(|c| {
                 if c.is_nil() {
@@ -165,8 +243,14 @@ impl Job {
             reply_file: props.reply_file,
             connections: props.connections,
         };
-        let j = self.manager.rpc.clone().set_properties(req).await?;
-        JobInfo::from_wire(j.into_inner())
+        let r = self
+            .manager
+            .rpc
+            .jobs
+            .clone()
+            .set_job_properties(req)
+            .await?;
+        job_of(r.into_inner().job, "SetJobProperties")
     }
 
     /// Sets (`Some`) or clears (`None`) the job's callback object; the last call wins. The
@@ -183,16 +267,44 @@ impl Job {
             }
             None => None,
         };
-        let j = self
+        let r = self
             .manager
             .rpc
+            .notifications
             .clone()
             .set_notify_interface(pb::SetNotifyInterfaceRequest {
                 job_id: self.id.to_string(),
-                object,
+                callback: object,
             })
             .await?;
-        JobInfo::from_wire(j.into_inner())
+        job_of(r.into_inner().job, "SetNotifyInterface")
+    }
+
+    /// The job's callback object (BITS's `GetNotifyInterface`): `None` when none is set,
+    /// it was cleared, or the process that exported it disconnected.
+    pub async fn notify_interface(&self) -> Result<Option<NotifyInterface>> {
+        let r = self
+            .manager
+            .rpc
+            .notifications
+            .clone()
+            .get_notify_interface(pb::GetNotifyInterfaceRequest {
+                job_id: self.job_id(),
+            })
+            .await?
+            .into_inner();
+        let Some(o) = r.callback else {
+            return Ok(None);
+        };
+        let object = match self.manager.open_callback_channel().await {
+            Some(ch) if ch.id == o.channel_id => ch.object(o.object_id),
+            _ => None,
+        };
+        Ok(Some(NotifyInterface {
+            channel_id: o.channel_id,
+            object_id: o.object_id,
+            object,
+        }))
     }
 
     /// Selects which notifications the job sends.
@@ -248,21 +360,28 @@ impl Job {
         .await
     }
 
-    /// The job now, then after every change, until it reaches a final state.
+    /// The job now, then after every change, until it reaches a final state. If the
+    /// daemon goes away first (it shuts down), the last item is [`Error::DaemonGone`].
     pub async fn watch(&self) -> Result<impl Stream<Item = Result<JobInfo>> + Send + 'static> {
         let stream = self
             .manager
             .rpc
+            .jobs
             .clone()
             .watch_job(pb::WatchJobRequest {
-                id: self.id.to_string(),
+                job_id: self.job_id(),
             })
             .await?
             .into_inner();
-        Ok(stream.map(|r| r.map_err(Error::from).and_then(JobInfo::from_wire)))
+        let socket = self.manager.socket().to_owned();
+        Ok(stream.map(move |r| {
+            r.map_err(|s| Error::from_stream(s, &socket))
+                .and_then(|r| job_of(r.job, "WatchJob"))
+        }))
     }
 
-    /// Waits until the job is `transferred`, `error`, or final, and returns it then.
+    /// Waits until the job is `transferred`, `error`, or final, and returns it then; fails
+    /// with [`Error::DaemonGone`] if the daemon goes away first.
     pub async fn wait(&self) -> Result<JobInfo> {
         self.wait_for(|s| matches!(s, JobState::Transferred | JobState::Error) || s.is_final())
             .await

@@ -22,19 +22,22 @@ mod job;
 mod manager;
 mod query;
 mod types;
+mod wire;
 
 pub use callback::{activation_class, Callback, CallbackResult, File, HandlerInfo};
 pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, ConnectOptions};
 pub use error::{Error, ErrorKind, Result};
-pub use job::Job;
+pub use job::{Job, NotifyInterface};
 pub use manager::{Manager, NewJob};
 pub use query::{
     AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, Object, ObjectSink,
     StatusCode, Value,
 };
 pub use types::{
-    CompleteOutcome, Credentials, DaemonStatus, ErrorContext, FileInfo, FileSpec, JobError,
-    JobInfo, JobProperties, JobState, JobType, NotifyFlags, Priority,
+    CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
+    JobProperties,
 };
+/// The named enums and flags, shared with ferryd through `ferry-common`.
+pub use types::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

@@ -4,20 +4,56 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_proto::v1 as pb;
-use ferry_proto::v1::ferry_client::FerryClient;
+use ferry_proto::v1::{
+    daemon_client::DaemonClient, jobs_client::JobsClient,
+    notifications_client::NotificationsClient, queries_client::QueriesClient,
+};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::callback::{Callback, CallbackChannel, HandlerInfo};
 use crate::connect::{self, ConnectOptions};
-use crate::types::{DaemonStatus, JobInfo, JobType, Priority};
+use crate::types::{DaemonStatus, JobInfo, JobType, Priority, UploadProtocol};
+use crate::wire::Wire;
 use crate::{Error, Job, Result};
+
+/// Largest message either way (ferryd allows the same).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Items asked for per page when listing: the daemon's maximum.
+pub(crate) const LIST_PAGE_SIZE: i32 = 1000;
+
+/// The stubs of ferryd's four services, sharing one connection.
+#[derive(Clone)]
+pub(crate) struct Rpc {
+    pub(crate) jobs: JobsClient<Channel>,
+    pub(crate) notifications: NotificationsClient<Channel>,
+    pub(crate) queries: QueriesClient<Channel>,
+    pub(crate) daemon: DaemonClient<Channel>,
+}
+
+impl Rpc {
+    fn new(channel: Channel) -> Rpc {
+        Rpc {
+            jobs: JobsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            notifications: NotificationsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            queries: QueriesClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            daemon: DaemonClient::new(channel),
+        }
+    }
+}
 
 /// A connection to ferryd (BITS's `IBackgroundCopyManager`). Cheap to clone; clones share
 /// the connection.
 #[derive(Clone)]
 pub struct Manager {
-    pub(crate) rpc: FerryClient<Channel>,
+    pub(crate) rpc: Rpc,
     socket: PathBuf,
     /// The callback channel, opened on first use and shared by clones.
     callbacks: Arc<tokio::sync::Mutex<Option<Arc<CallbackChannel>>>>,
@@ -87,9 +123,7 @@ impl Manager {
             Err(e) => return Err(e),
         };
         Ok(Manager {
-            rpc: FerryClient::new(channel)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
+            rpc: Rpc::new(channel),
             socket: options.socket,
             callbacks: Arc::default(),
         })
@@ -104,10 +138,11 @@ impl Manager {
         }
     }
 
-    /// This process's callback channel, opened on first use.
+    /// This process's callback channel, opened on first use, and again after the daemon
+    /// went away (a restarted daemon knows neither the channel nor its objects).
     pub(crate) async fn callback_channel(&self) -> Result<Arc<CallbackChannel>> {
         let mut slot = self.callbacks.lock().await;
-        if let Some(c) = slot.as_ref() {
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_gone()) {
             return Ok(c.clone());
         }
         let c = CallbackChannel::open(self).await?;
@@ -127,10 +162,11 @@ impl Manager {
         let ch = self.callback_channel().await?;
         let object_id = ch.export(object);
         self.rpc
+            .notifications
             .clone()
             .register_class_object(pb::RegisterClassObjectRequest {
-                class: class.to_string(),
-                object: Some(pb::ObjectRef {
+                class_id: class.to_string(),
+                class_object: Some(pb::ObjectRef {
                     channel_id: ch.id,
                     object_id,
                 }),
@@ -149,26 +185,30 @@ impl Manager {
     ) -> Result<HandlerInfo> {
         let h = self
             .rpc
+            .notifications
             .clone()
             .register_handler(pb::RegisterHandlerRequest {
                 handler: Some(pb::Handler {
-                    class: class.to_string(),
+                    class_id: class.to_string(),
                     argv,
                     workdir: workdir.unwrap_or_default(),
                     registered_unix_ms: 0,
                 }),
             })
             .await?
-            .into_inner();
+            .into_inner()
+            .handler
+            .ok_or_else(|| Error::Protocol("RegisterHandler returned no handler".into()))?;
         HandlerInfo::from_wire(h)
     }
 
     /// Removes the handler of `class`.
     pub async fn unregister_handler(&self, class: Uuid) -> Result<()> {
         self.rpc
+            .notifications
             .clone()
-            .unregister_handler(pb::HandlerRef {
-                class: class.to_string(),
+            .unregister_handler(pb::UnregisterHandlerRequest {
+                class_id: class.to_string(),
             })
             .await?;
         Ok(())
@@ -177,6 +217,7 @@ impl Manager {
     /// Your registered handlers.
     pub async fn handlers(&self) -> Result<Vec<HandlerInfo>> {
         self.rpc
+            .notifications
             .clone()
             .list_handlers(pb::ListHandlersRequest {})
             .await?
@@ -185,6 +226,16 @@ impl Manager {
             .into_iter()
             .map(HandlerInfo::from_wire)
             .collect()
+    }
+
+    /// The open callback channel, if any (not reopened).
+    pub(crate) async fn open_callback_channel(&self) -> Option<Arc<CallbackChannel>> {
+        self.callbacks
+            .lock()
+            .await
+            .as_ref()
+            .filter(|c| !c.is_gone())
+            .cloned()
     }
 
     /// The socket this manager is connected to.
@@ -197,21 +248,34 @@ impl Manager {
         self.create_job_with(NewJob::download(display_name)).await
     }
 
-    /// Creates a job as `spec` describes, in `suspended`.
+    /// Creates a job as `spec` describes, in `suspended`. An upload protocol other than
+    /// `put` or `tus` is refused with `InvalidArgument` before anything is sent.
     pub async fn create_job_with(&self, spec: NewJob) -> Result<Job> {
+        let upload_protocol = match spec.upload_protocol.as_deref().map(str::trim) {
+            None | Some("") => pb::UploadProtocol::Unspecified as i32,
+            Some(p) => p
+                .parse::<UploadProtocol>()
+                .map_err(|e| Error::Status(tonic::Status::invalid_argument(e)))?
+                .to_wire(),
+        };
         let reply = self
             .rpc
+            .jobs
             .clone()
             .create_job(pb::CreateJobRequest {
                 display_name: spec.display_name,
                 description: spec.description,
-                r#type: spec.job_type.to_wire(),
+                job_type: spec.job_type.to_wire(),
                 priority: spec.priority.to_wire(),
-                upload_protocol: spec.upload_protocol.unwrap_or_default(),
+                upload_protocol,
             })
             .await?
             .into_inner();
-        let info = JobInfo::from_wire(reply)?;
+        let info = JobInfo::from_wire(
+            reply
+                .job
+                .ok_or_else(|| Error::Protocol("CreateJob returned no job".into()))?,
+        )?;
         Ok(Job::new(self.clone(), info.id))
     }
 
@@ -227,23 +291,38 @@ impl Manager {
         Job::new(self.clone(), id)
     }
 
-    /// Your jobs, oldest first; `all` includes acknowledged and cancelled ones.
+    /// Your jobs, oldest first; `all` includes acknowledged and cancelled ones. Every job:
+    /// the daemon's pages are fetched one after another.
     pub async fn jobs(&self, all: bool) -> Result<Vec<JobInfo>> {
-        self.rpc
-            .clone()
-            .list_jobs(pb::ListJobsRequest { all })
-            .await?
-            .into_inner()
-            .jobs
-            .into_iter()
-            .map(JobInfo::from_wire)
-            .collect()
+        let mut jobs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .rpc
+                .jobs
+                .clone()
+                .list_jobs(pb::ListJobsRequest {
+                    all,
+                    page_size: LIST_PAGE_SIZE,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            for j in page.jobs {
+                jobs.push(JobInfo::from_wire(j)?);
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(jobs);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// The daemon's status.
     pub async fn status(&self) -> Result<DaemonStatus> {
         let s = self
             .rpc
+            .daemon
             .clone()
             .status(pb::StatusRequest {})
             .await?
@@ -261,7 +340,11 @@ impl Manager {
 
     /// Asks the daemon to checkpoint its transfers and exit.
     pub async fn shutdown_daemon(&self) -> Result<()> {
-        self.rpc.clone().shutdown(pb::ShutdownRequest {}).await?;
+        self.rpc
+            .daemon
+            .clone()
+            .shutdown(pb::ShutdownRequest {})
+            .await?;
         Ok(())
     }
 }

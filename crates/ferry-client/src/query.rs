@@ -3,13 +3,14 @@
 //! calls.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferry_proto::v1 as pb;
+use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::Streaming;
 
 use crate::{Error, Job, JobInfo, Manager, Result};
 
@@ -75,7 +76,7 @@ impl Object {
 
     fn from_wire(o: pb::Object) -> Object {
         Object {
-            class: o.class,
+            class: o.class_name,
             properties: o
                 .properties
                 .into_iter()
@@ -137,22 +138,24 @@ impl serde::Serialize for Object {
 }
 
 fn value_from_wire(v: Option<pb::Value>) -> Value {
+    use pb::value::Kind;
     match v.and_then(|v| v.kind) {
         None => Value::Null,
-        Some(pb::value::Kind::String(s)) => Value::String(s),
-        Some(pb::value::Kind::Integer(i)) => Value::Integer(i),
-        Some(pb::value::Kind::Real(r)) => Value::Real(r),
-        Some(pb::value::Kind::Boolean(b)) => Value::Boolean(b),
-        Some(pb::value::Kind::Object(o)) => Value::Object(Object::from_wire(o)),
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::IntegerValue(i)) => Value::Integer(i),
+        Some(Kind::RealValue(r)) => Value::Real(r),
+        Some(Kind::BooleanValue(b)) => Value::Boolean(b),
+        Some(Kind::ObjectValue(o)) => Value::Object(Object::from_wire(o)),
     }
 }
 
 bitflags::bitflags! {
-    /// Flags of an asynchronous call (WMI's `WBEM_FLAG_*`).
+    /// Flags of an asynchronous call (WMI's `WBEM_FLAG_*`; the bits of the wire's
+    /// `CallFlag` enum).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct CallFlags: u32 {
         /// Send progress statuses (done, total) between batches.
-        const SEND_STATUS = 0x1;
+        const SEND_STATUS = pb::CallFlag::SendStatus as u32;
     }
 }
 
@@ -167,7 +170,9 @@ pub enum StatusCode {
     CallCancelled,
     /// An event subscriber fell behind and events were dropped; the subscription ended.
     EventsDropped,
-    /// The daemon is shutting down.
+    /// The daemon went away before the call ended: it is shutting down (it ended the
+    /// stream with `UNAVAILABLE`), or the connection broke. Not a normal end: call again
+    /// once ferryd is back.
     ShuttingDown,
 }
 
@@ -182,17 +187,29 @@ pub struct FinalStatus {
 
 impl FinalStatus {
     fn from_wire(s: pb::FinalStatus) -> FinalStatus {
-        let code = match s.code_name.as_str() {
-            "OK" => StatusCode::Ok,
-            "CALL_CANCELLED" => StatusCode::CallCancelled,
-            "EVENTS_DROPPED" => StatusCode::EventsDropped,
-            "SHUTTING_DOWN" => StatusCode::ShuttingDown,
-            _ if s.code == 0 => StatusCode::Ok,
-            _ => StatusCode::Failed,
+        use pb::FinalStatusCode as C;
+        let code = match C::try_from(s.code) {
+            Ok(C::Ok) => StatusCode::Ok,
+            Ok(C::CallCancelled) => StatusCode::CallCancelled,
+            Ok(C::EventsDropped) => StatusCode::EventsDropped,
+            Ok(C::Failed) | Ok(C::Unspecified) | Err(_) => StatusCode::Failed,
         };
         FinalStatus {
             code,
             message: s.message,
+        }
+    }
+
+    /// How a stream that ended with an error status ended: `UNAVAILABLE` means the daemon
+    /// went away.
+    fn from_stream_error(e: tonic::Status) -> FinalStatus {
+        FinalStatus {
+            code: if e.code() == tonic::Code::Unavailable {
+                StatusCode::ShuttingDown
+            } else {
+                StatusCode::Failed
+            },
+            message: e.message().to_string(),
         }
     }
 
@@ -264,11 +281,48 @@ impl AsyncCall {
     }
 }
 
-fn spawn_call<S: ObjectSink>(
-    mut stream: Streaming<pb::QueryMessage>,
-    flags: CallFlags,
-    mut sink: S,
-) -> AsyncCall {
+/// One message of a query stream, whichever call it came from.
+enum Msg {
+    Batch(pb::ObjectBatch),
+    Progress(pb::Progress),
+    Status(pb::FinalStatus),
+}
+
+/// A response message of a query stream; `None` for one this library does not know.
+trait IntoMsg {
+    fn into_msg(self) -> Option<Msg>;
+}
+
+impl IntoMsg for pb::ExecQueryResponse {
+    fn into_msg(self) -> Option<Msg> {
+        use pb::exec_query_response::Kind;
+        Some(match self.kind? {
+            Kind::Batch(b) => Msg::Batch(b),
+            Kind::Progress(p) => Msg::Progress(p),
+            Kind::Status(s) => Msg::Status(s),
+        })
+    }
+}
+
+impl IntoMsg for pb::ExecNotificationQueryResponse {
+    fn into_msg(self) -> Option<Msg> {
+        use pb::exec_notification_query_response::Kind;
+        Some(match self.kind? {
+            Kind::Batch(b) => Msg::Batch(b),
+            Kind::Status(s) => Msg::Status(s),
+        })
+    }
+}
+
+/// The messages of a data or event query (`None`: a message this library does not know).
+/// Dropping it cancels the call on the daemon.
+type MsgStream = Pin<Box<dyn Stream<Item = Result<Option<Msg>, tonic::Status>> + Send>>;
+
+fn messages<T: IntoMsg + Send + 'static>(stream: tonic::Streaming<T>) -> MsgStream {
+    Box::pin(stream.map(|r| r.map(IntoMsg::into_msg)))
+}
+
+fn spawn_call<S: ObjectSink>(mut stream: MsgStream, flags: CallFlags, mut sink: S) -> AsyncCall {
     let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
     let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -279,31 +333,27 @@ fn spawn_call<S: ObjectSink>(
                     code: StatusCode::CallCancelled,
                     message: "cancelled by the caller".into(),
                 },
-                m = stream.message() => m,
+                m = stream.next() => m,
             };
             match msg {
-                Ok(Some(m)) => match m.kind {
-                    Some(pb::query_message::Kind::Batch(b)) => {
-                        let objects: Vec<Object> =
-                            b.objects.into_iter().map(Object::from_wire).collect();
-                        sink.indicate(id, &objects);
-                    }
-                    Some(pb::query_message::Kind::Progress(p))
-                        if flags.contains(CallFlags::SEND_STATUS) =>
-                    {
-                        sink.set_status(
-                            id,
-                            CallStatus::Progress {
-                                done: p.done,
-                                total: p.total,
-                            },
-                        );
-                    }
-                    Some(pb::query_message::Kind::Status(s)) => break FinalStatus::from_wire(s),
-                    Some(pb::query_message::Kind::Progress(_)) | None => {}
-                },
-                Ok(None) => break FinalStatus::failed("the call ended without a final status"),
-                Err(e) => break FinalStatus::failed(e.message().to_string()),
+                Some(Ok(Some(Msg::Batch(b)))) => {
+                    let objects: Vec<Object> =
+                        b.objects.into_iter().map(Object::from_wire).collect();
+                    sink.indicate(id, &objects);
+                }
+                Some(Ok(Some(Msg::Progress(p)))) if flags.contains(CallFlags::SEND_STATUS) => {
+                    sink.set_status(
+                        id,
+                        CallStatus::Progress {
+                            done: p.done,
+                            total: p.total,
+                        },
+                    );
+                }
+                Some(Ok(Some(Msg::Status(s)))) => break FinalStatus::from_wire(s),
+                Some(Ok(_)) => {}
+                None => break FinalStatus::failed("the call ended without a final status"),
+                Some(Err(e)) => break FinalStatus::from_stream_error(e),
             }
         };
         // Closing the stream tells ferryd to stop producing.
@@ -333,37 +383,53 @@ pub struct Next {
 
 /// The results of a semisynchronous call, pulled with [`Enumerator::next`] (WMI's
 /// `IEnumWbemClassObject`). Dropping it cancels the call on the daemon.
-#[derive(Debug)]
 pub struct Enumerator {
-    stream: Streaming<pb::QueryMessage>,
+    stream: MsgStream,
     buffer: VecDeque<Object>,
     status: Option<FinalStatus>,
 }
 
+impl std::fmt::Debug for Enumerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enumerator")
+            .field("buffered", &self.buffer.len())
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
 impl Enumerator {
-    /// Waits at most `timeout` for up to `max` objects; returns what is ready.
+    fn new(stream: MsgStream) -> Enumerator {
+        Enumerator {
+            stream,
+            buffer: VecDeque::new(),
+            status: None,
+        }
+    }
+}
+
+impl Enumerator {
+    /// Waits at most `timeout` for up to `max` objects; returns what is ready. When the
+    /// daemon goes away (it shuts down) the enumeration is done with the final status
+    /// [`StatusCode::ShuttingDown`], after the objects that had arrived.
     pub async fn next(&mut self, timeout: Duration, max: usize) -> Result<Next> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut timed_out = false;
         while self.buffer.len() < max && self.status.is_none() {
-            match tokio::time::timeout_at(deadline, self.stream.message()).await {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => {
                     timed_out = true;
                     break;
                 }
-                Ok(Err(e)) => self.status = Some(FinalStatus::failed(e.message().to_string())),
-                Ok(Ok(None)) => {
+                Ok(Some(Err(e))) => self.status = Some(FinalStatus::from_stream_error(e)),
+                Ok(None) => {
                     self.status = Some(FinalStatus::failed("the call ended without a final status"))
                 }
-                Ok(Ok(Some(m))) => match m.kind {
-                    Some(pb::query_message::Kind::Batch(b)) => self
-                        .buffer
-                        .extend(b.objects.into_iter().map(Object::from_wire)),
-                    Some(pb::query_message::Kind::Status(s)) => {
-                        self.status = Some(FinalStatus::from_wire(s))
-                    }
-                    _ => {}
-                },
+                Ok(Some(Ok(Some(Msg::Batch(b))))) => self
+                    .buffer
+                    .extend(b.objects.into_iter().map(Object::from_wire)),
+                Ok(Some(Ok(Some(Msg::Status(s))))) => self.status = Some(FinalStatus::from_wire(s)),
+                Ok(Some(Ok(_))) => {}
             }
         }
         let n = max.min(self.buffer.len());
@@ -378,31 +444,31 @@ impl Enumerator {
     }
 }
 
-fn request(wql: &str, flags: CallFlags) -> pb::QueryRequest {
-    pb::QueryRequest {
-        wql: wql.into(),
-        flags: flags.bits(),
-        batch_size: 0,
-    }
-}
-
 impl Manager {
-    async fn open_query(&self, wql: &str, flags: CallFlags) -> Result<Streaming<pb::QueryMessage>> {
-        Ok(self
+    async fn open_query(&self, wql: &str, flags: CallFlags) -> Result<MsgStream> {
+        let stream = self
             .rpc
+            .queries
             .clone()
-            .exec_query(request(wql, flags))
+            .exec_query(pb::ExecQueryRequest {
+                wql: wql.into(),
+                flags: flags.bits(),
+                batch_size: 0,
+            })
             .await?
-            .into_inner())
+            .into_inner();
+        Ok(messages(stream))
     }
 
-    async fn open_events(&self, wql: &str) -> Result<Streaming<pb::QueryMessage>> {
-        Ok(self
+    async fn open_events(&self, wql: &str) -> Result<MsgStream> {
+        let stream = self
             .rpc
+            .queries
             .clone()
-            .exec_notification_query(request(wql, CallFlags::empty()))
+            .exec_notification_query(pb::ExecNotificationQueryRequest { wql: wql.into() })
             .await?
-            .into_inner())
+            .into_inner();
+        Ok(messages(stream))
     }
 
     /// Runs a WQL data query and returns every object (synchronous form).
@@ -419,10 +485,10 @@ impl Manager {
                 match next.status {
                     Some(s) if s.code == StatusCode::Ok => return Ok(all),
                     Some(s) if s.code == StatusCode::ShuttingDown => {
-                        return Err(Error::Status(tonic::Status::unavailable(format!(
-                            "ferryd is shutting down; run the query again once it is back: {}",
-                            s.message
-                        ))))
+                        return Err(Error::DaemonGone {
+                            socket: self.socket().to_owned(),
+                            reason: s.message,
+                        })
                     }
                     Some(s) => return Err(Error::Status(tonic::Status::internal(s.message))),
                     None => return Ok(all),
@@ -434,11 +500,9 @@ impl Manager {
     /// Starts a data query and returns at once an [`Enumerator`] to pull results from
     /// (semisynchronous form).
     pub async fn exec_query_semisync(&self, wql: &str) -> Result<Enumerator> {
-        Ok(Enumerator {
-            stream: self.open_query(wql, CallFlags::empty()).await?,
-            buffer: VecDeque::new(),
-            status: None,
-        })
+        Ok(Enumerator::new(
+            self.open_query(wql, CallFlags::empty()).await?,
+        ))
     }
 
     /// Starts a data query whose results go to `sink` (asynchronous form). The query is
@@ -467,11 +531,7 @@ impl Manager {
 
     /// Subscribes to events, semisynchronous form.
     pub async fn exec_notification_query_semisync(&self, wql: &str) -> Result<Enumerator> {
-        Ok(Enumerator {
-            stream: self.open_events(wql).await?,
-            buffer: VecDeque::new(),
-            status: None,
-        })
+        Ok(Enumerator::new(self.open_events(wql).await?))
     }
 
     /// Calls `method` (`Resume`, `Suspend`, `Cancel`, `Complete`) on `job`; the job as it
@@ -483,7 +543,7 @@ impl Manager {
         mut sink: S,
     ) -> Result<AsyncCall> {
         let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
-        let mut rpc = self.rpc.clone();
+        let mut rpc = self.rpc.queries.clone();
         let req = pb::ExecMethodRequest {
             job_id: job.id().to_string(),
             method: method.into(),
@@ -493,7 +553,9 @@ impl Manager {
             let status = tokio::select! {
                 biased;
                 _ = &mut cancel_rx => FinalStatus { code: StatusCode::CallCancelled, message: "cancelled by the caller".into() },
-                r = rpc.exec_method(req) => match r.map_err(Error::from).and_then(|r| JobInfo::from_wire(r.into_inner())) {
+                r = rpc.exec_method(req) => match r.map_err(Error::from).and_then(|r| {
+                    JobInfo::from_wire(r.into_inner().job.ok_or_else(|| Error::Protocol("ExecMethod returned no job".into()))?)
+                }) {
                     Ok(info) => {
                         let json = serde_json::to_value(&info).unwrap_or_default();
                         sink.indicate(id, &[Object::from_json("Job", json)]);

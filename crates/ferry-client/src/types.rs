@@ -3,134 +3,12 @@
 //! These serialize to the JSON that `ferry --json` prints; the property names are the ones
 //! WQL queries use.
 
-use std::fmt;
-use std::str::FromStr;
-
 use ferry_proto::v1 as pb;
 use serde::Serialize;
 use uuid::Uuid;
 
-macro_rules! wire_enum {
-    ($(#[$m:meta])* $name:ident : $pb:ty { $($(#[$vm:meta])* $variant:ident = $pbv:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vm])* $variant),+ }
-
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The lower-case name used in JSON, WQL and on the command line.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// The wire value.
-            pub fn to_wire(self) -> i32 {
-                match self { $($name::$variant => <$pb>::$pbv as i32),+ }
-            }
-
-            /// From the wire value; `None` for unknown or unspecified values.
-            pub fn from_wire(v: i32) -> Option<Self> {
-                match <$pb>::try_from(v).ok()? {
-                    $(<$pb>::$pbv => Some($name::$variant),)+
-                    #[allow(unreachable_patterns)]
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                $(if s.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
-                Err(format!("'{}' is not one of: {}", s, [$($text),+].join(", ")))
-            }
-        }
-    };
-}
-
-wire_enum!(
-    /// What a job does.
-    JobType: pb::JobType {
-        /// Download files from remote URLs.
-        Download = Download => "download",
-        /// Upload one file.
-        Upload = Upload => "upload",
-        /// Upload one file and keep the server's reply.
-        UploadReply = UploadReply => "upload_reply",
-    }
-);
-
-wire_enum!(
-    /// Scheduling priority.
-    Priority: pb::Priority {
-        /// Runs at once, beside everything else.
-        Foreground = Foreground => "foreground",
-        /// Before normal and low.
-        High = High => "high",
-        /// The default.
-        Normal = Normal => "normal",
-        /// After everything else.
-        Low = Low => "low",
-    }
-);
-
-wire_enum!(
-    /// The state of a job (BITS's `BG_JOB_STATE_*`).
-    JobState: pb::JobState {
-        /// Not running; new jobs start here. `resume` queues it.
-        Suspended = Suspended => "suspended",
-        /// Waiting for its turn.
-        Queued = Queued => "queued",
-        /// Connecting to the server.
-        Connecting = Connecting => "connecting",
-        /// Moving bytes.
-        Transferring = Transferring => "transferring",
-        /// A failure that ferry retries after the minimum retry delay.
-        TransientError = TransientError => "transient_error",
-        /// A failure that needs you: see the job's error, then resume or cancel.
-        Error = Error => "error",
-        /// Every file is transferred; `complete` makes them appear at their destinations.
-        Transferred = Transferred => "transferred",
-        /// Completed (final).
-        Acknowledged = Acknowledged => "acknowledged",
-        /// Cancelled (final).
-        Cancelled = Cancelled => "cancelled",
-    }
-);
-
-wire_enum!(
-    /// Where an error happened.
-    ErrorContext: pb::ErrorContext {
-        /// The local file (destination or part file).
-        LocalFile = LocalFile => "local_file",
-        /// The remote file (the server's answer).
-        RemoteFile = RemoteFile => "remote_file",
-        /// The connection.
-        Transport = Transport => "transport",
-        /// ferryd itself.
-        Daemon = Daemon => "daemon",
-        /// The application rejected a file with `set_validation_state(false)`.
-        Validation = Validation => "validation",
-        /// Delivering a notification.
-        Notification = Notification => "notification",
-    }
-);
-
-impl JobState {
-    /// `acknowledged` or `cancelled`.
-    pub fn is_final(self) -> bool {
-        matches!(self, JobState::Acknowledged | JobState::Cancelled)
-    }
-}
+use crate::wire::Wire;
+pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
 
 /// An error recorded with a job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -207,8 +85,8 @@ pub struct JobInfo {
     pub ca_file: Option<String>,
     /// Bytes per second; 0 for no limit.
     pub bandwidth_limit: u64,
-    /// `put` or `tus` for upload jobs.
-    pub upload_protocol: Option<String>,
+    /// `put` or `tus` for upload jobs; `None` for downloads.
+    pub upload_protocol: Option<UploadProtocol>,
     /// Where an upload-reply job keeps the server's reply.
     pub reply_file: Option<String>,
     /// Connections per file for large downloads; 0 = the daemon's default.
@@ -222,7 +100,7 @@ impl JobInfo {
                 .map_err(|_| crate::Error::Protocol(format!("bad job id '{}'", j.id)))?,
             display_name: j.display_name,
             description: j.description,
-            job_type: JobType::from_wire(j.r#type),
+            job_type: JobType::from_wire(j.job_type),
             priority: Priority::from_wire(j.priority),
             state: JobState::from_wire(j.state),
             owner_uid: j.owner_uid,
@@ -253,7 +131,7 @@ impl JobInfo {
             proxy: j.proxy,
             ca_file: Some(j.ca_file).filter(|c| !c.is_empty()),
             bandwidth_limit: j.bandwidth_limit,
-            upload_protocol: Some(j.upload_protocol).filter(|c| !c.is_empty()),
+            upload_protocol: UploadProtocol::from_wire(j.upload_protocol),
             reply_file: Some(j.reply_file).filter(|c| !c.is_empty()),
             connections: j.connections,
         })
@@ -345,30 +223,6 @@ impl CompleteOutcome {
     /// Some files were discarded.
     pub fn is_partial(&self) -> bool {
         self.files_discarded > 0
-    }
-}
-
-bitflags::bitflags! {
-    /// Which notifications a job sends (BITS's `BG_NOTIFY_*`). Default:
-    /// `JOB_TRANSFERRED | JOB_ERROR`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct NotifyFlags: u32 {
-        /// Every file is transferred.
-        const JOB_TRANSFERRED = 0x1;
-        /// The job entered `error`.
-        const JOB_ERROR = 0x2;
-        /// Silences every notification.
-        const DISABLE = 0x4;
-        /// Any change of state or progress (coalesced).
-        const JOB_MODIFICATION = 0x8;
-        /// A file is transferred.
-        const FILE_TRANSFERRED = 0x10;
-    }
-}
-
-impl Default for NotifyFlags {
-    fn default() -> Self {
-        NotifyFlags::JOB_TRANSFERRED | NotifyFlags::JOB_ERROR
     }
 }
 

@@ -52,28 +52,7 @@ impl Default for Config {
 }
 
 /// Parses a rate such as `1MiB/s`, `500k`, `2 MB/s` or a plain number of bytes per second.
-pub fn parse_rate(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t).trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a rate (e.g. 1MiB/s, 500KiB/s, 2MB/s)"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown unit '{other}' in rate '{text}'")),
-    };
-    Ok((n * mult) as u64)
-}
+pub use ferry_common::units::parse_rate;
 
 /// `ferryd.toml`: every key optional; see `Config` for the defaults.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -93,19 +72,8 @@ struct FileConfig {
 }
 
 /// `$FERRY_CONFIG`, else `$XDG_CONFIG_HOME/ferry/ferryd.toml`, else
-/// `~/.config/ferry/ferryd.toml`.
-pub fn default_config_path() -> std::path::PathBuf {
-    let env = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty());
-    if let Some(p) = env("FERRY_CONFIG") {
-        return p.into();
-    }
-    let base = env("XDG_CONFIG_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env("HOME").unwrap_or_else(|| "/".into())).join(".config")
-        });
-    base.join("ferry").join("ferryd.toml")
-}
+/// `~/.config/ferry/ferryd.toml` (ferry-common's rule).
+pub use ferry_common::paths::config_path as default_config_path;
 
 fn duration(key: &str, v: &str) -> Result<Duration, String> {
     humantime::parse_duration(v).map_err(|e| format!("{key} = '{v}': {e} (e.g. 30s, 15m, 7d)"))

@@ -70,7 +70,7 @@ fn prepare_socket_dir(dir: &Path) -> anyhow::Result<()> {
 pub struct InstanceLock(#[allow(dead_code)] fs::File);
 
 fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
-    let path = socket.with_extension("lock");
+    let path = crate::paths::lock_path(socket);
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -4,7 +4,9 @@
 use ferry_proto::v1 as pb;
 use tonic::Status;
 
-use crate::model::{ErrorContext, HandlerRecord, JobState, JobType, Priority};
+use crate::model::{
+    Credentials, ErrorContext, HandlerRecord, JobState, JobType, Priority, UploadProtocol,
+};
 use crate::service::{CallbackMethod, FileView, Invocation, JobView, Obj, ServiceError};
 
 impl From<ServiceError> for Status {
@@ -42,6 +44,7 @@ pub fn job_type(t: JobType) -> pb::JobType {
     }
 }
 
+/// Unspecified is a download.
 pub fn job_type_from(t: i32) -> Result<JobType, Status> {
     match pb::JobType::try_from(t) {
         Ok(pb::JobType::Download) | Ok(pb::JobType::Unspecified) => Ok(JobType::Download),
@@ -72,6 +75,45 @@ pub fn priority_from(p: i32) -> Result<Option<Priority>, Status> {
     }
 }
 
+/// The priority a new job gets when the request leaves it unspecified.
+pub fn priority_or_default(p: i32) -> Result<Priority, Status> {
+    Ok(priority_from(p)?.unwrap_or(Priority::Normal))
+}
+
+pub fn upload_protocol(p: UploadProtocol) -> pb::UploadProtocol {
+    match p {
+        UploadProtocol::Put => pb::UploadProtocol::Put,
+        UploadProtocol::Tus => pb::UploadProtocol::Tus,
+    }
+}
+
+/// The protocol's name for the service (`None` for unspecified).
+pub fn upload_protocol_from(p: i32) -> Result<Option<String>, Status> {
+    let p = match pb::UploadProtocol::try_from(p) {
+        Ok(pb::UploadProtocol::Unspecified) => return Ok(None),
+        Ok(pb::UploadProtocol::Put) => UploadProtocol::Put,
+        Ok(pb::UploadProtocol::Tus) => UploadProtocol::Tus,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "unknown upload protocol {p}"
+            )))
+        }
+    };
+    Ok(Some(p.as_str().to_string()))
+}
+
+/// `None`: unchanged; `Some(None)`: removed.
+pub fn credentials_from(c: Option<pb::Credentials>) -> Option<Option<Credentials>> {
+    match c.and_then(|c| c.kind)? {
+        pb::credentials::Kind::Clear(_) => Some(None),
+        pb::credentials::Kind::Basic(b) => Some(Some(Credentials::Basic {
+            user: b.user,
+            password: b.password,
+        })),
+        pb::credentials::Kind::BearerToken(t) => Some(Some(Credentials::Bearer { token: t })),
+    }
+}
+
 pub fn error_context(c: ErrorContext) -> pb::ErrorContext {
     match c {
         ErrorContext::LocalFile => pb::ErrorContext::LocalFile,
@@ -89,7 +131,7 @@ pub fn job(v: &JobView) -> pb::Job {
         id: j.id.to_string(),
         display_name: j.display_name.clone(),
         description: j.description.clone(),
-        r#type: job_type(j.job_type) as i32,
+        job_type: job_type(j.job_type) as i32,
         priority: priority(j.priority) as i32,
         state: job_state(j.state) as i32,
         owner_uid: j.owner_uid,
@@ -135,9 +177,9 @@ pub fn job(v: &JobView) -> pb::Job {
         ca_file: j.options.ca_file.clone().unwrap_or_default(),
         bandwidth_limit: j.options.bandwidth_limit,
         upload_protocol: if j.job_type == JobType::Download {
-            String::new()
+            pb::UploadProtocol::Unspecified as i32
         } else {
-            j.options.upload_protocol().as_str().to_string()
+            upload_protocol(j.options.upload_protocol()) as i32
         },
         reply_file: j.options.reply_file.clone().unwrap_or_default(),
         connections: j.options.connections,
@@ -163,24 +205,23 @@ pub fn file(v: &FileView) -> pb::File {
 
 pub fn handler(h: &HandlerRecord) -> pb::Handler {
     pb::Handler {
-        class: h.class.to_string(),
+        class_id: h.class.to_string(),
         argv: h.argv.clone(),
         workdir: h.workdir.clone().unwrap_or_default(),
         registered_unix_ms: h.registered_ms,
     }
 }
 
-/// A query object on the wire.
 /// A call of a client's callback object, as the `Connect` stream carries it.
-pub fn invocation(i: &Invocation) -> pb::ServerMessage {
+pub fn invocation(i: &Invocation) -> pb::ConnectResponse {
     let method = match i.method {
         CallbackMethod::JobTransferred => pb::CallbackMethod::JobTransferred,
         CallbackMethod::JobError => pb::CallbackMethod::JobError,
         CallbackMethod::JobModification => pb::CallbackMethod::JobModification,
         CallbackMethod::FileTransferred => pb::CallbackMethod::FileTransferred,
     };
-    pb::ServerMessage {
-        kind: Some(pb::server_message::Kind::Invoke(pb::Invoke {
+    pb::ConnectResponse {
+        kind: Some(pb::connect_response::Kind::Invoke(pb::Invoke {
             invoke_id: i.invoke_id,
             object_id: i.object_id,
             method: method as i32,
@@ -190,11 +231,13 @@ pub fn invocation(i: &Invocation) -> pb::ServerMessage {
     }
 }
 
+/// A query object on the wire.
 pub fn object(o: &Obj) -> pb::Object {
     use crate::query::eval::Value as V;
     use crate::query::schema::Prop;
+    use pb::value::Kind;
     pb::Object {
-        class: o.class.clone(),
+        class_name: o.class.clone(),
         properties: o
             .props
             .iter()
@@ -203,14 +246,63 @@ pub fn object(o: &Obj) -> pb::Object {
                 value: Some(pb::Value {
                     kind: match p {
                         Prop::Value(V::Null) => None,
-                        Prop::Value(V::String(s)) => Some(pb::value::Kind::String(s.clone())),
-                        Prop::Value(V::Integer(i)) => Some(pb::value::Kind::Integer(*i)),
-                        Prop::Value(V::Real(r)) => Some(pb::value::Kind::Real(*r)),
-                        Prop::Value(V::Boolean(b)) => Some(pb::value::Kind::Boolean(*b)),
-                        Prop::Object(o) => Some(pb::value::Kind::Object(object(o))),
+                        Prop::Value(V::String(s)) => Some(Kind::StringValue(s.clone())),
+                        Prop::Value(V::Integer(i)) => Some(Kind::IntegerValue(*i)),
+                        Prop::Value(V::Real(r)) => Some(Kind::RealValue(*r)),
+                        Prop::Value(V::Boolean(b)) => Some(Kind::BooleanValue(*b)),
+                        Prop::Object(o) => Some(Kind::ObjectValue(object(o))),
                     },
                 }),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NotifyFlags;
+
+    #[test]
+    fn notify_flag_bits_are_the_wire_enum() {
+        let pairs = [
+            (NotifyFlags::JOB_TRANSFERRED, pb::NotifyFlag::JobTransferred),
+            (NotifyFlags::JOB_ERROR, pb::NotifyFlag::JobError),
+            (NotifyFlags::DISABLE, pb::NotifyFlag::Disable),
+            (
+                NotifyFlags::JOB_MODIFICATION,
+                pb::NotifyFlag::JobModification,
+            ),
+            (
+                NotifyFlags::FILE_TRANSFERRED,
+                pb::NotifyFlag::FileTransferred,
+            ),
+        ];
+        for (bit, wire) in pairs {
+            assert_eq!(bit.bits(), wire as u32, "{bit:?}");
+        }
+        let all = pairs.iter().fold(NotifyFlags::empty(), |a, (b, _)| a | *b);
+        assert_eq!(all, NotifyFlags::all(), "every bit has its wire value");
+    }
+
+    #[test]
+    fn enums_map_both_ways() {
+        for p in Priority::ALL {
+            assert_eq!(priority_from(priority(*p) as i32).unwrap(), Some(*p));
+        }
+        assert_eq!(priority_from(0).unwrap(), None);
+        assert!(priority_from(99).is_err());
+        for t in JobType::ALL {
+            assert_eq!(job_type_from(job_type(*t) as i32).unwrap(), *t);
+        }
+        assert_eq!(job_type_from(0).unwrap(), JobType::Download);
+        for p in [UploadProtocol::Put, UploadProtocol::Tus] {
+            assert_eq!(
+                upload_protocol_from(upload_protocol(p) as i32).unwrap(),
+                Some(p.as_str().to_string())
+            );
+        }
+        assert_eq!(upload_protocol_from(0).unwrap(), None);
+        assert!(upload_protocol_from(7).is_err());
     }
 }

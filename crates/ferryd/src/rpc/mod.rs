@@ -1,21 +1,74 @@
 //! The gRPC server on the Unix socket: peer-credential checks on every call, server
-//! reflection, and the handlers of `ferry.v1.Ferry`.
+//! reflection (`grpc.reflection.v1` and `v1alpha`), and the four services of `ferry.v1`,
+//! one file each:
+//!
+//! - `jobs.rs`: `Jobs` (create, add files, get, list, resume, suspend, cancel, complete,
+//!   set properties, watch);
+//! - `notifications.rs`: `Notifications` (the `Connect` callback channel, notify
+//!   interfaces, class objects, handlers, validation);
+//! - `queries.rs`: `Queries` (WQL data and event queries, method calls);
+//! - `daemon.rs`: `Daemon` (status, shutdown);
+//!
+//! and `convert.rs` for model ↔ wire. Handlers decode the request, call the service
+//! facade (`crate::service`), and encode its answer.
 
 pub mod convert;
-pub mod handlers;
-pub mod query;
+mod daemon;
+mod jobs;
+mod notifications;
+mod queries;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_proto::v1 as pb;
+use futures::Stream;
 use tokio::net::UnixListener;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
+use uuid::Uuid;
 
-use crate::service::Service;
+use crate::service::{validate, Service};
+
+/// The stream type of every streaming call.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Largest message either way (a `ListJobs` page stays far below it; see `jobs.rs`).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// How long a stream ended by a shutdown waits for room to say so.
+const SHUTDOWN_NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The uid of the peer process (the interceptor has already checked it).
+pub fn caller<T>(req: &Request<T>) -> Result<u32, Status> {
+    req.extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|i| i.peer_cred)
+        .map(|c| c.uid())
+        .ok_or_else(|| Status::permission_denied("the peer's credentials are unknown"))
+}
+
+/// A job id from a request.
+fn job_id(id: &str) -> Result<Uuid, Status> {
+    validate::job_id(id).map_err(Status::from)
+}
+
+/// The status that ends a stream because the daemon shuts down: UNAVAILABLE, so that a
+/// client tells it from a normal end.
+pub fn shutting_down() -> Status {
+    Status::unavailable("ferryd is shutting down; connect again once it is back")
+}
+
+/// Ends a stream because the daemon shuts down: `UNAVAILABLE` after what is already
+/// queued. A client that reads nothing is not waited for long.
+async fn end_for_shutdown<T>(tx: &mpsc::Sender<Result<T, Status>>) {
+    let _ = tokio::time::timeout(SHUTDOWN_NOTICE_TIMEOUT, tx.send(Err(shutting_down()))).await;
+}
 
 /// Refuses every call from a process whose uid is not `daemon_uid` (root is not special:
 /// a per-user daemon serves its user only).
@@ -50,24 +103,42 @@ pub async fn serve(
     state_dir: PathBuf,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let api = handlers::FerryApi {
-        svc: svc.clone(),
-        socket,
-        state_dir,
-    };
     let check = check_peer(svc.uid());
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .expect("the embedded descriptor set is valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the embedded descriptor set is valid");
+    let jobs = pb::jobs_server::JobsServer::new(jobs::JobsApi { svc: svc.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let notifications =
+        pb::notifications_server::NotificationsServer::new(notifications::NotificationsApi {
+            svc: svc.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let queries = pb::queries_server::QueriesServer::new(queries::QueriesApi { svc: svc.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let daemon = pb::daemon_server::DaemonServer::new(daemon::DaemonApi {
+        svc,
+        socket,
+        state_dir,
+    });
     tonic::transport::Server::builder()
         .layer(tonic::service::InterceptorLayer::new(check))
-        .add_service(
-            pb::ferry_server::FerryServer::new(api)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-        )
-        .add_service(reflection)
+        .add_service(jobs)
+        .add_service(notifications)
+        .add_service(queries)
+        .add_service(daemon)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
 }

@@ -8,6 +8,7 @@
 //!
 //! May use: `engine`, `notify`, `query`, `store`, `owner`, `model`, `config`. Not `rpc`.
 
+mod api_extra;
 mod commands;
 mod control;
 mod engine_host;
@@ -45,6 +46,7 @@ pub use crate::notify::{CallbackMethod, Channel as CallbackChannel, Invocation, 
 pub use crate::query::events::EventFilter;
 pub use crate::query::exec::{EventPlan, SelectPlan};
 pub use crate::query::schema::Obj;
+pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 
 /// A failure of a command, mapped to a gRPC status by `rpc/`.

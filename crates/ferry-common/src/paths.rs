@@ -1,0 +1,173 @@
+//! Where the socket, the state and the configuration live (DESIGN §3). `ferryd`, the
+//! client library and the `ferry` command all follow these rules.
+//!
+//! Each rule reads the environment through a lookup function, so the `*_from` forms can
+//! be checked without touching the process's environment.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Overrides the socket path.
+pub const SOCKET_ENV: &str = "FERRY_SOCKET";
+/// Overrides the state folder.
+pub const STATE_DIR_ENV: &str = "FERRY_STATE_DIR";
+/// Overrides the configuration file.
+pub const CONFIG_ENV: &str = "FERRY_CONFIG";
+/// The file name of the daemon's log when a client started it.
+pub const DAEMON_LOG: &str = "ferryd.log";
+
+/// The current user's uid.
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// A non-empty environment variable of this process.
+fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// `name` from `env`, as a path, if set and not empty.
+fn path_of(env: &impl Fn(&str) -> Option<OsString>, name: &str) -> Option<PathBuf> {
+    env(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The socket ferryd serves: `$FERRY_SOCKET`, else `$XDG_RUNTIME_DIR/ferry/ferryd.sock`,
+/// else `/tmp/ferry-$UID/ferryd.sock`.
+pub fn socket_path() -> PathBuf {
+    socket_path_from(process_env, current_uid())
+}
+
+/// [`socket_path`] with the environment read through `env` and the uid given.
+pub fn socket_path_from(env: impl Fn(&str) -> Option<OsString>, uid: u32) -> PathBuf {
+    if let Some(p) = path_of(&env, SOCKET_ENV) {
+        return p;
+    }
+    if let Some(dir) = path_of(&env, "XDG_RUNTIME_DIR") {
+        return dir.join("ferry").join("ferryd.sock");
+    }
+    PathBuf::from(format!("/tmp/ferry-{uid}")).join("ferryd.sock")
+}
+
+/// The folder of the job store: `$FERRY_STATE_DIR`, else `$XDG_STATE_HOME/ferry`, else
+/// `~/.local/state/ferry`.
+pub fn state_dir() -> PathBuf {
+    state_dir_from(process_env)
+}
+
+/// [`state_dir`] with the environment read through `env`.
+pub fn state_dir_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    if let Some(p) = path_of(&env, STATE_DIR_ENV) {
+        return p;
+    }
+    if let Some(dir) = path_of(&env, "XDG_STATE_HOME") {
+        return dir.join("ferry");
+    }
+    home(&env).join(".local").join("state").join("ferry")
+}
+
+/// The daemon's configuration file: `$FERRY_CONFIG`, else
+/// `$XDG_CONFIG_HOME/ferry/ferryd.toml`, else `~/.config/ferry/ferryd.toml`.
+pub fn config_path() -> PathBuf {
+    config_path_from(process_env)
+}
+
+/// [`config_path`] with the environment read through `env`.
+pub fn config_path_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    if let Some(p) = path_of(&env, CONFIG_ENV) {
+        return p;
+    }
+    let base = path_of(&env, "XDG_CONFIG_HOME").unwrap_or_else(|| home(&env).join(".config"));
+    base.join("ferry").join("ferryd.toml")
+}
+
+/// `$HOME`, else `/`.
+fn home(env: &impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    path_of(env, "HOME").unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The single-instance lock beside `socket` (`ferryd.sock` → `ferryd.lock`): a running
+/// daemon holds an exclusive `flock` on it.
+pub fn lock_path(socket: &Path) -> PathBuf {
+    socket.with_extension("lock")
+}
+
+/// Where a daemon started by a client writes its output: `STATE_DIR/ferryd.log`.
+pub fn daemon_log_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(DAEMON_LOG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let vars: Vec<(String, OsString)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn socket_rules_in_order() {
+        let p = |vars: &[(&str, &str)]| socket_path_from(env_of(vars), 1234);
+        assert_eq!(
+            p(&[
+                ("FERRY_SOCKET", "/s/x.sock"),
+                ("XDG_RUNTIME_DIR", "/run/user/1")
+            ]),
+            Path::new("/s/x.sock")
+        );
+        assert_eq!(
+            p(&[("FERRY_SOCKET", ""), ("XDG_RUNTIME_DIR", "/run/user/1")]),
+            Path::new("/run/user/1/ferry/ferryd.sock"),
+            "an empty variable counts as unset"
+        );
+        assert_eq!(p(&[]), Path::new("/tmp/ferry-1234/ferryd.sock"));
+    }
+
+    #[test]
+    fn state_rules_in_order() {
+        let p = |vars: &[(&str, &str)]| state_dir_from(env_of(vars));
+        assert_eq!(
+            p(&[("FERRY_STATE_DIR", "/st"), ("XDG_STATE_HOME", "/x")]),
+            Path::new("/st")
+        );
+        assert_eq!(
+            p(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")]),
+            Path::new("/x/ferry")
+        );
+        assert_eq!(p(&[("HOME", "/h")]), Path::new("/h/.local/state/ferry"));
+        assert_eq!(p(&[]), Path::new("/.local/state/ferry"));
+    }
+
+    #[test]
+    fn config_rules_in_order() {
+        let p = |vars: &[(&str, &str)]| config_path_from(env_of(vars));
+        assert_eq!(
+            p(&[("FERRY_CONFIG", "/c.toml"), ("XDG_CONFIG_HOME", "/x")]),
+            Path::new("/c.toml")
+        );
+        assert_eq!(
+            p(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")]),
+            Path::new("/x/ferry/ferryd.toml")
+        );
+        assert_eq!(
+            p(&[("HOME", "/h")]),
+            Path::new("/h/.config/ferry/ferryd.toml")
+        );
+    }
+
+    #[test]
+    fn lock_and_log_beside_their_owners() {
+        assert_eq!(
+            lock_path(Path::new("/run/user/1/ferry/ferryd.sock")),
+            Path::new("/run/user/1/ferry/ferryd.lock")
+        );
+        assert_eq!(
+            daemon_log_path(Path::new("/st")),
+            Path::new("/st/ferryd.log")
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! `ferry.v1.Daemon`: the daemon's status, and shutdown on request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferry_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::service::Service;
+
+/// The `Daemon` service.
+pub struct DaemonApi {
+    pub svc: Arc<Service>,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+#[tonic::async_trait]
+impl pb::daemon_server::Daemon for DaemonApi {
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        caller(&req)?;
+        Ok(Response::new(pb::StatusResponse {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            socket_path: self.socket.display().to_string(),
+            state_dir: self.state_dir.display().to_string(),
+            jobs: self.svc.job_count() as u64,
+            active_transfers: self.svc.active_transfers() as u64,
+            started_unix_ms: self.svc.started_ms(),
+        }))
+    }
+
+    async fn shutdown(
+        &self,
+        req: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
+        caller(&req)?;
+        tracing::info!("shutdown requested by a client");
+        self.svc.request_shutdown();
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}

@@ -1,0 +1,440 @@
+//! `ferry.v1.Jobs`: create, add files, get, list (paged), resume, suspend, cancel,
+//! complete, set properties, watch.
+
+use std::sync::Arc;
+
+use ferry_proto::v1 as pb;
+use prost::Message;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{caller, convert, end_for_shutdown, job_id, BoxStream};
+use crate::service::{FileSpec, JobChanges, NewJob, Service};
+
+/// Items in a page when the request does not say.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The most items in a page; larger requests get this many.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// A page stops before its items pass this many encoded bytes (it always holds one), so a
+/// reply stays well under gRPC's usual 4 MiB limit whatever the URLs, names and headers.
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// The `Jobs` service.
+pub struct JobsApi {
+    pub svc: Arc<Service>,
+}
+
+/// The number of items a request may get.
+fn page_size(requested: i32) -> Result<usize, Status> {
+    match requested {
+        n if n < 0 => Err(Status::invalid_argument(format!(
+            "page_size {n} is negative (0 takes the default, {DEFAULT_PAGE_SIZE})"
+        ))),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok((n as usize).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// Keeps the leading items that fit in [`PAGE_BYTES`] (at least one); true if some were
+/// cut off.
+fn fit_page<T: Message>(items: &mut Vec<T>) -> bool {
+    let mut bytes = 0;
+    for (i, item) in items.iter().enumerate() {
+        let len = item.encoded_len();
+        // Each repeated field costs a tag and a length prefix besides the item.
+        bytes += len + prost::length_delimiter_len(len) + 1;
+        if i > 0 && bytes > PAGE_BYTES {
+            items.truncate(i);
+            return true;
+        }
+    }
+    false
+}
+
+/// Where a listing continues. Encoded as opaque hex on the wire: a version byte, a kind
+/// byte, then the position (and what the request was, so a token cannot be reused for
+/// another listing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageToken {
+    /// `ListJobs` with `all`, after job `after`.
+    Jobs { all: bool, after: Uuid },
+    /// `ListFiles` of `job`, after file index `after`.
+    Files { job: Uuid, after: u32 },
+}
+
+const TOKEN_VERSION: u8 = 1;
+
+impl PageToken {
+    fn encode(self) -> String {
+        let mut b = vec![TOKEN_VERSION];
+        match self {
+            PageToken::Jobs { all, after } => {
+                b.push(b'j');
+                b.push(all as u8);
+                b.extend_from_slice(after.as_bytes());
+            }
+            PageToken::Files { job, after } => {
+                b.push(b'f');
+                b.extend_from_slice(job.as_bytes());
+                b.extend_from_slice(&after.to_be_bytes());
+            }
+        }
+        hex::encode(b)
+    }
+
+    /// `None` for the empty token (the first page).
+    fn decode(text: &str) -> Result<Option<PageToken>, Status> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            Status::invalid_argument(format!(
+                "page_token '{text}' is not one ferryd gave: pass next_page_token back as it came"
+            ))
+        };
+        let b = hex::decode(text).map_err(|_| bad())?;
+        let uuid = |s: &[u8]| Uuid::from_slice(s).map_err(|_| bad());
+        match b.as_slice() {
+            [TOKEN_VERSION, b'j', all @ (0 | 1), rest @ ..] if rest.len() == 16 => {
+                Ok(Some(PageToken::Jobs {
+                    all: *all == 1,
+                    after: uuid(rest)?,
+                }))
+            }
+            [TOKEN_VERSION, b'f', rest @ ..] if rest.len() == 20 => Ok(Some(PageToken::Files {
+                job: uuid(&rest[..16])?,
+                after: u32::from_be_bytes(rest[16..].try_into().expect("4 bytes")),
+            })),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The refusal of a token made for another listing.
+fn token_mismatch(what: &str) -> Status {
+    Status::invalid_argument(format!(
+        "page_token belongs to another listing ({what}): keep the other fields of the request as they were"
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::jobs_server::Jobs for JobsApi {
+    async fn create_job(
+        &self,
+        req: Request<pb::CreateJobRequest>,
+    ) -> Result<Response<pb::CreateJobResponse>, Status> {
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let spec = NewJob {
+            display_name: r.display_name,
+            description: r.description,
+            job_type: convert::job_type_from(r.job_type)?,
+            priority: convert::priority_or_default(r.priority)?,
+            upload_protocol: convert::upload_protocol_from(r.upload_protocol)?,
+        };
+        let view = self.svc.create_job(uid, spec).await?;
+        Ok(Response::new(pb::CreateJobResponse {
+            job: Some(convert::job(&view)),
+        }))
+    }
+
+    async fn add_files(
+        &self,
+        req: Request<pb::AddFilesRequest>,
+    ) -> Result<Response<pb::AddFilesResponse>, Status> {
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let specs = r
+            .files
+            .into_iter()
+            .map(|f| FileSpec {
+                remote_url: f.remote_url,
+                local_path: f.local_path,
+                expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
+            })
+            .collect();
+        let files = self.svc.add_files(uid, id, specs).await?;
+        Ok(Response::new(pb::AddFilesResponse {
+            files: files.iter().map(convert::file).collect(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        req: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let uid = caller(&req)?;
+        let id = job_id(&req.get_ref().job_id)?;
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(convert::job(&self.svc.get_job(uid, id)?)),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let limit = page_size(r.page_size)?;
+        let after = match PageToken::decode(&r.page_token)? {
+            None => None,
+            Some(PageToken::Jobs { all, after }) if all == r.all => Some(after),
+            Some(_) => return Err(token_mismatch("ListJobs with another `all`")),
+        };
+        let page = self.svc.list_jobs_page(uid, r.all, after, limit);
+        let mut jobs: Vec<pb::Job> = page.items.iter().map(convert::job).collect();
+        let cut = fit_page(&mut jobs);
+        let last = jobs.len().checked_sub(1).and_then(|i| page.items.get(i));
+        let next_page_token = match (page.more || cut, last) {
+            (true, Some(last)) => PageToken::Jobs {
+                all: r.all,
+                after: last.job.id,
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs,
+            next_page_token,
+        }))
+    }
+
+    async fn list_files(
+        &self,
+        req: Request<pb::ListFilesRequest>,
+    ) -> Result<Response<pb::ListFilesResponse>, Status> {
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let limit = page_size(r.page_size)?;
+        let after = match PageToken::decode(&r.page_token)? {
+            None => None,
+            Some(PageToken::Files { job, after }) if job == id => Some(after),
+            Some(_) => return Err(token_mismatch("ListFiles of another job")),
+        };
+        let page = self.svc.list_files_page(uid, id, after, limit)?;
+        let mut files: Vec<pb::File> = page.items.iter().map(convert::file).collect();
+        let cut = fit_page(&mut files);
+        let next_page_token = match (page.more || cut, files.last()) {
+            (true, Some(last)) => PageToken::Files {
+                job: id,
+                after: last.index,
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListFilesResponse {
+            files,
+            next_page_token,
+        }))
+    }
+
+    async fn resume_job(
+        &self,
+        req: Request<pb::ResumeJobRequest>,
+    ) -> Result<Response<pb::ResumeJobResponse>, Status> {
+        let uid = caller(&req)?;
+        let id = job_id(&req.get_ref().job_id)?;
+        let view = self.svc.resume(uid, id).await?;
+        Ok(Response::new(pb::ResumeJobResponse {
+            job: Some(convert::job(&view)),
+        }))
+    }
+
+    async fn suspend_job(
+        &self,
+        req: Request<pb::SuspendJobRequest>,
+    ) -> Result<Response<pb::SuspendJobResponse>, Status> {
+        let uid = caller(&req)?;
+        let id = job_id(&req.get_ref().job_id)?;
+        let view = self.svc.suspend(uid, id).await?;
+        Ok(Response::new(pb::SuspendJobResponse {
+            job: Some(convert::job(&view)),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let uid = caller(&req)?;
+        let id = job_id(&req.get_ref().job_id)?;
+        let view = self.svc.cancel(uid, id).await?;
+        Ok(Response::new(pb::CancelJobResponse {
+            job: Some(convert::job(&view)),
+        }))
+    }
+
+    async fn complete_job(
+        &self,
+        req: Request<pb::CompleteJobRequest>,
+    ) -> Result<Response<pb::CompleteJobResponse>, Status> {
+        let uid = caller(&req)?;
+        let id = job_id(&req.get_ref().job_id)?;
+        let out = self.svc.complete(uid, id).await?;
+        Ok(Response::new(pb::CompleteJobResponse {
+            job: Some(convert::job(&out.view)),
+            files_committed: out.committed,
+            files_discarded: out.discarded,
+        }))
+    }
+
+    async fn set_job_properties(
+        &self,
+        req: Request<pb::SetJobPropertiesRequest>,
+    ) -> Result<Response<pb::SetJobPropertiesResponse>, Status> {
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let notification_class = match r.notification_class {
+            None => None,
+            Some(s) if s.trim().is_empty() => Some(None),
+            Some(s) => Some(Some(Uuid::parse_str(s.trim()).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "'{s}' is not a notification class (a UUID; the nil UUID clears it)"
+                ))
+            })?)),
+        };
+        let changes = JobChanges {
+            display_name: r.display_name,
+            description: r.description,
+            priority: convert::priority_from(r.priority)?,
+            notify_flags: r.notify_flags,
+            notification_class,
+            notify_command: r.notify_command.map(|l| l.values),
+            min_retry_delay_secs: r.minimum_retry_delay_secs,
+            no_progress_timeout_secs: r.no_progress_timeout_secs,
+            max_transfer_time_secs: r.max_transfer_time_secs,
+            headers: r.headers.map(|l| l.values),
+            credentials: convert::credentials_from(r.credentials),
+            proxy: r.proxy,
+            ca_file: r.ca_file,
+            bandwidth_limit: r.bandwidth_limit,
+            reply_file: r.reply_file,
+            connections: r.connections,
+        };
+        let view = self.svc.set_properties(uid, id, changes).await?;
+        Ok(Response::new(pb::SetJobPropertiesResponse {
+            job: Some(convert::job(&view)),
+        }))
+    }
+
+    type WatchJobStream = BoxStream<pb::WatchJobResponse>;
+
+    async fn watch_job(
+        &self,
+        req: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let uid = caller(&req)?;
+        let id = job_id(&req.get_ref().job_id)?;
+        let mut events = self.svc.subscribe();
+        let first = self.svc.get_job(uid, id)?;
+        let (tx, rx) = mpsc::channel(16);
+        let svc = self.svc.clone();
+        tokio::spawn(async move {
+            let reply = |job| Ok(pb::WatchJobResponse { job: Some(job) });
+            let mut last = convert::job(&first);
+            let done = first.job.state.is_final();
+            if tx.send(reply(last.clone())).await.is_err() || done {
+                return;
+            }
+            loop {
+                let view = tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = svc.shutting_down() => {
+                        end_for_shutdown(&tx).await;
+                        return;
+                    }
+                    ev = events.recv() => match ev {
+                        Ok(ev) if ev.current.job.id == id => (*ev.current).clone(),
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => match svc.get_job(uid, id) {
+                            Ok(v) => v,
+                            Err(_) => return,
+                        },
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                let msg = convert::job(&view);
+                if msg == last {
+                    continue;
+                }
+                last = msg.clone();
+                if tx.send(reply(msg)).await.is_err() || view.job.state.is_final() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_refuse_anything_else() {
+        let id = Uuid::now_v7();
+        for t in [
+            PageToken::Jobs {
+                all: true,
+                after: id,
+            },
+            PageToken::Jobs {
+                all: false,
+                after: id,
+            },
+            PageToken::Files {
+                job: id,
+                after: 70_000,
+            },
+        ] {
+            assert_eq!(PageToken::decode(&t.encode()).unwrap(), Some(t));
+        }
+        assert_eq!(PageToken::decode("").unwrap(), None);
+        for bad in ["zz", "01", "016a02", &"00".repeat(19), "not hex at all"] {
+            let e = PageToken::decode(bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_sizes_default_and_cap() {
+        assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(7).unwrap(), 7);
+        assert_eq!(page_size(i32::MAX).unwrap(), MAX_PAGE_SIZE);
+        assert_eq!(
+            page_size(-1).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn pages_stop_at_the_byte_budget_but_hold_one_item() {
+        let file = |url_len: usize| pb::File {
+            remote_url: format!("http://h/{}", "u".repeat(url_len)),
+            ..Default::default()
+        };
+        let mut small: Vec<pb::File> = (0..10).map(|_| file(100)).collect();
+        assert!(!fit_page(&mut small));
+        assert_eq!(small.len(), 10);
+
+        let mut long: Vec<pb::File> = (0..MAX_PAGE_SIZE).map(|_| file(64 << 10)).collect();
+        assert!(fit_page(&mut long));
+        let reply = pb::ListFilesResponse {
+            files: long,
+            next_page_token: String::new(),
+        };
+        assert!(reply.encoded_len() <= PAGE_BYTES, "{}", reply.encoded_len());
+        assert_eq!(reply.files.len(), PAGE_BYTES / (64 << 10) - 1);
+
+        let mut huge = vec![file(8 << 20), file(1)];
+        assert!(fit_page(&mut huge));
+        assert_eq!(huge.len(), 1, "a page always makes progress");
+    }
+}

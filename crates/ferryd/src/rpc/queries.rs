@@ -1,0 +1,183 @@
+//! `ferry.v1.Queries`: data queries in batches with optional progress, event
+//! subscriptions with a bounded buffer, and method calls.
+
+use std::sync::Arc;
+
+use ferry_proto::v1 as pb;
+use pb::FinalStatusCode as Code;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{caller, convert, end_for_shutdown, job_id, BoxStream};
+use crate::service::{EventFilter, Service};
+
+/// Objects per batch when the client does not say.
+const DEFAULT_BATCH: usize = 100;
+/// A data query with at least this many objects gives the memory it used back to the
+/// system when it is done (the results are built in one go, then freed).
+const TRIM_AFTER: u64 = 1000;
+/// Event messages buffered per subscriber before it counts as overflowing.
+pub const EVENT_BUFFER: usize = 1024;
+
+/// The `Queries` service.
+pub struct QueriesApi {
+    pub svc: Arc<Service>,
+}
+
+fn final_status(code: Code, message: impl Into<String>) -> pb::FinalStatus {
+    pb::FinalStatus {
+        code: code as i32,
+        message: message.into(),
+    }
+}
+
+fn query_message(kind: pb::exec_query_response::Kind) -> pb::ExecQueryResponse {
+    pb::ExecQueryResponse { kind: Some(kind) }
+}
+
+fn event_message(
+    kind: pb::exec_notification_query_response::Kind,
+) -> pb::ExecNotificationQueryResponse {
+    pb::ExecNotificationQueryResponse { kind: Some(kind) }
+}
+
+#[tonic::async_trait]
+impl pb::queries_server::Queries for QueriesApi {
+    type ExecQueryStream = BoxStream<pb::ExecQueryResponse>;
+
+    /// Runs a data query; the stream carries batches, progress (when asked) and one final
+    /// status. A client that goes away stops the call.
+    async fn exec_query(
+        &self,
+        req: Request<pb::ExecQueryRequest>,
+    ) -> Result<Response<Self::ExecQueryStream>, Status> {
+        use pb::exec_query_response::Kind;
+        let owner = caller(&req)?;
+        let req = req.into_inner();
+        let plan = self.svc.plan_select(&req.wql)?;
+        let size = if req.batch_size == 0 {
+            DEFAULT_BATCH
+        } else {
+            req.batch_size as usize
+        };
+        let send_status = req.flags & pb::CallFlag::SendStatus as u32 != 0;
+        let svc = self.svc.clone();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let objects = svc.run_select(owner, &plan);
+            let total = objects.len() as u64;
+            let mut done = 0u64;
+            for chunk in objects.chunks(size) {
+                let batch = pb::ObjectBatch {
+                    objects: chunk.iter().map(convert::object).collect(),
+                };
+                if tx
+                    .send(Ok(query_message(Kind::Batch(batch))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                done += chunk.len() as u64;
+                if send_status {
+                    let p = Kind::Progress(pb::Progress { done, total });
+                    if tx.send(Ok(query_message(p))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            drop(objects);
+            if total >= TRIM_AFTER {
+                crate::service::release_free_memory();
+            }
+            let status = final_status(Code::Ok, format!("{total} objects"));
+            let _ = tx.send(Ok(query_message(Kind::Status(status)))).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ExecNotificationQueryStream = BoxStream<pb::ExecNotificationQueryResponse>;
+
+    /// Subscribes to events. Events are pushed as they happen, each in its own batch, in
+    /// order. A subscriber that lets `EVENT_BUFFER` messages pile up is cut off: it
+    /// receives, after what was buffered, a final `EVENTS_DROPPED` status — never a silent
+    /// gap. A shutdown ends the stream with `UNAVAILABLE`.
+    async fn exec_notification_query(
+        &self,
+        req: Request<pb::ExecNotificationQueryRequest>,
+    ) -> Result<Response<Self::ExecNotificationQueryStream>, Status> {
+        use pb::exec_notification_query_response::Kind;
+        let owner = caller(&req)?;
+        let plan = self.svc.plan_event(&req.get_ref().wql)?;
+        let svc = self.svc.clone();
+        let mut events = svc.subscribe();
+        let mut filter = EventFilter::new(plan, owner);
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        tokio::spawn(async move {
+            let reason = loop {
+                let ev = tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = svc.shutting_down() => {
+                        drop(events);
+                        tracing::info!("event subscription ended: ferryd is shutting down");
+                        end_for_shutdown(&tx).await;
+                        return;
+                    }
+                    ev = events.recv() => ev,
+                };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        break format!("{n} events were dropped: the subscriber fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(obj) = filter.accept(&ev) else {
+                    continue;
+                };
+                let batch = pb::ObjectBatch {
+                    objects: vec![convert::object(&obj)],
+                };
+                match tx.try_send(Ok(event_message(Kind::Batch(batch)))) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        break format!(
+                            "events were dropped: more than {EVENT_BUFFER} were waiting to be read"
+                        );
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            };
+            drop(events);
+            tracing::info!("event subscription ended: {reason}");
+            // Waits for room without holding up anyone else: this task only.
+            let status = final_status(Code::EventsDropped, reason);
+            let _ = tx.send(Ok(event_message(Kind::Status(status)))).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn exec_method(
+        &self,
+        req: Request<pb::ExecMethodRequest>,
+    ) -> Result<Response<pb::ExecMethodResponse>, Status> {
+        let uid = caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let view = match r.method.to_ascii_lowercase().as_str() {
+            "resume" => self.svc.resume(uid, id).await?,
+            "suspend" => self.svc.suspend(uid, id).await?,
+            "cancel" => self.svc.cancel(uid, id).await?,
+            "complete" => self.svc.complete(uid, id).await?.view,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "Job has no method '{other}' (it has Resume, Suspend, Cancel, Complete)"
+                )))
+            }
+        };
+        Ok(Response::new(pb::ExecMethodResponse {
+            job: Some(convert::job(&view)),
+        }))
+    }
+}
