@@ -3,7 +3,8 @@
 bitflags::bitflags! {
     /// Which notifications a job sends (BITS's `BG_NOTIFY_*`; the bits of the wire's
     /// `NotifyFlag` enum). Default: `JOB_TRANSFERRED | JOB_ERROR`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(transparent)]
     pub struct NotifyFlags: u32 {
         /// Every file is transferred.
         const JOB_TRANSFERRED = 0x1;

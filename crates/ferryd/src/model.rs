@@ -4,9 +4,6 @@
 //! to and from the wire types of `ferry-proto`. Every layer may use this module; it uses
 //! none of them.
 
-use std::fmt;
-use std::str::FromStr;
-
 use uuid::Uuid;
 
 mod error_kind;
@@ -23,129 +20,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name used in the store, in JSON and in WQL.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                $(if s.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
-                Err(format!(
-                    "unknown {} '{}' (expected one of: {})",
-                    stringify!($name),
-                    s,
-                    [$($text),+].join(", ")
-                ))
-            }
-        }
-    };
-}
-
-string_enum!(
-    /// What a job does with its files.
-    JobType { Download => "download", Upload => "upload", UploadReply => "upload_reply" }
-);
-
-string_enum!(
-    /// Scheduling priority; foreground jobs run at once, the others share what is left.
-    Priority { Foreground => "foreground", High => "high", Normal => "normal", Low => "low" }
-);
-
-string_enum!(
-    /// The job state machine of DESIGN §4.
-    JobState {
-        Suspended => "suspended",
-        Queued => "queued",
-        Connecting => "connecting",
-        Transferring => "transferring",
-        TransientError => "transient_error",
-        Error => "error",
-        Transferred => "transferred",
-        Acknowledged => "acknowledged",
-        Cancelled => "cancelled",
-    }
-);
-
-string_enum!(
-    /// Where an error happened.
-    ErrorContext {
-        LocalFile => "local_file",
-        RemoteFile => "remote_file",
-        Transport => "transport",
-        Daemon => "daemon",
-        Validation => "validation",
-        Notification => "notification",
-    }
-);
-
-impl Priority {
-    /// Lower ranks run first.
-    pub fn rank(self) -> u8 {
-        match self {
-            Priority::Foreground => 0,
-            Priority::High => 1,
-            Priority::Normal => 2,
-            Priority::Low => 3,
-        }
-    }
-}
-
-impl JobState {
-    /// `acknowledged` and `cancelled`: nothing changes the job any more.
-    pub fn is_final(self) -> bool {
-        matches!(self, JobState::Acknowledged | JobState::Cancelled)
-    }
-
-    /// States in which the engine owns the job (a worker runs or will run it).
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            JobState::Queued
-                | JobState::Connecting
-                | JobState::Transferring
-                | JobState::TransientError
-        )
-    }
-}
-
-bitflags::bitflags! {
-    /// Which notifications a job sends (BITS's `BG_NOTIFY_*`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-    #[serde(transparent)]
-    pub struct NotifyFlags: u32 {
-        const JOB_TRANSFERRED = 0x1;
-        const JOB_ERROR = 0x2;
-        const DISABLE = 0x4;
-        const JOB_MODIFICATION = 0x8;
-        const FILE_TRANSFERRED = 0x10;
-    }
-}
-
-impl Default for NotifyFlags {
-    fn default() -> Self {
-        NotifyFlags::JOB_TRANSFERRED | NotifyFlags::JOB_ERROR
-    }
-}
+pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -155,6 +30,19 @@ pub struct JobErrorRecord {
     pub message: String,
     pub file_index: Option<u32>,
     pub time_ms: i64,
+}
+
+impl JobErrorRecord {
+    /// True for the record of a job loaded with a stored column it needs unreadable: such
+    /// a job must not run (it would run on defaults in place of what was stored), and the
+    /// record must stay until the job is cancelled.
+    pub fn is_unreadable_column(&self) -> bool {
+        self.context == ErrorContext::Daemon
+            && matches!(
+                ErrorKind::from_code(&self.code),
+                Some(ErrorKind::UnreadableOptions | ErrorKind::UnreadableNotifyCommand)
+            )
+    }
 }
 
 /// Default `minimum_retry_delay`: 60 s.
@@ -240,11 +128,6 @@ impl ProxySetting {
         }
     }
 }
-
-string_enum!(
-    /// The server protocol of an upload job.
-    UploadProtocol { Put => "put", Tus => "tus" }
-);
 
 /// The transfer options of a job, stored as one JSON column.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -409,14 +292,52 @@ pub struct HandlerRecord {
     pub registered_ms: i64,
 }
 
-string_enum!(
-    /// What a durable notification calls.
-    NotifyMethod {
-        JobTransferred => "job_transferred",
-        JobError => "job_error",
-        FileTransferred => "file_transferred",
+/// What a durable notification calls.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(
+    serialize_all = "snake_case",
+    ascii_case_insensitive,
+    parse_err_ty = String,
+    parse_err_fn = unknown_method
+)]
+pub enum NotifyMethod {
+    JobTransferred,
+    JobError,
+    FileTransferred,
+}
+
+fn unknown_method(text: &str) -> String {
+    use strum::VariantNames;
+    format!(
+        "unknown notification method '{text}' (expected one of: {})",
+        NotifyMethod::VARIANTS.join(", ")
+    )
+}
+
+impl NotifyMethod {
+    /// Every value, in declaration order.
+    pub const ALL: &'static [NotifyMethod] = <NotifyMethod as strum::VariantArray>::VARIANTS;
+
+    /// The name used in the store.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
-);
+}
 
 /// A notification waiting in the outbox until it is delivered (or no longer due).
 #[derive(Debug, Clone, PartialEq)]

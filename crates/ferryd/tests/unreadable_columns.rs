@@ -234,7 +234,7 @@ async fn options_that_parse_but_cannot_be_used_are_unreadable_and_no_secret_is_s
     let e = error_of(&svc, tus.id);
     assert_eq!(e.code, UNREADABLE_OPTIONS);
     assert!(
-        e.message.contains("unknown UploadProtocol 'ftp'"),
+        e.message.contains("unknown upload protocol 'ftp'"),
         "{}",
         e.message
     );
@@ -422,7 +422,7 @@ async fn an_unknown_error_context_keeps_the_record_and_does_not_hold_the_job() {
             context: ErrorContext::Daemon,
             code: "http_404".into(),
             message: "https://example.org/0: 404 Not Found (its stored context, column \
-                      jobs.error_context, could not be read: unknown ErrorContext 'cosmic_ray' \
+                      jobs.error_context, could not be read: unknown error context 'cosmic_ray' \
                       (expected one of: local_file, remote_file, transport, daemon, validation, \
                       notification))"
                 .into(),
@@ -434,4 +434,34 @@ async fn an_unknown_error_context_keeps_the_record_and_does_not_hold_the_job() {
     let view = svc.resume(OWNER, j.id).await.unwrap();
     assert_eq!(view.job.state, JobState::Queued);
     assert_eq!(view.job.error, None);
+}
+
+#[tokio::test]
+async fn validating_a_file_cannot_replace_the_record_that_holds_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = job("transferred, then corrupted", JobState::Transferred);
+    let mut done = file(&bad, 0);
+    done.completed = true;
+    done.bytes_transferred = 1000;
+    write(dir.path(), &[(bad.clone(), vec![done])], &[]).await;
+    corrupt(
+        dir.path(),
+        "UPDATE jobs SET options = '{not json' WHERE id = ?1",
+        bad.id.to_string(),
+    );
+    let svc = open(dir.path());
+    assert_eq!(error_of(&svc, bad.id).code, UNREADABLE_OPTIONS);
+    // A rejected file would put the job in `error` with a validation record in place of
+    // the one that keeps it from running on default options.
+    for valid in [false, true] {
+        match svc.set_validation_state(OWNER, bad.id, 0, valid).await {
+            Err(ServiceError::FailedPrecondition(m)) => {
+                assert!(m.contains("jobs.options"), "{m}")
+            }
+            other => panic!("validation should be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(error_of(&svc, bad.id).code, UNREADABLE_OPTIONS);
+    resume_refused(&svc, bad.id).await;
+    svc.close();
 }

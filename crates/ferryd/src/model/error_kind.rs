@@ -114,6 +114,8 @@ error_kinds! {
     ValidationFailed => "validation_failed",
     /// The stored transfer options of the job could not be read.
     UnreadableOptions => "unreadable_options",
+    /// The stored notify command of the job could not be read.
+    UnreadableNotifyCommand => "unreadable_notify_command",
 }
 
 impl ErrorKind {

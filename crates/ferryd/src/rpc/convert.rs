@@ -233,8 +233,7 @@ pub fn invocation(i: &Invocation) -> pb::ConnectResponse {
 
 /// A query object on the wire.
 pub fn object(o: &Obj) -> pb::Object {
-    use crate::query::eval::Value as V;
-    use crate::query::schema::Prop;
+    use crate::service::{Prop, Value as V};
     use pb::value::Kind;
     pb::Object {
         class_name: o.class.clone(),

@@ -37,11 +37,7 @@ impl Service {
                     s if s.is_final() => Err(final_state_error(id, s, "resume")),
                     JobState::Suspended | JobState::Error | JobState::TransientError => {
                         // Loaded with a stored column unreadable: it would run on defaults.
-                        if let Some(err) = e
-                            .job
-                            .error
-                            .as_ref()
-                            .filter(|r| crate::store::is_unreadable(r))
+                        if let Some(err) = e.job.error.as_ref().filter(|r| r.is_unreadable_column())
                         {
                             return Err(ServiceError::FailedPrecondition(format!(
                                 "job {id} cannot be resumed: {}",

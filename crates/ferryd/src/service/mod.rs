@@ -42,10 +42,12 @@ pub use crate::model::{ChangeKind, FileView, JobEvent, JobView};
 pub use crate::notify::ObjRef;
 /// A client process's callback channel, what it is sent, and the methods it is called on.
 pub use crate::notify::{CallbackMethod, Channel as CallbackChannel, Invocation, Outbound};
+/// A query object, its properties and their values.
+pub use crate::query::eval::Value;
 /// Checked queries and the events an event query reports.
 pub use crate::query::events::EventFilter;
 pub use crate::query::exec::{EventPlan, SelectPlan};
-pub use crate::query::schema::Obj;
+pub use crate::query::schema::{Obj, Prop};
 pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 

@@ -164,6 +164,18 @@ impl Service {
                 "job {id} is {state}: its files can no longer be validated"
             )));
         }
+        if let Some(message) = self.lock().jobs.get(&id).and_then(|e| {
+            e.job
+                .error
+                .as_ref()
+                .filter(|r| e.job.owner_uid == uid && r.is_unreadable_column())
+                .map(|r| r.message.clone())
+        }) {
+            // Its error record is what keeps it from running on defaults.
+            return Err(ServiceError::FailedPrecondition(format!(
+                "job {id} cannot be changed: {message}"
+            )));
+        }
         // The rejected bytes are gone before anyone can see the job in `error`.
         if !valid {
             let part = {

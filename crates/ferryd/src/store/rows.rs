@@ -19,8 +19,7 @@ pub const UNREADABLE_NOTIFY_COMMAND: &str = "unreadable_notify_command";
 /// True for the error record of a job loaded with a column it needs unreadable: such a
 /// job must not be resumed (it would run with defaults in place of what was stored).
 pub fn is_unreadable(e: &JobErrorRecord) -> bool {
-    e.context == ErrorContext::Daemon
-        && (e.code == UNREADABLE_OPTIONS || e.code == UNREADABLE_NOTIFY_COMMAND)
+    e.is_unreadable_column()
 }
 
 /// serde_json's reason, with the string values it quotes left out (a corrupt options
