@@ -91,7 +91,7 @@ string_enum!(
 );
 
 string_enum!(
-    /// The state of a job (BITS's `BG_JOB_STATE_*`; the state machine of DESIGN §4).
+    /// The state of a job (BITS's `BG_JOB_STATE_*`; the state machine in ARCHITECTURE.md, "Jobs").
     JobState, "job state" {
         /// Not running; new jobs start here. `resume` queues it.
         Suspended,

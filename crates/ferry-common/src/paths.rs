@@ -1,4 +1,4 @@
-//! Where the socket, the state and the configuration live (DESIGN §3). `ferryd`, the
+//! Where the socket, the state and the configuration live. `ferryd`, the
 //! client library and the `ferry` command all follow these rules.
 //!
 //! Each rule reads the environment through a lookup function, so the `*_from` forms can

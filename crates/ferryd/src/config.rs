@@ -1,4 +1,6 @@
-//! Daemon settings, with the defaults of DESIGN §4–§6.
+//! Daemon settings, with their defaults.
+//!
+//! May use: nothing of the daemon (`ferry-common` for rates).
 
 use std::time::Duration;
 

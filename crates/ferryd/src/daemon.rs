@@ -1,5 +1,7 @@
 //! Start-up and shutdown: the socket (or the one systemd passed), the single-instance
 //! lock, the store, the scheduler, the server, and a bounded drain on SIGTERM/SIGINT.
+//!
+//! The top of the daemon: it wires every module together and may use all of them.
 
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd};

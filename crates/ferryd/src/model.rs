@@ -161,7 +161,7 @@ impl JobOptions {
 }
 
 impl JobRecord {
-    /// A new job in `suspended`, with every default of DESIGN §4.
+    /// A new job in `suspended`, with every default (ARCHITECTURE.md, "Jobs").
     pub fn new(
         display_name: String,
         job_type: JobType,
@@ -282,7 +282,7 @@ impl Totals {
     }
 }
 
-/// A registered notification handler (DESIGN §6).
+/// A registered notification handler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandlerRecord {
     pub class: Uuid,

@@ -1,4 +1,6 @@
-//! Where the socket and the state live (DESIGN §3). The rules are ferry-common's, shared
+//! Where the socket and the state live. The rules are ferry-common's, shared
 //! with the client library and the `ferry` command.
+//!
+//! May use: nothing of the daemon.
 
 pub use ferry_common::paths::{current_uid, lock_path, socket_path, state_dir};

@@ -3,7 +3,7 @@
 //! and syncing part files by path is work done as the job's owner: `owner/`.)
 //!
 //! `Progress::synced` only ever holds an offset whose bytes are on disk: that is the value
-//! the store may record (DESIGN §5 "Durability").
+//! the store may record (ARCHITECTURE.md, "Data path and durability").
 
 use std::fs::File;
 use std::io;

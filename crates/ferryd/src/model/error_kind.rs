@@ -119,7 +119,7 @@ error_kinds! {
 }
 
 impl ErrorKind {
-    /// Whether a failure of this kind is worth retrying on its own (DESIGN: network errors,
+    /// Whether a failure of this kind is worth retrying on its own (network errors,
     /// timeouts, 408, 429, 5xx and a full disk are; the rest needs someone to act).
     pub fn is_transient(self) -> bool {
         match self {

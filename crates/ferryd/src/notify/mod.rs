@@ -1,4 +1,4 @@
-//! Notifications (DESIGN §6): callback channels and the objects exported on them, class
+//! Notifications: callback channels and the objects exported on them, class
 //! objects and handler activation, command-line notifications, and the delivery of the
 //! outbox that makes `job_transferred`, `job_error` and `file_transferred` durable.
 //!

@@ -11,6 +11,9 @@
 //!
 //! and `convert.rs` for model ↔ wire. Handlers decode the request, call the service
 //! facade (`crate::service`), and encode its answer.
+//!
+//! May use: `service` (the facade, and what it re-exports), `model`, `config`. The only
+//! module that knows the wire types.
 
 pub mod convert;
 mod daemon;

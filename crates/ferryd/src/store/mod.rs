@@ -5,6 +5,8 @@
 //! `synchronous=FULL`, so a write whose future has resolved is on disk: the service replies
 //! to a command only after that. Reads use their own connection.
 //!
+//! May use: `model`. The only module that speaks SQL.
+//!
 //! # Columns that cannot be read
 //!
 //! A stored value is never replaced by a default in silence. Per parsed column:
