@@ -1,17 +1,15 @@
-//! Running the real `ferryd` and `ferry` binaries from integration tests.
-//!
-//! The binaries must have been built beforehand with
-//! `cargo build --workspace --bins --examples`; they are looked up in the
-//! cargo target profile directory of the running test (or in `FERRY_BIN_DIR`).
+//! Running the real `ferryd` and `ferry` binaries from integration tests (found, and
+//! built when needed, by [`crate::binaries`]).
 
-use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::future::Future;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::binaries::target_dir_bin;
 
 /// How often [`wait_until`] and friends poll.
 const POLL: Duration = Duration::from_millis(20);
@@ -19,69 +17,6 @@ const POLL: Duration = Duration::from_millis(20);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`Daemon::terminate`] waits for the daemon to exit.
 const TERM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The path of the workspace binary `name` (e.g. `ferryd`).
-///
-/// Looks in `FERRY_BIN_DIR` if that is set, else in the cargo profile
-/// directory the running test executable belongs to (`target/debug` for
-/// `target/debug/deps/mytest-abc123`); falls back to its `examples/`
-/// subdirectory. Panics with a clear message if the binary is missing.
-pub fn target_dir_bin(name: &str) -> PathBuf {
-    locate(name, false)
-}
-
-/// The path of the workspace example `name`, in the `examples/` subdirectory
-/// of the directory [`target_dir_bin`] uses (falling back to that directory
-/// itself). Panics with a clear message if the example is missing.
-pub fn example_bin(name: &str) -> PathBuf {
-    locate(name, true)
-}
-
-fn locate(name: &str, example: bool) -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the current test executable");
-    let dir = bin_dir(std::env::var_os("FERRY_BIN_DIR"), &exe);
-    find_bin(&dir, name, example).unwrap_or_else(|missing| {
-        panic!(
-            "`{}` is missing: build it first with `cargo build --workspace --bins --examples`",
-            missing.display()
-        )
-    })
-}
-
-/// The directory binaries are looked up in.
-fn bin_dir(env_dir: Option<OsString>, exe: &Path) -> PathBuf {
-    if let Some(dir) = env_dir.filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let mut dir = exe.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let nested = dir
-        .file_name()
-        .is_some_and(|n| n == "deps" || n == "examples");
-    if nested {
-        dir.pop();
-    }
-    dir
-}
-
-/// Finds `name` in `dir` (or `dir/examples`, looked at first for examples);
-/// on failure returns the path that was expected.
-fn find_bin(dir: &Path, name: &str, example: bool) -> Result<PathBuf, PathBuf> {
-    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
-    let plain = dir.join(&file);
-    let in_examples = dir.join("examples").join(&file);
-    let (primary, secondary) = if example {
-        (in_examples, plain)
-    } else {
-        (plain, in_examples)
-    };
-    if primary.is_file() {
-        Ok(primary)
-    } else if secondary.is_file() {
-        Ok(secondary)
-    } else {
-        Err(primary)
-    }
-}
 
 /// Polls `f` every 20 ms until it returns `Some`, and returns that value.
 /// Panics with `what` if `deadline` passes first.
@@ -349,60 +284,6 @@ impl Drop for Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bin_dir_from_test_executable() {
-        let exe = Path::new("/w/target/debug/deps/mytest-abc123");
-        assert_eq!(bin_dir(None, exe), Path::new("/w/target/debug"));
-        let exe = Path::new("/w/target/release/examples/ex-abc123");
-        assert_eq!(bin_dir(None, exe), Path::new("/w/target/release"));
-        let exe = Path::new("/w/target/debug/ferry");
-        assert_eq!(bin_dir(None, exe), Path::new("/w/target/debug"));
-        assert_eq!(
-            bin_dir(Some("/bins".into()), Path::new("/w/target/debug/deps/t")),
-            Path::new("/bins")
-        );
-        assert_eq!(
-            bin_dir(Some("".into()), Path::new("/w/target/debug/deps/t")),
-            Path::new("/w/target/debug")
-        );
-    }
-
-    #[test]
-    fn find_bin_checks_examples() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir(dir.path().join("examples")).unwrap();
-        fs::write(dir.path().join("ferryd"), b"").unwrap();
-        fs::write(dir.path().join("examples").join("demo"), b"").unwrap();
-        assert_eq!(
-            find_bin(dir.path(), "ferryd", false),
-            Ok(dir.path().join("ferryd"))
-        );
-        assert_eq!(
-            find_bin(dir.path(), "demo", false),
-            Ok(dir.path().join("examples").join("demo"))
-        );
-        assert_eq!(
-            find_bin(dir.path(), "demo", true),
-            Ok(dir.path().join("examples").join("demo"))
-        );
-        assert_eq!(
-            find_bin(dir.path(), "nope", false),
-            Err(dir.path().join("nope"))
-        );
-        assert_eq!(
-            find_bin(dir.path(), "nope", true),
-            Err(dir.path().join("examples").join("nope"))
-        );
-    }
-
-    #[test]
-    #[should_panic(
-        expected = "is missing: build it first with `cargo build --workspace --bins --examples`"
-    )]
-    fn missing_binary_panics_clearly() {
-        target_dir_bin("no-such-ferry-binary");
-    }
 
     #[test]
     fn test_env_layout() {
