@@ -1,7 +1,7 @@
 //! Notifications through the public interface, with real processes: callback objects,
 //! notification classes and handler activation, notify commands, retries, validation.
 //!
-//! Needs the binaries and examples built (`cargo build --workspace --bins --examples`).
+//! Starts the real `ferryd` and the examples (the test kit builds them when needed).
 
 mod common;
 use common::manager;

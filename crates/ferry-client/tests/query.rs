@@ -2,7 +2,7 @@
 //! forms of data queries, progress statuses, cancellation, event subscriptions (including a
 //! subscriber that falls behind), malformed queries and asynchronous method calls.
 //!
-//! Needs the binaries built (`cargo build --workspace --bins`).
+//! Starts the real `ferryd` (the test kit builds it when needed).
 
 mod common;
 use common::manager;
