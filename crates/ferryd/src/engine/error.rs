@@ -20,6 +20,8 @@ pub struct TransferError {
     pub transient: bool,
     /// The server asked to wait this long (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// For a server certificate that failed its check: the certificate's subject.
+    pub certificate_subject: Option<String>,
 }
 
 impl TransferError {
@@ -31,6 +33,7 @@ impl TransferError {
             message: message.into(),
             transient: kind.is_transient(),
             retry_after: None,
+            certificate_subject: None,
         }
     }
 
@@ -163,6 +166,27 @@ fn kind_from_sources(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind>
     None
 }
 
+/// The subject of the server certificate rustls refused in this failed request, as the
+/// certificate verifier noted it (`engine/tls.rs`) under the name of the request's host
+/// (after redirects).
+fn refused_certificate_subject(e: &reqwest::Error) -> Option<String> {
+    let refused = chain(e).into_iter().any(|err| {
+        matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        )
+    });
+    if !refused {
+        return None;
+    }
+    let host = match e.url()?.host()? {
+        url::Host::Domain(d) => d.to_string(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Ipv6(a) => a.to_string(),
+    };
+    super::tls::presented_subject(&host)
+}
+
 /// Classifies a request/connection failure; network trouble is transient.
 pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
     let mut detail = e.to_string();
@@ -197,11 +221,15 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
                 MAX_RESPONSE_HEAD / 1024
             ),
         ),
-        ErrorKind::TlsCertificate => TransferError::new(
-            ErrorContext::Transport,
-            kind,
-            format!("TLS certificate check failed for {url}: {detail}"),
-        ),
+        ErrorKind::TlsCertificate => {
+            let mut err = TransferError::new(
+                ErrorContext::Transport,
+                kind,
+                format!("TLS certificate check failed for {url}: {detail}"),
+            );
+            err.certificate_subject = refused_certificate_subject(e);
+            err
+        }
         ErrorKind::TooManyRedirects | ErrorKind::BadUrl => {
             TransferError::new(ErrorContext::RemoteFile, kind, format!("{url}: {detail}"))
         }

@@ -20,7 +20,7 @@ pub mod partfile;
 pub mod ratelimit;
 pub mod scheduler;
 pub mod segmented;
-pub mod tlsprobe;
+pub mod tls;
 pub mod upload;
 pub mod worker;
 

@@ -3,12 +3,17 @@
 use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use super::error::TransferError;
+use super::tls;
 use crate::model::{Credentials, ErrorContext, ErrorKind, JobOptions, ProxySetting};
 
-fn builder() -> reqwest::ClientBuilder {
+/// A client builder with ferry's settings and TLS configuration (see [`tls`]).
+fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
     Client::builder()
+        .use_preconfigured_tls(tls)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(10))
         .connect_timeout(Duration::from_secs(30))
@@ -19,7 +24,8 @@ fn builder() -> reqwest::ClientBuilder {
 
 /// The client shared by jobs with default options (one connection pool).
 pub fn shared() -> Client {
-    builder()
+    let tls = tls::client_config(Vec::new()).expect("the TLS configuration is valid");
+    builder(tls)
         .build()
         .expect("the HTTP client configuration is valid")
 }
@@ -34,7 +40,19 @@ pub fn for_job(
     if options.proxy == ProxySetting::System && options.ca_file.is_none() {
         return Ok(shared.clone());
     }
-    let mut b = builder();
+    let extra_roots = match &ca {
+        Some((path, pem)) => ca_file_certificates(path, pem)?,
+        None => Vec::new(),
+    };
+    let tls = tls::client_config(extra_roots).map_err(|e| {
+        let path = ca.as_ref().map(|(path, _)| *path).unwrap_or_default();
+        TransferError::new(
+            ErrorContext::LocalFile,
+            ErrorKind::CaFile,
+            format!("the CA file {path} holds a certificate ferry cannot use: {e}"),
+        )
+    })?;
+    let mut b = builder(tls);
     match &options.proxy {
         ProxySetting::System => {}
         ProxySetting::None => b = b.no_proxy(),
@@ -49,18 +67,6 @@ pub fn for_job(
             b = b.proxy(p);
         }
     }
-    if let Some((path, pem)) = ca {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            TransferError::new(
-                ErrorContext::LocalFile,
-                ErrorKind::CaFile,
-                format!("the CA file {path} holds no PEM certificate: {e}"),
-            )
-        })?;
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
     b.build().map_err(|e| {
         TransferError::new(
             ErrorContext::Daemon,
@@ -68,6 +74,27 @@ pub fn for_job(
             format!("building the HTTP client: {e}"),
         )
     })
+}
+
+/// The certificates of a job's CA file (`pem`, read from `path`).
+fn ca_file_certificates(
+    path: &str,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TransferError> {
+    let no_certificate = |detail: String| {
+        TransferError::new(
+            ErrorContext::LocalFile,
+            ErrorKind::CaFile,
+            format!("the CA file {path} holds no PEM certificate{detail}"),
+        )
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| no_certificate(format!(": {e}")))?;
+    if certs.is_empty() {
+        return Err(no_certificate(String::new()));
+    }
+    Ok(certs)
 }
 
 /// Adds the job's headers and credentials to a request.

@@ -308,9 +308,9 @@ async fn fetch_checked(
 
 /// Adds what a user needs to act on a certificate failure: whose certificate the server
 /// presented, and how to trust its CA.
-async fn explained(mut e: TransferError, url: &str) -> TransferError {
+async fn explained(mut e: TransferError, _url: &str) -> TransferError {
     if e.kind == ErrorKind::TlsCertificate {
-        if let Some(subject) = super::tlsprobe::certificate_subject(url).await {
+        if let Some(subject) = e.certificate_subject.take() {
             e.message.push_str(&format!(
                 "; the server presented a certificate for '{subject}'"
             ));

@@ -1,0 +1,296 @@
+//! The TLS configuration of ferry's HTTP clients, and whose certificate a server presented
+//! when its check failed.
+//!
+//! Trusted roots: the platform's (`/etc/ssl/certs` and the like, `SSL_CERT_FILE`,
+//! `SSL_CERT_DIR`, read by rustls-native-certs), the Mozilla roots compiled in
+//! (webpki-roots), and a job's CA file.
+//!
+//! rustls says why it refused a certificate (`UnknownIssuer`, …) but not whose it was. The
+//! certificate verifier is webpki's, wrapped: when it refuses a server's certificate, the
+//! wrapper notes the subject of the end-entity certificate under the server's name and
+//! returns webpki's error unchanged (same message, same TLS alert); [`presented_subject`]
+//! hands the note to the error message ("the server presented a certificate for
+//! 'CN=…'"), from the same handshake, without connecting again. A later successful check
+//! for the same name removes the note, so a note is about the latest handshake with that
+//! name. (Two servers with the same name on different ports failing at the same moment
+//! could see each other's subject.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+
+/// At most this many notes are kept (a daemon failing against ever new names forgets all
+/// of them at once when there are more).
+const MAX_NOTES: usize = 256;
+
+/// The subjects of refused certificates, by server name.
+fn notes() -> &'static Mutex<HashMap<String, String>> {
+    static NOTES: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    NOTES.get_or_init(Default::default)
+}
+
+/// The key of a server name: lowercase, without a final dot.
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The subject (RFC 4514 form, e.g. `CN=localhost,O=Example`) of the certificate whose
+/// check failed in the latest handshake with `host` (a DNS name or an IP address without
+/// brackets), if that handshake failed on its certificate.
+pub fn presented_subject(host: &str) -> Option<String> {
+    let notes = notes().lock().unwrap_or_else(|p| p.into_inner());
+    notes.get(&key(host)).cloned()
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The platform's roots and Mozilla's, read once.
+fn base_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!("platform certificates: {e}");
+        }
+        // Platform stores hold some certificates webpki cannot parse; they are skipped.
+        let (added, skipped) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, skipped, "platform root certificates");
+        roots
+    })
+}
+
+/// A rustls configuration for an HTTP client: the platform's and Mozilla's roots plus
+/// `extra_roots` (a job's CA file), checked by a [`NamingVerifier`], HTTP/2 and
+/// HTTP/1.1 offered by ALPN (what reqwest configures when it builds its own).
+pub fn client_config(
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = base_roots().clone();
+    for cert in extra_roots {
+        roots.add(cert)?;
+    }
+    let provider = provider();
+    let verifier = NamingVerifier::new(Arc::new(roots), provider.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        // "dangerous" because any verifier could be installed: this one is webpki's.
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// webpki's certificate verifier, noting the subject of each certificate it refuses.
+#[derive(Debug)]
+pub struct NamingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl NamingVerifier {
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<NamingVerifier, rustls::Error> {
+        let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| rustls::Error::General(format!("certificate verifier: {e}")))?;
+        Ok(NamingVerifier { inner })
+    }
+}
+
+impl ServerCertVerifier for NamingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        let subject = match &result {
+            Err(rustls::Error::InvalidCertificate(_)) => subject_of(end_entity),
+            _ => None,
+        };
+        let name = key(&server_name.to_str());
+        let mut notes = notes().lock().unwrap_or_else(|p| p.into_inner());
+        match subject {
+            Some(subject) => {
+                if notes.len() >= MAX_NOTES && !notes.contains_key(&name) {
+                    notes.clear();
+                }
+                notes.insert(name, subject);
+            }
+            None => {
+                notes.remove(&name);
+            }
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// The subject of a DER certificate in RFC 4514 form (`CN=localhost,O=Example`): webpki,
+/// which parsed the certificate for the check, finds the field, x509-cert renders it.
+fn subject_of(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_cert::der::asn1::AnyRef;
+    use x509_cert::der::Tag;
+    let cert = webpki::EndEntityCert::try_from(cert).ok()?;
+    let name = AnyRef::new(Tag::Sequence, cert.subject())
+        .ok()?
+        .decode_as::<x509_cert::name::Name>()
+        .ok()?;
+    let subject = name.to_string();
+    (!subject.is_empty()).then_some(subject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+    /// A CA, and a server certificate it signed for `name` with subject `CN=<name>,O=ferry test`.
+    fn ca_and_server(name: &str) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "ferry test CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec![name.to_string()]).unwrap();
+        server.distinguished_name = rcgen::DistinguishedName::new();
+        // In the usual order, most significant first: RFC 4514 writes it reversed.
+        server
+            .distinguished_name
+            .push(DnType::OrganizationName, "ferry test");
+        server.distinguished_name.push(DnType::CommonName, name);
+        let server = server.signed_by(&key, &ca, &ca_key).unwrap();
+        (ca.der().clone(), server.der().clone())
+    }
+
+    fn verify(
+        verifier: &NamingVerifier,
+        cert: &CertificateDer<'_>,
+        name: &str,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        verifier.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+    }
+
+    #[test]
+    fn a_refused_certificate_leaves_its_subject_until_a_check_succeeds() {
+        let name = "refused.ferry.test";
+        let (ca, server) = ca_and_server(name);
+        let untrusting = NamingVerifier::new(Arc::new(base_roots().clone()), provider()).unwrap();
+        let err = verify(&untrusting, &server, name).unwrap_err();
+        assert_eq!(
+            err,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            "webpki's error is passed on as it is"
+        );
+        let expected = format!("CN={name},O=ferry test");
+        assert_eq!(presented_subject(name).as_deref(), Some(expected.as_str()));
+        assert_eq!(
+            presented_subject("REFUSED.ferry.test.").as_deref(),
+            Some(expected.as_str()),
+            "names are compared as DNS names"
+        );
+        assert_eq!(presented_subject("other.ferry.test"), None);
+
+        let mut roots = base_roots().clone();
+        roots.add(ca).unwrap();
+        let trusting = NamingVerifier::new(Arc::new(roots), provider()).unwrap();
+        verify(&trusting, &server, name).expect("trusted through the CA");
+        assert_eq!(
+            presented_subject(name),
+            None,
+            "the success replaced the note"
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_another_name_is_noted_too() {
+        let (ca, server) = ca_and_server("right.ferry.test");
+        let mut roots = base_roots().clone();
+        roots.add(ca).unwrap();
+        let verifier = NamingVerifier::new(Arc::new(roots), provider()).unwrap();
+        verify(&verifier, &server, "right.ferry.test").expect("valid for its own name");
+        let err = verify(&verifier, &server, "wrong.ferry.test").unwrap_err();
+        assert!(
+            err.to_string().contains("not valid for name"),
+            "webpki's error: {err}"
+        );
+        assert_eq!(
+            presented_subject("wrong.ferry.test").as_deref(),
+            Some("CN=right.ferry.test,O=ferry test")
+        );
+        assert_eq!(presented_subject("right.ferry.test"), None);
+    }
+
+    #[test]
+    fn client_configs_offer_h2_and_refuse_a_bad_extra_root() {
+        let (ca, _) = ca_and_server("config.ferry.test");
+        let config = client_config(vec![ca]).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        let garbage = CertificateDer::from(b"not a certificate".to_vec());
+        assert!(client_config(vec![garbage]).is_err());
+    }
+
+    #[test]
+    fn subjects_of_odd_input() {
+        assert_eq!(
+            subject_of(&CertificateDer::from(&b"not a certificate"[..])),
+            None
+        );
+        assert_eq!(subject_of(&CertificateDer::from(&[][..])), None);
+    }
+}
