@@ -5,6 +5,7 @@ mod common;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -170,10 +171,30 @@ async fn stale_socket_is_replaced() {
     assert_eq!(job.info().await.unwrap().state(), JobState::Suspended);
 }
 
-/// `ferry ARGS` as uid/gid 65534 (nobody), never starting a daemon.
-fn ferry_as_nobody(env: &TestEnv, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut cmd = ferry(env);
-    cmd.args(args).current_dir("/").uid(NOBODY).gid(NOBODY);
+/// A copy of `ferry` that nobody may run: the target directory may sit in a folder other
+/// users cannot enter (a checkout made in `mktemp -d` is 0700). The copy lives as long as
+/// the returned folder.
+fn ferry_for_everyone() -> (tempfile::TempDir, PathBuf) {
+    let public = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = public.path().join("ferry");
+    std::fs::copy(target_dir_bin("ferry"), &copy).unwrap();
+    (public, copy)
+}
+
+/// `ferry ARGS` (the copy at `ferry`) as uid/gid 65534 (nobody), never starting a daemon.
+fn ferry_as_nobody(
+    ferry: &Path,
+    env: &TestEnv,
+    args: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(ferry);
+    cmd.envs(env.envs())
+        .arg("--no-autostart")
+        .args(args)
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY);
     run_bounded(cmd)
 }
 
@@ -184,6 +205,7 @@ async fn peer_with_another_uid_is_refused() {
         eprintln!("skipping peer_with_another_uid_is_refused: it needs root to run as nobody");
         return;
     }
+    let (_public, ferry_copy) = ferry_for_everyone();
     let env = TestEnv::new();
     let daemon = env.start_daemon();
     let server = TestServer::start();
@@ -200,7 +222,7 @@ async fn peer_with_another_uid_is_refused() {
     let run_dir = env.socket.parent().unwrap();
     let mode = std::fs::metadata(run_dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the daemon creates its socket folder 0700");
-    let (status, stderr) = ferry_as_nobody(&env, &["list"]);
+    let (status, stderr) = ferry_as_nobody(&ferry_copy, &env, &["list"]);
     assert!(!status.success());
     assert!(
         stderr.to_lowercase().contains("permission denied"),
@@ -221,7 +243,7 @@ async fn peer_with_another_uid_is_refused() {
         vec!["resume", id.as_str()],
         vec!["create", "intruder"],
     ] {
-        let (status, stderr) = ferry_as_nobody(&env, &args);
+        let (status, stderr) = ferry_as_nobody(&ferry_copy, &env, &args);
         assert!(!status.success(), "ferry {args:?} as nobody succeeded");
         assert!(
             stderr.contains("PermissionDenied"),
