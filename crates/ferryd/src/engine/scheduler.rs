@@ -203,17 +203,31 @@ impl Scheduler {
     /// same part files).
     pub(super) fn starts(&self) -> Vec<Start> {
         let mut s = self.state.lock();
-        let mut out = Vec::new();
         let mut running = s.runs.len();
-        let candidates: Vec<((u8, u64), Uuid)> = s.queue.iter().map(|(k, j)| (*k, *j)).collect();
-        for (key, job) in candidates {
-            let foreground = key.0 == Priority::Foreground.rank();
-            if !foreground && running >= self.max_concurrent {
-                break;
+        // Walk the queue in order only as far as there are slots (foreground jobs come
+        // first and take no slot limit): a long queue costs nothing per pass.
+        let mut chosen = Vec::new();
+        {
+            let Queues {
+                queue,
+                run_of,
+                runs,
+                ..
+            } = &*s;
+            for (&key, &job) in queue {
+                let foreground = key.0 == Priority::Foreground.rank();
+                if !foreground && running >= self.max_concurrent {
+                    break;
+                }
+                if run_of.get(&job).is_some_and(|r| runs.contains_key(r)) {
+                    continue;
+                }
+                chosen.push((key, job));
+                running += 1;
             }
-            if s.run_of.get(&job).is_some_and(|r| s.runs.contains_key(r)) {
-                continue;
-            }
+        }
+        let mut out = Vec::with_capacity(chosen.len());
+        for (key, job) in chosen {
             s.queue.remove(&key);
             s.queued.remove(&job);
             s.next_run += 1;
@@ -228,7 +242,6 @@ impl Scheduler {
                 },
             );
             s.run_of.insert(job, run);
-            running += 1;
             out.push(Start { job, run, cancel });
         }
         out

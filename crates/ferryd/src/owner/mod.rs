@@ -143,9 +143,32 @@ impl Owner {
 
     /// Checks a destination as this owner (see [`check_destination`]).
     pub async fn check_destination(&self, path: String) -> Result<String, String> {
-        tokio::task::spawn_blocking(move || check_destination(&path))
+        self.check_destinations(vec![path])
             .await
-            .unwrap_or_else(|e| Err(format!("checking the destination failed: {e}")))
+            .pop()
+            .unwrap_or_else(|| Err("checking the destination failed".into()))
+    }
+
+    /// Checks destinations as this owner, in one hand-off; one result per path, in order.
+    pub async fn check_destinations(&self, paths: Vec<String>) -> Vec<Result<String, String>> {
+        let n = paths.len();
+        tokio::task::spawn_blocking(move || paths.iter().map(|p| check_destination(p)).collect())
+            .await
+            .unwrap_or_else(|e| vec![Err(format!("checking the destination failed: {e}")); n])
+    }
+
+    /// Checks, as this owner, that each path is a regular file; one result per path.
+    pub async fn check_regular_files(
+        &self,
+        what: &'static str,
+        paths: Vec<String>,
+    ) -> Vec<Result<String, String>> {
+        let n = paths.len();
+        tokio::task::spawn_blocking(move || {
+            paths.iter().map(|p| check_regular_file(what, p)).collect()
+        })
+        .await
+        .unwrap_or_else(|e| vec![Err(format!("checking {what} failed: {e}")); n])
     }
 
     /// Checks, as this owner, that `path` is an existing folder (a handler's working

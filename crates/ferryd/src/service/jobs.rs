@@ -69,23 +69,27 @@ impl Service {
                 "an upload job has exactly one file: add one".into(),
             ));
         }
+        // The paths are looked at as the owner, all in one go (one hand-off for a job of
+        // thousands of files); errors are reported in the order of the files, as if each
+        // file were checked on its own.
         let owner_fs = self.owners.of(owner);
+        let paths: Vec<String> = specs.iter().map(|s| s.local_path.clone()).collect();
+        let path_checks = if upload {
+            owner_fs
+                .check_regular_files("the file to upload", paths)
+                .await
+        } else {
+            owner_fs.check_destinations(paths).await
+        };
         let mut checked = Vec::with_capacity(specs.len());
-        for s in &specs {
+        for (s, path) in specs.iter().zip(path_checks) {
             let url = validate::remote_url(&s.remote_url)?;
-            let path = if upload {
-                if url.starts_with("file:") {
-                    return Err(ServiceError::InvalidArgument(
-                        "uploads go to http or https URLs".into(),
-                    ));
-                }
-                owner_fs
-                    .check_regular_file("the file to upload", s.local_path.clone())
-                    .await
-            } else {
-                owner_fs.check_destination(s.local_path.clone()).await
+            if upload && url.starts_with("file:") {
+                return Err(ServiceError::InvalidArgument(
+                    "uploads go to http or https URLs".into(),
+                ));
             }
-            .map_err(ServiceError::InvalidArgument)?;
+            let path = path.map_err(ServiceError::InvalidArgument)?;
             let sha = s
                 .expected_sha256
                 .as_deref()
