@@ -96,7 +96,11 @@ async fn the_first_failing_file_stops_the_others_and_names_itself() {
     let err = info.error.expect("an error is recorded");
     assert_eq!(err.file_index, Some(1), "{err:?}");
     assert!(err.message.contains("403"), "{err:?}");
-    // The refusal is gone; the job resumes and every file ends intact.
+    // The refusal is gone; the job resumes and every file ends intact. The stop
+    // may have come before file 0 or 2 sent its request: their stalls, still
+    // queued, would then hold the next run for good.
+    server.clear_faults("/p0");
+    server.clear_faults("/p2");
     server.release_stalls();
     job.resume().await.unwrap();
     let info = wait_done(&job).await;

@@ -149,6 +149,13 @@ impl TestServer {
             .push_back(fault);
     }
 
+    /// Drops the faults queued for `path` that no request has taken yet (a
+    /// fault meant for a request the client never made would otherwise hit
+    /// its next attempt).
+    pub fn clear_faults(&self, path: &str) {
+        self.shared.lock().faults.remove(&key_of(path));
+    }
+
     /// From now on, a `PUT` or `POST` to `path` answers with `status` and
     /// `body` (`Content-Type: text/plain` when not empty) instead of the
     /// default (`201` with no body for `PUT`, `200` with `ok\n` for `POST`).
