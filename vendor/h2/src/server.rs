@@ -1700,15 +1700,22 @@ impl proto::Peer for Peer {
 
         // A request translated from HTTP/1 must not include the :authority
         // header
+        //
+        // ferry's patch (see FERRY-PATCH.md): gRPC clients on a Unix socket send
+        // the socket's path (grpc-java, grpcurl 1.8) or its percent-encoding
+        // (grpc-python and the other clients on gRPC's C core) as `:authority`,
+        // which is no URI authority. Such a request goes on without an authority,
+        // as an origin-form request would, instead of being reset with
+        // PROTOCOL_ERROR.
         if let Some(authority) = pseudo.authority {
-            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
-            parts.authority = Some(maybe_authority.or_else(|why| {
-                malformed!(
-                    "malformed headers: malformed authority ({:?}): {}",
+            match uri::Authority::from_maybe_shared(authority.clone().into_inner()) {
+                Ok(valid) => parts.authority = Some(valid),
+                Err(why) => tracing::debug!(
+                    "ignored an :authority that is not a URI authority ({:?}): {}",
                     authority,
                     why,
-                )
-            })?);
+                ),
+            }
         }
 
         // A :scheme is required, except CONNECT.
