@@ -1,7 +1,9 @@
-//! The wire as any gRPC client sees it: the services listed by reflection over both
-//! protocol versions, listings in pages that fit gRPC's usual 4 MiB limit (and the client
-//! library reading every page), streams that a shutdown ends with `UNAVAILABLE` (and the
-//! client library treating that as "the daemon went away"), and `GetNotifyInterface`.
+//! The wire as any gRPC client sees it, through tonic's generated clients (`cargo test
+//! stock_client` runs these with `stock_client.rs`): the services listed by reflection over
+//! both protocol versions, listings in pages that fit gRPC's usual 4 MiB limit (and the
+//! client library reading every page), streams that a shutdown ends with `UNAVAILABLE`
+//! (and the client library treating that as "the daemon went away"), and
+//! `GetNotifyInterface`.
 
 mod common;
 
@@ -98,7 +100,7 @@ macro_rules! reflect {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflection_serves_every_service_over_v1_and_v1alpha() {
+async fn stock_client_reflection_serves_every_service_over_v1_and_v1alpha() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
     let (v1, v1_files) = reflect!(v1, raw_channel(&env.socket).await);
@@ -137,7 +139,7 @@ async fn reflection_serves_every_service_over_v1_and_v1alpha() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listings_come_in_pages_under_4_mib_and_the_client_reads_every_page() {
+async fn stock_client_listings_come_in_pages_under_4_mib_and_the_client_reads_every_page() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
     let m = manager(&env).await;
@@ -346,7 +348,8 @@ fn assert_shutdown_status(end: Option<tonic::Status>, stream: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shutdown_ends_open_streams_with_unavailable_and_the_client_knows_the_daemon_went_away() {
+async fn stock_client_stream_ends_unavailable_at_shutdown_and_the_client_knows_the_daemon_went_away(
+) {
     let env = TestEnv::new();
     let mut d = env.start_daemon();
     let m = manager(&env).await;
