@@ -35,8 +35,9 @@ pub struct EventQuery {
     pub kind: EventKind,
     /// Polling interval from `WITHIN`, in seconds (finite, non-negative).
     pub within_secs: Option<f64>,
-    /// Class named by the mandatory `TargetInstance ISA '<class>'` test.
-    pub target_class: String,
+    /// Class named by the mandatory `TargetInstance ISA '<class>'` test (its position is
+    /// that of the string).
+    pub target_class: Ident,
     /// The condition after `ISA '<class>' AND`, if any; paths in it are
     /// always qualified.
     pub filter: Option<Expr>,
@@ -391,7 +392,7 @@ impl fmt::Display for Statement {
                     write_real(f, secs)?;
                 }
                 f.write_str(" WHERE TargetInstance ISA ")?;
-                write_quoted(f, &q.target_class)?;
+                write_quoted(f, &q.target_class.name)?;
                 if let Some(e) = &q.filter {
                     write!(f, " AND {e}")?;
                 }

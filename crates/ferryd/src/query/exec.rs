@@ -6,9 +6,11 @@
 //! without building them; the whole condition is then evaluated on what it returns, in
 //! memory, with WQL's NULL semantics.
 
-use super::ast::{CmpOp, EventKind, Expr, Instance, Literal, Operand, Projection, Statement};
+use super::ast::{
+    CmpOp, EventKind, Expr, Instance, Literal, Operand, Projection, PropertyPath, Statement,
+};
 use super::eval::{matches, Value};
-use super::schema::{file_object, handler_object, job_object, Class, Obj};
+use super::schema::{file_object, handler_object, job_object, Class, Obj, PropType};
 use super::{parse, ParseError};
 use crate::model::{FileView, HandlerRecord, JobState, JobView, Priority};
 
@@ -126,17 +128,76 @@ fn unknown_class(name: &str, pos: usize) -> QueryError {
     ))
 }
 
-/// Checks every path of `filter` names a property of `class`.
+/// Checks every path of `filter` names a property of `class`, and that what each property
+/// is compared with is of its type (a condition that could never be true is a mistake:
+/// `bytes_total > 'abc'`).
 fn check_filter(class: Class, filter: Option<&Expr>) -> Result<(), QueryError> {
+    let Some(f) = filter else {
+        return Ok(());
+    };
     let mut err = None;
-    if let Some(f) = filter {
-        f.walk_paths(&mut |p| {
-            if err.is_none() && class.property(&p.name).is_none() {
-                err = Some(unknown_property(class, &p.name, p.pos));
-            }
-        });
+    f.walk_paths(&mut |p| {
+        if err.is_none() && class.property(&p.name).is_none() {
+            err = Some(unknown_property(class, &p.name, p.pos));
+        }
+    });
+    err.map_or(Ok(()), Err)?;
+    check_types(class, f)
+}
+
+/// The type of a literal, `None` for NULL (which compares with anything, to unknown).
+fn literal_type(l: &Literal) -> Option<PropType> {
+    match l {
+        Literal::String(_) => Some(PropType::Text),
+        Literal::Integer(_) | Literal::Real(_) => Some(PropType::Number),
+        Literal::Boolean(_) => Some(PropType::Boolean),
+        Literal::Null => None,
     }
-    err.map_or(Ok(()), Err)
+}
+
+fn type_error(class: Class, path: &PropertyPath, what: String) -> QueryError {
+    let name = class.property(&path.name).unwrap_or("?");
+    let has = class.property_type(name);
+    QueryError(format!(
+        "WQL at position {}: {name} is {}, so comparing it with {what} is never true",
+        path.pos,
+        has.describe(),
+    ))
+}
+
+/// Checks the operands of every comparison and LIKE in `e` against the property types.
+fn check_types(class: Class, e: &Expr) -> Result<(), QueryError> {
+    let type_of = |p: &PropertyPath| class.property_type(class.property(&p.name).unwrap_or(""));
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            check_types(class, a)?;
+            check_types(class, b)
+        }
+        Expr::Not(a) => check_types(class, a),
+        Expr::IsNull { .. } => Ok(()),
+        Expr::Like { operand, .. } => match operand {
+            Operand::Path(p) if type_of(p) != PropType::Text => {
+                Err(type_error(class, p, "a LIKE pattern".into()))
+            }
+            _ => Ok(()),
+        },
+        Expr::Compare { left, right, .. } => match (left, right) {
+            (Operand::Path(p), Operand::Literal(l)) | (Operand::Literal(l), Operand::Path(p)) => {
+                match literal_type(l) {
+                    Some(t) if t != type_of(p) => {
+                        Err(type_error(class, p, format!("{} ({l})", t.describe())))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            (Operand::Path(a), Operand::Path(b)) if type_of(a) != type_of(b) => {
+                let other = class.property(&b.name).unwrap_or("?");
+                let what = format!("{other}, which is {}", type_of(b).describe());
+                Err(type_error(class, a, what))
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Parses and checks a data query.
@@ -175,12 +236,13 @@ pub fn plan_select(wql: &str) -> Result<SelectPlan, QueryError> {
 pub fn plan_event(wql: &str) -> Result<EventPlan, QueryError> {
     match parse(wql).map_err(syntax)? {
         Statement::Event(q) => {
-            let class = Class::from_name(&q.target_class)
+            let class = Class::from_name(&q.target_class.name)
                 .filter(|c| *c == Class::Job)
                 .ok_or_else(|| {
                     QueryError(format!(
-                        "WQL: events are reported for class Job; '{}' is not supported",
-                        q.target_class
+                        "WQL at position {}: events are reported for class Job only; \
+                         '{}' is not supported",
+                        q.target_class.pos, q.target_class.name
                     ))
                 })?;
             check_filter(class, q.filter.as_ref())?;
@@ -306,4 +368,71 @@ pub fn run_select(source: &impl Source, owner: u32, plan: &SelectPlan) -> Vec<Ob
         out = out.into_iter().map(|o| o.project(names)).collect();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn select_error(wql: &str) -> String {
+        plan_select(wql).map(|_| ()).unwrap_err().0
+    }
+
+    fn event_error(wql: &str) -> String {
+        plan_event(wql).map(|_| ()).unwrap_err().0
+    }
+
+    #[test]
+    fn a_literal_of_another_type_is_refused_with_its_position() {
+        let e = select_error("SELECT * FROM Job WHERE bytes_total > 'abc'");
+        assert!(e.starts_with("WQL at position 24: bytes_total is a number"), "{e}");
+        assert!(e.contains("text ('abc')"), "{e}");
+        let e = select_error("SELECT id FROM Job WHERE state = 'queued' OR 3 < state");
+        assert!(e.contains("position 49: state is text"), "{e}");
+        let e = select_error("SELECT * FROM File WHERE completed = 1");
+        assert!(e.contains("completed is a boolean"), "{e}");
+        let e = select_error("SELECT * FROM Job WHERE owner_uid LIKE '1%'");
+        assert!(e.contains("owner_uid is a number") && e.contains("LIKE"), "{e}");
+        let e = select_error("SELECT * FROM Job WHERE bytes_total = display_name");
+        assert!(e.contains("display_name, which is text"), "{e}");
+        let e = event_error(
+            "SELECT * FROM __InstanceModificationEvent WHERE TargetInstance ISA 'Job' \
+             AND TargetInstance.bytes_transferred > PreviousInstance.state",
+        );
+        assert!(e.contains("bytes_transferred is a number"), "{e}");
+    }
+
+    #[test]
+    fn literals_of_the_right_type_and_null_are_accepted() {
+        for wql in [
+            "SELECT * FROM Job WHERE bytes_total > 10 AND bytes_total < 2.5e9",
+            "SELECT * FROM Job WHERE state = 'error' AND error = 'http_404'",
+            "SELECT * FROM Job WHERE partial = FALSE AND bytes_total = NULL",
+            "SELECT * FROM File WHERE validated IS NULL AND remote_url LIKE 'https:%'",
+            "SELECT * FROM Job WHERE bytes_transferred < bytes_total",
+        ] {
+            assert!(plan_select(wql).is_ok(), "{wql}: {:?}", plan_select(wql).err());
+        }
+    }
+
+    #[test]
+    fn an_unknown_event_class_is_named_as_such() {
+        let wql = "SELECT * FROM __InstanceFooEvent WHERE TargetInstance ISA 'Job'";
+        let e = select_error(wql);
+        assert!(
+            e.contains("position 14") && e.contains("unknown event class '__InstanceFooEvent'"),
+            "{e}"
+        );
+        assert!(!e.contains("ISA"), "{e}");
+        assert_eq!(e, event_error(wql));
+    }
+
+    #[test]
+    fn events_over_another_class_are_refused_with_the_position_of_the_class() {
+        let e = event_error(
+            "SELECT * FROM __InstanceCreationEvent WHERE TargetInstance ISA 'File'",
+        );
+        assert!(e.starts_with("WQL at position 63: "), "{e}");
+        assert!(e.contains("'File' is not supported"), "{e}");
+    }
 }

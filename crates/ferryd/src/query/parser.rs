@@ -153,6 +153,15 @@ impl Parser {
         let class = self.expect_name("class name")?;
         match EventKind::from_class_name(&class.name) {
             Some(kind) => self.event(projection, kind),
+            // WMI's system classes begin with "__": of those, ferry knows the events only.
+            None if class.name.starts_with("__") => Err(ParseError {
+                position: class.pos,
+                expected: "a class (Job, File, Handler) or an event class \
+                           (__InstanceCreationEvent, __InstanceModificationEvent, \
+                           __InstanceDeletionEvent)"
+                    .to_string(),
+                found: format!("the unknown event class {}", quote(&class.name)),
+            }),
             None => self.select(projection, class),
         }
     }
@@ -270,7 +279,10 @@ impl Parser {
         let TokenKind::Str(target_class) = &self.tok.kind else {
             return Err(self.error("class name string after ISA"));
         };
-        let target_class = target_class.clone();
+        let target_class = Ident {
+            name: target_class.clone(),
+            pos: self.tok.pos,
+        };
         self.advance()?;
         let filter = if self.eat_kw("AND")? {
             let e = self.expr(Mode::Event)?;

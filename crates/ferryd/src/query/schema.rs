@@ -99,6 +99,50 @@ impl Class {
     }
 }
 
+/// What a property holds (besides NULL): what a literal compared with it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropType {
+    /// Compared as text, ignoring case (an embedded object compares as its code).
+    Text,
+    /// An integer; compares with integers and reals.
+    Number,
+    /// TRUE or FALSE.
+    Boolean,
+}
+
+impl PropType {
+    /// How a message names a value of this type.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PropType::Text => "text",
+            PropType::Number => "a number",
+            PropType::Boolean => "a boolean",
+        }
+    }
+}
+
+impl Class {
+    /// The type of the property `name` (its canonical name, as [`Class::property`] gives).
+    pub fn property_type(self, name: &str) -> PropType {
+        match (self, name) {
+            (
+                Class::Job,
+                "owner_uid" | "bytes_total" | "bytes_transferred" | "files_total"
+                | "files_transferred" | "error_count" | "created_unix_ms" | "modified_unix_ms"
+                | "transferred_unix_ms" | "notify_flags" | "minimum_retry_delay_secs"
+                | "no_progress_timeout_secs" | "max_transfer_time_secs" | "bandwidth_limit"
+                | "connections",
+            )
+            | (Class::File, "index" | "bytes_total" | "bytes_transferred")
+            | (Class::Handler, "registered_unix_ms") => PropType::Number,
+            (Class::Job, "partial") | (Class::File, "completed" | "validated") => {
+                PropType::Boolean
+            }
+            _ => PropType::Text,
+        }
+    }
+}
+
 /// A property's value in a result: a scalar or an embedded object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prop {

@@ -43,6 +43,7 @@ fn strip(stmt: Statement) -> Statement {
             q.filter.iter_mut().for_each(expr);
         }
         Statement::Event(q) => {
+            q.target_class.pos = 0;
             projection(&mut q.projection);
             q.filter.iter_mut().for_each(expr);
         }
@@ -395,7 +396,10 @@ fn each_event_kind() {
                 projection: Projection::All,
                 kind,
                 within_secs: None,
-                target_class: "Job".into(),
+                target_class: Ident {
+                    name: "Job".into(),
+                    pos: 0
+                },
                 filter: None
             }
         );
@@ -410,7 +414,7 @@ fn event_within_and_filter() {
     );
     assert_eq!(q.kind, EventKind::Modification);
     assert_eq!(q.within_secs, Some(2.5));
-    assert_eq!(q.target_class, "File");
+    assert_eq!(q.target_class.name, "File");
     assert_eq!(
         q.projection,
         Projection::Paths(vec![tp("Name"), pp("State")])
@@ -1142,7 +1146,8 @@ mod props {
     }
 
     fn statement() -> impl Strategy<Value = Statement> {
-        let select = (projection(false), name(), prop::option::of(expr(false))).prop_map(
+        let class_name = name().prop_filter("an event class", |s| !s.starts_with("__"));
+        let select = (projection(false), class_name, prop::option::of(expr(false))).prop_map(
             |(projection, name, filter)| {
                 Statement::Select(SelectQuery {
                     projection,
@@ -1165,7 +1170,10 @@ mod props {
                     projection,
                     kind,
                     within_secs,
-                    target_class,
+                    target_class: Ident {
+                        name: target_class,
+                        pos: 0,
+                    },
                     filter,
                 })
             });
