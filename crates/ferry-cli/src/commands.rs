@@ -128,7 +128,10 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
             let msg = info
                 .error
                 .as_ref()
-                .map(|e| format!("{} ({})", e.message, e.code))
+                .map(|e| match crate::hints::for_job_error(&e.code) {
+                    Some(hint) => format!("{} ({})\nhint: {hint}", e.message, e.code),
+                    None => format!("{} ({})", e.message, e.code),
+                })
                 .unwrap_or_else(|| format!("the job ended in state {state}"));
             if !state.is_final() {
                 let _ = job.cancel().await;
@@ -390,6 +393,9 @@ pub async fn wait(ctx: &Ctx, a: JobArg) -> Result<i32> {
         println!("job {}: {}", info.id, info.state());
         if let Some(e) = &info.error {
             println!("error: {} ({})", e.message, e.code);
+            if let Some(hint) = crate::hints::for_job_error(&e.code) {
+                println!("hint: {hint}");
+            }
         }
     }
     Ok(match info.state() {

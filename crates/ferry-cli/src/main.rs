@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod hints;
 mod output;
 mod progress;
 
@@ -46,11 +47,13 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ferry: {e:#}");
-            if let Some(c) = e
-                .downcast_ref::<ferry_client::Error>()
-                .and_then(|c| c.code())
-            {
-                eprintln!("(code: {c:?})");
+            if let Some(client_error) = e.downcast_ref::<ferry_client::Error>() {
+                if let Some(hint) = hints::for_call(client_error) {
+                    eprintln!("hint: {hint}");
+                }
+                if let Some(c) = client_error.code() {
+                    eprintln!("(code: {c:?})");
+                }
             }
             1
         }

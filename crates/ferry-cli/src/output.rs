@@ -44,13 +44,20 @@ pub fn job_detail(j: &JobInfo) {
     if let Some(e) = &j.error {
         let ctx = e.context.map(|c| c.to_string()).unwrap_or_default();
         println!("error:            [{ctx}] {}: {}", e.code, e.message);
+        if let Some(hint) = crate::hints::for_job_error(&e.code) {
+            println!("hint:             {hint}");
+        }
     }
     if j.error_count > 0 {
         println!("errors so far:    {}", j.error_count);
     }
     println!("retry delay:      {} s", j.minimum_retry_delay_secs);
     println!("no-progress stop: {} s", j.no_progress_timeout_secs);
-    println!("notify flags:     {:#x}", j.notify_flags);
+    println!(
+        "notify flags:     {} ({:#x})",
+        ferry_common::NotifyFlags::from_bits_retain(j.notify_flags).describe(),
+        j.notify_flags
+    );
     if let Some(c) = j.notification_class {
         println!("notify class:     {c}");
     }

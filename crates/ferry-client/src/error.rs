@@ -80,6 +80,19 @@ impl Error {
         }
     }
 
+    /// The stable reason the daemon gave for refusing the call, if it gave one: the
+    /// `reason` of the `google.rpc.ErrorInfo` (domain `ferry.v1`) in the status details, a
+    /// value name of the wire's `ErrorReason` enum without its prefix, such as
+    /// `"JOB_NOT_FOUND"`. Act on this, never on the message's words.
+    pub fn reason(&self) -> Option<String> {
+        use tonic_types::StatusExt;
+        let Error::Status(s) = self else {
+            return None;
+        };
+        let info = s.get_details_error_info()?;
+        (info.domain == "ferry.v1").then_some(info.reason)
+    }
+
     /// The gRPC status code, when the daemon answered.
     pub fn code(&self) -> Option<tonic::Code> {
         match self {

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_client::{
-    Callback, CallbackResult, ErrorContext, File, Job, JobInfo, JobProperties, JobState, Manager,
-    NotifyFlags, Uuid,
+    Callback, CallbackResult, ErrorContext, ErrorKind, File, Job, JobInfo, JobProperties, JobState,
+    Manager, NotifyFlags, Uuid,
 };
 use ferry_testkit::{
     example_bin, random_bytes, sha256_hex, wait_until_async, wait_until_future, Fault, TestEnv,
@@ -331,6 +331,94 @@ async fn notify_command_runs_with_job_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_command_runs_for_the_events_its_flags_select_and_its_output_is_logged() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    let m = manager(&env).await;
+    let (job, _) = job_with_file(&m, &env, &server, "flagged").await;
+    let runs = env.dir.path().join("runs");
+    job.set_notify_flags(NotifyFlags::JOB_ERROR).await.unwrap();
+    job.set_notify_command(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!(
+            "echo \"$FERRY_JOB_STATE\" >> {}; echo said $FERRY_JOB_STATE; echo complained >&2",
+            runs.display()
+        ),
+    ])
+    .await
+    .unwrap();
+    job.resume().await.unwrap();
+    wait_state(&job, JobState::Transferred).await;
+    // The application rejects the file: the job enters `error`, which the flags select.
+    job.file(0)
+        .await
+        .unwrap()
+        .set_validation_state(false)
+        .await
+        .unwrap();
+    let ran = wait_until_async(DEADLINE, "the notify command's run", || {
+        std::fs::read_to_string(&runs)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    })
+    .await;
+    assert_eq!(
+        ran, "error\n",
+        "run for job_error only, not for transferred"
+    );
+    let error = job.info().await.unwrap().error.expect("the rejection");
+    assert!(
+        error.message.ends_with("): it was discarded"),
+        "{}",
+        error.message
+    );
+
+    // Its output is in the daemon's log of notify commands, each line after the job id.
+    let log = env.state_dir.join("notify-commands.log");
+    let text = wait_until_async(DEADLINE, "the command's output in the log", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("said") && t.contains("complained"))
+    })
+    .await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&format!("{}: said error", job.id()).as_str()),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&format!("{}: complained", job.id()).as_str()),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_program_that_cannot_run_is_refused() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let m = manager(&env).await;
+    let class = Uuid::new_v4();
+    let missing = env.dir.path().join("no-such-handler");
+    let not_executable = env.dir.path().join("handler.txt");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    for program in [&missing, &not_executable] {
+        let e = m
+            .register_handler(class, vec![program.display().to_string()], None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(e.reason().as_deref(), Some("HANDLER_PROGRAM_NOT_RUNNABLE"));
+        assert!(
+            e.to_string().contains(&program.display().to_string()),
+            "{e}"
+        );
+    }
+    assert!(m.handlers().await.unwrap().is_empty(), "nothing registered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activation_starts_handler_that_completes_the_job() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
@@ -428,9 +516,13 @@ async fn activation_of_missing_handler_is_a_recorded_failure() {
     let server = TestServer::start();
     let m = manager(&env).await;
     let class = Uuid::new_v4();
-    m.register_handler(class, vec!["/nonexistent/ferry-handler".into()], None)
+    // Registration checks the program; it is removed afterwards, before activation.
+    let program = env.dir.path().join("vanishing-handler");
+    std::fs::copy("/bin/true", &program).unwrap();
+    m.register_handler(class, vec![program.display().to_string()], None)
         .await
         .unwrap();
+    std::fs::remove_file(&program).unwrap();
     let (job, _) = job_with_file(&m, &env, &server, "missing").await;
     job.set(JobProperties {
         notification_class: Some(class),

@@ -301,11 +301,22 @@ async fn https_with_a_self_signed_ca_fails_without_the_ca_file_and_works_with_it
         err.message
     );
     assert!(
-        err.message.contains("--ca-file"),
+        err.message.contains("ca_file (SetJobProperties)"),
         "the message says what to do: {}",
         err.message
     );
     assert!(!dest.exists());
+    // The API's message names the field; the command line adds its own command.
+    let out = env
+        .ferry()
+        .args(["info", &untrusted.id().to_string()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("hint:             `ferry set JOB --ca-file PATH`"),
+        "{shown}"
+    );
 
     let trusted = m.create_job("with-ca").await.unwrap();
     let dest = env.files.join("with-ca.bin");

@@ -24,3 +24,49 @@ impl Default for NotifyFlags {
         NotifyFlags::JOB_TRANSFERRED | NotifyFlags::JOB_ERROR
     }
 }
+
+impl NotifyFlags {
+    /// Each flag with the name the command line and the documentation use for it.
+    pub const NAMES: [(NotifyFlags, &'static str); 5] = [
+        (NotifyFlags::JOB_TRANSFERRED, "job_transferred"),
+        (NotifyFlags::JOB_ERROR, "job_error"),
+        (NotifyFlags::JOB_MODIFICATION, "job_modification"),
+        (NotifyFlags::FILE_TRANSFERRED, "file_transferred"),
+        (NotifyFlags::DISABLE, "disable"),
+    ];
+
+    /// The names of the flags set, joined by ", " ("none" when none is; unknown bits in
+    /// hex).
+    pub fn describe(self) -> String {
+        let mut names: Vec<String> = Self::NAMES
+            .iter()
+            .filter(|(flag, _)| self.contains(*flag))
+            .map(|(_, name)| name.to_string())
+            .collect();
+        let unknown = self.bits() & !NotifyFlags::all().bits();
+        if unknown != 0 {
+            names.push(format!("{unknown:#x}"));
+        }
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotifyFlags;
+
+    #[test]
+    fn describes_flags_by_name() {
+        assert_eq!(
+            NotifyFlags::default().describe(),
+            "job_transferred, job_error"
+        );
+        assert_eq!(NotifyFlags::empty().describe(), "none");
+        let odd = NotifyFlags::from_bits_retain(0x4 | 0x100);
+        assert_eq!(odd.describe(), "disable, 0x100");
+    }
+}

@@ -341,6 +341,7 @@ fn enums_are_prefixed_and_start_unspecified() {
         "CallFlag",
         "FinalStatusCode",
         "UploadProtocol",
+        "ErrorReason",
     ] {
         assert!(names.contains(wanted), "enum {wanted} exists");
     }

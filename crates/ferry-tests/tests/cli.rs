@@ -323,6 +323,64 @@ fn refused_input_shows_the_code_and_changes_nothing() {
 }
 
 #[test]
+fn the_daemon_speaks_of_the_api_and_the_command_line_adds_its_hints() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let mut cmd = ferry(&env);
+    cmd.args(["create", "empty"]);
+    let id = run_ok(cmd).trim().to_string();
+    let unknown = "0190c3a4-0000-7000-8000-000000000000";
+    let events = "SELECT * FROM __InstanceCreationEvent WHERE TargetInstance ISA 'Job'";
+    for (args, api_words, hint) in [
+        (
+            vec!["resume", id.as_str()],
+            "add some with AddFiles first",
+            "hint: add files with `ferry add-file JOB URL PATH` first",
+        ),
+        (
+            vec!["info", unknown],
+            "ListJobs with all = true lists yours",
+            "hint: `ferry list --all` shows your jobs",
+        ),
+        (
+            vec!["query", events],
+            "run it with ExecNotificationQuery",
+            "hint: run an event query with `ferry watch`",
+        ),
+        (
+            vec!["handler", "unregister", unknown],
+            "ListHandlers lists them",
+            "hint: `ferry handler list` shows the registered handlers",
+        ),
+    ] {
+        let mut cmd = ferry(&env);
+        cmd.args(&args);
+        let out = run(cmd);
+        assert!(!out.status.success(), "ferry {args:?} succeeded");
+        let stderr = stderr_of(&out);
+        let (message, rest) = stderr.split_once('\n').unwrap();
+        assert!(message.contains(api_words), "ferry {args:?}: {stderr}");
+        assert!(
+            !message.contains("`ferry"),
+            "the daemon's message names no command: {stderr}"
+        );
+        assert!(rest.starts_with(hint), "ferry {args:?}: {stderr}");
+    }
+
+    // Notify flags by name.
+    let mut cmd = ferry(&env);
+    cmd.args(["set", &id, "--notify-flags", "job_error,file_transferred"]);
+    run_ok(cmd);
+    let mut cmd = ferry(&env);
+    cmd.args(["info", &id]);
+    let info = run_ok(cmd);
+    assert!(
+        info.contains("notify flags:     job_error, file_transferred (0x12)"),
+        "{info}"
+    );
+}
+
+#[test]
 fn daemon_status_and_stop() {
     let env = TestEnv::new();
     let mut d = env.start_daemon();

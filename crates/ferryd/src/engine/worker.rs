@@ -316,8 +316,8 @@ async fn explained(mut e: TransferError, _url: &str) -> TransferError {
             ));
         }
         e.message.push_str(
-            "; if you trust the CA that signed it, give its PEM file with \
-             `ferry set JOB --ca-file PATH`",
+            "; if you trust the CA that signed it, give its PEM file as the job's ca_file \
+             (SetJobProperties)",
         );
     }
     e

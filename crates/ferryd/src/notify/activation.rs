@@ -28,8 +28,8 @@ pub async fn activate(
     cmd.env("FERRY_SOCKET", &n.settings.socket_path)
         .env("FERRY_ACTIVATION_CLASS", class.to_string());
     tracing::info!(%class, program, "activating handler");
-    let mut child = cmd
-        .spawn()
+    let mut child = owner
+        .spawn(&mut cmd, &log)
         .map_err(|e| format!("cannot start the handler {program} of class {class}: {e}"))?;
     let deadline = tokio::time::Instant::now() + n.settings.activation_timeout;
     let outcome = loop {

@@ -1,6 +1,7 @@
 //! Command-line notifications: the job's notify command, run as the job's owner without a
-//! shell.
+//! shell, its output in the daemon's notify-command log, each line after the job's id.
 
+use std::path::Path;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -11,19 +12,30 @@ use crate::owner::{Output, Owner};
 /// Longest a notify command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs `argv` as `owner` with `FERRY_JOB_ID` and `FERRY_JOB_STATE`; Ok when it exits 0.
-pub async fn run(owner: &Owner, argv: &[String], job: Uuid, state: JobState) -> Result<(), String> {
+/// Runs `argv` as `owner` with `FERRY_JOB_ID` and `FERRY_JOB_STATE`, its output appended
+/// to `log` line by line after the job's id; Ok when it exits 0.
+pub async fn run(
+    owner: &Owner,
+    argv: &[String],
+    job: Uuid,
+    state: JobState,
+    log: &Path,
+) -> Result<(), String> {
     let Some(program) = argv.first() else {
         return Err("no notify command".into());
     };
+    let output = Output::Tagged {
+        path: log.to_owned(),
+        tag: job.to_string(),
+    };
     let mut cmd = owner
-        .command(argv, None, &Output::Discard)
+        .command(argv, None, &output)
         .ok_or_else(|| "no notify command".to_string())?;
     cmd.env("FERRY_JOB_ID", job.to_string())
         .env("FERRY_JOB_STATE", state.as_str())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
+    let mut child = owner
+        .spawn(&mut cmd, &output)
         .map_err(|e| format!("cannot run the notify command {program}: {e}"))?;
     match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),

@@ -26,15 +26,26 @@ enum Attempt {
     },
 }
 
+/// Whether an entry is still due: the job is still in the state that made it due, and
+/// its flags still select the event (for every receiver, the notify command included).
 fn still_due(view: &JobView, r: &OutboxRecord) -> bool {
     let flags = view.job.notify_flags;
-    if flags.contains(NotifyFlags::DISABLE) {
+    if flags.contains(NotifyFlags::DISABLE) || !flags.contains(selecting_flag(r.method)) {
         return false;
     }
     match r.method {
         NotifyMethod::JobTransferred => view.job.state == JobState::Transferred,
         NotifyMethod::JobError => view.job.state == JobState::Error,
         NotifyMethod::FileTransferred => !view.job.state.is_final(),
+    }
+}
+
+/// The notify flag that selects `m`.
+fn selecting_flag(m: NotifyMethod) -> NotifyFlags {
+    match m {
+        NotifyMethod::JobTransferred => NotifyFlags::JOB_TRANSFERRED,
+        NotifyMethod::JobError => NotifyFlags::JOB_ERROR,
+        NotifyMethod::FileTransferred => NotifyFlags::FILE_TRANSFERRED,
     }
 }
 
@@ -151,13 +162,14 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
     }
 }
 
-async fn run_command(host: &dyn NotifyHost, view: &JobView) -> Attempt {
+async fn run_command(n: &Notifier, host: &dyn NotifyHost, view: &JobView) -> Attempt {
     let owner = host.owner(view.job.owner_uid);
     match command::run(
         &owner,
         &view.job.notify_command,
         view.job.id,
         view.job.state,
+        &n.settings.command_log,
     )
     .await
     {
@@ -180,15 +192,13 @@ async fn attempt(
     let has_command =
         !view.job.notify_command.is_empty() && record.method != NotifyMethod::FileTransferred;
     if command_only && has_command {
-        return run_command(host, view).await;
+        return run_command(n, host, view).await;
     }
     let uid = view.job.owner_uid;
-    let selected = match record.method {
-        NotifyMethod::JobTransferred => NotifyFlags::JOB_TRANSFERRED,
-        NotifyMethod::JobError => NotifyFlags::JOB_ERROR,
-        NotifyMethod::FileTransferred => NotifyFlags::FILE_TRANSFERRED,
-    };
-    let wants_callback = view.job.notify_flags.contains(selected);
+    let wants_callback = view
+        .job
+        .notify_flags
+        .contains(selecting_flag(record.method));
     let mut target = if wants_callback {
         n.interface_of(view.job.id, uid).or_else(|| {
             view.job
@@ -205,7 +215,7 @@ async fn attempt(
                     Ok(obj) => target = Some(obj),
                     Err(e) if has_command => {
                         tracing::info!(job = %view.job.id, "activation failed ({e}); running the notify command");
-                        return run_command(host, view).await;
+                        return run_command(n, host, view).await;
                     }
                     Err(error) => {
                         return Attempt::Failed {
@@ -214,12 +224,12 @@ async fn attempt(
                         }
                     }
                 },
-                None if has_command => return run_command(host, view).await,
+                None if has_command => return run_command(n, host, view).await,
                 None => {
                     return Attempt::Failed {
                         error: format!(
                             "no handler is registered for notification class {class} \
-                             (`ferry handler register {class} -- COMMAND`)"
+                             (RegisterHandler registers one)"
                         ),
                         command_only: false,
                     }
@@ -244,7 +254,7 @@ async fn attempt(
                 // method is not called again for this event.
                 Err(e) if has_command => {
                     tracing::info!(job = %view.job.id, "callback failed ({e}); running the notify command");
-                    run_command(host, view).await
+                    run_command(n, host, view).await
                 }
                 Err(error) => Attempt::Failed {
                     error,
@@ -252,7 +262,7 @@ async fn attempt(
                 },
             }
         }
-        None if has_command => run_command(host, view).await,
+        None if has_command => run_command(n, host, view).await,
         None => Attempt::Parked,
     }
 }

@@ -46,4 +46,6 @@ pub struct Settings {
     pub socket_path: PathBuf,
     /// Where handlers' output goes.
     pub handler_log: PathBuf,
+    /// Where notify commands' output goes, each line after the job's id.
+    pub command_log: PathBuf,
 }

@@ -19,7 +19,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use parts::{sync_dir, CommitError};
-pub use paths::{check_destination, check_regular_file};
+pub use paths::{check_destination, check_program, check_regular_file};
 pub use process::Output;
 
 /// Whose files a job touches and as whom its processes run.
@@ -171,6 +171,14 @@ impl Owner {
         .unwrap_or_else(|e| vec![Err(format!("checking {what} failed: {e}")); n])
     }
 
+    /// Checks, as this owner, that `path` is a program it can run (a handler's program;
+    /// see [`check_program`]).
+    pub async fn check_program(&self, what: &'static str, path: String) -> Result<(), String> {
+        tokio::task::spawn_blocking(move || check_program(what, &path))
+            .await
+            .unwrap_or_else(|e| Err(format!("checking {what} failed: {e}")))
+    }
+
     /// Checks, as this owner, that `path` is an existing folder (a handler's working
     /// folder).
     pub async fn check_folder(&self, path: String) -> Result<(), String> {
@@ -206,5 +214,15 @@ impl Owner {
         output: &Output,
     ) -> Option<tokio::process::Command> {
         process::command(argv, workdir, output)
+    }
+
+    /// Starts a command made by [`command`](Self::command) with the same `output`, and
+    /// the copying of its output when `output` asks for it.
+    pub fn spawn(
+        &self,
+        cmd: &mut tokio::process::Command,
+        output: &Output,
+    ) -> io::Result<tokio::process::Child> {
+        process::spawn(cmd, output)
     }
 }

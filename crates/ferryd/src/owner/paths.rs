@@ -72,6 +72,20 @@ pub fn check_regular_file(what: &str, path: &str) -> Result<String, String> {
     }
 }
 
+/// A program the owner can run, by absolute path: an existing regular file with execute
+/// permission for the calling user (a handler's program).
+pub fn check_program(what: &str, path: &str) -> Result<(), String> {
+    check_regular_file(what, path)?;
+    let c_path =
+        std::ffi::CString::new(path).map_err(|_| format!("{what} '{path}' contains a NUL byte"))?;
+    // SAFETY: a valid NUL-terminated path; access() only reads it.
+    if unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0 {
+        return Ok(());
+    }
+    let why = std::io::Error::last_os_error();
+    Err(format!("{what} '{path}' cannot be run: {why}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +104,19 @@ mod tests {
         assert!(check_regular_file("the CA file", "/etc/hostname-missing-xyz").is_err());
         assert!(check_regular_file("the CA file", "/tmp").is_err());
         assert!(check_regular_file("the CA file", "relative").is_err());
+    }
+
+    #[test]
+    fn programs() {
+        assert!(check_program("the program", "/bin/sh").is_ok());
+        let missing = check_program("the program", "/nonexistent-xyz/prog").unwrap_err();
+        assert!(missing.contains("cannot be read"), "{missing}");
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("not-executable");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        // No execute bit at all: refused to root too.
+        let e = check_program("the program", script.to_str().unwrap()).unwrap_err();
+        assert!(e.contains("cannot be run"), "{e}");
     }
 }
 

@@ -227,9 +227,15 @@ pub fn plan_select(wql: &str) -> Result<SelectPlan, QueryError> {
             })
         }
         Statement::Event(_) => Err(QueryError(
-            "this is an event query: run it with `ferry watch` (ExecNotificationQuery)".into(),
+            "this is an event query: run it with ExecNotificationQuery".into(),
         )),
     }
+}
+
+/// Whether `wql` parses as an event query (`Some(true)`) or a data query
+/// (`Some(false)`); `None` when it does not parse.
+pub fn is_event_query(wql: &str) -> Option<bool> {
+    parse(wql).ok().map(|s| matches!(s, Statement::Event(_)))
 }
 
 /// Parses and checks an event query.
@@ -269,7 +275,7 @@ pub fn plan_event(wql: &str) -> Result<EventPlan, QueryError> {
             })
         }
         Statement::Select(_) => Err(QueryError(
-            "this is a data query, not an event query: run it with `ferry query`".into(),
+            "this is a data query, not an event query: run it with ExecQuery".into(),
         )),
     }
 }
@@ -385,14 +391,20 @@ mod tests {
     #[test]
     fn a_literal_of_another_type_is_refused_with_its_position() {
         let e = select_error("SELECT * FROM Job WHERE bytes_total > 'abc'");
-        assert!(e.starts_with("WQL at position 24: bytes_total is a number"), "{e}");
+        assert!(
+            e.starts_with("WQL at position 24: bytes_total is a number"),
+            "{e}"
+        );
         assert!(e.contains("text ('abc')"), "{e}");
         let e = select_error("SELECT id FROM Job WHERE state = 'queued' OR 3 < state");
         assert!(e.contains("position 49: state is text"), "{e}");
         let e = select_error("SELECT * FROM File WHERE completed = 1");
         assert!(e.contains("completed is a boolean"), "{e}");
         let e = select_error("SELECT * FROM Job WHERE owner_uid LIKE '1%'");
-        assert!(e.contains("owner_uid is a number") && e.contains("LIKE"), "{e}");
+        assert!(
+            e.contains("owner_uid is a number") && e.contains("LIKE"),
+            "{e}"
+        );
         let e = select_error("SELECT * FROM Job WHERE bytes_total = display_name");
         assert!(e.contains("display_name, which is text"), "{e}");
         let e = event_error(
@@ -411,7 +423,11 @@ mod tests {
             "SELECT * FROM File WHERE validated IS NULL AND remote_url LIKE 'https:%'",
             "SELECT * FROM Job WHERE bytes_transferred < bytes_total",
         ] {
-            assert!(plan_select(wql).is_ok(), "{wql}: {:?}", plan_select(wql).err());
+            assert!(
+                plan_select(wql).is_ok(),
+                "{wql}: {:?}",
+                plan_select(wql).err()
+            );
         }
     }
 
@@ -429,9 +445,8 @@ mod tests {
 
     #[test]
     fn events_over_another_class_are_refused_with_the_position_of_the_class() {
-        let e = event_error(
-            "SELECT * FROM __InstanceCreationEvent WHERE TargetInstance ISA 'File'",
-        );
+        let e =
+            event_error("SELECT * FROM __InstanceCreationEvent WHERE TargetInstance ISA 'File'");
         assert!(e.starts_with("WQL at position 63: "), "{e}");
         assert!(e.contains("'File' is not supported"), "{e}");
     }

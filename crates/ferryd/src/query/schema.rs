@@ -127,17 +127,25 @@ impl Class {
         match (self, name) {
             (
                 Class::Job,
-                "owner_uid" | "bytes_total" | "bytes_transferred" | "files_total"
-                | "files_transferred" | "error_count" | "created_unix_ms" | "modified_unix_ms"
-                | "transferred_unix_ms" | "notify_flags" | "minimum_retry_delay_secs"
-                | "no_progress_timeout_secs" | "max_transfer_time_secs" | "bandwidth_limit"
+                "owner_uid"
+                | "bytes_total"
+                | "bytes_transferred"
+                | "files_total"
+                | "files_transferred"
+                | "error_count"
+                | "created_unix_ms"
+                | "modified_unix_ms"
+                | "transferred_unix_ms"
+                | "notify_flags"
+                | "minimum_retry_delay_secs"
+                | "no_progress_timeout_secs"
+                | "max_transfer_time_secs"
+                | "bandwidth_limit"
                 | "connections",
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
             | (Class::Handler, "registered_unix_ms") => PropType::Number,
-            (Class::Job, "partial") | (Class::File, "completed" | "validated") => {
-                PropType::Boolean
-            }
+            (Class::Job, "partial") | (Class::File, "completed" | "validated") => PropType::Boolean,
             _ => PropType::Text,
         }
     }

@@ -3,15 +3,28 @@
 
 use ferry_proto::v1 as pb;
 use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::model::{
     Credentials, ErrorContext, HandlerRecord, JobState, JobType, Priority, UploadProtocol,
 };
-use crate::service::{CallbackMethod, FileView, Invocation, JobView, Obj, ServiceError};
+use crate::service::{
+    CallbackMethod, ErrorReason, FileView, Invocation, JobView, Obj, ServiceError,
+};
 
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
         match e {
+            // The reason travels as google.rpc.ErrorInfo (AIP-193) in the status details.
+            ServiceError::Marked { error, reason } => {
+                let plain = Status::from(*error);
+                let info = ErrorDetails::with_error_info(
+                    reason.as_str(),
+                    ErrorReason::DOMAIN,
+                    std::collections::HashMap::new(),
+                );
+                Status::with_error_details(plain.code(), plain.message(), info)
+            }
             ServiceError::NotFound(m) => Status::not_found(m),
             ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
@@ -303,5 +316,34 @@ mod tests {
         }
         assert_eq!(upload_protocol_from(0).unwrap(), None);
         assert!(upload_protocol_from(7).is_err());
+    }
+}
+
+#[cfg(test)]
+mod reasons {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_a_value_of_the_wire_enum_and_travels_as_error_info() {
+        for reason in ErrorReason::ALL {
+            let name = format!("ERROR_REASON_{}", reason.as_str());
+            assert!(pb::ErrorReason::from_str_name(&name).is_some(), "{name}");
+            let status = Status::from(ServiceError::NotFound("gone".into()).marked(reason));
+            assert_eq!(status.code(), tonic::Code::NotFound);
+            assert_eq!(status.message(), "gone");
+            let info = status.get_details_error_info().expect("an ErrorInfo");
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                (reason.as_str(), "ferry.v1")
+            );
+        }
+        let wire_values = (1..100)
+            .filter(|n| pb::ErrorReason::try_from(*n).is_ok())
+            .count();
+        assert_eq!(
+            wire_values,
+            ErrorReason::ALL.len(),
+            "the daemon knows every reason"
+        );
     }
 }

@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 use super::state::{Entry, Inner};
-use super::{ChangeKind, JobView, Service, ServiceError};
+use super::{ChangeKind, ErrorReason, JobView, Service, ServiceError};
 use crate::model::{now_ms, JobState, JobType, Priority};
 use crate::store::Store;
 
@@ -67,8 +67,10 @@ pub struct CompleteOutcome {
 
 pub(super) fn not_found(id: Uuid) -> ServiceError {
     ServiceError::NotFound(format!(
-        "no job {id}: it never existed, was purged, or belongs to another user (`ferry list --all` shows yours)"
+        "no job {id}: it never existed, was purged, or belongs to another user \
+         (ListJobs with all = true lists yours)"
     ))
+    .marked(ErrorReason::JobNotFound)
 }
 
 /// The caller's live job `id`. An archived (final) job is refused as final, for `verb`.

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::commands::{entry, final_state_error, CompleteOutcome};
-use super::{JobView, Service, ServiceError};
+use super::{ErrorReason, JobView, Service, ServiceError};
 use crate::model::{now_ms, FileRecord, JobState, JobType};
 use crate::owner::Owner;
 
@@ -46,8 +46,9 @@ impl Service {
                         }
                         if e.files.is_empty() {
                             return Err(ServiceError::FailedPrecondition(format!(
-                                "job {id} has no files: add some with `ferry add-file` first"
-                            )));
+                                "job {id} has no files: add some with AddFiles first"
+                            ))
+                            .marked(ErrorReason::JobHasNoFiles));
                         }
                         let e = inner.jobs.get_mut(&id).expect("exists");
                         e.job.error = None;

@@ -12,6 +12,7 @@ mod api_extra;
 mod commands;
 mod control;
 mod engine_host;
+mod error;
 mod jobs;
 mod notifications;
 mod notify_host;
@@ -50,23 +51,7 @@ pub use crate::query::exec::{EventPlan, SelectPlan};
 pub use crate::query::schema::{Obj, Prop};
 pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
-
-/// A failure of a command, mapped to a gRPC status by `rpc/`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    ResourceExhausted(String),
-    #[error("{0}")]
-    Unimplemented(String),
-    #[error("{0}")]
-    Internal(String),
-}
+pub use error::{ErrorReason, ServiceError};
 
 /// The daemon's state and the commands over it.
 pub struct Service {
@@ -169,6 +154,7 @@ impl Service {
                 activation_timeout: config.activation_timeout,
                 socket_path: config.socket_path.clone(),
                 handler_log: state_dir.join("handlers.log"),
+                command_log: state_dir.join("notify-commands.log"),
             },
             snapshot.outbox,
         );
@@ -453,10 +439,8 @@ mod tests {
         assert_eq!(files[0].file, file(ack));
         assert_eq!(svc.archived_state(7, ack.id), Some(JobState::Acknowledged));
         // Another owner sees nothing.
-        assert!(matches!(
-            svc.get_job(8, ack.id),
-            Err(ServiceError::NotFound(_))
-        ));
+        let e = svc.get_job(8, ack.id).unwrap_err();
+        assert_eq!(e.reason(), Some(ErrorReason::JobNotFound), "{e:?}");
         assert!(svc.archived_state(8, ack.id).is_none());
 
         let all: Vec<Uuid> = svc.list_jobs(7, true).iter().map(|v| v.job.id).collect();

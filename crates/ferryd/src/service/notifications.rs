@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::state::Inner;
-use super::{ChangeKind, FileView, Service, ServiceError};
+use super::{ChangeKind, ErrorReason, FileView, Service, ServiceError};
 use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
@@ -24,7 +24,6 @@ impl Service {
         if flags.contains(NotifyFlags::DISABLE) {
             return Vec::new();
         }
-        let has_command = !job.notify_command.is_empty();
         let now = now_ms();
         let mut out = Vec::new();
         let mut push = |method, file_index| {
@@ -44,13 +43,14 @@ impl Service {
                 push(NotifyMethod::FileTransferred, Some(i));
             }
         }
+        // As in BITS, the flags select the events for every receiver, the notify
+        // command included: a command runs for job_transferred or job_error only when the
+        // flags ask for it.
         match state {
-            Some(JobState::Transferred)
-                if flags.contains(NotifyFlags::JOB_TRANSFERRED) || has_command =>
-            {
+            Some(JobState::Transferred) if flags.contains(NotifyFlags::JOB_TRANSFERRED) => {
                 push(NotifyMethod::JobTransferred, None)
             }
-            Some(JobState::Error) if flags.contains(NotifyFlags::JOB_ERROR) || has_command => {
+            Some(JobState::Error) if flags.contains(NotifyFlags::JOB_ERROR) => {
                 push(NotifyMethod::JobError, None)
             }
             _ => {}
@@ -101,15 +101,25 @@ impl Service {
         let class = parse_class(class)?;
         let Some(program) = argv.first() else {
             return Err(ServiceError::InvalidArgument(
-                "the handler needs a command: `ferry handler register CLASS -- PROGRAM ARGS…`"
+                "the handler needs a command: argv holds the program (an absolute path) and \
+                 its arguments"
                     .into(),
-            ));
+            )
+            .marked(ErrorReason::HandlerCommandMissing));
         };
         if !std::path::Path::new(program).is_absolute() {
             return Err(ServiceError::InvalidArgument(format!(
                 "the handler program '{program}' must be an absolute path"
-            )));
+            ))
+            .marked(ErrorReason::HandlerProgramNotRunnable));
         }
+        self.owners
+            .of(uid)
+            .check_program("the handler program", program.clone())
+            .await
+            .map_err(|e| {
+                ServiceError::InvalidArgument(e).marked(ErrorReason::HandlerProgramNotRunnable)
+            })?;
         if let Some(d) = &workdir {
             self.owners
                 .of(uid)
@@ -141,8 +151,9 @@ impl Service {
             let mut inner = self.lock();
             if inner.handlers.remove(&(class, uid)).is_none() {
                 return Err(ServiceError::NotFound(format!(
-                    "no handler is registered for class {class} (`ferry handler list`)"
-                )));
+                    "no handler is registered for class {class} (ListHandlers lists them)"
+                ))
+                .marked(ErrorReason::HandlerNotFound));
             }
             self.store.delete_handler(class, uid)
         };
@@ -235,7 +246,7 @@ impl Service {
                     context: ErrorContext::Validation,
                     code: "validation_failed".into(),
                     message: format!(
-                        "the application rejected file {index} ({}) : it was discarded",
+                        "the application rejected file {index} ({}): it was discarded",
                         file.local_path
                     ),
                     file_index: Some(index),
@@ -276,4 +287,42 @@ pub(super) fn parse_class(class: &str) -> Result<Uuid, ServiceError> {
         ));
     }
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::{JobType, Priority};
+
+    #[tokio::test]
+    async fn the_flags_select_the_events_of_a_notify_command_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::open(Config::default(), Store::open(dir.path()).unwrap(), 7).unwrap();
+        let mut job = JobRecord::new("cmd".into(), JobType::Download, Priority::Normal, 7);
+        job.notify_command = vec!["/bin/true".into()];
+        let methods = |job: &JobRecord, state| {
+            svc.due_notifications(job, Some(state), &[0])
+                .iter()
+                .map(|o| o.method)
+                .collect::<Vec<_>>()
+        };
+
+        job.notify_flags = NotifyFlags::JOB_ERROR;
+        assert_eq!(methods(&job, JobState::Transferred), vec![]);
+        assert_eq!(methods(&job, JobState::Error), vec![NotifyMethod::JobError]);
+
+        job.notify_flags = NotifyFlags::JOB_TRANSFERRED | NotifyFlags::FILE_TRANSFERRED;
+        assert_eq!(
+            methods(&job, JobState::Transferred),
+            vec![NotifyMethod::FileTransferred, NotifyMethod::JobTransferred]
+        );
+        assert_eq!(
+            methods(&job, JobState::Error),
+            vec![NotifyMethod::FileTransferred]
+        );
+
+        job.notify_flags = NotifyFlags::DISABLE | NotifyFlags::JOB_ERROR;
+        assert_eq!(methods(&job, JobState::Error), vec![]);
+    }
 }

@@ -3,7 +3,7 @@
 //! and the facade calls the rpc layer uses to plan and run queries.
 
 use super::state::Archived;
-use super::{JobView, Service, ServiceError};
+use super::{ErrorReason, JobView, Service, ServiceError};
 use crate::model::{FileView, HandlerRecord};
 use crate::query::exec::{self, EventPlan, Prefilter, QueryError, SelectPlan, Source};
 use crate::query::schema::Obj;
@@ -66,12 +66,18 @@ impl Source for Service {
 impl Service {
     /// Parses and checks a data query.
     pub fn plan_select(&self, wql: &str) -> Result<SelectPlan, ServiceError> {
-        Ok(exec::plan_select(wql)?)
+        exec::plan_select(wql).map_err(|e| match exec::is_event_query(wql) {
+            Some(true) => ServiceError::from(e).marked(ErrorReason::NotADataQuery),
+            _ => e.into(),
+        })
     }
 
     /// Parses and checks an event query.
     pub fn plan_event(&self, wql: &str) -> Result<EventPlan, ServiceError> {
-        Ok(exec::plan_event(wql)?)
+        exec::plan_event(wql).map_err(|e| match exec::is_event_query(wql) {
+            Some(false) => ServiceError::from(e).marked(ErrorReason::NotAnEventQuery),
+            _ => e.into(),
+        })
     }
 
     /// Runs a data query over the jobs of `owner`; objects come in a stable order.

@@ -1,6 +1,6 @@
 //! Checks on what clients send: URLs, local paths, names, checksums.
 
-use super::ServiceError;
+use super::{ErrorReason, ServiceError};
 use crate::engine::SCHEMES;
 
 /// Longest display name or description accepted.
@@ -64,8 +64,9 @@ pub fn text(what: &str, value: &str) -> Result<String, ServiceError> {
 pub fn job_id(id: &str) -> Result<uuid::Uuid, ServiceError> {
     uuid::Uuid::parse_str(id.trim()).map_err(|_| {
         ServiceError::InvalidArgument(format!(
-            "'{id}' is not a job id (a UUID such as 0190f5c2-...); `ferry list` shows them"
+            "'{id}' is not a job id (a UUID such as 0190f5c2-...; ListJobs lists them)"
         ))
+        .marked(ErrorReason::InvalidJobId)
     })
 }
 

@@ -90,7 +90,7 @@ fn mark_unreadable(job: &mut JobRecord, problems: &[Unreadable]) {
     } else {
         message.push_str(
             "; it will not be transferred with defaults in their place: cancel the job \
-             (`ferry cancel JOB`) and create it again",
+             (CancelJob) and create it again",
         );
         job.state = JobState::Error;
         job.retry_at_ms = None;
@@ -374,7 +374,7 @@ pub fn handler_from_row(r: &Row<'_>) -> rusqlite::Result<Option<HandlerRecord>> 
                 %class,
                 owner_uid,
                 "the stored command of this handler (column handlers.argv) could not be read: \
-                 {}; the handler is not loaded: register it again with `ferry handler register`",
+                 {}; the handler is not loaded: register it again (RegisterHandler)",
                 json_reason(&e)
             );
             return Ok(None);
