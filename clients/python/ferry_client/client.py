@@ -1,0 +1,301 @@
+"""The client: a connection to ferryd, its jobs, handlers and queries."""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+
+import grpc
+
+from . import paths
+from ._proto.ferry.v1 import (
+    common_pb2,
+    daemon_pb2,
+    daemon_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    notifications_pb2 as npb,
+    notifications_pb2_grpc,
+    queries_pb2,
+    queries_pb2_grpc,
+)
+from .callbacks import Callback, CallbackChannel
+from .errors import FerryError
+from .queries import AsyncCall, Enumerator, ObjectSink
+from .types import JobState, QueryObject, StatusCode
+
+T = TypeVar("T")
+
+#: A file to add: (remote URL, absolute local path) or (URL, path, expected SHA-256).
+FileSpec = Union[Tuple[str, str], Tuple[str, str, str]]
+
+
+def _refusals_raise(f: Callable[..., T]) -> Callable[..., T]:
+    """Turns a failed call's grpc.RpcError into a FerryError."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except grpc.RpcError as e:
+            raise FerryError.from_rpc_error(e) from None
+
+    return wrapper
+
+
+class Client:
+    """A connection to ferryd on its Unix socket (default: the same rules as the Rust
+    client, see :func:`ferry_client.paths.socket_path`). Use it as a context manager or
+    call :meth:`close`."""
+
+    def __init__(self, socket: "str | os.PathLike[str] | None" = None):
+        self._channel = grpc.insecure_channel(paths.target(socket))
+        self._jobs = jobs_pb2_grpc.JobsStub(self._channel)
+        self._notifications = notifications_pb2_grpc.NotificationsStub(self._channel)
+        self._queries = queries_pb2_grpc.QueriesStub(self._channel)
+        self._daemon = daemon_pb2_grpc.DaemonStub(self._channel)
+        self._callbacks: Optional[CallbackChannel] = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the callback channel, if one is open, and the connection."""
+        if self._callbacks is not None:
+            self._callbacks.close()
+        self._channel.close()
+
+    # Jobs.
+
+    @_refusals_raise
+    def create_job(
+        self,
+        display_name: str,
+        *,
+        description: str = "",
+        job_type: int = common_pb2.JOB_TYPE_DOWNLOAD,
+        priority: int = common_pb2.PRIORITY_NORMAL,
+    ) -> "Job":
+        """Creates a job (suspended): add files, then :meth:`Job.resume` it."""
+        reply = self._jobs.CreateJob(
+            jobs_pb2.CreateJobRequest(
+                display_name=display_name, description=description, job_type=job_type, priority=priority
+            )
+        )
+        return Job(self, reply.job.id)
+
+    def job(self, job_id: "str | uuid.UUID") -> "Job":
+        """The job ``job_id`` (not checked until a call uses it)."""
+        return Job(self, str(job_id))
+
+    def list_jobs(self, *, all: bool = False, page_size: int = 0) -> Iterator[common_pb2.Job]:
+        """The caller's jobs, oldest first, read a page at a time as the iteration goes
+        (``all``: the acknowledged and cancelled ones too)."""
+        list_page = _refusals_raise(self._jobs.ListJobs)
+        token = ""
+        while True:
+            page = list_page(jobs_pb2.ListJobsRequest(all=all, page_size=page_size, page_token=token))
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
+    @_refusals_raise
+    def status(self) -> daemon_pb2.StatusResponse:
+        """The daemon's status."""
+        return self._daemon.Status(daemon_pb2.StatusRequest())
+
+    @_refusals_raise
+    def shutdown_daemon(self) -> None:
+        """Asks ferryd to stop (open streams end with UNAVAILABLE)."""
+        self._daemon.Shutdown(daemon_pb2.ShutdownRequest())
+
+    # Notifications.
+
+    def callbacks(self) -> CallbackChannel:
+        """This client's callback channel (opened on first use)."""
+        if self._callbacks is None:
+            try:
+                self._callbacks = CallbackChannel(self)
+            except grpc.RpcError as e:
+                raise FerryError.from_rpc_error(e) from None
+        return self._callbacks
+
+    @_refusals_raise
+    def register_handler(self, class_id: "str | uuid.UUID", argv: Sequence[str], workdir: str = "") -> npb.Handler:
+        """Registers the program (an absolute path, and its arguments) ferryd starts for
+        the notification class ``class_id``."""
+        handler = npb.Handler(class_id=str(class_id), argv=list(argv), workdir=workdir)
+        return self._notifications.RegisterHandler(npb.RegisterHandlerRequest(handler=handler)).handler
+
+    @_refusals_raise
+    def unregister_handler(self, class_id: "str | uuid.UUID") -> None:
+        """Removes the handler of ``class_id``."""
+        self._notifications.UnregisterHandler(npb.UnregisterHandlerRequest(class_id=str(class_id)))
+
+    @_refusals_raise
+    def handlers(self) -> List[npb.Handler]:
+        """The caller's handlers."""
+        return list(self._notifications.ListHandlers(npb.ListHandlersRequest()).handlers)
+
+    # Queries.
+
+    def exec_query(self, wql: str) -> List[QueryObject]:
+        """A data query, synchronously: every object, or a FerryError."""
+        enumerator = self.exec_query_semisync(wql)
+        objects = list(enumerator)  # a refusal raises FerryError here
+        status = enumerator.status
+        if status is None or status.code != StatusCode.OK:
+            raise _query_error(status)
+        return objects
+
+    @_refusals_raise
+    def exec_query_semisync(self, wql: str, *, batch_size: int = 0) -> Enumerator:
+        """A data query, semisynchronously: iterate the enumerator."""
+        return Enumerator(self._queries.ExecQuery(queries_pb2.ExecQueryRequest(wql=wql, batch_size=batch_size)))
+
+    @_refusals_raise
+    def exec_query_async(self, wql: str, sink: ObjectSink, *, batch_size: int = 0) -> AsyncCall:
+        """A data query, asynchronously: ``sink`` gets the batches, then the status."""
+        return AsyncCall(self._queries.ExecQuery(queries_pb2.ExecQueryRequest(wql=wql, batch_size=batch_size)), sink)
+
+    @_refusals_raise
+    def subscribe(self, wql: str) -> Enumerator:
+        """An event query, semisynchronously: iterate the events as they happen (each an
+        object whose ``TargetInstance`` is the job); :meth:`Enumerator.cancel` ends it.
+        Returns once the subscription is in place: no later event is missed."""
+        responses = self._queries.ExecNotificationQuery(queries_pb2.ExecNotificationQueryRequest(wql=wql))
+        responses.initial_metadata()  # ferryd answers once the subscription is in place
+        return Enumerator(responses)
+
+    @_refusals_raise
+    def subscribe_async(self, wql: str, sink: ObjectSink) -> AsyncCall:
+        """An event query, asynchronously: ``sink`` gets each event as a batch of one."""
+        responses = self._queries.ExecNotificationQuery(queries_pb2.ExecNotificationQueryRequest(wql=wql))
+        responses.initial_metadata()  # ferryd answers once the subscription is in place
+        return AsyncCall(responses, sink)
+
+    @_refusals_raise
+    def exec_method(self, job_id: "str | uuid.UUID", method: str) -> common_pb2.Job:
+        """Calls a method of a job: "Resume", "Suspend", "Cancel" or "Complete"."""
+        return self._queries.ExecMethod(queries_pb2.ExecMethodRequest(job_id=str(job_id), method=method)).job
+
+
+def _query_error(status) -> FerryError:
+    message = status.message if status else "the query ended without a status"
+    code = grpc.StatusCode.UNAVAILABLE if status and status.code == StatusCode.SHUTTING_DOWN else grpc.StatusCode.UNKNOWN
+    return FerryError(code, message)
+
+
+class Job:
+    """A transfer job of the caller's (BITS's IBackgroundCopyJob)."""
+
+    def __init__(self, client: Client, job_id: str):
+        self._client = client
+        #: The job's id, a UUID.
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    @_refusals_raise
+    def info(self) -> common_pb2.Job:
+        """The job now."""
+        return self._client._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=self.id)).job
+
+    def state(self) -> JobState:
+        """The job's state now."""
+        return JobState(self.info().state)
+
+    @_refusals_raise
+    def add_files(self, files: Sequence[FileSpec]) -> List[common_pb2.File]:
+        """Adds files, all or none: (remote URL, absolute local path[, SHA-256 hex])."""
+        specs = [jobs_pb2.FileSpec(remote_url=f[0], local_path=f[1], expected_sha256=(f[2] if len(f) > 2 else "")) for f in files]
+        return list(self._client._jobs.AddFiles(jobs_pb2.AddFilesRequest(job_id=self.id, files=specs)).files)
+
+    def add_file(self, remote_url: str, local_path: str, expected_sha256: str = "") -> common_pb2.File:
+        """Adds one file."""
+        return self.add_files([(remote_url, local_path, expected_sha256)])[0]
+
+    @_refusals_raise
+    def files(self) -> List[common_pb2.File]:
+        """The job's files in order (every page)."""
+        out, token = [], ""
+        while True:
+            page = self._client._jobs.ListFiles(jobs_pb2.ListFilesRequest(job_id=self.id, page_token=token))
+            out.extend(page.files)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    @_refusals_raise
+    def resume(self) -> common_pb2.Job:
+        """Queues the job."""
+        return self._client._jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=self.id)).job
+
+    @_refusals_raise
+    def suspend(self) -> common_pb2.Job:
+        """Stops the transfer, keeping its progress."""
+        return self._client._jobs.SuspendJob(jobs_pb2.SuspendJobRequest(job_id=self.id)).job
+
+    @_refusals_raise
+    def cancel(self) -> common_pb2.Job:
+        """Cancels the job and deletes its temporary files."""
+        return self._client._jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=self.id)).job
+
+    @_refusals_raise
+    def complete(self) -> jobs_pb2.CompleteJobResponse:
+        """Moves the transferred files to their destinations (atomically)."""
+        return self._client._jobs.CompleteJob(jobs_pb2.CompleteJobRequest(job_id=self.id))
+
+    @_refusals_raise
+    def set(self, **properties) -> common_pb2.Job:
+        """Changes properties: the fields of ``SetJobPropertiesRequest`` by name, e.g.
+        ``notify_flags=NotifyFlag.JOB_TRANSFERRED``; a list for ``notify_command`` or
+        ``headers``."""
+        for name in ("notify_command", "headers"):
+            if name in properties:
+                properties[name] = jobs_pb2.StringList(values=list(properties[name]))
+        if "notify_flags" in properties:
+            properties["notify_flags"] = int(properties["notify_flags"])
+        request = jobs_pb2.SetJobPropertiesRequest(job_id=self.id, **properties)
+        return self._client._jobs.SetJobProperties(request).job
+
+    def watch(self) -> Iterator[common_pb2.Job]:
+        """The job now, then after every change, until it reaches a final state (a
+        daemon shutdown raises a FerryError with ``daemon_gone``)."""
+        stream = self._client._jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=self.id))
+        try:
+            for message in stream:
+                yield message.job
+        except grpc.RpcError as e:
+            raise FerryError.from_rpc_error(e) from None
+        finally:
+            stream.cancel()
+
+    def wait_for(self, *states: JobState) -> common_pb2.Job:
+        """Watches the job until it is in one of ``states`` (or a final state); returns it."""
+        for info in self.watch():
+            if info.state in states or JobState(info.state).is_final:
+                return info
+        return self.info()
+
+    @_refusals_raise
+    def set_notify_interface(self, callback: Optional[Callback]) -> None:
+        """Sets the job's callback object (exported on the client's callback channel), or
+        clears it with None."""
+        request = npb.SetNotifyInterfaceRequest(job_id=self.id)
+        if callback is not None:
+            request.callback.CopyFrom(self._client.callbacks().export(callback))
+        self._client._notifications.SetNotifyInterface(request)
+
+    @_refusals_raise
+    def set_validation_state(self, file_index: int, valid: bool) -> common_pb2.File:
+        """The application's verdict on a transferred file; False discards it."""
+        request = npb.SetValidationStateRequest(job_id=self.id, file_index=file_index, valid=valid)
+        return self._client._notifications.SetValidationState(request).file
