@@ -1,6 +1,11 @@
 //! Where the socket, the state and the configuration live. `ferryd`, the
 //! client library and the `ferry` command all follow these rules.
 //!
+//! Two daemons follow them: the per-user daemon (the default: a socket in the user's
+//! runtime folder, state in their home) and the system-wide daemon (`ferryd --system`:
+//! [`SYSTEM_SOCKET`], [`SYSTEM_STATE_DIR`], [`SYSTEM_CONFIG`]). `FERRY_SOCKET`,
+//! `FERRY_STATE_DIR` and `FERRY_CONFIG` override both.
+//!
 //! Each rule reads the environment through a lookup function, so the `*_from` forms can
 //! be checked without touching the process's environment.
 
@@ -15,6 +20,12 @@ pub const STATE_DIR_ENV: &str = "FERRY_STATE_DIR";
 pub const CONFIG_ENV: &str = "FERRY_CONFIG";
 /// The file name of the daemon's log when a client started it.
 pub const DAEMON_LOG: &str = "ferryd.log";
+/// The system-wide daemon's socket (mode 0666: every user of the machine may call).
+pub const SYSTEM_SOCKET: &str = "/run/ferry/ferryd.sock";
+/// The system-wide daemon's state folder.
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/ferry";
+/// The system-wide daemon's configuration file.
+pub const SYSTEM_CONFIG: &str = "/etc/ferry/ferryd.toml";
 
 /// The current user's uid.
 pub fn current_uid() -> u32 {
@@ -84,6 +95,38 @@ pub fn config_path_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
 /// `$HOME`, else `/`.
 fn home(env: &impl Fn(&str) -> Option<OsString>) -> PathBuf {
     path_of(env, "HOME").unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The socket of the system-wide ferryd: `$FERRY_SOCKET`, else [`SYSTEM_SOCKET`].
+pub fn system_socket_path() -> PathBuf {
+    system_socket_path_from(process_env)
+}
+
+/// [`system_socket_path`] with the environment read through `env`.
+pub fn system_socket_path_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    path_of(&env, SOCKET_ENV).unwrap_or_else(|| PathBuf::from(SYSTEM_SOCKET))
+}
+
+/// The state folder of the system-wide ferryd: `$FERRY_STATE_DIR`, else
+/// [`SYSTEM_STATE_DIR`].
+pub fn system_state_dir() -> PathBuf {
+    system_state_dir_from(process_env)
+}
+
+/// [`system_state_dir`] with the environment read through `env`.
+pub fn system_state_dir_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    path_of(&env, STATE_DIR_ENV).unwrap_or_else(|| PathBuf::from(SYSTEM_STATE_DIR))
+}
+
+/// The configuration file of the system-wide ferryd: `$FERRY_CONFIG`, else
+/// [`SYSTEM_CONFIG`].
+pub fn system_config_path() -> PathBuf {
+    system_config_path_from(process_env)
+}
+
+/// [`system_config_path`] with the environment read through `env`.
+pub fn system_config_path_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    path_of(&env, CONFIG_ENV).unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG))
 }
 
 /// The single-instance lock beside `socket` (`ferryd.sock` → `ferryd.lock`): a running
@@ -156,6 +199,36 @@ mod tests {
         assert_eq!(
             p(&[("HOME", "/h")]),
             Path::new("/h/.config/ferry/ferryd.toml")
+        );
+    }
+
+    #[test]
+    fn system_rules_take_the_overrides_then_the_fixed_paths() {
+        let none = env_of(&[]);
+        assert_eq!(
+            system_socket_path_from(&none),
+            Path::new("/run/ferry/ferryd.sock")
+        );
+        assert_eq!(system_state_dir_from(&none), Path::new("/var/lib/ferry"));
+        assert_eq!(
+            system_config_path_from(&none),
+            Path::new("/etc/ferry/ferryd.toml")
+        );
+        let set = env_of(&[
+            ("FERRY_SOCKET", "/t/s.sock"),
+            ("FERRY_STATE_DIR", "/t/state"),
+            ("FERRY_CONFIG", "/t/c.toml"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(system_socket_path_from(&set), Path::new("/t/s.sock"));
+        assert_eq!(system_state_dir_from(&set), Path::new("/t/state"));
+        assert_eq!(system_config_path_from(&set), Path::new("/t/c.toml"));
+        let per_user_only = env_of(&[("XDG_RUNTIME_DIR", "/run/user/1"), ("HOME", "/h")]);
+        assert_eq!(
+            system_socket_path_from(&per_user_only),
+            Path::new(SYSTEM_SOCKET),
+            "the per-user variables never move the system daemon"
         );
     }
 

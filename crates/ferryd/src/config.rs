@@ -1,19 +1,41 @@
-//! Daemon settings, with their defaults.
+//! Daemon settings, with their defaults: the per-user daemon's ([`Config::default`]) and
+//! the system-wide daemon's ([`Config::system`]), which differ in the limits only.
 //!
 //! May use: nothing of the daemon (`ferry-common` for rates).
 
 use std::time::Duration;
 
+/// Which daemon this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// One user's daemon, serving that user only (the default).
+    #[default]
+    User,
+    /// The machine's daemon, serving every user; it runs as root and does each job's
+    /// work as the job's owner.
+    System,
+}
+
 /// Settings of one daemon; every field has a default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Per-user or system-wide.
+    pub mode: Mode,
+    /// The group whose members (with root) see and manage every user's jobs (system mode).
+    pub admin_group: String,
+    /// Jobs (not yet acknowledged or cancelled) all users together may have; root and
+    /// administrators are not counted against it.
+    pub max_jobs_per_machine: usize,
+    /// The file the settings were read from (named in refusals that a setting causes).
+    pub source: std::path::PathBuf,
     /// Background jobs transferring at once (foreground jobs are not counted).
     pub max_concurrent_jobs: usize,
     /// Final jobs (`acknowledged`, `cancelled`) stay queryable this long.
     pub retention: Duration,
     /// A job nobody completes or cancels for this long is cancelled.
     pub job_inactivity_timeout: Duration,
-    /// Jobs one user may have.
+    /// Jobs (not yet acknowledged or cancelled) one user may have.
     pub max_jobs_per_user: usize,
     /// Files one job may have.
     pub max_files_per_job: usize,
@@ -35,8 +57,13 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The per-user daemon's defaults: limits high enough never to be in the way.
     fn default() -> Self {
         Config {
+            mode: Mode::User,
+            admin_group: "ferry-admin".into(),
+            max_jobs_per_machine: 100_000,
+            source: std::path::PathBuf::new(),
             max_concurrent_jobs: 8,
             retention: Duration::from_secs(7 * 24 * 3600),
             job_inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
@@ -53,13 +80,43 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The system-wide daemon's defaults: BITS's limits (60 jobs per user, 300 per
+    /// machine, 200 files per job), which root and administrators are exempt from.
+    pub fn system() -> Config {
+        Config {
+            mode: Mode::System,
+            max_jobs_per_user: 60,
+            max_jobs_per_machine: 300,
+            max_files_per_job: 200,
+            ..Config::default()
+        }
+    }
+
+    /// The defaults of `mode`.
+    pub fn defaults(mode: Mode) -> Config {
+        match mode {
+            Mode::User => Config::default(),
+            Mode::System => Config::system(),
+        }
+    }
+
+    /// True for the system-wide daemon.
+    pub fn is_system(&self) -> bool {
+        self.mode == Mode::System
+    }
+}
+
 /// Parses a rate such as `1MiB/s`, `500k`, `2 MB/s` or a plain number of bytes per second.
 pub use ferry_common::units::parse_rate;
 
 /// `ferryd.toml`: every key optional; see `Config` for the defaults.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    mode: Option<String>,
+    admin_group: Option<String>,
+    max_jobs_per_machine: Option<usize>,
     max_concurrent_jobs: Option<usize>,
     bandwidth_limit: Option<toml::Value>,
     connections_per_file: Option<u32>,
@@ -81,18 +138,73 @@ fn duration(key: &str, v: &str) -> Result<Duration, String> {
     humantime::parse_duration(v).map_err(|e| format!("{key} = '{v}': {e} (e.g. 30s, 15m, 7d)"))
 }
 
+/// Every key `ferryd.toml` accepts.
+pub fn keys() -> Vec<String> {
+    match serde_json::to_value(FileConfig::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl Config {
-    /// The defaults, overridden by the file at `path` if it exists. A malformed file is an
-    /// error naming the key.
+    /// The defaults, overridden by the file at `path` if it exists. The file's `mode`
+    /// (default `user`) picks the defaults it overrides. A malformed file is an error
+    /// naming the key.
     pub fn load(path: &std::path::Path) -> Result<Config, String> {
-        let mut c = Config::default();
+        Config::load_as(path, None)
+    }
+
+    /// [`Config::load`], with the mode given by the command line (`ferryd --system`) when
+    /// `mode` is set: a file that says otherwise is an error.
+    pub fn load_as(path: &std::path::Path, mode: Option<Mode>) -> Result<Config, String> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(c),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut c = Config::defaults(mode.unwrap_or_default());
+                c.source = path.to_owned();
+                return Ok(c);
+            }
             Err(e) => return Err(format!("reading {}: {e}", path.display())),
         };
         let f: FileConfig =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file_mode = match f.mode.as_deref() {
+            None => None,
+            Some("user") => Some(Mode::User),
+            Some("system") => Some(Mode::System),
+            Some(other) => {
+                return Err(format!(
+                    "{}: mode = '{other}': give \"user\" or \"system\"",
+                    path.display()
+                ))
+            }
+        };
+        let mode = match (mode, file_mode) {
+            (Some(Mode::System), Some(Mode::User)) => {
+                return Err(format!(
+                    "{} says mode = \"user\" but ferryd was started with --system: \
+                     use the system-wide configuration ({}) or remove the line",
+                    path.display(),
+                    ferry_common::paths::SYSTEM_CONFIG
+                ))
+            }
+            (Some(m), _) => m,
+            (None, m) => m.unwrap_or_default(),
+        };
+        let mut c = Config::defaults(mode);
+        c.source = path.to_owned();
+        if let Some(v) = f.admin_group {
+            if v.is_empty() || v.contains([':', '\n', '\0']) {
+                return Err(format!(
+                    "{}: admin_group = '{v}' is not a group name",
+                    path.display()
+                ));
+            }
+            c.admin_group = v;
+        }
+        if let Some(v) = f.max_jobs_per_machine {
+            c.max_jobs_per_machine = v;
+        }
         if let Some(v) = f.max_concurrent_jobs {
             c.max_concurrent_jobs = v.max(1);
         }
@@ -174,21 +286,86 @@ mod tests {
 mod shipped_example {
     use super::*;
 
+    fn dist(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../dist")
+            .join(name)
+    }
+
+    /// The keys a shipped file sets, sorted.
+    fn keys_of(path: &std::path::Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut keys: Vec<String> = table.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn all_keys() -> Vec<String> {
+        let mut k = keys();
+        k.sort();
+        assert!(k.len() >= 14, "{k:?}");
+        k
+    }
+
     #[test]
     fn dist_ferryd_toml_is_valid_and_holds_the_defaults() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/ferryd.toml");
+        let path = dist("ferryd.toml");
+        assert_eq!(
+            keys_of(&path),
+            all_keys(),
+            "{} lists every key",
+            path.display()
+        );
         let c = Config::load(&path).unwrap();
-        let d = Config::default();
-        assert_eq!(c.max_concurrent_jobs, d.max_concurrent_jobs);
-        assert_eq!(c.bandwidth_limit, d.bandwidth_limit);
-        assert_eq!(c.connections_per_file, d.connections_per_file);
-        assert_eq!(c.files_in_parallel, d.files_in_parallel);
-        assert_eq!(c.retention, d.retention);
-        assert_eq!(c.job_inactivity_timeout, d.job_inactivity_timeout);
-        assert_eq!(c.max_jobs_per_user, d.max_jobs_per_user);
-        assert_eq!(c.max_files_per_job, d.max_files_per_job);
-        assert_eq!(c.drain_timeout, d.drain_timeout);
-        assert_eq!(c.activation_timeout, d.activation_timeout);
-        assert_eq!(c.callback_timeout, d.callback_timeout);
+        assert_eq!(
+            c,
+            Config {
+                source: path,
+                ..Config::default()
+            }
+        );
+    }
+
+    #[test]
+    fn dist_system_ferryd_toml_is_valid_and_holds_the_system_defaults() {
+        let path = dist("system/ferryd.toml");
+        assert_eq!(
+            keys_of(&path),
+            all_keys(),
+            "{} lists every key",
+            path.display()
+        );
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            c,
+            Config {
+                source: path.clone(),
+                ..Config::system()
+            }
+        );
+        // The same file with --system.
+        assert_eq!(Config::load_as(&path, Some(Mode::System)).unwrap(), c);
+    }
+
+    #[test]
+    fn the_mode_picks_the_defaults_and_system_refuses_a_user_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ferryd.toml");
+        let missing = Config::load_as(&p, Some(Mode::System)).unwrap();
+        assert_eq!(missing.mode, Mode::System);
+        assert_eq!(missing.max_jobs_per_user, 60);
+        assert_eq!(Config::load(&p).unwrap().max_jobs_per_user, 100_000);
+        std::fs::write(&p, "mode = \"system\"\nmax_jobs_per_user = 5\n").unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(
+            (c.mode, c.max_jobs_per_user, c.max_files_per_job),
+            (Mode::System, 5, 200)
+        );
+        std::fs::write(&p, "mode = \"user\"\n").unwrap();
+        let e = Config::load_as(&p, Some(Mode::System)).unwrap_err();
+        assert!(e.contains("--system"), "{e}");
+        std::fs::write(&p, "mode = \"machine\"\n").unwrap();
+        assert!(Config::load(&p).unwrap_err().contains("'machine'"));
     }
 }

@@ -1,5 +1,12 @@
 //! Start-up and shutdown: the socket (or the one systemd passed), the single-instance
-//! lock, the store, the scheduler, the server, and a bounded drain on SIGTERM/SIGINT.
+//! lock, the store, the scheduler, the server, systemd's readiness and watchdog
+//! notifications, and a bounded drain on SIGTERM/SIGINT.
+//!
+//! The system-wide daemon's folders differ from the per-user one's: the socket folder is
+//! 0755 and the socket 0666 (every user may call; each call is identified by the
+//! kernel), the state folder 0711 with `users/` (0711) holding each user's own folder, so
+//! that a thread acting as a user can reach that user's folder and nothing else; the
+//! store's files are 0600 (the daemon's umask is 077).
 //!
 //! The top of the daemon: it wires every module together and may use all of them.
 
@@ -47,12 +54,14 @@ fn activation_listener() -> Option<std::os::unix::net::UnixListener> {
     Some(listener)
 }
 
-/// Creates the socket's folder with mode 0700 (a folder that already exists must be ours).
-fn prepare_socket_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates the socket's folder with mode 0700, or 0755 for the system-wide daemon (a
+/// folder that already exists must be ours).
+fn prepare_socket_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
+    let mode = if system { 0o755 } else { 0o700 };
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(dir)
             .with_context(|| format!("creating the socket folder {}", dir.display()))?;
     }
@@ -64,6 +73,53 @@ fn prepare_socket_dir(dir: &Path) -> anyhow::Result<()> {
             dir.display(),
             meta.uid()
         );
+    }
+    if system && meta.mode() & 0o777 != mode {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("opening the socket folder {} to users", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Creates the state folder: 0700 with `replies/` for the per-user daemon; 0711 with
+/// `users/` (0711) for the system-wide one, whose users reach their own folders in it.
+fn prepare_state_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
+    let mode = if system { 0o711 } else { 0o700 };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("creating the state folder {}", dir.display()))?;
+    if !system {
+        // Replies of upload-reply jobs without a reply file of their own go here.
+        let replies = dir.join("replies");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&replies)
+            .with_context(|| format!("creating {}", replies.display()))?;
+        return Ok(());
+    }
+    use std::os::unix::fs::MetadataExt;
+    for d in [dir.to_path_buf(), dir.join("users")] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&d)
+            .with_context(|| format!("creating {}", d.display()))?;
+        let meta = fs::symlink_metadata(&d).with_context(|| format!("reading {}", d.display()))?;
+        if !meta.is_dir() || meta.uid() != crate::paths::current_uid() {
+            bail!(
+                "{} must be a folder of the daemon's user (uid {}); it belongs to uid {}",
+                d.display(),
+                crate::paths::current_uid(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o7777 != 0o711 {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("setting {} to 0711", d.display()))?;
+        }
     }
     Ok(())
 }
@@ -91,9 +147,9 @@ fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
     Ok(InstanceLock(file))
 }
 
-/// Binds the socket, replacing a stale one only after a connect attempt shows nobody
-/// answers on it.
-fn bind_socket(socket: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+/// Binds the socket (0600, or 0666 for the system-wide daemon), replacing a stale one
+/// only after a connect attempt shows nobody answers on it.
+fn bind_socket(socket: &Path, system: bool) -> anyhow::Result<std::os::unix::net::UnixListener> {
     if fs::symlink_metadata(socket).is_ok() {
         match std::os::unix::net::UnixStream::connect(socket) {
             Ok(_) => bail!(
@@ -109,7 +165,8 @@ fn bind_socket(socket: &Path) -> anyhow::Result<std::os::unix::net::UnixListener
     }
     let listener = std::os::unix::net::UnixListener::bind(socket)
         .with_context(|| format!("binding {}", socket.display()))?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))?;
+    let mode = if system { 0o666 } else { 0o600 };
+    fs::set_permissions(socket, fs::Permissions::from_mode(mode))?;
     Ok(listener)
 }
 
@@ -123,20 +180,31 @@ async fn termination() {
     }
 }
 
+/// Pings systemd's watchdog (when the unit sets `WatchdogSec=`) at half its period, each
+/// time after the service's state lock was taken and released: a daemon stuck on it stops
+/// pinging and systemd restarts it.
+fn watchdog(svc: std::sync::Arc<Service>) -> Option<tokio::task::JoinHandle<()>> {
+    let period = sd_notify::watchdog_enabled()?;
+    tracing::info!(?period, "systemd watchdog enabled");
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period / 2).await;
+            let probe = svc.clone();
+            if tokio::task::spawn_blocking(move || probe.job_count())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }))
+}
+
 /// Runs the daemon until SIGTERM, SIGINT or a Shutdown call.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&opts.state_dir)
-        .with_context(|| format!("creating the state folder {}", opts.state_dir.display()))?;
-    // Replies of upload-reply jobs without a reply file of their own go here.
-    let replies = opts.state_dir.join("replies");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&replies)
-        .with_context(|| format!("creating {}", replies.display()))?;
+    let system = opts.config.is_system();
+    prepare_state_dir(&opts.state_dir, system)?;
 
     let (std_listener, _lock, owns_socket) = match activation_listener() {
         Some(l) => {
@@ -145,9 +213,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         None => {
             let dir = opts.socket.parent().unwrap_or(Path::new("/"));
-            prepare_socket_dir(dir)?;
+            prepare_socket_dir(dir, system)?;
             let lock = lock_instance(&opts.socket)?;
-            (bind_socket(&opts.socket)?, Some(lock), true)
+            (bind_socket(&opts.socket, system)?, Some(lock), true)
         }
     };
     std_listener.set_nonblocking(true)?;
@@ -157,7 +225,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut config = opts.config.clone();
     config.socket_path = opts.socket.clone();
     let svc = Service::open(config, store, crate::paths::current_uid())?;
-    tracing::info!(socket = %opts.socket.display(), state = %opts.state_dir.display(), "ferryd ready");
+    tracing::info!(
+        socket = %opts.socket.display(),
+        state = %opts.state_dir.display(),
+        mode = if system { "system" } else { "user" },
+        "ferryd ready"
+    );
 
     let engine = svc.run_engine();
     let housekeeping = {
@@ -192,7 +265,21 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             async move { svc.shutting_down().await }
         },
     ));
+    // The socket answers (connections queue until the server takes them): tell systemd.
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(if system {
+            "serving every user"
+        } else {
+            "serving its user"
+        }),
+    ]);
+    let watchdog = watchdog(svc.clone());
     stop.await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
 
     // Drain: workers checkpoint, the server finishes in-flight calls; both bounded.
     svc.stop_all().await;

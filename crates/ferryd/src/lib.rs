@@ -1,9 +1,11 @@
 //! ferryd: the daemon of ferry, a background intelligent transfer service for Linux.
 //!
-//! `rpc/` serves gRPC on a per-user Unix socket and calls the `service` facade, which owns
-//! the jobs, writes them through to `store/` (SQLite) and hands runnable jobs to
-//! `engine/` (scheduler, workers, transfers per scheme).
+//! `rpc/` serves gRPC on a Unix socket (one user's, or the machine's in system mode) and
+//! calls the `service` facade, which owns the jobs, writes them through to `store/`
+//! (SQLite) and hands runnable jobs to `engine/` (scheduler, workers, transfers per
+//! scheme); `owner/` does every job's file-system work and process starts as its owner.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -1,32 +1,9 @@
 //! `ferryd`: the ferry daemon.
 
-use std::path::PathBuf;
-
-use clap::Parser;
-use ferryd::config::Config;
+use ferryd::cli::Args;
+use ferryd::config::{Config, Mode};
 use ferryd::daemon::{self, Options};
 use ferryd::paths;
-
-/// ferry's daemon: keeps transfer jobs and runs them in the background.
-#[derive(Debug, Parser)]
-#[command(name = "ferryd", version)]
-struct Args {
-    /// Socket to serve on [default: $FERRY_SOCKET, else $XDG_RUNTIME_DIR/ferry/ferryd.sock,
-    /// else /tmp/ferry-$UID/ferryd.sock]
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Folder of the job store [default: $FERRY_STATE_DIR, else $XDG_STATE_HOME/ferry,
-    /// else ~/.local/state/ferry]
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Background jobs transferring at once (overrides the config file)
-    #[arg(long, env = "FERRY_MAX_CONCURRENT_JOBS")]
-    max_concurrent_jobs: Option<usize>,
-    /// Configuration file [default: $FERRY_CONFIG, else $XDG_CONFIG_HOME/ferry/ferryd.toml,
-    /// else ~/.config/ferry/ferryd.toml]; a missing file means the defaults
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
 
 /// Makes glibc give freed memory back promptly.
 ///
@@ -47,7 +24,7 @@ fn tune_allocator() {
 
 fn main() -> anyhow::Result<()> {
     tune_allocator();
-    let args = Args::parse();
+    let args = Args::parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -55,11 +32,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(ferryd::config::default_config_path);
-    let mut config = match Config::load(&config_path) {
+    let config_path = args.config.clone().unwrap_or_else(|| {
+        if args.system {
+            paths::system_config_path()
+        } else {
+            ferryd::config::default_config_path()
+        }
+    });
+    let mut config = match Config::load_as(&config_path, args.system.then_some(Mode::System)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferryd: configuration: {e}");
@@ -69,9 +49,38 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.max_concurrent_jobs {
         config.max_concurrent_jobs = n.max(1);
     }
+    let system = config.is_system();
+    if system {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!(
+                "ferryd: the system-wide daemon runs as root (it does each job's work as the \
+                 job's owner); start it with `systemctl start ferryd.socket`, or run ferryd \
+                 without --system for your own jobs"
+            );
+            std::process::exit(2);
+        }
+        // The daemon's own files (store, lock) are private; the threads and processes
+        // working for users set the users' umasks themselves. Set before any thread
+        // exists.
+        // SAFETY: umask only sets the mask.
+        unsafe { libc::umask(0o077) };
+    }
     let opts = Options {
-        socket: args.socket.unwrap_or_else(paths::socket_path),
-        state_dir: args.state_dir.unwrap_or_else(paths::state_dir),
+        socket: args.socket.unwrap_or_else(|| {
+            if system {
+                paths::system_socket_path()
+            } else {
+                paths::socket_path()
+            }
+        }),
+        state_dir: args.state_dir.unwrap_or_else(|| {
+            if system {
+                paths::system_state_dir()
+            } else {
+                paths::state_dir()
+            }
+        }),
         config,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -149,6 +149,9 @@ pub struct JobOptions {
     pub first_active_ms: Option<i64>,
     /// Connections per file for large downloads; 0 takes the daemon's default.
     pub connections: u32,
+    /// The file-mode creation mask of the process that created the job (system mode):
+    /// the job's files are created, and its handler or command runs, with it.
+    pub umask: Option<u32>,
 }
 
 impl JobOptions {
@@ -279,6 +282,55 @@ impl Totals {
             t.bytes_transferred += live(f).unwrap_or(f.bytes_transferred);
         }
         t
+    }
+}
+
+/// Who makes a call: the peer's credentials as the kernel reported them when it
+/// connected (`SO_PEERCRED`, `SO_PEERGROUPS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    /// The primary group.
+    pub gid: u32,
+    /// The process, when the kernel told it.
+    pub pid: Option<u32>,
+    /// The supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Caller {
+    /// A caller known by uid and gid only.
+    pub fn user(uid: u32, gid: u32) -> Caller {
+        Caller {
+            uid,
+            gid,
+            pid: None,
+            groups: Vec::new(),
+        }
+    }
+
+    /// True when the caller is a member of group `gid` (primary or supplementary).
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+/// Whose objects a listing or a query covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The objects of this uid.
+    Uid(u32),
+    /// Every user's (root and administrators of the system-wide daemon).
+    Everyone,
+}
+
+impl Scope {
+    /// True when objects of `uid` are in scope.
+    pub fn admits(self, uid: u32) -> bool {
+        match self {
+            Scope::Uid(u) => u == uid,
+            Scope::Everyone => true,
+        }
     }
 }
 

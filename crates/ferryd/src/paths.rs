@@ -3,4 +3,7 @@
 //!
 //! May use: nothing of the daemon.
 
-pub use ferry_common::paths::{current_uid, lock_path, socket_path, state_dir};
+pub use ferry_common::paths::{
+    current_uid, lock_path, socket_path, state_dir, system_config_path, system_socket_path,
+    system_state_dir,
+};

@@ -24,12 +24,15 @@ pub async fn activate(
     let log = Output::AppendTo(n.settings.handler_log.clone());
     let mut cmd = owner
         .command(&handler.argv, handler.workdir.as_deref(), &log)
+        .await
+        .map_err(|e| format!("cannot start the handler {program} of class {class}: {e}"))?
         .ok_or_else(|| format!("the handler of class {class} has no command"))?;
     cmd.env("FERRY_SOCKET", &n.settings.socket_path)
         .env("FERRY_ACTIVATION_CLASS", class.to_string());
     tracing::info!(%class, program, "activating handler");
     let mut child = owner
         .spawn(&mut cmd, &log)
+        .await
         .map_err(|e| format!("cannot start the handler {program} of class {class}: {e}"))?;
     let deadline = tokio::time::Instant::now() + n.settings.activation_timeout;
     let outcome = loop {

@@ -30,12 +30,15 @@ pub async fn run(
     };
     let mut cmd = owner
         .command(argv, None, &output)
+        .await
+        .map_err(|e| format!("cannot run the notify command {program}: {e}"))?
         .ok_or_else(|| "no notify command".to_string())?;
     cmd.env("FERRY_JOB_ID", job.to_string())
         .env("FERRY_JOB_STATE", state.as_str())
         .kill_on_drop(true);
     let mut child = owner
         .spawn(&mut cmd, &output)
+        .await
         .map_err(|e| format!("cannot run the notify command {program}: {e}"))?;
     match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),

@@ -163,7 +163,7 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
 }
 
 async fn run_command(n: &Notifier, host: &dyn NotifyHost, view: &JobView) -> Attempt {
-    let owner = host.owner(view.job.owner_uid);
+    let owner = host.owner(&view.job);
     match command::run(
         &owner,
         &view.job.notify_command,
@@ -211,7 +211,7 @@ async fn attempt(
     if target.is_none() && wants_callback {
         if let Some(class) = view.job.notification_class {
             match host.handler(class, uid) {
-                Some(h) => match activation::activate(n, &host.owner(uid), &h).await {
+                Some(h) => match activation::activate(n, &host.owner(&view.job), &h).await {
                     Ok(obj) => target = Some(obj),
                     Err(e) if has_command => {
                         tracing::info!(job = %view.job.id, "activation failed ({e}); running the notify command");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::model::{FileView, HandlerRecord, JobView, OutboxRecord};
+use crate::model::{FileView, HandlerRecord, JobRecord, JobView, OutboxRecord};
 use crate::owner::Owner;
 
 /// The side of the service notifications talk to.
@@ -20,8 +20,8 @@ pub trait NotifyHost: Send + Sync + 'static {
     /// The jobs of `uid` whose notification class is `class`.
     fn jobs_of_class(&self, uid: u32, class: Uuid) -> Vec<Uuid>;
 
-    /// As whom a job's handler or command runs.
-    fn owner(&self, uid: u32) -> Owner;
+    /// As whom `job`'s handler or command runs (its owner, with the job's umask).
+    fn owner(&self, job: &JobRecord) -> Owner;
 
     /// The outbox entry `entry` of `job` was delivered: it goes, and the job's last
     /// notification error is cleared.

@@ -4,50 +4,168 @@
 //! file, checking a destination, starting a handler or a notify command.
 //!
 //! Per-user mode: the daemon's user owns every job, and the work runs on tokio's
-//! blocking pool as the daemon. Everything goes through [`Owner::run`], the one place
-//! where a system-wide daemon will take on the owner's identity (uid, gids, umask) before
-//! touching anything, so no call site changes when it does.
+//! blocking pool as the daemon. System mode (a root daemon serving every user): the work
+//! runs on threads that have taken on the owner's file-system identity — uid, primary
+//! and supplementary groups, umask — before touching anything (`identity.rs`), and
+//! processes drop to the owner for good before `exec` (`process.rs`). Everything goes
+//! through [`Owner::run`] (or its twin `exec`), so no call site knows which mode it is in.
 //!
 //! May use: `model`, the standard library, tokio. Nothing else of the daemon.
 
+mod account;
+mod identity;
+mod output;
 mod parts;
 mod paths;
 mod process;
 
+use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+pub use account::{group_id, Account};
+pub use output::Output;
 pub use parts::{sync_dir, CommitError};
 pub use paths::{check_destination, check_program, check_regular_file};
-pub use process::Output;
+
+/// The umask of a system-mode job whose creator's umask could not be read.
+pub const DEFAULT_UMASK: u32 = 0o022;
 
 /// Whose files a job touches and as whom its processes run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Owner {
     uid: u32,
+    /// The mask files are created with and processes run with (system mode); `None` in
+    /// the per-user daemon, whose own umask applies.
+    umask: Option<u32>,
+    exec: Exec,
+    /// The daemon's folder for this owner: the handlers' log and default replies.
+    private_dir: PathBuf,
+}
+
+/// Where an owner's work runs.
+#[derive(Clone)]
+enum Exec {
+    /// On tokio's blocking pool, as the daemon (per-user mode).
+    Daemon,
+    /// On threads that are the owner (system mode).
+    As(Arc<identity::Pool>),
+}
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owner")
+            .field("uid", &self.uid)
+            .field("umask", &self.umask)
+            .field("as_owner", &matches!(self.exec, Exec::As(_)))
+            .finish()
+    }
 }
 
 /// Hands out the [`Owner`] of each uid.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Owners {
+    inner: Arc<OwnersInner>,
+}
+
+struct OwnersInner {
+    system: bool,
     daemon_uid: u32,
+    state_dir: PathBuf,
+    /// The threads acting as each uid (system mode), made on first use.
+    pools: Mutex<HashMap<u32, Arc<identity::Pool>>>,
+}
+
+impl std::fmt::Debug for Owners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owners")
+            .field("system", &self.inner.system)
+            .field("daemon_uid", &self.inner.daemon_uid)
+            .finish()
+    }
 }
 
 impl Owners {
-    /// A per-user daemon running as `daemon_uid`: it owns every job it serves.
-    pub fn per_user(daemon_uid: u32) -> Owners {
-        Owners { daemon_uid }
+    /// A per-user daemon running as `daemon_uid` with its state in `state_dir`: it owns
+    /// every job it serves and does their work as itself.
+    pub fn per_user(daemon_uid: u32, state_dir: PathBuf) -> Owners {
+        Owners::new(false, daemon_uid, state_dir)
+    }
+
+    /// The system-wide daemon (running as root) with its state in `state_dir`: each job's
+    /// work is done as the job's owner; each owner's handler log and replies live in
+    /// `state_dir/users/UID` (0700, theirs).
+    pub fn system(daemon_uid: u32, state_dir: PathBuf) -> Owners {
+        Owners::new(true, daemon_uid, state_dir)
+    }
+
+    fn new(system: bool, daemon_uid: u32, state_dir: PathBuf) -> Owners {
+        Owners {
+            inner: Arc::new(OwnersInner {
+                system,
+                daemon_uid,
+                state_dir,
+                pools: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// The uid the daemon runs as.
     pub fn daemon_uid(&self) -> u32 {
-        self.daemon_uid
+        self.inner.daemon_uid
     }
 
-    /// The owner with uid `uid`.
+    /// True for the system-wide daemon.
+    pub fn is_system(&self) -> bool {
+        self.inner.system
+    }
+
+    /// The owner with uid `uid`, for work not tied to one job (a handler's folder).
     pub fn of(&self, uid: u32) -> Owner {
-        Owner { uid }
+        self.with_umask(uid, None)
+    }
+
+    /// The owner of a job created with `umask` (see [`Owners::umask_of_process`]).
+    pub fn with_umask(&self, uid: u32, umask: Option<u32>) -> Owner {
+        let i = &self.inner;
+        if !i.system {
+            return Owner {
+                uid,
+                umask: None,
+                exec: Exec::Daemon,
+                private_dir: i.state_dir.clone(),
+            };
+        }
+        let private_dir = i.state_dir.join("users").join(uid.to_string());
+        let pool = i
+            .pools
+            .lock()
+            .entry(uid)
+            .or_insert_with(|| identity::Pool::new(uid, private_dir.clone()))
+            .clone();
+        Owner {
+            uid,
+            umask: Some(umask.unwrap_or(DEFAULT_UMASK) & 0o777),
+            exec: Exec::As(pool),
+            private_dir,
+        }
+    }
+
+    /// The umask a job created by process `pid` keeps: that process's, in system mode
+    /// (else [`DEFAULT_UMASK`]); none in the per-user daemon, whose own applies.
+    pub fn umask_of_process(&self, pid: Option<u32>) -> Option<u32> {
+        if !self.inner.system {
+            return None;
+        }
+        Some(
+            pid.and_then(account::process_umask)
+                .unwrap_or(DEFAULT_UMASK),
+        )
     }
 }
 
@@ -57,14 +175,57 @@ impl Owner {
         self.uid
     }
 
+    /// Where an upload-reply job of this owner keeps its reply when it names no reply
+    /// file: `STATE_DIR/replies/JOBID.reply` per-user, `STATE_DIR/users/UID/replies/…`
+    /// system-wide.
+    pub fn default_reply_path(&self, job: Uuid) -> PathBuf {
+        self.private_dir
+            .join("replies")
+            .join(format!("{job}.reply"))
+    }
+
+    /// Runs blocking work as this owner; `failed` makes the result when the work could
+    /// not run (the owner's identity could not be taken on, or the work panicked).
+    async fn exec<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+        failed: impl FnOnce(String) -> R + Send + 'static,
+    ) -> R {
+        match &self.exec {
+            Exec::Daemon => tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or_else(|e| failed(format!("a file-system task failed: {e}"))),
+            Exec::As(pool) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let umask = self.umask;
+                pool.submit(Box::new(move |identity: io::Result<()>| {
+                    let outcome = match identity {
+                        Ok(()) => {
+                            if let Some(m) = umask {
+                                // SAFETY: this thread has its own umask (CLONE_FS unshared).
+                                unsafe { libc::umask(m as libc::mode_t) };
+                            }
+                            Ok(work())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send(outcome);
+                }));
+                match rx.await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => failed(e),
+                    Err(_) => failed("a file-system task failed (it panicked)".into()),
+                }
+            }
+        }
+    }
+
     /// Runs blocking file-system work as this owner.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
-        tokio::task::spawn_blocking(work)
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(format!("a file-system task failed: {e}"))))
+        self.exec(work, |e| Err(io::Error::other(e))).await
     }
 
     /// Opens a part file to continue at `offset`, or creates it afresh (see
@@ -108,9 +269,12 @@ impl Owner {
         moves: Vec<(PathBuf, PathBuf)>,
         discard: Vec<PathBuf>,
     ) -> Result<(), CommitError> {
-        tokio::task::spawn_blocking(move || parts::commit(&moves, &discard))
-            .await
-            .unwrap_or_else(|e| Err(CommitError::internal(e)))
+        let mode = self.umask.map(|m| 0o666 & !m);
+        self.exec(
+            move || parts::commit(&moves, &discard, mode),
+            |e| Err(CommitError::internal(e)),
+        )
+        .await
     }
 
     /// Removes files (part files of a cancelled job or a rejected file); a file already
@@ -152,9 +316,11 @@ impl Owner {
     /// Checks destinations as this owner, in one hand-off; one result per path, in order.
     pub async fn check_destinations(&self, paths: Vec<String>) -> Vec<Result<String, String>> {
         let n = paths.len();
-        tokio::task::spawn_blocking(move || paths.iter().map(|p| check_destination(p)).collect())
-            .await
-            .unwrap_or_else(|e| vec![Err(format!("checking the destination failed: {e}")); n])
+        self.exec(
+            move || paths.iter().map(|p| check_destination(p)).collect(),
+            move |e| vec![Err(format!("checking the destination failed: {e}")); n],
+        )
+        .await
     }
 
     /// Checks, as this owner, that each path is a regular file; one result per path.
@@ -164,11 +330,11 @@ impl Owner {
         paths: Vec<String>,
     ) -> Vec<Result<String, String>> {
         let n = paths.len();
-        tokio::task::spawn_blocking(move || {
-            paths.iter().map(|p| check_regular_file(what, p)).collect()
-        })
+        self.exec(
+            move || paths.iter().map(|p| check_regular_file(what, p)).collect(),
+            move |e| vec![Err(format!("checking {what} failed: {e}")); n],
+        )
         .await
-        .unwrap_or_else(|e| vec![Err(format!("checking {what} failed: {e}")); n])
     }
 
     /// Checks, as this owner, that `path` is a program it can run (a handler's program;
@@ -182,15 +348,11 @@ impl Owner {
     /// Checks, as this owner, that `path` is an existing folder (a handler's working
     /// folder).
     pub async fn check_folder(&self, path: String) -> Result<(), String> {
-        tokio::task::spawn_blocking(move || {
-            if std::path::Path::new(&path).is_dir() {
-                Ok(())
-            } else {
-                Err(format!("the working folder '{path}' does not exist"))
-            }
-        })
+        self.exec(
+            move || paths::check_folder(&path),
+            |e| Err(format!("checking the working folder failed: {e}")),
+        )
         .await
-        .unwrap_or_else(|e| Err(format!("checking the working folder failed: {e}")))
     }
 
     /// Checks, as this owner, that `path` is a regular file (see [`check_regular_file`]).
@@ -199,30 +361,66 @@ impl Owner {
         what: &'static str,
         path: String,
     ) -> Result<String, String> {
-        tokio::task::spawn_blocking(move || check_regular_file(what, &path))
-            .await
-            .unwrap_or_else(|e| Err(format!("checking {what} failed: {e}")))
+        self.exec(
+            move || check_regular_file(what, &path),
+            move |e| Err(format!("checking {what} failed: {e}")),
+        )
+        .await
     }
 
     /// A command that runs `argv` as this owner (a handler or a notify command), with
-    /// standard input closed and its output where `output` says. The caller adds its
-    /// environment.
-    pub fn command(
+    /// standard input closed and its output where `output` says; `Ok(None)` when `argv`
+    /// is empty. The caller adds the `FERRY_` variables. System mode: the process runs as
+    /// the owner (ids, groups, umask) with a clean environment, in `workdir` else the
+    /// owner's home (see `process.rs`); per-user: as the daemon, in its environment.
+    pub async fn command(
         &self,
         argv: &[String],
         workdir: Option<&str>,
         output: &Output,
-    ) -> Option<tokio::process::Command> {
-        process::command(argv, workdir, output)
+    ) -> Result<Option<tokio::process::Command>, String> {
+        match &self.exec {
+            Exec::Daemon => {
+                let log = output::open_log(output.log(None).as_deref());
+                Ok(process::command(argv, workdir, output::stdio(output, log)))
+            }
+            Exec::As(_) => {
+                let uid = self.uid;
+                // The account is looked up, and the log opened, as the owner.
+                let log = output.log(Some(&self.private_dir));
+                let (account, log) = self
+                    .run(move || Ok((Account::of(uid), output::open_log(log.as_deref()))))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let umask = self.umask.unwrap_or(DEFAULT_UMASK);
+                process::command_as(&account, umask, argv, workdir, output::stdio(output, log))
+                    .map_err(|e| format!("preparing the command: {e}"))
+            }
+        }
     }
 
     /// Starts a command made by [`command`](Self::command) with the same `output`, and
     /// the copying of its output when `output` asks for it.
-    pub fn spawn(
+    pub async fn spawn(
         &self,
         cmd: &mut tokio::process::Command,
         output: &Output,
     ) -> io::Result<tokio::process::Child> {
-        process::spawn(cmd, output)
+        let log = match output {
+            Output::Tagged { .. } => match &self.exec {
+                Exec::Daemon => output::open_log(output.log(None).as_deref()),
+                Exec::As(_) => {
+                    let log = output.log(Some(&self.private_dir));
+                    self.run(move || Ok(output::open_log(log.as_deref())))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            },
+            _ => None,
+        };
+        let mut child = cmd.spawn()?;
+        output::forward(output, log, &mut child);
+        Ok(child)
     }
 }

@@ -178,17 +178,27 @@ impl std::fmt::Display for CommitError {
 
 /// Renames each `(part, destination)` over the destination, syncs the folders touched,
 /// then removes the `discard`ed part files. A part already gone whose destination exists
-/// was committed by an earlier complete that stopped part-way.
-pub(super) fn commit(moves: &[(PathBuf, PathBuf)], discard: &[PathBuf]) -> Result<(), CommitError> {
+/// was committed by an earlier complete that stopped part-way. With `mode`, each part file
+/// first gets that mode (the owner's `0666 & !umask`: part files are private while they
+/// are written).
+pub(super) fn commit(
+    moves: &[(PathBuf, PathBuf)],
+    discard: &[PathBuf],
+    mode: Option<u32>,
+) -> Result<(), CommitError> {
     for (part, dest) in moves {
         if std::fs::symlink_metadata(part).is_err() && std::fs::metadata(dest).is_ok() {
             continue;
         }
-        std::fs::rename(part, dest).map_err(|source| CommitError {
+        let failed = |source| CommitError {
             part: part.clone(),
             destination: dest.clone(),
             source,
-        })?;
+        };
+        if let Some(mode) = mode {
+            set_mode(part, mode).map_err(failed)?;
+        }
+        std::fs::rename(part, dest).map_err(failed)?;
     }
     let mut dirs: Vec<&Path> = moves.iter().filter_map(|(_, d)| d.parent()).collect();
     dirs.sort();
@@ -200,6 +210,28 @@ pub(super) fn commit(moves: &[(PathBuf, PathBuf)], discard: &[PathBuf]) -> Resul
     }
     let _ = remove_all(discard);
     Ok(())
+}
+
+/// Gives the regular file `path` (never a link: it is not followed) the permissions `mode`.
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                e.kind(),
+                "the part file has been replaced by a symbolic link",
+            ),
+            _ => e,
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "the part file is no longer a regular file",
+        ));
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
 }
 
 /// Removes every path; one already gone is fine. Returns the first other error.

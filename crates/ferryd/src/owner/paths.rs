@@ -1,7 +1,49 @@
 //! Checking paths a client names, on the file system, as their owner: a destination's
-//! folder must exist and is resolved once; a file to read must be a regular file.
+//! folder must exist, be writable by the owner, and is resolved once; a file to read must
+//! be a regular file the owner can open; a working folder must be one the owner can
+//! enter. (These checks give early, clear refusals. Safety never rests on them: the work
+//! itself is done as the owner, so what the owner may not do fails then too.)
 
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path};
+
+/// Whether the calling thread may access `path` with `mode` (`libc::W_OK | libc::X_OK`
+/// …), asked with its effective (file-system) ids as the kernel checks them
+/// (`faccessat2` with `AT_EACCESS`). `None` when the kernel cannot say (before 5.8).
+fn may_access(path: &Path, mode: libc::c_int) -> Option<io::Result<()>> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path and plain integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            mode,
+            libc::AT_EACCESS,
+        )
+    };
+    if r == 0 {
+        return Some(Ok(()));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOSYS) {
+        None
+    } else {
+        Some(Err(e))
+    }
+}
+
+/// Opens `path` to read it as the caller would (never blocking on a FIFO): the check that
+/// the owner may read it.
+fn open_readable(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
 
 /// A destination path: absolute, no `..`, an existing directory as parent, not a
 /// directory itself. The folder is resolved now (symlinks followed once), so a link in it
@@ -43,6 +85,12 @@ pub fn check_destination(path: &str) -> Result<String, String> {
     }
     let parent = std::fs::canonicalize(parent)
         .map_err(|e| format!("the folder of '{path}' cannot be resolved: {e}"))?;
+    if let Some(Err(e)) = may_access(&parent, libc::W_OK | libc::X_OK) {
+        return Err(format!(
+            "you cannot write in the folder {} of '{path}' ({e}): choose a folder you can write to",
+            parent.display()
+        ));
+    }
     let resolved = parent.join(name);
     if let Ok(m) = std::fs::symlink_metadata(&resolved) {
         if m.is_dir() {
@@ -57,7 +105,8 @@ pub fn check_destination(path: &str) -> Result<String, String> {
         .map_err(|_| format!("local path '{path}' is not valid UTF-8"))
 }
 
-/// An existing regular file, by absolute path (CA files, upload sources).
+/// An existing regular file the caller can read, by absolute path (CA files, upload
+/// sources).
 pub fn check_regular_file(what: &str, path: &str) -> Result<String, String> {
     let p = Path::new(path);
     if !p.is_absolute() {
@@ -66,9 +115,31 @@ pub fn check_regular_file(what: &str, path: &str) -> Result<String, String> {
         ));
     }
     match std::fs::metadata(p) {
-        Ok(m) if m.is_file() => Ok(path.to_string()),
+        Ok(m) if m.is_file() => {}
+        Ok(m) if m.file_type().is_fifo() => {
+            return Err(format!("{what} '{path}' is a pipe, not a regular file"))
+        }
+        Ok(_) => return Err(format!("{what} '{path}' is not a regular file")),
+        Err(e) => return Err(format!("{what} '{path}' cannot be read: {e}")),
+    }
+    match open_readable(p) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(path.to_string()),
         Ok(_) => Err(format!("{what} '{path}' is not a regular file")),
-        Err(e) => Err(format!("{what} '{path}' cannot be read: {e}")),
+        Err(e) => Err(format!("{what} '{path}' cannot be read by you: {e}")),
+    }
+}
+
+/// An existing folder the caller can enter (a handler's working folder).
+pub fn check_folder(path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    if !p.is_dir() {
+        return Err(format!("the working folder '{path}' does not exist"));
+    }
+    match may_access(p, libc::X_OK) {
+        Some(Err(e)) => Err(format!(
+            "you cannot enter the working folder '{path}' ({e})"
+        )),
+        _ => Ok(()),
     }
 }
 

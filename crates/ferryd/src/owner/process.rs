@@ -1,123 +1,164 @@
-//! Processes started for a job's owner: handlers (activation) and notify commands, and
-//! where their output goes.
+//! Processes started for a job's owner: handlers (activation) and notify commands.
+//!
+//! The per-user daemon starts them as itself, with its own environment. The system-wide
+//! daemon starts them as the owner for good: in the child, between `fork` and `exec`, it
+//! sets the supplementary groups, then the real, effective and saved gids, then the uids
+//! (raw system calls: the child has one thread, and nothing there may allocate), the
+//! owner's umask, and only then changes to the working folder (so a folder the owner
+//! cannot enter is refused, as it would be for them). The environment is a clean one:
+//! `HOME`, `USER`, `LOGNAME`, `SHELL` from the passwd entry, a fixed `PATH`, and the
+//! `FERRY_` variables the caller adds. Every descriptor above 2 is closed at `exec`.
+//! Where their output goes is `output.rs`'s.
 
-use std::path::{Path, PathBuf};
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::Stdio;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use super::account::Account;
 
-/// Longest piece of a [`Output::Tagged`] process's output logged as one line: a longer
-/// line is split.
-const MAX_LOGGED_LINE: usize = 16 << 10;
+/// `PATH` of a process started for a user.
+const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// `PATH` of a process started for root.
+const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Where a started process's output goes.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// Nowhere.
-    Discard,
-    /// Appended to this log file (standard output and error); discarded when the log
-    /// cannot be opened.
-    AppendTo(PathBuf),
-    /// Appended to the log file `path` line by line, each line after `tag` and ": "
-    /// (standard output and error), so that the output of processes running at once can
-    /// be told apart; discarded when the log cannot be opened.
-    Tagged { path: PathBuf, tag: String },
-}
-
-impl Output {
-    fn stdio(&self) -> Stdio {
-        match self {
-            Output::Discard => Stdio::null(),
-            Output::AppendTo(path) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-            Output::Tagged { .. } => Stdio::piped(),
-        }
-    }
-
-    /// Starts copying a spawned child's piped output where this says (tagged output only).
-    fn forward(&self, child: &mut tokio::process::Child) {
-        let Output::Tagged { path, tag } = self else {
-            return;
-        };
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(copy_tagged(out, path.clone(), tag.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(copy_tagged(err, path.clone(), tag.clone()));
-        }
-    }
-}
-
-/// Copies `from` to the log `path` line by line, each line written in one append after
-/// `tag`; a line longer than [`MAX_LOGGED_LINE`] is split.
-async fn copy_tagged(mut from: impl AsyncRead + Unpin, path: PathBuf, tag: String) {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 8 << 10];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            append_line(&path, &tag, &line[..end]).await;
-        }
-        while pending.len() >= MAX_LOGGED_LINE {
-            let piece: Vec<u8> = pending.drain(..MAX_LOGGED_LINE).collect();
-            append_line(&path, &tag, &piece).await;
-        }
-    }
-    if !pending.is_empty() {
-        append_line(&path, &tag, &pending).await;
-    }
-}
-
-async fn append_line(path: &Path, tag: &str, line: &[u8]) {
-    let mut record = Vec::with_capacity(tag.len() + line.len() + 3);
-    record.extend_from_slice(tag.as_bytes());
-    record.extend_from_slice(b": ");
-    record.extend_from_slice(line);
-    record.push(b'\n');
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await;
-    if let Ok(mut file) = file {
-        let _ = file.write_all(&record).await;
-    }
-}
-
-/// `argv` as a command (no shell), standard input closed, output as asked, in `workdir`
-/// when given; `None` when `argv` is empty.
+/// `argv` as a command (no shell), standard input closed, output to `stdio`, in `workdir`
+/// when given; as the daemon itself, in its environment (less systemd's notification
+/// variables, which are the daemon's alone).
 pub(super) fn command(
     argv: &[String],
     workdir: Option<&str>,
-    output: &Output,
+    stdio: (Stdio, Stdio),
 ) -> Option<tokio::process::Command> {
     let (program, args) = argv.split_first()?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
-        .stdout(output.stdio())
-        .stderr(output.stdio());
+        .stdout(stdio.0)
+        .stderr(stdio.1)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
     if let Some(dir) = workdir {
         cmd.current_dir(dir);
     }
     Some(cmd)
 }
 
-/// Spawns `cmd` (made by [`command`] with `output`) and starts copying its output.
-pub(super) fn spawn(
-    cmd: &mut tokio::process::Command,
-    output: &Output,
-) -> std::io::Result<tokio::process::Child> {
-    let mut child = cmd.spawn()?;
-    output.forward(&mut child);
-    Ok(child)
+/// `argv` as a command that runs as `account` (see the module documentation), with
+/// `umask`, in `workdir` else the account's home (else `/`), with a clean environment.
+pub(super) fn command_as(
+    account: &Account,
+    umask: u32,
+    argv: &[String],
+    workdir: Option<&str>,
+    stdio: (Stdio, Stdio),
+) -> io::Result<Option<tokio::process::Command>> {
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(None);
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(stdio.0)
+        .stderr(stdio.1)
+        .env_clear()
+        .env("HOME", &account.home)
+        .env("USER", &account.name)
+        .env("LOGNAME", &account.name)
+        .env("SHELL", &account.shell)
+        .env(
+            "PATH",
+            if account.uid == 0 {
+                ROOT_PATH
+            } else {
+                USER_PATH
+            },
+        );
+    let demotion = Demotion {
+        uid: account.uid,
+        gid: account.gid,
+        groups: account.groups.clone(),
+        umask: umask as libc::mode_t,
+        workdir: workdir.map(cstring).transpose()?,
+        home: cstring(account.home.as_path())?,
+    };
+    // SAFETY: the closure runs in the child between fork and exec and makes only
+    // async-signal-safe system calls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || demotion.apply());
+    }
+    Ok(Some(cmd))
+}
+
+fn cstring(p: impl AsRef<Path>) -> io::Result<CString> {
+    CString::new(p.as_ref().as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+}
+
+/// What the child does to itself before `exec`.
+struct Demotion {
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    umask: libc::mode_t,
+    workdir: Option<CString>,
+    home: CString,
+}
+
+impl Demotion {
+    /// Runs in the child: groups, gids, uids, umask, folder, descriptors. Any failure
+    /// stops the child before `exec` (the spawn fails with that error).
+    fn apply(&self) -> io::Result<()> {
+        let check = |r: libc::c_long| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        // SAFETY: raw system calls on memory owned by `self`, which outlives them.
+        unsafe {
+            check(libc::syscall(
+                libc::SYS_setgroups,
+                self.groups.len(),
+                self.groups.as_ptr(),
+            ))?;
+            check(libc::syscall(
+                libc::SYS_setresgid,
+                self.gid,
+                self.gid,
+                self.gid,
+            ))?;
+            check(libc::syscall(
+                libc::SYS_setresuid,
+                self.uid,
+                self.uid,
+                self.uid,
+            ))?;
+            if self.uid != 0 && (libc::geteuid() == 0 || libc::getegid() != self.gid) {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            libc::umask(self.umask);
+            match &self.workdir {
+                Some(dir) => check(libc::chdir(dir.as_ptr()) as libc::c_long)?,
+                None => {
+                    if libc::chdir(self.home.as_ptr()) != 0 {
+                        libc::chdir(c"/".as_ptr());
+                    }
+                }
+            }
+            // Descriptors the daemon opened without close-on-exec (none should be) do
+            // not reach the user's program. Kernels before 5.11 lack this; then the
+            // daemon's own close-on-exec flags are all there is.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+        }
+        Ok(())
+    }
 }

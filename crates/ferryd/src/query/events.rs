@@ -11,12 +11,12 @@ use super::eval::{matches, Value};
 use super::exec::EventPlan;
 use super::schema::{job_object, Obj, Prop};
 use crate::model::now_ms;
-use crate::model::{ChangeKind, JobEvent, JobView};
+use crate::model::{ChangeKind, JobEvent, JobView, Scope};
 
 /// Turns the stream of job changes into the events one subscription asked for.
 pub struct EventFilter {
     plan: EventPlan,
-    owner: u32,
+    scope: Scope,
     /// The last state of each job this subscription has seen (the PreviousInstance of
     /// progress changes, which the service broadcasts without one).
     last: HashMap<Uuid, Arc<JobView>>,
@@ -25,11 +25,11 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    /// A filter for `plan`, over the jobs of `owner`.
-    pub fn new(plan: EventPlan, owner: u32) -> EventFilter {
+    /// A filter for `plan`, over the jobs in `scope`.
+    pub fn new(plan: EventPlan, scope: Scope) -> EventFilter {
         EventFilter {
             plan,
-            owner,
+            scope,
             last: HashMap::new(),
             last_progress: HashMap::new(),
         }
@@ -37,7 +37,7 @@ impl EventFilter {
 
     /// The event object for `ev`, if this subscription reports it.
     pub fn accept(&mut self, ev: &JobEvent) -> Option<Obj> {
-        if ev.current.job.owner_uid != self.owner {
+        if !self.scope.admits(ev.current.job.owner_uid) {
             return None;
         }
         let id = ev.current.job.id;

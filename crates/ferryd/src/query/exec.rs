@@ -12,7 +12,7 @@ use super::ast::{
 use super::eval::{matches, Value};
 use super::schema::{file_object, handler_object, job_object, Class, Obj, PropType};
 use super::{parse, ParseError};
-use crate::model::{FileView, HandlerRecord, JobState, JobView, Priority};
+use crate::model::{FileView, HandlerRecord, JobState, JobView, Priority, Scope};
 
 /// A query that cannot run: what is wrong with it (an invalid argument).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,12 +21,12 @@ pub struct QueryError(pub String);
 
 /// Where a data query finds its objects (the service's jobs, in memory).
 pub trait Source {
-    /// The jobs of `owner` that `pre` admits, oldest first.
-    fn jobs(&self, owner: u32, pre: &Prefilter) -> Vec<JobView>;
-    /// The files of every job of `owner`.
-    fn files(&self, owner: u32) -> Vec<FileView>;
-    /// The handlers `owner` registered.
-    fn handlers(&self, owner: u32) -> Vec<HandlerRecord>;
+    /// The jobs in `scope` that `pre` admits, oldest first.
+    fn jobs(&self, scope: Scope, pre: &Prefilter) -> Vec<JobView>;
+    /// The files of every job in `scope`.
+    fn files(&self, scope: Scope) -> Vec<FileView>;
+    /// The handlers registered by the users in `scope`.
+    fn handlers(&self, scope: Scope) -> Vec<HandlerRecord>;
 }
 
 /// One condition of a [`Prefilter`].
@@ -337,27 +337,27 @@ fn flip(op: CmpOp) -> CmpOp {
     }
 }
 
-/// Runs a data query for `owner`; objects come back in a stable order.
-pub fn run_select(source: &impl Source, owner: u32, plan: &SelectPlan) -> Vec<Obj> {
+/// Runs a data query over the objects in `scope`; objects come back in a stable order.
+pub fn run_select(source: &impl Source, scope: Scope, plan: &SelectPlan) -> Vec<Obj> {
     let keep = |o: &Obj| {
         let row = |p: &super::ast::PropertyPath| -> Value { o.value(&p.name) };
         matches(plan.filter.as_ref(), &row)
     };
     let mut out: Vec<Obj> = match plan.class {
         Class::Job => source
-            .jobs(owner, &prefilter(plan.filter.as_ref()))
+            .jobs(scope, &prefilter(plan.filter.as_ref()))
             .iter()
             .map(job_object)
             .filter(|o| keep(o))
             .collect(),
         Class::File => source
-            .files(owner)
+            .files(scope)
             .iter()
             .map(file_object)
             .filter(|o| keep(o))
             .collect(),
         Class::Handler => source
-            .handlers(owner)
+            .handlers(scope)
             .iter()
             .map(handler_object)
             .filter(|o| keep(o))

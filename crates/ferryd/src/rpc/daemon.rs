@@ -38,8 +38,9 @@ impl pb::daemon_server::Daemon for DaemonApi {
         &self,
         req: Request<pb::ShutdownRequest>,
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
-        caller(&req)?;
-        tracing::info!("shutdown requested by a client");
+        let caller = caller(&req)?;
+        self.svc.may_shut_down(&caller)?;
+        tracing::info!(uid = caller.uid, "shutdown requested by a client");
         self.svc.request_shutdown();
         Ok(Response::new(pb::ShutdownResponse {}))
     }

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{caller, convert, end_for_shutdown, job_id, BoxStream};
-use crate::service::{FileSpec, JobChanges, NewJob, Service};
+use crate::service::{FileSpec, JobChanges, NewJob, Scope, Service};
 
 /// Items in a page when the request does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -58,8 +58,12 @@ fn fit_page<T: Message>(items: &mut Vec<T>) -> bool {
 /// another listing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PageToken {
-    /// `ListJobs` with `all`, after job `after`.
-    Jobs { all: bool, after: Uuid },
+    /// `ListJobs` with `all` and `all_users`, after job `after`.
+    Jobs {
+        all: bool,
+        all_users: bool,
+        after: Uuid,
+    },
     /// `ListFiles` of `job`, after file index `after`.
     Files { job: Uuid, after: u32 },
 }
@@ -70,9 +74,13 @@ impl PageToken {
     fn encode(self) -> String {
         let mut b = vec![TOKEN_VERSION];
         match self {
-            PageToken::Jobs { all, after } => {
+            PageToken::Jobs {
+                all,
+                all_users,
+                after,
+            } => {
                 b.push(b'j');
-                b.push(all as u8);
+                b.push(all as u8 | (all_users as u8) << 1);
                 b.extend_from_slice(after.as_bytes());
             }
             PageToken::Files { job, after } => {
@@ -97,9 +105,10 @@ impl PageToken {
         let b = hex::decode(text).map_err(|_| bad())?;
         let uuid = |s: &[u8]| Uuid::from_slice(s).map_err(|_| bad());
         match b.as_slice() {
-            [TOKEN_VERSION, b'j', all @ (0 | 1), rest @ ..] if rest.len() == 16 => {
+            [TOKEN_VERSION, b'j', flags @ 0..=3, rest @ ..] if rest.len() == 16 => {
                 Ok(Some(PageToken::Jobs {
-                    all: *all == 1,
+                    all: flags & 1 != 0,
+                    all_users: flags & 2 != 0,
                     after: uuid(rest)?,
                 }))
             }
@@ -125,7 +134,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let spec = NewJob {
             display_name: r.display_name,
@@ -134,7 +143,7 @@ impl pb::jobs_server::Jobs for JobsApi {
             priority: convert::priority_or_default(r.priority)?,
             upload_protocol: convert::upload_protocol_from(r.upload_protocol)?,
         };
-        let view = self.svc.create_job(uid, spec).await?;
+        let view = self.svc.create_job(&caller, spec).await?;
         Ok(Response::new(pb::CreateJobResponse {
             job: Some(convert::job(&view)),
         }))
@@ -144,7 +153,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::AddFilesRequest>,
     ) -> Result<Response<pb::AddFilesResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let specs = r
@@ -156,7 +165,7 @@ impl pb::jobs_server::Jobs for JobsApi {
                 expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
             })
             .collect();
-        let files = self.svc.add_files(uid, id, specs).await?;
+        let files = self.svc.add_files(&caller, id, specs).await?;
         Ok(Response::new(pb::AddFilesResponse {
             files: files.iter().map(convert::file).collect(),
         }))
@@ -166,10 +175,11 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
+        let owner = self.svc.acting_owner(&caller, id);
         Ok(Response::new(pb::GetJobResponse {
-            job: Some(convert::job(&self.svc.get_job(uid, id)?)),
+            job: Some(convert::job(&self.svc.get_job(owner, id)?)),
         }))
     }
 
@@ -177,21 +187,31 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let limit = page_size(r.page_size)?;
         let after = match PageToken::decode(&r.page_token)? {
             None => None,
-            Some(PageToken::Jobs { all, after }) if all == r.all => Some(after),
-            Some(_) => return Err(token_mismatch("ListJobs with another `all`")),
+            Some(PageToken::Jobs {
+                all,
+                all_users,
+                after,
+            }) if all == r.all && all_users == r.all_users => Some(after),
+            Some(_) => return Err(token_mismatch("ListJobs with another `all` or `all_users`")),
         };
-        let page = self.svc.list_jobs_page(uid, r.all, after, limit);
+        let scope = if r.all_users {
+            self.svc.all_users_scope(&caller)?
+        } else {
+            Scope::Uid(caller.uid)
+        };
+        let page = self.svc.list_jobs_page(scope, r.all, after, limit);
         let mut jobs: Vec<pb::Job> = page.items.iter().map(convert::job).collect();
         let cut = fit_page(&mut jobs);
         let last = jobs.len().checked_sub(1).and_then(|i| page.items.get(i));
         let next_page_token = match (page.more || cut, last) {
             (true, Some(last)) => PageToken::Jobs {
                 all: r.all,
+                all_users: r.all_users,
                 after: last.job.id,
             }
             .encode(),
@@ -207,7 +227,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::ListFilesRequest>,
     ) -> Result<Response<pb::ListFilesResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let limit = page_size(r.page_size)?;
@@ -216,7 +236,8 @@ impl pb::jobs_server::Jobs for JobsApi {
             Some(PageToken::Files { job, after }) if job == id => Some(after),
             Some(_) => return Err(token_mismatch("ListFiles of another job")),
         };
-        let page = self.svc.list_files_page(uid, id, after, limit)?;
+        let owner = self.svc.acting_owner(&caller, id);
+        let page = self.svc.list_files_page(owner, id, after, limit)?;
         let mut files: Vec<pb::File> = page.items.iter().map(convert::file).collect();
         let cut = fit_page(&mut files);
         let next_page_token = match (page.more || cut, files.last()) {
@@ -237,9 +258,9 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::ResumeJobRequest>,
     ) -> Result<Response<pb::ResumeJobResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
-        let view = self.svc.resume(uid, id).await?;
+        let view = self.svc.resume_as(&caller, id).await?;
         Ok(Response::new(pb::ResumeJobResponse {
             job: Some(convert::job(&view)),
         }))
@@ -249,9 +270,9 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::SuspendJobRequest>,
     ) -> Result<Response<pb::SuspendJobResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
-        let view = self.svc.suspend(uid, id).await?;
+        let view = self.svc.suspend_as(&caller, id).await?;
         Ok(Response::new(pb::SuspendJobResponse {
             job: Some(convert::job(&view)),
         }))
@@ -261,9 +282,9 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
-        let view = self.svc.cancel(uid, id).await?;
+        let view = self.svc.cancel_as(&caller, id).await?;
         Ok(Response::new(pb::CancelJobResponse {
             job: Some(convert::job(&view)),
         }))
@@ -273,9 +294,9 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::CompleteJobRequest>,
     ) -> Result<Response<pb::CompleteJobResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
-        let out = self.svc.complete(uid, id).await?;
+        let out = self.svc.complete_as(&caller, id).await?;
         Ok(Response::new(pb::CompleteJobResponse {
             job: Some(convert::job(&out.view)),
             files_committed: out.committed,
@@ -287,7 +308,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::SetJobPropertiesRequest>,
     ) -> Result<Response<pb::SetJobPropertiesResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let notification_class = match r.notification_class {
@@ -329,8 +350,9 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let id = job_id(&req.get_ref().job_id)?;
+        let uid = self.svc.acting_owner(&caller, id);
         let mut events = self.svc.subscribe();
         let first = self.svc.get_job(uid, id)?;
         let (tx, rx) = mpsc::channel(16);
@@ -383,10 +405,17 @@ mod tests {
         for t in [
             PageToken::Jobs {
                 all: true,
+                all_users: false,
                 after: id,
             },
             PageToken::Jobs {
                 all: false,
+                all_users: true,
+                after: id,
+            },
+            PageToken::Jobs {
+                all: true,
+                all_users: true,
                 after: id,
             },
             PageToken::Files {

@@ -9,8 +9,9 @@
 //! - `queries.rs`: `Queries` (WQL data and event queries, method calls);
 //! - `daemon.rs`: `Daemon` (status, shutdown);
 //!
-//! and `convert.rs` for model ↔ wire. Handlers decode the request, call the service
-//! facade (`crate::service`), and encode its answer.
+//! and `convert.rs` for model ↔ wire, `peer.rs` for who is calling (the kernel's
+//! credentials of each connection). Handlers decode the request, call the service facade
+//! (`crate::service`) with the caller, and encode its answer.
 //!
 //! May use: `service` (the facade, and what it re-exports), `model`, `config`. The only
 //! module that knows the wire types.
@@ -19,6 +20,7 @@ pub mod convert;
 mod daemon;
 mod jobs;
 mod notifications;
+mod peer;
 mod queries;
 
 use std::future::Future;
@@ -29,14 +31,15 @@ use std::time::Duration;
 
 use ferry_proto::v1 as pb;
 use futures::Stream;
+use futures::StreamExt;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
-use crate::service::{validate, Service};
+use crate::service::{validate, Caller, Service};
+use peer::{Peer, PeerStream};
 
 /// The stream type of every streaming call.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -47,12 +50,11 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// How long a stream ended by a shutdown waits for room to say so.
 const SHUTDOWN_NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The uid of the peer process (the interceptor has already checked it).
-pub fn caller<T>(req: &Request<T>) -> Result<u32, Status> {
+/// Who is calling: the peer's credentials (the interceptor has already checked them).
+pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|i| i.peer_cred)
-        .map(|c| c.uid())
+        .get::<Peer>()
+        .and_then(|p| p.caller.clone())
         .ok_or_else(|| Status::permission_denied("the peer's credentials are unknown"))
 }
 
@@ -73,16 +75,22 @@ async fn end_for_shutdown<T>(tx: &mpsc::Sender<Result<T, Status>>) {
     let _ = tokio::time::timeout(SHUTDOWN_NOTICE_TIMEOUT, tx.send(Err(shutting_down()))).await;
 }
 
-/// Refuses every call from a process whose uid is not `daemon_uid` (root is not special:
-/// a per-user daemon serves its user only).
-fn check_peer(daemon_uid: u32) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+/// The per-user daemon refuses every call from a process whose uid is not `daemon_uid`
+/// (root is not special: it serves its user only). The system-wide daemon (`system`)
+/// takes calls from everyone whose credentials are known; what each may do is the
+/// facade's business.
+fn check_peer(
+    daemon_uid: u32,
+    system: bool,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |req: Request<()>| {
         let peer = req
             .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
-            .map(|c| c.uid());
+            .get::<Peer>()
+            .and_then(|p| p.caller.as_ref())
+            .map(|c| c.uid);
         match peer {
+            Some(_) if system => Ok(req),
             Some(uid) if uid == daemon_uid => Ok(req),
             Some(uid) => {
                 tracing::warn!(uid, "refused a call from another user");
@@ -106,7 +114,7 @@ pub async fn serve(
     state_dir: PathBuf,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let check = check_peer(svc.uid());
+    let check = check_peer(svc.uid(), svc.config().is_system());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -142,6 +150,9 @@ pub async fn serve(
         .add_service(daemon)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|s| s.map(PeerStream::new)),
+            shutdown,
+        )
         .await
 }

@@ -31,7 +31,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<Streaming<pb::ConnectRequest>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let mut inbound = req.into_inner();
         let (tx, mut invocations) = mpsc::channel(64);
         let ch = self.svc.open_callback_channel(uid, tx);
@@ -80,7 +80,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::SetNotifyInterfaceRequest>,
     ) -> Result<Response<pb::SetNotifyInterfaceResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let view = self
@@ -95,7 +95,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::GetNotifyInterfaceRequest>,
     ) -> Result<Response<pb::GetNotifyInterfaceResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let id = job_id(&req.get_ref().job_id)?;
         let callback = self.svc.notify_interface(uid, id)?.map(|o| pb::ObjectRef {
             channel_id: o.channel,
@@ -108,7 +108,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::RegisterClassObjectRequest>,
     ) -> Result<Response<pb::RegisterClassObjectResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let r = req.into_inner();
         let o = r
             .class_object
@@ -122,7 +122,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::RegisterHandlerRequest>,
     ) -> Result<Response<pb::RegisterHandlerResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let h = req
             .into_inner()
             .handler
@@ -141,7 +141,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::UnregisterHandlerRequest>,
     ) -> Result<Response<pb::UnregisterHandlerResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         self.svc
             .unregister_handler(uid, &req.get_ref().class_id)
             .await?;
@@ -152,7 +152,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::ListHandlersRequest>,
     ) -> Result<Response<pb::ListHandlersResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let handlers = self
             .svc
             .handlers(uid)
@@ -166,7 +166,7 @@ impl pb::notifications_server::Notifications for NotificationsApi {
         &self,
         req: Request<pb::SetValidationStateRequest>,
     ) -> Result<Response<pb::SetValidationStateResponse>, Status> {
-        let uid = caller(&req)?;
+        let uid = caller(&req)?.uid;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let f = self

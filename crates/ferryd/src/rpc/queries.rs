@@ -53,7 +53,7 @@ impl pb::queries_server::Queries for QueriesApi {
         req: Request<pb::ExecQueryRequest>,
     ) -> Result<Response<Self::ExecQueryStream>, Status> {
         use pb::exec_query_response::Kind;
-        let owner = caller(&req)?;
+        let scope = self.svc.scope_of(&caller(&req)?);
         let req = req.into_inner();
         let plan = self.svc.plan_select(&req.wql)?;
         let size = if req.batch_size == 0 {
@@ -65,7 +65,7 @@ impl pb::queries_server::Queries for QueriesApi {
         let svc = self.svc.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let objects = svc.run_select(owner, &plan);
+            let objects = svc.run_select(scope, &plan);
             let total = objects.len() as u64;
             let mut done = 0u64;
             for chunk in objects.chunks(size) {
@@ -108,11 +108,11 @@ impl pb::queries_server::Queries for QueriesApi {
         req: Request<pb::ExecNotificationQueryRequest>,
     ) -> Result<Response<Self::ExecNotificationQueryStream>, Status> {
         use pb::exec_notification_query_response::Kind;
-        let owner = caller(&req)?;
+        let scope = self.svc.scope_of(&caller(&req)?);
         let plan = self.svc.plan_event(&req.get_ref().wql)?;
         let svc = self.svc.clone();
         let mut events = svc.subscribe();
-        let mut filter = EventFilter::new(plan, owner);
+        let mut filter = EventFilter::new(plan, scope);
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(async move {
             let reason = loop {
@@ -162,14 +162,14 @@ impl pb::queries_server::Queries for QueriesApi {
         &self,
         req: Request<pb::ExecMethodRequest>,
     ) -> Result<Response<pb::ExecMethodResponse>, Status> {
-        let uid = caller(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let view = match r.method.to_ascii_lowercase().as_str() {
-            "resume" => self.svc.resume(uid, id).await?,
-            "suspend" => self.svc.suspend(uid, id).await?,
-            "cancel" => self.svc.cancel(uid, id).await?,
-            "complete" => self.svc.complete(uid, id).await?.view,
+            "resume" => self.svc.resume_as(&caller, id).await?,
+            "suspend" => self.svc.suspend_as(&caller, id).await?,
+            "cancel" => self.svc.cancel_as(&caller, id).await?,
+            "complete" => self.svc.complete_as(&caller, id).await?.view,
             other => {
                 return Err(Status::invalid_argument(format!(
                     "Job has no method '{other}' (it has Resume, Suspend, Cancel, Complete)"

@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::{FileView, JobView, Service, ServiceError};
+use super::{FileView, JobView, Scope, Service, ServiceError};
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,12 +17,12 @@ pub struct Page<T> {
 }
 
 impl Service {
-    /// The caller's jobs in id order (ids are UUIDv7, so oldest first) after `after`, at
-    /// most `limit` (at least 1); `all` includes final ones. Only the jobs of the page are
-    /// built (an archived job is decoded only when it is on the page).
+    /// The jobs in `scope` in id order (ids are UUIDv7, so oldest first) after `after`,
+    /// at most `limit` (at least 1); `all` includes final ones. Only the jobs of the page
+    /// are built (an archived job is decoded only when it is on the page).
     pub fn list_jobs_page(
         &self,
-        owner: u32,
+        scope: Scope,
         all: bool,
         after: Option<Uuid>,
         limit: usize,
@@ -32,12 +32,12 @@ impl Service {
         let live = inner
             .jobs
             .values()
-            .filter(|e| e.job.owner_uid == owner && (all || !e.job.state.is_final()))
+            .filter(|e| scope.admits(e.job.owner_uid) && (all || !e.job.state.is_final()))
             .map(|e| e.job.id);
         let archived = inner
             .archived
             .iter()
-            .filter(|(_, a)| all && a.owner_uid == owner)
+            .filter(|(_, a)| all && scope.admits(a.owner_uid))
             .map(|(id, _)| *id);
         let mut ids: Vec<Uuid> = live
             .chain(archived)
@@ -51,7 +51,7 @@ impl Service {
         ids.sort_unstable();
         let items = ids
             .into_iter()
-            .filter_map(|id| inner.view_of(owner, id))
+            .filter_map(|id| inner.view_in(scope, id))
             .collect();
         Page { items, more }
     }

@@ -102,15 +102,16 @@ impl Service {
         })
         .await?;
         self.stop_run(id).await;
-        let parts: Vec<_> = {
+        let Some((job_owner, parts)) = ({
             let inner = self.lock();
-            inner
-                .jobs
-                .get(&id)
-                .map(|e| e.files.iter().map(|f| f.temporary_path()).collect())
-                .unwrap_or_default()
+            inner.jobs.get(&id).map(|e| {
+                let parts: Vec<_> = e.files.iter().map(|f| f.temporary_path()).collect();
+                (self.owner_of(&e.job), parts)
+            })
+        }) else {
+            return self.get_job(owner, id);
         };
-        if let Err(e) = self.owners.of(owner).remove_files(parts).await {
+        if let Err(e) = job_owner.remove_files(parts).await {
             tracing::warn!(%id, "removing the part files of a cancelled job: {e}");
         }
         self.get_job(owner, id)
@@ -133,10 +134,14 @@ impl Service {
         .await?;
         self.stop_run(id).await;
 
-        let (files, upload) = {
+        let (files, upload, job_owner) = {
             let inner = self.lock();
             let e = entry(&inner, owner, id, "complete")?;
-            (e.files.clone(), e.job.job_type != JobType::Download)
+            (
+                e.files.clone(),
+                e.job.job_type != JobType::Download,
+                self.owner_of(&e.job),
+            )
         };
         if upload {
             let transferred = files.iter().filter(|f| f.completed).count() as u32;
@@ -157,7 +162,7 @@ impl Service {
             .into_iter()
             .partition(|f| f.completed && f.validated != Some(false));
         let (committed, discarded) = (keep.len() as u32, drop.len() as u32);
-        commit_files(&self.owners.of(owner), &keep, &drop).await?;
+        commit_files(&job_owner, &keep, &drop).await?;
 
         let view = self
             .mutate(owner, id, "complete", |inner, id| {

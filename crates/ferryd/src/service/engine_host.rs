@@ -14,6 +14,7 @@ use super::{ChangeKind, Service};
 use crate::engine::error::TransferError;
 use crate::engine::{FileStart, Host, LiveRun, Report, RunId, RunPlan};
 use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
+use crate::owner::Owner;
 use crate::store::Store;
 
 /// The entry of `job` if `run` is its current run.
@@ -41,15 +42,12 @@ impl Service {
         true
     }
 
-    /// Where an upload-reply job keeps its reply: its reply file, else
-    /// `STATE_DIR/replies/JOBID.reply`.
-    fn reply_path(&self, job: &JobRecord) -> Option<PathBuf> {
+    /// Where an upload-reply job keeps its reply: its reply file, else the owner's
+    /// default (`STATE_DIR/replies/JOBID.reply`; system-wide, in the owner's folder).
+    fn reply_path(&self, job: &JobRecord, owner: &Owner) -> Option<PathBuf> {
         (job.job_type == JobType::UploadReply).then(|| match &job.options.reply_file {
             Some(p) => PathBuf::from(p),
-            None => self
-                .state_dir
-                .join("replies")
-                .join(format!("{}.reply", job.id)),
+            None => owner.default_reply_path(job.id),
         })
     }
 
@@ -136,11 +134,12 @@ impl Host for Service {
             return None;
         }
         e.run = Some((run, live));
+        let owner = self.owner_of(&e.job);
         let plan = RunPlan {
             job: e.job.clone(),
             files: e.files.clone(),
-            owner: self.owners.of(e.job.owner_uid),
-            reply_path: self.reply_path(&e.job),
+            reply_path: self.reply_path(&e.job, &owner),
+            owner,
         };
         Some(plan)
     }

@@ -16,6 +16,8 @@ pub enum ServiceError {
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
     Internal(String),

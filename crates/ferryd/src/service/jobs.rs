@@ -5,16 +5,20 @@ use uuid::Uuid;
 use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
 use super::state::{Archived, Entry};
 use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
-use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
+use crate::model::{now_ms, Caller, FileRecord, JobRecord, JobState, JobType};
 use crate::store::Store;
 
 impl Service {
-    /// Creates a job in `suspended`.
-    pub async fn create_job(&self, owner: u32, spec: NewJob) -> Result<JobView, ServiceError> {
+    /// Creates a job of the caller in `suspended`. System-wide, the job keeps the
+    /// caller's umask (its files are created with it).
+    pub async fn create_job(&self, caller: &Caller, spec: NewJob) -> Result<JobView, ServiceError> {
+        let owner = caller.uid;
         let name = validate::text("the display name", &spec.display_name)?;
         let description = validate::text("the description", &spec.description)?;
         let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
         job.description = description;
+        job.options.umask = self.owners.umask_of_process(caller.pid);
+        let exempt = self.exempt_from_limits(caller);
         if let Some(p) = spec.upload_protocol.as_deref().filter(|p| !p.is_empty()) {
             if spec.job_type == JobType::Download {
                 return Err(ServiceError::InvalidArgument(
@@ -27,12 +31,8 @@ impl Service {
         }
         let (rx, view) = {
             let mut inner = self.lock();
-            let owned = inner.owned_by(owner);
-            if owned >= self.config.max_jobs_per_user {
-                return Err(ServiceError::ResourceExhausted(format!(
-                    "you have {owned} jobs, the limit is {}: complete or cancel some first",
-                    self.config.max_jobs_per_user
-                )));
+            if !exempt {
+                self.check_job_limits(&inner, owner)?;
             }
             let rx = self.store.put_job(&job);
             let e = Entry::new(job, Vec::new());
@@ -48,10 +48,11 @@ impl Service {
     /// Adds files to a job that has not finished.
     pub async fn add_files(
         &self,
-        owner: u32,
+        caller: &Caller,
         id: Uuid,
         specs: Vec<FileSpec>,
     ) -> Result<Vec<FileView>, ServiceError> {
+        let owner = caller.uid;
         if specs.is_empty() {
             return Err(ServiceError::InvalidArgument("no files given".into()));
         }
@@ -116,12 +117,14 @@ impl Service {
                     "upload job {id} already has its file"
                 )));
             }
-            if e.files.len() + checked.len() > self.config.max_files_per_job {
-                return Err(ServiceError::ResourceExhausted(format!(
-                    "job {id} would have {} files, the limit is {}",
-                    e.files.len() + checked.len(),
-                    self.config.max_files_per_job
-                )));
+            let files = e.files.len() + checked.len();
+            if files > self.config.max_files_per_job && !self.exempt_from_limits(caller) {
+                return Err(self.limit_refusal(
+                    format!("job {id} would have {files} files"),
+                    "max_files_per_job",
+                    self.config.max_files_per_job,
+                    "add them to another job",
+                ));
             }
             for (_, path, _) in &checked {
                 if e.files.iter().any(|f| &f.local_path == path) {

@@ -8,6 +8,7 @@
 //!
 //! May use: `engine`, `notify`, `query`, `store`, `owner`, `model`, `config`. Not `rpc`.
 
+mod admin;
 mod api_extra;
 mod commands;
 mod control;
@@ -32,13 +33,13 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::model::{now_ms, FileRecord, HandlerRecord, JobState};
+use crate::model::{now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
 use crate::notify::Notifier;
 use crate::owner::Owners;
 use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
-pub use crate::model::{ChangeKind, FileView, JobEvent, JobView};
+pub use crate::model::{Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
 /// A client process's callback channel, what it is sent, and the methods it is called on.
@@ -69,8 +70,8 @@ pub struct Service {
     notifier: Arc<Notifier>,
     /// As whom each job's files and processes are handled.
     owners: Owners,
-    /// The daemon's state folder (the store, replies, the handlers' log).
-    state_dir: PathBuf,
+    /// The admin group's id (system mode), if the group exists.
+    admin_gid: Option<u32>,
 }
 
 impl Service {
@@ -142,7 +143,7 @@ impl Service {
         );
         // Loading freed many small blocks between the ones kept: give them back.
         release_free_memory();
-        let state_dir = store
+        let state_dir: PathBuf = store
             .path()
             .parent()
             .map(|p| p.to_owned())
@@ -158,6 +159,20 @@ impl Service {
             },
             snapshot.outbox,
         );
+        let (owners, admin_gid) = if config.is_system() {
+            let gid = crate::owner::group_id(&config.admin_group);
+            match gid {
+                Some(gid) => {
+                    tracing::info!(group = %config.admin_group, gid, "administrators: root and the members of the admin group")
+                }
+                None => {
+                    tracing::info!(group = %config.admin_group, "the admin group does not exist: root is the only administrator")
+                }
+            }
+            (Owners::system(uid, state_dir.clone()), gid)
+        } else {
+            (Owners::per_user(uid, state_dir.clone()), None)
+        };
         let svc = Arc::new(Service {
             config,
             store,
@@ -168,8 +183,8 @@ impl Service {
             started_ms: now_ms(),
             engine,
             notifier,
-            owners: Owners::per_user(uid),
-            state_dir,
+            owners,
+            admin_gid,
         });
         let weak = Arc::downgrade(&svc);
         svc.engine
@@ -344,6 +359,11 @@ impl Service {
         release_free_memory();
     }
 
+    /// As whom the work of `job` is done: its owner, with the umask it was created with.
+    pub(crate) fn owner_of(&self, job: &JobRecord) -> crate::owner::Owner {
+        self.owners.with_umask(job.owner_uid, job.options.umask)
+    }
+
     /// The caller's registered handlers.
     pub fn handlers(&self, owner: u32) -> Vec<HandlerRecord> {
         let inner = self.lock();
@@ -425,7 +445,12 @@ mod tests {
             let inner = svc.lock();
             assert_eq!(inner.archived.len(), 2, "acknowledged and cancelled");
             assert_eq!(inner.jobs.len(), 2);
-            assert_eq!(inner.owned_by(7), 4);
+            assert_eq!(
+                inner.unfinished_of(7),
+                2,
+                "suspended and error count, final jobs not"
+            );
+            assert_eq!(inner.unfinished_total(), 2);
         }
         assert_eq!(svc.job_count(), 4);
 
@@ -451,11 +476,11 @@ mod tests {
         let plan = svc
             .plan_select("SELECT * FROM Job WHERE state = 'cancelled'")
             .unwrap();
-        let cancelled = Source::jobs(&*svc, 7, &prefilter(plan.filter.as_ref()));
+        let cancelled = Source::jobs(&*svc, Scope::Uid(7), &prefilter(plan.filter.as_ref()));
         assert_eq!(cancelled.len(), 1);
         assert_eq!(cancelled[0].job.id, jobs[1].id);
-        assert_eq!(Source::files(&*svc, 7).len(), 4);
-        assert!(Source::files(&*svc, 8).is_empty());
+        assert_eq!(Source::files(&*svc, Scope::Uid(7)).len(), 4);
+        assert!(Source::files(&*svc, Scope::Uid(8)).is_empty());
 
         // Commands on archived jobs are refused as on any final job.
         for r in [
@@ -474,7 +499,7 @@ mod tests {
         ));
         let add = svc
             .add_files(
-                7,
+                &Caller::user(7, 7),
                 ack.id,
                 vec![FileSpec {
                     remote_url: "http://h/y".into(),
@@ -497,6 +522,7 @@ mod tests {
         };
         let svc = Service::open(config, Store::open(dir.path()).unwrap(), 7).unwrap();
         let ids: Vec<Uuid> = svc.list_jobs(7, false).iter().map(|v| v.job.id).collect();
+        assert_eq!(svc.lock().unfinished_of(7), 2);
         svc.cancel(7, ids[0]).await.unwrap();
         svc.cancel(7, ids[1]).await.unwrap();
         // Just made final: left alone.
@@ -513,7 +539,7 @@ mod tests {
             let inner = svc.lock();
             assert_eq!(inner.jobs.len(), 0);
             assert_eq!(inner.archived.len(), 1);
-            assert_eq!(inner.owned_by(7), 1);
+            assert_eq!(inner.unfinished_of(7), 0, "cancelled jobs do not count");
         }
         assert_eq!(
             svc.get_job(7, ids[0]).unwrap().job.state,
@@ -524,7 +550,7 @@ mod tests {
         svc.lock().archived.get_mut(&ids[0]).unwrap().modified_ms -= 2 * 3600 * 1000;
         svc.housekeeping().await;
         assert_eq!(svc.job_count(), 0);
-        assert_eq!(svc.lock().owned_by(7), 0);
+        assert_eq!(svc.lock().unfinished_total(), 0);
         let left = svc.store.load().unwrap();
         assert!(left.jobs.is_empty());
         svc.store.close();

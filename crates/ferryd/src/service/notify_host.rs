@@ -6,7 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{CallbackChannel, JobView, Outbound, Service, ServiceError};
-use crate::model::{FileView, HandlerRecord, OutboxRecord};
+use crate::model::{FileView, HandlerRecord, JobRecord, OutboxRecord};
 use crate::notify::{NotifyHost, ObjRef};
 use crate::owner::Owner;
 
@@ -29,8 +29,8 @@ impl NotifyHost for Service {
             .collect()
     }
 
-    fn owner(&self, uid: u32) -> Owner {
-        self.owners.of(uid)
+    fn owner(&self, job: &JobRecord) -> Owner {
+        self.owner_of(job)
     }
 
     fn delivered(&self, job: Uuid, entry: i64) {

@@ -3,7 +3,7 @@
 //! and the facade calls the rpc layer uses to plan and run queries.
 
 use super::state::Archived;
-use super::{ErrorReason, JobView, Service, ServiceError};
+use super::{ErrorReason, JobView, Scope, Service, ServiceError};
 use crate::model::{FileView, HandlerRecord};
 use crate::query::exec::{self, EventPlan, Prefilter, QueryError, SelectPlan, Source};
 use crate::query::schema::Obj;
@@ -15,14 +15,15 @@ impl From<QueryError> for ServiceError {
 }
 
 impl Source for Service {
-    fn jobs(&self, owner: u32, pre: &Prefilter) -> Vec<JobView> {
+    fn jobs(&self, scope: Scope, pre: &Prefilter) -> Vec<JobView> {
         let inner = self.lock();
         let mut v: Vec<JobView> = inner
             .jobs
             .values()
             .filter(|e| {
                 let j = &e.job;
-                j.owner_uid == owner && pre.admits(j.state, j.priority, j.owner_uid, j.created_ms)
+                scope.admits(j.owner_uid)
+                    && pre.admits(j.state, j.priority, j.owner_uid, j.created_ms)
             })
             .map(|e| e.view())
             .chain(
@@ -30,7 +31,7 @@ impl Source for Service {
                     .archived
                     .values()
                     .filter(|a| {
-                        a.owner_uid == owner
+                        scope.admits(a.owner_uid)
                             && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
                     })
                     .map(Archived::view),
@@ -41,25 +42,33 @@ impl Source for Service {
         v
     }
 
-    fn files(&self, owner: u32) -> Vec<FileView> {
+    fn files(&self, scope: Scope) -> Vec<FileView> {
         let inner = self.lock();
         inner
             .jobs
             .values()
-            .filter(|e| e.job.owner_uid == owner)
+            .filter(|e| scope.admits(e.job.owner_uid))
             .flat_map(|e| e.file_views())
             .chain(
                 inner
                     .archived
                     .values()
-                    .filter(|a| a.owner_uid == owner)
+                    .filter(|a| scope.admits(a.owner_uid))
                     .flat_map(Archived::file_views),
             )
             .collect()
     }
 
-    fn handlers(&self, owner: u32) -> Vec<HandlerRecord> {
-        Service::handlers(self, owner)
+    fn handlers(&self, scope: Scope) -> Vec<HandlerRecord> {
+        let inner = self.lock();
+        let mut v: Vec<HandlerRecord> = inner
+            .handlers
+            .values()
+            .filter(|h| scope.admits(h.owner_uid))
+            .cloned()
+            .collect();
+        v.sort_by_key(|h| (h.registered_ms, h.owner_uid));
+        v
     }
 }
 
@@ -80,8 +89,8 @@ impl Service {
         })
     }
 
-    /// Runs a data query over the jobs of `owner`; objects come in a stable order.
-    pub fn run_select(&self, owner: u32, plan: &SelectPlan) -> Vec<Obj> {
-        exec::run_select(self, owner, plan)
+    /// Runs a data query over the objects in `scope`; objects come in a stable order.
+    pub fn run_select(&self, scope: Scope, plan: &SelectPlan) -> Vec<Obj> {
+        exec::run_select(self, scope, plan)
     }
 }

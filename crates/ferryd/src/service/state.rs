@@ -1,5 +1,6 @@
 //! The jobs the service holds: live entries (with their current run), final jobs kept
-//! compact, per-owner counts and handlers. State changes go through [`Inner::set_state`],
+//! compact, the counts of unfinished jobs (per owner and in all, for the limits) and
+//! handlers. State changes go through [`Inner::set_state`],
 //! which keeps the engine's queue and retry index in step.
 
 use std::collections::HashMap;
@@ -9,7 +10,8 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, LiveRun, RunId};
 use crate::model::{
-    now_ms, FileRecord, FileView, HandlerRecord, JobRecord, JobState, JobView, Priority, Totals,
+    now_ms, FileRecord, FileView, HandlerRecord, JobRecord, JobState, JobView, Priority, Scope,
+    Totals,
 };
 
 /// A job that can still change, with its files and what its current run shares.
@@ -123,8 +125,11 @@ pub(crate) struct Inner {
     pub(crate) jobs: HashMap<Uuid, Entry>,
     /// Final jobs, compact (see [`Archived`]).
     pub(crate) archived: HashMap<Uuid, Archived>,
-    /// Jobs per owner, in both maps (the `max_jobs_per_user` check).
-    owned: HashMap<u32, usize>,
+    /// Unfinished jobs (not acknowledged or cancelled) per owner: the
+    /// `max_jobs_per_user` check.
+    unfinished: HashMap<u32, usize>,
+    /// Unfinished jobs of every owner: the `max_jobs_per_machine` check.
+    unfinished_total: usize,
     pub(crate) handlers: HashMap<(Uuid, u32), HandlerRecord>,
     /// Where queued and retrying jobs wait for a run.
     engine: Arc<Engine>,
@@ -135,7 +140,8 @@ impl Inner {
         Inner {
             jobs: HashMap::new(),
             archived: HashMap::new(),
-            owned: HashMap::new(),
+            unfinished: HashMap::new(),
+            unfinished_total: 0,
             handlers: HashMap::new(),
             engine,
         }
@@ -143,40 +149,54 @@ impl Inner {
 
     /// Adds a job to the live jobs.
     pub(crate) fn insert(&mut self, entry: Entry) {
-        *self.owned.entry(entry.job.owner_uid).or_default() += 1;
+        if !entry.job.state.is_final() {
+            self.count_unfinished(entry.job.owner_uid, true);
+        }
         self.jobs.insert(entry.job.id, entry);
     }
 
     /// Adds a final job straight to the archive.
     pub(crate) fn insert_archived(&mut self, job: &JobRecord, files: &[FileRecord]) {
-        *self.owned.entry(job.owner_uid).or_default() += 1;
+        debug_assert!(job.state.is_final());
         self.archived.insert(job.id, Archived::new(job, files));
+    }
+
+    /// Counts one more (or one fewer) unfinished job of `owner`.
+    fn count_unfinished(&mut self, owner: u32, more: bool) {
+        if more {
+            *self.unfinished.entry(owner).or_default() += 1;
+            self.unfinished_total += 1;
+        } else if let Some(n) = self.unfinished.get_mut(&owner) {
+            *n -= 1;
+            self.unfinished_total -= 1;
+            if *n == 0 {
+                self.unfinished.remove(&owner);
+            }
+        }
     }
 
     /// Removes a job, live or archived, returning how it was.
     pub(crate) fn remove(&mut self, id: Uuid) -> Option<JobView> {
-        let (owner, view) = match self.jobs.remove(&id) {
+        match self.jobs.remove(&id) {
             Some(e) => {
                 self.engine.forget(id);
-                (e.job.owner_uid, e.view())
+                if !e.job.state.is_final() {
+                    self.count_unfinished(e.job.owner_uid, false);
+                }
+                Some(e.view())
             }
-            None => {
-                let a = self.archived.remove(&id)?;
-                (a.owner_uid, a.view())
-            }
-        };
-        if let Some(n) = self.owned.get_mut(&owner) {
-            *n -= 1;
-            if *n == 0 {
-                self.owned.remove(&owner);
-            }
+            None => self.archived.remove(&id).map(|a| a.view()),
         }
-        Some(view)
     }
 
-    /// How many jobs `owner` has.
-    pub(crate) fn owned_by(&self, owner: u32) -> usize {
-        self.owned.get(&owner).copied().unwrap_or(0)
+    /// How many unfinished jobs `owner` has.
+    pub(crate) fn unfinished_of(&self, owner: u32) -> usize {
+        self.unfinished.get(&owner).copied().unwrap_or(0)
+    }
+
+    /// How many unfinished jobs all owners have together.
+    pub(crate) fn unfinished_total(&self) -> usize {
+        self.unfinished_total
     }
 
     /// Moves a final job that nothing runs to the archive; false if it is not one.
@@ -206,9 +226,18 @@ impl Inner {
 
     /// A job of `owner` as clients see it, live or archived.
     pub(crate) fn view_of(&self, owner: u32, id: Uuid) -> Option<JobView> {
+        self.view_in(Scope::Uid(owner), id)
+    }
+
+    /// A job in `scope` as clients see it, live or archived.
+    pub(crate) fn view_in(&self, scope: Scope, id: Uuid) -> Option<JobView> {
         match self.jobs.get(&id) {
-            Some(e) => (e.job.owner_uid == owner).then(|| e.view()),
-            None => self.archived_of(owner, id).map(Archived::view),
+            Some(e) => scope.admits(e.job.owner_uid).then(|| e.view()),
+            None => self
+                .archived
+                .get(&id)
+                .filter(|a| scope.admits(a.owner_uid))
+                .map(Archived::view),
         }
     }
 
@@ -219,6 +248,8 @@ impl Inner {
         let Some(entry) = self.jobs.get_mut(&id) else {
             return;
         };
+        let finishes = !entry.job.state.is_final() && state.is_final();
+        let owner = entry.job.owner_uid;
         entry.job.state = state;
         entry.job.modified_ms = now_ms();
         match state {
@@ -234,6 +265,9 @@ impl Inner {
                 entry.job.retry_at_ms = None;
                 self.engine.forget(id);
             }
+        }
+        if finishes {
+            self.count_unfinished(owner, false);
         }
     }
 }

@@ -86,6 +86,7 @@ struct OptionsRepr {
     reply_file: Option<String>,
     first_active_ms: Option<i64>,
     connections: u32,
+    umask: Option<u32>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -100,6 +101,7 @@ impl From<JobOptions> for OptionsRepr {
             reply_file,
             first_active_ms,
             connections,
+            umask,
         } = o;
         OptionsRepr {
             headers,
@@ -114,6 +116,7 @@ impl From<JobOptions> for OptionsRepr {
             reply_file,
             first_active_ms,
             connections,
+            umask,
         }
     }
 }
@@ -130,6 +133,7 @@ impl From<OptionsRepr> for JobOptions {
             reply_file,
             first_active_ms,
             connections,
+            umask,
         } = o;
         JobOptions {
             headers,
@@ -144,6 +148,7 @@ impl From<OptionsRepr> for JobOptions {
             reply_file,
             first_active_ms,
             connections,
+            umask,
         }
     }
 }
@@ -240,6 +245,7 @@ mod tests {
                 reply_file: Some("/tmp/reply".into()),
                 first_active_ms: Some(99),
                 connections: 4,
+                umask: Some(0o027),
             },
         }
     }

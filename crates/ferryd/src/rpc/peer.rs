@@ -1,0 +1,170 @@
+//! Who is on the other end of a connection: the uid, gid and pid the kernel recorded when
+//! the client connected (`SO_PEERCRED`) and its supplementary groups (`SO_PEERGROUPS`),
+//! read once as the connection is accepted and attached to every request on it. A caller
+//! cannot claim to be someone else: these come from the kernel, not from the request.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::UnixStream;
+use tonic::transport::server::Connected;
+
+use crate::service::Caller;
+
+/// A connection and who made it.
+pub struct PeerStream {
+    stream: UnixStream,
+    peer: Peer,
+}
+
+/// What every request on a connection carries (the request's extensions).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `None` when the kernel would not say (the call is then refused).
+    pub caller: Option<Caller>,
+}
+
+impl PeerStream {
+    /// Reads the peer's credentials of a just-accepted connection.
+    pub fn new(stream: UnixStream) -> PeerStream {
+        let caller = credentials(&stream)
+            .map_err(|e| tracing::warn!("the peer's credentials could not be read: {e}"))
+            .ok();
+        PeerStream {
+            stream,
+            peer: Peer { caller },
+        }
+    }
+}
+
+fn credentials(stream: &UnixStream) -> io::Result<Caller> {
+    let fd = stream.as_raw_fd();
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` describe a buffer of the size the option fills.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Caller {
+        uid: cred.uid,
+        gid: cred.gid,
+        pid: u32::try_from(cred.pid).ok().filter(|p| *p > 0),
+        groups: peer_groups(fd)?,
+    })
+}
+
+/// The peer's supplementary groups (Linux 4.13 and later; none before).
+fn peer_groups(fd: i32) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` has room for `len` bytes; the kernel writes at most that many.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) if n > groups.len() && n <= 65536 => groups.resize(n, 0),
+            Some(libc::ENOPROTOOPT) => return Ok(Vec::new()),
+            _ => return Err(e),
+        }
+    }
+}
+
+impl Connected for PeerStream {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_carries_this_process_credentials() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let peer = PeerStream::new(a).peer.caller.unwrap();
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        assert_eq!((peer.uid, peer.gid), (uid, gid));
+        assert_eq!(peer.pid, Some(std::process::id()));
+        let mut mine: Vec<libc::gid_t> = vec![0; 256];
+        // SAFETY: `mine` has room for 256 groups.
+        let n = unsafe { libc::getgroups(256, mine.as_mut_ptr()) };
+        mine.truncate(n.max(0) as usize);
+        let (mut got, mut want) = (peer.groups, mine);
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+}

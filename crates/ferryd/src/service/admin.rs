@@ -1,0 +1,190 @@
+//! Who may do what to whose jobs, and the limits.
+//!
+//! Every job belongs to the uid that created it, and a user reaches only their own (a
+//! job of another uid is reported as not found). In the system-wide daemon, root and the
+//! members of the admin group (`admin_group`, default `ferry-admin`) are administrators:
+//! they see every user's jobs (listings with `all_users`, queries) and may suspend,
+//! resume, cancel and complete them; each such action on another user's job is logged
+//! with who did it. They are also exempt from the limits (`max_jobs_per_user`,
+//! `max_jobs_per_machine`, `max_files_per_job`). The work of an administrator's action is
+//! still done as the job's owner (the files of a job completed by root belong to its
+//! owner). The per-user daemon has no administrators: it serves its user only.
+
+use uuid::Uuid;
+
+use super::commands::CompleteOutcome;
+use super::state::Inner;
+use super::{Caller, JobView, Scope, Service, ServiceError};
+
+impl Service {
+    /// True when `caller` administers the system-wide daemon: root, or a member (by its
+    /// primary or a supplementary group at the time it connected) of the admin group.
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        self.config.is_system()
+            && (caller.uid == 0 || self.admin_gid.is_some_and(|g| caller.in_group(g)))
+    }
+
+    /// Whose jobs the caller's queries and event queries cover: everyone's for an
+    /// administrator, else the caller's own.
+    pub fn scope_of(&self, caller: &Caller) -> Scope {
+        if self.is_admin(caller) {
+            Scope::Everyone
+        } else {
+            Scope::Uid(caller.uid)
+        }
+    }
+
+    /// Whose jobs a listing with `all_users` covers: refused to anyone but an
+    /// administrator.
+    pub fn all_users_scope(&self, caller: &Caller) -> Result<Scope, ServiceError> {
+        if self.is_admin(caller) {
+            return Ok(Scope::Everyone);
+        }
+        Err(ServiceError::PermissionDenied(if self.config.is_system() {
+            format!(
+                "only root and the members of group '{}' may see every user's jobs; \
+                 list your own without --all-users",
+                self.config.admin_group
+            )
+        } else {
+            "this per-user ferryd serves one user: list without --all-users \
+             (every user's jobs are in the system-wide ferryd, `ferry --system`)"
+                .into()
+        }))
+    }
+
+    /// The uid whose job `id` the caller acts on: the job's owner when the caller is an
+    /// administrator and the job exists, else the caller (who reaches only their own).
+    pub fn acting_owner(&self, caller: &Caller, id: Uuid) -> u32 {
+        if !self.is_admin(caller) {
+            return caller.uid;
+        }
+        let inner = self.lock();
+        match inner.jobs.get(&id) {
+            Some(e) => e.job.owner_uid,
+            None => inner.archived.get(&id).map_or(caller.uid, |a| a.owner_uid),
+        }
+    }
+
+    /// Logs an administrator's `action` on a job of another user (successful or not).
+    fn audit<T>(
+        &self,
+        caller: &Caller,
+        owner: u32,
+        id: Uuid,
+        action: &str,
+        result: &Result<T, ServiceError>,
+    ) {
+        if owner == caller.uid {
+            return;
+        }
+        match result {
+            Ok(_) => tracing::info!(
+                admin_uid = caller.uid,
+                owner_uid = owner,
+                job = %id,
+                "administrator uid {} {action} job {id} of uid {owner}",
+                caller.uid
+            ),
+            Err(e) => tracing::info!(
+                admin_uid = caller.uid,
+                owner_uid = owner,
+                job = %id,
+                "administrator uid {} could not {action} job {id} of uid {owner}: {e}",
+                caller.uid
+            ),
+        }
+    }
+
+    /// [`Service::resume`] by `caller` (an administrator may resume anyone's job).
+    pub async fn resume_as(&self, caller: &Caller, id: Uuid) -> Result<JobView, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.resume(owner, id).await;
+        self.audit(caller, owner, id, "resumed", &r);
+        r
+    }
+
+    /// [`Service::suspend`] by `caller` (an administrator may suspend anyone's job).
+    pub async fn suspend_as(&self, caller: &Caller, id: Uuid) -> Result<JobView, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.suspend(owner, id).await;
+        self.audit(caller, owner, id, "suspended", &r);
+        r
+    }
+
+    /// [`Service::cancel`] by `caller` (an administrator may cancel anyone's job).
+    pub async fn cancel_as(&self, caller: &Caller, id: Uuid) -> Result<JobView, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.cancel(owner, id).await;
+        self.audit(caller, owner, id, "cancelled", &r);
+        r
+    }
+
+    /// [`Service::complete`] by `caller` (an administrator may complete anyone's job; the
+    /// files are still moved as the owner).
+    pub async fn complete_as(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<CompleteOutcome, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.complete(owner, id).await;
+        self.audit(caller, owner, id, "completed", &r);
+        r
+    }
+
+    /// Refuses a `Shutdown` from anyone but root in the system-wide daemon (the machine's
+    /// daemon is stopped by its service manager); the per-user daemon's user may.
+    pub fn may_shut_down(&self, caller: &Caller) -> Result<(), ServiceError> {
+        if self.config.is_system() && caller.uid != 0 {
+            return Err(ServiceError::PermissionDenied(format!(
+                "only root may stop the system-wide ferryd (`systemctl stop ferryd`); you are uid {}",
+                caller.uid
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when the limits do not apply to `caller` (administrators).
+    pub(super) fn exempt_from_limits(&self, caller: &Caller) -> bool {
+        self.is_admin(caller)
+    }
+
+    /// Refuses a new job of `owner` when it would pass `max_jobs_per_user` or
+    /// `max_jobs_per_machine`.
+    pub(super) fn check_job_limits(&self, inner: &Inner, owner: u32) -> Result<(), ServiceError> {
+        let mine = inner.unfinished_of(owner);
+        if mine >= self.config.max_jobs_per_user {
+            return Err(self.limit_refusal(
+                format!("you have {mine} jobs not yet completed or cancelled"),
+                "max_jobs_per_user",
+                self.config.max_jobs_per_user,
+                "complete or cancel some first",
+            ));
+        }
+        let all = inner.unfinished_total();
+        if all >= self.config.max_jobs_per_machine {
+            return Err(self.limit_refusal(
+                format!("this machine has {all} jobs not yet completed or cancelled"),
+                "max_jobs_per_machine",
+                self.config.max_jobs_per_machine,
+                "try again once some are done",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The refusal of a request that passes the limit `key` (`limit`).
+    pub(super) fn limit_refusal(
+        &self,
+        what: String,
+        key: &str,
+        limit: usize,
+        advice: &str,
+    ) -> ServiceError {
+        ServiceError::ResourceExhausted(format!(
+            "{what}, the limit is {limit} ({key} in {}): {advice}, or have {key} raised there",
+            self.config.source.display()
+        ))
+    }
+}
