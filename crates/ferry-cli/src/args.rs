@@ -18,6 +18,10 @@ pub struct Cli {
     /// The daemon's socket [default: $FERRY_SOCKET, else $XDG_RUNTIME_DIR/ferry/ferryd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Talk to the system-wide ferryd (socket $FERRY_SOCKET, else /run/ferry/ferryd.sock),
+    /// which serves every user of the machine; it is never started by `ferry`
+    #[arg(long, global = true)]
+    pub system: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -148,6 +152,10 @@ pub struct ListArgs {
     /// Include acknowledged and cancelled jobs
     #[arg(long)]
     pub all: bool,
+    /// Every user's jobs, with their owners (root and the admin group of the system-wide
+    /// ferryd)
+    #[arg(long)]
+    pub all_users: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,8 @@ pub struct Ctx {
     pub json: bool,
     pub autostart: bool,
     pub socket: Option<PathBuf>,
+    /// `--system`: the machine's daemon.
+    pub system: bool,
 }
 
 impl Ctx {
@@ -270,9 +272,16 @@ pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
 }
 
 pub async fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
-    let jobs = ctx.manager().await?.jobs(a.all).await?;
+    let m = ctx.manager().await?;
+    let jobs = if a.all_users {
+        m.jobs_of_all_users(a.all).await?
+    } else {
+        m.jobs(a.all).await?
+    };
     if ctx.json {
         output::json(&jobs);
+    } else if a.all_users {
+        output::job_table_with_owners(&jobs);
     } else {
         output::job_table(&jobs);
     }
@@ -406,6 +415,12 @@ pub async fn wait(ctx: &Ctx, a: JobArg) -> Result<i32> {
 
 pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
     match c {
+        DaemonCommand::Start if ctx.system => {
+            bail!(
+                "the system-wide ferryd is started by systemd: \
+                 `sudo systemctl enable --now ferryd.socket`"
+            );
+        }
         DaemonCommand::Start => {
             let m = Manager::connect_with(ConnectOptions {
                 autostart: true,

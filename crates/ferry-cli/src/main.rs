@@ -15,8 +15,13 @@ fn main() {
     let cli = Cli::parse();
     let ctx = Ctx {
         json: cli.json,
-        autostart: !cli.no_autostart,
-        socket: cli.socket.clone(),
+        // The system-wide daemon is started by systemd, never by a user's command.
+        autostart: !cli.no_autostart && !cli.system,
+        socket: cli
+            .socket
+            .clone()
+            .or_else(|| cli.system.then(ferry_common::paths::system_socket_path)),
+        system: cli.system,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

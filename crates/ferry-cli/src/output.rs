@@ -118,6 +118,43 @@ pub fn job_table(jobs: &[JobInfo]) {
     }
 }
 
+/// Jobs of every user as a table: the owner (login name, else uid) first.
+pub fn job_table_with_owners(jobs: &[JobInfo]) {
+    println!(
+        "{:<12}  {:<36}  {:<15}  {:<10}  {:>7}  {:>23}  NAME",
+        "OWNER", "ID", "STATE", "PRIORITY", "FILES", "BYTES"
+    );
+    for j in jobs {
+        println!(
+            "{:<12}  {:<36}  {:<15}  {:<10}  {:>7}  {:>23}  {}",
+            user_name(j.owner_uid),
+            j.id,
+            j.state().as_str(),
+            j.priority.map(|p| p.as_str()).unwrap_or("?"),
+            format!("{}/{}", j.files_transferred, j.files_total),
+            progress(j.bytes_transferred, j.bytes_total),
+            j.display_name
+        );
+    }
+}
+
+/// The login name of `uid`, else the uid in decimal.
+fn user_name(uid: u32) -> String {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf's length is passed.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if r != 0 || found.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: getpwuid_r set pw_name to NUL-terminated text inside buf.
+    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Files as a table.
 pub fn file_table(files: &[FileInfo]) {
     println!(

@@ -33,6 +33,19 @@ pub struct ConnectOptions {
     pub start_timeout: Duration,
 }
 
+impl ConnectOptions {
+    /// The system-wide ferryd, which serves every user of the machine: socket
+    /// `$FERRY_SOCKET`, else `/run/ferry/ferryd.sock`. It is started by systemd, never by
+    /// a client, so `autostart` is off.
+    pub fn system() -> ConnectOptions {
+        ConnectOptions {
+            socket: paths::system_socket_path(),
+            autostart: false,
+            ..ConnectOptions::default()
+        }
+    }
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
@@ -50,7 +63,14 @@ pub(crate) async fn channel(socket: &Path) -> Result<Channel> {
         .await
         .map_err(|e| Error::Unavailable {
             socket: socket.to_owned(),
-            reason: format!("{e}; is ferryd running? (`ferry daemon start`)"),
+            reason: if socket == Path::new(paths::SYSTEM_SOCKET) {
+                format!(
+                    "{e}; is the system-wide ferryd installed and its socket enabled? \
+                     (`sudo systemctl enable --now ferryd.socket`)"
+                )
+            } else {
+                format!("{e}; is ferryd running? (`ferry daemon start`)")
+            },
         })?;
     let path = socket.to_owned();
     Endpoint::try_from("http://ferryd.local")

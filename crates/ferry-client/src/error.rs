@@ -48,7 +48,7 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// A configured limit was reached.
     ResourceExhausted,
-    /// The caller is not allowed to talk to this daemon.
+    /// The caller is not allowed to talk to this daemon, or to do this.
     PermissionDenied,
     /// The daemon does not implement the call.
     Unimplemented,

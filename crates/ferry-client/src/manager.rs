@@ -294,6 +294,18 @@ impl Manager {
     /// Your jobs, oldest first; `all` includes acknowledged and cancelled ones. Every job:
     /// the daemon's pages are fetched one after another.
     pub async fn jobs(&self, all: bool) -> Result<Vec<JobInfo>> {
+        self.list_jobs(all, false).await
+    }
+
+    /// Every user's jobs, oldest first (each says its `owner_uid`); `all` includes
+    /// acknowledged and cancelled ones. Only root and the members of the admin group of a
+    /// system-wide ferryd may ask: anyone else gets an [`Error::Status`] of kind
+    /// [`crate::ErrorKind::PermissionDenied`].
+    pub async fn jobs_of_all_users(&self, all: bool) -> Result<Vec<JobInfo>> {
+        self.list_jobs(all, true).await
+    }
+
+    async fn list_jobs(&self, all: bool, all_users: bool) -> Result<Vec<JobInfo>> {
         let mut jobs = Vec::new();
         let mut page_token = String::new();
         loop {
@@ -305,6 +317,7 @@ impl Manager {
                     all,
                     page_size: LIST_PAGE_SIZE,
                     page_token,
+                    all_users,
                 })
                 .await?
                 .into_inner();
