@@ -206,6 +206,7 @@ async fn stock_client_listings_come_in_pages_under_4_mib_and_the_client_reads_ev
     let first = raw
         .list_jobs(pb::ListJobsRequest {
             all: false,
+            all_users: false,
             page_size: 1000,
             page_token: String::new(),
         })
@@ -227,6 +228,7 @@ async fn stock_client_listings_come_in_pages_under_4_mib_and_the_client_reads_ev
             let page = raw
                 .list_jobs(pb::ListJobsRequest {
                     all,
+                    all_users: false,
                     page_size: 7,
                     page_token: token,
                 })
@@ -251,6 +253,7 @@ async fn stock_client_listings_come_in_pages_under_4_mib_and_the_client_reads_ev
     let token_of_active = raw
         .list_jobs(pb::ListJobsRequest {
             all: false,
+            all_users: false,
             page_size: 1,
             page_token: String::new(),
         })
@@ -260,18 +263,21 @@ async fn stock_client_listings_come_in_pages_under_4_mib_and_the_client_reads_ev
         .next_page_token;
     let with_all = pb::ListJobsRequest {
         all: true,
+        all_users: false,
         page_size: 1,
         page_token: token_of_active,
     };
     refused(raw.list_jobs(with_all).await, "a token of another listing");
     let garbage = pb::ListJobsRequest {
         all: false,
+        all_users: false,
         page_size: 1,
         page_token: "c0ffee".into(),
     };
     refused(raw.list_jobs(garbage).await, "a made-up token");
     let negative = pb::ListJobsRequest {
         all: false,
+        all_users: false,
         page_size: -1,
         page_token: String::new(),
     };
