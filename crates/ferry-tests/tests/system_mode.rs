@@ -112,14 +112,14 @@ fn system_mode_isolation_of_users_and_admins() {
 
     // Each action on another user's job is logged with who did it.
     let log = env.log();
-    for action in ["resume", "suspend", "cancel"] {
+    for action in ["resumed", "suspended", "cancelled"] {
         let line = format!(
             "administrator uid {} {action} job {job_a} of uid {}",
             admin.uid, a.uid
         );
         assert!(log.contains(&line), "the log has {line:?}:\n{log}");
     }
-    let line = format!("administrator uid 0 cancel job {job_b} of uid {}", b.uid);
+    let line = format!("administrator uid 0 cancelled job {job_b} of uid {}", b.uid);
     assert!(log.contains(&line), "the log has {line:?}:\n{log}");
 }
 
