@@ -85,8 +85,8 @@ fn id_of(flag: &str, name: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn create_users() -> Users {
-    // Test processes (nextest runs one per test) create the users one at a time.
+/// Holds the lock under which users are created (test processes run at once).
+fn users_lock() -> std::fs::File {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -98,48 +98,63 @@ fn create_users() -> Users {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
         0
     );
+    lock
+}
+
+fn create_users() -> Users {
+    let _lock = users_lock();
+    Users {
+        a: make_user("ferrytest-a", false),
+        b: make_user("ferrytest-b", false),
+        admin: make_user("ferrytest-adm", true),
+    }
+}
+
+/// A user of its own for one test (created the first time, as root), for checks that
+/// look at every process of a user and so must not see other tests' commands.
+pub fn dedicated_user(name: &'static str) -> User {
+    let _lock = users_lock();
+    make_user(name, false)
+}
+
+/// Creates `name` unless it exists (home under [`HOMES`], 0700, its own group), in the
+/// admin group when `admin`.
+fn make_user(name: &'static str, admin: bool) -> User {
     must("groupadd", &["-f", ADMIN_GROUP]);
     std::fs::create_dir_all(HOMES).unwrap();
     std::fs::set_permissions(HOMES, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let make = |name: &'static str, admin: bool| -> User {
-        let home = Path::new(HOMES).join(name);
-        let home_s = home.to_str().unwrap();
-        if id_of("-u", name).is_none() {
-            let mut args = vec!["-M", "-d", home_s, "-s", "/bin/sh", "-U"];
-            if admin {
-                args.extend(["-G", ADMIN_GROUP]);
-            }
-            args.push(name);
-            must("useradd", &args);
-        } else if admin
-            && !id_of("-Gn", name)
-                .unwrap_or_default()
-                .split_whitespace()
-                .any(|g| g == ADMIN_GROUP)
-        {
-            must("usermod", &["-aG", ADMIN_GROUP, name]);
+    let home = Path::new(HOMES).join(name);
+    let home_s = home.to_str().unwrap();
+    if id_of("-u", name).is_none() {
+        let mut args = vec!["-M", "-d", home_s, "-s", "/bin/sh", "-U"];
+        if admin {
+            args.extend(["-G", ADMIN_GROUP]);
         }
-        std::fs::create_dir_all(&home).unwrap();
-        must("chown", &[&format!("{name}:{name}"), home_s]);
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let num = |flag| id_of(flag, name).unwrap().parse::<u32>().unwrap();
-        let groups = id_of("-G", name)
-            .unwrap()
+        args.push(name);
+        must("useradd", &args);
+    } else if admin
+        && !id_of("-Gn", name)
+            .unwrap_or_default()
             .split_whitespace()
-            .map(|g| g.parse().unwrap())
-            .collect();
-        User {
-            name,
-            uid: num("-u"),
-            gid: num("-g"),
-            groups,
-            home,
-        }
-    };
-    Users {
-        a: make("ferrytest-a", false),
-        b: make("ferrytest-b", false),
-        admin: make("ferrytest-adm", true),
+            .any(|g| g == ADMIN_GROUP)
+    {
+        must("usermod", &["-aG", ADMIN_GROUP, name]);
+    }
+    std::fs::create_dir_all(&home).unwrap();
+    must("chown", &[&format!("{name}:{name}"), home_s]);
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let num = |flag| id_of(flag, name).unwrap().parse::<u32>().unwrap();
+    let groups = id_of("-G", name)
+        .unwrap()
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    User {
+        name,
+        uid: num("-u"),
+        gid: num("-g"),
+        groups,
+        home,
     }
 }
 
