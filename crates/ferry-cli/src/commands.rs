@@ -9,7 +9,7 @@ use ferry_client::{
 };
 use ferry_common::{paths, units};
 
-use crate::args::*;
+use ferry_cli::args::*;
 use crate::output;
 use crate::progress::wait_with_progress;
 

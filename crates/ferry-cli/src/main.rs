@@ -1,6 +1,6 @@
 //! `ferry`: the command line of ferry.
 
-mod args;
+
 mod commands;
 mod hints;
 mod output;
@@ -8,7 +8,7 @@ mod progress;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use ferry_cli::args::{Cli, Command};
 use commands::Ctx;
 
 fn main() {

@@ -1,0 +1,157 @@
+//! ferry's Debian package (`cargo test system_mode`): `dist/deb/build` makes it with
+//! `cargo deb` from the binaries the tests run, it holds the binaries, units,
+//! configuration, man pages and completions, `systemd-analyze verify` accepts its units,
+//! `dpkg -i` installs it and the installed `ferry --version` runs. The package is purged
+//! again when the test ends, even when it fails.
+//!
+//! Needs root (dpkg -i) and cargo-deb (`.ci/run` installs it); as anyone else it says so
+//! and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ferry_testkit::target_dir_bin;
+
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Purges the installed package when dropped.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg")
+            .args(["--purge", "ferry"])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// `systemd-analyze`, installed (package `systemd`) when missing.
+fn ensure_systemd_analyze() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return;
+    }
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "systemd"]));
+}
+
+#[test]
+fn system_mode_debian_package_builds_installs_and_runs() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping system_mode_debian_package_builds_installs_and_runs: needs root");
+        return;
+    }
+    if !Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        panic!("cargo-deb is missing: `cargo install cargo-deb` (.ci/run does)");
+    }
+    ensure_systemd_analyze();
+
+    // The binaries of the profile these tests run with, built by the test kit.
+    let xtask = target_dir_bin("xtask");
+    target_dir_bin("ferry");
+    target_dir_bin("ferryd");
+    let profile_dir = xtask.parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    run(Command::new(Path::new(WORKSPACE).join("dist/deb/build"))
+        .args([&profile, "-o"])
+        .arg(out_dir.path())
+        .env("FERRY_DEB_PREBUILT", "1")
+        .env("CARGO_TARGET_DIR", target_dir));
+    let deb: PathBuf = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb was made");
+
+    let contents = text(&run(Command::new("dpkg-deb").arg("--contents").arg(&deb)));
+    for path in [
+        "./usr/bin/ferry",
+        "./usr/bin/ferryd",
+        "./etc/ferry/ferryd.toml",
+        "./usr/lib/systemd/system/ferryd.service",
+        "./usr/lib/systemd/system/ferryd.socket",
+        "./usr/lib/systemd/user/ferryd.service",
+        "./usr/lib/systemd/user/ferryd.socket",
+        "./usr/share/man/man1/ferry.1",
+        "./usr/share/man/man1/ferryd.1",
+        "./usr/share/bash-completion/completions/ferry",
+        "./usr/share/zsh/vendor-completions/_ferry",
+        "./usr/share/fish/vendor_completions.d/ferry.fish",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)
+                || l.ends_with(&format!("{path}.gz"))),
+            "{path} in the package:\n{contents}"
+        );
+    }
+
+    let _installed = Installed;
+    run(Command::new("dpkg").arg("-i").arg(&deb));
+    let version = text(&run(Command::new("/usr/bin/ferry").arg("--version")));
+    assert!(
+        version.starts_with(&format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    let version = text(&run(Command::new("/usr/bin/ferryd").arg("--version")));
+    assert!(version.starts_with("ferryd "), "{version}");
+    let conffiles = text(&run(Command::new("dpkg-query").args([
+        "--showformat=${Conffiles}",
+        "--show",
+        "ferry",
+    ])));
+    assert!(conffiles.contains("/etc/ferry/ferryd.toml"), "{conffiles}");
+    run(Command::new("getent").args(["group", "ferry-admin"]));
+    // The installed configuration is the system daemon's, and ferryd accepts it.
+    let config = std::fs::read_to_string("/etc/ferry/ferryd.toml").unwrap();
+    assert!(config.contains("mode = \"system\""));
+
+    // The units, as installed.
+    for (units, user) in [("/usr/lib/systemd/system", false), ("/usr/lib/systemd/user", true)] {
+        let mut cmd = Command::new("systemd-analyze");
+        cmd.args(["verify", "--man=no"]);
+        if user {
+            // Checked as files: a root test has no user manager to ask.
+            cmd.arg("--generators=no");
+        }
+        cmd.arg(format!("{units}/ferryd.socket"))
+            .arg(format!("{units}/ferryd.service"));
+        let out = cmd.output().expect("systemd-analyze");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "systemd-analyze verify of {units}: {said}"
+        );
+    }
+}
