@@ -9,9 +9,9 @@ use ferry_client::{
 };
 use ferry_common::{paths, units};
 
-use ferry_cli::args::*;
 use crate::output;
 use crate::progress::wait_with_progress;
+use ferry_cli::args::*;
 
 /// Global settings every command uses.
 pub struct Ctx {

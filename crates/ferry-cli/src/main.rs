@@ -1,6 +1,5 @@
 //! `ferry`: the command line of ferry.
 
-
 mod commands;
 mod hints;
 mod output;
@@ -8,8 +7,8 @@ mod progress;
 
 use clap::Parser;
 
-use ferry_cli::args::{Cli, Command};
 use commands::Ctx;
+use ferry_cli::args::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();

@@ -75,14 +75,16 @@ fn system_mode_isolation_of_users_and_admins() {
     // A's job is unchanged by B's attempts.
     assert_eq!(env.state_of(Some(a), &job_a), "suspended");
     let info: serde_json::Value =
-        serde_json::from_str(&env.ferry(a, &["--json", "info", &job_a]).expect_ok("info"))
-            .unwrap();
+        serde_json::from_str(&env.ferry(a, &["--json", "info", &job_a]).expect_ok("info")).unwrap();
     assert_eq!(info["display_name"], "a-job");
 
     // Root and the admin see both, with their owners, and manage A's job.
     for (who, out) in [
         ("root", env.root_ferry(&["--json", "list", "--all-users"])),
-        ("admin", env.ferry(admin, &["--json", "list", "--all-users"])),
+        (
+            "admin",
+            env.ferry(admin, &["--json", "list", "--all-users"]),
+        ),
     ] {
         let ids = ids_in_list(&out.expect_ok("list --all-users"));
         assert!(
@@ -101,11 +103,13 @@ fn system_mode_isolation_of_users_and_admins() {
         )
         .expect_ok("admin query over owner_uid");
     assert!(by_owner.contains(&job_a) && !by_owner.contains(&job_b));
-    env.ferry(admin, &["resume", &job_a]).expect_ok("admin resume");
+    env.ferry(admin, &["resume", &job_a])
+        .expect_ok("admin resume");
     env.ferry(admin, &["suspend", &job_a])
         .expect_ok("admin suspend");
     assert_eq!(env.state_of(Some(a), &job_a), "suspended");
-    env.ferry(admin, &["cancel", &job_a]).expect_ok("admin cancel");
+    env.ferry(admin, &["cancel", &job_a])
+        .expect_ok("admin cancel");
     env.root_ferry(&["cancel", &job_b]).expect_ok("root cancel");
     assert_eq!(env.state_of(Some(a), &job_a), "cancelled");
     assert_eq!(env.state_of(Some(b), &job_b), "cancelled");
@@ -217,9 +221,7 @@ async fn system_mode_events_and_callbacks_stay_with_their_user() {
     assert!(
         matches!(
             status.code(),
-            tonic::Code::PermissionDenied
-                | tonic::Code::NotFound
-                | tonic::Code::FailedPrecondition
+            tonic::Code::PermissionDenied | tonic::Code::NotFound | tonic::Code::FailedPrecondition
         ),
         "refused with a fitting code: {status:?}"
     );
@@ -233,10 +235,7 @@ async fn system_mode_events_and_callbacks_stay_with_their_user() {
             }),
         })
         .await;
-    assert_eq!(
-        offered.err().map(|s| s.code()),
-        Some(tonic::Code::NotFound)
-    );
+    assert_eq!(offered.err().map(|s| s.code()), Some(tonic::Code::NotFound));
     drop(tx);
 }
 

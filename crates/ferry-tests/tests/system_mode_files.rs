@@ -58,14 +58,22 @@ fn system_mode_download_is_the_owners_with_the_owners_umask() {
     let job = env
         .ferry_with_umask(a, "027", &["create", "a-download"])
         .expect_ok("create");
-    env.ferry_with_umask(a, "027", &["add-file", &job, &server.url("/a.bin"), "a.bin"])
-        .expect_ok("add-file");
+    env.ferry_with_umask(
+        a,
+        "027",
+        &["add-file", &job, &server.url("/a.bin"), "a.bin"],
+    )
+    .expect_ok("add-file");
     env.ferry_with_umask(a, "027", &["resume", &job])
         .expect_ok("resume");
     // While the transfer waits, the part file is A's and private.
     let part = part_of(&env.home_a, "a.bin");
     let meta = std::fs::metadata(&part).unwrap();
-    assert_eq!((meta.uid(), meta.gid()), (a.uid, a.gid), "the part file is A's");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (a.uid, a.gid),
+        "the part file is A's"
+    );
     assert_eq!(meta.mode() & 0o777, 0o600, "the part file is private");
     server.release_stalls();
     env.wait_state(&job, &["transferred"]);
@@ -79,8 +87,7 @@ fn system_mode_download_is_the_owners_with_the_owners_umask() {
 
 #[test]
 fn system_mode_destinations_out_of_the_owners_reach_are_refused() {
-    let Some(users) = users("system_mode_destinations_out_of_the_owners_reach_are_refused")
-    else {
+    let Some(users) = users("system_mode_destinations_out_of_the_owners_reach_are_refused") else {
         return;
     };
     let env = SystemEnv::start(users, "");
@@ -121,8 +128,11 @@ fn system_mode_symlinks_swapped_in_never_lead_the_daemon_astray() {
         let job = env.create(a, &format!("swap-before-{n}"));
         let dir = format!("d{n}");
         sh_as(&env, a, "mkdir \"$1\"", &[&dir]);
-        env.ferry(a, &["add-file", &job, &server.url("/f"), &format!("{dir}/f")])
-            .expect_ok("add-file into A's folder");
+        env.ferry(
+            a,
+            &["add-file", &job, &server.url("/f"), &format!("{dir}/f")],
+        )
+        .expect_ok("add-file into A's folder");
         sh_as(
             &env,
             a,
@@ -136,7 +146,10 @@ fn system_mode_symlinks_swapped_in_never_lead_the_daemon_astray() {
             info.contains("ermission denied"),
             "the job's error says why: {info}"
         );
-        assert!(names_in(&target).is_empty(), "nothing created in {target:?}");
+        assert!(
+            names_in(&target).is_empty(),
+            "nothing created in {target:?}"
+        );
         env.ferry(a, &["cancel", &job]).expect_ok("cancel");
     }
 
@@ -158,7 +171,10 @@ fn system_mode_symlinks_swapped_in_never_lead_the_daemon_astray() {
     );
     let err = env.ferry(a, &["complete", &job]).expect_err("complete");
     assert!(err.contains("e/f"), "the error names the file: {err}");
-    assert!(names_in(&env.home_b).is_empty(), "nothing moved into B's folder");
+    assert!(
+        names_in(&env.home_b).is_empty(),
+        "nothing moved into B's folder"
+    );
 
     let job = env.create(a, "part-swapped");
     env.ferry(a, &["add-file", &job, &server.url("/f"), "g"])
@@ -182,8 +198,7 @@ fn system_mode_symlinks_swapped_in_never_lead_the_daemon_astray() {
 
 #[test]
 fn system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach() {
-    let Some(users) =
-        users("system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach")
+    let Some(users) = users("system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach")
     else {
         return;
     };
@@ -234,7 +249,12 @@ fn system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach() {
         .expect_ok("create upload_reply");
     env.ferry(
         a,
-        &["add-file", &reply_job, &server.url("/reply"), source.to_str().unwrap()],
+        &[
+            "add-file",
+            &reply_job,
+            &server.url("/reply"),
+            source.to_str().unwrap(),
+        ],
     )
     .expect_ok("add-file of A's own file");
     let reply = Path::new("/root/ferry-test-reply");

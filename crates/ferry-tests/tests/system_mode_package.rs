@@ -111,8 +111,9 @@ fn system_mode_debian_package_builds_installs_and_runs() {
         "./usr/share/fish/vendor_completions.d/ferry.fish",
     ] {
         assert!(
-            contents.lines().any(|l| l.ends_with(path)
-                || l.ends_with(&format!("{path}.gz"))),
+            contents
+                .lines()
+                .any(|l| l.ends_with(path) || l.ends_with(&format!("{path}.gz"))),
             "{path} in the package:\n{contents}"
         );
     }
@@ -138,7 +139,10 @@ fn system_mode_debian_package_builds_installs_and_runs() {
     assert!(config.contains("mode = \"system\""));
 
     // The units, as installed.
-    for (units, user) in [("/usr/lib/systemd/system", false), ("/usr/lib/systemd/user", true)] {
+    for (units, user) in [
+        ("/usr/lib/systemd/system", false),
+        ("/usr/lib/systemd/user", true),
+    ] {
         let mut cmd = Command::new("systemd-analyze");
         cmd.args(["verify", "--man=no"]);
         if user {

@@ -137,23 +137,28 @@ fn system_mode_jobs_transfer_with_no_session_of_their_owner() {
     env.ferry(&lone, &["resume", &job]).expect_ok("resume");
     // The user logs out: none of their processes is left (the commands above have
     // ended; none of them was a login session).
-    wait_until(
-        Duration::from_secs(30),
-        "no process of the user",
-        || processes_of(lone.uid).is_empty().then_some(()),
-    );
+    wait_until(Duration::from_secs(30), "no process of the user", || {
+        processes_of(lone.uid).is_empty().then_some(())
+    });
     if let Ok(out) = std::process::Command::new("loginctl")
         .args(["list-sessions", "--no-legend"])
         .output()
     {
         let listed = String::from_utf8_lossy(&out.stdout);
-        assert!(!listed.contains(lone.name), "no session of theirs: {listed}");
+        assert!(
+            !listed.contains(lone.name),
+            "no session of theirs: {listed}"
+        );
     }
     // The transfer goes on, and ends, all the same.
     server.release_stalls();
     env.wait_state(&job, &["transferred"]);
-    assert!(processes_of(lone.uid).is_empty(), "nothing started as the user");
-    env.root_ferry(&["complete", &job]).expect_ok("complete by root");
+    assert!(
+        processes_of(lone.uid).is_empty(),
+        "nothing started as the user"
+    );
+    env.root_ferry(&["complete", &job])
+        .expect_ok("complete by root");
     let file = lone.home.join("big.bin");
     assert_eq!(std::fs::read(&file).unwrap(), data);
     assert_eq!(std::fs::metadata(&file).unwrap().uid(), lone.uid);

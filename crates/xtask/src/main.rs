@@ -44,7 +44,10 @@ fn write_all(out: &Path) -> std::io::Result<()> {
     let completions = out.join("completions");
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
-    for cmd in [ferry_cli::args::Cli::command(), ferryd::cli::Args::command()] {
+    for cmd in [
+        ferry_cli::args::Cli::command(),
+        ferryd::cli::Args::command(),
+    ] {
         let name = cmd.get_name().to_string();
         let mut page = Vec::new();
         clap_mangen::Man::new(cmd.clone()).render(&mut page)?;

@@ -413,7 +413,7 @@ fn connect_with_ids(
     let groups = groups.to_vec();
     std::thread::spawn(move || {
         let keep = u32::MAX; // -1: leave that id as it is
-        // SAFETY: raw per-thread credential changes on this short-lived thread.
+                             // SAFETY: raw per-thread credential changes on this short-lived thread.
         unsafe {
             let check = |r: libc::c_long| {
                 if r == 0 {
@@ -444,7 +444,11 @@ fn connect_with_ids(
 pub fn processes_of(uid: u32) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
