@@ -281,6 +281,34 @@ fn system_mode_limits_name_the_key_and_spare_root() {
     env.create(a, "job-after-cancel");
 }
 
+#[test]
+fn system_mode_from_the_config_file_and_the_machine_limit() {
+    let Some(users) = users("system_mode_from_the_config_file_and_the_machine_limit") else {
+        return;
+    };
+    // `mode = "system"` in the file, no --system: the same system-wide daemon.
+    let env = SystemEnv::start_with(users, "mode = \"system\"\nmax_jobs_per_machine = 2\n", &[]);
+    let (a, b) = (&users.a, &users.b);
+    let job_a = env.create(a, "a-one");
+    let job_b = env.create(b, "b-one");
+    let listed = ids_in_list(&env.ferry(b, &["--json", "list"]).expect_ok("list"));
+    assert_eq!(listed, vec![job_b.clone()], "B sees only B's job");
+    let err = env
+        .ferry(a, &["create", "a-two"])
+        .expect_err("the third job of the machine");
+    assert!(
+        err.contains("max_jobs_per_machine") && err.contains('2'),
+        "the refusal names the limit: {err}"
+    );
+    let job_root = env
+        .root_ferry(&["create", "root-past-the-limit"])
+        .expect_ok("root is exempt");
+    // Root's job counts for the machine: both go, and A may create again.
+    env.ferry(a, &["cancel", &job_a]).expect_ok("cancel");
+    env.root_ferry(&["cancel", &job_root]).expect_ok("cancel");
+    env.create(a, "a-after-cancel");
+}
+
 /// Small stream helpers (no extra crate for two functions).
 mod tokio_stream_like {
     use std::time::Duration;

@@ -238,6 +238,13 @@ impl SystemEnv {
     /// Starts `ferryd --system` as root with the configuration `admin_group =
     /// "ferrytest-admins"` plus `extra_config`.
     pub fn start(users: &'static Users, extra_config: &str) -> SystemEnv {
+        SystemEnv::start_with(users, extra_config, &["--system"])
+    }
+
+    /// Starts `ferryd ARGS --config FILE` as root, FILE holding `admin_group =
+    /// "ferrytest-admins"` plus `extra_config` (system mode by `--system` in `args` or by
+    /// `mode = "system"` in `extra_config`).
+    pub fn start_with(users: &'static Users, extra_config: &str, args: &[&str]) -> SystemEnv {
         let env = TestEnv::new();
         let dir = env.dir.path().to_path_buf();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -270,7 +277,9 @@ impl SystemEnv {
             format!("admin_group = \"{ADMIN_GROUP}\"\n{extra_config}"),
         )
         .unwrap();
-        let daemon = env.start_daemon_with(&["--system", "--config", config.to_str().unwrap()]);
+        let mut args = args.to_vec();
+        args.extend(["--config", config.to_str().unwrap()]);
+        let daemon = env.start_daemon_with(&args);
         SystemEnv {
             env,
             daemon,
