@@ -271,4 +271,32 @@ fn system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach() {
         assert!(set.stderr.contains("/root"), "{}", set.stderr);
     }
     assert!(!reply.exists(), "no reply file in /root");
+
+    // With no reply file named, the reply goes to A's own folder in the daemon's state
+    // folder, written as A (A reaches it; B and other users do not).
+    let own = env
+        .ferry(a, &["create", "--type", "upload_reply", "own-reply"])
+        .expect_ok("create upload_reply");
+    env.ferry(
+        a,
+        &[
+            "add-file",
+            &own,
+            &server.url("/own"),
+            source.to_str().unwrap(),
+        ],
+    )
+    .expect_ok("add-file");
+    server.set_upload_reply("/own", 200, b"A's reply".to_vec());
+    env.ferry(a, &["resume", &own]).expect_ok("resume");
+    env.wait_state(&own, &["transferred"]);
+    let kept = env
+        .env
+        .state_dir
+        .join(format!("users/{}/replies/{own}.reply", a.uid));
+    assert_eq!(std::fs::read(&kept).unwrap(), b"A's reply");
+    let m = std::fs::metadata(&kept).unwrap();
+    assert_eq!(m.uid(), a.uid, "the reply is A's");
+    let folder = std::fs::metadata(kept.parent().unwrap().parent().unwrap()).unwrap();
+    assert_eq!((folder.uid(), folder.mode() & 0o777), (a.uid, 0o700));
 }
