@@ -1,11 +1,12 @@
-//! ferry's Debian package (`cargo test system_mode`): `dist/deb/build` makes it with
-//! `cargo deb` from the binaries the tests run, it holds the binaries, units,
-//! configuration, man pages and completions, `systemd-analyze verify` accepts its units,
-//! `dpkg -i` installs it and the installed `ferry --version` runs. The package is purged
-//! again when the test ends, even when it fails.
+//! ferry's Debian package and systemd (`cargo test system_mode`): `dist/deb/build` makes
+//! the package with `cargo deb` from the binaries the tests run; it holds the binaries,
+//! units, configuration, man pages and completions, `systemd-analyze verify` accepts its
+//! units, `dpkg -i` installs it and the installed `ferry --version` runs (the package is
+//! purged again when the test ends, even when it fails). And ferryd speaks systemd's
+//! notify protocol: READY once it serves, WATCHDOG pings.
 //!
-//! Needs root (dpkg -i) and cargo-deb (`.ci/run` installs it); as anyone else it says so
-//! and passes.
+//! Needs root (dpkg -i, ferryd --system) and cargo-deb (`.ci/run` installs it); as anyone
+//! else it says so and passes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -158,4 +159,66 @@ fn system_mode_debian_package_builds_installs_and_runs() {
             "systemd-analyze verify of {units}: {said}"
         );
     }
+}
+
+#[test]
+fn system_mode_tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping system_mode_tells_systemd_it_is_ready_and_pings_the_watchdog");
+        return;
+    }
+    // systemd's side of `Type=notify` and `WatchdogSec=`: a datagram socket named by
+    // NOTIFY_SOCKET, and WATCHDOG_USEC (here 400 ms: a ping every 200 ms).
+    let env = ferry_testkit::TestEnv::new();
+    let notify_path = env.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut daemon = Command::new(target_dir_bin("ferryd"))
+        .arg("--system")
+        .envs(env.envs())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ferryd --system");
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Bounded: READY first, then two watchdog pings (each read waits at most 30 s).
+    while said
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 2
+        && said.len() < 50
+    {
+        match notify.recv(&mut buf) {
+            Ok(n) => {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.contains("READY=1") {
+                    // Ready means serving: the socket answers now.
+                    assert!(
+                        std::os::unix::net::UnixStream::connect(&env.socket).is_ok(),
+                        "READY before the socket answers"
+                    );
+                }
+                said.push(m);
+            }
+            Err(e) => {
+                let _ = daemon.kill();
+                panic!("no notification from ferryd ({e}); so far: {said:?}");
+            }
+        }
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        said[0].contains("READY=1") && said[0].contains("STATUS=serving every user"),
+        "READY comes first: {said:?}"
+    );
+    assert!(said.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2);
 }
