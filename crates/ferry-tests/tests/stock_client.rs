@@ -208,6 +208,7 @@ async fn list_all(
         let page = client
             .list_jobs(pb::ListJobsRequest {
                 all: false,
+                all_users: false,
                 page_size,
                 page_token: token,
             })
