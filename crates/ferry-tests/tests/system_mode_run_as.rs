@@ -39,7 +39,8 @@ fn system_mode_notify_command_and_handler_run_as_the_owner() {
         .expect_ok("add-file");
     let out = env.home_a.join("command-ran-as");
     let script = format!(
-        "{{ id -u; id -G; env | sort; }} > {0}.tmp && mv {0}.tmp {0} && echo >> {0}",
+        "{{ id -u; id -G; env | sort; }} > {0}.tmp && mv {0}.tmp {0} && echo >> {0}; \
+         echo said-by-the-command",
         out.display()
     );
     let mut args = vec!["set", &job, "--notify-command", "--", "/bin/sh", "-c"];
@@ -72,6 +73,19 @@ fn system_mode_notify_command_and_handler_run_as_the_owner() {
     ] {
         assert!(text.lines().any(|l| l == wanted), "{wanted} in:\n{text}");
     }
+    // Its output: in A's own log in the daemon's state folder, written as A, after the job.
+    let log = env
+        .env
+        .state_dir
+        .join(format!("users/{}/notify-commands.log", a.uid));
+    let line = format!("{job}: said-by-the-command");
+    let logged = wait_until(Duration::from_secs(60), "the command's output", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains(&line))
+    });
+    assert!(logged.lines().all(|l| l.starts_with(&job)), "{logged}");
+    assert_eq!(std::fs::metadata(&log).unwrap().uid(), a.uid);
     for unwanted in ["RUST_LOG", "NO_COLOR", "FERRY_STATE_DIR"] {
         assert!(
             !text.lines().any(|l| l.starts_with(&format!("{unwanted}="))),
