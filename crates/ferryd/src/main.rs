@@ -69,11 +69,19 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.max_concurrent_jobs {
         config.max_concurrent_jobs = n.max(1);
     }
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     let opts = Options {
-        socket: args.socket.unwrap_or_else(paths::socket_path),
-        state_dir: args.state_dir.unwrap_or_else(paths::state_dir),
+        socket: absolute(args.socket.unwrap_or_else(paths::socket_path)),
+        state_dir: absolute(args.state_dir.unwrap_or_else(paths::state_dir)),
         config,
     };
+    // The daemon works from `/`, whatever folder it was started from: it keeps no folder
+    // busy (a caller's removable disk, a folder to be deleted), and handlers and notify
+    // commands start in their own folder, never in the caller's.
+    if let Err(e) = std::env::set_current_dir("/") {
+        eprintln!("ferryd: cannot change to the folder /: {e}");
+        std::process::exit(1);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferryd")

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 pub use parts::{sync_dir, CommitError};
 pub use paths::{check_destination, check_program, check_regular_file};
-pub use process::Output;
+pub use process::{kill_group, Output};
 
 /// Whose files a job touches and as whom its processes run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,8 +204,15 @@ impl Owner {
             .unwrap_or_else(|e| Err(format!("checking {what} failed: {e}")))
     }
 
+    /// The owner's home folder (from the password database; `/` when it has none): where
+    /// a handler without a registered folder, or a notify command, starts.
+    pub fn home(&self) -> PathBuf {
+        process::home_of(self.uid)
+    }
+
     /// A command that runs `argv` as this owner (a handler or a notify command), with
-    /// standard input closed and its output where `output` says. The caller adds its
+    /// standard input closed, its output where `output` says, in a process group of its
+    /// own, in `workdir` when given, else the owner's home. The caller adds its
     /// environment.
     pub fn command(
         &self,
@@ -213,7 +220,11 @@ impl Owner {
         workdir: Option<&str>,
         output: &Output,
     ) -> Option<tokio::process::Command> {
-        process::command(argv, workdir, output)
+        let dir = match workdir {
+            Some(d) => PathBuf::from(d),
+            None => self.home(),
+        };
+        process::command(argv, &dir, output)
     }
 
     /// Starts a command made by [`command`](Self::command) with the same `output`, and

@@ -1,6 +1,9 @@
 //! Processes started for a job's owner: handlers (activation) and notify commands, and
-//! where their output goes.
+//! where their output goes. Each starts in its own process group (so a hung one is killed
+//! with everything it started), in the folder registered for it, else the owner's home —
+//! never in whatever folder the daemon was started from.
 
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -93,11 +96,48 @@ async fn append_line(path: &Path, tag: &str, line: &[u8]) {
     }
 }
 
-/// `argv` as a command (no shell), standard input closed, output as asked, in `workdir`
-/// when given; `None` when `argv` is empty.
+/// The home folder of `uid` from the password database; `/` when it has none, or it is
+/// not a folder.
+pub(super) fn home_of(uid: u32) -> PathBuf {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `pwd` and `buf` outlive the call; getpwuid_r writes only into them and
+        // sets `result` to `&pwd` or null.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+            return PathBuf::from("/");
+        }
+        // SAFETY: pw_dir points into `buf`, NUL-terminated, valid while `buf` lives.
+        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
+        use std::os::unix::ffi::OsStrExt;
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+        return if dir.is_dir() {
+            dir
+        } else {
+            PathBuf::from("/")
+        };
+    }
+}
+
+/// `argv` as a command (no shell), standard input closed, output as asked, in its own
+/// process group, in `workdir`; `None` when `argv` is empty.
 pub(super) fn command(
     argv: &[String],
-    workdir: Option<&str>,
+    workdir: &Path,
     output: &Output,
 ) -> Option<tokio::process::Command> {
     let (program, args) = argv.split_first()?;
@@ -105,10 +145,9 @@ pub(super) fn command(
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(output.stdio())
-        .stderr(output.stdio());
-    if let Some(dir) = workdir {
-        cmd.current_dir(dir);
-    }
+        .stderr(output.stdio())
+        .current_dir(workdir)
+        .process_group(0);
     Some(cmd)
 }
 
@@ -120,4 +159,27 @@ pub(super) fn spawn(
     let mut child = cmd.spawn()?;
     output.forward(&mut child);
     Ok(child)
+}
+
+/// Kills the process group `pgid` (a process started by [`command`] leads its own).
+pub fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        if pgid > 0 {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_has_a_home_and_unknown_uids_get_the_root_folder() {
+        assert!(home_of(0).is_dir());
+        assert_eq!(home_of(4_000_000_000), PathBuf::from("/"));
+    }
 }

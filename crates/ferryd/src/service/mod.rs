@@ -155,6 +155,8 @@ impl Service {
                 socket_path: config.socket_path.clone(),
                 handler_log: state_dir.join("handlers.log"),
                 command_log: state_dir.join("notify-commands.log"),
+                max_per_user: config.max_notifications_per_user,
+                command_timeout: config.notify_command_timeout,
             },
             snapshot.outbox,
         );

@@ -9,6 +9,7 @@ use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
 };
+use crate::notify::NotifyHost;
 use crate::store::Store;
 
 impl Service {
@@ -140,7 +141,8 @@ impl Service {
             self.store.put_handler(&h)
         };
         Store::committed(rx).await.map_err(ServiceError::Internal)?;
-        self.notifier.kick_all();
+        let jobs = self.jobs_of_class(uid, class);
+        self.notifier.handler_registered(uid, class, &jobs);
         Ok(h)
     }
 
