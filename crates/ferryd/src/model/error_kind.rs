@@ -53,6 +53,8 @@ error_kinds! {
     IsADirectory => "is_a_directory",
     /// Any other local I/O error.
     LocalIo => "io",
+    /// `complete` could not move a transferred file over its destination.
+    CommitFailed => "commit_failed",
     /// A `file://` source that is not a regular file.
     NotAFile => "not_a_file",
     /// A `file://` source got shorter while it was copied.

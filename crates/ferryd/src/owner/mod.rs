@@ -101,16 +101,16 @@ impl Owner {
         self.run(move || parts::sync_all(&paths)).await
     }
 
-    /// Moves each completed part file over its destination, removes `discard`, and syncs
-    /// the folders written.
+    /// Moves each completed part file over its destination, syncs the folders written,
+    /// and, once every move is done, removes `discard`. Returns every move that failed.
     pub async fn commit(
         &self,
         moves: Vec<(PathBuf, PathBuf)>,
         discard: Vec<PathBuf>,
-    ) -> Result<(), CommitError> {
+    ) -> Result<(), Vec<CommitError>> {
         tokio::task::spawn_blocking(move || parts::commit(&moves, &discard))
             .await
-            .unwrap_or_else(|e| Err(CommitError::internal(e)))
+            .unwrap_or_else(|e| Err(vec![CommitError::internal(e)]))
     }
 
     /// Removes files (part files of a cancelled job or a rejected file); a file already

@@ -146,6 +146,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// A part file that could not be moved over its destination.
 #[derive(Debug)]
 pub struct CommitError {
+    /// Its place in the list of moves given to [`commit`].
+    pub position: usize,
     /// The part file.
     pub part: PathBuf,
     /// Where it was to go.
@@ -157,6 +159,7 @@ pub struct CommitError {
 impl CommitError {
     pub(super) fn internal(e: impl std::fmt::Display) -> CommitError {
         CommitError {
+            position: 0,
             part: PathBuf::new(),
             destination: PathBuf::new(),
             source: io::Error::other(format!("the commit task failed: {e}")),
@@ -178,17 +181,27 @@ impl std::fmt::Display for CommitError {
 
 /// Renames each `(part, destination)` over the destination, syncs the folders touched,
 /// then removes the `discard`ed part files. A part already gone whose destination exists
-/// was committed by an earlier complete that stopped part-way.
-pub(super) fn commit(moves: &[(PathBuf, PathBuf)], discard: &[PathBuf]) -> Result<(), CommitError> {
-    for (part, dest) in moves {
+/// was committed by an earlier complete that stopped part-way (a crash, a failure).
+///
+/// Every move is tried; those that fail are returned, in order, and then nothing is
+/// discarded (the job is not complete until every file is in place).
+pub(super) fn commit(
+    moves: &[(PathBuf, PathBuf)],
+    discard: &[PathBuf],
+) -> Result<(), Vec<CommitError>> {
+    let mut failures = Vec::new();
+    for (position, (part, dest)) in moves.iter().enumerate() {
         if std::fs::symlink_metadata(part).is_err() && std::fs::metadata(dest).is_ok() {
             continue;
         }
-        std::fs::rename(part, dest).map_err(|source| CommitError {
-            part: part.clone(),
-            destination: dest.clone(),
-            source,
-        })?;
+        if let Err(source) = std::fs::rename(part, dest) {
+            failures.push(CommitError {
+                position,
+                part: part.clone(),
+                destination: dest.clone(),
+                source,
+            });
+        }
     }
     let mut dirs: Vec<&Path> = moves.iter().filter_map(|(_, d)| d.parent()).collect();
     dirs.sort();
@@ -197,6 +210,9 @@ pub(super) fn commit(moves: &[(PathBuf, PathBuf)], discard: &[PathBuf]) -> Resul
         if let Err(e) = sync_dir(d) {
             tracing::warn!(dir = %d.display(), "syncing the directory failed: {e}");
         }
+    }
+    if !failures.is_empty() {
+        return Err(failures);
     }
     let _ = remove_all(discard);
     Ok(())

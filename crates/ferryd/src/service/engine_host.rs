@@ -132,7 +132,7 @@ impl Host for Service {
     fn claim(&self, job: Uuid, run: RunId, live: Arc<LiveRun>) -> Option<RunPlan> {
         let mut inner = self.lock();
         let e = inner.jobs.get_mut(&job)?;
-        if e.job.state != JobState::Queued {
+        if e.job.state != JobState::Queued || e.job.finishing.is_some() {
             return None;
         }
         e.run = Some((run, live));

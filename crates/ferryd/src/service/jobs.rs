@@ -111,6 +111,9 @@ impl Service {
                 }
                 _ => {}
             }
+            if let Some(f) = e.job.finishing {
+                return Err(super::control::being_finished(id, f));
+            }
             if upload && !e.files.is_empty() {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "upload job {id} already has its file"

@@ -13,6 +13,7 @@ mod commands;
 mod control;
 mod engine_host;
 mod error;
+mod finish;
 mod jobs;
 mod notifications;
 mod notify_host;
@@ -71,6 +72,8 @@ pub struct Service {
     owners: Owners,
     /// The daemon's state folder (the store, replies, the handlers' log).
     state_dir: PathBuf,
+    /// One complete or cancel at a time per job.
+    finish_locks: finish::FinishLocks,
 }
 
 impl Service {
@@ -95,13 +98,14 @@ impl Service {
             files_by_job.insert(id, v);
         }
         // Final jobs go to the archive, unless a notification of theirs is still in the
-        // outbox (the delivery decides what to do with it and looks the job up).
+        // outbox (the delivery decides what to do with it and looks the job up) or their
+        // cancel was cut short (`finish_interrupted` deletes their part files).
         let notified: std::collections::HashSet<Uuid> =
             snapshot.outbox.iter().map(|o| o.job_id).collect();
         let live = snapshot
             .jobs
             .iter()
-            .filter(|j| !j.state.is_final() || notified.contains(&j.id))
+            .filter(|j| !j.state.is_final() || notified.contains(&j.id) || j.finishing.is_some())
             .count();
         inner.jobs.reserve(live);
         inner.archived.reserve(snapshot.jobs.len() - live);
@@ -110,12 +114,18 @@ impl Service {
             let id = job.id;
             let state = job.state;
             let files = files_by_job.remove(&id).unwrap_or_default();
-            if state.is_final() && !notified.contains(&id) {
+            if state.is_final() && !notified.contains(&id) && job.finishing.is_none() {
                 inner.insert_archived(&job, &files);
                 continue;
             }
+            let finishing = job.finishing.is_some();
             inner.insert(Entry::new(job, files));
             match state {
+                // A complete cut short took the job from the engine first; it stays out.
+                _ if finishing && state.is_active() => {
+                    inner.set_state(id, JobState::Suspended);
+                    requeued.push(id);
+                }
                 JobState::Queued | JobState::Connecting | JobState::Transferring => {
                     inner.set_state(id, JobState::Queued);
                     if state != JobState::Queued {
@@ -172,6 +182,7 @@ impl Service {
             notifier,
             owners: Owners::per_user(uid),
             state_dir,
+            finish_locks: finish::FinishLocks::default(),
         });
         let weak = Arc::downgrade(&svc);
         svc.engine
@@ -459,11 +470,11 @@ mod tests {
         assert_eq!(Source::files(&*svc, 7).len(), 4);
         assert!(Source::files(&*svc, 8).is_empty());
 
-        // Commands on archived jobs are refused as on any final job.
+        // Commands on archived jobs are refused as on any final job…
         for r in [
             svc.resume(7, ack.id).await,
             svc.suspend(7, ack.id).await,
-            svc.cancel(7, jobs[1].id).await,
+            svc.cancel(7, ack.id).await,
         ] {
             match r {
                 Err(ServiceError::FailedPrecondition(m)) => assert!(m.contains("final"), "{m}"),
@@ -471,9 +482,18 @@ mod tests {
             }
         }
         assert!(matches!(
-            svc.complete(7, ack.id).await,
+            svc.complete(7, jobs[1].id).await,
             Err(ServiceError::FailedPrecondition(_))
         ));
+        // …but the one that made the job final answers again, with how it ended (a client
+        // whose call was cut off calls again).
+        let again = svc.complete(7, ack.id).await.unwrap();
+        assert_eq!(again.view.job, *ack);
+        assert_eq!((again.committed, again.discarded), (1, 0));
+        assert_eq!(
+            svc.cancel(7, jobs[1].id).await.unwrap().job.state,
+            JobState::Cancelled
+        );
         let add = svc
             .add_files(
                 7,

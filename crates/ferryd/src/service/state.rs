@@ -184,7 +184,7 @@ impl Inner {
         let Some(e) = self
             .jobs
             .get(&id)
-            .filter(|e| e.job.state.is_final() && e.run.is_none())
+            .filter(|e| e.job.state.is_final() && e.run.is_none() && e.job.finishing.is_none())
         else {
             return false;
         };

@@ -154,8 +154,8 @@ mod tests {
     use uuid::Uuid;
 
     use crate::model::{
-        Credentials, ErrorContext, JobErrorRecord, JobOptions, JobState, JobType, NotifyFlags,
-        NotifyMethod, Priority, ProxySetting, Segment, UploadProtocol,
+        Credentials, ErrorContext, Finishing, JobErrorRecord, JobOptions, JobState, JobType,
+        NotifyFlags, NotifyMethod, Priority, ProxySetting, Segment, UploadProtocol,
     };
 
     fn file(job: &JobRecord, index: u32) -> FileRecord {
@@ -217,6 +217,11 @@ mod tests {
             max_transfer_time_secs: 1 << 40,
             partial: true,
             last_notification_error: "refused".into(),
+            finishing: Some(if variant.is_multiple_of(2) {
+                Finishing::Complete
+            } else {
+                Finishing::Cancel
+            }),
             options: JobOptions {
                 headers: vec![("X-A".into(), "b".into()), ("X-B".into(), "".into())],
                 credentials: Some(if variant.is_multiple_of(2) {

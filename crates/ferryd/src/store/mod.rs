@@ -39,8 +39,8 @@
 //!   context; NULL among them (never written by ferryd) reads as empty or 0.
 //! - `jobs.notify_flags`: bits this ferryd does not know are dropped (they can only
 //!   come from a newer one; none of them means anything here).
-//! - Ids, `job_type`, `priority`, `state` and `outbox.method`: a value that cannot be
-//!   read fails the load (as before) and ferryd does not start, with the column's index
+//! - Ids, `job_type`, `priority`, `state`, `finishing` and `outbox.method`: a value that
+//!   cannot be read fails the load (as before) and ferryd does not start, with the column's index
 //!   and the parse error in the message: there is no safe guess for any of them.
 
 pub mod compact;
