@@ -6,19 +6,13 @@
 
 use uuid::Uuid;
 
+mod clock;
 mod error_kind;
 mod views;
 
+pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
 

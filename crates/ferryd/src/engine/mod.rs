@@ -113,7 +113,7 @@ impl Engine {
         self.scheduler.queue(job, priority);
     }
 
-    /// `job` waits in `transient_error` until `at_ms`.
+    /// `job` waits in `transient_error` until `at_ms` (monotonic, [`crate::model::mono_ms`]).
     pub fn retry_at(&self, job: Uuid, at_ms: i64) {
         self.scheduler.retry_at(job, at_ms);
     }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::state::{Entry, Inner};
 use super::{ChangeKind, ErrorReason, JobView, Service, ServiceError};
-use crate::model::{now_ms, JobState, JobType, Priority};
+use crate::model::{JobState, JobType, Priority};
 use crate::store::Store;
 
 /// What `create_job` needs.
@@ -115,7 +115,7 @@ impl Service {
                 return Ok(before);
             }
             let e = inner.jobs.get_mut(&id).expect("checked above");
-            e.job.modified_ms = now_ms();
+            e.touch();
             let after = e.view();
             let rx = self.store.put_job(&after.job);
             self.emit(ChangeKind::Modified, after.clone(), Some(before));

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::commands::{entry, final_state_error};
 use super::{ErrorReason, JobView, Service, ServiceError};
-use crate::model::{now_ms, FileRecord, JobState, JobType};
+use crate::model::{mono_ms, now_ms, FileRecord, JobState, JobType};
 
 impl Service {
     /// Queues a suspended or failed job.
@@ -56,7 +56,9 @@ impl Service {
                         let e = inner.jobs.get_mut(&id).expect("exists");
                         e.job.error = None;
                         e.job.last_progress_ms = now_ms();
+                        e.clock.last_progress = mono_ms();
                         e.job.options.first_active_ms.get_or_insert(now_ms());
+                        e.clock.first_active.get_or_insert(mono_ms());
                         if e.job.job_type != JobType::Download {
                             snapshot_upload_source(&mut e.files, &snapshots)?;
                         }

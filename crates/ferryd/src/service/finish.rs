@@ -52,9 +52,7 @@ impl FinishLocks {
 fn outcome_counts(job_type: JobType, files: &[FileRecord]) -> (u32, u32) {
     let committed = files
         .iter()
-        .filter(|f| {
-            f.completed && (job_type != JobType::Download || f.validated != Some(false))
-        })
+        .filter(|f| f.completed && (job_type != JobType::Download || f.validated != Some(false)))
         .count() as u32;
     (committed, files.len() as u32 - committed)
 }
@@ -260,9 +258,10 @@ impl Service {
         for (id, owner, finishing) in pending {
             tracing::info!(%id, "finishing the {finishing} a stop interrupted");
             let result = match finishing {
-                Finishing::Complete => self.complete(owner, id).await.map(|o| {
-                    format!("{} committed, {} discarded", o.committed, o.discarded)
-                }),
+                Finishing::Complete => self
+                    .complete(owner, id)
+                    .await
+                    .map(|o| format!("{} committed, {} discarded", o.committed, o.discarded)),
                 Finishing::Cancel => self.cancel(owner, id).await.map(|_| "cancelled".into()),
             };
             match result {

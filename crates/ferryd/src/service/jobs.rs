@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
 use super::state::{Archived, Entry};
 use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
-use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
+use crate::model::{FileRecord, JobRecord, JobState, JobType};
 use crate::store::Store;
 
 impl Service {
@@ -153,7 +153,7 @@ impl Service {
                 })
                 .collect();
             e.files.extend(added.iter().cloned());
-            e.job.modified_ms = now_ms();
+            e.touch();
             let after = e.view();
             let rx = self.store.put_job_and_files(&after.job, added.clone());
             self.emit(ChangeKind::Modified, after, Some(before));

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::model::{now_ms, FileRecord, HandlerRecord, JobState};
+use crate::model::{mono_ms, now_ms, FileRecord, HandlerRecord, JobState};
 use crate::notify::Notifier;
 use crate::owner::Owners;
 use crate::store::Store;
@@ -282,7 +282,8 @@ impl Service {
     /// Removes final jobs past the retention period, cancels jobs left alone longer
     /// than the inactivity timeout, and archives final jobs.
     pub async fn housekeeping(&self) {
-        let now = now_ms();
+        // Ages on the monotonic clock: a wall clock set forward cancels and purges nothing.
+        let now = mono_ms();
         let retention = self.config.retention.as_millis() as i64;
         let inactivity = self.config.job_inactivity_timeout.as_millis() as i64;
         let (purge, stale): (Vec<Uuid>, Vec<(Uuid, u32)>) = {
@@ -290,20 +291,20 @@ impl Service {
             let purge = inner
                 .jobs
                 .values()
-                .filter(|e| e.job.state.is_final() && now - e.job.modified_ms > retention)
+                .filter(|e| e.job.state.is_final() && now - e.clock.touched > retention)
                 .map(|e| e.job.id)
                 .chain(
                     inner
                         .archived
                         .iter()
-                        .filter(|(_, a)| now - a.modified_ms > retention)
+                        .filter(|(_, a)| now - a.touched > retention)
                         .map(|(id, _)| *id),
                 )
                 .collect();
             let stale = inner
                 .jobs
                 .values()
-                .filter(|e| !e.job.state.is_final() && now - e.job.modified_ms > inactivity)
+                .filter(|e| !e.job.state.is_final() && now - e.clock.touched > inactivity)
                 .map(|e| (e.job.id, e.job.owner_uid))
                 .collect();
             (purge, stale)
@@ -335,7 +336,7 @@ impl Service {
             .filter(|e| {
                 e.job.state.is_final()
                     && e.run.is_none()
-                    && now - e.job.modified_ms >= ARCHIVE_AFTER_MS
+                    && now - e.clock.touched >= ARCHIVE_AFTER_MS
             })
             .map(|e| e.job.id)
             .collect();
@@ -527,8 +528,8 @@ mod tests {
         // Unchanged for longer than ARCHIVE_AFTER_MS: archived; past retention: purged.
         {
             let mut inner = svc.lock();
-            inner.jobs.get_mut(&ids[0]).unwrap().job.modified_ms -= ARCHIVE_AFTER_MS;
-            inner.jobs.get_mut(&ids[1]).unwrap().job.modified_ms -= 2 * 3600 * 1000;
+            inner.jobs.get_mut(&ids[0]).unwrap().clock.touched -= ARCHIVE_AFTER_MS;
+            inner.jobs.get_mut(&ids[1]).unwrap().clock.touched -= 2 * 3600 * 1000;
         }
         svc.housekeeping().await;
         {
@@ -543,7 +544,7 @@ mod tests {
         );
         assert!(svc.get_job(7, ids[1]).is_err());
         // Archived, then past retention: purged from the archive and the store.
-        svc.lock().archived.get_mut(&ids[0]).unwrap().modified_ms -= 2 * 3600 * 1000;
+        svc.lock().archived.get_mut(&ids[0]).unwrap().touched -= 2 * 3600 * 1000;
         svc.housekeeping().await;
         assert_eq!(svc.job_count(), 0);
         assert_eq!(svc.lock().owned_by(7), 0);
