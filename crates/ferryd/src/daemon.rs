@@ -164,6 +164,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let svc = svc.clone();
         tokio::spawn(async move { svc.finish_interrupted().await })
     };
+    // A state disk that cannot be written pauses transfers until it can again.
+    let store_watch = tokio::spawn(svc.clone().watch_store());
     let housekeeping = {
         let svc = svc.clone();
         tokio::spawn(async move {
@@ -210,6 +212,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     engine.abort();
     housekeeping.abort();
     finishing.abort();
+    store_watch.abort();
     // The store is flushed before the socket goes, so a client that sees the socket gone
     // (`ferry daemon stop`) can start a new daemon at once.
     svc.close();

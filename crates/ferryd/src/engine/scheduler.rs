@@ -188,6 +188,24 @@ impl Scheduler {
         due.into_iter().map(|(_, job)| job).collect()
     }
 
+    /// [`Scheduler::due_retries`], or none while `paused`.
+    pub(super) fn due_retries_unless(&self, paused: bool) -> Vec<Uuid> {
+        if paused {
+            Vec::new()
+        } else {
+            self.due_retries()
+        }
+    }
+
+    /// [`Scheduler::starts`], or none while `paused`.
+    pub(super) fn starts_unless(&self, paused: bool) -> Vec<Start> {
+        if paused {
+            Vec::new()
+        } else {
+            self.starts()
+        }
+    }
+
     /// How long until the next retry is due.
     pub(super) fn next_retry_in(&self) -> Option<Duration> {
         let now = mono_ms();

@@ -29,6 +29,7 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(m) => Status::invalid_argument(m),
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
             ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Unimplemented(m) => Status::unimplemented(m),
             ServiceError::Internal(m) => Status::internal(m),
         }

@@ -11,6 +11,7 @@ use crate::store::Store;
 impl Service {
     /// Creates a job in `suspended`.
     pub async fn create_job(&self, owner: u32, spec: NewJob) -> Result<JobView, ServiceError> {
+        self.check_writable()?;
         let name = validate::text("the display name", &spec.display_name)?;
         let description = validate::text("the description", &spec.description)?;
         let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
@@ -41,7 +42,7 @@ impl Service {
             self.emit(ChangeKind::Created, view.clone(), None);
             (rx, view)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Store::committed(rx).await.map_err(ServiceError::from)?;
         Ok(view)
     }
 
@@ -55,6 +56,7 @@ impl Service {
         if specs.is_empty() {
             return Err(ServiceError::InvalidArgument("no files given".into()));
         }
+        self.check_writable()?;
         let upload = {
             let inner = self.lock();
             // An archived job is refused below, after the files are checked, as before.
@@ -159,7 +161,7 @@ impl Service {
             self.emit(ChangeKind::Modified, after, Some(before));
             (rx, added)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Store::committed(rx).await.map_err(ServiceError::from)?;
         Ok(added
             .into_iter()
             .map(|f| FileView {

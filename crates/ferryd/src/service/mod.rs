@@ -20,6 +20,7 @@ mod notify_host;
 mod properties;
 mod queries;
 mod state;
+mod store_health;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -53,6 +54,26 @@ pub use crate::query::schema::{Obj, Prop};
 pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 pub use error::{ErrorReason, ServiceError};
+
+impl From<crate::store::WriteError> for ServiceError {
+    /// A full disk or used-up quota under the state folder is RESOURCE_EXHAUSTED (gRPC's
+    /// own words: "perhaps the entire file system is out of space"; someone must free
+    /// space); an I/O error is UNAVAILABLE (the daemon retries by itself, a later call may
+    /// work). Both messages name the state folder.
+    fn from(e: crate::store::WriteError) -> ServiceError {
+        use crate::store::{Cause, WriteError};
+        match e {
+            WriteError::Unwritable(u) => match u.cause {
+                Cause::NoSpace | Cause::Quota => ServiceError::ResourceExhausted(u.to_string()),
+                Cause::Io => ServiceError::Unavailable(u.to_string()),
+            },
+            WriteError::Stopped => ServiceError::Unavailable(
+                "ferryd is shutting down: call again once it is back".into(),
+            ),
+            WriteError::Failed(m) => ServiceError::Internal(m),
+        }
+    }
+}
 
 /// The daemon's state and the commands over it.
 pub struct Service {
