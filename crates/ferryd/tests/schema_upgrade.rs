@@ -591,3 +591,8 @@ async fn schema_upgrade_from_v2() {
 async fn schema_upgrade_from_v3() {
     upgrade(3).await;
 }
+
+#[tokio::test]
+async fn schema_upgrade_from_v4() {
+    upgrade(4).await;
+}
