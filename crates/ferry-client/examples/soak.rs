@@ -125,7 +125,10 @@ async fn download_round(s: Arc<Soak>, i: u64) -> Outcome {
         .iter()
         .enumerate()
         .map(|(k, (path, _))| {
-            FileSpec::new(s.server.url(path), dir.join(k.to_string()).display().to_string())
+            FileSpec::new(
+                s.server.url(path),
+                dir.join(k.to_string()).display().to_string(),
+            )
         })
         .collect();
     let r = async {
@@ -368,7 +371,11 @@ async fn main() {
     let env = TestEnv::new();
     // Final jobs are purged after two minutes, so the store reaches a steady size.
     let config = env.dir.path().join("ferryd.toml");
-    std::fs::write(&config, "retention = \"2m\"\nhousekeeping_interval = \"20s\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "retention = \"2m\"\nhousekeeping_interval = \"20s\"\n",
+    )
+    .unwrap();
     let config_arg = config.display().to_string();
     let server = TestServer::start();
     let files: Vec<(String, Vec<u8>)> = (0..8)

@@ -315,6 +315,68 @@ async fn open_file_limit_256_with_1000_jobs_all_finish() {
     assert!(m.status().await.is_ok(), "ferryd still serves");
 }
 
+/// User plus system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state(0) … utime(11) stime(12).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_file_limit_reached_on_accept_waits_without_spinning() {
+    let env = TestEnv::new();
+    let daemon = env.start_daemon();
+    let m = manager(&env).await;
+    m.status().await.unwrap();
+    let pid = daemon.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // The soft limit only: the hard one stays, so it can be raised again.
+    let limit = |n: usize| {
+        let status = Command::new("prlimit")
+            .arg(format!("--pid={pid}"))
+            .arg(format!("--nofile={n}:"))
+            .status()
+            .expect("run prlimit");
+        assert!(status.success());
+    };
+    limit(open + 2);
+    // More connections than descriptors left: the rest wait in the backlog.
+    let conns: Vec<_> = (0..16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&env.socket).unwrap())
+        .collect();
+    wait_until(DEADLINE, "ferryd to use up its descriptors", || {
+        let now = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+        (now >= open + 2).then_some(())
+    });
+    // Over a window, ferryd burns a small part of the time (a spinning accept loop would
+    // use all of it).
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (busy, wall) = (
+        (cpu_ticks(pid) - c0) as f64 / ticks_per_sec,
+        t0.elapsed().as_secs_f64(),
+    );
+    assert!(
+        busy < wall / 4.0,
+        "ferryd used {busy:.2} s of CPU in {wall:.2} s"
+    );
+    let log = std::fs::read_to_string(env.log_path()).unwrap();
+    assert!(
+        log.contains("cannot accept a connection"),
+        "the limit is logged"
+    );
+    // Descriptors back: clients are served again.
+    drop(conns);
+    limit(1024);
+    let m = manager(&env).await;
+    m.status().await.expect("served once descriptors are back");
+}
+
 /// The ids of the zombie children of `pid`.
 fn zombie_children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

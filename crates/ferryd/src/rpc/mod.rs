@@ -9,12 +9,14 @@
 //! - `queries.rs`: `Queries` (WQL data and event queries, method calls);
 //! - `daemon.rs`: `Daemon` (status, shutdown);
 //!
-//! and `convert.rs` for model ↔ wire. Handlers decode the request, call the service
+//! `convert.rs` for model ↔ wire, and `accept.rs` for an accept loop that waits (rather
+//! than spins) while ferryd is out of descriptors. Handlers decode the request, call the service
 //! facade (`crate::service`), and encode its answer.
 //!
 //! May use: `service` (the facade, and what it re-exports), `model`, `config`. The only
 //! module that knows the wire types.
 
+mod accept;
 pub mod convert;
 mod daemon;
 mod jobs;
@@ -31,7 +33,6 @@ use ferry_proto::v1 as pb;
 use futures::Stream;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 use uuid::Uuid;
@@ -142,6 +143,6 @@ pub async fn serve(
         .add_service(daemon)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(accept::incoming(listener), shutdown)
         .await
 }
