@@ -42,7 +42,16 @@ impl Service {
             self.emit(ChangeKind::Created, view.clone(), None);
             (rx, view)
         };
-        Store::committed(rx).await.map_err(ServiceError::from)?;
+        if let Err(e) = Store::committed(rx).await {
+            if matches!(e, crate::store::WriteError::Unwritable(_)) {
+                // Refused: the job the client was told failed does not appear later.
+                let removed = self.lock().remove(view.job.id);
+                if let Some(v) = removed {
+                    self.emit(ChangeKind::Deleted, v, None);
+                }
+            }
+            return Err(e.into());
+        }
         Ok(view)
     }
 
