@@ -283,9 +283,8 @@ async fn activation_round(s: Arc<Soak>, i: u64) -> Outcome {
         let _ = job.cancel().await;
     }
     let _ = std::fs::remove_file(&dest);
-    for marker in [format!("ferry-handled-{}", job.id())] {
-        let _ = std::fs::remove_file(s.env.dir.path().join("handler").join(marker));
-    }
+    let marker = format!("ferry-handled-{}", job.id());
+    let _ = std::fs::remove_file(s.env.dir.path().join("handler").join(marker));
     r
 }
 
@@ -341,7 +340,8 @@ fn judge(samples: &[Sample]) -> Vec<String> {
         xs.sort_unstable();
         xs[xs.len() / 2]
     };
-    let figures: [(&str, fn(&Sample) -> u64, f64, u64); 4] = [
+    type Figure = (&'static str, fn(&Sample) -> u64, f64, u64);
+    let figures: [Figure; 4] = [
         ("RSS KiB", |s| s.rss_kib, 1.25, 8 * 1024),
         ("open descriptors", |s| s.fds, 1.0, 16),
         ("threads", |s| s.threads, 1.0, 8),
@@ -408,14 +408,15 @@ async fn main() {
         .await
         .expect("register the handler");
 
-    let mut workers = Vec::new();
-    workers.push(tokio::spawn(s.clone().work("download", download_round)));
-    workers.push(tokio::spawn(s.clone().work("download", download_round)));
-    workers.push(tokio::spawn(s.clone().work("upload", upload_round)));
-    workers.push(tokio::spawn(s.clone().work("query", query_round)));
-    workers.push(tokio::spawn(s.clone().work("events", events_round)));
-    workers.push(tokio::spawn(s.clone().work("callback", callback_round)));
-    workers.push(tokio::spawn(s.clone().work("activation", activation_round)));
+    let workers = vec![
+        tokio::spawn(s.clone().work("download", download_round)),
+        tokio::spawn(s.clone().work("download", download_round)),
+        tokio::spawn(s.clone().work("upload", upload_round)),
+        tokio::spawn(s.clone().work("query", query_round)),
+        tokio::spawn(s.clone().work("events", events_round)),
+        tokio::spawn(s.clone().work("callback", callback_round)),
+        tokio::spawn(s.clone().work("activation", activation_round)),
+    ];
 
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(minutes * 60.0);

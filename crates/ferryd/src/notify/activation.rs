@@ -52,15 +52,18 @@ impl Backoff {
     }
 }
 
+/// One (user, class)'s gate: held by the delivery starting its handler; holds the backoff.
+type Gate = Arc<tokio::sync::Mutex<Backoff>>;
+
 /// The activation state of every (user, class): who is starting its handler, and the
 /// backoff after failed starts.
 #[derive(Default)]
 pub(crate) struct Activations {
-    classes: Mutex<HashMap<(u32, Uuid), Arc<tokio::sync::Mutex<Backoff>>>>,
+    classes: Mutex<HashMap<(u32, Uuid), Gate>>,
 }
 
 impl Activations {
-    fn gate(&self, uid: u32, class: Uuid) -> Arc<tokio::sync::Mutex<Backoff>> {
+    fn gate(&self, uid: u32, class: Uuid) -> Gate {
         self.classes.lock().entry((uid, class)).or_default().clone()
     }
 
