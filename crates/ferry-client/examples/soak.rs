@@ -207,7 +207,9 @@ async fn events_round(s: Arc<Soak>, _i: u64) -> Outcome {
             "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'Job'",
         )
         .await?;
-    while s.running() {
+    // A subscription of a minute at most, within the round's two.
+    let end = Instant::now() + Duration::from_secs(60);
+    while s.running() && Instant::now() < end {
         let next = e.next(Duration::from_secs(2), 1000).await?;
         s.n.events
             .fetch_add(next.objects.len() as u64, Ordering::Relaxed);

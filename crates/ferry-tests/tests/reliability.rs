@@ -1,11 +1,12 @@
 //! Reliability under stress, with the real daemon: a storm of activations of one handler
 //! class, `kill -9` in the middle of `complete` and `cancel` of a 3 000-file job, a state
 //! folder whose disk fills to the brim (a tmpfs mounted by the test), a descriptor limit
-//! of 256 with 1 000 jobs, and a notify command that hangs.
+//! of 256 with 1 000 jobs, a notify command that hangs, and the folders ferryd and its
+//! commands work in.
 //!
 //! `cargo test storm`, `cargo test crash_complete`, `cargo test state_disk`,
-//! `cargo test open_file_limit`, `cargo test hanging_notify_command`. The tmpfs test
-//! needs root (CI runs as root).
+//! `cargo test open_file_limit`, `cargo test hanging_notify_command`,
+//! `cargo test working_folder`. The tmpfs test needs root (CI runs as root).
 
 mod common;
 
@@ -473,9 +474,10 @@ async fn storm_of_50_jobs_starts_one_handler_and_delivers_in_order() {
     let workdir = env.dir.path().join("handler");
     std::fs::create_dir_all(&workdir).unwrap();
     let m = manager(&env).await;
-    // Each start of the handler leaves a line in starts.log (in its working folder).
+    // Each start of the handler leaves a line in starts.log (in its working folder); it
+    // takes a second before it registers its class object.
     let script = format!(
-        "echo $$ >> starts.log; FERRY_HANDLER_IDLE_SECS=20 exec {}",
+        "echo $$ >> starts.log; sleep 1; FERRY_HANDLER_IDLE_SECS=20 exec {}",
         example_bin("notify_handler").display()
     );
     m.register_handler(
@@ -527,4 +529,44 @@ async fn storm_of_50_jobs_starts_one_handler_and_delivers_in_order() {
             "job {id}: {mine:?}"
         );
     }
+}
+
+/// The home folder of the user running the tests, from the password database.
+fn my_home() -> PathBuf {
+    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        assert!(!pw.is_null(), "no password entry for this user");
+        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
+        PathBuf::from(dir.to_str().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_folder_of_ferryd_is_root_and_commands_start_in_home() {
+    let env = TestEnv::new();
+    // The test runs in the crate's folder; ferryd does not keep it.
+    let daemon = env.start_daemon();
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", daemon.pid())).unwrap();
+    assert_eq!(cwd, Path::new("/"));
+    let server = TestServer::start();
+    server.add_file("/f", random_bytes(1000, 9));
+    let m = manager(&env).await;
+    let job = m.create_job("cwd").await.unwrap();
+    job.add_file(&server.url("/f"), s(&env.files.join("f")))
+        .await
+        .unwrap();
+    let out = env.dir.path().join("cwd.out");
+    job.set_notify_command(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("pwd > {0}.tmp && mv {0}.tmp {0}", out.display()),
+    ])
+    .await
+    .unwrap();
+    job.resume().await.unwrap();
+    let pwd = wait_until(DEADLINE, "the notify command's folder", || {
+        std::fs::read_to_string(&out).ok()
+    });
+    assert_eq!(Path::new(pwd.trim()), my_home());
 }
