@@ -186,16 +186,20 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_its_cap() {
         let mut b = Backoff::default();
-        let mut waits = Vec::new();
+        // Each wait lies between `lo` (measured from after the call) and `hi` (from before).
+        let (mut lo, mut hi) = (Vec::new(), Vec::new());
         for _ in 0..12 {
             let before = Instant::now();
             b.failed("no".into());
-            waits.push(b.not_before.unwrap().duration_since(before));
+            let after = Instant::now();
+            let at = b.not_before.unwrap();
+            lo.push(at.duration_since(after));
+            hi.push(at.duration_since(before));
         }
-        assert!(waits[0] >= FIRST_BACKOFF && waits[0] < FIRST_BACKOFF * 2);
-        assert!(waits[1] >= FIRST_BACKOFF * 2 && waits[1] < FIRST_BACKOFF * 3);
-        assert!(waits[2] >= FIRST_BACKOFF * 4 && waits[2] < FIRST_BACKOFF * 5);
-        assert!(waits.iter().all(|w| *w <= MAX_BACKOFF));
-        assert!(waits[11] >= MAX_BACKOFF - Duration::from_secs(1));
+        assert!(hi[0] >= FIRST_BACKOFF && lo[0] < FIRST_BACKOFF * 2);
+        assert!(hi[1] >= FIRST_BACKOFF * 2 && lo[1] < FIRST_BACKOFF * 3);
+        assert!(hi[2] >= FIRST_BACKOFF * 4 && lo[2] < FIRST_BACKOFF * 5);
+        assert!(lo.iter().all(|w| *w <= MAX_BACKOFF));
+        assert!(hi[11] >= MAX_BACKOFF - Duration::from_secs(1));
     }
 }
