@@ -1,7 +1,8 @@
 //! A notification handler, started by ferryd through activation. It takes no arguments:
 //! it reads its class from `FERRY_ACTIVATION_CLASS`, registers its class object, completes
 //! every job it is told has transferred (writing `ferry-handled-JOBID` in its working
-//! folder), and exits once idle.
+//! folder), appends every call it gets to `ferry-calls.log` there (`METHOD JOBID` a line),
+//! and exits once idle.
 //!
 //! ```sh
 //! cargo build -p ferry-client --example notify_handler
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_client::{
-    activation_class, Callback, CallbackResult, ConnectOptions, Job, JobInfo, Manager,
+    activation_class, Callback, CallbackResult, ConnectOptions, File, Job, JobInfo, Manager, Uuid,
 };
 use tokio::sync::mpsc;
 
@@ -25,6 +26,7 @@ struct CompleteJobs {
 impl Callback for CompleteJobs {
     async fn job_transferred(&self, job: Job, info: JobInfo) -> CallbackResult {
         let _ = self.activity.send(());
+        log_call("job_transferred", info.id)?;
         // The marker records the notification on arrival (it is delivered at least once).
         std::fs::write(format!("ferry-handled-{}", info.id), "job_transferred\n")?;
         let out = job.complete().await?;
@@ -35,8 +37,15 @@ impl Callback for CompleteJobs {
         Ok(())
     }
 
+    async fn file_transferred(&self, _job: Job, file: File) -> CallbackResult {
+        let _ = self.activity.send(());
+        log_call("file_transferred", file.info().job_id)?;
+        Ok(())
+    }
+
     async fn job_error(&self, _job: Job, info: JobInfo) -> CallbackResult {
         let _ = self.activity.send(());
+        log_call("job_error", info.id)?;
         eprintln!(
             "notify_handler: job {} failed: {}",
             info.id,
@@ -44,6 +53,16 @@ impl Callback for CompleteJobs {
         );
         Ok(())
     }
+}
+
+/// Appends `method job` to `ferry-calls.log` in the working folder (one write per line).
+fn log_call(method: &str, job: Uuid) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("ferry-calls.log")?;
+    log.write_all(format!("{method} {job}\n").as_bytes())
 }
 
 #[tokio::main]

@@ -155,8 +155,16 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
                 state_dir.display()
             ))
         })?;
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
     let mut cmd = std::process::Command::new(&bin);
-    cmd.env(paths::SOCKET_ENV, socket)
+    if let Some(config) = std::env::var_os(paths::CONFIG_ENV).filter(|v| !v.is_empty()) {
+        cmd.env(paths::CONFIG_ENV, absolute(Path::new(&config)));
+    }
+    // The daemon outlives this program: it must not hold this program's folder. Paths
+    // given relative to this folder are handed on made absolute.
+    cmd.env(paths::SOCKET_ENV, absolute(socket))
+        .env(paths::STATE_DIR_ENV, absolute(&state_dir))
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| unavailable(e.to_string()))?)
         .stderr(log);

@@ -32,7 +32,18 @@ pub enum Error {
 }
 
 impl From<tonic::Status> for Error {
+    /// A call whose connection broke (the daemon stopped or crashed during it: tonic
+    /// reports `UNKNOWN` "transport error") becomes `UNAVAILABLE` with a message that says
+    /// so; any other status is kept as it is.
     fn from(s: tonic::Status) -> Error {
+        if s.code() == tonic::Code::Unknown && std::error::Error::source(&s).is_some() {
+            return Error::Status(tonic::Status::unavailable(format!(
+                "the connection to ferryd broke during the call ({}): ferryd stopped or \
+                 crashed; call again once it is back (complete and cancel answer with how \
+                 the job ended)",
+                s.message()
+            )));
+        }
         Error::Status(s)
     }
 }

@@ -52,6 +52,13 @@ pub struct Config {
     pub files_in_parallel: usize,
     /// How long a callback may take before it counts as failed.
     pub callback_timeout: Duration,
+    /// Notifications one user may have in flight at once (callback calls, notify
+    /// commands, handler starts), as BITS's four.
+    pub max_notifications_per_user: usize,
+    /// Longest a notify command may run before it is killed (with its process group).
+    pub notify_command_timeout: Duration,
+    /// How often retention, inactivity and archiving are checked.
+    pub housekeeping_interval: Duration,
     /// The socket handlers are told to connect to (`FERRY_SOCKET` in their environment).
     pub socket_path: std::path::PathBuf,
 }
@@ -75,6 +82,9 @@ impl Default for Config {
             connections_per_file: 1,
             files_in_parallel: 8,
             callback_timeout: Duration::from_secs(120),
+            max_notifications_per_user: 4,
+            notify_command_timeout: Duration::from_secs(300),
+            housekeeping_interval: Duration::from_secs(600),
             socket_path: std::path::PathBuf::new(),
         }
     }
@@ -128,6 +138,9 @@ struct FileConfig {
     drain_timeout: Option<String>,
     activation_timeout: Option<String>,
     callback_timeout: Option<String>,
+    max_notifications_per_user: Option<usize>,
+    notify_command_timeout: Option<String>,
+    housekeeping_interval: Option<String>,
 }
 
 /// `$FERRY_CONFIG`, else `$XDG_CONFIG_HOME/ferry/ferryd.toml`, else
@@ -245,6 +258,25 @@ impl Config {
         }
         if let Some(v) = f.callback_timeout {
             c.callback_timeout = duration("callback_timeout", &v)?;
+        }
+        if let Some(v) = f.max_notifications_per_user {
+            if v == 0 {
+                return Err(
+                    "max_notifications_per_user = 0: at least one notification must be able \
+                     to run (the default is 4)"
+                        .into(),
+                );
+            }
+            c.max_notifications_per_user = v;
+        }
+        if let Some(v) = f.notify_command_timeout {
+            c.notify_command_timeout = duration("notify_command_timeout", &v)?;
+        }
+        if let Some(v) = f.housekeeping_interval {
+            c.housekeeping_interval = duration("housekeeping_interval", &v)?;
+            if c.housekeeping_interval.is_zero() {
+                return Err("housekeeping_interval = 0: give a duration such as 10m".into());
+            }
         }
         Ok(c)
     }

@@ -14,7 +14,6 @@ use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::net::UnixListener;
@@ -233,13 +232,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
 
     let engine = svc.run_engine();
+    // A complete or cancel that a crash cut short is finished now, without any call.
+    let finishing = {
+        let svc = svc.clone();
+        tokio::spawn(async move { svc.finish_interrupted().await })
+    };
+    // A state disk that cannot be written pauses transfers until it can again.
+    let store_watch = tokio::spawn(svc.clone().watch_store());
     let housekeeping = {
         let svc = svc.clone();
         tokio::spawn(async move {
             loop {
                 svc.housekeeping().await;
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    _ = tokio::time::sleep(svc.config().housekeeping_interval) => {}
                     _ = svc.shutting_down() => break,
                 }
             }
@@ -292,6 +298,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     engine.abort();
     housekeeping.abort();
+    finishing.abort();
+    store_watch.abort();
     // The store is flushed before the socket goes, so a client that sees the socket gone
     // (`ferry daemon stop`) can start a new daemon at once.
     svc.close();

@@ -66,23 +66,31 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: umask only sets the mask.
         unsafe { libc::umask(0o077) };
     }
+    let absolute = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p);
     let opts = Options {
-        socket: args.socket.unwrap_or_else(|| {
+        socket: absolute(args.socket.unwrap_or_else(|| {
             if system {
                 paths::system_socket_path()
             } else {
                 paths::socket_path()
             }
-        }),
-        state_dir: args.state_dir.unwrap_or_else(|| {
+        })),
+        state_dir: absolute(args.state_dir.unwrap_or_else(|| {
             if system {
                 paths::system_state_dir()
             } else {
                 paths::state_dir()
             }
-        }),
+        })),
         config,
     };
+    // The daemon works from `/`, whatever folder it was started from: it keeps no folder
+    // busy (a caller's removable disk, a folder to be deleted), and handlers and notify
+    // commands start in their own folder, never in the caller's.
+    if let Err(e) = std::env::set_current_dir("/") {
+        eprintln!("ferryd: cannot change to the folder /: {e}");
+        std::process::exit(1);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferryd")

@@ -6,19 +6,13 @@
 
 use uuid::Uuid;
 
+mod clock;
 mod error_kind;
 mod views;
 
+pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
 
@@ -80,6 +74,10 @@ pub struct JobRecord {
     pub max_transfer_time_secs: u64,
     pub partial: bool,
     pub last_notification_error: String,
+    /// A `complete` or `cancel` under way: written (durably) before the first file is
+    /// renamed or deleted, cleared once every file is in place or gone, so a restart
+    /// finishes what a crash interrupted.
+    pub finishing: Option<Finishing>,
     /// Transfer options (headers, credentials, proxy, TLS, bandwidth, uploads).
     /// Not serialized with the record: its JSON form is the store's column, and the compact
     /// encoding of final jobs keeps it beside the record.
@@ -195,8 +193,48 @@ impl JobRecord {
             max_transfer_time_secs: 0,
             partial: false,
             last_notification_error: String::new(),
+            finishing: None,
             options: JobOptions::default(),
         }
+    }
+}
+
+/// What a job is being finished by (`jobs.finishing`, schema version 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Finishing {
+    /// `complete`: the transferred part files are moved over their destinations.
+    Complete,
+    /// `cancel`: every part file is deleted.
+    Cancel,
+}
+
+impl Finishing {
+    /// The name stored in `jobs.finishing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finishing::Complete => "complete",
+            Finishing::Cancel => "cancel",
+        }
+    }
+}
+
+impl std::str::FromStr for Finishing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "complete" => Ok(Finishing::Complete),
+            "cancel" => Ok(Finishing::Cancel),
+            other => Err(format!(
+                "unknown finishing action '{other}' (expected complete or cancel)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Finishing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

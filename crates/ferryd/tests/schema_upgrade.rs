@@ -485,8 +485,8 @@ async fn upgrade(version: u32) {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
         schema::CURRENT_VERSION,
-        3,
-        "a new version needs a fixture of 3"
+        4,
+        "a new version needs a fixture of the one before"
     );
     let now_version: u32 = store
         .read(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
@@ -590,4 +590,9 @@ async fn schema_upgrade_from_v2() {
 #[tokio::test]
 async fn schema_upgrade_from_v3() {
     upgrade(3).await;
+}
+
+#[tokio::test]
+async fn schema_upgrade_from_v4() {
+    upgrade(4).await;
 }

@@ -52,6 +52,7 @@ impl TransferError {
             }
             ErrorKind::SymlinkRefused => "; ferry does not write through symbolic links",
             ErrorKind::PermissionDenied => "; choose a destination you can write",
+            ErrorKind::TooManyOpenFiles => &open_files_hint(),
             _ => "",
         };
         TransferError::new(
@@ -73,9 +74,29 @@ impl TransferError {
     }
 }
 
+/// What to say when ferryd runs out of file descriptors: its limit, and what to change.
+pub fn open_files_hint() -> String {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `lim`.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.to_string()
+    } else {
+        "unknown".into()
+    };
+    format!(
+        "; ferryd has as many files open as its limit allows (RLIMIT_NOFILE {limit}) and \
+         retries on its own; raise the limit (`ulimit -n`, or LimitNOFILE= in its unit) or \
+         lower max_concurrent_jobs or files_in_parallel"
+    )
+}
+
 /// The kind of a local I/O error.
 fn io_kind(e: &io::Error) -> ErrorKind {
     match e.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) => ErrorKind::TooManyOpenFiles,
         Some(libc::ENOSPC) => ErrorKind::NoSpace,
         Some(libc::EDQUOT) => ErrorKind::QuotaExceeded,
         Some(libc::EACCES) | Some(libc::EPERM) => ErrorKind::PermissionDenied,

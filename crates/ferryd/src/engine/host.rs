@@ -27,6 +27,9 @@ pub struct RunPlan {
     pub owner: Owner,
     /// Where an upload-reply job keeps the server's reply.
     pub reply_path: Option<PathBuf>,
+    /// What is left of the job's `max_transfer_time` (measured on the monotonic clock
+    /// since it was first queued); `None` without a limit.
+    pub transfer_time_left: Option<std::time::Duration>,
 }
 
 /// How a file's transfer is under way.

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::partfile::Progress;
 use super::segmented::SegTable;
-use crate::model::{now_ms, Segment};
+use crate::model::{mono_ms, Segment};
 
 /// `Report::Progressed` is sent at most this often per job (ms).
 pub const PROGRESS_INTERVAL_MS: i64 = 500;
@@ -47,7 +47,7 @@ impl LiveRun {
     /// A run starting now.
     pub fn new() -> Arc<LiveRun> {
         let run = LiveRun::default();
-        run.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+        run.last_progress_ms.store(mono_ms(), Ordering::Relaxed);
         Arc::new(run)
     }
 
@@ -68,7 +68,7 @@ impl LiveRun {
 
     /// Bytes moved: records the time; true when a `Report::Progressed` is due.
     pub(super) fn moved(&self) -> bool {
-        let now = now_ms();
+        let now = mono_ms();
         self.last_progress_ms.store(now, Ordering::Relaxed);
         let due = self.next_report_ms.load(Ordering::Relaxed);
         now >= due
@@ -83,8 +83,9 @@ impl LiveRun {
                 .is_ok()
     }
 
-    /// When a byte last moved (or the run started), ms since the epoch.
-    pub fn last_progress_ms(&self) -> i64 {
+    /// When a byte last moved (or the run started), on the monotonic clock
+    /// ([`mono_ms`]).
+    pub fn last_progress_mono(&self) -> i64 {
         self.last_progress_ms.load(Ordering::Relaxed)
     }
 

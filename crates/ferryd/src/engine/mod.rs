@@ -83,6 +83,8 @@ pub struct Engine {
     global_limit: Option<Arc<ratelimit::RateLimiter>>,
     scheduler: scheduler::Scheduler,
     host: OnceLock<Weak<dyn Host>>,
+    /// No run starts and no retry comes due while set (the store cannot be written).
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -96,6 +98,7 @@ impl Engine {
             global_limit,
             scheduler: scheduler::Scheduler::new(config.max_concurrent_jobs),
             host: OnceLock::new(),
+            paused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -113,7 +116,7 @@ impl Engine {
         self.scheduler.queue(job, priority);
     }
 
-    /// `job` waits in `transient_error` until `at_ms`.
+    /// `job` waits in `transient_error` until `at_ms` (monotonic, [`crate::model::mono_ms`]).
     pub fn retry_at(&self, job: Uuid, at_ms: i64) {
         self.scheduler.retry_at(job, at_ms);
     }
@@ -144,16 +147,34 @@ impl Engine {
         self.scheduler.active()
     }
 
+    /// Starts no run and lets no retry come due until [`Engine::unpause`] (runs under way
+    /// go on until stopped).
+    pub fn pause(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Undoes [`Engine::pause`]: queued jobs start, due retries are queued.
+    pub fn unpause(&self) {
+        self.paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.scheduler.wake();
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Starts runnable jobs and retries due ones until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             let Some(host) = self.host() else {
                 return;
             };
-            for job in self.scheduler.due_retries() {
+            let paused = self.is_paused();
+            for job in self.scheduler.due_retries_unless(paused) {
                 host.retry_due(job);
             }
-            for start in self.scheduler.starts() {
+            for start in self.scheduler.starts_unless(paused) {
                 let guard = scheduler::RunGuard {
                     engine: self.clone(),
                     host: host.clone(),

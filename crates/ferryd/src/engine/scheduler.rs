@@ -1,7 +1,8 @@
 //! The scheduling policy: which queued jobs run now. Foreground jobs start at once; the
 //! others take up to `max_concurrent_jobs` slots, higher priority first, in arrival order
-//! within one priority. Jobs in `transient_error` wait in a retry index until their time,
-//! then the host puts them back in the queue.
+//! within one priority. Jobs in `transient_error` wait in a retry index until their time
+//! (on the monotonic clock: a change of the wall clock moves no retry), then the host puts
+//! them back in the queue.
 //!
 //! The scheduler's lock is never held while the host is called, and the host may call the
 //! scheduler while holding its own lock (lock order: host, then scheduler).
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::host::RunId;
-use crate::model::{now_ms, Priority};
+use crate::model::{mono_ms, Priority};
 
 /// A run in progress.
 struct Slot {
@@ -32,7 +33,7 @@ struct Queues {
     /// Runnable jobs by (priority rank, arrival).
     queue: BTreeMap<(u8, u64), Uuid>,
     queued: HashMap<Uuid, (u8, u64)>,
-    /// `transient_error` jobs by retry time.
+    /// `transient_error` jobs by retry time (monotonic ms, [`mono_ms`]).
     retries: BTreeSet<(i64, Uuid)>,
     retry_of: HashMap<Uuid, i64>,
     runs: HashMap<RunId, Slot>,
@@ -89,7 +90,7 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Takes `job` out of the queue; it is retried at `at_ms` (ms since the epoch).
+    /// Takes `job` out of the queue; it is retried at `at_ms` (monotonic, [`mono_ms`]).
     pub fn retry_at(&self, job: Uuid, at_ms: i64) {
         {
             let mut s = self.state.lock();
@@ -172,7 +173,7 @@ impl Scheduler {
 
     /// Takes the jobs whose retry time has come out of the retry index.
     pub(super) fn due_retries(&self) -> Vec<Uuid> {
-        let now = now_ms();
+        let now = mono_ms();
         let mut s = self.state.lock();
         let due: Vec<(i64, Uuid)> = s
             .retries
@@ -187,9 +188,27 @@ impl Scheduler {
         due.into_iter().map(|(_, job)| job).collect()
     }
 
+    /// [`Scheduler::due_retries`], or none while `paused`.
+    pub(super) fn due_retries_unless(&self, paused: bool) -> Vec<Uuid> {
+        if paused {
+            Vec::new()
+        } else {
+            self.due_retries()
+        }
+    }
+
+    /// [`Scheduler::starts`], or none while `paused`.
+    pub(super) fn starts_unless(&self, paused: bool) -> Vec<Start> {
+        if paused {
+            Vec::new()
+        } else {
+            self.starts()
+        }
+    }
+
     /// How long until the next retry is due.
     pub(super) fn next_retry_in(&self) -> Option<Duration> {
-        let now = now_ms();
+        let now = mono_ms();
         self.state
             .lock()
             .retries
@@ -323,8 +342,8 @@ mod tests {
     fn retries_come_due() {
         let s = Scheduler::new(4);
         let (soon, later) = (Uuid::now_v7(), Uuid::now_v7());
-        s.retry_at(soon, now_ms() - 1);
-        s.retry_at(later, now_ms() + 60_000);
+        s.retry_at(soon, mono_ms() - 1);
+        s.retry_at(later, mono_ms() + 60_000);
         assert_eq!(s.due_retries(), vec![soon]);
         assert!(s.due_retries().is_empty());
         assert!(s.next_retry_in().unwrap() > Duration::from_secs(50));

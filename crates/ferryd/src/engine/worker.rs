@@ -20,7 +20,7 @@ use super::scheduler::RunGuard;
 use super::segmented::SegTable;
 use super::upload::{self, UploadOutcome};
 use super::{file, http, Engine, FileTask, Outcome};
-use crate::model::{now_ms, ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
+use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
 use crate::owner::Owner;
 
 /// How often durable offsets are recorded while a file transfers.
@@ -156,6 +156,7 @@ async fn run_files(r: &Run, plan: RunPlan) {
         job: record,
         files,
         reply_path,
+        transfer_time_left,
         ..
     } = plan;
     let config = &r.engine.config;
@@ -190,11 +191,7 @@ async fn run_files(r: &Run, plan: RunPlan) {
     let net = Net {
         client: &client,
         limits: &limits,
-        deadline: (record.max_transfer_time_secs > 0).then(|| {
-            let start = record.options.first_active_ms.unwrap_or_else(now_ms);
-            let end_ms = start + (record.max_transfer_time_secs as i64) * 1000;
-            tokio::time::Instant::now() + Duration::from_millis((end_ms - now_ms()).max(0) as u64)
-        }),
+        deadline: transfer_time_left.map(|left| tokio::time::Instant::now() + left),
         max_secs: record.max_transfer_time_secs,
         connections: if record.options.connections > 0 {
             record.options.connections

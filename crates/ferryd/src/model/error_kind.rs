@@ -53,6 +53,10 @@ error_kinds! {
     IsADirectory => "is_a_directory",
     /// Any other local I/O error.
     LocalIo => "io",
+    /// ferryd has as many files open as its limit allows (EMFILE, ENFILE): transient.
+    TooManyOpenFiles => "emfile",
+    /// `complete` could not move a transferred file over its destination.
+    CommitFailed => "commit_failed",
     /// A `file://` source that is not a regular file.
     NotAFile => "not_a_file",
     /// A `file://` source got shorter while it was copied.
@@ -110,6 +114,9 @@ error_kinds! {
     SegmentsIncomplete => "segments_incomplete",
     /// A fault inside ferryd.
     Internal => "internal",
+    /// ferryd's own state folder cannot be written (full disk, quota, I/O error): the
+    /// transfer waits until it can.
+    StateUnwritable => "state_unwritable",
     /// The application rejected a transferred file.
     ValidationFailed => "validation_failed",
     /// The stored transfer options of the job could not be read.
@@ -137,7 +144,9 @@ impl ErrorKind {
             | ErrorKind::SegmentsIncomplete
             | ErrorKind::SourceShrank
             | ErrorKind::TusNoOffset
-            | ErrorKind::TusNoProgress => true,
+            | ErrorKind::TusNoProgress
+            | ErrorKind::StateUnwritable
+            | ErrorKind::TooManyOpenFiles => true,
             _ => false,
         }
     }

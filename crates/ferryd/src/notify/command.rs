@@ -1,5 +1,7 @@
 //! Command-line notifications: the job's notify command, run as the job's owner without a
-//! shell, its output in the daemon's notify-command log, each line after the job's id.
+//! shell, in the owner's home, in a process group of its own, its output in the daemon's
+//! notify-command log, each line after the job's id. One that runs past the notify
+//! command timeout is killed with its whole process group and reaped; the failure says so.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,19 +9,21 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::model::JobState;
-use crate::owner::{Output, Owner};
+use crate::owner::{kill_group, Output, Owner};
 
-/// Longest a notify command may run.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the reaping of a killed command may take before it is left to a background
+/// task (SIGKILL is not delayed by the process, but a process stuck in the kernel is).
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `argv` as `owner` with `FERRY_JOB_ID` and `FERRY_JOB_STATE`, its output appended
-/// to `log` line by line after the job's id; Ok when it exits 0.
+/// to `log` line by line after the job's id, for at most `timeout`; Ok when it exits 0.
 pub async fn run(
     owner: &Owner,
     argv: &[String],
     job: Uuid,
     state: JobState,
     log: &Path,
+    timeout: Duration,
 ) -> Result<(), String> {
     let Some(program) = argv.first() else {
         return Err("no notify command".into());
@@ -40,13 +44,28 @@ pub async fn run(
         .spawn(&mut cmd, &output)
         .await
         .map_err(|e| format!("cannot run the notify command {program}: {e}"))?;
-    match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
+    match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(format!("the notify command {program} exited with {status}")),
         Ok(Err(e)) => Err(format!("waiting for the notify command {program}: {e}")),
-        Err(_) => Err(format!(
-            "the notify command {program} ran longer than {} s and was killed",
-            COMMAND_TIMEOUT.as_secs()
-        )),
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                kill_group(pid);
+            }
+            match tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(program, "a killed notify command has not exited yet");
+                    tokio::spawn(async move {
+                        let _ = child.wait().await;
+                    });
+                }
+            }
+            Err(format!(
+                "the notify command {program} ran longer than {} s (notify_command_timeout) \
+                 and was killed with its process group",
+                timeout.as_secs()
+            ))
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! The delivery task of one job: takes its notifications in order and delivers each to
 //! the job's callback object, else its class object (activating the class's handler when
 //! none is live), else its notify command; failures are retried after the job's minimum
-//! retry delay.
+//! retry delay (on the monotonic clock). Each call and command holds one of its user's
+//! permits (`limits.rs`) while it runs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::host::NotifyHost;
@@ -101,6 +103,7 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
                         .and_then(|c| n.class_object(view.job.owner_uid, c))
                 });
                 if let Some((ch, obj)) = target {
+                    let _permit = n.limits.acquire(view.job.owner_uid).await;
                     let r = ch
                         .invoke(
                             obj,
@@ -118,17 +121,16 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
             Item::Entry {
                 mut record,
                 command_only,
+                not_before,
             } => {
                 if !still_due(&view, &record) {
                     n.remove_entry(job, record.id);
                     host.dropped(record.id);
                     continue;
                 }
-                let now = now_ms();
-                if record.next_attempt_ms > now {
-                    let wait = Duration::from_millis((record.next_attempt_ms - now) as u64);
+                if let Some(at) = not_before.filter(|at| *at > Instant::now()) {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep_until(at) => {}
                         _ = kick.notified() => {}
                     }
                     continue;
@@ -149,11 +151,13 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
                         command_only,
                     } => {
                         tracing::info!(%job, method = %record.method, "notification not delivered: {error}");
+                        let delay = Duration::from_secs(view.job.min_retry_delay_secs.max(1));
                         record.attempts += 1;
                         record.last_error = error.clone();
-                        record.next_attempt_ms =
-                            now_ms() + (view.job.min_retry_delay_secs.max(1) as i64) * 1000;
-                        n.update_entry(&record, command_only);
+                        // The wall-clock time is for people and the store; the wait runs
+                        // on the monotonic clock.
+                        record.next_attempt_ms = now_ms() + delay.as_millis() as i64;
+                        n.update_entry(&record, command_only, Instant::now() + delay);
                         host.not_delivered(&record, &error);
                     }
                 }
@@ -164,12 +168,14 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
 
 async fn run_command(n: &Notifier, host: &dyn NotifyHost, view: &JobView) -> Attempt {
     let owner = host.owner(&view.job);
+    let _permit = n.limits.acquire(view.job.owner_uid).await;
     match command::run(
         &owner,
         &view.job.notify_command,
         view.job.id,
         view.job.state,
         &n.settings.command_log,
+        n.settings.command_timeout,
     )
     .await
     {
@@ -211,7 +217,7 @@ async fn attempt(
     if target.is_none() && wants_callback {
         if let Some(class) = view.job.notification_class {
             match host.handler(class, uid) {
-                Some(h) => match activation::activate(n, &host.owner(&view.job), &h).await {
+                Some(h) => match activation::class_object(n, &host.owner(&view.job), &h).await {
                     Ok(obj) => target = Some(obj),
                     Err(e) if has_command => {
                         tracing::info!(job = %view.job.id, "activation failed ({e}); running the notify command");
@@ -239,6 +245,7 @@ async fn attempt(
     }
     match target {
         Some((ch, obj)) => {
+            let permit = n.limits.acquire(uid).await;
             let r = ch
                 .invoke(
                     obj,
@@ -248,6 +255,7 @@ async fn attempt(
                     n.settings.callback_timeout,
                 )
                 .await;
+            drop(permit);
             match r {
                 Ok(()) => Attempt::Delivered,
                 // BITS's rule: a failed callback falls back to the command, once, and the

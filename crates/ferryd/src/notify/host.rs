@@ -48,4 +48,8 @@ pub struct Settings {
     pub handler_log: PathBuf,
     /// Where notify commands' output goes, each line after the job's id.
     pub command_log: PathBuf,
+    /// Notifications one user may have in flight at once.
+    pub max_per_user: usize,
+    /// Longest a notify command may run.
+    pub command_timeout: Duration,
 }

@@ -4,6 +4,9 @@
 //!
 //! Each job with something to deliver has one delivery task (`delivery.rs`), so calls for
 //! one job arrive in order, one at a time, and a slow receiver holds up only its own job.
+//! A user has at most `max_notifications_per_user` calls, commands and handler starts in
+//! flight (`limits.rs`), and a class's handler is started once at a time
+//! (`activation.rs`).
 //!
 //! Notify reads jobs and records deliveries through [`NotifyHost`], a trait it owns; it
 //! starts handlers and commands through the job owner's [`crate::owner::Owner`].
@@ -15,6 +18,7 @@ pub mod channel;
 mod command;
 mod delivery;
 mod host;
+mod limits;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -22,6 +26,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::model::OutboxRecord;
@@ -42,6 +47,9 @@ struct JobQueue {
     modification: bool,
     /// Entries whose callback failed while a notify command is set: only the command runs.
     command_only: HashSet<i64>,
+    /// Entries that failed: not tried again before this (monotonic: a change of the wall
+    /// clock neither delays nor hastens them). Entries loaded at start-up are due at once.
+    not_before: HashMap<i64, Instant>,
     running: bool,
     kick: Arc<Notify>,
 }
@@ -51,6 +59,8 @@ pub(crate) enum Item {
     Entry {
         record: OutboxRecord,
         command_only: bool,
+        /// Not before this (after a failed attempt).
+        not_before: Option<Instant>,
     },
     Modification,
 }
@@ -68,6 +78,10 @@ pub struct Notifier {
     class_registered: Notify,
     queues: Mutex<HashMap<Uuid, JobQueue>>,
     next_outbox: AtomicI64,
+    /// Handler starts per (user, class) and their backoff.
+    activations: activation::Activations,
+    /// Notifications in flight per user.
+    limits: limits::UserLimits,
 }
 
 impl Notifier {
@@ -79,6 +93,7 @@ impl Notifier {
         for o in outbox {
             queues.entry(o.job_id).or_default().entries.push_back(o);
         }
+        let limits = limits::UserLimits::new(settings.max_per_user);
         Arc::new_cyclic(|this| Notifier {
             settings,
             host: OnceLock::new(),
@@ -90,6 +105,8 @@ impl Notifier {
             class_registered: Notify::new(),
             queues: Mutex::new(queues),
             next_outbox: AtomicI64::new(max + 1),
+            activations: activation::Activations::default(),
+            limits,
         })
     }
 
@@ -171,6 +188,14 @@ impl Notifier {
         self.kick_all();
     }
 
+    /// The handler of `(uid, class)` was registered (again): a start that failed before
+    /// may be tried at once, and waiting entries are tried now.
+    pub fn handler_registered(&self, uid: u32, class: Uuid, jobs: &[Uuid]) {
+        self.activations.reset(uid, class);
+        self.due_now(jobs);
+        self.kick_all();
+    }
+
     /// Makes the undelivered entries of `jobs` due now.
     fn due_now(&self, jobs: &[Uuid]) {
         let mut q = self.queues.lock();
@@ -179,6 +204,7 @@ impl Notifier {
                 for e in q.entries.iter_mut() {
                     e.next_attempt_ms = 0;
                 }
+                q.not_before.clear();
             }
         }
     }
@@ -269,6 +295,7 @@ impl Notifier {
         if let Some(r) = e.entries.front() {
             return Some(Item::Entry {
                 command_only: e.command_only.contains(&r.id),
+                not_before: e.not_before.get(&r.id).copied(),
                 record: r.clone(),
             });
         }
@@ -284,11 +311,12 @@ impl Notifier {
         if let Some(e) = self.queues.lock().get_mut(&job) {
             e.entries.retain(|r| r.id != id);
             e.command_only.remove(&id);
+            e.not_before.remove(&id);
         }
     }
 
-    /// Updates an entry after a failed attempt.
-    pub(crate) fn update_entry(&self, r: &OutboxRecord, command_only: bool) {
+    /// Updates an entry after a failed attempt; it is not tried again before `not_before`.
+    pub(crate) fn update_entry(&self, r: &OutboxRecord, command_only: bool, not_before: Instant) {
         if let Some(e) = self.queues.lock().get_mut(&r.job_id) {
             if let Some(x) = e.entries.iter_mut().find(|x| x.id == r.id) {
                 *x = r.clone();
@@ -296,7 +324,21 @@ impl Notifier {
             if command_only {
                 e.command_only.insert(r.id);
             }
+            e.not_before.insert(r.id, not_before);
         }
+    }
+
+    /// Every entry waiting for delivery, in order per job (what the store's outbox must
+    /// hold).
+    pub fn outbox(&self) -> Vec<OutboxRecord> {
+        let mut all: Vec<OutboxRecord> = self
+            .queues
+            .lock()
+            .values()
+            .flat_map(|q| q.entries.iter().cloned())
+            .collect();
+        all.sort_by_key(|r| r.id);
+        all
     }
 
     /// Entries waiting, per job (for tests and status).

@@ -32,6 +32,7 @@ pub use account::{group_id, Account};
 pub use output::Output;
 pub use parts::{sync_dir, CommitError};
 pub use paths::{check_destination, check_program, check_regular_file};
+pub use process::kill_group;
 
 /// The umask of a system-mode job whose creator's umask could not be read.
 pub const DEFAULT_UMASK: u32 = 0o022;
@@ -262,17 +263,17 @@ impl Owner {
         self.run(move || parts::sync_all(&paths)).await
     }
 
-    /// Moves each completed part file over its destination, removes `discard`, and syncs
-    /// the folders written.
+    /// Moves each completed part file over its destination, syncs the folders written,
+    /// and, once every move is done, removes `discard`. Returns every move that failed.
     pub async fn commit(
         &self,
         moves: Vec<(PathBuf, PathBuf)>,
         discard: Vec<PathBuf>,
-    ) -> Result<(), CommitError> {
+    ) -> Result<(), Vec<CommitError>> {
         let mode = self.umask.map(|m| 0o666 & !m);
         self.exec(
             move || parts::commit(&moves, &discard, mode),
-            |e| Err(CommitError::internal(e)),
+            |e| Err(vec![CommitError::internal(e)]),
         )
         .await
     }
@@ -368,11 +369,18 @@ impl Owner {
         .await
     }
 
+    /// The owner's home folder (from the password database; `/` when it has none): where
+    /// a handler without a registered folder, or a notify command, starts.
+    pub fn home(&self) -> PathBuf {
+        process::home_of(self.uid)
+    }
+
     /// A command that runs `argv` as this owner (a handler or a notify command), with
-    /// standard input closed and its output where `output` says; `Ok(None)` when `argv`
-    /// is empty. The caller adds the `FERRY_` variables. System mode: the process runs as
-    /// the owner (ids, groups, umask) with a clean environment, in `workdir` else the
-    /// owner's home (see `process.rs`); per-user: as the daemon, in its environment.
+    /// standard input closed, its output where `output` says, in a process group of its
+    /// own, in `workdir` else the owner's home; `Ok(None)` when `argv` is empty. The
+    /// caller adds the `FERRY_` variables. System mode: the process runs as the owner
+    /// (ids, groups, umask) with a clean environment (see `process.rs`); per-user: as the
+    /// daemon, in its environment.
     pub async fn command(
         &self,
         argv: &[String],
@@ -382,7 +390,11 @@ impl Owner {
         match &self.exec {
             Exec::Daemon => {
                 let log = output::open_log(output.log(None).as_deref());
-                Ok(process::command(argv, workdir, output::stdio(output, log)))
+                let dir = match workdir {
+                    Some(d) => PathBuf::from(d),
+                    None => self.home(),
+                };
+                Ok(process::command(argv, &dir, output::stdio(output, log)))
             }
             Exec::As(_) => {
                 let uid = self.uid;

@@ -146,6 +146,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// A part file that could not be moved over its destination.
 #[derive(Debug)]
 pub struct CommitError {
+    /// Its place in the list of moves given to [`commit`].
+    pub position: usize,
     /// The part file.
     pub part: PathBuf,
     /// Where it was to go.
@@ -157,6 +159,7 @@ pub struct CommitError {
 impl CommitError {
     pub(super) fn internal(e: impl std::fmt::Display) -> CommitError {
         CommitError {
+            position: 0,
             part: PathBuf::new(),
             destination: PathBuf::new(),
             source: io::Error::other(format!("the commit task failed: {e}")),
@@ -178,27 +181,34 @@ impl std::fmt::Display for CommitError {
 
 /// Renames each `(part, destination)` over the destination, syncs the folders touched,
 /// then removes the `discard`ed part files. A part already gone whose destination exists
-/// was committed by an earlier complete that stopped part-way. With `mode`, each part file
-/// first gets that mode (the owner's `0666 & !umask`: part files are private while they
-/// are written).
+/// was committed by an earlier complete that stopped part-way (a crash, a failure). With
+/// `mode`, each part file first gets that mode (the owner's `0666 & !umask`: part files are
+/// private while they are written).
+///
+/// Every move is tried; those that fail are returned, in order, and then nothing is
+/// discarded (the job is not complete until every file is in place).
 pub(super) fn commit(
     moves: &[(PathBuf, PathBuf)],
     discard: &[PathBuf],
     mode: Option<u32>,
-) -> Result<(), CommitError> {
-    for (part, dest) in moves {
+) -> Result<(), Vec<CommitError>> {
+    let mut failures = Vec::new();
+    for (position, (part, dest)) in moves.iter().enumerate() {
         if std::fs::symlink_metadata(part).is_err() && std::fs::metadata(dest).is_ok() {
             continue;
         }
-        let failed = |source| CommitError {
-            part: part.clone(),
-            destination: dest.clone(),
-            source,
+        let placed = match mode {
+            Some(mode) => set_mode(part, mode).and_then(|()| std::fs::rename(part, dest)),
+            None => std::fs::rename(part, dest),
         };
-        if let Some(mode) = mode {
-            set_mode(part, mode).map_err(failed)?;
+        if let Err(source) = placed {
+            failures.push(CommitError {
+                position,
+                part: part.clone(),
+                destination: dest.clone(),
+                source,
+            });
         }
-        std::fs::rename(part, dest).map_err(failed)?;
     }
     let mut dirs: Vec<&Path> = moves.iter().filter_map(|(_, d)| d.parent()).collect();
     dirs.sort();
@@ -207,6 +217,9 @@ pub(super) fn commit(
         if let Err(e) = sync_dir(d) {
             tracing::warn!(dir = %d.display(), "syncing the directory failed: {e}");
         }
+    }
+    if !failures.is_empty() {
+        return Err(failures);
     }
     let _ = remove_all(discard);
     Ok(())

@@ -8,12 +8,14 @@
 //! cannot enter is refused, as it would be for them). The environment is a clean one:
 //! `HOME`, `USER`, `LOGNAME`, `SHELL` from the passwd entry, a fixed `PATH`, and the
 //! `FERRY_` variables the caller adds. Every descriptor above 2 is closed at `exec`.
-//! Where their output goes is `output.rs`'s.
+//! Where their output goes is `output.rs`'s. Each starts in its own process group (so a
+//! hung one is killed with everything it started), in the folder registered for it, else
+//! the owner's home — never in whatever folder the daemon was started from.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use super::account::Account;
@@ -23,12 +25,49 @@ const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// `PATH` of a process started for root.
 const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `argv` as a command (no shell), standard input closed, output to `stdio`, in `workdir`
-/// when given; as the daemon itself, in its environment (less systemd's notification
+/// The home folder of `uid` from the password database; `/` when it has none, or it is
+/// not a folder.
+pub(super) fn home_of(uid: u32) -> PathBuf {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `pwd` and `buf` outlive the call; getpwuid_r writes only into them and
+        // sets `result` to `&pwd` or null.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+            return PathBuf::from("/");
+        }
+        // SAFETY: pw_dir points into `buf`, NUL-terminated, valid while `buf` lives.
+        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
+        use std::os::unix::ffi::OsStrExt;
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+        return if dir.is_dir() {
+            dir
+        } else {
+            PathBuf::from("/")
+        };
+    }
+}
+
+/// `argv` as a command (no shell), standard input closed, output to `stdio`, in `workdir`,
+/// in its own process group; as the daemon itself, in its environment (less systemd's notification
 /// variables, which are the daemon's alone).
 pub(super) fn command(
     argv: &[String],
-    workdir: Option<&str>,
+    workdir: &Path,
     stdio: (Stdio, Stdio),
 ) -> Option<tokio::process::Command> {
     let (program, args) = argv.split_first()?;
@@ -40,9 +79,7 @@ pub(super) fn command(
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID");
-    if let Some(dir) = workdir {
-        cmd.current_dir(dir);
-    }
+    cmd.current_dir(workdir).process_group(0);
     Some(cmd)
 }
 
@@ -63,6 +100,7 @@ pub(super) fn command_as(
         .stdin(Stdio::null())
         .stdout(stdio.0)
         .stderr(stdio.1)
+        .process_group(0)
         .env_clear()
         .env("HOME", &account.home)
         .env("USER", &account.name)
@@ -160,5 +198,28 @@ impl Demotion {
             );
         }
         Ok(())
+    }
+}
+
+/// Kills the process group `pgid` (a process started by [`command`] leads its own).
+pub fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        if pgid > 0 {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_has_a_home_and_unknown_uids_get_the_root_folder() {
+        assert!(home_of(0).is_dir());
+        assert_eq!(home_of(4_000_000_000), PathBuf::from("/"));
     }
 }

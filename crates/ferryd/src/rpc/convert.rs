@@ -30,6 +30,7 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(m) => Status::failed_precondition(m),
             ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ServiceError::PermissionDenied(m) => Status::permission_denied(m),
+            ServiceError::Unavailable(m) => Status::unavailable(m),
             ServiceError::Unimplemented(m) => Status::unimplemented(m),
             ServiceError::Internal(m) => Status::internal(m),
         }

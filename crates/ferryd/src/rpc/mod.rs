@@ -9,13 +9,15 @@
 //! - `queries.rs`: `Queries` (WQL data and event queries, method calls);
 //! - `daemon.rs`: `Daemon` (status, shutdown);
 //!
-//! and `convert.rs` for model ↔ wire, `peer.rs` for who is calling (the kernel's
-//! credentials of each connection). Handlers decode the request, call the service facade
-//! (`crate::service`) with the caller, and encode its answer.
+//! `convert.rs` for model ↔ wire, `peer.rs` for who is calling (the kernel's credentials
+//! of each connection), and `accept.rs` for an accept loop that waits (rather than spins)
+//! while ferryd is out of descriptors. Handlers decode the request, call the service
+//! facade (`crate::service`) with the caller, and encode its answer.
 //!
 //! May use: `service` (the facade, and what it re-exports), `model`, `config`. The only
 //! module that knows the wire types.
 
+mod accept;
 pub mod convert;
 mod daemon;
 mod jobs;
@@ -34,7 +36,6 @@ use futures::Stream;
 use futures::StreamExt;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
@@ -151,7 +152,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener).map(|s| s.map(PeerStream::new)),
+            accept::incoming(listener).map(|s| s.map(PeerStream::new)),
             shutdown,
         )
         .await

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::state::{Entry, Inner};
 use super::{ChangeKind, ErrorReason, JobView, Service, ServiceError};
-use crate::model::{now_ms, JobState, JobType, Priority};
-use crate::store::Store;
+use crate::model::{JobState, JobType, Priority};
+use crate::store::{Store, WriteError};
 
 /// What `create_job` needs.
 #[derive(Debug, Clone)]
@@ -108,20 +108,29 @@ impl Service {
         verb: &str,
         f: impl FnOnce(&mut Inner, Uuid) -> Result<bool, ServiceError>,
     ) -> Result<JobView, ServiceError> {
-        let (rx, view) = {
+        let (rx, view, undo) = {
             let mut inner = self.lock();
-            let before = entry(&inner, owner, id, verb)?.view();
+            let e = entry(&inner, owner, id, verb)?;
+            let before = e.view();
+            let undo = (e.job.clone(), e.clock);
+            self.check_writable()?;
             if !f(&mut inner, id)? {
                 return Ok(before);
             }
             let e = inner.jobs.get_mut(&id).expect("checked above");
-            e.job.modified_ms = now_ms();
+            e.touch();
             let after = e.view();
             let rx = self.store.put_job(&after.job);
             self.emit(ChangeKind::Modified, after.clone(), Some(before));
-            (rx, after)
+            (rx, after, undo)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        if let Err(e) = Store::committed(rx).await {
+            if matches!(e, WriteError::Unwritable(_)) {
+                // Refused: the job is as the store and the client know it.
+                self.revert(id, &view.job, undo.0, undo.1);
+            }
+            return Err(e.into());
+        }
         Ok(view)
     }
 }

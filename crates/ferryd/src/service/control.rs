@@ -1,11 +1,11 @@
-//! Commands that move a job through its states: resume, suspend, cancel, complete.
+//! Commands that move a job through its states: resume and suspend (`finish.rs` has
+//! cancel and complete).
 
 use uuid::Uuid;
 
-use super::commands::{entry, final_state_error, CompleteOutcome};
+use super::commands::{entry, final_state_error};
 use super::{ErrorReason, JobView, Service, ServiceError};
-use crate::model::{now_ms, FileRecord, JobState, JobType};
-use crate::owner::Owner;
+use crate::model::{mono_ms, now_ms, FileRecord, JobState, JobType};
 
 impl Service {
     /// Queues a suspended or failed job.
@@ -44,6 +44,9 @@ impl Service {
                                 err.message
                             )));
                         }
+                        if let Some(f) = e.job.finishing {
+                            return Err(being_finished(id, f));
+                        }
                         if e.files.is_empty() {
                             return Err(ServiceError::FailedPrecondition(format!(
                                 "job {id} has no files: add some with AddFiles first"
@@ -53,7 +56,9 @@ impl Service {
                         let e = inner.jobs.get_mut(&id).expect("exists");
                         e.job.error = None;
                         e.job.last_progress_ms = now_ms();
+                        e.clock.last_progress = mono_ms();
                         e.job.options.first_active_ms.get_or_insert(now_ms());
+                        e.clock.first_active.get_or_insert(mono_ms());
                         if e.job.job_type != JobType::Download {
                             snapshot_upload_source(&mut e.files, &snapshots)?;
                         }
@@ -88,115 +93,6 @@ impl Service {
         self.stop_run(id).await;
         self.get_job(owner, id).or(Ok(view))
     }
-
-    /// Cancels a job: its temporary files are deleted, no destination is written.
-    pub async fn cancel(&self, owner: u32, id: Uuid) -> Result<JobView, ServiceError> {
-        self.mutate(owner, id, "cancel", |inner, id| {
-            match inner.jobs[&id].job.state {
-                s if s.is_final() => Err(final_state_error(id, s, "cancel")),
-                _ => {
-                    inner.set_state(id, JobState::Cancelled);
-                    Ok(true)
-                }
-            }
-        })
-        .await?;
-        self.stop_run(id).await;
-        let Some((job_owner, parts)) = ({
-            let inner = self.lock();
-            inner.jobs.get(&id).map(|e| {
-                let parts: Vec<_> = e.files.iter().map(|f| f.temporary_path()).collect();
-                (self.owner_of(&e.job), parts)
-            })
-        }) else {
-            return self.get_job(owner, id);
-        };
-        if let Err(e) = job_owner.remove_files(parts).await {
-            tracing::warn!(%id, "removing the part files of a cancelled job: {e}");
-        }
-        self.get_job(owner, id)
-    }
-
-    /// Commits the files fully transferred (atomic rename over the destination), discards
-    /// the rest, and ends the job in `acknowledged`.
-    pub async fn complete(&self, owner: u32, id: Uuid) -> Result<CompleteOutcome, ServiceError> {
-        // First take the job away from the engine so nothing writes its part files.
-        self.mutate(owner, id, "complete", |inner, id| {
-            match inner.jobs[&id].job.state {
-                s if s.is_final() => Err(final_state_error(id, s, "complete")),
-                s if s.is_active() => {
-                    inner.set_state(id, JobState::Suspended);
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-        .await?;
-        self.stop_run(id).await;
-
-        let (files, upload, job_owner) = {
-            let inner = self.lock();
-            let e = entry(&inner, owner, id, "complete")?;
-            (
-                e.files.clone(),
-                e.job.job_type != JobType::Download,
-                self.owner_of(&e.job),
-            )
-        };
-        if upload {
-            let transferred = files.iter().filter(|f| f.completed).count() as u32;
-            let view = self
-                .mutate(owner, id, "complete", |inner, id| {
-                    inner.set_state(id, JobState::Acknowledged);
-                    inner.jobs.get_mut(&id).expect("exists").job.partial = transferred == 0;
-                    Ok(true)
-                })
-                .await?;
-            return Ok(CompleteOutcome {
-                view,
-                committed: transferred,
-                discarded: files.len() as u32 - transferred,
-            });
-        }
-        let (keep, drop): (Vec<FileRecord>, Vec<FileRecord>) = files
-            .into_iter()
-            .partition(|f| f.completed && f.validated != Some(false));
-        let (committed, discarded) = (keep.len() as u32, drop.len() as u32);
-        commit_files(&job_owner, &keep, &drop).await?;
-
-        let view = self
-            .mutate(owner, id, "complete", |inner, id| {
-                if inner.jobs[&id].job.state.is_final() {
-                    return Err(final_state_error(id, inner.jobs[&id].job.state, "complete"));
-                }
-                inner.set_state(id, JobState::Acknowledged);
-                inner.jobs.get_mut(&id).expect("exists").job.partial = discarded > 0;
-                Ok(true)
-            })
-            .await?;
-        Ok(CompleteOutcome {
-            view,
-            committed,
-            discarded,
-        })
-    }
-}
-
-/// Renames completed part files over their destinations, removes the others, and syncs
-/// the directories touched — as the job's owner.
-async fn commit_files(
-    owner: &Owner,
-    keep: &[FileRecord],
-    drop: &[FileRecord],
-) -> Result<(), ServiceError> {
-    let moves = keep
-        .iter()
-        .map(|f| (f.temporary_path(), f.local_path.clone().into()))
-        .collect();
-    let discard = drop.iter().map(|f| f.temporary_path()).collect();
-    owner.commit(moves, discard).await.map_err(|e| {
-        ServiceError::FailedPrecondition(format!("{e}; fix the destination and complete again"))
-    })
 }
 
 /// Records the upload source's size and modification time when an upload is resumed
@@ -231,4 +127,12 @@ fn snapshot_upload_source(
         f.bytes_total = Some(m.len());
     }
     Ok(())
+}
+
+/// The refusal of a command on a job whose `complete` or `cancel` is under way.
+pub(super) fn being_finished(id: Uuid, f: crate::model::Finishing) -> ServiceError {
+    ServiceError::FailedPrecondition(format!(
+        "job {id} is being finished by `{f}` (interrupted or not done yet): call \
+         `ferry {f} {id}` again to finish it"
+    ))
 }

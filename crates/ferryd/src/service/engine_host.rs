@@ -13,9 +13,16 @@ use super::state::{Entry, Inner};
 use super::{ChangeKind, Service};
 use crate::engine::error::TransferError;
 use crate::engine::{FileStart, Host, LiveRun, Report, RunId, RunPlan};
-use crate::model::{now_ms, FileRecord, JobRecord, JobState, JobType};
+use crate::model::{mono_ms, now_ms, wall_of, FileRecord, JobRecord, JobState, JobType};
 use crate::owner::Owner;
 use crate::store::Store;
+
+/// Records that `live` moved bytes: the monotonic time drives the no-progress timeout,
+/// the wall-clock time is shown.
+fn note_progress(e: &mut Entry, live: &LiveRun) {
+    e.clock.last_progress = e.clock.last_progress.max(live.last_progress_mono());
+    e.job.last_progress_ms = wall_of(e.clock.last_progress);
+}
 
 /// The entry of `job` if `run` is its current run.
 fn current(inner: &mut Inner, job: Uuid, run: RunId) -> Option<&mut Entry> {
@@ -94,7 +101,7 @@ impl Service {
         let Some(live) = e.live(run).cloned() else {
             return;
         };
-        e.job.last_progress_ms = e.job.last_progress_ms.max(live.last_progress_ms());
+        note_progress(e, &live);
         let mut changed = Vec::new();
         for d in live.durable() {
             let Some(f) = e.files.get_mut(d.index as usize) else {
@@ -130,16 +137,22 @@ impl Host for Service {
     fn claim(&self, job: Uuid, run: RunId, live: Arc<LiveRun>) -> Option<RunPlan> {
         let mut inner = self.lock();
         let e = inner.jobs.get_mut(&job)?;
-        if e.job.state != JobState::Queued {
+        if e.job.state != JobState::Queued || e.job.finishing.is_some() {
             return None;
         }
         e.run = Some((run, live));
+        let transfer_time_left = (e.job.max_transfer_time_secs > 0).then(|| {
+            let used = mono_ms() - e.clock.first_active.unwrap_or_else(mono_ms);
+            let max = (e.job.max_transfer_time_secs as i64).saturating_mul(1000);
+            Duration::from_millis(max.saturating_sub(used).max(0) as u64)
+        });
         let owner = self.owner_of(&e.job);
         let plan = RunPlan {
             job: e.job.clone(),
             files: e.files.clone(),
             reply_path: self.reply_path(&e.job, &owner),
             owner,
+            transfer_time_left,
         };
         Some(plan)
     }
@@ -197,8 +210,8 @@ impl Host for Service {
                 let Some(e) = current(&mut inner, job, run) else {
                     return;
                 };
-                if let Some(live) = e.live(run) {
-                    e.job.last_progress_ms = live.last_progress_ms();
+                if let Some(live) = e.live(run).cloned() {
+                    note_progress(e, &live);
                 }
                 if e.job.state == JobState::Transferring {
                     let view = e.view();
@@ -304,19 +317,20 @@ impl Host for Service {
         if !e.job.state.is_active() {
             return;
         }
-        if let Some(live) = e.live(run) {
-            e.job.last_progress_ms = e.job.last_progress_ms.max(live.last_progress_ms());
+        if let Some(live) = e.live(run).cloned() {
+            note_progress(e, &live);
         }
         let before = e.view();
-        let now = now_ms();
-        let stalled_ms = now - e.job.last_progress_ms;
+        // Measured on the monotonic clock: a wall clock set forward fails no job.
+        let stalled_ms = mono_ms() - e.clock.last_progress;
         let timeout_ms = (e.job.no_progress_timeout_secs as i64).saturating_mul(1000);
         let mut record = err.record(file_index);
         e.job.error_count += 1;
         let state = if err.transient && stalled_ms < timeout_ms {
             let delay = Duration::from_secs(e.job.min_retry_delay_secs)
                 .max(err.retry_after.unwrap_or_default());
-            e.job.retry_at_ms = Some(now + delay.as_millis() as i64);
+            e.job.retry_at_ms = Some(now_ms() + delay.as_millis() as i64);
+            e.clock.retry_at = Some(mono_ms() + delay.as_millis() as i64);
             tracing::info!(%job, code = %err.kind, retry_in_s = delay.as_secs(), "transient error: {}", err.message);
             JobState::TransientError
         } else {

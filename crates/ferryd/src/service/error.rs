@@ -15,6 +15,9 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The daemon cannot serve the call now but will by itself (its store's disk failed).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]

@@ -5,13 +5,14 @@ use uuid::Uuid;
 use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
 use super::state::{Archived, Entry};
 use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
-use crate::model::{now_ms, Caller, FileRecord, JobRecord, JobState, JobType};
+use crate::model::{Caller, FileRecord, JobRecord, JobState, JobType};
 use crate::store::Store;
 
 impl Service {
     /// Creates a job of the caller in `suspended`. System-wide, the job keeps the
     /// caller's umask (its files are created with it).
     pub async fn create_job(&self, caller: &Caller, spec: NewJob) -> Result<JobView, ServiceError> {
+        self.check_writable()?;
         let owner = caller.uid;
         let name = validate::text("the display name", &spec.display_name)?;
         let description = validate::text("the description", &spec.description)?;
@@ -41,7 +42,16 @@ impl Service {
             self.emit(ChangeKind::Created, view.clone(), None);
             (rx, view)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        if let Err(e) = Store::committed(rx).await {
+            if matches!(e, crate::store::WriteError::Unwritable(_)) {
+                // Refused: the job the client was told failed does not appear later.
+                let removed = self.lock().remove(view.job.id);
+                if let Some(v) = removed {
+                    self.emit(ChangeKind::Deleted, v, None);
+                }
+            }
+            return Err(e.into());
+        }
         Ok(view)
     }
 
@@ -56,6 +66,7 @@ impl Service {
         if specs.is_empty() {
             return Err(ServiceError::InvalidArgument("no files given".into()));
         }
+        self.check_writable()?;
         let upload = {
             let inner = self.lock();
             // An archived job is refused below, after the files are checked, as before.
@@ -112,6 +123,9 @@ impl Service {
                 }
                 _ => {}
             }
+            if let Some(f) = e.job.finishing {
+                return Err(super::control::being_finished(id, f));
+            }
             if upload && !e.files.is_empty() {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "upload job {id} already has its file"
@@ -153,13 +167,13 @@ impl Service {
                 })
                 .collect();
             e.files.extend(added.iter().cloned());
-            e.job.modified_ms = now_ms();
+            e.touch();
             let after = e.view();
             let rx = self.store.put_job_and_files(&after.job, added.clone());
             self.emit(ChangeKind::Modified, after, Some(before));
             (rx, added)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Store::committed(rx).await.map_err(ServiceError::from)?;
         Ok(added
             .into_iter()
             .map(|f| FileView {

@@ -14,12 +14,14 @@ mod commands;
 mod control;
 mod engine_host;
 mod error;
+mod finish;
 mod jobs;
 mod notifications;
 mod notify_host;
 mod properties;
 mod queries;
 mod state;
+mod store_health;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::model::{now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
+use crate::model::{mono_ms, now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
 use crate::notify::Notifier;
 use crate::owner::Owners;
 use crate::store::Store;
@@ -54,6 +56,26 @@ pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 pub use error::{ErrorReason, ServiceError};
 
+impl From<crate::store::WriteError> for ServiceError {
+    /// A full disk or used-up quota under the state folder is RESOURCE_EXHAUSTED (gRPC's
+    /// own words: "perhaps the entire file system is out of space"; someone must free
+    /// space); an I/O error is UNAVAILABLE (the daemon retries by itself, a later call may
+    /// work). Both messages name the state folder.
+    fn from(e: crate::store::WriteError) -> ServiceError {
+        use crate::store::{Cause, WriteError};
+        match e {
+            WriteError::Unwritable(u) => match u.cause {
+                Cause::NoSpace | Cause::Quota => ServiceError::ResourceExhausted(u.to_string()),
+                Cause::Io => ServiceError::Unavailable(u.to_string()),
+            },
+            WriteError::Stopped => ServiceError::Unavailable(
+                "ferryd is shutting down: call again once it is back".into(),
+            ),
+            WriteError::Failed(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
 /// The daemon's state and the commands over it.
 pub struct Service {
     config: Config,
@@ -72,6 +94,8 @@ pub struct Service {
     owners: Owners,
     /// The admin group's id (system mode), if the group exists.
     admin_gid: Option<u32>,
+    /// One complete or cancel at a time per job.
+    finish_locks: finish::FinishLocks,
 }
 
 impl Service {
@@ -96,13 +120,14 @@ impl Service {
             files_by_job.insert(id, v);
         }
         // Final jobs go to the archive, unless a notification of theirs is still in the
-        // outbox (the delivery decides what to do with it and looks the job up).
+        // outbox (the delivery decides what to do with it and looks the job up) or their
+        // cancel was cut short (`finish_interrupted` deletes their part files).
         let notified: std::collections::HashSet<Uuid> =
             snapshot.outbox.iter().map(|o| o.job_id).collect();
         let live = snapshot
             .jobs
             .iter()
-            .filter(|j| !j.state.is_final() || notified.contains(&j.id))
+            .filter(|j| !j.state.is_final() || notified.contains(&j.id) || j.finishing.is_some())
             .count();
         inner.jobs.reserve(live);
         inner.archived.reserve(snapshot.jobs.len() - live);
@@ -111,12 +136,18 @@ impl Service {
             let id = job.id;
             let state = job.state;
             let files = files_by_job.remove(&id).unwrap_or_default();
-            if state.is_final() && !notified.contains(&id) {
+            if state.is_final() && !notified.contains(&id) && job.finishing.is_none() {
                 inner.insert_archived(&job, &files);
                 continue;
             }
+            let finishing = job.finishing.is_some();
             inner.insert(Entry::new(job, files));
             match state {
+                // A complete cut short took the job from the engine first; it stays out.
+                _ if finishing && state.is_active() => {
+                    inner.set_state(id, JobState::Suspended);
+                    requeued.push(id);
+                }
                 JobState::Queued | JobState::Connecting | JobState::Transferring => {
                     inner.set_state(id, JobState::Queued);
                     if state != JobState::Queued {
@@ -156,6 +187,8 @@ impl Service {
                 socket_path: config.socket_path.clone(),
                 handler_log: state_dir.join("handlers.log"),
                 command_log: state_dir.join("notify-commands.log"),
+                max_per_user: config.max_notifications_per_user,
+                command_timeout: config.notify_command_timeout,
             },
             snapshot.outbox,
         );
@@ -185,6 +218,7 @@ impl Service {
             notifier,
             owners,
             admin_gid,
+            finish_locks: finish::FinishLocks::default(),
         });
         let weak = Arc::downgrade(&svc);
         svc.engine
@@ -284,7 +318,8 @@ impl Service {
     /// Removes final jobs past the retention period, cancels jobs left alone longer
     /// than the inactivity timeout, and archives final jobs.
     pub async fn housekeeping(&self) {
-        let now = now_ms();
+        // Ages on the monotonic clock: a wall clock set forward cancels and purges nothing.
+        let now = mono_ms();
         let retention = self.config.retention.as_millis() as i64;
         let inactivity = self.config.job_inactivity_timeout.as_millis() as i64;
         let (purge, stale): (Vec<Uuid>, Vec<(Uuid, u32)>) = {
@@ -292,20 +327,20 @@ impl Service {
             let purge = inner
                 .jobs
                 .values()
-                .filter(|e| e.job.state.is_final() && now - e.job.modified_ms > retention)
+                .filter(|e| e.job.state.is_final() && now - e.clock.touched > retention)
                 .map(|e| e.job.id)
                 .chain(
                     inner
                         .archived
                         .iter()
-                        .filter(|(_, a)| now - a.modified_ms > retention)
+                        .filter(|(_, a)| now - a.touched > retention)
                         .map(|(id, _)| *id),
                 )
                 .collect();
             let stale = inner
                 .jobs
                 .values()
-                .filter(|e| !e.job.state.is_final() && now - e.job.modified_ms > inactivity)
+                .filter(|e| !e.job.state.is_final() && now - e.clock.touched > inactivity)
                 .map(|e| (e.job.id, e.job.owner_uid))
                 .collect();
             (purge, stale)
@@ -337,7 +372,7 @@ impl Service {
             .filter(|e| {
                 e.job.state.is_final()
                     && e.run.is_none()
-                    && now - e.job.modified_ms >= ARCHIVE_AFTER_MS
+                    && now - e.clock.touched >= ARCHIVE_AFTER_MS
             })
             .map(|e| e.job.id)
             .collect();
@@ -482,11 +517,11 @@ mod tests {
         assert_eq!(Source::files(&*svc, Scope::Uid(7)).len(), 4);
         assert!(Source::files(&*svc, Scope::Uid(8)).is_empty());
 
-        // Commands on archived jobs are refused as on any final job.
+        // Commands on archived jobs are refused as on any final job…
         for r in [
             svc.resume(7, ack.id).await,
             svc.suspend(7, ack.id).await,
-            svc.cancel(7, jobs[1].id).await,
+            svc.cancel(7, ack.id).await,
         ] {
             match r {
                 Err(ServiceError::FailedPrecondition(m)) => assert!(m.contains("final"), "{m}"),
@@ -494,9 +529,18 @@ mod tests {
             }
         }
         assert!(matches!(
-            svc.complete(7, ack.id).await,
+            svc.complete(7, jobs[1].id).await,
             Err(ServiceError::FailedPrecondition(_))
         ));
+        // …but the one that made the job final answers again, with how it ended (a client
+        // whose call was cut off calls again).
+        let again = svc.complete(7, ack.id).await.unwrap();
+        assert_eq!(again.view.job, *ack);
+        assert_eq!((again.committed, again.discarded), (1, 0));
+        assert_eq!(
+            svc.cancel(7, jobs[1].id).await.unwrap().job.state,
+            JobState::Cancelled
+        );
         let add = svc
             .add_files(
                 &Caller::user(7, 7),
@@ -531,8 +575,8 @@ mod tests {
         // Unchanged for longer than ARCHIVE_AFTER_MS: archived; past retention: purged.
         {
             let mut inner = svc.lock();
-            inner.jobs.get_mut(&ids[0]).unwrap().job.modified_ms -= ARCHIVE_AFTER_MS;
-            inner.jobs.get_mut(&ids[1]).unwrap().job.modified_ms -= 2 * 3600 * 1000;
+            inner.jobs.get_mut(&ids[0]).unwrap().clock.touched -= ARCHIVE_AFTER_MS;
+            inner.jobs.get_mut(&ids[1]).unwrap().clock.touched -= 2 * 3600 * 1000;
         }
         svc.housekeeping().await;
         {
@@ -547,7 +591,7 @@ mod tests {
         );
         assert!(svc.get_job(7, ids[1]).is_err());
         // Archived, then past retention: purged from the archive and the store.
-        svc.lock().archived.get_mut(&ids[0]).unwrap().modified_ms -= 2 * 3600 * 1000;
+        svc.lock().archived.get_mut(&ids[0]).unwrap().touched -= 2 * 3600 * 1000;
         svc.housekeeping().await;
         assert_eq!(svc.job_count(), 0);
         assert_eq!(svc.lock().unfinished_total(), 0);

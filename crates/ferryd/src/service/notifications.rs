@@ -9,6 +9,7 @@ use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
 };
+use crate::notify::NotifyHost;
 use crate::store::Store;
 
 impl Service {
@@ -64,7 +65,7 @@ impl Service {
         job: &JobRecord,
         files: Vec<FileRecord>,
         outbox: &[OutboxRecord],
-    ) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+    ) -> crate::store::Committed {
         let job = job.clone();
         let outbox = outbox.to_vec();
         self.store.queue(move |tx| {
@@ -99,6 +100,7 @@ impl Service {
         workdir: Option<String>,
     ) -> Result<HandlerRecord, ServiceError> {
         let class = parse_class(class)?;
+        self.check_writable()?;
         let Some(program) = argv.first() else {
             return Err(ServiceError::InvalidArgument(
                 "the handler needs a command: argv holds the program (an absolute path) and \
@@ -139,13 +141,15 @@ impl Service {
             inner.handlers.insert((class, uid), h.clone());
             self.store.put_handler(&h)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
-        self.notifier.kick_all();
+        Store::committed(rx).await.map_err(ServiceError::from)?;
+        let jobs = self.jobs_of_class(uid, class);
+        self.notifier.handler_registered(uid, class, &jobs);
         Ok(h)
     }
 
     /// Removes the handler of a class.
     pub async fn unregister_handler(&self, uid: u32, class: &str) -> Result<(), ServiceError> {
+        self.check_writable()?;
         let class = parse_class(class)?;
         let rx = {
             let mut inner = self.lock();
@@ -157,7 +161,7 @@ impl Service {
             }
             self.store.delete_handler(class, uid)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)
+        Store::committed(rx).await.map_err(ServiceError::from)
     }
 
     /// The application's verdict on a transferred file: `false` discards it and puts the
@@ -169,6 +173,7 @@ impl Service {
         index: u32,
         valid: bool,
     ) -> Result<FileView, ServiceError> {
+        self.check_writable()?;
         if let Some(state) = self.archived_state(uid, id) {
             // Final jobs are kept compact, out of the engine's reach.
             return Err(ServiceError::FailedPrecondition(format!(
@@ -264,7 +269,7 @@ impl Service {
             self.emit(ChangeKind::Modified, after, Some(before));
             (rx, file, outbox)
         };
-        Store::committed(rx).await.map_err(ServiceError::Internal)?;
+        Store::committed(rx).await.map_err(ServiceError::from)?;
         self.notifier.enqueue(id, outbox);
         Ok(FileView {
             bytes_transferred: file.bytes_transferred,

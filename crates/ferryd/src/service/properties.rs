@@ -15,6 +15,7 @@ impl Service {
         id: Uuid,
         changes: JobChanges,
     ) -> Result<JobView, ServiceError> {
+        self.check_writable()?;
         if let Some(name) = &changes.display_name {
             validate::text("the display name", name)?;
         }
@@ -162,7 +163,7 @@ impl Service {
         {
             let outbox = self.due_notifications(&view.job, Some(view.job.state), &[]);
             let rx = self.persist_with_outbox(&view.job, Vec::new(), &outbox);
-            Store::committed(rx).await.map_err(ServiceError::Internal)?;
+            Store::committed(rx).await.map_err(ServiceError::from)?;
             self.notifier.enqueue(id, outbox);
         }
         self.notifier.kick(id);

@@ -2,6 +2,10 @@
 //! compact, the counts of unfinished jobs (per owner and in all, for the limits) and
 //! handlers. State changes go through [`Inner::set_state`],
 //! which keeps the engine's queue and retry index in step.
+//!
+//! Each job's times that drive a timeout are kept twice: on the wall clock in its record
+//! (for people and the store) and on the monotonic clock in its [`JobClock`] (for the
+//! decisions), so a change of the wall clock moves no timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +14,41 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, LiveRun, RunId};
 use crate::model::{
-    now_ms, FileRecord, FileView, HandlerRecord, JobRecord, JobState, JobView, Priority, Scope,
-    Totals,
+    mono_ms, mono_since, mono_until, now_ms, FileRecord, FileView, HandlerRecord, JobRecord,
+    JobState, JobView, Priority, Scope, Totals,
 };
+
+/// The longest a retry time loaded from the store is waited for, unless the job's own
+/// retry delay is longer (a wall clock set back between two runs would otherwise hold it).
+const MAX_LOADED_RETRY_MS: i64 = 24 * 3600 * 1000;
+
+/// A job's times on the monotonic clock (ms, [`mono_ms`]): what its timeouts are measured
+/// from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JobClock {
+    /// Last changed (inactivity timeout, retention, archiving).
+    pub(crate) touched: i64,
+    /// A byte last moved, or the job was resumed (no-progress timeout).
+    pub(crate) last_progress: i64,
+    /// When a job in `transient_error` is retried.
+    pub(crate) retry_at: Option<i64>,
+    /// First queued (`max_transfer_time`).
+    pub(crate) first_active: Option<i64>,
+}
+
+impl JobClock {
+    /// The clock of a job loaded from the store: each wall-clock time placed as far from
+    /// now as the wall clock says.
+    pub(crate) fn of(job: &JobRecord) -> JobClock {
+        let retry_cap = MAX_LOADED_RETRY_MS.max(job.min_retry_delay_secs as i64 * 1000);
+        JobClock {
+            touched: mono_since(job.modified_ms),
+            last_progress: mono_since(job.last_progress_ms),
+            retry_at: job.retry_at_ms.map(|at| mono_until(at, retry_cap)),
+            first_active: job.options.first_active_ms.map(mono_since),
+        }
+    }
+}
 
 /// A job that can still change, with its files and what its current run shares.
 pub(crate) struct Entry {
@@ -20,16 +56,25 @@ pub(crate) struct Entry {
     pub(crate) files: Vec<FileRecord>,
     /// The run transferring the job now, and its byte counters.
     pub(crate) run: Option<(RunId, Arc<LiveRun>)>,
+    /// Its times on the monotonic clock.
+    pub(crate) clock: JobClock,
 }
 
 impl Entry {
     /// A job at rest: no run.
     pub(crate) fn new(job: JobRecord, files: Vec<FileRecord>) -> Entry {
         Entry {
+            clock: JobClock::of(&job),
             job,
             files,
             run: None,
         }
+    }
+
+    /// The job changed now (`modified_ms` and the inactivity clock).
+    pub(crate) fn touch(&mut self) {
+        self.job.modified_ms = now_ms();
+        self.clock.touched = mono_ms();
     }
 
     /// The bytes of file `f` as users see them: live while a run writes it.
@@ -75,19 +120,20 @@ pub(crate) struct Archived {
     pub(crate) state: JobState,
     pub(crate) priority: Priority,
     pub(crate) created_ms: i64,
-    pub(crate) modified_ms: i64,
+    /// Last changed, on the monotonic clock (retention).
+    pub(crate) touched: i64,
     /// `store::compact` encoding of the job and its files.
     data: Box<[u8]>,
 }
 
 impl Archived {
-    pub(crate) fn new(job: &JobRecord, files: &[FileRecord]) -> Archived {
+    pub(crate) fn new(job: &JobRecord, files: &[FileRecord], touched: i64) -> Archived {
         Archived {
             owner_uid: job.owner_uid,
             state: job.state,
             priority: job.priority,
             created_ms: job.created_ms,
-            modified_ms: job.modified_ms,
+            touched,
             data: crate::store::compact::encode(job, files),
         }
     }
@@ -158,7 +204,9 @@ impl Inner {
     /// Adds a final job straight to the archive.
     pub(crate) fn insert_archived(&mut self, job: &JobRecord, files: &[FileRecord]) {
         debug_assert!(job.state.is_final());
-        self.archived.insert(job.id, Archived::new(job, files));
+        let touched = mono_since(job.modified_ms);
+        self.archived
+            .insert(job.id, Archived::new(job, files, touched));
     }
 
     /// Counts one more (or one fewer) unfinished job of `owner`.
@@ -204,11 +252,11 @@ impl Inner {
         let Some(e) = self
             .jobs
             .get(&id)
-            .filter(|e| e.job.state.is_final() && e.run.is_none())
+            .filter(|e| e.job.state.is_final() && e.run.is_none() && e.job.finishing.is_none())
         else {
             return false;
         };
-        let a = Archived::new(&e.job, &e.files);
+        let a = Archived::new(&e.job, &e.files, e.clock.touched);
         self.jobs.remove(&id);
         self.archived.insert(id, a);
         true
@@ -251,18 +299,20 @@ impl Inner {
         let finishes = !entry.job.state.is_final() && state.is_final();
         let owner = entry.job.owner_uid;
         entry.job.state = state;
-        entry.job.modified_ms = now_ms();
+        entry.touch();
         match state {
             JobState::Queued => {
                 entry.job.retry_at_ms = None;
+                entry.clock.retry_at = None;
                 self.engine.queue(id, entry.job.priority);
             }
-            JobState::TransientError => match entry.job.retry_at_ms {
+            JobState::TransientError => match entry.clock.retry_at {
                 Some(at) => self.engine.retry_at(id, at),
                 None => self.engine.forget(id),
             },
             _ => {
                 entry.job.retry_at_ms = None;
+                entry.clock.retry_at = None;
                 self.engine.forget(id);
             }
         }

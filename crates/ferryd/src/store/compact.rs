@@ -159,8 +159,8 @@ mod tests {
     use uuid::Uuid;
 
     use crate::model::{
-        Credentials, ErrorContext, JobErrorRecord, JobOptions, JobState, JobType, NotifyFlags,
-        NotifyMethod, Priority, ProxySetting, Segment, UploadProtocol,
+        Credentials, ErrorContext, Finishing, JobErrorRecord, JobOptions, JobState, JobType,
+        NotifyFlags, NotifyMethod, Priority, ProxySetting, Segment, UploadProtocol,
     };
 
     fn file(job: &JobRecord, index: u32) -> FileRecord {
@@ -222,6 +222,11 @@ mod tests {
             max_transfer_time_secs: 1 << 40,
             partial: true,
             last_notification_error: "refused".into(),
+            finishing: Some(if variant.is_multiple_of(2) {
+                Finishing::Complete
+            } else {
+                Finishing::Cancel
+            }),
             options: JobOptions {
                 headers: vec![("X-A".into(), "b".into()), ("X-B".into(), "".into())],
                 credentials: Some(if variant.is_multiple_of(2) {
@@ -361,12 +366,12 @@ mod tests {
     }
 
     /// The hand-written varint codec this replaced took 167 and 468 bytes for these two
-    /// (the second kept its options as JSON).
+    /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte.
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 167),
-            ("fetched job", fetched_final_job(), 310),
+            ("scenario-5 job", typical_final_job(), 168),
+            ("fetched job", fetched_final_job(), 311),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());

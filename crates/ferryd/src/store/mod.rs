@@ -7,6 +7,16 @@
 //!
 //! May use: `model`. The only module that speaks SQL.
 //!
+//! # A disk that cannot be written
+//!
+//! A write that fails because the state folder's disk is full, over quota or failing
+//! (`health.rs`) is rolled back with its whole batch and marks the store unwritable;
+//! callers get a [`WriteError::Unwritable`] that names the state folder. The daemon
+//! checks [`Store::writable`] before it changes anything a client asked for, pauses its
+//! transfers, and every few seconds (once [`Store::free_bytes`] shows room) writes its
+//! whole state back with [`Store::queue_recovery`]; that write committing is what marks
+//! the store writable again.
+//!
 //! # Columns that cannot be read
 //!
 //! A stored value is never replaced by a default in silence. Per parsed column:
@@ -39,11 +49,12 @@
 //!   context; NULL among them (never written by ferryd) reads as empty or 0.
 //! - `jobs.notify_flags`: bits this ferryd does not know are dropped (they can only
 //!   come from a newer one; none of them means anything here).
-//! - Ids, `job_type`, `priority`, `state` and `outbox.method`: a value that cannot be
-//!   read fails the load (as before) and ferryd does not start, with the column's index
+//! - Ids, `job_type`, `priority`, `state`, `finishing` and `outbox.method`: a value that
+//!   cannot be read fails the load (as before) and ferryd does not start, with the column's index
 //!   and the parse error in the message: there is no safe guess for any of them.
 
 pub mod compact;
+mod health;
 mod rows;
 pub mod schema;
 
@@ -54,8 +65,11 @@ use parking_lot::Mutex;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::oneshot;
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
+
+pub use health::{Cause, Unwritable, WriteError};
 
 use crate::model::{FileRecord, HandlerRecord, JobRecord, OutboxRecord};
 
@@ -81,8 +95,19 @@ pub enum StoreError {
 
 type WriteFn = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
+/// What a queued write's future resolves to.
+pub type Committed = oneshot::Receiver<Result<(), WriteError>>;
+
+/// A queued write: the closure, who waits for it, and whether its commit marks the store
+/// writable again (the daemon's whole state written back).
+struct Write {
+    f: WriteFn,
+    done: Option<Ack>,
+    recovery: bool,
+}
+
 enum Command {
-    Write(WriteFn, Option<oneshot::Sender<Result<(), String>>>),
+    Write(Write),
     Stop,
 }
 
@@ -92,6 +117,7 @@ pub struct Store {
     tx: Mutex<mpsc::Sender<Command>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
+    health: Arc<health::Health>,
 }
 
 /// Everything the daemon loads at start-up.
@@ -128,16 +154,58 @@ impl Store {
         schema::migrate(&mut writer_conn)?;
         let reader = open_connection(&path)?;
         let (tx, rx) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("ferryd-store".into())
-            .spawn(move || writer_loop(writer_conn, rx))
-            .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
+        let health = Arc::new(watch::Sender::new(None));
+        let writer = {
+            let health = health.clone();
+            let state_dir = state_dir.to_owned();
+            std::thread::Builder::new()
+                .name("ferryd-store".into())
+                .spawn(move || writer_loop(writer_conn, rx, &health, &state_dir))
+                .map_err(|e| {
+                    StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(e.into()))
+                })?
+        };
         Ok(Store {
             path,
             tx: Mutex::new(tx),
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
+            health,
         })
+    }
+
+    /// `Ok` while the store can be written; else why not (naming the state folder).
+    pub fn writable(&self) -> Result<(), WriteError> {
+        match &*self.health.borrow() {
+            None => Ok(()),
+            Some(u) => Err(WriteError::Unwritable(u.clone())),
+        }
+    }
+
+    /// Follows the store's health: `Some` while it cannot be written.
+    pub fn health(&self) -> watch::Receiver<Option<Unwritable>> {
+        self.health.subscribe()
+    }
+
+    /// Bytes free for this process on the state folder's disk (`statvfs`: what anyone may
+    /// use, plus the blocks reserved for root when running as root).
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `st` is written by statvfs only; `c` is a valid NUL-terminated path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: geteuid cannot fail.
+        let blocks = if unsafe { libc::geteuid() } == 0 {
+            st.f_bfree
+        } else {
+            st.f_bavail
+        };
+        Ok(blocks.saturating_mul(st.f_frsize))
     }
 
     /// The database file.
@@ -149,20 +217,41 @@ impl Store {
         self.tx.lock().send(cmd).map_err(|_| StoreError::Closed)
     }
 
-    /// Queues a write and returns a receiver that resolves once it is durably committed.
-    ///
-    /// Writes are applied in the order they are queued.
-    pub fn queue<F>(&self, f: F) -> oneshot::Receiver<Result<(), String>>
+    fn queue_write<F>(&self, f: F, recovery: bool) -> Committed
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
         let (done, rx) = oneshot::channel();
-        if self.send(Command::Write(Box::new(f), Some(done))).is_err() {
+        let write = Write {
+            f: Box::new(f),
+            done: Some(done),
+            recovery,
+        };
+        if self.send(Command::Write(write)).is_err() {
             let (done, rx) = oneshot::channel();
-            let _ = done.send(Err("the job store has stopped".into()));
+            let _ = done.send(Err(WriteError::Stopped));
             return rx;
         }
         rx
+    }
+
+    /// Queues a write and returns a receiver that resolves once it is durably committed.
+    ///
+    /// Writes are applied in the order they are queued.
+    pub fn queue<F>(&self, f: F) -> Committed
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        self.queue_write(f, false)
+    }
+
+    /// Queues the write of the daemon's whole state after the store could not be written;
+    /// once it commits, the store is writable again.
+    pub fn queue_recovery<F>(&self, f: F) -> Committed
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        self.queue_write(f, true)
     }
 
     /// Queues a write nobody waits for (progress checkpoints).
@@ -170,27 +259,54 @@ impl Store {
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        let _ = self.send(Command::Write(Box::new(f), None));
+        let _ = self.send(Command::Write(Write {
+            f: Box::new(f),
+            done: None,
+            recovery: false,
+        }));
     }
 
     /// Waits for a queued write.
-    pub async fn committed(rx: oneshot::Receiver<Result<(), String>>) -> Result<(), String> {
-        rx.await
-            .unwrap_or_else(|_| Err("the job store has stopped".into()))
+    pub async fn committed(rx: Committed) -> Result<(), WriteError> {
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Writes the daemon's whole state: every job given with all its files, and the
+    /// outbox and handlers replaced by those given (after a time the store could not be
+    /// written, [`Store::queue_recovery`]).
+    pub fn write_back(
+        &self,
+        jobs: Vec<(JobRecord, Vec<FileRecord>)>,
+        outbox: Vec<OutboxRecord>,
+        handlers: Vec<HandlerRecord>,
+    ) -> Committed {
+        self.queue_recovery(move |tx| {
+            for (job, files) in &jobs {
+                rows::upsert_job(tx, job)?;
+                for f in files {
+                    rows::upsert_file(tx, f)?;
+                }
+            }
+            tx.prepare_cached("DELETE FROM outbox")?.execute([])?;
+            for o in &outbox {
+                rows::upsert_outbox(tx, o)?;
+            }
+            tx.prepare_cached("DELETE FROM handlers")?.execute([])?;
+            for h in &handlers {
+                rows::upsert_handler(tx, h)?;
+            }
+            Ok(())
+        })
     }
 
     /// Writes `job` (insert or replace).
-    pub fn put_job(&self, job: &JobRecord) -> oneshot::Receiver<Result<(), String>> {
+    pub fn put_job(&self, job: &JobRecord) -> Committed {
         let job = job.clone();
         self.queue(move |tx| rows::upsert_job(tx, &job))
     }
 
     /// Writes `job` and `files` in one transaction.
-    pub fn put_job_and_files(
-        &self,
-        job: &JobRecord,
-        files: Vec<FileRecord>,
-    ) -> oneshot::Receiver<Result<(), String>> {
+    pub fn put_job_and_files(&self, job: &JobRecord, files: Vec<FileRecord>) -> Committed {
         let job = job.clone();
         self.queue(move |tx| {
             rows::upsert_job(tx, &job)?;
@@ -212,7 +328,7 @@ impl Store {
     }
 
     /// Deletes a job and its files.
-    pub fn delete_jobs(&self, ids: Vec<Uuid>) -> oneshot::Receiver<Result<(), String>> {
+    pub fn delete_jobs(&self, ids: Vec<Uuid>) -> Committed {
         self.queue(move |tx| {
             for id in &ids {
                 let id = id.to_string();
@@ -228,7 +344,7 @@ impl Store {
     }
 
     /// Writes a handler registration.
-    pub fn put_handler(&self, h: &HandlerRecord) -> oneshot::Receiver<Result<(), String>> {
+    pub fn put_handler(&self, h: &HandlerRecord) -> Committed {
         let h = h.clone();
         self.queue(move |tx| rows::upsert_handler(tx, &h))
     }
@@ -249,11 +365,7 @@ impl Store {
     }
 
     /// Removes a handler registration.
-    pub fn delete_handler(
-        &self,
-        class: Uuid,
-        owner_uid: u32,
-    ) -> oneshot::Receiver<Result<(), String>> {
+    pub fn delete_handler(&self, class: Uuid, owner_uid: u32) -> Committed {
         self.queue(move |tx| {
             tx.prepare_cached("DELETE FROM handlers WHERE class = ?1 AND owner_uid = ?2")?
                 .execute(rusqlite::params![class.to_string(), owner_uid])?;
@@ -354,7 +466,12 @@ impl Drop for Store {
 /// Most writes one transaction takes; the rest wait for the next.
 const MAX_BATCH: usize = 4096;
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    health: &health::Health,
+    state_dir: &Path,
+) {
     let mut stop = false;
     let (mut writes, mut commits) = (0u64, 0u64);
     while !stop {
@@ -364,12 +481,12 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
         };
         let mut batch = Vec::new();
         match first {
-            Command::Write(f, done) => batch.push((f, done)),
+            Command::Write(w) => batch.push(w),
             Command::Stop => stop = true,
         }
         while batch.len() < MAX_BATCH && !stop {
             match rx.try_recv() {
-                Ok(Command::Write(f, done)) => batch.push((f, done)),
+                Ok(Command::Write(w)) => batch.push(w),
                 Ok(Command::Stop) => stop = true,
                 Err(_) => break,
             }
@@ -379,53 +496,94 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>) {
         }
         writes += batch.len() as u64;
         commits += 1;
-        commit_batch(&mut conn, batch);
+        commit_batch(&mut conn, batch, health, state_dir);
     }
     // Drain writes that raced with Stop so nothing acknowledged is dropped.
     let rest: Vec<_> = rx
         .try_iter()
         .filter_map(|c| match c {
-            Command::Write(f, done) => Some((f, done)),
+            Command::Write(w) => Some(w),
             Command::Stop => None,
         })
         .collect();
     if !rest.is_empty() {
-        commit_batch(&mut conn, rest);
+        commit_batch(&mut conn, rest, health, state_dir);
     }
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
     tracing::info!(writes, commits, "store writer stopped");
 }
 
-type Ack = oneshot::Sender<Result<(), String>>;
-type Pending = (WriteFn, Option<Ack>);
+type Ack = oneshot::Sender<Result<(), WriteError>>;
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Pending>) {
-    let mut results: Vec<(Option<Ack>, Result<(), String>)> = Vec::with_capacity(batch.len());
+/// Commits `batch` in one transaction, a savepoint per write. A failure that says the
+/// disk cannot be written fails the whole batch (it is rolled back) and marks the store
+/// unwritable; a recovery write that commits marks it writable again.
+fn commit_batch(conn: &mut Connection, batch: Vec<Write>, health: &health::Health, dir: &Path) {
+    let mut results: Vec<(Option<Ack>, Result<(), WriteError>)> = Vec::with_capacity(batch.len());
+    let mut unwritable: Option<Unwritable> = None;
+    let recovery = batch.iter().any(|w| w.recovery);
     let outcome = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
-        for (f, done) in batch {
+        for w in batch {
             // A savepoint per write: one failing write does not undo the others. The
             // statements are prepared once (rusqlite's `savepoint()` parses them anew).
             tx.prepare_cached("SAVEPOINT write")?.execute([])?;
-            match f(&tx) {
+            match (w.f)(&tx) {
                 Ok(()) => {
                     tx.prepare_cached("RELEASE write")?.execute([])?;
-                    results.push((done, Ok(())));
+                    results.push((w.done, Ok(())));
                 }
                 Err(e) => {
+                    if let Some(u) = health::classify(&e, health::system_errno(&tx), dir) {
+                        unwritable.get_or_insert(u);
+                    }
                     tx.prepare_cached("ROLLBACK TO write")?.execute([])?;
                     tx.prepare_cached("RELEASE write")?.execute([])?;
                     tracing::error!("store write failed: {e}");
-                    results.push((done, Err(e.to_string())));
+                    results.push((w.done, Err(WriteError::Failed(e.to_string()))));
                 }
             }
         }
+        if unwritable.is_some() {
+            // The disk is the trouble: nothing of this batch is kept, so the file holds
+            // what it held before and the daemon writes it all back later.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("the batch was rolled back: the store cannot be written".into()),
+            ));
+        }
         tx.commit()
     })();
+    if let Err(e) = &outcome {
+        if unwritable.is_none() {
+            unwritable = health::classify(e, health::system_errno(conn), dir);
+        }
+    }
+    let failure = match (&outcome, &unwritable) {
+        (_, Some(u)) => Some(WriteError::Unwritable(u.clone())),
+        (Err(e), None) => Some(WriteError::Failed(format!("commit failed: {e}"))),
+        (Ok(()), None) => None,
+    };
+    match &unwritable {
+        Some(u) => {
+            let first = health.borrow().is_none();
+            if first {
+                tracing::error!("the job store cannot be written: {u}");
+            }
+            health.send_replace(Some(u.clone()));
+        }
+        None if recovery && outcome.is_ok() => {
+            if health.borrow().is_some() {
+                tracing::info!("the job store can be written again");
+            }
+            health.send_replace(None);
+        }
+        None => {}
+    }
     for (done, r) in results {
-        let r = match (&outcome, r) {
-            (Err(e), _) => Err(format!("commit failed: {e}")),
-            (Ok(()), r) => r,
+        let r = match &failure {
+            Some(f) => Err(f.clone()),
+            None => r,
         };
         if let Some(done) = done {
             let _ = done.send(r);

@@ -132,7 +132,8 @@ pub const JOB_COLUMNS: &str = "id, display_name, description, job_type, priority
     owner_uid, created_ms, modified_ms, transferred_ms, last_progress_ms, retry_at_ms, \
     error_context, error_code, error_message, error_file_index, error_time_ms, error_count, \
     notify_flags, notification_class, notify_command, min_retry_delay_secs, \
-    no_progress_timeout_secs, max_transfer_time_secs, partial, last_notification_error, options";
+    no_progress_timeout_secs, max_transfer_time_secs, partial, last_notification_error, options, \
+    finishing";
 
 /// A job row; the flag is true when a column it needs could not be read and the job was
 /// put in `error` ([`mark_unreadable`]): that state is then to be written back.
@@ -215,6 +216,10 @@ pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(JobRecord, bool)> {
         max_transfer_time_secs: r.get::<_, i64>(23)? as u64,
         partial: r.get(24)?,
         last_notification_error: r.get(25)?,
+        finishing: r
+            .get::<_, Option<String>>(27)?
+            .map(|f| parse(27, f))
+            .transpose()?,
         options,
     };
     if !problems.is_empty() {
@@ -253,7 +258,7 @@ fn upsert_job_sql() -> &'static str {
         format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
+              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
              ON CONFLICT(id) DO UPDATE SET {}",
             update_list(JOB_COLUMNS, &["id"])
         )
@@ -290,6 +295,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
         j.partial,
         j.last_notification_error,
         serde_json::to_string(&j.options).unwrap_or_else(|_| "{}".into()),
+        j.finishing.map(|f| f.as_str()),
     ])?;
     Ok(())
 }

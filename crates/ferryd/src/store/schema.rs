@@ -83,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE files ADD COLUMN segments TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 3 → 4: a complete or cancel under way ('complete', 'cancel'), finished after a crash.
+    r#"
+    ALTER TABLE jobs ADD COLUMN finishing TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.
