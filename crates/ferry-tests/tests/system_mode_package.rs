@@ -29,6 +29,30 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// `dpkg ARGS`, polled until another dpkg or apt (another engineer's `apt-get install`
+/// on a shared machine) has let go of dpkg's lock, for at most two minutes.
+fn dpkg(args: &[&std::ffi::OsStr]) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = Command::new("dpkg")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("dpkg {args:?}: {e}"));
+        let locked = String::from_utf8_lossy(&out.stderr).contains("lock");
+        if out.status.success() || !locked || std::time::Instant::now() > deadline {
+            assert!(
+                out.status.success(),
+                "dpkg {args:?} failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -38,10 +62,7 @@ struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        let _ = Command::new("dpkg")
-            .args(["--purge", "ferry"])
-            .stdout(Stdio::null())
-            .status();
+        let _ = std::panic::catch_unwind(|| dpkg(&["--purge".as_ref(), "ferry".as_ref()]));
     }
 }
 
@@ -120,7 +141,7 @@ fn system_mode_debian_package_builds_installs_and_runs() {
     }
 
     let _installed = Installed;
-    run(Command::new("dpkg").arg("-i").arg(&deb));
+    dpkg(&["-i".as_ref(), deb.as_os_str()]);
     let version = text(&run(Command::new("/usr/bin/ferry").arg("--version")));
     assert!(
         version.starts_with(&format!("ferry {}", env!("CARGO_PKG_VERSION"))),
