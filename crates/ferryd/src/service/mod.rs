@@ -16,6 +16,7 @@ mod engine_host;
 mod error;
 mod finish;
 mod jobs;
+mod network;
 mod notifications;
 mod notify_host;
 mod properties;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::model::{mono_ms, now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
+use crate::netwatch::Connectivity;
 use crate::notify::Notifier;
 use crate::owner::Owners;
 use crate::store::Store;
@@ -96,6 +98,8 @@ pub struct Service {
     admin_gid: Option<u32>,
     /// One complete or cancel at a time per job.
     finish_locks: finish::FinishLocks,
+    /// Whether the machine has a route now, and when it had none.
+    connectivity: Arc<Connectivity>,
 }
 
 impl Service {
@@ -219,6 +223,7 @@ impl Service {
             owners,
             admin_gid,
             finish_locks: finish::FinishLocks::default(),
+            connectivity: Arc::new(Connectivity::new()),
         });
         let weak = Arc::downgrade(&svc);
         svc.engine
@@ -227,6 +232,11 @@ impl Service {
             .attach(weak as Weak<dyn crate::notify::NotifyHost>);
         svc.notifier.start();
         Ok(svc)
+    }
+
+    /// What the network watcher keeps up to date.
+    pub fn connectivity(&self) -> Arc<Connectivity> {
+        self.connectivity.clone()
     }
 
     /// Runs the engine (the scheduler and its workers) until the daemon shuts down.
