@@ -43,6 +43,7 @@ use crate::owner::Owners;
 use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
+pub use crate::engine::schedule::LimitInForce;
 pub use crate::model::{Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
@@ -312,6 +313,11 @@ impl Service {
     /// Flushes and closes the store (the last step of a shutdown).
     pub fn close(&self) {
         self.store.close();
+    }
+
+    /// The bandwidth schedule entries in force now.
+    pub fn limits_in_force(&self) -> Vec<LimitInForce> {
+        self.engine.limits_in_force()
     }
 
     /// Number of jobs transferring now.
