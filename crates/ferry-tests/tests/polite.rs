@@ -125,3 +125,60 @@ async fn polite_network_return_resumes_at_once_and_offline_time_does_not_count()
         );
     }
 }
+
+/// A `[[bandwidth.schedule]]` entry in force all day for `normal` and `low` jobs: a
+/// `normal` job is held to its limit, a `foreground` job of the same file is not, and
+/// `ferry daemon status` shows the limit in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polite_schedule_limits_background_jobs_not_foreground_ones() {
+    const LIMIT: u64 = 512 * 1024;
+    let env = TestEnv::new();
+    let config = env.dir.path().join("ferryd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[bandwidth.schedule]]\nfrom = \"00:00\"\nto = \"24:00\"\nlimit = {LIMIT}\n\
+             priorities = [\"normal\", \"low\"]\n"
+        ),
+    )
+    .unwrap();
+    let _d = env.start_daemon_with(&["--config", s(&config)]);
+    let server = ferry_testkit::TestServer::start();
+    let len = 2 * MIB;
+    server.add_file("/f.bin", ferry_testkit::random_bytes(len, 3));
+    let m = manager(&env).await;
+
+    let status = env.ferry().args(["daemon", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("for normal, low jobs now") && text.contains("every day 00:00-24:00"),
+        "{text}"
+    );
+
+    let mut elapsed = Vec::new();
+    for (name, priority) in [("fg", Priority::Foreground), ("bg", Priority::Normal)] {
+        let job = m.create_job(name).await.unwrap();
+        job.add_file(&server.url("/f.bin"), &s(&env.files.join(name)))
+            .await
+            .unwrap();
+        job.set(JobProperties {
+            priority: Some(priority),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        job.resume().await.unwrap();
+        let info = settle(&job).await;
+        assert_eq!(info.state(), JobState::Transferred, "{info:?}");
+        elapsed.push(started.elapsed());
+    }
+    let (fg, bg) = (elapsed[0], elapsed[1]);
+    assert!(
+        bg > fg * 3,
+        "the normal job is held back by the schedule, the foreground job is not: {fg:?} vs {bg:?}"
+    );
+    // Never faster than the limit allows (less the limiter's small burst).
+    let bg_rate = len as f64 / bg.as_secs_f64();
+    assert!(bg_rate < LIMIT as f64 * 1.25, "{bg_rate} B/s over {LIMIT}");
+}
