@@ -45,7 +45,7 @@ async fn polite_network_return_resumes_at_once_and_offline_time_does_not_count()
         let env = &env;
         async move {
             let job = m.create_job(name).await.unwrap();
-            job.add_file(&Nginx::url(name), &s(&env.files.join(name)))
+            job.add_file(&Nginx::url(name), s(&env.files.join(name)))
                 .await
                 .unwrap();
             job.set(props).await.unwrap();
@@ -158,7 +158,7 @@ async fn polite_schedule_limits_background_jobs_not_foreground_ones() {
     let mut elapsed = Vec::new();
     for (name, priority) in [("fg", Priority::Foreground), ("bg", Priority::Normal)] {
         let job = m.create_job(name).await.unwrap();
-        job.add_file(&server.url("/f.bin"), &s(&env.files.join(name)))
+        job.add_file(&server.url("/f.bin"), s(&env.files.join(name)))
             .await
             .unwrap();
         job.set(JobProperties {

@@ -95,7 +95,8 @@ impl Service {
 
     /// Records `err` as the job's error: `transient_error` with a retry time when it is
     /// transient and the job has not gone without progress for its no-progress timeout
-    /// (time the machine had no route does not count for a failure of the network's),
+    /// (time the machine had no route does not count for a network failure of a job
+    /// that needs a route),
     /// else `error`. Returns the due notifications, to hand to the notifier once the
     /// lock is released.
     pub(super) fn record_failure(
@@ -111,7 +112,8 @@ impl Service {
         let before = e.view();
         // Measured on the monotonic clock: a wall clock set forward fails no job.
         let now = mono_ms();
-        let offline_ms = if err.kind.is_network() {
+        // Only for a job that needs a route: a loopback server is reachable offline.
+        let offline_ms = if err.kind.is_network() && super::network::needs_network(e) {
             self.connectivity
                 .offline_ms_between(e.clock.last_progress, now)
         } else {

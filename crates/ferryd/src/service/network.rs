@@ -30,7 +30,7 @@ fn is_loopback_url(url: &str) -> bool {
 }
 
 /// True when a file still to transfer needs the network.
-fn needs_network(e: &Entry) -> bool {
+pub(super) fn needs_network(e: &Entry) -> bool {
     e.files
         .iter()
         .filter(|f| !f.completed)
