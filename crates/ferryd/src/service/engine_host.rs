@@ -13,7 +13,9 @@ use super::state::{Entry, Inner};
 use super::{ChangeKind, Service};
 use crate::engine::error::TransferError;
 use crate::engine::{FileStart, Host, LiveRun, Report, RunId, RunPlan};
-use crate::model::{mono_ms, now_ms, wall_of, FileRecord, JobRecord, JobState, JobType, OutboxRecord};
+use crate::model::{
+    mono_ms, now_ms, wall_of, FileRecord, JobRecord, JobState, JobType, OutboxRecord,
+};
 use crate::owner::Owner;
 use crate::store::Store;
 
