@@ -485,6 +485,7 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                         println!("state:    {}", s.state_dir);
                         println!("jobs:     {}", s.jobs);
                         println!("active:   {}", s.active_transfers);
+                        print_limits_in_force(&s);
                     }
                 }
                 Err(e) => {
@@ -691,4 +692,26 @@ fn instance_lock_held(socket: &Path) -> bool {
     };
     // SAFETY: flock on an open descriptor; a shared lock is released when `f` closes.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
+/// The bandwidth limits in force now: the daemon-wide one and the schedule entries.
+fn print_limits_in_force(s: &ferry_client::DaemonStatus) {
+    let all = if s.bandwidth_limit > 0 {
+        ferry_common::units::format_rate(s.bandwidth_limit)
+    } else {
+        "none".to_string()
+    };
+    println!("limit:    {all} (all jobs together)");
+    if s.limits_in_force.is_empty() {
+        println!("schedule: no limit in force now");
+    }
+    for l in &s.limits_in_force {
+        let who: Vec<String> = l.priorities.iter().map(|p| p.to_string()).collect();
+        println!(
+            "schedule: {} for {} jobs now ({})",
+            ferry_common::units::format_rate(l.limit),
+            who.join(", "),
+            l.period
+        );
+    }
 }

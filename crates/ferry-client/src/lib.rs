@@ -35,7 +35,7 @@ pub use query::{
 };
 pub use types::{
     CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
-    JobProperties,
+    JobProperties, ScheduledLimit,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};

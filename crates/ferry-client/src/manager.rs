@@ -348,6 +348,20 @@ impl Manager {
             jobs: s.jobs,
             active_transfers: s.active_transfers,
             started_unix_ms: s.started_unix_ms,
+            bandwidth_limit: s.bandwidth_limit,
+            limits_in_force: s
+                .limits_in_force
+                .into_iter()
+                .map(|l| crate::types::ScheduledLimit {
+                    limit: l.limit,
+                    priorities: l
+                        .priorities
+                        .into_iter()
+                        .filter_map(<crate::Priority as crate::wire::Wire>::from_wire)
+                        .collect(),
+                    period: l.period,
+                })
+                .collect(),
         })
     }
 

@@ -206,6 +206,22 @@ pub struct DaemonStatus {
     pub active_transfers: u64,
     /// Start time, ms since the Unix epoch.
     pub started_unix_ms: i64,
+    /// The daemon-wide bandwidth limit in bytes per second, 0 for none.
+    pub bandwidth_limit: u64,
+    /// The bandwidth schedule entries in force now.
+    pub limits_in_force: Vec<ScheduledLimit>,
+}
+
+/// A bandwidth schedule entry (`[[bandwidth.schedule]]` in `ferryd.toml`) in force:
+/// jobs of its priorities share at most its limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledLimit {
+    /// Bytes per second.
+    pub limit: u64,
+    /// The priorities it holds back.
+    pub priorities: Vec<Priority>,
+    /// When it applies, e.g. `mon,tue,wed,thu,fri 08:00-18:00` (local time).
+    pub period: String,
 }
 
 /// What `complete` did.

@@ -151,6 +151,13 @@ impl TestEnv {
     /// the socket accepts connections; panics with the log if the daemon exits
     /// first or 20 s pass.
     pub fn start_daemon_with(&self, args: &[&str]) -> Daemon {
+        self.start_daemon_wrapped(&[], args)
+    }
+
+    /// As [`start_daemon_with`](Self::start_daemon_with), with `ferryd` run through
+    /// `prefix` (for example `ip netns exec NS`, see [`crate::NetLab::client_prefix`]);
+    /// the prefix must exec the daemon, so that its pid is the daemon's.
+    pub fn start_daemon_wrapped(&self, prefix: &[String], args: &[&str]) -> Daemon {
         let log = self.log_path();
         let mut out = OpenOptions::new()
             .create(true)
@@ -161,7 +168,14 @@ impl TestEnv {
         let err = out.try_clone().expect("clone daemon log handle");
 
         let bin = target_dir_bin("ferryd");
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.args(args)
             .envs(self.envs())
             .stdin(Stdio::null())

@@ -6,14 +6,18 @@
 //!   and serve over HTTPS ([`TestServer::start_tls`], [`TlsMaterial`]).
 //! * [`TestEnv`] and [`Daemon`]: run the real `ferryd` and `ferry` binaries in
 //!   a private temporary directory, plus polling helpers ([`wait_until`]).
+//! * [`NetLab`] and [`Nginx`]: a client and a server network namespace joined by a
+//!   veth pair (shaped with `tc tbf` when asked), nginx serving in the server one.
 //! * [`target_dir_bin`] and [`example_bin`]: the paths of the workspace's binaries
 //!   and examples, which the test kit builds with cargo when they are missing or
 //!   stale (`cargo test --workspace` works on a fresh checkout).
 
 mod binaries;
 mod daemon;
+mod netlab;
 mod server;
 
 pub use binaries::{example_bin, target_dir_bin};
 pub use daemon::*;
+pub use netlab::{random_file, NetLab, Nginx, CLIENT_ADDR, SERVER_ADDR};
 pub use server::*;

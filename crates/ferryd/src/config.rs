@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+mod schedule;
+pub use schedule::{local_now, Schedule};
+
 /// Which daemon this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +64,8 @@ pub struct Config {
     pub housekeeping_interval: Duration,
     /// The socket handlers are told to connect to (`FERRY_SOCKET` in their environment).
     pub socket_path: std::path::PathBuf,
+    /// `[[bandwidth.schedule]]`: limits in force at some times for some priorities.
+    pub schedules: Vec<Schedule>,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             notify_command_timeout: Duration::from_secs(300),
             housekeeping_interval: Duration::from_secs(600),
             socket_path: std::path::PathBuf::new(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -141,6 +147,15 @@ struct FileConfig {
     max_notifications_per_user: Option<usize>,
     notify_command_timeout: Option<String>,
     housekeeping_interval: Option<String>,
+    bandwidth: Option<BandwidthFile>,
+}
+
+/// The `[bandwidth]` table.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct BandwidthFile {
+    #[serde(default)]
+    schedule: Vec<schedule::ScheduleFile>,
 }
 
 /// `$FERRY_CONFIG`, else `$XDG_CONFIG_HOME/ferry/ferryd.toml`, else
@@ -277,6 +292,14 @@ impl Config {
             if c.housekeeping_interval.is_zero() {
                 return Err("housekeeping_interval = 0: give a duration such as 10m".into());
             }
+        }
+        if let Some(b) = f.bandwidth {
+            c.schedules = b
+                .schedule
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| s.parse(i + 1))
+                .collect::<Result<_, _>>()?;
         }
         Ok(c)
     }

@@ -239,6 +239,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     // A state disk that cannot be written pauses transfers until it can again.
     let store_watch = tokio::spawn(svc.clone().watch_store());
+    let network = {
+        let svc = svc.clone();
+        tokio::spawn(crate::netwatch::watch(svc.connectivity(), move |change| {
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.network_changed(change).await });
+        }))
+    };
     let housekeeping = {
         let svc = svc.clone();
         tokio::spawn(async move {
@@ -300,6 +307,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     housekeeping.abort();
     finishing.abort();
     store_watch.abort();
+    network.abort();
     // The store is flushed before the socket goes, so a client that sees the socket gone
     // (`ferry daemon stop`) can start a new daemon at once.
     svc.close();

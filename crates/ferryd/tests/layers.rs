@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// The daemon's modules.
 const MODULES: &[&str] = &[
     "rpc", "service", "engine", "notify", "query", "store", "owner", "model", "config", "paths",
-    "daemon",
+    "netwatch", "daemon",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "engine", "notify", "query", "store", "owner", "model", "config",
+            "engine", "notify", "query", "store", "owner", "model", "config", "netwatch",
         ],
     ),
     ("engine", &["owner", "model", "config"]),
@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("query", &["model"]),
     ("store", &["model"]),
     ("owner", &["model"]),
+    ("netwatch", &["model"]),
     ("model", &[]),
     ("config", &[]),
     ("paths", &[]),
@@ -38,6 +39,8 @@ const CRATES: &[(&str, &[&str])] = &[
     // Wire types live in rpc (and the daemon's start-up).
     ("ferry_proto", &["rpc"]),
     ("tonic", &["rpc", "daemon"]),
+    // The kernel's routing messages are read by the network watcher only.
+    ("rtnetlink", &["netwatch"]),
 ];
 
 /// Calls that touch the file system or start a process: only the owner module does them

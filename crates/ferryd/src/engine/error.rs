@@ -180,6 +180,9 @@ fn kind_from_sources(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind>
                 | io::ErrorKind::BrokenPipe
                 | io::ErrorKind::UnexpectedEof => return Some(ErrorKind::ConnectionCut),
                 io::ErrorKind::ConnectionRefused => return Some(ErrorKind::Connect),
+                io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
+                    return Some(ErrorKind::NetworkUnreachable)
+                }
                 _ => {}
             }
         }

@@ -18,6 +18,7 @@ pub mod live;
 pub mod netclient;
 pub mod partfile;
 pub mod ratelimit;
+pub mod schedule;
 pub mod scheduler;
 pub mod segmented;
 pub mod tls;
@@ -81,6 +82,8 @@ pub struct Engine {
     config: Config,
     http: reqwest::Client,
     global_limit: Option<Arc<ratelimit::RateLimiter>>,
+    /// `[[bandwidth.schedule]]` limiters.
+    schedules: Arc<schedule::Schedules>,
     scheduler: scheduler::Scheduler,
     host: OnceLock<Weak<dyn Host>>,
     /// No run starts and no retry comes due while set (the store cannot be written).
@@ -96,6 +99,7 @@ impl Engine {
             config: config.clone(),
             http: netclient::shared(),
             global_limit,
+            schedules: Arc::new(schedule::Schedules::new(&config.schedules)),
             scheduler: scheduler::Scheduler::new(config.max_concurrent_jobs),
             host: OnceLock::new(),
             paused: std::sync::atomic::AtomicBool::new(false),
@@ -164,8 +168,19 @@ impl Engine {
         self.paused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// The schedule entries in force now.
+    pub fn limits_in_force(&self) -> Vec<schedule::LimitInForce> {
+        self.schedules.in_force()
+    }
+
     /// Starts runnable jobs and retries due ones until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let clock = tokio::spawn(self.schedules.clone().follow_the_clock());
+        self.schedule_loop(shutdown).await;
+        clock.abort();
+    }
+
+    async fn schedule_loop(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             let Some(host) = self.host() else {
                 return;

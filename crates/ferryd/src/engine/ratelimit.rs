@@ -1,6 +1,9 @@
-//! Bandwidth limits: a "next free time" pacer shared by the transfers it limits.
+//! Bandwidth limits: a "next free time" pacer shared by the transfers it limits. Its rate
+//! can change while transfers use it (a schedule coming into force); 0 lets everything
+//! through.
 
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -8,7 +11,7 @@ use tokio::time::Instant;
 /// Paces byte counts to `rate` bytes per second, allowing a small burst.
 #[derive(Debug)]
 pub struct RateLimiter {
-    rate: u64,
+    rate: AtomicU64,
     next_free: Mutex<Instant>,
 }
 
@@ -19,18 +22,41 @@ impl RateLimiter {
     /// A limiter of `rate` bytes per second (`rate` > 0).
     pub fn new(rate: u64) -> RateLimiter {
         RateLimiter {
-            rate: rate.max(1),
+            rate: AtomicU64::new(rate.max(1)),
             next_free: Mutex::new(Instant::now()),
         }
     }
 
+    /// A limiter that lets everything through until [`RateLimiter::set_rate`] gives it a
+    /// rate.
+    pub fn off() -> RateLimiter {
+        RateLimiter {
+            rate: AtomicU64::new(0),
+            next_free: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Sets the rate in bytes per second; 0 lets everything through.
+    pub fn set_rate(&self, rate: u64) {
+        self.rate.store(rate, Ordering::Relaxed);
+    }
+
+    /// The rate in bytes per second; 0 when off.
+    pub fn rate(&self) -> u64 {
+        self.rate.load(Ordering::Relaxed)
+    }
+
     /// Waits until `n` more bytes may move.
     pub async fn consume(&self, n: usize) {
+        let rate = self.rate();
+        if rate == 0 {
+            return;
+        }
         let wait_until = {
             let mut next = self.next_free.lock();
             let now = Instant::now();
             let start = (*next).max(now - BURST);
-            *next = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            *next = start + Duration::from_secs_f64(n as f64 / rate as f64);
             *next - BURST
         };
         if wait_until > Instant::now() {

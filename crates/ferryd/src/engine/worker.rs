@@ -188,6 +188,7 @@ async fn run_files(r: &Run, plan: RunPlan) {
     if let Some(g) = &r.engine.global_limit {
         limits.push(g.clone());
     }
+    limits.extend(r.engine.schedules.for_priority(record.priority));
     let net = Net {
         client: &client,
         limits: &limits,

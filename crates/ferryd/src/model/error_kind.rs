@@ -99,6 +99,9 @@ error_kinds! {
     ConnectionCut => "connection_cut",
     /// Any other network failure.
     Network => "network",
+    /// No route to the server: the network is down (no default route, or the kernel
+    /// answered ENETUNREACH/EHOSTUNREACH).
+    NetworkUnreachable => "network_unreachable",
     /// No data arrived for the stall timeout.
     Stalled => "stalled",
     /// The job's `max_transfer_time` ran out.
@@ -140,6 +143,7 @@ impl ErrorKind {
             | ErrorKind::Connect
             | ErrorKind::ConnectionCut
             | ErrorKind::Network
+            | ErrorKind::NetworkUnreachable
             | ErrorKind::Stalled
             | ErrorKind::SegmentsIncomplete
             | ErrorKind::SourceShrank
@@ -149,6 +153,22 @@ impl ErrorKind {
             | ErrorKind::TooManyOpenFiles => true,
             _ => false,
         }
+    }
+
+    /// Whether a failure of this kind is the network's (the connection could not be made,
+    /// was cut, timed out or stalled): such a job retries at once when the network
+    /// returns, and time spent with no route does not count toward its no-progress
+    /// timeout.
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Timeout
+                | ErrorKind::Connect
+                | ErrorKind::ConnectionCut
+                | ErrorKind::Network
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::Stalled
+        )
     }
 }
 

@@ -31,6 +31,21 @@ impl pb::daemon_server::Daemon for DaemonApi {
             jobs: self.svc.job_count() as u64,
             active_transfers: self.svc.active_transfers() as u64,
             started_unix_ms: self.svc.started_ms(),
+            bandwidth_limit: self.svc.config().bandwidth_limit,
+            limits_in_force: self
+                .svc
+                .limits_in_force()
+                .into_iter()
+                .map(|l| pb::ScheduledLimit {
+                    limit: l.limit,
+                    priorities: l
+                        .priorities
+                        .into_iter()
+                        .map(|p| super::convert::priority(p) as i32)
+                        .collect(),
+                    period: l.period,
+                })
+                .collect(),
         }))
     }
 

@@ -13,7 +13,9 @@ use super::state::{Entry, Inner};
 use super::{ChangeKind, Service};
 use crate::engine::error::TransferError;
 use crate::engine::{FileStart, Host, LiveRun, Report, RunId, RunPlan};
-use crate::model::{mono_ms, now_ms, wall_of, FileRecord, JobRecord, JobState, JobType};
+use crate::model::{
+    mono_ms, now_ms, wall_of, FileRecord, JobRecord, JobState, JobType, OutboxRecord,
+};
 use crate::owner::Owner;
 use crate::store::Store;
 
@@ -91,6 +93,64 @@ impl Service {
             }
         }
         self.transition(inner, job, JobState::Transferring);
+    }
+
+    /// Records `err` as the job's error: `transient_error` with a retry time when it is
+    /// transient and the job has not gone without progress for its no-progress timeout
+    /// (time the machine had no route does not count for a network failure of a job
+    /// that needs a route),
+    /// else `error`. Returns the due notifications, to hand to the notifier once the
+    /// lock is released.
+    pub(super) fn record_failure(
+        &self,
+        inner: &mut Inner,
+        job: Uuid,
+        file_index: Option<u32>,
+        err: TransferError,
+    ) -> Vec<OutboxRecord> {
+        let Some(e) = inner.jobs.get_mut(&job) else {
+            return Vec::new();
+        };
+        let before = e.view();
+        // Measured on the monotonic clock: a wall clock set forward fails no job.
+        let now = mono_ms();
+        // Only for a job that needs a route: a loopback server is reachable offline.
+        let offline_ms = if err.kind.is_network() && super::network::needs_network(e) {
+            self.connectivity
+                .offline_ms_between(e.clock.last_progress, now)
+        } else {
+            0
+        };
+        let stalled_ms = now - e.clock.last_progress - offline_ms;
+        let timeout_ms = (e.job.no_progress_timeout_secs as i64).saturating_mul(1000);
+        let mut record = err.record(file_index);
+        e.job.error_count += 1;
+        let state = if err.transient && stalled_ms < timeout_ms {
+            let delay = Duration::from_secs(e.job.min_retry_delay_secs)
+                .max(err.retry_after.unwrap_or_default());
+            e.job.retry_at_ms = Some(now_ms() + delay.as_millis() as i64);
+            e.clock.retry_at = Some(now + delay.as_millis() as i64);
+            tracing::info!(%job, code = %err.kind, retry_in_s = delay.as_secs(), offline_s = offline_ms / 1000, "transient error: {}", err.message);
+            JobState::TransientError
+        } else {
+            if err.transient {
+                record.message = format!(
+                    "no progress for {} s (no_progress_timeout): {}",
+                    stalled_ms / 1000,
+                    record.message
+                );
+            }
+            tracing::warn!(%job, code = %err.kind, "job failed: {}", record.message);
+            JobState::Error
+        };
+        e.job.error = Some(record);
+        inner.set_state(job, state);
+        let after = inner.jobs[&job].view();
+        let outbox = self.due_notifications(&after.job, Some(state), &[]);
+        // The error record, the state and the due notification land in one transaction.
+        drop(self.persist_with_outbox(&after.job, Vec::new(), &outbox));
+        self.emit(ChangeKind::Modified, after, Some(before));
+        outbox
     }
 
     /// Records the durable offsets of the files being written, in one transaction.
@@ -314,43 +374,15 @@ impl Host for Service {
         let Some(e) = current(&mut inner, job, run) else {
             return;
         };
-        if !e.job.state.is_active() {
+        // Already stopped with its verdict (the network went away): what the stopped run
+        // says on its way out changes nothing.
+        if !e.job.state.is_active() || e.job.state == JobState::TransientError {
             return;
         }
         if let Some(live) = e.live(run).cloned() {
             note_progress(e, &live);
         }
-        let before = e.view();
-        // Measured on the monotonic clock: a wall clock set forward fails no job.
-        let stalled_ms = mono_ms() - e.clock.last_progress;
-        let timeout_ms = (e.job.no_progress_timeout_secs as i64).saturating_mul(1000);
-        let mut record = err.record(file_index);
-        e.job.error_count += 1;
-        let state = if err.transient && stalled_ms < timeout_ms {
-            let delay = Duration::from_secs(e.job.min_retry_delay_secs)
-                .max(err.retry_after.unwrap_or_default());
-            e.job.retry_at_ms = Some(now_ms() + delay.as_millis() as i64);
-            e.clock.retry_at = Some(mono_ms() + delay.as_millis() as i64);
-            tracing::info!(%job, code = %err.kind, retry_in_s = delay.as_secs(), "transient error: {}", err.message);
-            JobState::TransientError
-        } else {
-            if err.transient {
-                record.message = format!(
-                    "no progress for {} s (no_progress_timeout): {}",
-                    stalled_ms / 1000,
-                    record.message
-                );
-            }
-            tracing::warn!(%job, code = %err.kind, "job failed: {}", record.message);
-            JobState::Error
-        };
-        e.job.error = Some(record);
-        inner.set_state(job, state);
-        let after = inner.jobs[&job].view();
-        let outbox = self.due_notifications(&after.job, Some(state), &[]);
-        // The error record, the state and the due notification land in one transaction.
-        drop(self.persist_with_outbox(&after.job, Vec::new(), &outbox));
-        self.emit(ChangeKind::Modified, after, Some(before));
+        let outbox = self.record_failure(&mut inner, job, file_index, err);
         drop(inner);
         self.notifier.enqueue(job, outbox);
     }

@@ -16,6 +16,7 @@ mod engine_host;
 mod error;
 mod finish;
 mod jobs;
+mod network;
 mod notifications;
 mod notify_host;
 mod properties;
@@ -36,11 +37,13 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::model::{mono_ms, now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
+use crate::netwatch::Connectivity;
 use crate::notify::Notifier;
 use crate::owner::Owners;
 use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
+pub use crate::engine::schedule::LimitInForce;
 pub use crate::model::{Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
@@ -96,6 +99,8 @@ pub struct Service {
     admin_gid: Option<u32>,
     /// One complete or cancel at a time per job.
     finish_locks: finish::FinishLocks,
+    /// Whether the machine has a route now, and when it had none.
+    connectivity: Arc<Connectivity>,
 }
 
 impl Service {
@@ -219,6 +224,7 @@ impl Service {
             owners,
             admin_gid,
             finish_locks: finish::FinishLocks::default(),
+            connectivity: Arc::new(Connectivity::new()),
         });
         let weak = Arc::downgrade(&svc);
         svc.engine
@@ -227,6 +233,11 @@ impl Service {
             .attach(weak as Weak<dyn crate::notify::NotifyHost>);
         svc.notifier.start();
         Ok(svc)
+    }
+
+    /// What the network watcher keeps up to date.
+    pub fn connectivity(&self) -> Arc<Connectivity> {
+        self.connectivity.clone()
     }
 
     /// Runs the engine (the scheduler and its workers) until the daemon shuts down.
@@ -302,6 +313,11 @@ impl Service {
     /// Flushes and closes the store (the last step of a shutdown).
     pub fn close(&self) {
         self.store.close();
+    }
+
+    /// The bandwidth schedule entries in force now.
+    pub fn limits_in_force(&self) -> Vec<LimitInForce> {
+        self.engine.limits_in_force()
     }
 
     /// Number of jobs transferring now.
