@@ -31,6 +31,7 @@ impl pb::daemon_server::Daemon for DaemonApi {
             jobs: self.svc.job_count() as u64,
             active_transfers: self.svc.active_transfers() as u64,
             started_unix_ms: self.svc.started_ms(),
+            bytes_per_second: self.svc.bytes_per_second(),
         }))
     }
 

@@ -134,13 +134,14 @@ impl Service {
         .await?;
         self.stop_run(id).await;
 
-        let (files, upload, job_owner) = {
+        let (files, upload, job_owner, umask) = {
             let inner = self.lock();
             let e = entry(&inner, owner, id, "complete")?;
             (
                 e.files.clone(),
                 e.job.job_type != JobType::Download,
                 self.owner_of(&e.job),
+                e.job.options.umask,
             )
         };
         if upload {
@@ -162,7 +163,7 @@ impl Service {
             .into_iter()
             .partition(|f| f.completed && f.validated != Some(false));
         let (committed, discarded) = (keep.len() as u32, drop.len() as u32);
-        commit_files(&job_owner, &keep, &drop).await?;
+        commit_files(&job_owner, &keep, &drop, umask).await?;
 
         let view = self
             .mutate(owner, id, "complete", |inner, id| {
@@ -182,19 +183,21 @@ impl Service {
     }
 }
 
-/// Renames completed part files over their destinations, removes the others, and syncs
-/// the directories touched — as the job's owner.
+/// Renames completed part files over their destinations (with the mode a destination
+/// gets, see `Owner::commit`), removes the others, and syncs the directories touched — as
+/// the job's owner.
 async fn commit_files(
     owner: &Owner,
     keep: &[FileRecord],
     drop: &[FileRecord],
+    umask: Option<u32>,
 ) -> Result<(), ServiceError> {
     let moves = keep
         .iter()
         .map(|f| (f.temporary_path(), f.local_path.clone().into()))
         .collect();
     let discard = drop.iter().map(|f| f.temporary_path()).collect();
-    owner.commit(moves, discard).await.map_err(|e| {
+    owner.commit(moves, discard, umask).await.map_err(|e| {
         ServiceError::FailedPrecondition(format!("{e}; fix the destination and complete again"))
     })
 }
