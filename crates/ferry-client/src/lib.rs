@@ -16,15 +16,19 @@
 //! ```
 
 mod callback;
+mod channel;
+mod conn;
 mod connect;
 mod error;
 mod job;
 mod manager;
 mod query;
 mod types;
+mod umask;
 mod wire;
 
 pub use callback::{activation_class, Callback, CallbackResult, File, HandlerInfo};
+pub use conn::ConnectionEvent;
 pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, ConnectOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use job::{Job, NotifyInterface};
@@ -39,5 +43,6 @@ pub use types::{
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use umask::process_umask;
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

@@ -12,6 +12,8 @@ use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::conn::Retry;
+use crate::error::{gone_reason, is_gone};
 use crate::{Error, Job, JobInfo, Manager, Result};
 
 /// A property value of a query object.
@@ -233,6 +235,11 @@ pub enum CallStatus {
     },
     /// The one final status; the sink is dropped after it.
     Complete(FinalStatus),
+    /// An event subscription only: the daemon went away and came back, and the
+    /// subscription was made again on the new daemon. Changes made while it was away
+    /// (as the new daemon loaded its jobs) were not reported: query the current state if
+    /// it matters.
+    Reconnected,
 }
 
 /// Identifies one asynchronous call; every sink callback names its call.
@@ -286,6 +293,9 @@ enum Msg {
     Batch(pb::ObjectBatch),
     Progress(pb::Progress),
     Status(pb::FinalStatus),
+    /// Not from the daemon: an event subscription was made again on a daemon that came
+    /// back.
+    Reconnected,
 }
 
 /// A response message of a query stream; `None` for one this library does not know.
@@ -351,6 +361,7 @@ fn spawn_call<S: ObjectSink>(mut stream: MsgStream, flags: CallFlags, mut sink: 
                     );
                 }
                 Some(Ok(Some(Msg::Status(s)))) => break FinalStatus::from_wire(s),
+                Some(Ok(Some(Msg::Reconnected))) => sink.set_status(id, CallStatus::Reconnected),
                 Some(Ok(_)) => {}
                 None => break FinalStatus::failed("the call ended without a final status"),
                 Some(Err(e)) => break FinalStatus::from_stream_error(e),
@@ -379,6 +390,10 @@ pub struct Next {
     pub timed_out: bool,
     /// The final status, once `done`.
     pub status: Option<FinalStatus>,
+    /// An event subscription only: the daemon went away and came back since the last
+    /// call, and the subscription was made again (changes while it was away were not
+    /// reported; see [`CallStatus::Reconnected`]).
+    pub reconnected: bool,
 }
 
 /// The results of a semisynchronous call, pulled with [`Enumerator::next`] (WMI's
@@ -415,7 +430,8 @@ impl Enumerator {
     pub async fn next(&mut self, timeout: Duration, max: usize) -> Result<Next> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut timed_out = false;
-        while self.buffer.len() < max && self.status.is_none() {
+        let mut reconnected = false;
+        while self.buffer.len() < max && self.status.is_none() && !reconnected {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => {
                     timed_out = true;
@@ -429,6 +445,7 @@ impl Enumerator {
                     .buffer
                     .extend(b.objects.into_iter().map(Object::from_wire)),
                 Ok(Some(Ok(Some(Msg::Status(s))))) => self.status = Some(FinalStatus::from_wire(s)),
+                Ok(Some(Ok(Some(Msg::Reconnected)))) => reconnected = true,
                 Ok(Some(Ok(_))) => {}
             }
         }
@@ -440,35 +457,80 @@ impl Enumerator {
             done,
             timed_out,
             status: if done { self.status.clone() } else { None },
+            reconnected,
         })
     }
 }
 
 impl Manager {
+    /// Opens a data query (waiting for the daemon if it is away: nothing was delivered
+    /// yet, so asking again is safe).
     async fn open_query(&self, wql: &str, flags: CallFlags) -> Result<MsgStream> {
+        let request = pb::ExecQueryRequest {
+            wql: wql.into(),
+            flags: flags.bits(),
+            batch_size: 0,
+        };
         let stream = self
-            .rpc
-            .queries
-            .clone()
-            .exec_query(pb::ExecQueryRequest {
-                wql: wql.into(),
-                flags: flags.bits(),
-                batch_size: 0,
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.queries.exec_query(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(messages(stream))
     }
 
+    /// Opens an event subscription that is made again when the daemon comes back after
+    /// going away (then [`Msg::Reconnected`] comes in between); when it does not come
+    /// back, the stream ends with the `UNAVAILABLE` that says so.
     async fn open_events(&self, wql: &str) -> Result<MsgStream> {
+        let (stream, generation) = self.open_event_stream(wql).await?;
+        let state = (self.clone(), wql.to_string(), Some((stream, generation)));
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |(manager, wql, open)| async move {
+                let (mut stream, generation) = open?;
+                match stream.next().await {
+                    Some(Err(s)) if is_gone(&s) && manager.conn.reconnects() => {
+                        let reason = gone_reason(&s);
+                        let reopened = match manager.conn.reconnect(generation, reason).await {
+                            Ok(()) => manager.open_event_stream(&wql).await,
+                            Err(e) => Err(e),
+                        };
+                        match reopened {
+                            Ok(open) => {
+                                Some((Ok(Some(Msg::Reconnected)), (manager, wql, Some(open))))
+                            }
+                            Err(e) => {
+                                let end = tonic::Status::unavailable(e.to_string());
+                                Some((Err(end), (manager, wql, None)))
+                            }
+                        }
+                    }
+                    Some(item) => Some((item, (manager, wql, Some((stream, generation))))),
+                    None => None,
+                }
+            },
+        )))
+    }
+
+    /// One event subscription on the current connection (waiting for the daemon if it is
+    /// away), with the generation of that connection.
+    async fn open_event_stream(&self, wql: &str) -> Result<(MsgStream, u64)> {
+        let generation = AtomicU64::new(0);
         let stream = self
-            .rpc
-            .queries
-            .clone()
-            .exec_notification_query(pb::ExecNotificationQueryRequest { wql: wql.into() })
-            .await?
-            .into_inner();
-        Ok(messages(stream))
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = pb::ExecNotificationQueryRequest { wql: wql.into() };
+                let generation = &generation;
+                async move {
+                    generation.store(rpc.generation, Ordering::Relaxed);
+                    rpc.queries.exec_notification_query(request).await
+                }
+            })
+            .await?;
+        Ok((messages(stream), generation.into_inner()))
     }
 
     /// Runs a WQL data query and returns every object (synchronous form).
@@ -487,7 +549,7 @@ impl Manager {
                     Some(s) if s.code == StatusCode::ShuttingDown => {
                         return Err(Error::DaemonGone {
                             socket: self.socket().to_owned(),
-                            reason: s.message,
+                            reason: format!("{} while the query ran: run it again", s.message),
                         })
                     }
                     Some(s) => return Err(Error::Status(tonic::Status::internal(s.message))),
@@ -520,6 +582,9 @@ impl Manager {
     /// Subscribes to events (a temporary consumer): `SELECT * FROM
     /// __InstanceCreationEvent | __InstanceModificationEvent | __InstanceDeletionEvent
     /// [WITHIN s] WHERE TargetInstance ISA 'Job' [AND …]`. Each event is one `indicate`.
+    /// When the daemon goes away the subscription waits for it to come back, is made
+    /// again, and the sink hears [`CallStatus::Reconnected`]; if it does not come back,
+    /// the final status is [`StatusCode::ShuttingDown`].
     pub async fn exec_notification_query_async<S: ObjectSink>(
         &self,
         wql: &str,
@@ -543,7 +608,7 @@ impl Manager {
         mut sink: S,
     ) -> Result<AsyncCall> {
         let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
-        let mut rpc = self.rpc.queries.clone();
+        let conn = self.conn.clone();
         let req = pb::ExecMethodRequest {
             job_id: job.id().to_string(),
             method: method.into(),
@@ -553,8 +618,11 @@ impl Manager {
             let status = tokio::select! {
                 biased;
                 _ = &mut cancel_rx => FinalStatus { code: StatusCode::CallCancelled, message: "cancelled by the caller".into() },
-                r = rpc.exec_method(req) => match r.map_err(Error::from).and_then(|r| {
-                    JobInfo::from_wire(r.into_inner().job.ok_or_else(|| Error::Protocol("ExecMethod returned no job".into()))?)
+                r = conn.call(Retry::IfNeverRan, |mut rpc| {
+                    let req = req.clone();
+                    async move { rpc.queries.exec_method(req).await }
+                }) => match r.and_then(|r| {
+                    JobInfo::from_wire(r.job.ok_or_else(|| Error::Protocol("ExecMethod returned no job".into()))?)
                 }) {
                     Ok(info) => {
                         let json = serde_json::to_value(&info).unwrap_or_default();
