@@ -182,6 +182,71 @@ mod rides_out {
         assert_eq!(file_sha(&dest), sha256_hex(&data));
     }
 
+    /// Creates jobs named `prefix-N` until `ferry watch` prints one (the subscription may
+    /// not be in place yet when the first is created); bounded in count and time.
+    async fn create_until_seen(
+        m: &Manager,
+        lines: &std::sync::mpsc::Receiver<String>,
+        prefix: &str,
+    ) -> String {
+        for n in 0..100 {
+            let name = format!("{prefix}-{n}");
+            m.create_job(&name).await.expect("create a job");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                match lines.recv_timeout(left) {
+                    Ok(line) if line.contains(&format!("{prefix}-")) => return line,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        panic!("ferry watch never printed the creation of a {prefix} job");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_subscribes_again_after_the_daemon_is_killed_and_comes_back() {
+        let env = TestEnv::new();
+        let mut daemon = env.start_daemon();
+        let mut cmd = ferry(&env);
+        cmd.args([
+            "watch",
+            "SELECT * FROM __InstanceCreationEvent WHERE TargetInstance ISA 'Job'",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let m = manager(&env).await;
+        create_until_seen(&m, &lines, "before").await;
+        drop(m);
+        daemon.kill9();
+        let _daemon = env.start_daemon();
+        let m = manager(&env).await;
+        let seen = create_until_seen(&m, &lines, "after").await;
+        assert!(seen.contains("__InstanceCreationEvent"), "{seen}");
+        // SAFETY: kill(2) has no memory-safety preconditions; the child is not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let out = finish(child).await;
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", out.status);
+        assert!(stderr.contains("ferryd went away"), "{stderr}");
+        assert!(stderr.contains("subscribed again"), "{stderr}");
+        assert_no_raw_transport_error(&stderr);
+    }
+
     /// Tells the test when `JobTransferred` arrives.
     struct Application(mpsc::UnboundedSender<Uuid>);
 
