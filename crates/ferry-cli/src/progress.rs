@@ -78,7 +78,7 @@ impl Drop for FollowGuard {
 pub fn connection_note(event: &ConnectionEvent, job: Option<Uuid>) -> Option<String> {
     match event {
         ConnectionEvent::Lost { reason } => Some(format!(
-            "ferry: ferryd went away ({reason}); waiting for it to come back…"
+            "ferry: ferryd went away: {reason}; waiting for it to come back…"
         )),
         ConnectionEvent::Restored { pid, started } => {
             let how = if *started {

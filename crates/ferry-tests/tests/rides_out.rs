@@ -93,16 +93,38 @@ mod rides_out {
         }
     }
 
+    /// Stops the daemon `ferry` started on its own (autostart) when dropped, test failed
+    /// or not.
+    struct StopAutostarted<'a>(&'a TestEnv);
+
+    impl Drop for StopAutostarted<'_> {
+        fn drop(&mut self) {
+            let _ = ferry(self.0).args(["daemon", "stop"]).output();
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn get_finishes_after_the_daemon_is_killed_and_comes_back() {
+        get_across_a_kill(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn get_starts_the_daemon_again_after_it_is_killed() {
+        get_across_a_kill(true).await;
+    }
+
+    /// `ferry get` of a throttled file while the daemon is killed: the test starts a new
+    /// daemon, or (`autostart`) `ferry get` starts one itself.
+    async fn get_across_a_kill(autostart: bool) {
         let env = TestEnv::new();
         let mut daemon = env.start_daemon();
+        let _stop = StopAutostarted(&env);
         let server = TestServer::start();
         let data = throttled_file(&server, "/big.iso");
         let out_dir = env.files.join("out");
         std::fs::create_dir(&out_dir).unwrap();
         let dest = out_dir.join("big.iso");
-        let mut cmd = ferry(&env);
+        let mut cmd = if autostart { env.ferry() } else { ferry(&env) };
         cmd.args(["get", &server.url("/big.iso"), "-o", s(&dest)])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -111,7 +133,12 @@ mod rides_out {
         let m = manager(&env).await;
         let job = a_job_under_way(&m).await;
         drop(m);
-        let _daemon = kill_and_restart(&env, &mut daemon, job.id).await;
+        let _daemon = if autostart {
+            daemon.kill9();
+            None
+        } else {
+            Some(kill_and_restart(&env, &mut daemon, job.id).await)
+        };
 
         let out = finish(child).await;
         let stderr = text(&out.stderr);
@@ -125,6 +152,11 @@ mod rides_out {
         assert!(stderr.contains("ferryd went away"), "{stderr}");
         assert!(
             stderr.contains("ferryd is back") && stderr.contains(&job.id.to_string()),
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.contains("started again by ferry"),
+            autostart,
             "{stderr}"
         );
         assert!(

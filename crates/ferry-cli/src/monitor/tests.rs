@@ -169,7 +169,7 @@ fn monitor_says_when_the_daemon_is_away_and_shows_the_sparkline() {
     }
     let s = screen(&model, now);
     assert!(s[0].contains("ferryd away: reconnecting"), "{}", s[0]);
-    line_with(&s, "ferryd went away (the connection to it broke); waiting");
+    line_with(&s, "ferryd went away: the connection to it broke; waiting");
     line_with(&s, "throughput, last 4 s (peak 2.0 MiB/s)");
     let bars = &s[2];
     assert!(

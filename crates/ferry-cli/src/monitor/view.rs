@@ -311,7 +311,7 @@ fn draw_files(
 fn status_line(model: &Model) -> String {
     match &model.connection {
         Connection::Away(reason) => {
-            format!("ferryd went away ({reason}); waiting for it to come back…")
+            format!("ferryd went away: {reason}; waiting for it to come back…")
         }
         Connection::Connected => model.status.clone(),
     }
