@@ -22,6 +22,7 @@ mod connect;
 mod error;
 mod job;
 mod manager;
+mod object;
 mod query;
 mod types;
 mod umask;
@@ -33,9 +34,9 @@ pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, Co
 pub use error::{Error, ErrorKind, Result};
 pub use job::{Job, NotifyInterface};
 pub use manager::{Manager, NewJob};
+pub use object::{Object, Value};
 pub use query::{
-    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, Object, ObjectSink,
-    StatusCode, Value,
+    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, ObjectSink, StatusCode,
 };
 pub use types::{
     CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
