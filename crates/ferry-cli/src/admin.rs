@@ -6,10 +6,10 @@ use anyhow::{anyhow, bail, Result};
 use ferry_client::{ConnectOptions, Manager, Uuid};
 use ferry_common::{paths, units};
 
-use ferry_cli::args::{DaemonCommand, HandlerCommand};
 use crate::commands::Ctx;
 use crate::options::absolute;
 use crate::output;
+use ferry_cli::args::{DaemonCommand, HandlerCommand};
 
 pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
     match c {

@@ -13,11 +13,11 @@ use ferry_client::{
 };
 use ferry_common::units::{format_rate, format_size};
 
-use ferry_cli::args::GetArgs;
 use crate::commands::{priority, Ctx};
 use crate::options::{absolute, TransferProperties};
 use crate::output;
 use crate::progress::{daemon_gone_hint, wait_with_progress, Display};
+use ferry_cli::args::GetArgs;
 
 /// The file name a URL is saved under (its last path segment; `index.html` for none).
 fn url_file_name(url: &str) -> String {

@@ -33,19 +33,11 @@ fn absolute_or_clear(p: &Option<String>) -> Result<Option<String>> {
 pub trait TransferProperties {
     /// The properties these options set. `clear_headers` and `clear_credentials` are
     /// `ferry set`'s removals (false for `ferry get`).
-    fn properties(
-        &self,
-        clear_headers: bool,
-        clear_credentials: bool,
-    ) -> Result<JobProperties>;
+    fn properties(&self, clear_headers: bool, clear_credentials: bool) -> Result<JobProperties>;
 }
 
 impl TransferProperties for TransferArgs {
-    fn properties(
-        &self,
-        clear_headers: bool,
-        clear_credentials: bool,
-    ) -> Result<JobProperties> {
+    fn properties(&self, clear_headers: bool, clear_credentials: bool) -> Result<JobProperties> {
         if self.basic.is_some() as u8 + self.bearer.is_some() as u8 + clear_credentials as u8 > 1 {
             bail!("give one of --basic, --bearer, --clear-credentials");
         }

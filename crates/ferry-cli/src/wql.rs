@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 
-use ferry_cli::args::QueryArgs;
 use crate::commands::Ctx;
 use crate::output;
 use crate::progress::Display;
+use ferry_cli::args::QueryArgs;
 
 fn value_text(v: &ferry_client::Value) -> String {
     use ferry_client::Value as V;

@@ -27,9 +27,9 @@ use ferry_client::{JobProperties, Manager, Uuid};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use ferry_cli::args::MonitorArgs;
 use crate::commands::{job_id, Ctx};
 use events::Update;
+use ferry_cli::args::MonitorArgs;
 use input::{step_priority, Action};
 use model::{JobRow, Model, View};
 
