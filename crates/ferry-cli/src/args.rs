@@ -37,7 +37,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Download URLs now: create a job, show progress, complete it
-    Get(GetArgs),
+    Get(Box<GetArgs>),
     /// Create a job (suspended) and print its id
     Create(CreateArgs),
     /// Add a file to a job
@@ -70,6 +70,42 @@ pub enum Command {
     /// Start, stop or ask about the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// A live view of your jobs: states, progress, rates, errors; act on them with keys
+    #[command(long_about = MONITOR_HELP)]
+    Monitor(MonitorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Open on this job's files
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+}
+
+/// The transfer options `ferry get` and `ferry set` share.
+#[derive(Debug, Args, Default)]
+pub struct TransferArgs {
+    /// A request header 'Name: value' (repeatable; `set` replaces the job's headers)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// HTTP basic credentials USER:PASSWORD
+    #[arg(short = 'u', long, value_name = "USER:PASSWORD")]
+    pub basic: Option<String>,
+    /// Bearer token (Authorization: Bearer TOKEN)
+    #[arg(long, value_name = "TOKEN")]
+    pub bearer: Option<String>,
+    /// Proxy: none, system, or a URL (http://host:port)
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Extra CA certificates (PEM file) to trust for https (`set`: "" clears)
+    #[arg(long, visible_alias = "cacert", value_name = "PATH")]
+    pub ca_file: Option<String>,
+    /// Bandwidth limit, e.g. 1MiB/s (0 for none)
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth: Option<String>,
+    /// Longest time the transfer may take (e.g. 90m; 0 for none)
+    #[arg(long, value_parser = duration)]
+    pub max_transfer_time: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +144,11 @@ pub struct GetArgs {
     /// Connections per file for large files from servers that accept ranges (1-16)
     #[arg(short = 'x', long)]
     pub connections: Option<u32>,
+    /// Print nothing but errors (no bars, no summary)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 }
 
 #[derive(Debug, Args)]
@@ -191,33 +232,14 @@ pub struct SetArgs {
     /// Time without progress after which a transient error becomes an error (e.g. 14d)
     #[arg(long, value_parser = duration)]
     pub no_progress_timeout: Option<Duration>,
-    /// Longest time the transfer may take (e.g. 90m; 0 for none)
-    #[arg(long, value_parser = duration)]
-    pub max_transfer_time: Option<Duration>,
-    /// Add a request header 'Name: value' (repeatable; replaces the job's headers)
-    #[arg(long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
     /// Remove every custom header
     #[arg(long)]
     pub clear_headers: bool,
-    /// HTTP basic credentials USER:PASSWORD
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub basic: Option<String>,
-    /// Bearer token
-    #[arg(long, value_name = "TOKEN")]
-    pub bearer: Option<String>,
     /// Remove the credentials
     #[arg(long)]
     pub clear_credentials: bool,
-    /// Proxy: none, system, or a URL (http://host:port)
-    #[arg(long)]
-    pub proxy: Option<String>,
-    /// Extra CA certificates (PEM file) to trust for https ("" clears)
-    #[arg(long, value_name = "PATH")]
-    pub ca_file: Option<String>,
-    /// Bandwidth limit, e.g. 1MiB/s (0 for none)
-    #[arg(long, value_name = "RATE")]
-    pub bandwidth: Option<String>,
     /// Where an upload_reply job keeps the server's reply ("" clears)
     #[arg(long, value_name = "PATH")]
     pub reply_file: Option<String>,
@@ -257,3 +279,23 @@ pub enum HandlerCommand {
     /// List your handlers
     List,
 }
+
+/// What `ferry monitor` shows and its keys (its `--help`, and its `?` key).
+pub const MONITOR_HELP: &str = "\
+A live view of your jobs: state, progress, rate, time left, priority and error of each,
+the files of one job, and ferryd's total throughput as a sparkline. It follows the
+daemon's events (nothing is polled) and keeps going when ferryd restarts.
+
+Keys (plain keys only: it works over ssh):
+  Up/Down, k/j         select a job
+  Enter, Right, l, f   show the selected job's files
+  Esc, Left, h         back to the job list (Esc on the list quits)
+  s                    suspend the job (its progress is kept)
+  r                    resume the job (also retries a job in error)
+  x, Delete            cancel the job (asks first: y cancels, any other key keeps it)
+  c                    complete the job: its transferred files appear at their
+                       destinations
+  +, -                 raise or lower the job's priority
+                       (foreground > high > normal > low)
+  ?                    show or hide this help
+  q, Ctrl-C            quit (the jobs go on in the background)";

@@ -1,9 +1,16 @@
 //! `ferry`: the command line of ferry.
 
+mod admin;
 mod commands;
+mod get;
 mod hints;
+mod monitor;
+mod options;
 mod output;
 mod progress;
+#[cfg(test)]
+mod testdata;
+mod wql;
 
 use clap::Parser;
 
@@ -29,7 +36,7 @@ fn main() {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Get(a) => commands::get(&ctx, a).await,
+            Command::Get(a) => get::get(&ctx, *a).await,
             Command::Create(a) => commands::create(&ctx, a).await,
             Command::AddFile(a) => commands::add_file(&ctx, a).await,
             Command::Resume(a) => commands::simple(&ctx, "resume", a).await,
@@ -41,10 +48,11 @@ fn main() {
             Command::List(a) => commands::list(&ctx, a).await,
             Command::Set(a) => commands::set(&ctx, *a).await,
             Command::Wait(a) => commands::wait(&ctx, a).await,
-            Command::Handler(c) => commands::handler(&ctx, c).await,
-            Command::Query(a) => commands::query(&ctx, a).await,
-            Command::Watch(a) => commands::watch(&ctx, a).await,
-            Command::Daemon(c) => commands::daemon(&ctx, c).await,
+            Command::Handler(c) => admin::handler(&ctx, c).await,
+            Command::Query(a) => wql::query(&ctx, a).await,
+            Command::Watch(a) => wql::watch(&ctx, a).await,
+            Command::Daemon(c) => admin::daemon(&ctx, c).await,
+            Command::Monitor(a) => monitor::run(&ctx, a).await,
         }
     });
     let code = match result {
@@ -55,8 +63,10 @@ fn main() {
                 if let Some(hint) = hints::for_call(client_error) {
                     eprintln!("hint: {hint}");
                 }
-                if let Some(c) = client_error.code() {
-                    eprintln!("(code: {c:?})");
+                // The daemon's refusals carry a gRPC status code worth showing; the
+                // library turns transport failures into sentences of their own.
+                if let ferry_client::Error::Status(s) = client_error {
+                    eprintln!("(code: {:?})", s.code());
                 }
             }
             1

@@ -4,6 +4,30 @@ use ferry_client::{FileInfo, JobInfo};
 use ferry_common::units::{format_rate, format_size as bytes};
 use serde::Serialize;
 
+/// `text` in exactly `width` terminal columns: cut with `…` when longer, padded with
+/// spaces when shorter.
+pub fn fit(text: &str, width: usize) -> String {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if text.width() <= width {
+        return format!("{text}{}", " ".repeat(width - text.width()));
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    if width > 0 {
+        out.push('…');
+        used += 1;
+    }
+    out + &" ".repeat(width.saturating_sub(used))
+}
+
 /// Prints `value` as one line of JSON.
 pub fn json<T: Serialize>(value: &T) {
     println!(
@@ -41,6 +65,9 @@ pub fn job_detail(j: &JobInfo) {
         "bytes:            {}",
         progress(j.bytes_transferred, j.bytes_total)
     );
+    if j.bytes_per_second > 0 {
+        println!("rate:             {}", format_rate(j.bytes_per_second));
+    }
     if let Some(e) = &j.error {
         let ctx = e.context.map(|c| c.to_string()).unwrap_or_default();
         println!("error:            [{ctx}] {}: {}", e.code, e.message);
@@ -93,6 +120,12 @@ pub fn job_detail(j: &JobInfo) {
     }
     if let Some(r) = &j.reply_file {
         println!("reply file:       {r}");
+    }
+    if let Some(mask) = j.umask {
+        println!(
+            "new files:        mode {:04o} (umask {mask:03o})",
+            0o666 & !mask & 0o777
+        );
     }
     if j.partial {
         println!("partial:          yes (some files were discarded on complete)");
@@ -170,5 +203,18 @@ pub fn file_table(files: &[FileInfo]) {
             f.remote_url,
             f.local_path
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn names_fit_their_column() {
+        assert_eq!(fit("a.iso", 8), "a.iso   ");
+        assert_eq!(fit("a-very-long-name.iso", 8), "a-very-…");
+        assert_eq!(fit("日本語のファイル", 7), "日本語…");
+        assert_eq!(fit("", 3), "   ");
     }
 }

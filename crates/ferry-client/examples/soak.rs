@@ -161,6 +161,7 @@ async fn upload_round(s: Arc<Soak>, i: u64) -> Outcome {
             job_type: JobType::Upload,
             priority: Priority::Normal,
             upload_protocol: Some("put".into()),
+            ..NewJob::download("")
         })
         .await?;
     let (_, data) = &s.files[i as usize % s.files.len()];

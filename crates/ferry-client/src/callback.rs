@@ -1,17 +1,13 @@
-//! Callbacks (BITS's `IBackgroundCopyCallback2`): objects this process exports to ferryd on
-//! one `Connect` stream, notification classes, handlers and validation.
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+//! Callbacks (BITS's `IBackgroundCopyCallback2`): the methods ferryd calls on objects this
+//! process exports (see `channel.rs` for the `Connect` stream they travel on), the files
+//! they are handed, handlers and validation.
 
 use ferry_proto::v1 as pb;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
+use crate::conn::Retry;
 use crate::types::{FileInfo, JobInfo};
-use crate::{Error, Job, Manager, Result};
+use crate::{Error, Job, Result};
 
 /// What a callback method returns: an error makes ferryd retry the notification after the
 /// job's minimum retry delay (or run the job's notify command, if one is set).
@@ -80,152 +76,23 @@ impl File {
     /// Accepts (`true`) or rejects (`false`) the file; a rejected file is discarded and
     /// the job goes to `error` with the validation context.
     pub async fn set_validation_state(&self, valid: bool) -> Result<FileInfo> {
+        let request = pb::SetValidationStateRequest {
+            job_id: self.job.id().to_string(),
+            file_index: self.info.index,
+            valid,
+        };
         let f = self
             .job
             .manager()
-            .rpc
-            .notifications
-            .clone()
-            .set_validation_state(pb::SetValidationStateRequest {
-                job_id: self.job.id().to_string(),
-                file_index: self.info.index,
-                valid,
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.notifications.set_validation_state(request).await }
             })
             .await?
-            .into_inner()
             .file
             .ok_or_else(|| Error::Protocol("SetValidationState returned no file".into()))?;
         FileInfo::from_wire(f)
-    }
-}
-
-/// The open `Connect` stream of this process and the objects exported on it.
-pub(crate) struct CallbackChannel {
-    pub(crate) id: u64,
-    out: mpsc::Sender<pb::ConnectRequest>,
-    objects: Mutex<HashMap<u64, Arc<dyn Callback>>>,
-    next_object: AtomicU64,
-    /// The stream ended: the daemon went away (shut down, or the connection broke) and
-    /// forgot this channel and its objects.
-    gone: AtomicBool,
-}
-
-impl CallbackChannel {
-    /// The daemon no longer knows this channel: a new one must be opened.
-    pub(crate) fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::SeqCst)
-    }
-
-    /// The object exported as `id`, if any.
-    pub(crate) fn object(&self, id: u64) -> Option<Arc<dyn Callback>> {
-        self.objects.lock().unwrap().get(&id).cloned()
-    }
-
-    /// Exports `obj`, returning its object id on this channel.
-    pub(crate) fn export(&self, obj: Arc<dyn Callback>) -> u64 {
-        let id = self.next_object.fetch_add(1, Ordering::Relaxed);
-        self.objects.lock().unwrap().insert(id, obj);
-        id
-    }
-
-    /// Opens the channel. The reader task holds only a weak reference, so the stream ends
-    /// (and ferryd forgets this process's objects) when the last `Manager` clone is dropped.
-    pub(crate) async fn open(manager: &Manager) -> Result<Arc<CallbackChannel>> {
-        let (out, rx) = mpsc::channel(64);
-        out.send(pb::ConnectRequest {
-            kind: Some(pb::connect_request::Kind::Hello(pb::Hello {
-                pid: std::process::id(),
-            })),
-        })
-        .await
-        .map_err(|_| Error::Protocol("callback channel closed at once".into()))?;
-        let mut inbound = manager
-            .rpc
-            .notifications
-            .clone()
-            .connect(ReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        let id = match inbound.message().await? {
-            Some(pb::ConnectResponse {
-                kind: Some(pb::connect_response::Kind::Welcome(w)),
-            }) => w.channel_id,
-            _ => {
-                return Err(Error::Protocol(
-                    "ferryd did not welcome the callback channel".into(),
-                ))
-            }
-        };
-        let channel = Arc::new(CallbackChannel {
-            id,
-            out,
-            objects: Mutex::new(HashMap::new()),
-            next_object: AtomicU64::new(1),
-            gone: AtomicBool::new(false),
-        });
-        let weak: Weak<CallbackChannel> = Arc::downgrade(&channel);
-        // Jobs handed to callbacks use a manager without this channel, so they do not keep
-        // it open.
-        let plain = manager.without_callbacks();
-        tokio::spawn(async move {
-            // Ends when the daemon ends the stream (a shutdown ends it with UNAVAILABLE),
-            // the connection breaks, or the last `Manager` clone is dropped.
-            while let Ok(Some(msg)) = inbound.message().await {
-                let Some(pb::connect_response::Kind::Invoke(inv)) = msg.kind else {
-                    continue;
-                };
-                let Some(ch) = weak.upgrade() else { break };
-                let obj = ch.objects.lock().unwrap().get(&inv.object_id).cloned();
-                let weak = weak.clone();
-                let plain = plain.clone();
-                drop(ch);
-                tokio::spawn(async move {
-                    let result = match obj {
-                        Some(obj) => dispatch(&plain, obj, inv.method, inv.job, inv.file).await,
-                        None => Err(format!("no object {} on this channel", inv.object_id).into()),
-                    };
-                    let reply = pb::InvokeReply {
-                        invoke_id: inv.invoke_id,
-                        ok: result.is_ok(),
-                        error: result.err().map(|e| e.to_string()).unwrap_or_default(),
-                    };
-                    if let Some(ch) = weak.upgrade() {
-                        let _ = ch
-                            .out
-                            .send(pb::ConnectRequest {
-                                kind: Some(pb::connect_request::Kind::Reply(reply)),
-                            })
-                            .await;
-                    }
-                });
-            }
-            if let Some(ch) = weak.upgrade() {
-                ch.gone.store(true, Ordering::SeqCst);
-            }
-        });
-        Ok(channel)
-    }
-}
-
-async fn dispatch(
-    manager: &Manager,
-    obj: Arc<dyn Callback>,
-    method: i32,
-    job: Option<pb::Job>,
-    file: Option<pb::File>,
-) -> CallbackResult {
-    let info = JobInfo::from_wire(job.ok_or("the invoke carried no job")?)?;
-    let handle = manager.job_unchecked(info.id);
-    match pb::CallbackMethod::try_from(method) {
-        Ok(pb::CallbackMethod::JobTransferred) => obj.job_transferred(handle, info).await,
-        Ok(pb::CallbackMethod::JobError) => obj.job_error(handle, info).await,
-        Ok(pb::CallbackMethod::JobModification) => obj.job_modification(handle, info).await,
-        Ok(pb::CallbackMethod::FileTransferred) => {
-            let f = FileInfo::from_wire(file.ok_or("the invoke carried no file")?)?;
-            obj.file_transferred(handle.clone(), File::new(handle, f))
-                .await
-        }
-        _ => Err(format!("unknown callback method {method}").into()),
     }
 }
 

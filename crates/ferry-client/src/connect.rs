@@ -31,6 +31,12 @@ pub struct ConnectOptions {
     pub autostart: bool,
     /// How long to wait for a started daemon to answer.
     pub start_timeout: Duration,
+    /// How long to wait for a daemon that went away (it shut down, crashed or was killed)
+    /// to come back — started again by this process when `autostart` is on, else by
+    /// whoever runs it (systemd's socket activation, a user) — before a call, watch or
+    /// subscription fails with [`crate::Error::DaemonGone`]. `None`: no waiting; the first
+    /// sign of a daemon gone is the error. Default: 60 s.
+    pub reconnect_timeout: Option<Duration>,
 }
 
 impl ConnectOptions {
@@ -52,6 +58,7 @@ impl Default for ConnectOptions {
             socket: default_socket_path(),
             autostart: false,
             start_timeout: Duration::from_secs(15),
+            reconnect_timeout: Some(Duration::from_secs(60)),
         }
     }
 }

@@ -13,14 +13,15 @@ pub enum Error {
         /// Why it failed, with what to do.
         reason: String,
     },
-    /// The daemon went away while a stream was open: it is shutting down (the stream
-    /// ended with `UNAVAILABLE`), or the connection broke. Nothing ended normally; call
-    /// again once ferryd is back.
+    /// The daemon went away: it shut down (it ends its streams with `UNAVAILABLE`), or
+    /// the connection broke (it crashed or was killed), and it did not come back within
+    /// [`crate::ConnectOptions::reconnect_timeout`] (or reconnecting is off). Nothing
+    /// ended normally; call again once ferryd is back.
     #[error("ferryd at {socket} went away: {reason}")]
     DaemonGone {
         /// The socket of the daemon that went away.
         socket: PathBuf,
-        /// What the daemon said, or why the stream broke.
+        /// What happened, as a sentence (never a raw transport error).
         reason: String,
     },
     /// The daemon refused or failed the call.
@@ -113,17 +114,45 @@ impl Error {
         }
     }
 
-    /// The error of a stream that ended with `status`: `UNAVAILABLE` means the daemon went
-    /// away (it ends its streams so when it shuts down).
-    pub(crate) fn from_stream(status: tonic::Status, socket: &std::path::Path) -> Error {
-        if status.code() == tonic::Code::Unavailable {
+    /// The error of a call or stream that ended with `status`: [`Error::DaemonGone`] when
+    /// the daemon went away (see [`is_gone`]), else the daemon's answer.
+    pub(crate) fn from_status(status: tonic::Status, socket: &std::path::Path) -> Error {
+        if is_gone(&status) {
             Error::DaemonGone {
                 socket: socket.to_owned(),
-                reason: status.message().to_string(),
+                reason: gone_reason(&status),
             }
         } else {
             Error::Status(status)
         }
+    }
+}
+
+/// Whether `status` says the daemon went away rather than answered: `UNAVAILABLE` (it
+/// refused the call while stopping, ended a stream as it shut down, or nobody answers on
+/// the socket), or an error made on this side of the connection (a broken connection, a
+/// reset stream: the status carries the transport error as its source, which a status
+/// the daemon sent never does).
+pub(crate) fn is_gone(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+/// Whether a call that failed with `status` certainly never ran on the daemon: nobody
+/// answered on the socket, or the daemon refused the call unseen (`UNAVAILABLE`, which
+/// ferryd sends only to end streams and HTTP/2 uses for refused streams). A call whose
+/// connection broke while it was under way may or may not have run.
+pub(crate) fn never_ran(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+}
+
+/// What happened to the daemon, as a sentence.
+pub(crate) fn gone_reason(status: &tonic::Status) -> String {
+    if status.message().contains("shutting down") {
+        "it is shutting down".into()
+    } else if status.code() == tonic::Code::Unavailable {
+        "it does not answer (it stopped, or is restarting)".into()
+    } else {
+        "the connection to it broke (it stopped, crashed or was killed)".into()
     }
 }
 

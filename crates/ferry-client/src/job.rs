@@ -7,11 +7,12 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use crate::callback::{Callback, File};
+use crate::conn::Retry;
+use crate::error::{gone_reason, is_gone};
 use crate::manager::LIST_PAGE_SIZE;
 use crate::types::{
-    CompleteOutcome, Credentials, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
+    CompleteOutcome, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
 };
-use crate::wire::Wire;
 use crate::{Error, Manager, Result};
 
 /// A job's callback object, as [`Job::notify_interface`] reports it (BITS's
@@ -70,16 +71,16 @@ impl Job {
 
     /// A fresh snapshot of the job.
     pub async fn info(&self) -> Result<JobInfo> {
+        let job_id = self.job_id();
         let r = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .get_job(pb::GetJobRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let job_id = job_id.clone();
+                async move { rpc.jobs.get_job(pb::GetJobRequest { job_id }).await }
             })
             .await?;
-        job_of(r.into_inner().job, "GetJob")
+        job_of(r.job, "GetJob")
     }
 
     /// Adds one file (`remote_url` → absolute `local_path`).
@@ -94,29 +95,19 @@ impl Job {
 
     /// Adds files in one call (all or none).
     pub async fn add_files(&self, files: Vec<FileSpec>) -> Result<Vec<FileInfo>> {
+        let request = pb::AddFilesRequest {
+            job_id: self.id.to_string(),
+            files: files.into_iter().map(FileSpec::into_wire).collect(),
+        };
         let reply = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .add_files(pb::AddFilesRequest {
-                job_id: self.id.to_string(),
-                files: files
-                    .into_iter()
-                    .map(|f| pb::FileSpec {
-                        remote_url: f.remote_url,
-                        local_path: f.local_path,
-                        expected_sha256: f.expected_sha256.unwrap_or_default(),
-                    })
-                    .collect(),
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.add_files(request).await }
             })
             .await?;
-        reply
-            .into_inner()
-            .files
-            .into_iter()
-            .map(FileInfo::from_wire)
-            .collect()
+        reply.files.into_iter().map(FileInfo::from_wire).collect()
     }
 
     /// The job's files in order: every file (the daemon's pages are fetched one after
@@ -125,18 +116,19 @@ impl Job {
         let mut files = Vec::new();
         let mut page_token = String::new();
         loop {
+            let request = pb::ListFilesRequest {
+                job_id: self.job_id(),
+                page_size: LIST_PAGE_SIZE,
+                page_token,
+            };
             let page = self
                 .manager
-                .rpc
-                .jobs
-                .clone()
-                .list_files(pb::ListFilesRequest {
-                    job_id: self.job_id(),
-                    page_size: LIST_PAGE_SIZE,
-                    page_token,
+                .conn
+                .call(Retry::Always, |mut rpc| {
+                    let request = request.clone();
+                    async move { rpc.jobs.list_files(request).await }
                 })
-                .await?
-                .into_inner();
+                .await?;
             for f in page.files {
                 files.push(FileInfo::from_wire(f)?);
             }
@@ -149,58 +141,61 @@ impl Job {
 
     /// Queues a suspended or failed job for transfer.
     pub async fn resume(&self) -> Result<JobInfo> {
+        let job_id = self.job_id();
         let r = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .resume_job(pb::ResumeJobRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let job_id = job_id.clone();
+                async move { rpc.jobs.resume_job(pb::ResumeJobRequest { job_id }).await }
             })
             .await?;
-        job_of(r.into_inner().job, "ResumeJob")
+        job_of(r.job, "ResumeJob")
     }
 
     /// Stops transferring; progress is kept.
     pub async fn suspend(&self) -> Result<JobInfo> {
+        let job_id = self.job_id();
         let r = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .suspend_job(pb::SuspendJobRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let job_id = job_id.clone();
+                async move { rpc.jobs.suspend_job(pb::SuspendJobRequest { job_id }).await }
             })
             .await?;
-        job_of(r.into_inner().job, "SuspendJob")
+        job_of(r.job, "SuspendJob")
     }
 
     /// Cancels the job and deletes its temporary files.
     pub async fn cancel(&self) -> Result<JobInfo> {
+        let job_id = self.job_id();
         let r = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .cancel_job(pb::CancelJobRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let job_id = job_id.clone();
+                async move { rpc.jobs.cancel_job(pb::CancelJobRequest { job_id }).await }
             })
             .await?;
-        job_of(r.into_inner().job, "CancelJob")
+        job_of(r.job, "CancelJob")
     }
 
     /// Moves the transferred files to their destinations (atomically) and discards the rest.
     pub async fn complete(&self) -> Result<CompleteOutcome> {
+        let job_id = self.job_id();
         let r = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .complete_job(pb::CompleteJobRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let job_id = job_id.clone();
+                async move {
+                    rpc.jobs
+                        .complete_job(pb::CompleteJobRequest { job_id })
+                        .await
+                }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(CompleteOutcome {
             job: job_of(r.job, "CompleteJob")?,
             files_committed: r.files_committed,
@@ -210,89 +205,71 @@ impl Job {
 
     /// Changes properties.
     pub async fn set(&self, props: JobProperties) -> Result<JobInfo> {
-        let req = pb::SetJobPropertiesRequest {
-            job_id: self.id.to_string(),
-            display_name: props.display_name,
-            description: props.description,
-            priority: props.priority.map(|p| p.to_wire()).unwrap_or_default(),
-            notify_flags: props.notify_flags.map(|f| f.bits()),
-            notification_class: props.notification_class.map(|c| {
-                if c.is_nil() {
-                    String::new()
-                } else {
-                    c.to_string()
-                }
-            }),
-            notify_command: props.notify_command.map(|values| pb::StringList { values }),
-            minimum_retry_delay_secs: props.minimum_retry_delay_secs,
-            no_progress_timeout_secs: props.no_progress_timeout_secs,
-            max_transfer_time_secs: props.max_transfer_time_secs,
-            headers: props.headers.map(|values| pb::StringList { values }),
-            credentials: props.credentials.map(|c| pb::Credentials {
-                kind: Some(match c {
-                    Credentials::Basic { user, password } => {
-                        pb::credentials::Kind::Basic(pb::BasicCredentials { user, password })
-                    }
-                    Credentials::Bearer(t) => pb::credentials::Kind::BearerToken(t),
-                    Credentials::Clear => pb::credentials::Kind::Clear(true),
-                }),
-            }),
-            proxy: props.proxy,
-            ca_file: props.ca_file,
-            bandwidth_limit: props.bandwidth_limit,
-            reply_file: props.reply_file,
-            connections: props.connections,
-        };
+        let request = props.into_wire(self.job_id());
         let r = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .set_job_properties(req)
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.set_job_properties(request).await }
+            })
             .await?;
-        job_of(r.into_inner().job, "SetJobProperties")
+        job_of(r.job, "SetJobProperties")
     }
 
     /// Sets (`Some`) or clears (`None`) the job's callback object; the last call wins. The
     /// object lives in this process: the registration ends when the process disconnects.
     /// If the job has an undelivered `job_transferred` or `job_error`, it is delivered at once.
     pub async fn set_notify_interface(&self, object: Option<Arc<dyn Callback>>) -> Result<JobInfo> {
-        let object = match object {
+        let callbacks = &self.manager.callbacks;
+        let job = match &object {
             Some(obj) => {
-                let ch = self.manager.callback_channel().await?;
-                Some(pb::ObjectRef {
-                    channel_id: ch.id,
-                    object_id: ch.export(obj),
-                })
+                callbacks
+                    .with_channel(&self.manager, |ch| {
+                        let obj = obj.clone();
+                        async move { ch.set_job_object_info(&self.manager, self.id, obj).await }
+                    })
+                    .await?
             }
-            None => None,
+            None => {
+                let job_id = self.job_id();
+                self.manager
+                    .conn
+                    .call(Retry::Always, |mut rpc| {
+                        let job_id = job_id.clone();
+                        async move {
+                            rpc.notifications
+                                .set_notify_interface(pb::SetNotifyInterfaceRequest {
+                                    job_id,
+                                    callback: None,
+                                })
+                                .await
+                        }
+                    })
+                    .await?
+                    .job
+            }
         };
-        let r = self
-            .manager
-            .rpc
-            .notifications
-            .clone()
-            .set_notify_interface(pb::SetNotifyInterfaceRequest {
-                job_id: self.id.to_string(),
-                callback: object,
-            })
-            .await?;
-        job_of(r.into_inner().job, "SetNotifyInterface")
+        callbacks.remember_job(self.id, object);
+        job_of(job, "SetNotifyInterface")
     }
 
     /// The job's callback object (BITS's `GetNotifyInterface`): `None` when none is set,
     /// it was cleared, or the process that exported it disconnected.
     pub async fn notify_interface(&self) -> Result<Option<NotifyInterface>> {
+        let job_id = self.job_id();
         let r = self
             .manager
-            .rpc
-            .notifications
-            .clone()
-            .get_notify_interface(pb::GetNotifyInterfaceRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let job_id = job_id.clone();
+                async move {
+                    rpc.notifications
+                        .get_notify_interface(pb::GetNotifyInterfaceRequest { job_id })
+                        .await
+                }
             })
-            .await?
-            .into_inner();
+            .await?;
         let Some(o) = r.callback else {
             return Ok(None);
         };
@@ -361,23 +338,66 @@ impl Job {
     }
 
     /// The job now, then after every change, until it reaches a final state. If the
-    /// daemon goes away first (it shuts down), the last item is [`Error::DaemonGone`].
+    /// daemon goes away meanwhile, the watch waits for it to come back (see
+    /// [`crate::ConnectOptions::reconnect_timeout`]) and goes on with the job as the new
+    /// daemon has it; if it does not come back, the last item is [`Error::DaemonGone`].
     pub async fn watch(&self) -> Result<impl Stream<Item = Result<JobInfo>> + Send + 'static> {
+        let (stream, generation) = self.open_watch().await?;
+        let job = self.clone();
+        let state = Watch::Open(Box::new(stream), generation);
+        Ok(futures::stream::unfold(
+            (job, state),
+            |(job, state)| async move {
+                let (mut stream, mut generation) = match state {
+                    Watch::Open(s, g) => (*s, g),
+                    Watch::Ended => return None,
+                };
+                loop {
+                    match stream.message().await {
+                        Ok(Some(r)) => {
+                            let item = job_of(r.job, "WatchJob");
+                            return Some((item, (job, Watch::Open(Box::new(stream), generation))));
+                        }
+                        Ok(None) => return None,
+                        Err(s) if is_gone(&s) && job.manager.conn.reconnects() => {
+                            let conn = &job.manager.conn;
+                            let reopened = match conn.reconnect(generation, gone_reason(&s)).await {
+                                Ok(()) => job.open_watch().await,
+                                Err(e) => Err(e),
+                            };
+                            match reopened {
+                                Ok((s, g)) => (stream, generation) = (s, g),
+                                Err(e) => return Some((Err(e), (job, Watch::Ended))),
+                            }
+                        }
+                        Err(s) => {
+                            let e = job.manager.conn.error(s);
+                            return Some((Err(e), (job, Watch::Ended)));
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Opens a `WatchJob` stream (waiting for the daemon if it is away); returns it with the
+    /// generation of the connection it runs on.
+    async fn open_watch(&self) -> Result<(tonic::Streaming<pb::WatchJobResponse>, u64)> {
+        let job_id = self.job_id();
+        let generation = std::sync::atomic::AtomicU64::new(0);
         let stream = self
             .manager
-            .rpc
-            .jobs
-            .clone()
-            .watch_job(pb::WatchJobRequest {
-                job_id: self.job_id(),
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let job_id = job_id.clone();
+                let generation = &generation;
+                async move {
+                    generation.store(rpc.generation, std::sync::atomic::Ordering::Relaxed);
+                    rpc.jobs.watch_job(pb::WatchJobRequest { job_id }).await
+                }
             })
-            .await?
-            .into_inner();
-        let socket = self.manager.socket().to_owned();
-        Ok(stream.map(move |r| {
-            r.map_err(|s| Error::from_stream(s, &socket))
-                .and_then(|r| job_of(r.job, "WatchJob"))
-        }))
+            .await?;
+        Ok((stream, generation.into_inner()))
     }
 
     /// Waits until the job is `transferred`, `error`, or final, and returns it then; fails
@@ -414,4 +434,12 @@ impl Job {
             }
         }
     }
+}
+
+/// Where a job watch stands.
+enum Watch {
+    /// Reading this stream, opened on the connection of this generation.
+    Open(Box<tonic::Streaming<pb::WatchJobResponse>>, u64),
+    /// Ended (final state, or an error was reported).
+    Ended,
 }

@@ -16,22 +16,27 @@
 //! ```
 
 mod callback;
+mod channel;
+mod conn;
 mod connect;
 mod error;
 mod job;
 mod manager;
+mod object;
 mod query;
 mod types;
+mod umask;
 mod wire;
 
 pub use callback::{activation_class, Callback, CallbackResult, File, HandlerInfo};
+pub use conn::ConnectionEvent;
 pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, ConnectOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use job::{Job, NotifyInterface};
 pub use manager::{Manager, NewJob};
+pub use object::{Object, Value};
 pub use query::{
-    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, Object, ObjectSink,
-    StatusCode, Value,
+    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, ObjectSink, StatusCode,
 };
 pub use types::{
     CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
@@ -39,5 +44,6 @@ pub use types::{
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use umask::process_umask;
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

@@ -1,68 +1,46 @@
 //! [`Manager`]: the connection to ferryd, and the calls that are not about one job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use ferry_proto::v1 as pb;
-use ferry_proto::v1::{
-    daemon_client::DaemonClient, jobs_client::JobsClient,
-    notifications_client::NotificationsClient, queries_client::QueriesClient,
-};
-use tonic::transport::Channel;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::callback::{Callback, CallbackChannel, HandlerInfo};
-use crate::connect::{self, ConnectOptions};
-use crate::types::{DaemonStatus, JobInfo, JobType, Priority, UploadProtocol};
+use crate::callback::{Callback, HandlerInfo};
+use crate::channel::{CallbackChannel, Callbacks};
+use crate::conn::{Conn, ConnectionEvent, Retry};
+use crate::connect::ConnectOptions;
+use crate::types::{
+    DaemonStatus, FileSpec, JobInfo, JobProperties, JobType, Priority, UploadProtocol,
+};
 use crate::wire::Wire;
 use crate::{Error, Job, Result};
-
-/// Largest message either way (ferryd allows the same).
-const MAX_MESSAGE: usize = 64 << 20;
 
 /// Items asked for per page when listing: the daemon's maximum.
 pub(crate) const LIST_PAGE_SIZE: i32 = 1000;
 
-/// The stubs of ferryd's four services, sharing one connection.
-#[derive(Clone)]
-pub(crate) struct Rpc {
-    pub(crate) jobs: JobsClient<Channel>,
-    pub(crate) notifications: NotificationsClient<Channel>,
-    pub(crate) queries: QueriesClient<Channel>,
-    pub(crate) daemon: DaemonClient<Channel>,
-}
-
-impl Rpc {
-    fn new(channel: Channel) -> Rpc {
-        Rpc {
-            jobs: JobsClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            notifications: NotificationsClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            queries: QueriesClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            daemon: DaemonClient::new(channel),
-        }
-    }
-}
-
 /// A connection to ferryd (BITS's `IBackgroundCopyManager`). Cheap to clone; clones share
 /// the connection.
+///
+/// When the daemon goes away (it shuts down, crashes or is killed), calls, job watches,
+/// event subscriptions and callback registrations wait for it to come back — starting it
+/// again when [`ConnectOptions::autostart`] is on — for up to
+/// [`ConnectOptions::reconnect_timeout`], then carry on over a new connection:
+/// registrations are made again, watches and subscriptions are opened again.
+/// [`Manager::connection_events`] tells what happens.
 #[derive(Clone)]
 pub struct Manager {
-    pub(crate) rpc: Rpc,
-    socket: PathBuf,
-    /// The callback channel, opened on first use and shared by clones.
-    callbacks: Arc<tokio::sync::Mutex<Option<Arc<CallbackChannel>>>>,
+    pub(crate) conn: Arc<Conn>,
+    /// The callback channel, opened on first use and shared by clones, and what was
+    /// registered on it.
+    pub(crate) callbacks: Arc<Callbacks>,
 }
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
-            .field("socket", &self.socket)
+            .field("socket", &self.conn.socket())
             .finish()
     }
 }
@@ -80,6 +58,13 @@ pub struct NewJob {
     pub priority: Priority,
     /// For upload jobs: `put` (default) or `tus`.
     pub upload_protocol: Option<String>,
+    /// Files the job is created with (checked as [`Job::add_files`] checks them).
+    pub files: Vec<FileSpec>,
+    /// Properties the job is created with (checked as [`Job::set`] checks them).
+    pub properties: Option<JobProperties>,
+    /// The umask new destinations are created under (`0o666 & !umask`); the constructors
+    /// take this process's ([`crate::process_umask`]); `None`: the daemon's own.
+    pub umask: Option<u32>,
 }
 
 impl NewJob {
@@ -91,17 +76,18 @@ impl NewJob {
             job_type: JobType::Download,
             priority: Priority::Normal,
             upload_protocol: None,
+            files: Vec::new(),
+            properties: None,
+            umask: crate::process_umask(),
         }
     }
 
     /// A normal-priority upload job (`protocol`: `put` or `tus`).
     pub fn upload(display_name: impl Into<String>, protocol: &str) -> NewJob {
         NewJob {
-            display_name: display_name.into(),
-            description: String::new(),
-            job_type: JobType::Upload,
-            priority: Priority::Normal,
             upload_protocol: Some(protocol.into()),
+            job_type: JobType::Upload,
+            ..NewJob::download(display_name)
         }
     }
 }
@@ -114,17 +100,8 @@ impl Manager {
 
     /// Connects as `options` say, starting `ferryd` if asked and needed.
     pub async fn connect_with(options: ConnectOptions) -> Result<Manager> {
-        let channel = match connect::channel(&options.socket).await {
-            Ok(c) => c,
-            Err(Error::Unavailable { .. }) if options.autostart => {
-                connect::start_daemon(&options.socket, options.start_timeout).await?;
-                connect::channel(&options.socket).await?
-            }
-            Err(e) => return Err(e),
-        };
         Ok(Manager {
-            rpc: Rpc::new(channel),
-            socket: options.socket,
+            conn: Arc::new(Conn::open(options).await?),
             callbacks: Arc::default(),
         })
     }
@@ -132,46 +109,37 @@ impl Manager {
     /// A manager on the same connection with no callback channel of its own.
     pub(crate) fn without_callbacks(&self) -> Manager {
         Manager {
-            rpc: self.rpc.clone(),
-            socket: self.socket.clone(),
+            conn: self.conn.clone(),
             callbacks: Arc::default(),
         }
     }
 
+    /// What happens to the connection from now on: the daemon went away, the library
+    /// reconnected (or gave up). For telling a user; nothing needs to act on it.
+    pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.conn.subscribe()
+    }
+
     /// This process's callback channel, opened on first use, and again after the daemon
-    /// went away (a restarted daemon knows neither the channel nor its objects).
+    /// went away (a restarted daemon knows neither the channel nor its objects: what this
+    /// manager registered is registered again on the new one).
     pub(crate) async fn callback_channel(&self) -> Result<Arc<CallbackChannel>> {
-        let mut slot = self.callbacks.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_gone()) {
-            return Ok(c.clone());
-        }
-        let c = CallbackChannel::open(self).await?;
-        *slot = Some(c.clone());
-        Ok(c)
+        self.callbacks.channel(self).await
     }
 
     /// Registers `object` as the class object of notification `class` in this process
     /// (COM's `CoRegisterClassObject`): jobs with that class and no live callback object
     /// notify it. A handler started by activation calls this with
-    /// [`crate::activation_class`]. The registration ends when this process disconnects.
+    /// [`crate::activation_class`]. The registration ends when this process disconnects;
+    /// it is made again when the daemon comes back after going away.
     pub async fn register_class_object(
         &self,
         class: Uuid,
         object: Arc<dyn Callback>,
     ) -> Result<()> {
         let ch = self.callback_channel().await?;
-        let object_id = ch.export(object);
-        self.rpc
-            .notifications
-            .clone()
-            .register_class_object(pb::RegisterClassObjectRequest {
-                class_id: class.to_string(),
-                class_object: Some(pb::ObjectRef {
-                    channel_id: ch.id,
-                    object_id,
-                }),
-            })
-            .await?;
+        ch.register_class(self, class, object.clone()).await?;
+        self.callbacks.remember_class(class, object);
         Ok(())
     }
 
@@ -183,20 +151,25 @@ impl Manager {
         argv: Vec<String>,
         workdir: Option<String>,
     ) -> Result<HandlerInfo> {
+        let handler = pb::Handler {
+            class_id: class.to_string(),
+            argv,
+            workdir: workdir.unwrap_or_default(),
+            registered_unix_ms: 0,
+        };
         let h = self
-            .rpc
-            .notifications
-            .clone()
-            .register_handler(pb::RegisterHandlerRequest {
-                handler: Some(pb::Handler {
-                    class_id: class.to_string(),
-                    argv,
-                    workdir: workdir.unwrap_or_default(),
-                    registered_unix_ms: 0,
-                }),
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let handler = handler.clone();
+                async move {
+                    rpc.notifications
+                        .register_handler(pb::RegisterHandlerRequest {
+                            handler: Some(handler),
+                        })
+                        .await
+                }
             })
             .await?
-            .into_inner()
             .handler
             .ok_or_else(|| Error::Protocol("RegisterHandler returned no handler".into()))?;
         HandlerInfo::from_wire(h)
@@ -204,11 +177,13 @@ impl Manager {
 
     /// Removes the handler of `class`.
     pub async fn unregister_handler(&self, class: Uuid) -> Result<()> {
-        self.rpc
-            .notifications
-            .clone()
-            .unregister_handler(pb::UnregisterHandlerRequest {
-                class_id: class.to_string(),
+        self.conn
+            .call(Retry::IfNeverRan, |mut rpc| async move {
+                rpc.notifications
+                    .unregister_handler(pb::UnregisterHandlerRequest {
+                        class_id: class.to_string(),
+                    })
+                    .await
             })
             .await?;
         Ok(())
@@ -216,12 +191,13 @@ impl Manager {
 
     /// Your registered handlers.
     pub async fn handlers(&self) -> Result<Vec<HandlerInfo>> {
-        self.rpc
-            .notifications
-            .clone()
-            .list_handlers(pb::ListHandlersRequest {})
+        self.conn
+            .call(Retry::Always, |mut rpc| async move {
+                rpc.notifications
+                    .list_handlers(pb::ListHandlersRequest {})
+                    .await
+            })
             .await?
-            .into_inner()
             .handlers
             .into_iter()
             .map(HandlerInfo::from_wire)
@@ -230,17 +206,12 @@ impl Manager {
 
     /// The open callback channel, if any (not reopened).
     pub(crate) async fn open_callback_channel(&self) -> Option<Arc<CallbackChannel>> {
-        self.callbacks
-            .lock()
-            .await
-            .as_ref()
-            .filter(|c| !c.is_gone())
-            .cloned()
+        self.callbacks.open_channel().await
     }
 
     /// The socket this manager is connected to.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.conn.socket()
     }
 
     /// Creates a download job in `suspended` with default settings.
@@ -248,8 +219,10 @@ impl Manager {
         self.create_job_with(NewJob::download(display_name)).await
     }
 
-    /// Creates a job as `spec` describes, in `suspended`. An upload protocol other than
-    /// `put` or `tus` is refused with `InvalidArgument` before anything is sent.
+    /// Creates a job as `spec` describes, in `suspended`, with its files and properties:
+    /// if the daemon refuses any of them (a URL it cannot fetch, a folder that does not
+    /// exist, a bad header…), no job is created. An upload protocol other than `put` or
+    /// `tus` is refused with `InvalidArgument` before anything is sent.
     pub async fn create_job_with(&self, spec: NewJob) -> Result<Job> {
         let upload_protocol = match spec.upload_protocol.as_deref().map(str::trim) {
             None | Some("") => pb::UploadProtocol::Unspecified as i32,
@@ -258,19 +231,23 @@ impl Manager {
                 .map_err(|e| Error::Status(tonic::Status::invalid_argument(e)))?
                 .to_wire(),
         };
+        let request = pb::CreateJobRequest {
+            display_name: spec.display_name,
+            description: spec.description,
+            job_type: spec.job_type.to_wire(),
+            priority: spec.priority.to_wire(),
+            upload_protocol,
+            files: spec.files.into_iter().map(FileSpec::into_wire).collect(),
+            initial_properties: spec.properties.map(|p| p.into_wire(String::new())),
+            umask: spec.umask,
+        };
         let reply = self
-            .rpc
-            .jobs
-            .clone()
-            .create_job(pb::CreateJobRequest {
-                display_name: spec.display_name,
-                description: spec.description,
-                job_type: spec.job_type.to_wire(),
-                priority: spec.priority.to_wire(),
-                upload_protocol,
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.create_job(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         let info = JobInfo::from_wire(
             reply
                 .job
@@ -309,18 +286,19 @@ impl Manager {
         let mut jobs = Vec::new();
         let mut page_token = String::new();
         loop {
+            let request = pb::ListJobsRequest {
+                all,
+                page_size: LIST_PAGE_SIZE,
+                page_token,
+                all_users,
+            };
             let page = self
-                .rpc
-                .jobs
-                .clone()
-                .list_jobs(pb::ListJobsRequest {
-                    all,
-                    page_size: LIST_PAGE_SIZE,
-                    page_token,
-                    all_users,
+                .conn
+                .call(Retry::Always, |mut rpc| {
+                    let request = request.clone();
+                    async move { rpc.jobs.list_jobs(request).await }
                 })
-                .await?
-                .into_inner();
+                .await?;
             for j in page.jobs {
                 jobs.push(JobInfo::from_wire(j)?);
             }
@@ -334,12 +312,11 @@ impl Manager {
     /// The daemon's status.
     pub async fn status(&self) -> Result<DaemonStatus> {
         let s = self
-            .rpc
-            .daemon
-            .clone()
-            .status(pb::StatusRequest {})
-            .await?
-            .into_inner();
+            .conn
+            .call(Retry::Always, |mut rpc| async move {
+                rpc.daemon.status(pb::StatusRequest {}).await
+            })
+            .await?;
         Ok(DaemonStatus {
             pid: s.pid,
             version: s.version,
@@ -362,16 +339,18 @@ impl Manager {
                     period: l.period,
                 })
                 .collect(),
+            bytes_per_second: s.bytes_per_second,
         })
     }
 
-    /// Asks the daemon to checkpoint its transfers and exit.
+    /// Asks the daemon to checkpoint its transfers and exit (never reconnecting: a daemon
+    /// already gone is what was asked for).
     pub async fn shutdown_daemon(&self) -> Result<()> {
-        self.rpc
-            .daemon
-            .clone()
-            .shutdown(pb::ShutdownRequest {})
-            .await?;
-        Ok(())
+        let mut rpc = self.conn.rpc();
+        match rpc.daemon.shutdown(pb::ShutdownRequest {}).await {
+            Ok(_) => Ok(()),
+            Err(s) if crate::error::is_gone(&s) => Ok(()),
+            Err(s) => Err(Error::Status(s)),
+        }
     }
 }

@@ -12,142 +12,10 @@ use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::conn::Retry;
+use crate::error::{gone_reason, is_gone};
+use crate::object::Object;
 use crate::{Error, Job, JobInfo, Manager, Result};
-
-/// A property value of a query object.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(untagged)]
-pub enum Value {
-    /// No value.
-    Null,
-    /// Text.
-    String(String),
-    /// An integer.
-    Integer(i64),
-    /// A floating-point number.
-    Real(f64),
-    /// A boolean.
-    Boolean(bool),
-    /// An embedded object (an error record, or an event's `TargetInstance`).
-    Object(Object),
-}
-
-/// An object a query returned: a `Job`, `File`, `Handler`, or an event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Object {
-    /// Its class, e.g. `Job` or `__InstanceModificationEvent`.
-    pub class: String,
-    /// Its properties in order.
-    pub properties: Vec<(String, Value)>,
-}
-
-impl Object {
-    /// The value of property `name` (case-insensitive), `None` if the object has none.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.properties
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    }
-
-    /// The text of property `name`, if it is text.
-    pub fn get_str(&self, name: &str) -> Option<&str> {
-        match self.get(name) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The integer of property `name`, if it is one.
-    pub fn get_i64(&self, name: &str) -> Option<i64> {
-        match self.get(name) {
-            Some(Value::Integer(i)) => Some(*i),
-            _ => None,
-        }
-    }
-
-    /// The embedded object of property `name`, if it is one.
-    pub fn get_object(&self, name: &str) -> Option<&Object> {
-        match self.get(name) {
-            Some(Value::Object(o)) => Some(o),
-            _ => None,
-        }
-    }
-
-    fn from_wire(o: pb::Object) -> Object {
-        Object {
-            class: o.class_name,
-            properties: o
-                .properties
-                .into_iter()
-                .map(|p| (p.name, value_from_wire(p.value)))
-                .collect(),
-        }
-    }
-
-    fn from_json(class: &str, v: serde_json::Value) -> Object {
-        let properties = match v {
-            serde_json::Value::Object(map) => map
-                .into_iter()
-                .map(|(k, v)| {
-                    let value = json_value(&k, v);
-                    (k, value)
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        Object {
-            class: class.into(),
-            properties,
-        }
-    }
-}
-
-fn json_value(name: &str, v: serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Boolean(b),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .map(Value::Integer)
-            .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0))),
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(items) => Value::String(
-            items
-                .into_iter()
-                .map(|i| match i {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        o @ serde_json::Value::Object(_) => Value::Object(Object::from_json(name, o)),
-    }
-}
-
-impl serde::Serialize for Object {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.properties.len()))?;
-        for (k, v) in &self.properties {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-fn value_from_wire(v: Option<pb::Value>) -> Value {
-    use pb::value::Kind;
-    match v.and_then(|v| v.kind) {
-        None => Value::Null,
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::IntegerValue(i)) => Value::Integer(i),
-        Some(Kind::RealValue(r)) => Value::Real(r),
-        Some(Kind::BooleanValue(b)) => Value::Boolean(b),
-        Some(Kind::ObjectValue(o)) => Value::Object(Object::from_wire(o)),
-    }
-}
 
 bitflags::bitflags! {
     /// Flags of an asynchronous call (WMI's `WBEM_FLAG_*`; the bits of the wire's
@@ -233,6 +101,11 @@ pub enum CallStatus {
     },
     /// The one final status; the sink is dropped after it.
     Complete(FinalStatus),
+    /// An event subscription only: the daemon went away and came back, and the
+    /// subscription was made again on the new daemon. Changes made while it was away
+    /// (as the new daemon loaded its jobs) were not reported: query the current state if
+    /// it matters.
+    Reconnected,
 }
 
 /// Identifies one asynchronous call; every sink callback names its call.
@@ -286,6 +159,9 @@ enum Msg {
     Batch(pb::ObjectBatch),
     Progress(pb::Progress),
     Status(pb::FinalStatus),
+    /// Not from the daemon: an event subscription was made again on a daemon that came
+    /// back.
+    Reconnected,
 }
 
 /// A response message of a query stream; `None` for one this library does not know.
@@ -351,6 +227,7 @@ fn spawn_call<S: ObjectSink>(mut stream: MsgStream, flags: CallFlags, mut sink: 
                     );
                 }
                 Some(Ok(Some(Msg::Status(s)))) => break FinalStatus::from_wire(s),
+                Some(Ok(Some(Msg::Reconnected))) => sink.set_status(id, CallStatus::Reconnected),
                 Some(Ok(_)) => {}
                 None => break FinalStatus::failed("the call ended without a final status"),
                 Some(Err(e)) => break FinalStatus::from_stream_error(e),
@@ -379,6 +256,10 @@ pub struct Next {
     pub timed_out: bool,
     /// The final status, once `done`.
     pub status: Option<FinalStatus>,
+    /// An event subscription only: the daemon went away and came back since the last
+    /// call, and the subscription was made again (changes while it was away were not
+    /// reported; see [`CallStatus::Reconnected`]).
+    pub reconnected: bool,
 }
 
 /// The results of a semisynchronous call, pulled with [`Enumerator::next`] (WMI's
@@ -415,7 +296,8 @@ impl Enumerator {
     pub async fn next(&mut self, timeout: Duration, max: usize) -> Result<Next> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut timed_out = false;
-        while self.buffer.len() < max && self.status.is_none() {
+        let mut reconnected = false;
+        while self.buffer.len() < max && self.status.is_none() && !reconnected {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => {
                     timed_out = true;
@@ -429,6 +311,7 @@ impl Enumerator {
                     .buffer
                     .extend(b.objects.into_iter().map(Object::from_wire)),
                 Ok(Some(Ok(Some(Msg::Status(s))))) => self.status = Some(FinalStatus::from_wire(s)),
+                Ok(Some(Ok(Some(Msg::Reconnected)))) => reconnected = true,
                 Ok(Some(Ok(_))) => {}
             }
         }
@@ -440,35 +323,80 @@ impl Enumerator {
             done,
             timed_out,
             status: if done { self.status.clone() } else { None },
+            reconnected,
         })
     }
 }
 
 impl Manager {
+    /// Opens a data query (waiting for the daemon if it is away: nothing was delivered
+    /// yet, so asking again is safe).
     async fn open_query(&self, wql: &str, flags: CallFlags) -> Result<MsgStream> {
+        let request = pb::ExecQueryRequest {
+            wql: wql.into(),
+            flags: flags.bits(),
+            batch_size: 0,
+        };
         let stream = self
-            .rpc
-            .queries
-            .clone()
-            .exec_query(pb::ExecQueryRequest {
-                wql: wql.into(),
-                flags: flags.bits(),
-                batch_size: 0,
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.queries.exec_query(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(messages(stream))
     }
 
+    /// Opens an event subscription that is made again when the daemon comes back after
+    /// going away (then [`Msg::Reconnected`] comes in between); when it does not come
+    /// back, the stream ends with the `UNAVAILABLE` that says so.
     async fn open_events(&self, wql: &str) -> Result<MsgStream> {
+        let (stream, generation) = self.open_event_stream(wql).await?;
+        let state = (self.clone(), wql.to_string(), Some((stream, generation)));
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |(manager, wql, open)| async move {
+                let (mut stream, generation) = open?;
+                match stream.next().await {
+                    Some(Err(s)) if is_gone(&s) && manager.conn.reconnects() => {
+                        let reason = gone_reason(&s);
+                        let reopened = match manager.conn.reconnect(generation, reason).await {
+                            Ok(()) => manager.open_event_stream(&wql).await,
+                            Err(e) => Err(e),
+                        };
+                        match reopened {
+                            Ok(open) => {
+                                Some((Ok(Some(Msg::Reconnected)), (manager, wql, Some(open))))
+                            }
+                            Err(e) => {
+                                let end = tonic::Status::unavailable(e.to_string());
+                                Some((Err(end), (manager, wql, None)))
+                            }
+                        }
+                    }
+                    Some(item) => Some((item, (manager, wql, Some((stream, generation))))),
+                    None => None,
+                }
+            },
+        )))
+    }
+
+    /// One event subscription on the current connection (waiting for the daemon if it is
+    /// away), with the generation of that connection.
+    async fn open_event_stream(&self, wql: &str) -> Result<(MsgStream, u64)> {
+        let generation = AtomicU64::new(0);
         let stream = self
-            .rpc
-            .queries
-            .clone()
-            .exec_notification_query(pb::ExecNotificationQueryRequest { wql: wql.into() })
-            .await?
-            .into_inner();
-        Ok(messages(stream))
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = pb::ExecNotificationQueryRequest { wql: wql.into() };
+                let generation = &generation;
+                async move {
+                    generation.store(rpc.generation, Ordering::Relaxed);
+                    rpc.queries.exec_notification_query(request).await
+                }
+            })
+            .await?;
+        Ok((messages(stream), generation.into_inner()))
     }
 
     /// Runs a WQL data query and returns every object (synchronous form).
@@ -487,7 +415,7 @@ impl Manager {
                     Some(s) if s.code == StatusCode::ShuttingDown => {
                         return Err(Error::DaemonGone {
                             socket: self.socket().to_owned(),
-                            reason: s.message,
+                            reason: format!("{} while the query ran: run it again", s.message),
                         })
                     }
                     Some(s) => return Err(Error::Status(tonic::Status::internal(s.message))),
@@ -520,6 +448,9 @@ impl Manager {
     /// Subscribes to events (a temporary consumer): `SELECT * FROM
     /// __InstanceCreationEvent | __InstanceModificationEvent | __InstanceDeletionEvent
     /// [WITHIN s] WHERE TargetInstance ISA 'Job' [AND …]`. Each event is one `indicate`.
+    /// When the daemon goes away the subscription waits for it to come back, is made
+    /// again, and the sink hears [`CallStatus::Reconnected`]; if it does not come back,
+    /// the final status is [`StatusCode::ShuttingDown`].
     pub async fn exec_notification_query_async<S: ObjectSink>(
         &self,
         wql: &str,
@@ -543,7 +474,7 @@ impl Manager {
         mut sink: S,
     ) -> Result<AsyncCall> {
         let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
-        let mut rpc = self.rpc.queries.clone();
+        let conn = self.conn.clone();
         let req = pb::ExecMethodRequest {
             job_id: job.id().to_string(),
             method: method.into(),
@@ -553,8 +484,11 @@ impl Manager {
             let status = tokio::select! {
                 biased;
                 _ = &mut cancel_rx => FinalStatus { code: StatusCode::CallCancelled, message: "cancelled by the caller".into() },
-                r = rpc.exec_method(req) => match r.map_err(Error::from).and_then(|r| {
-                    JobInfo::from_wire(r.into_inner().job.ok_or_else(|| Error::Protocol("ExecMethod returned no job".into()))?)
+                r = conn.call(Retry::IfNeverRan, |mut rpc| {
+                    let req = req.clone();
+                    async move { rpc.queries.exec_method(req).await }
+                }) => match r.and_then(|r| {
+                    JobInfo::from_wire(r.job.ok_or_else(|| Error::Protocol("ExecMethod returned no job".into()))?)
                 }) {
                     Ok(info) => {
                         let json = serde_json::to_value(&info).unwrap_or_default();

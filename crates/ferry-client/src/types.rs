@@ -91,6 +91,12 @@ pub struct JobInfo {
     pub reply_file: Option<String>,
     /// Connections per file for large downloads; 0 = the daemon's default.
     pub connections: u32,
+    /// Bytes per second over the last few seconds while the job transfers; 0 otherwise.
+    pub bytes_per_second: u64,
+    /// The umask of the process that created the job: a completed destination that did
+    /// not exist gets mode `0o666 & !umask` (one that existed keeps its mode). `None`:
+    /// the daemon's own umask.
+    pub umask: Option<u32>,
 }
 
 impl JobInfo {
@@ -134,6 +140,8 @@ impl JobInfo {
             upload_protocol: UploadProtocol::from_wire(j.upload_protocol),
             reply_file: Some(j.reply_file).filter(|c| !c.is_empty()),
             connections: j.connections,
+            bytes_per_second: j.bytes_per_second,
+            umask: j.umask,
         })
     }
 
@@ -210,6 +218,8 @@ pub struct DaemonStatus {
     pub bandwidth_limit: u64,
     /// The bandwidth schedule entries in force now.
     pub limits_in_force: Vec<ScheduledLimit>,
+    /// Bytes per second of every transfer together, over the last few seconds.
+    pub bytes_per_second: u64,
 }
 
 /// A bandwidth schedule entry (`[[bandwidth.schedule]]` in `ferryd.toml`) in force:
@@ -305,6 +315,55 @@ pub struct JobProperties {
     pub reply_file: Option<String>,
     /// Connections per file for large downloads (1–16; 0 = the daemon's default).
     pub connections: Option<u32>,
+}
+
+impl JobProperties {
+    /// The wire form (`job_id` as given: empty when the properties go with `CreateJob`).
+    pub(crate) fn into_wire(self, job_id: String) -> pb::SetJobPropertiesRequest {
+        pb::SetJobPropertiesRequest {
+            job_id,
+            display_name: self.display_name,
+            description: self.description,
+            priority: self.priority.map(|p| p.to_wire()).unwrap_or_default(),
+            notify_flags: self.notify_flags.map(|f| f.bits()),
+            notification_class: self.notification_class.map(|c| {
+                if c.is_nil() {
+                    String::new()
+                } else {
+                    c.to_string()
+                }
+            }),
+            notify_command: self.notify_command.map(|values| pb::StringList { values }),
+            minimum_retry_delay_secs: self.minimum_retry_delay_secs,
+            no_progress_timeout_secs: self.no_progress_timeout_secs,
+            max_transfer_time_secs: self.max_transfer_time_secs,
+            headers: self.headers.map(|values| pb::StringList { values }),
+            credentials: self.credentials.map(|c| pb::Credentials {
+                kind: Some(match c {
+                    Credentials::Basic { user, password } => {
+                        pb::credentials::Kind::Basic(pb::BasicCredentials { user, password })
+                    }
+                    Credentials::Bearer(t) => pb::credentials::Kind::BearerToken(t),
+                    Credentials::Clear => pb::credentials::Kind::Clear(true),
+                }),
+            }),
+            proxy: self.proxy,
+            ca_file: self.ca_file,
+            bandwidth_limit: self.bandwidth_limit,
+            reply_file: self.reply_file,
+            connections: self.connections,
+        }
+    }
+}
+
+impl FileSpec {
+    pub(crate) fn into_wire(self) -> pb::FileSpec {
+        pb::FileSpec {
+            remote_url: self.remote_url,
+            local_path: self.local_path,
+            expected_sha256: self.expected_sha256.unwrap_or_default(),
+        }
+    }
 }
 
 /// Credentials a job sends with every request.

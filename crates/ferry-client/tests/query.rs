@@ -230,6 +230,9 @@ async fn progress_statuses_only_when_asked() {
                 assert_eq!(i, calls.len() - 1, "Complete is not the last call");
                 assert_eq!(s.code, StatusCode::Ok);
             }
+            Rec::Status(CallStatus::Reconnected) => {
+                panic!("a query (not a subscription) reported a reconnection: {calls:?}")
+            }
         }
     }
     assert_eq!(completes(&calls).len(), 1);

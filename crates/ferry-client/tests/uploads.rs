@@ -6,9 +6,7 @@ use common::{manager, wait_done};
 
 use std::time::Duration;
 
-use ferry_client::{
-    ErrorContext, Job, JobProperties, JobState, JobType, Manager, NewJob, Priority,
-};
+use ferry_client::{ErrorContext, Job, JobProperties, JobState, JobType, Manager, NewJob};
 use ferry_testkit::{random_bytes, sha256_hex, wait_until, Fault, TestEnv, TestServer};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -33,11 +31,8 @@ fn patch_offsets(server: &TestServer, path: &str) -> Vec<u64> {
 
 async fn upload_job(m: &Manager, name: &str, job_type: JobType, protocol: &str) -> Job {
     m.create_job_with(NewJob {
-        display_name: name.into(),
-        description: String::new(),
         job_type,
-        priority: Priority::Normal,
-        upload_protocol: Some(protocol.into()),
+        ..NewJob::upload(name, protocol)
     })
     .await
     .unwrap()

@@ -358,7 +358,16 @@ async fn stock_client_stream_ends_unavailable_at_shutdown_and_the_client_knows_t
 ) {
     let env = TestEnv::new();
     let mut d = env.start_daemon();
-    let m = manager(&env).await;
+    // A client that does not wait for the daemon to come back (riding out a restart is
+    // `cargo test rides_out`): the first sign of the shutdown is what it reports.
+    let m = ferry_client::Manager::connect_with(ferry_client::ConnectOptions {
+        socket: env.socket.clone(),
+        autostart: false,
+        reconnect_timeout: None,
+        ..Default::default()
+    })
+    .await
+    .expect("connect to the test daemon");
     let job = m.create_job("watched").await.unwrap();
     let job_id = job.id().to_string();
 

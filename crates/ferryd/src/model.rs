@@ -147,8 +147,10 @@ pub struct JobOptions {
     pub first_active_ms: Option<i64>,
     /// Connections per file for large downloads; 0 takes the daemon's default.
     pub connections: u32,
-    /// The file-mode creation mask of the process that created the job (system mode):
-    /// the job's files are created, and its handler or command runs, with it.
+    /// The file-mode creation mask of the process that created the job: completed
+    /// destinations that did not exist get mode `0o666 & !umask`; in system mode the job's
+    /// files are created, and its handler or command runs, with it (`None`: the daemon's
+    /// own umask).
     pub umask: Option<u32>,
 }
 

@@ -107,7 +107,7 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
             }
             offset += n as u64;
             progress.written.store(offset, Ordering::Release);
-            events.bytes();
+            events.bytes(n as u64);
             if last_sync.elapsed() >= SYNC_INTERVAL {
                 dst.sync_data()
                     .map_err(|e| TransferError::local_io("syncing", &part, &e))?;

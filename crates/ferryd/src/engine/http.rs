@@ -283,6 +283,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     ));
                 }
                 received += chunk.len() as u64;
+                let moved = chunk.len() as u64;
                 super::ratelimit::consume_all(task.limits, chunk.len()).await;
                 if writer.write(chunk).await.is_err() {
                     let e = writer
@@ -292,7 +293,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                         .unwrap_or_else(|| std::io::Error::other("writer stopped"));
                     return Err(TransferError::local_io("writing", &part, &e));
                 }
-                task.events.bytes();
+                task.events.bytes(moved);
             }
         }
     }
@@ -353,12 +354,13 @@ async fn small_body(
                 }
                 super::ratelimit::consume_all(task.limits, chunk.len()).await;
                 body.extend_from_slice(&chunk);
+                let moved = chunk.len() as u64;
                 // Shown as progress while it arrives; durable only once written and synced
                 // (checkpoints record `synced`, which stays at 0 until then).
                 task.progress
                     .written
                     .store(body.len() as u64, std::sync::atomic::Ordering::SeqCst);
-                task.events.bytes();
+                task.events.bytes(moved);
             }
         }
     }

@@ -1,9 +1,14 @@
-//! What a run shares while it runs: the byte counters of the files it writes and when a
-//! byte last moved. The transfer code bumps atomics; the service reads them for views and
-//! checkpoints. Nothing here takes the service's lock.
+//! What a run shares while it runs: the byte counters of the files it writes, when a
+//! byte last moved, and its current rate. The transfer code bumps atomics; the service
+//! reads them for views, checkpoints and throughput. Nothing here takes the service's lock.
+//!
+//! The rate is a moving window: every time a `Report::Progressed` is due (at most every
+//! [`PROGRESS_INTERVAL_MS`]) the run records (time, bytes moved so far); the rate is the
+//! bytes moved since the oldest record of the last [`RATE_WINDOW_MS`] over the time since
+//! then, so it follows changes within a few seconds and falls towards zero when bytes stop.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -14,6 +19,13 @@ use crate::model::{mono_ms, Segment};
 
 /// `Report::Progressed` is sent at most this often per job (ms).
 pub const PROGRESS_INTERVAL_MS: i64 = 500;
+
+/// The span of time the rate is measured over (ms).
+pub const RATE_WINDOW_MS: i64 = 3000;
+
+/// The shortest span a rate is computed over (ms): a run that has just started does not
+/// show the burst of its first chunk as a huge rate.
+const RATE_MIN_SPAN_MS: i64 = 1000;
 
 /// The counters of one file being written.
 #[derive(Debug, Clone)]
@@ -41,13 +53,20 @@ pub struct LiveRun {
     files: Mutex<BTreeMap<u32, LiveFile>>,
     last_progress_ms: AtomicI64,
     next_report_ms: AtomicI64,
+    /// Bytes moved by this run, every file together (what the rate counts).
+    moved_bytes: AtomicU64,
+    /// (time ms, `moved_bytes`) recorded at most every `PROGRESS_INTERVAL_MS`, oldest first,
+    /// covering a little more than `RATE_WINDOW_MS`.
+    samples: Mutex<VecDeque<(i64, u64)>>,
 }
 
 impl LiveRun {
     /// A run starting now.
     pub fn new() -> Arc<LiveRun> {
         let run = LiveRun::default();
-        run.last_progress_ms.store(mono_ms(), Ordering::Relaxed);
+        let now = mono_ms();
+        run.last_progress_ms.store(now, Ordering::Relaxed);
+        run.samples.lock().push_back((now, 0));
         Arc::new(run)
     }
 
@@ -66,12 +85,14 @@ impl LiveRun {
         }
     }
 
-    /// Bytes moved: records the time; true when a `Report::Progressed` is due.
-    pub(super) fn moved(&self) -> bool {
+    /// `n` bytes moved: records the time and counts them; true when a
+    /// `Report::Progressed` is due (then the rate's window gets a sample too).
+    pub(super) fn moved(&self, n: u64) -> bool {
         let now = mono_ms();
         self.last_progress_ms.store(now, Ordering::Relaxed);
+        let total = self.moved_bytes.fetch_add(n, Ordering::AcqRel) + n;
         let due = self.next_report_ms.load(Ordering::Relaxed);
-        now >= due
+        let report = now >= due
             && self
                 .next_report_ms
                 .compare_exchange(
@@ -80,7 +101,36 @@ impl LiveRun {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
-                .is_ok()
+                .is_ok();
+        if report {
+            self.sample(now, total);
+        }
+        report
+    }
+
+    /// Records that `total` bytes had moved at `now`, forgetting samples no rate needs.
+    fn sample(&self, now: i64, total: u64) {
+        let mut samples = self.samples.lock();
+        samples.push_back((now, total));
+        // Keep one sample older than the window: the base when nothing newer is left.
+        while samples.len() > 2 && samples[1].0 < now - RATE_WINDOW_MS {
+            samples.pop_front();
+        }
+    }
+
+    /// Bytes per second over the last few seconds, as of `now` (ms since the epoch).
+    pub fn rate(&self, now: i64) -> u64 {
+        let total = self.moved_bytes.load(Ordering::Acquire);
+        let samples = self.samples.lock();
+        // The oldest sample inside the window; else the newest one (nothing was
+        // recorded lately, so the rate falls as the time since grows).
+        let base = samples
+            .iter()
+            .find(|(t, _)| *t >= now - RATE_WINDOW_MS)
+            .or(samples.back());
+        let Some(&(t, bytes)) = base else { return 0 };
+        let span = (now - t).max(RATE_MIN_SPAN_MS) as u64;
+        total.saturating_sub(bytes) * 1000 / span
     }
 
     /// When a byte last moved (or the run started), on the monotonic clock
@@ -128,10 +178,61 @@ mod tests {
     #[test]
     fn progress_reports_are_spaced() {
         let run = LiveRun::new();
-        assert!(run.moved(), "the first bytes are reported at once");
-        assert!(!run.moved(), "then not again within the interval");
+        assert!(run.moved(1), "the first bytes are reported at once");
+        assert!(!run.moved(1), "then not again within the interval");
         run.next_report_ms.store(0, Ordering::Relaxed);
-        assert!(run.moved(), "due again once the interval has passed");
+        assert!(run.moved(1), "due again once the interval has passed");
+    }
+
+    /// A run whose samples are placed by hand (times in ms from 0).
+    fn run_with(samples: &[(i64, u64)], total: u64) -> LiveRun {
+        let run = LiveRun::default();
+        run.samples.lock().extend(samples.iter().copied());
+        run.moved_bytes.store(total, Ordering::Relaxed);
+        run
+    }
+
+    #[test]
+    fn the_rate_counts_the_bytes_of_the_window() {
+        // 1000 bytes every 500 ms: 2000 B/s, whatever came before the window.
+        let samples: Vec<(i64, u64)> = (0..=20).map(|i| (i * 500, i as u64 * 1000)).collect();
+        let run = run_with(&samples, 20_000);
+        assert_eq!(run.rate(10_000), 2000);
+        // Faster lately: the window sees only the recent pace.
+        let mut fast = samples.clone();
+        fast.extend((21..=30).map(|i| (i * 500, 20_000 + (i as u64 - 20) * 5000)));
+        let run = run_with(&fast, 70_000);
+        assert_eq!(run.rate(15_000), 10_000);
+    }
+
+    #[test]
+    fn the_rate_falls_when_bytes_stop() {
+        let samples: Vec<(i64, u64)> = (0..=10).map(|i| (i * 500, i as u64 * 1000)).collect();
+        let run = run_with(&samples, 10_000);
+        let moving = run.rate(5_000);
+        let later = run.rate(7_000);
+        let much_later = run.rate(60_000);
+        assert!(moving > later, "{moving} then {later}");
+        assert!(later > much_later, "{later} then {much_later}");
+        assert_eq!(much_later, 0);
+    }
+
+    #[test]
+    fn a_new_run_does_not_show_its_first_chunk_as_a_burst() {
+        let run = LiveRun::new();
+        let start = run.samples.lock()[0].0;
+        run.moved_bytes.store(4096, Ordering::Relaxed);
+        assert_eq!(run.rate(start + 10), 4096, "spread over at least a second");
+    }
+
+    #[test]
+    fn old_samples_are_forgotten() {
+        let run = LiveRun::new();
+        for i in 1..=100 {
+            run.sample(i * 500, i as u64);
+        }
+        let kept = run.samples.lock().len() as i64;
+        assert!(kept <= RATE_WINDOW_MS / 500 + 2, "{kept} samples kept");
     }
 
     #[test]

@@ -416,6 +416,7 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                     chunk.truncate(room);
                 }
                 at += chunk.len() as u64;
+                let moved = chunk.len() as u64;
                 consume_all(&ctx.limits, chunk.len()).await;
                 if writer.write(chunk).await.is_err() {
                     let e = writer
@@ -425,7 +426,7 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                         .unwrap_or_else(|| std::io::Error::other("writer stopped"));
                     return Err(TransferError::local_io("writing", &ctx.part, &e));
                 }
-                ctx.events.bytes();
+                ctx.events.bytes(moved);
             }
         }
     }

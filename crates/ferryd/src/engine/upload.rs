@@ -86,7 +86,7 @@ async fn body_from(
             if let Ok(c) = &chunk {
                 consume_all(&limits, c.len()).await;
                 progress.written.fetch_add(c.len() as u64, Ordering::AcqRel);
-                events.bytes();
+                events.bytes(c.len() as u64);
             }
             chunk
         }

@@ -87,9 +87,9 @@ impl FileEvents {
         });
     }
 
-    /// Bytes moved: a per-run atomic; the host hears of it at most twice a second.
-    pub fn bytes(&self) {
-        if self.live.moved() {
+    /// `n` bytes moved: per-run atomics; the host hears of it at most twice a second.
+    pub fn bytes(&self, n: u64) {
+        if self.live.moved(n) {
             self.report(Report::Progressed);
         }
     }

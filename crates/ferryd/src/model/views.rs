@@ -10,6 +10,8 @@ use super::{FileRecord, JobRecord, Totals};
 pub struct JobView {
     pub job: JobRecord,
     pub totals: Totals,
+    /// Bytes per second over the last few seconds while a run transfers the job; else 0.
+    pub bytes_per_second: u64,
 }
 
 /// A file with its live byte count.

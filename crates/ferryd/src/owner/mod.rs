@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 pub use account::{group_id, Account};
 pub use output::Output;
-pub use parts::{sync_dir, CommitError};
+pub use parts::{daemon_umask, sync_dir, CommitError};
 pub use paths::{check_destination, check_program, check_regular_file};
 pub use process::kill_group;
 
@@ -265,14 +265,17 @@ impl Owner {
 
     /// Moves each completed part file over its destination, syncs the folders written,
     /// and, once every move is done, removes `discard`. Returns every move that failed.
+    /// A destination that existed keeps its permission bits; a new one gets
+    /// `0o666 & !umask` (`umask`: the job creator's, else the owner's, else the daemon's).
     pub async fn commit(
         &self,
         moves: Vec<(PathBuf, PathBuf)>,
         discard: Vec<PathBuf>,
+        umask: Option<u32>,
     ) -> Result<(), Vec<CommitError>> {
-        let mode = self.umask.map(|m| 0o666 & !m);
+        let umask = umask.or(self.umask).unwrap_or_else(daemon_umask);
         self.exec(
-            move || parts::commit(&moves, &discard, mode),
+            move || parts::commit(&moves, &discard, umask),
             |e| Err(vec![CommitError::internal(e)]),
         )
         .await

@@ -179,28 +179,55 @@ impl std::fmt::Display for CommitError {
     }
 }
 
+/// The mode a destination gets when its part file is committed: the permission bits of
+/// the file it replaces (as `cp` onto an existing file keeps them), else what a new file
+/// gets under `umask` (`0o666 & !umask`, as `open(…, O_CREAT, 0666)` by the job's creator
+/// would). A symlink at the destination is replaced, not followed, so its target's mode
+/// does not count.
+pub(super) fn destination_mode(dest: &Path, umask: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.file_type().is_file() => m.mode() & 0o777,
+        _ => 0o666 & !umask & 0o777,
+    }
+}
+
+/// The daemon's own umask (read once, from `/proc/self/status`: asking `umask(2)` would
+/// change it for a moment under the other threads). 0o022 where the kernel does not say.
+pub fn daemon_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    })
+}
+
 /// Renames each `(part, destination)` over the destination, syncs the folders touched,
-/// then removes the `discard`ed part files. A part already gone whose destination exists
-/// was committed by an earlier complete that stopped part-way (a crash, a failure). With
-/// `mode`, each part file first gets that mode (the owner's `0666 & !umask`: part files are
-/// private while they are written).
+/// then removes the `discard`ed part files. Each part file first gets its destination's
+/// mode ([`destination_mode`], with `umask` for a new file), so the file appears whole and
+/// with its final mode at once. A part already gone whose destination exists was
+/// committed by an earlier complete that stopped part-way (a crash, a failure).
 ///
 /// Every move is tried; those that fail are returned, in order, and then nothing is
 /// discarded (the job is not complete until every file is in place).
 pub(super) fn commit(
     moves: &[(PathBuf, PathBuf)],
     discard: &[PathBuf],
-    mode: Option<u32>,
+    umask: u32,
 ) -> Result<(), Vec<CommitError>> {
     let mut failures = Vec::new();
     for (position, (part, dest)) in moves.iter().enumerate() {
         if std::fs::symlink_metadata(part).is_err() && std::fs::metadata(dest).is_ok() {
             continue;
         }
-        let placed = match mode {
-            Some(mode) => set_mode(part, mode).and_then(|()| std::fs::rename(part, dest)),
-            None => std::fs::rename(part, dest),
-        };
+        let placed = set_mode(part, destination_mode(dest, umask))
+            .and_then(|()| std::fs::rename(part, dest));
         if let Err(source) = placed {
             failures.push(CommitError {
                 position,
@@ -275,4 +302,53 @@ pub(super) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     f.write_all(data)?;
     f.sync_data()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_destination_gets_the_umask_mode_and_a_replaced_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let new_part = dir.path().join(".new.part");
+        let new_dest = dir.path().join("new");
+        let old_part = dir.path().join(".old.part");
+        let old_dest = dir.path().join("old");
+        create_part(&new_part).unwrap();
+        create_part(&old_part).unwrap();
+        assert_eq!(mode_of(&new_part), 0o600, "part files are private");
+        std::fs::write(&old_dest, b"before").unwrap();
+        std::fs::set_permissions(&old_dest, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+        commit(
+            &[
+                (new_part.clone(), new_dest.clone()),
+                (old_part, old_dest.clone()),
+            ],
+            &[],
+            0o022,
+        )
+        .unwrap();
+        assert_eq!(mode_of(&new_dest), 0o644);
+        assert_eq!(mode_of(&old_dest), 0o640);
+        assert_eq!(destination_mode(&dir.path().join("other"), 0o077), 0o600);
+        assert_eq!(destination_mode(&dir.path().join("other"), 0o002), 0o664);
+    }
+
+    #[test]
+    fn a_symlink_at_the_destination_does_not_lend_its_target_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"x").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(destination_mode(&link, 0o022), 0o644);
+    }
 }

@@ -46,6 +46,8 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "upload_protocol",
     "reply_file",
     "connections",
+    "bytes_per_second",
+    "umask",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -305,6 +307,8 @@ pub fn job_object(v: &JobView) -> Obj {
             ),
             ("reply_file", opt(j.options.reply_file.clone(), s)),
             ("connections", i(j.options.connections)),
+            ("bytes_per_second", i(v.bytes_per_second)),
+            ("umask", opt(j.options.umask, i)),
         ],
     }
 }
@@ -356,6 +360,7 @@ mod tests {
         let v = JobView {
             job: JobRecord::new("n".into(), JobType::Download, Priority::Normal, 0),
             totals: Totals::default(),
+            bytes_per_second: 0,
         };
         let names: Vec<&str> = job_object(&v).props.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, JOB_PROPERTIES);

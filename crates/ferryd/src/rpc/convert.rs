@@ -198,6 +198,8 @@ pub fn job(v: &JobView) -> pb::Job {
         },
         reply_file: j.options.reply_file.clone().unwrap_or_default(),
         connections: j.options.connections,
+        bytes_per_second: v.bytes_per_second,
+        umask: j.options.umask,
     }
 }
 

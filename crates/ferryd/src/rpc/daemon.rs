@@ -46,6 +46,7 @@ impl pb::daemon_server::Daemon for DaemonApi {
                     period: l.period,
                 })
                 .collect(),
+            bytes_per_second: self.svc.bytes_per_second(),
         }))
     }
 

@@ -121,6 +121,49 @@ impl PageToken {
     }
 }
 
+/// The files of a request as the service takes them.
+fn file_specs(files: Vec<pb::FileSpec>) -> Vec<FileSpec> {
+    files
+        .into_iter()
+        .map(|f| FileSpec {
+            remote_url: f.remote_url,
+            local_path: f.local_path,
+            expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
+        })
+        .collect()
+}
+
+/// The property changes of a `SetJobPropertiesRequest` (its `job_id` is not looked at).
+fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Status> {
+    let notification_class = match r.notification_class {
+        None => None,
+        Some(s) if s.trim().is_empty() => Some(None),
+        Some(s) => Some(Some(Uuid::parse_str(s.trim()).map_err(|_| {
+            Status::invalid_argument(format!(
+                "'{s}' is not a notification class (a UUID; the nil UUID clears it)"
+            ))
+        })?)),
+    };
+    Ok(JobChanges {
+        display_name: r.display_name,
+        description: r.description,
+        priority: convert::priority_from(r.priority)?,
+        notify_flags: r.notify_flags,
+        notification_class,
+        notify_command: r.notify_command.map(|l| l.values),
+        min_retry_delay_secs: r.minimum_retry_delay_secs,
+        no_progress_timeout_secs: r.no_progress_timeout_secs,
+        max_transfer_time_secs: r.max_transfer_time_secs,
+        headers: r.headers.map(|l| l.values),
+        credentials: convert::credentials_from(r.credentials),
+        proxy: r.proxy,
+        ca_file: r.ca_file,
+        bandwidth_limit: r.bandwidth_limit,
+        reply_file: r.reply_file,
+        connections: r.connections,
+    })
+}
+
 /// The refusal of a token made for another listing.
 fn token_mismatch(what: &str) -> Status {
     Status::invalid_argument(format!(
@@ -142,6 +185,9 @@ impl pb::jobs_server::Jobs for JobsApi {
             job_type: convert::job_type_from(r.job_type)?,
             priority: convert::priority_or_default(r.priority)?,
             upload_protocol: convert::upload_protocol_from(r.upload_protocol)?,
+            files: file_specs(r.files),
+            changes: r.initial_properties.map(changes_from_wire).transpose()?,
+            umask: r.umask,
         };
         let view = self.svc.create_job(&caller, spec).await?;
         Ok(Response::new(pb::CreateJobResponse {
@@ -156,16 +202,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let specs = r
-            .files
-            .into_iter()
-            .map(|f| FileSpec {
-                remote_url: f.remote_url,
-                local_path: f.local_path,
-                expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
-            })
-            .collect();
-        let files = self.svc.add_files(&caller, id, specs).await?;
+        let files = self.svc.add_files(&caller, id, file_specs(r.files)).await?;
         Ok(Response::new(pb::AddFilesResponse {
             files: files.iter().map(convert::file).collect(),
         }))
@@ -311,33 +348,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         let uid = caller(&req)?.uid;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let notification_class = match r.notification_class {
-            None => None,
-            Some(s) if s.trim().is_empty() => Some(None),
-            Some(s) => Some(Some(Uuid::parse_str(s.trim()).map_err(|_| {
-                Status::invalid_argument(format!(
-                    "'{s}' is not a notification class (a UUID; the nil UUID clears it)"
-                ))
-            })?)),
-        };
-        let changes = JobChanges {
-            display_name: r.display_name,
-            description: r.description,
-            priority: convert::priority_from(r.priority)?,
-            notify_flags: r.notify_flags,
-            notification_class,
-            notify_command: r.notify_command.map(|l| l.values),
-            min_retry_delay_secs: r.minimum_retry_delay_secs,
-            no_progress_timeout_secs: r.no_progress_timeout_secs,
-            max_transfer_time_secs: r.max_transfer_time_secs,
-            headers: r.headers.map(|l| l.values),
-            credentials: convert::credentials_from(r.credentials),
-            proxy: r.proxy,
-            ca_file: r.ca_file,
-            bandwidth_limit: r.bandwidth_limit,
-            reply_file: r.reply_file,
-            connections: r.connections,
-        };
+        let changes = changes_from_wire(r)?;
         let view = self.svc.set_properties(uid, id, changes).await?;
         Ok(Response::new(pb::SetJobPropertiesResponse {
             job: Some(convert::job(&view)),

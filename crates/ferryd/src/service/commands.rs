@@ -19,6 +19,12 @@ pub struct NewJob {
     pub priority: Priority,
     /// For upload jobs: `put` (default) or `tus`.
     pub upload_protocol: Option<String>,
+    /// Files added at creation (checked as `add_files` checks them).
+    pub files: Vec<FileSpec>,
+    /// Properties set at creation (checked as `set_properties` checks them).
+    pub changes: Option<JobChanges>,
+    /// The creating process's umask: the mode of new destinations (`None`: ferryd's).
+    pub umask: Option<u32>,
 }
 
 /// One file to add to a job.

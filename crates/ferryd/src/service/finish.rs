@@ -155,13 +155,18 @@ impl Service {
         .await?;
         self.stop_run(id).await;
 
-        let (files, job_type, job_owner) = {
+        let (files, job_type, job_owner, umask) = {
             let inner = self.lock();
             let e = inner
                 .jobs
                 .get(&id)
                 .ok_or_else(|| super::commands::not_found(id))?;
-            (e.files.clone(), e.job.job_type, self.owner_of(&e.job))
+            (
+                e.files.clone(),
+                e.job.job_type,
+                self.owner_of(&e.job),
+                e.job.options.umask,
+            )
         };
         let (committed, discarded) = outcome_counts(job_type, &files);
         if job_type == JobType::Download {
@@ -173,7 +178,7 @@ impl Service {
                 .map(|f| (f.temporary_path(), f.local_path.clone().into()))
                 .collect();
             let discard = drop.iter().map(|f| f.temporary_path()).collect();
-            if let Err(failures) = job_owner.commit(moves, discard).await {
+            if let Err(failures) = job_owner.commit(moves, discard, umask).await {
                 let message = describe(&failures);
                 tracing::warn!(%id, "complete: {message}");
                 let record = JobErrorRecord {

@@ -3,14 +3,27 @@
 use uuid::Uuid;
 
 use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
+use super::properties::apply_changes;
 use super::state::{Archived, Entry};
 use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
 use crate::model::{Caller, FileRecord, JobRecord, JobState, JobType};
 use crate::store::Store;
 
+/// A file that passed the checks: URL, destination (as the owner), expected SHA-256.
+struct CheckedFile {
+    url: String,
+    path: String,
+    sha256: Option<String>,
+}
+
+/// The largest umask a job may carry (the permission bits).
+const UMASK_BITS: u32 = 0o777;
+
 impl Service {
-    /// Creates a job of the caller in `suspended`. System-wide, the job keeps the
-    /// caller's umask (its files are created with it).
+    /// Creates a job of the caller in `suspended`, with the files and properties `spec`
+    /// carries: every one of them is checked first, so a refusal leaves no job behind. The
+    /// job keeps its creator's umask: system-wide the one the kernel reports for the
+    /// calling process (its files are created with it), else the one the client sent.
     pub async fn create_job(&self, caller: &Caller, spec: NewJob) -> Result<JobView, ServiceError> {
         self.check_writable()?;
         let owner = caller.uid;
@@ -18,7 +31,6 @@ impl Service {
         let description = validate::text("the description", &spec.description)?;
         let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
         job.description = description;
-        job.options.umask = self.owners.umask_of_process(caller.pid);
         let exempt = self.exempt_from_limits(caller);
         if let Some(p) = spec.upload_protocol.as_deref().filter(|p| !p.is_empty()) {
             if spec.job_type == JobType::Download {
@@ -30,13 +42,44 @@ impl Service {
                 p.parse().map_err(ServiceError::InvalidArgument)?;
             job.options.upload_protocol = Some(p.as_str().into());
         }
+        if let Some(mask) = spec.umask {
+            if mask > UMASK_BITS {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "umask {mask:#o} has bits beyond {UMASK_BITS:#o}: give the process's umask \\
+                     (e.g. 0o022)"
+                )));
+            }
+        }
+        job.options.umask = self.owners.umask_of_process(caller.pid).or(spec.umask);
+        if let Some(changes) = spec.changes {
+            let checked = self.check_changes(owner, changes).await?;
+            apply_changes(&mut job, checked)?;
+        }
+        let files = if spec.files.is_empty() {
+            Vec::new()
+        } else {
+            let upload = spec.job_type != JobType::Download;
+            let checked = self.check_files(owner, upload, &spec.files).await?;
+            if !exempt && checked.len() > self.config.max_files_per_job {
+                return Err(ServiceError::ResourceExhausted(format!(
+                    "a job of {} files is refused, the limit is {}",
+                    checked.len(),
+                    self.config.max_files_per_job
+                )));
+            }
+            file_records(job.id, 0, checked)
+        };
         let (rx, view) = {
             let mut inner = self.lock();
             if !exempt {
                 self.check_job_limits(&inner, owner)?;
             }
-            let rx = self.store.put_job(&job);
-            let e = Entry::new(job, Vec::new());
+            let rx = if files.is_empty() {
+                self.store.put_job(&job)
+            } else {
+                self.store.put_job_and_files(&job, files.clone())
+            };
+            let e = Entry::new(job, files);
             let view = e.view();
             inner.insert(e);
             self.emit(ChangeKind::Created, view.clone(), None);
@@ -53,6 +96,56 @@ impl Service {
             return Err(e.into());
         }
         Ok(view)
+    }
+
+    /// Checks files to add to a job (of type upload when `upload`): URLs, digests, and the
+    /// paths as the owner (all in one hand-off, for a job of thousands of files). Errors
+    /// come in the order of the files, as if each file were checked on its own; two files
+    /// with one destination are refused.
+    async fn check_files(
+        &self,
+        owner: u32,
+        upload: bool,
+        specs: &[FileSpec],
+    ) -> Result<Vec<CheckedFile>, ServiceError> {
+        if upload && specs.len() != 1 {
+            return Err(ServiceError::InvalidArgument(
+                "an upload job has exactly one file: add one".into(),
+            ));
+        }
+        let owner_fs = self.owners.of(owner);
+        let paths: Vec<String> = specs.iter().map(|s| s.local_path.clone()).collect();
+        let path_checks = if upload {
+            owner_fs
+                .check_regular_files("the file to upload", paths)
+                .await
+        } else {
+            owner_fs.check_destinations(paths).await
+        };
+        let mut checked: Vec<CheckedFile> = Vec::with_capacity(specs.len());
+        let mut seen = std::collections::HashMap::with_capacity(specs.len());
+        for (i, (s, path)) in specs.iter().zip(path_checks).enumerate() {
+            let url = validate::remote_url(&s.remote_url)?;
+            if upload && url.starts_with("file:") {
+                return Err(ServiceError::InvalidArgument(
+                    "uploads go to http or https URLs".into(),
+                ));
+            }
+            let path = path.map_err(ServiceError::InvalidArgument)?;
+            if let Some(first) = seen.insert(path.clone(), i) {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "files {first} and {i} both go to {path}: give each file its own destination"
+                )));
+            }
+            let sha256 = s
+                .expected_sha256
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(validate::sha256)
+                .transpose()?;
+            checked.push(CheckedFile { url, path, sha256 });
+        }
+        Ok(checked)
     }
 
     /// Adds files to a job that has not finished.
@@ -76,40 +169,7 @@ impl Service {
             };
             job_type != JobType::Download
         };
-        if upload && specs.len() != 1 {
-            return Err(ServiceError::InvalidArgument(
-                "an upload job has exactly one file: add one".into(),
-            ));
-        }
-        // The paths are looked at as the owner, all in one go (one hand-off for a job of
-        // thousands of files); errors are reported in the order of the files, as if each
-        // file were checked on its own.
-        let owner_fs = self.owners.of(owner);
-        let paths: Vec<String> = specs.iter().map(|s| s.local_path.clone()).collect();
-        let path_checks = if upload {
-            owner_fs
-                .check_regular_files("the file to upload", paths)
-                .await
-        } else {
-            owner_fs.check_destinations(paths).await
-        };
-        let mut checked = Vec::with_capacity(specs.len());
-        for (s, path) in specs.iter().zip(path_checks) {
-            let url = validate::remote_url(&s.remote_url)?;
-            if upload && url.starts_with("file:") {
-                return Err(ServiceError::InvalidArgument(
-                    "uploads go to http or https URLs".into(),
-                ));
-            }
-            let path = path.map_err(ServiceError::InvalidArgument)?;
-            let sha = s
-                .expected_sha256
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .map(validate::sha256)
-                .transpose()?;
-            checked.push((url, path, sha));
-        }
+        let checked = self.check_files(owner, upload, &specs).await?;
         let (rx, added) = {
             let mut inner = self.lock();
             let before = entry(&inner, owner, id, "add files to")?.view();
@@ -140,32 +200,15 @@ impl Service {
                     "add them to another job",
                 ));
             }
-            for (_, path, _) in &checked {
-                if e.files.iter().any(|f| &f.local_path == path) {
+            for c in &checked {
+                if e.files.iter().any(|f| f.local_path == c.path) {
                     return Err(ServiceError::InvalidArgument(format!(
-                        "job {id} already writes {path}"
+                        "job {id} already writes {}",
+                        c.path
                     )));
                 }
             }
-            let first = e.files.len() as u32;
-            let added: Vec<FileRecord> = checked
-                .into_iter()
-                .enumerate()
-                .map(|(i, (url, path, sha))| FileRecord {
-                    job_id: id,
-                    index: first + i as u32,
-                    remote_url: url,
-                    local_path: path,
-                    bytes_total: None,
-                    bytes_transferred: 0,
-                    completed: false,
-                    expected_sha256: sha,
-                    final_url: None,
-                    validator: None,
-                    validated: None,
-                    segments: Vec::new(),
-                })
-                .collect();
+            let added = file_records(id, e.files.len() as u32, checked);
             e.files.extend(added.iter().cloned());
             e.touch();
             let after = e.view();
@@ -225,4 +268,26 @@ impl Service {
             None => Ok(entry(&inner, owner, id, "list the files of")?.file_views()),
         }
     }
+}
+
+/// The records of checked files added to job `id` from index `first` on.
+fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileRecord> {
+    checked
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| FileRecord {
+            job_id: id,
+            index: first + i as u32,
+            remote_url: c.url,
+            local_path: c.path,
+            bytes_total: None,
+            bytes_transferred: 0,
+            completed: false,
+            expected_sha256: c.sha256,
+            final_url: None,
+            validator: None,
+            validated: None,
+            segments: Vec::new(),
+        })
+        .collect()
 }

@@ -325,6 +325,13 @@ impl Service {
         self.engine.active()
     }
 
+    /// Bytes per second of every run together, over the last few seconds.
+    pub fn bytes_per_second(&self) -> u64 {
+        let now = mono_ms();
+        let inner = self.lock();
+        inner.jobs.values().map(|e| e.bytes_per_second(now)).sum()
+    }
+
     /// Number of jobs stored.
     pub fn job_count(&self) -> usize {
         let inner = self.lock();

@@ -1,21 +1,37 @@
-//! The command that changes a job's properties.
+//! The command that changes a job's properties, and the checks and changes it shares with
+//! `create_job` (which sets properties at creation): [`Service::check_changes`] looks at
+//! everything that can be refused before any job is touched, [`apply_changes`] changes a
+//! record.
 
 use uuid::Uuid;
 
 use super::commands::{final_state_error, JobChanges};
 use super::{validate, JobView, Service, ServiceError};
-use crate::model::{JobState, JobType, NotifyFlags};
+use crate::model::{Credentials, JobRecord, JobState, JobType, NotifyFlags, ProxySetting};
 use crate::store::Store;
 
+/// Property changes that passed every check that needs no job: headers parsed, proxy
+/// understood, CA and reply files looked at as the owner.
+pub(super) struct CheckedChanges {
+    /// What is applied as given (headers, proxy, CA file and reply file are taken out).
+    changes: JobChanges,
+    headers: Option<Vec<(String, String)>>,
+    proxy: Option<ProxySetting>,
+    /// `Some(None)` clears it.
+    ca_file: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    reply_file: Option<Option<String>>,
+}
+
 impl Service {
-    /// Changes properties of a job.
-    pub async fn set_properties(
+    /// Checks `changes` as far as it can without the job: text, flags, the notify
+    /// command's program, headers, proxy, credentials, and the CA and reply files (as the
+    /// owner).
+    pub(super) async fn check_changes(
         &self,
         owner: u32,
-        id: Uuid,
-        changes: JobChanges,
-    ) -> Result<JobView, ServiceError> {
-        self.check_writable()?;
+        mut changes: JobChanges,
+    ) -> Result<CheckedChanges, ServiceError> {
         if let Some(name) = &changes.display_name {
             validate::text("the display name", name)?;
         }
@@ -39,17 +55,29 @@ impl Service {
                 }
             }
         }
+        if let Some(v) = changes.connections {
+            if v > 16 {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "{v} connections per file is too many (at most 16)"
+                )));
+            }
+        }
         let headers = changes
             .headers
-            .as_ref()
+            .take()
             .map(|hs| {
                 hs.iter()
                     .map(|h| validate::header(h))
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
-        let proxy = changes.proxy.as_deref().map(validate::proxy).transpose()?;
-        let ca_file = match changes.ca_file.as_deref() {
+        let proxy = changes
+            .proxy
+            .take()
+            .as_deref()
+            .map(validate::proxy)
+            .transpose()?;
+        let ca_file = match changes.ca_file.take().as_deref() {
             None => None,
             Some("") => Some(None),
             Some(p) => Some(Some(
@@ -60,7 +88,7 @@ impl Service {
                     .map_err(ServiceError::InvalidArgument)?,
             )),
         };
-        let reply_file = match changes.reply_file.as_deref() {
+        let reply_file = match changes.reply_file.take().as_deref() {
             None => None,
             Some("") => Some(None),
             Some(p) => Some(Some(
@@ -71,85 +99,44 @@ impl Service {
                     .map_err(ServiceError::InvalidArgument)?,
             )),
         };
-        if let Some(Some(crate::model::Credentials::Basic { user, .. })) = &changes.credentials {
+        if let Some(Some(Credentials::Basic { user, .. })) = &changes.credentials {
             if user.contains(':') {
                 return Err(ServiceError::InvalidArgument(
                     "a basic-auth user name cannot contain ':'".into(),
                 ));
             }
         }
+        Ok(CheckedChanges {
+            changes,
+            headers,
+            proxy,
+            ca_file,
+            reply_file,
+        })
+    }
+
+    /// Changes properties of a job.
+    pub async fn set_properties(
+        &self,
+        owner: u32,
+        id: Uuid,
+        changes: JobChanges,
+    ) -> Result<JobView, ServiceError> {
+        self.check_writable()?;
         let requeue = changes.priority.is_some();
         let changed_command = changes
             .notify_command
             .as_ref()
             .is_some_and(|c| !c.is_empty());
         let changed_class = matches!(changes.notification_class, Some(Some(_)));
+        let checked = self.check_changes(owner, changes).await?;
         let view = self
             .mutate(owner, id, "change", |inner, id| {
                 let state = inner.jobs[&id].job.state;
                 if state.is_final() {
                     return Err(final_state_error(id, state, "change"));
                 }
-                let e = inner.jobs.get_mut(&id).expect("exists");
-                let j = &mut e.job;
-                if let Some(v) = changes.display_name {
-                    j.display_name = v;
-                }
-                if let Some(v) = changes.description {
-                    j.description = v;
-                }
-                if let Some(v) = changes.priority {
-                    j.priority = v;
-                }
-                if let Some(v) = changes.notify_flags {
-                    j.notify_flags = NotifyFlags::from_bits_truncate(v);
-                }
-                if let Some(v) = changes.notification_class {
-                    j.notification_class = v.filter(|c| !c.is_nil());
-                }
-                if let Some(v) = changes.notify_command {
-                    j.notify_command = v;
-                }
-                if let Some(v) = changes.min_retry_delay_secs {
-                    j.min_retry_delay_secs = v;
-                }
-                if let Some(v) = changes.no_progress_timeout_secs {
-                    j.no_progress_timeout_secs = v;
-                }
-                if let Some(v) = changes.max_transfer_time_secs {
-                    j.max_transfer_time_secs = v;
-                }
-                if let Some(v) = headers {
-                    j.options.headers = v;
-                }
-                if let Some(v) = changes.credentials {
-                    j.options.credentials = v;
-                }
-                if let Some(v) = proxy {
-                    j.options.proxy = v;
-                }
-                if let Some(v) = ca_file {
-                    j.options.ca_file = v;
-                }
-                if let Some(v) = changes.bandwidth_limit {
-                    j.options.bandwidth_limit = v;
-                }
-                if let Some(v) = changes.connections {
-                    if v > 16 {
-                        return Err(ServiceError::InvalidArgument(format!(
-                            "{v} connections per file is too many (at most 16)"
-                        )));
-                    }
-                    j.options.connections = v;
-                }
-                if let Some(v) = reply_file {
-                    if j.job_type != JobType::UploadReply && v.is_some() {
-                        return Err(ServiceError::InvalidArgument(
-                            "a reply file applies to upload_reply jobs only".into(),
-                        ));
-                    }
-                    j.options.reply_file = v;
-                }
+                apply_changes(&mut inner.jobs.get_mut(&id).expect("exists").job, checked)?;
                 if requeue && state == JobState::Queued {
                     inner.set_state(id, JobState::Queued);
                 }
@@ -169,4 +156,75 @@ impl Service {
         self.notifier.kick(id);
         Ok(view)
     }
+}
+
+/// Applies checked changes to `j`; refuses (leaving `j` as it was) what depends on the
+/// job's type.
+pub(super) fn apply_changes(
+    j: &mut JobRecord,
+    checked: CheckedChanges,
+) -> Result<(), ServiceError> {
+    let CheckedChanges {
+        changes,
+        headers,
+        proxy,
+        ca_file,
+        reply_file,
+    } = checked;
+    if let Some(Some(_)) = &reply_file {
+        if j.job_type != JobType::UploadReply {
+            return Err(ServiceError::InvalidArgument(
+                "a reply file applies to upload_reply jobs only".into(),
+            ));
+        }
+    }
+    if let Some(v) = changes.display_name {
+        j.display_name = v;
+    }
+    if let Some(v) = changes.description {
+        j.description = v;
+    }
+    if let Some(v) = changes.priority {
+        j.priority = v;
+    }
+    if let Some(v) = changes.notify_flags {
+        j.notify_flags = NotifyFlags::from_bits_truncate(v);
+    }
+    if let Some(v) = changes.notification_class {
+        j.notification_class = v.filter(|c| !c.is_nil());
+    }
+    if let Some(v) = changes.notify_command {
+        j.notify_command = v;
+    }
+    if let Some(v) = changes.min_retry_delay_secs {
+        j.min_retry_delay_secs = v;
+    }
+    if let Some(v) = changes.no_progress_timeout_secs {
+        j.no_progress_timeout_secs = v;
+    }
+    if let Some(v) = changes.max_transfer_time_secs {
+        j.max_transfer_time_secs = v;
+    }
+    if let Some(v) = headers {
+        j.options.headers = v;
+    }
+    if let Some(v) = changes.credentials {
+        j.options.credentials = v;
+    }
+    if let Some(v) = proxy {
+        j.options.proxy = v;
+    }
+    if let Some(v) = ca_file {
+        j.options.ca_file = v;
+    }
+    if let Some(v) = changes.bandwidth_limit {
+        j.options.bandwidth_limit = v;
+    }
+    if let Some(v) = changes.connections {
+        j.options.connections = v;
+    }
+    if let Some(v) = reply_file {
+        j.options.reply_file = v;
+    }
+    Ok(())
 }

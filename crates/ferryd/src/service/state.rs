@@ -91,7 +91,13 @@ impl Entry {
         JobView {
             job: self.job.clone(),
             totals: Totals::of(&self.files, |f| self.bytes_of(f)),
+            bytes_per_second: self.bytes_per_second(mono_ms()),
         }
+    }
+
+    /// The current rate of the job's run, as of `now`; 0 when none runs.
+    pub(crate) fn bytes_per_second(&self, now: i64) -> u64 {
+        self.run.as_ref().map_or(0, |(_, live)| live.rate(now))
     }
 
     pub(crate) fn file_views(&self) -> Vec<FileView> {
@@ -147,6 +153,7 @@ impl Archived {
         JobView {
             job,
             totals: Totals::of(&files, |_| None),
+            bytes_per_second: 0,
         }
     }
 
