@@ -224,6 +224,10 @@ pub struct SetArgs {
     /// Connections per file for large downloads (1-16; 0 = the daemon's default)
     #[arg(long)]
     pub connections: Option<u32>,
+    /// Peer caching for this job: off, client (ask the fleet's peers first), server
+    /// (offer its files to them) or both
+    #[arg(long, value_name = "MODE")]
+    pub peers: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

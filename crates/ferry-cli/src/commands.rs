@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use ferry_client::{
     ConnectOptions, Credentials, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob,
-    NotifyFlags, Priority, Uuid,
+    NotifyFlags, PeerMode, Priority, Uuid,
 };
 use ferry_common::{paths, units};
 
@@ -371,6 +371,11 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
             .transpose()?,
         reply_file: absolute_opt(&a.reply_file)?,
         connections: a.connections,
+        peers: a
+            .peers
+            .as_deref()
+            .map(|m| m.parse::<PeerMode>().map_err(|e| anyhow!(e)))
+            .transpose()?,
         display_name: a.name,
         description: a.description,
         priority: a.priority.as_deref().map(priority).transpose()?,

@@ -242,6 +242,7 @@ impl Job {
             bandwidth_limit: props.bandwidth_limit,
             reply_file: props.reply_file,
             connections: props.connections,
+            peers: props.peers.map(|m| m.to_wire()).unwrap_or_default(),
         };
         let r = self
             .manager

@@ -38,6 +38,6 @@ pub use types::{
     JobProperties, ScheduledLimit,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
-pub use types::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use types::{ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol};
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

@@ -8,7 +8,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::wire::Wire;
-pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use ferry_common::{
+    ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol,
+};
 
 /// An error recorded with a job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,6 +93,13 @@ pub struct JobInfo {
     pub reply_file: Option<String>,
     /// Connections per file for large downloads; 0 = the daemon's default.
     pub connections: u32,
+    /// The job's part in peer caching; `None`: the daemon's default.
+    pub peers: Option<PeerMode>,
+    /// Bytes of its files, as they stand, that came from the origin (BITS's
+    /// `GetPeerDownloadStats`).
+    pub bytes_from_origin: u64,
+    /// Bytes of its files, as they stand, that came from peers.
+    pub bytes_from_peers: u64,
 }
 
 impl JobInfo {
@@ -134,6 +143,9 @@ impl JobInfo {
             upload_protocol: UploadProtocol::from_wire(j.upload_protocol),
             reply_file: Some(j.reply_file).filter(|c| !c.is_empty()),
             connections: j.connections,
+            peers: PeerMode::from_wire(j.peers),
+            bytes_from_origin: j.bytes_from_origin,
+            bytes_from_peers: j.bytes_from_peers,
         })
     }
 
@@ -168,6 +180,10 @@ pub struct FileInfo {
     pub final_url: Option<String>,
     /// The application's verdict from `set_validation_state`, if any.
     pub validated: Option<bool>,
+    /// Bytes of the file, as it stands, that came from the origin.
+    pub bytes_from_origin: u64,
+    /// Bytes of the file, as it stands, that came from peers.
+    pub bytes_from_peers: u64,
 }
 
 impl FileInfo {
@@ -185,6 +201,8 @@ impl FileInfo {
             expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
             final_url: Some(f.final_url).filter(|s| !s.is_empty()),
             validated: f.validated,
+            bytes_from_origin: f.bytes_from_origin,
+            bytes_from_peers: f.bytes_from_peers,
         })
     }
 }
@@ -305,6 +323,8 @@ pub struct JobProperties {
     pub reply_file: Option<String>,
     /// Connections per file for large downloads (1–16; 0 = the daemon's default).
     pub connections: Option<u32>,
+    /// The job's part in peer caching.
+    pub peers: Option<PeerMode>,
 }
 
 /// Credentials a job sends with every request.

@@ -8,13 +8,15 @@ use uuid::Uuid;
 
 mod clock;
 mod error_kind;
+mod peers;
 mod views;
 
 pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
+pub use peers::{CacheEntry, FilePeerInfo};
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
-pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol};
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -150,6 +152,8 @@ pub struct JobOptions {
     /// The file-mode creation mask of the process that created the job (system mode):
     /// the job's files are created, and its handler or command runs, with it.
     pub umask: Option<u32>,
+    /// The job's part in peer caching; `None` takes the daemon's default.
+    pub peers: Option<PeerMode>,
 }
 
 impl JobOptions {
@@ -259,6 +263,8 @@ pub struct FileRecord {
     pub validated: Option<bool>,
     /// Byte ranges fetched over separate connections (empty: one connection).
     pub segments: Vec<Segment>,
+    /// Where its bytes came from, and what peer caching may do with it.
+    pub peer: FilePeerInfo,
 }
 
 /// A byte range of a file fetched over its own connection: `[start, end)`, of which
@@ -299,6 +305,10 @@ pub struct Totals {
     pub bytes_transferred: u64,
     pub files_total: u32,
     pub files_transferred: u32,
+    /// Bytes of the files as they stand that came from the origin.
+    pub bytes_from_origin: u64,
+    /// Bytes of the files as they stand that came from peers.
+    pub bytes_from_peers: u64,
 }
 
 impl Totals {
@@ -318,6 +328,8 @@ impl Totals {
                 _ => None,
             };
             t.bytes_transferred += live(f).unwrap_or(f.bytes_transferred);
+            t.bytes_from_origin += f.peer.from_origin;
+            t.bytes_from_peers += f.peer.from_peers;
         }
         t
     }

@@ -53,6 +53,7 @@ fn file(j: &JobRecord, idx: u32, url: &str, path: &str) -> FileRecord {
         validator: None,
         validated: None,
         segments: Vec::new(),
+        peer: Default::default(),
     }
 }
 

@@ -46,6 +46,9 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "upload_protocol",
     "reply_file",
     "connections",
+    "peers",
+    "bytes_from_origin",
+    "bytes_from_peers",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -60,6 +63,8 @@ pub const FILE_PROPERTIES: &[&str] = &[
     "expected_sha256",
     "final_url",
     "validated",
+    "bytes_from_origin",
+    "bytes_from_peers",
 ];
 
 pub const HANDLER_PROPERTIES: &[&str] = &["class", "argv", "workdir", "registered_unix_ms"];
@@ -305,6 +310,9 @@ pub fn job_object(v: &JobView) -> Obj {
             ),
             ("reply_file", opt(j.options.reply_file.clone(), s)),
             ("connections", i(j.options.connections)),
+            ("peers", opt(j.options.peers, |m| s(m.as_str()))),
+            ("bytes_from_origin", i(v.totals.bytes_from_origin)),
+            ("bytes_from_peers", i(v.totals.bytes_from_peers)),
         ],
     }
 }
@@ -329,6 +337,8 @@ pub fn file_object(v: &FileView) -> Obj {
             ("expected_sha256", opt(f.expected_sha256.clone(), s)),
             ("final_url", opt(f.final_url.clone(), s)),
             ("validated", opt(f.validated, b)),
+            ("bytes_from_origin", i(f.peer.from_origin)),
+            ("bytes_from_peers", i(f.peer.from_peers)),
         ],
     }
 }

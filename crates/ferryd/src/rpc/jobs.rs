@@ -337,6 +337,7 @@ impl pb::jobs_server::Jobs for JobsApi {
             bandwidth_limit: r.bandwidth_limit,
             reply_file: r.reply_file,
             connections: r.connections,
+            peers: convert::peer_mode_from(r.peers)?,
         };
         let view = self.svc.set_properties(uid, id, changes).await?;
         Ok(Response::new(pb::SetJobPropertiesResponse {

@@ -164,6 +164,7 @@ impl Service {
                     validator: None,
                     validated: None,
                     segments: Vec::new(),
+                    peer: Default::default(),
                 })
                 .collect();
             e.files.extend(added.iter().cloned());

@@ -461,6 +461,7 @@ mod tests {
             validator: None,
             validated: None,
             segments: Vec::new(),
+            peer: Default::default(),
         }
     }
 

@@ -142,6 +142,9 @@ impl Service {
                     }
                     j.options.connections = v;
                 }
+                if let Some(v) = changes.peers {
+                    j.options.peers = Some(v);
+                }
                 if let Some(v) = reply_file {
                     if j.job_type != JobType::UploadReply && v.is_some() {
                         return Err(ServiceError::InvalidArgument(

@@ -87,6 +87,7 @@ struct OptionsRepr {
     first_active_ms: Option<i64>,
     connections: u32,
     umask: Option<u32>,
+    peers: Option<crate::model::PeerMode>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -102,6 +103,7 @@ impl From<JobOptions> for OptionsRepr {
             first_active_ms,
             connections,
             umask,
+            peers,
         } = o;
         OptionsRepr {
             headers,
@@ -117,6 +119,7 @@ impl From<JobOptions> for OptionsRepr {
             first_active_ms,
             connections,
             umask,
+            peers,
         }
     }
 }
@@ -134,6 +137,7 @@ impl From<OptionsRepr> for JobOptions {
             first_active_ms,
             connections,
             umask,
+            peers,
         } = o;
         JobOptions {
             headers,
@@ -149,6 +153,7 @@ impl From<OptionsRepr> for JobOptions {
             first_active_ms,
             connections,
             umask,
+            peers,
         }
     }
 }
@@ -177,6 +182,7 @@ mod tests {
             validator: None,
             validated: None,
             segments: Vec::new(),
+            peer: Default::default(),
         }
     }
 
@@ -251,6 +257,7 @@ mod tests {
                 first_active_ms: Some(99),
                 connections: 4,
                 umask: Some(0o027),
+                peers: Some(crate::model::PeerMode::Client),
             },
         }
     }
@@ -280,6 +287,12 @@ mod tests {
                     done: 0,
                 },
             ],
+            peer: crate::model::FilePeerInfo {
+                from_origin: 7,
+                from_peers: 1 << 32,
+                no_peer_cache: true,
+                origin_only: true,
+            },
         }
     }
 
