@@ -13,6 +13,7 @@ pub mod model;
 pub mod netwatch;
 pub mod notify;
 pub mod owner;
+pub mod peers;
 pub mod paths;
 pub mod query;
 pub mod rpc;

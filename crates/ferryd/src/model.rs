@@ -157,6 +157,17 @@ pub struct JobOptions {
 }
 
 impl JobOptions {
+    /// True when the job's requests carry credentials, an `Authorization` or a `Cookie`
+    /// header: what it fetches is never cached or served to peers, nor asked of them.
+    pub fn is_private(&self) -> bool {
+        self.credentials.is_some()
+            || self.headers.iter().any(|(n, _)| {
+                n.eq_ignore_ascii_case("authorization")
+                    || n.eq_ignore_ascii_case("cookie")
+                    || n.eq_ignore_ascii_case("proxy-authorization")
+            })
+    }
+
     pub fn upload_protocol(&self) -> UploadProtocol {
         self.upload_protocol
             .as_deref()

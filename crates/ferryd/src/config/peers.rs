@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration;
-use crate::model::PeerMode;
+use ferry_common::PeerMode;
 
 /// How peers are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
