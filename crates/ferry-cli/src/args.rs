@@ -70,6 +70,57 @@ pub enum Command {
     /// Start, stop or ask about the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Peer caching: make a fleet, see the peers, the cache
+    #[command(subcommand)]
+    Peers(PeersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// The fleet, the peers found and their state, the cache and what it served
+    Status,
+    /// A fleet's certificate authority
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Machine certificates
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// The cache of files offered to peers
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a fleet CA in DIR: ca.pem (give it to every machine) and ca.key (keep it)
+    New {
+        /// Folder to create it in
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate for machine NAME: a folder with ca.pem, node.pem and node.key
+    /// to copy to ~/.config/ferry/fleet/ on that machine
+    Issue {
+        /// The fleet CA's folder (from `ferry peers ca new`)
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The machine's name (its host name, say)
+        name: String,
+        /// Where to write it [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cache's entries
+    List,
+    /// Empty the cache
+    Clear,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,9 @@
 
 mod commands;
 mod hints;
+mod fleet;
 mod output;
+mod peers;
 mod progress;
 
 use clap::Parser;
@@ -45,6 +47,7 @@ fn main() {
             Command::Query(a) => commands::query(&ctx, a).await,
             Command::Watch(a) => commands::watch(&ctx, a).await,
             Command::Daemon(c) => commands::daemon(&ctx, c).await,
+            Command::Peers(c) => peers::run(&ctx, c).await,
         }
     });
     let code = match result {

@@ -20,6 +20,7 @@ mod connect;
 mod error;
 mod job;
 mod manager;
+mod peers;
 mod query;
 mod types;
 mod wire;
@@ -29,6 +30,7 @@ pub use connect::{default_socket_path, default_state_dir, find_daemon_binary, Co
 pub use error::{Error, ErrorKind, Result};
 pub use job::{Job, NotifyInterface};
 pub use manager::{Manager, NewJob};
+pub use peers::{CacheEntry, PeerInfo, PeerOrigin, PeerState, PeersStatus};
 pub use query::{
     AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, Object, ObjectSink,
     StatusCode, Value,

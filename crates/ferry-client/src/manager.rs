@@ -6,7 +6,8 @@ use std::sync::Arc;
 use ferry_proto::v1 as pb;
 use ferry_proto::v1::{
     daemon_client::DaemonClient, jobs_client::JobsClient,
-    notifications_client::NotificationsClient, queries_client::QueriesClient,
+    notifications_client::NotificationsClient, peers_client::PeersClient,
+    queries_client::QueriesClient,
 };
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -23,13 +24,14 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Items asked for per page when listing: the daemon's maximum.
 pub(crate) const LIST_PAGE_SIZE: i32 = 1000;
 
-/// The stubs of ferryd's four services, sharing one connection.
+/// The stubs of ferryd's five services, sharing one connection.
 #[derive(Clone)]
 pub(crate) struct Rpc {
     pub(crate) jobs: JobsClient<Channel>,
     pub(crate) notifications: NotificationsClient<Channel>,
     pub(crate) queries: QueriesClient<Channel>,
     pub(crate) daemon: DaemonClient<Channel>,
+    pub(crate) peers: PeersClient<Channel>,
 }
 
 impl Rpc {
@@ -44,7 +46,8 @@ impl Rpc {
             queries: QueriesClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            daemon: DaemonClient::new(channel),
+            daemon: DaemonClient::new(channel.clone()),
+            peers: PeersClient::new(channel),
         }
     }
 }

@@ -225,13 +225,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     config.socket_path = opts.socket.clone();
     let svc = Service::open(config, store, crate::paths::current_uid())?;
     if svc.config().peers.enabled {
-        let peers = crate::peers::Peers::start(
-            &svc.config().peers,
-            &opts.state_dir,
-            svc.shared_store(),
-        )
-        .await
-        .context("peer caching ([peers] in ferryd.toml)")?;
+        let peers =
+            crate::peers::Peers::start(&svc.config().peers, &opts.state_dir, svc.shared_store())
+                .await
+                .context("peer caching ([peers] in ferryd.toml)")?;
         svc.attach_peers(peers);
     }
     tracing::info!(

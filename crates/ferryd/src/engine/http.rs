@@ -77,7 +77,13 @@ pub(super) fn no_store(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|d| d.trim().split('=').next().unwrap_or("").to_ascii_lowercase())
+        .map(|d| {
+            d.trim()
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
         .any(|d| d == "private" || d == "no-store")
 }
 

@@ -17,10 +17,10 @@ pub mod http;
 pub mod live;
 pub mod netclient;
 pub mod partfile;
+pub mod peerfetch;
 pub mod ratelimit;
 pub mod schedule;
 pub mod scheduler;
-pub mod peerfetch;
 pub mod segmented;
 pub mod segtable;
 pub mod sources;
@@ -38,9 +38,9 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::model::{FileRecord, Priority};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
-pub use sources::{ContentQuery, PeerFinder, PeerOffer, SourceBytes};
 pub use live::{Durable, LiveRun};
 use partfile::Progress;
+pub use sources::{ContentQuery, PeerFinder, PeerOffer, SourceBytes};
 pub use worker::FileEvents;
 
 /// Everything one file's transfer needs.

@@ -62,69 +62,70 @@ pub(super) struct Plan {
 pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented, TransferError> {
     let url = task.record.remote_url.clone();
     let part = task.part.clone();
-    let (segments, total, validator) = if task.record.segments.is_empty() {
-        if task.record.bytes_transferred > 0 {
-            // A single-connection download is under way: finish it that way.
-            return Ok(Segmented::Fallback);
-        }
-        task.events.connecting();
-        let head =
-            super::http::identity(decorate(task.client.head(&url), task.options), task.options);
-        let resp = tokio::select! {
-            _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
-            r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
-                Ok(Ok(r)) => r,
-                _ => return Ok(Segmented::Fallback),
-            },
+    let (segments, total, validator) =
+        if task.record.segments.is_empty() {
+            if task.record.bytes_transferred > 0 {
+                // A single-connection download is under way: finish it that way.
+                return Ok(Segmented::Fallback);
+            }
+            task.events.connecting();
+            let head =
+                super::http::identity(decorate(task.client.head(&url), task.options), task.options);
+            let resp = tokio::select! {
+                _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
+                r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
+                    Ok(Ok(r)) => r,
+                    _ => return Ok(Segmented::Fallback),
+                },
+            };
+            let h = resp.headers();
+            let ranges = h
+                .get(header::ACCEPT_RANGES)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+            // The header itself: reqwest reports a HEAD response's (empty) body length.
+            let length = h
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|_| resp.status() == StatusCode::OK);
+            let (Some(total), Some(validator)) = (length, strong_validator(h)) else {
+                return Ok(Segmented::Fallback);
+            };
+            if !ranges || total < 2 * MIN_SEGMENT {
+                return Ok(Segmented::Fallback);
+            }
+            let n = (connections as u64).min(total / MIN_SEGMENT);
+            let segments = split(total, n);
+            task.owner
+                .create_part(part.clone())
+                .await
+                .map_err(|e| TransferError::local_io("creating", &part, &e))?;
+            task.events.segments_started(
+                total,
+                Some(validator.clone()),
+                resp.url().to_string(),
+                segments.clone(),
+                super::http::no_store(h),
+            );
+            (segments, total, Some(validator))
+        } else {
+            let Some(total) = task.record.bytes_total.filter(|_| {
+                task.record.validator.is_some() || task.record.expected_sha256.is_some()
+            }) else {
+                task.events.restarted();
+                return Err(TransferError::new(
+                    ErrorContext::Daemon,
+                    ErrorKind::SegmentsIncomplete,
+                    "the recorded segments lack a size or validator; restarting the file",
+                ));
+            };
+            (
+                task.record.segments.clone(),
+                total,
+                task.record.validator.clone(),
+            )
         };
-        let h = resp.headers();
-        let ranges = h
-            .get(header::ACCEPT_RANGES)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-        // The header itself: reqwest reports a HEAD response's (empty) body length.
-        let length = h
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|_| resp.status() == StatusCode::OK);
-        let (Some(total), Some(validator)) = (length, strong_validator(h)) else {
-            return Ok(Segmented::Fallback);
-        };
-        if !ranges || total < 2 * MIN_SEGMENT {
-            return Ok(Segmented::Fallback);
-        }
-        let n = (connections as u64).min(total / MIN_SEGMENT);
-        let segments = split(total, n);
-        task.owner
-            .create_part(part.clone())
-            .await
-            .map_err(|e| TransferError::local_io("creating", &part, &e))?;
-        task.events.segments_started(
-            total,
-            Some(validator.clone()),
-            resp.url().to_string(),
-            segments.clone(),
-            super::http::no_store(h),
-        );
-        (segments, total, Some(validator))
-    } else {
-        let Some(total) = task.record.bytes_total.filter(|_| {
-            task.record.validator.is_some() || task.record.expected_sha256.is_some()
-        }) else {
-            task.events.restarted();
-            return Err(TransferError::new(
-                ErrorContext::Daemon,
-                ErrorKind::SegmentsIncomplete,
-                "the recorded segments lack a size or validator; restarting the file",
-            ));
-        };
-        (
-            task.record.segments.clone(),
-            total,
-            task.record.validator.clone(),
-        )
-    };
     let origin = Source::origin(task.client.clone(), url, task.options.clone(), validator);
     let sources = vec![origin; connections.max(1) as usize];
     let plan = Plan {
@@ -154,28 +155,29 @@ pub(super) async fn run(
     task.events.live_segments(table.clone());
     let stop = task.cancel.child_token();
     let mut workers = tokio::task::JoinSet::new();
-    let start = |workers: &mut tokio::task::JoinSet<_>, source: Source| -> Result<(), TransferError> {
-        if let Some(seg) = table.take() {
-            let ctx = ConnCtx {
-                limits: task.limits.to_vec(),
-                part: part.clone(),
-                file: file
-                    .try_clone()
-                    .map_err(|e| TransferError::local_io("opening", &part, &e))?,
-                stall: if source.is_origin() {
-                    task.stall_timeout
-                } else {
-                    PEER_STALL.min(task.stall_timeout)
-                },
-                events: task.events.clone(),
-                stop: stop.clone(),
-                bytes: task.sources.clone(),
-                source,
-            };
-            workers.spawn(run_connection(ctx, table.clone(), seg));
-        }
-        Ok(())
-    };
+    let start =
+        |workers: &mut tokio::task::JoinSet<_>, source: Source| -> Result<(), TransferError> {
+            if let Some(seg) = table.take() {
+                let ctx = ConnCtx {
+                    limits: task.limits.to_vec(),
+                    part: part.clone(),
+                    file: file
+                        .try_clone()
+                        .map_err(|e| TransferError::local_io("opening", &part, &e))?,
+                    stall: if source.is_origin() {
+                        task.stall_timeout
+                    } else {
+                        PEER_STALL.min(task.stall_timeout)
+                    },
+                    events: task.events.clone(),
+                    stop: stop.clone(),
+                    bytes: task.sources.clone(),
+                    source,
+                };
+                workers.spawn(run_connection(ctx, table.clone(), seg));
+            }
+            Ok(())
+        };
     for source in plan.sources {
         start(&mut workers, source)?;
     }
@@ -409,7 +411,9 @@ pub(super) async fn from_peers(
         .create_part(part.clone())
         .await
         .map_err(|e| TransferError::local_io("creating", &part, &e))?;
-    let n = (offers.len() as u64).min(total.div_ceil(MIN_SEGMENT)).max(1);
+    let n = (offers.len() as u64)
+        .min(total.div_ceil(MIN_SEGMENT))
+        .max(1);
     let segments = split(total, n);
     task.events.segments_started(
         total,

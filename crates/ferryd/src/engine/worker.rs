@@ -304,7 +304,10 @@ async fn fetch_checked(
                 .then(|| sources.claimed_sha256())
                 .flatten()
         });
-        if matches!(result, Ok(Outcome::Done { .. })) && expected.is_none() && !peers_used.is_empty() {
+        if matches!(result, Ok(Outcome::Done { .. }))
+            && expected.is_none()
+            && !peers_used.is_empty()
+        {
             r.report(Report::PeersUsed {
                 index: f.index,
                 peers: peers_used.clone(),

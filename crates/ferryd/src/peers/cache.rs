@@ -71,7 +71,11 @@ fn random_id() -> String {
 impl Cache {
     /// Opens the cache folder under `state_dir` (created private), loads the index and
     /// drops what does not match: index rows whose file is gone, files nobody indexes.
-    pub fn open(state_dir: &Path, store: Arc<Store>, config: &PeersConfig) -> anyhow::Result<Cache> {
+    pub fn open(
+        state_dir: &Path,
+        store: Arc<Store>,
+        config: &PeersConfig,
+    ) -> anyhow::Result<Cache> {
         let dir = state_dir.join("peer-cache");
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -200,13 +204,22 @@ impl Cache {
 
     /// Copies `source` (opened by the file's owner) into the cache. `Ok(None)` when it is
     /// already there or larger than the whole cache.
-    pub async fn add(self: &Arc<Self>, source: File, what: Incoming) -> anyhow::Result<Option<CacheEntry>> {
+    pub async fn add(
+        self: &Arc<Self>,
+        source: File,
+        what: Incoming,
+    ) -> anyhow::Result<Option<CacheEntry>> {
         if self.holds(&what.url, what.validator.as_deref(), what.sha256.as_deref()) {
             return Ok(None);
         }
         let length = source.metadata()?.len();
         if length > self.limit {
-            tracing::info!(url = what.url, length, limit = self.limit, "too large for the peer cache");
+            tracing::info!(
+                url = what.url,
+                length,
+                limit = self.limit,
+                "too large for the peer cache"
+            );
             return Ok(None);
         }
         let id = random_id();
@@ -263,7 +276,12 @@ impl Cache {
         crate::store::Store::committed(self.store.put_cache_entries(vec![entry.clone()]))
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
-        tracing::info!(id = entry.id, url = entry.url, length, "added to the peer cache");
+        tracing::info!(
+            id = entry.id,
+            url = entry.url,
+            length,
+            "added to the peer cache"
+        );
         Ok(Some(entry))
     }
 
@@ -288,7 +306,8 @@ impl Cache {
                 .values()
                 .filter(|e| {
                     sha256.is_some_and(|s| e.sha256 == s)
-                        || (e.url == url && (validator.is_none() || e.validator.as_deref() == validator))
+                        || (e.url == url
+                            && (validator.is_none() || e.validator.as_deref() == validator))
                 })
                 .map(|e| e.id.clone())
                 .collect();

@@ -180,7 +180,11 @@ impl Directory {
             p.state = PeerState::Unreachable;
         }
         if p.found == Found::Mdns && p.failures >= DROP_AFTER {
-            tracing::info!(peer = p.name, address, "peer stopped answering; dropped: {why}");
+            tracing::info!(
+                peer = p.name,
+                address,
+                "peer stopped answering; dropped: {why}"
+            );
             peers.remove(address);
         }
     }
@@ -266,7 +270,11 @@ impl PeerFinder for Directory {
         let req = LookupRequest {
             sha256: query.sha256.clone(),
             url: query.sha256.is_none().then(|| query.url.clone()),
-            validator: query.sha256.is_none().then(|| query.validator.clone()).flatten(),
+            validator: query
+                .sha256
+                .is_none()
+                .then(|| query.validator.clone())
+                .flatten(),
             length: query.sha256.is_none().then_some(query.length).flatten(),
         };
         let peers = self.usable();

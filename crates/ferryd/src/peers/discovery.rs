@@ -43,7 +43,11 @@ impl Mdns {
         let daemon = ServiceDaemon::new()?;
         // The instance name is the node's name and a random suffix: two daemons with the
         // same certificate name still announce apart, and this one knows its own.
-        let me = format!("{}-{}", sanitize(node), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let me = format!(
+            "{}-{}",
+            sanitize(node),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let host = format!("{me}.local.");
         let info = ServiceInfo::new(
             SERVICE_TYPE,
@@ -77,7 +81,13 @@ impl Mdns {
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     if s.is_empty() {
@@ -112,7 +122,11 @@ fn browse(
                     {
                         continue;
                     }
-                    for ip in s.addresses.iter().filter(|a| a.is_ipv4() && !a.is_loopback()) {
+                    for ip in s
+                        .addresses
+                        .iter()
+                        .filter(|a| a.is_ipv4() && !a.is_loopback())
+                    {
                         let address = std::net::SocketAddr::new(ip.to_ip_addr(), s.port);
                         directory.add(&s.fullname, &address.to_string(), Found::Mdns);
                     }

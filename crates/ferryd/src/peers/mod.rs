@@ -75,7 +75,8 @@ impl Peers {
         store: Arc<Store>,
     ) -> anyhow::Result<Arc<Peers>> {
         let fleet = tls::load(config)?;
-        let cache = Arc::new(Cache::open(state_dir, store, config).context("opening the peer cache")?);
+        let cache =
+            Arc::new(Cache::open(state_dir, store, config).context("opening the peer cache")?);
         let addr: SocketAddr = format!("{}:{}", config.listen_address, config.port)
             .parse()
             .with_context(|| format!("the peer port's address {}", config.listen_address))?;
@@ -91,7 +92,12 @@ impl Peers {
             config.max_upload_rate,
             config.max_clients,
         );
-        tokio::spawn(server::serve(listener, fleet.server.clone(), state.clone(), stop.clone()));
+        tokio::spawn(server::serve(
+            listener,
+            fleet.server.clone(),
+            state.clone(),
+            stop.clone(),
+        ));
         let directory = Directory::new(
             fleet.client.clone(),
             fleet.fleet_id.clone(),

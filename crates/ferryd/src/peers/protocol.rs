@@ -55,7 +55,9 @@ pub struct Ping {
 
 /// `n` lower-case hex digits exactly.
 pub fn is_hex(s: &str, n: usize) -> bool {
-    s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == n
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A cache entry's id: 32 lower-case hex digits.
@@ -88,7 +90,10 @@ pub fn parse_range(header: Option<&str>, length: u64) -> Result<Option<(u64, u64
         let end = if b.is_empty() {
             length
         } else {
-            b.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(length)
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .saturating_add(1)
+                .min(length)
         };
         (start, end)
     };
@@ -113,7 +118,13 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=2-"), 10), Ok(Some((2, 10))));
         assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 10))));
         assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 10))));
-        for bad in ["bytes=10-", "bytes=5-2", "items=1-2", "bytes=1-2,4-5", "bytes=x-"] {
+        for bad in [
+            "bytes=10-",
+            "bytes=5-2",
+            "items=1-2",
+            "bytes=1-2,4-5",
+            "bytes=x-",
+        ] {
             assert_eq!(parse_range(Some(bad), 10), Err(()), "{bad}");
         }
     }

@@ -125,10 +125,8 @@ pub async fn serve(
         let state = state.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            );
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -179,9 +177,11 @@ fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .body(
-            Full::new(Bytes::from(serde_json::to_vec(value).expect("serializable")))
-                .map_err(|never| match never {})
-                .boxed(),
+            Full::new(Bytes::from(
+                serde_json::to_vec(value).expect("serializable"),
+            ))
+            .map_err(|never| match never {})
+            .boxed(),
         )
         .expect("a valid response")
 }
@@ -202,14 +202,20 @@ async fn handle(
         (&Method::GET | &Method::HEAD, p) if p.starts_with(protocol::CONTENT) => {
             let id = &p[protocol::CONTENT.len()..];
             if !protocol::is_id(id) {
-                return text(StatusCode::BAD_REQUEST, "an entry id is 32 lower-case hex digits");
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "an entry id is 32 lower-case hex digits",
+                );
             }
             content(state, client, addr, &req, state.cache.find(Some(id), None))
         }
         (&Method::GET | &Method::HEAD, p) if p.starts_with(protocol::BY_SHA256) => {
             let sha = &p[protocol::BY_SHA256.len()..];
             if !protocol::is_sha256(sha) {
-                return text(StatusCode::BAD_REQUEST, "a SHA-256 is 64 lower-case hex digits");
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "a SHA-256 is 64 lower-case hex digits",
+                );
             }
             content(state, client, addr, &req, state.cache.find(None, Some(sha)))
         }
@@ -226,13 +232,24 @@ async fn lookup(state: &Arc<ServerState>, req: Request<Incoming>) -> Response<Bo
         .await
     {
         Ok(b) => b.to_bytes(),
-        Err(_) => return text(StatusCode::BAD_REQUEST, "the lookup body is too large or cut"),
+        Err(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "the lookup body is too large or cut",
+            )
+        }
     };
     let Ok(r) = serde_json::from_slice::<LookupRequest>(&body) else {
-        return text(StatusCode::BAD_REQUEST, "the lookup body is not a lookup request");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the lookup body is not a lookup request",
+        );
     };
     if r.sha256.as_deref().is_some_and(|s| !protocol::is_sha256(s)) {
-        return text(StatusCode::BAD_REQUEST, "a SHA-256 is 64 lower-case hex digits");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "a SHA-256 is 64 lower-case hex digits",
+        );
     }
     if r.sha256.is_none() && (r.url.is_none() || r.validator.is_none() || r.length.is_none()) {
         return text(
@@ -271,7 +288,11 @@ fn content(
             return Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{}", entry.length))
-                .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed())
+                .body(
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed(),
+                )
                 .expect("a valid response")
         }
     };
@@ -303,42 +324,44 @@ fn content(
     }
     if req.method() == Method::HEAD {
         return builder
-            .body(Full::new(Bytes::new()).map_err(|never| match never {}).boxed())
+            .body(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
             .expect("a valid response");
     }
     let st = state.clone();
     let id = entry.id.clone();
-    let stream = futures::stream::unfold(
-        (start, slot),
-        move |(at, slot)| {
-            let file = file.clone();
-            let st = st.clone();
-            let id = id.clone();
-            async move {
-                if at >= end {
-                    st.cache.served(&id, end - start);
-                    return None;
-                }
-                let want = CHUNK.min((end - at) as usize);
-                let read = tokio::task::spawn_blocking(move || {
-                    use std::os::unix::fs::FileExt;
-                    let mut buf = vec![0u8; want];
-                    file.read_exact_at(&mut buf, at).map(|_| buf)
-                })
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e)));
-                match read {
-                    Ok(buf) => {
-                        consume_all(&st.limits, buf.len()).await;
-                        st.bytes_served.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                        let n = buf.len() as u64;
-                        Some((Ok(Frame::data(Bytes::from(buf))), (at + n, slot)))
-                    }
-                    Err(e) => Some((Err(e), (end, slot))),
-                }
+    let stream = futures::stream::unfold((start, slot), move |(at, slot)| {
+        let file = file.clone();
+        let st = st.clone();
+        let id = id.clone();
+        async move {
+            if at >= end {
+                st.cache.served(&id, end - start);
+                return None;
             }
-        },
-    );
+            let want = CHUNK.min((end - at) as usize);
+            let read = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; want];
+                file.read_exact_at(&mut buf, at).map(|_| buf)
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
+            match read {
+                Ok(buf) => {
+                    consume_all(&st.limits, buf.len()).await;
+                    st.bytes_served
+                        .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    let n = buf.len() as u64;
+                    Some((Ok(Frame::data(Bytes::from(buf))), (at + n, slot)))
+                }
+                Err(e) => Some((Err(e), (end, slot))),
+            }
+        }
+    });
     builder
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .expect("a valid response")

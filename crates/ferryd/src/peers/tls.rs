@@ -87,8 +87,12 @@ pub fn load(config: &PeersConfig) -> anyhow::Result<FleetTls> {
     let ca = certificates("CA certificate", &config.ca_cert)?;
     let chain = certificates("node certificate", &config.node_cert)?;
     let key_pem = read("node key", &config.node_key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| anyhow!("the node key {} is not a PEM private key: {e}", config.node_key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        anyhow!(
+            "the node key {} is not a PEM private key: {e}",
+            config.node_key.display()
+        )
+    })?;
     let mut roots = RootCertStore::empty();
     for c in &ca {
         roots
@@ -110,9 +114,10 @@ pub fn load(config: &PeersConfig) -> anyhow::Result<FleetTls> {
             config.ca_cert.display()
         )
     })?;
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| anyhow!("the fleet CA cannot verify clients: {e}"))?;
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| anyhow!("the fleet CA cannot verify clients: {e}"))?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(client_verifier)

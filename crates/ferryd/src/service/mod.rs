@@ -61,7 +61,6 @@ pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 pub use error::{ErrorReason, ServiceError};
 /// Peer caching as the rpc layer reports it.
 pub use peers::{Found, PeerInfo, PeerState, PeersStatus};
-pub use crate::model::CacheEntry;
 
 impl From<crate::store::WriteError> for ServiceError {
     /// A full disk or used-up quota under the state folder is RESOURCE_EXHAUSTED (gRPC's

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{Service, ServiceError};
 use crate::model::{CacheEntry, FileRecord, JobRecord, JobType};
-use crate::peers::{Incoming, Peers};
 pub use crate::peers::{Found, PeerInfo, PeerState, PeersStatus};
+use crate::peers::{Incoming, Peers};
 
 impl Service {
     /// Turns peer caching on (once, at start-up): the engine asks these peers, and files
@@ -124,10 +124,7 @@ impl Service {
         );
         peers.ban(
             sent_by,
-            &format!(
-                "the application rejected {} that it sent",
-                file.remote_url
-            ),
+            &format!("the application rejected {} that it sent", file.remote_url),
         );
         tracing::info!(
             url = file.remote_url,

@@ -85,7 +85,11 @@ impl Entry {
     /// Where the bytes of file `f` came from, as users see it: live while a run writes it.
     fn sources_of(&self, f: &FileRecord) -> crate::model::FilePeerInfo {
         let live = (!f.completed)
-            .then(|| self.run.as_ref().and_then(|(_, live)| live.sources(f.index)))
+            .then(|| {
+                self.run
+                    .as_ref()
+                    .and_then(|(_, live)| live.sources(f.index))
+            })
             .flatten();
         match live {
             Some((from_origin, from_peers)) => crate::model::FilePeerInfo {
