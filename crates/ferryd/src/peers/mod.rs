@@ -36,7 +36,7 @@ use crate::engine::PeerFinder;
 use crate::model::CacheEntry;
 use crate::store::Store;
 
-/// How often entries past the maximum content age are dropped.
+/// How often entries past the maximum content age are dropped (at most).
 const EXPIRE_EVERY: Duration = Duration::from_secs(600);
 
 /// What `ferry peers status` shows.
@@ -126,11 +126,13 @@ impl Peers {
             let cache = cache.clone();
             let stop = stop.clone();
             let every = config.probe_interval.max(Duration::from_millis(200));
+            // Short maximum ages (tests, small caches) are enforced within a quarter of them.
+            let expire_every = EXPIRE_EVERY.min(config.max_content_age / 4);
             tokio::spawn(async move {
                 let mut expired_at = tokio::time::Instant::now();
                 loop {
                     directory.probe_all().await;
-                    if expired_at.elapsed() >= EXPIRE_EVERY {
+                    if expired_at.elapsed() >= expire_every {
                         cache.expire();
                         expired_at = tokio::time::Instant::now();
                     }
