@@ -308,20 +308,23 @@ async fn peer_cache_rejected_file_from_peers_is_evicted_and_refetched() {
     let w = world(&["a", "b"], "static", "");
     let (a, b) = (&w.machines[0], &w.machines[1]);
     let (ma, mb) = (a.manager().await, b.manager().await);
-    let data = content(4 << 20, 6);
-    w.origin.put("f.bin", &data);
+    // A caches one content; then the origin's changes to another with the same ETag and
+    // Last-Modified: A's copy looks current and its SHA-256 is A's own, so only the
+    // application can tell.
+    let old = content(4 << 20, 6);
+    let data = content(4 << 20, 60);
+    w.origin.put("f.bin", &old);
     let url = w.origin.url("f.bin");
     let ja = fetch(&ma, &url, &a.file("f.bin"), None).await;
     ja.complete().await.unwrap();
     cached(&ma, &url).await;
-    tamper_cache(a);
+    w.origin.replace_keeping_validators("f.bin", &data);
     peer_in_state(&mb, &a.peer_address(), PeerState::Up).await;
 
-    // No SHA-256: B cannot tell; its application can.
     let jb = fetch(&mb, &url, &b.file("f.bin"), None).await;
     let f = file0(&jb).await;
     assert_eq!(f.bytes_from_peers, data.len() as u64);
-    assert_ne!(part_sha(&jb).await, sha256_hex(&data), "A lied");
+    assert_eq!(part_sha(&jb).await, sha256_hex(&old), "A's copy");
     assert_eq!(w.origin.body_bytes_to(&b.host.ip), 0);
 
     jb.file(0)
@@ -342,8 +345,15 @@ async fn peer_cache_rejected_file_from_peers_is_evicted_and_refetched() {
     );
     assert_eq!(part_sha(&jb).await, sha256_hex(&data));
     assert_eq!(w.origin.body_bytes_to(&b.host.ip), data.len() as u64);
-    assert!(!cached_urls(&mb).await.contains(&url), "not in B's cache");
     peer_in_state(&mb, &a.peer_address(), PeerState::Banned).await;
+    // Validated now, B offers the origin's content, not A's.
+    jb.file(0)
+        .await
+        .unwrap()
+        .set_validation_state(true)
+        .await
+        .unwrap();
+    assert_eq!(cached(&mb, &url).await.sha256, sha256_hex(&data));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

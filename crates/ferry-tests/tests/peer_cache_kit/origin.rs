@@ -113,6 +113,24 @@ http {{
         std::fs::rename(&tmp, &path).unwrap();
     }
 
+    /// Replaces the content of `name` with `data` of the same length, keeping its
+    /// modification time: nginx's ETag and Last-Modified stay as they were (an origin
+    /// whose validators lie, so that a peer's copy looks current).
+    pub fn replace_keeping_validators(&self, name: &str, data: &[u8]) {
+        let path = self.root().join(name);
+        let old = std::fs::metadata(&path).unwrap();
+        assert_eq!(old.len(), data.len() as u64, "the same length");
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(old.modified().unwrap())
+            .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
     /// The URL of `name`.
     pub fn url(&self, name: &str) -> String {
         format!("http://{}:{}/{name}", self.host.ip, self.port)
