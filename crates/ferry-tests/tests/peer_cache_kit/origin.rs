@@ -75,7 +75,7 @@ http {{
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nginx (apt-get install nginx-light)");
+            .expect("start nginx (apt-get install nginx)");
         let mut origin = Origin {
             child,
             dir,

@@ -81,7 +81,6 @@ impl Entry {
         self.clock.touched = mono_ms();
     }
 
-    /// The bytes of file `f` as users see them: live while a run writes it.
     /// Where the bytes of file `f` came from, as users see it: live while a run writes it.
     fn sources_of(&self, f: &FileRecord) -> crate::model::FilePeerInfo {
         let live = (!f.completed)
@@ -101,6 +100,7 @@ impl Entry {
         }
     }
 
+    /// The bytes of file `f` as users see them: live while a run writes it.
     fn bytes_of(&self, f: &FileRecord) -> Option<u64> {
         if f.completed {
             return None;
