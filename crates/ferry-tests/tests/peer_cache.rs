@@ -285,6 +285,8 @@ async fn peer_cache_lying_peer_with_sha256_is_caught_and_banned() {
     let ja = fetch(&ma, &url, &a.file("f.bin"), Some(&sha)).await;
     ja.complete().await.unwrap();
     cached(&ma, &url).await;
+    // Offered twice (its SHA-256 matched, then its job completed): one entry.
+    assert_eq!(ma.cache_entries().await.unwrap().len(), 1);
     tamper_cache(a);
     peer_in_state(&mb, &a.peer_address(), PeerState::Up).await;
 

@@ -43,6 +43,9 @@ pub struct Cache {
     entries: Mutex<HashMap<String, CacheEntry>>,
     limit: u64,
     max_age: Duration,
+    /// Held while a file is copied in: one copy at a time, so that the same content
+    /// offered twice at once (verified, then completed) enters once.
+    adding: tokio::sync::Mutex<()>,
 }
 
 /// The limit in bytes: a share of the file system holding `dir`, or a size.
@@ -110,6 +113,7 @@ impl Cache {
             store,
             entries: Mutex::new(entries),
             max_age: config.max_content_age,
+            adding: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -209,6 +213,7 @@ impl Cache {
         source: File,
         what: Incoming,
     ) -> anyhow::Result<Option<CacheEntry>> {
+        let _one_at_a_time = self.adding.lock().await;
         if self.holds(&what.url, what.validator.as_deref(), what.sha256.as_deref()) {
             return Ok(None);
         }

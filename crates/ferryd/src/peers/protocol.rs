@@ -70,35 +70,39 @@ pub fn is_sha256(s: &str) -> bool {
     is_hex(s, 64)
 }
 
+/// A `Range` header that cannot be served (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses `Range: bytes=A-B` / `bytes=A-` against a length; `Ok(None)` without a range,
-/// `Err(())` for one that cannot be served (416).
-pub fn parse_range(header: Option<&str>, length: u64) -> Result<Option<(u64, u64)>, ()> {
+/// [`Unsatisfiable`] for one that cannot be served (416).
+pub fn parse_range(header: Option<&str>, length: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(h) = header else {
         return Ok(None);
     };
-    let spec = h.trim().strip_prefix("bytes=").ok_or(())?;
+    let spec = h.trim().strip_prefix("bytes=").ok_or(Unsatisfiable)?;
     if spec.contains(',') {
-        return Err(());
+        return Err(Unsatisfiable);
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let n: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         (length.saturating_sub(n), length)
     } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
+        let start: u64 = a.parse().map_err(|_| Unsatisfiable)?;
         let end = if b.is_empty() {
             length
         } else {
             b.parse::<u64>()
-                .map_err(|_| ())?
+                .map_err(|_| Unsatisfiable)?
                 .saturating_add(1)
                 .min(length)
         };
         (start, end)
     };
     if start >= end || start >= length {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
 }
@@ -125,7 +129,7 @@ mod tests {
             "bytes=1-2,4-5",
             "bytes=x-",
         ] {
-            assert_eq!(parse_range(Some(bad), 10), Err(()), "{bad}");
+            assert_eq!(parse_range(Some(bad), 10), Err(Unsatisfiable), "{bad}");
         }
     }
 

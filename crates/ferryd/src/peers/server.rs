@@ -284,7 +284,7 @@ fn content(
     let (start, end, status) = match protocol::parse_range(range, entry.length) {
         Ok(Some((a, b))) => (a, b, StatusCode::PARTIAL_CONTENT),
         Ok(None) => (0, entry.length, StatusCode::OK),
-        Err(()) => {
+        Err(protocol::Unsatisfiable) => {
             return Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{}", entry.length))
