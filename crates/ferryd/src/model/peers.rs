@@ -2,7 +2,10 @@
 //! do with it; per cache entry, what the fleet is offered.
 
 /// Peer-caching facts of one file (BITS's `GetPeerDownloadStats`, and two flags).
+/// Serialized (for the store's compact form of final jobs) as an option, `None` for the
+/// defaults: one byte for the files of a fleet-less machine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Option<PeerInfoRepr>", into = "Option<PeerInfoRepr>")]
 pub struct FilePeerInfo {
     /// Bytes of the file as it stands that came from the origin.
     pub from_origin: u64,
@@ -14,6 +17,34 @@ pub struct FilePeerInfo {
     /// Peers' bytes of this file were rejected (a checksum mismatch, or the application
     /// marked the file invalid): it is fetched from the origin only.
     pub origin_only: bool,
+}
+
+/// [`FilePeerInfo`]'s fields in order.
+type PeerInfoRepr = (u64, u64, bool, bool);
+
+impl From<Option<PeerInfoRepr>> for FilePeerInfo {
+    fn from(r: Option<PeerInfoRepr>) -> Self {
+        r.map(
+            |(from_origin, from_peers, no_peer_cache, origin_only)| FilePeerInfo {
+                from_origin,
+                from_peers,
+                no_peer_cache,
+                origin_only,
+            },
+        )
+        .unwrap_or_default()
+    }
+}
+
+impl From<FilePeerInfo> for Option<PeerInfoRepr> {
+    fn from(i: FilePeerInfo) -> Self {
+        (i != FilePeerInfo::default()).then_some((
+            i.from_origin,
+            i.from_peers,
+            i.no_peer_cache,
+            i.origin_only,
+        ))
+    }
 }
 
 /// One file in the peer cache: the daemon's own copy, offered to the fleet.
