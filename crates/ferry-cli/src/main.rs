@@ -1,8 +1,8 @@
 //! `ferry`: the command line of ferry.
 
 mod commands;
-mod hints;
 mod fleet;
+mod hints;
 mod output;
 mod peers;
 mod progress;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use ferry_common::units::format_size;
 
-use crate::args::{CaCommand, CacheCommand, CertCommand, PeersCommand};
 use crate::commands::Ctx;
 use crate::{fleet, output};
+use ferry_cli::args::{CaCommand, CacheCommand, CertCommand, PeersCommand};
 
 fn when(ms: i64) -> String {
     if ms <= 0 {

@@ -45,7 +45,7 @@ use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
 pub use crate::engine::schedule::LimitInForce;
-pub use crate::model::{Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
+pub use crate::model::{CacheEntry, Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
 /// A client process's callback channel, what it is sent, and the methods it is called on.
