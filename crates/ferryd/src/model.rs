@@ -16,7 +16,9 @@ pub use error_kind::ErrorKind;
 pub use peers::{CacheEntry, FilePeerInfo};
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
-pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol};
+pub use ferry_common::{
+    ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol,
+};
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::partfile::Progress;
 use super::segmented::SegTable;
 use super::sources::SourceBytes;
-use crate::model::{mono_ms, now_ms, Segment};
+use crate::model::{mono_ms, Segment};
 
 /// `Report::Progressed` is sent at most this often per job (ms).
 pub const PROGRESS_INTERVAL_MS: i64 = 500;

@@ -456,10 +456,7 @@ impl Store {
     }
 
     /// Writes (inserts or replaces) entries of the peer cache's index.
-    pub fn put_cache_entries(
-        &self,
-        entries: Vec<CacheEntry>,
-    ) -> oneshot::Receiver<Result<(), String>> {
+    pub fn put_cache_entries(&self, entries: Vec<CacheEntry>) -> Committed {
         self.queue(move |tx| {
             for e in &entries {
                 rows::upsert_cache_entry(tx, e)?;
@@ -469,7 +466,7 @@ impl Store {
     }
 
     /// Removes entries of the peer cache's index.
-    pub fn delete_cache_entries(&self, ids: Vec<String>) -> oneshot::Receiver<Result<(), String>> {
+    pub fn delete_cache_entries(&self, ids: Vec<String>) -> Committed {
         self.queue(move |tx| {
             for id in &ids {
                 tx.prepare_cached("DELETE FROM peer_cache WHERE id = ?1")?
