@@ -22,8 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "engine", "notify", "query", "peers", "store", "owner", "model", "config",
-            "netwatch",
+            "engine", "notify", "query", "peers", "store", "owner", "model", "config", "netwatch",
         ],
     ),
     ("peers", &["engine", "store", "model", "config"]),
