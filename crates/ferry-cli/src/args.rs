@@ -73,6 +73,9 @@ pub enum Command {
     /// A live view of your jobs: states, progress, rates, errors; act on them with keys
     #[command(long_about = MONITOR_HELP)]
     Monitor(MonitorArgs),
+    /// Peer caching: make a fleet, see the peers, the cache
+    #[command(subcommand)]
+    Peers(PeersCommand),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +109,54 @@ pub struct TransferArgs {
     /// Longest time the transfer may take (e.g. 90m; 0 for none)
     #[arg(long, value_parser = duration)]
     pub max_transfer_time: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// The fleet, the peers found and their state, the cache and what it served
+    Status,
+    /// A fleet's certificate authority
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Machine certificates
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// The cache of files offered to peers
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a fleet CA in DIR: ca.pem (give it to every machine) and ca.key (keep it)
+    New {
+        /// Folder to create it in
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate for machine NAME: a folder with ca.pem, node.pem and node.key
+    /// to copy to ~/.config/ferry/fleet/ on that machine
+    Issue {
+        /// The fleet CA's folder (from `ferry peers ca new`)
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The machine's name (its host name, say)
+        name: String,
+        /// Where to write it [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cache's entries
+    List,
+    /// Empty the cache
+    Clear,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +297,10 @@ pub struct SetArgs {
     /// Connections per file for large downloads (1-16; 0 = the daemon's default)
     #[arg(long)]
     pub connections: Option<u32>,
+    /// Peer caching for this job: off, client (ask the fleet's peers first), server
+    /// (offer its files to them) or both
+    #[arg(long, value_name = "MODE")]
+    pub peers: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

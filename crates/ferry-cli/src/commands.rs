@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use ferry_client::{
     ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob, NotifyFlags,
-    Priority, Uuid,
+    PeerMode, Priority, Uuid,
 };
 
 use crate::options::{absolute, TransferProperties};
@@ -208,6 +208,11 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
     let props = JobProperties {
         reply_file,
         connections: a.connections,
+        peers: a
+            .peers
+            .as_deref()
+            .map(|m| m.parse::<PeerMode>().map_err(|e| anyhow!(e)))
+            .transpose()?,
         display_name: a.name,
         description: a.description,
         priority: a.priority.as_deref().map(priority).transpose()?,

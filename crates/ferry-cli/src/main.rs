@@ -2,11 +2,13 @@
 
 mod admin;
 mod commands;
+mod fleet;
 mod get;
 mod hints;
 mod monitor;
 mod options;
 mod output;
+mod peers;
 mod progress;
 #[cfg(test)]
 mod testdata;
@@ -53,6 +55,7 @@ fn main() {
             Command::Watch(a) => wql::watch(&ctx, a).await,
             Command::Daemon(c) => admin::daemon(&ctx, c).await,
             Command::Monitor(a) => monitor::run(&ctx, a).await,
+            Command::Peers(c) => peers::run(&ctx, c).await,
         }
     });
     let code = match result {

@@ -115,6 +115,17 @@ pub fn job_detail(j: &JobInfo) {
     if j.connections > 1 {
         println!("connections:      {}", j.connections);
     }
+    println!(
+        "peers:            {}",
+        j.peers.map(|m| m.as_str()).unwrap_or("default")
+    );
+    if j.bytes_from_peers > 0 || j.bytes_from_origin > 0 {
+        println!(
+            "from origin:      {}\nfrom peers:       {}",
+            bytes(j.bytes_from_origin),
+            bytes(j.bytes_from_peers)
+        );
+    }
     if let Some(p) = &j.upload_protocol {
         println!("upload protocol:  {p}");
     }

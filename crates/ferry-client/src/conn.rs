@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use ferry_proto::v1 as pb;
 use ferry_proto::v1::{
     daemon_client::DaemonClient, jobs_client::JobsClient,
-    notifications_client::NotificationsClient, queries_client::QueriesClient,
+    notifications_client::NotificationsClient, peers_client::PeersClient,
+    queries_client::QueriesClient,
 };
 use tokio::sync::broadcast;
 use tonic::transport::Channel;
@@ -64,13 +65,14 @@ pub enum ConnectionEvent {
     },
 }
 
-/// The stubs of ferryd's four services, sharing one connection.
+/// The stubs of ferryd's five services, sharing one connection.
 #[derive(Clone)]
 pub(crate) struct Rpc {
     pub(crate) jobs: JobsClient<Channel>,
     pub(crate) notifications: NotificationsClient<Channel>,
     pub(crate) queries: QueriesClient<Channel>,
     pub(crate) daemon: DaemonClient<Channel>,
+    pub(crate) peers: PeersClient<Channel>,
     /// Which connection of the [`Conn`] these stubs use (0 first, then one more per
     /// reconnection).
     pub(crate) generation: u64,
@@ -89,7 +91,8 @@ impl Rpc {
             queries: QueriesClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            daemon: DaemonClient::new(channel),
+            daemon: DaemonClient::new(channel.clone()),
+            peers: PeersClient::new(channel),
         }
     }
 }

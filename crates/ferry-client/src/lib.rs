@@ -23,6 +23,7 @@ mod error;
 mod job;
 mod manager;
 mod object;
+mod peers;
 mod query;
 mod types;
 mod umask;
@@ -35,6 +36,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use job::{Job, NotifyInterface};
 pub use manager::{Manager, NewJob};
 pub use object::{Object, Value};
+pub use peers::{CacheEntry, PeerInfo, PeerOrigin, PeerState, PeersStatus};
 pub use query::{
     AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, ObjectSink, StatusCode,
 };
@@ -43,7 +45,7 @@ pub use types::{
     JobProperties, ScheduledLimit,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
-pub use types::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use types::{ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol};
 pub use umask::process_umask;
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

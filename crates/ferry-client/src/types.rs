@@ -8,7 +8,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::wire::Wire;
-pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use ferry_common::{
+    ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol,
+};
 
 /// An error recorded with a job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,6 +99,13 @@ pub struct JobInfo {
     /// not exist gets mode `0o666 & !umask` (one that existed keeps its mode). `None`:
     /// the daemon's own umask.
     pub umask: Option<u32>,
+    /// The job's part in peer caching; `None`: the daemon's default.
+    pub peers: Option<PeerMode>,
+    /// Bytes of its files, as they stand, that came from the origin (BITS's
+    /// `GetPeerDownloadStats`).
+    pub bytes_from_origin: u64,
+    /// Bytes of its files, as they stand, that came from peers.
+    pub bytes_from_peers: u64,
 }
 
 impl JobInfo {
@@ -142,6 +151,9 @@ impl JobInfo {
             connections: j.connections,
             bytes_per_second: j.bytes_per_second,
             umask: j.umask,
+            peers: PeerMode::from_wire(j.peers),
+            bytes_from_origin: j.bytes_from_origin,
+            bytes_from_peers: j.bytes_from_peers,
         })
     }
 
@@ -176,6 +188,10 @@ pub struct FileInfo {
     pub final_url: Option<String>,
     /// The application's verdict from `set_validation_state`, if any.
     pub validated: Option<bool>,
+    /// Bytes of the file, as it stands, that came from the origin.
+    pub bytes_from_origin: u64,
+    /// Bytes of the file, as it stands, that came from peers.
+    pub bytes_from_peers: u64,
 }
 
 impl FileInfo {
@@ -193,6 +209,8 @@ impl FileInfo {
             expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
             final_url: Some(f.final_url).filter(|s| !s.is_empty()),
             validated: f.validated,
+            bytes_from_origin: f.bytes_from_origin,
+            bytes_from_peers: f.bytes_from_peers,
         })
     }
 }
@@ -315,6 +333,8 @@ pub struct JobProperties {
     pub reply_file: Option<String>,
     /// Connections per file for large downloads (1–16; 0 = the daemon's default).
     pub connections: Option<u32>,
+    /// The job's part in peer caching.
+    pub peers: Option<PeerMode>,
 }
 
 impl JobProperties {
@@ -352,6 +372,7 @@ impl JobProperties {
             bandwidth_limit: self.bandwidth_limit,
             reply_file: self.reply_file,
             connections: self.connections,
+            peers: self.peers.map(|m| m.to_wire()).unwrap_or_default(),
         }
     }
 }

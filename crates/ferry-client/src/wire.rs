@@ -1,6 +1,6 @@
 //! Mapping between ferry-common's enums and their wire counterparts.
 
-use ferry_common::{ErrorContext, JobState, JobType, Priority, UploadProtocol};
+use ferry_common::{ErrorContext, JobState, JobType, PeerMode, Priority, UploadProtocol};
 use ferry_proto::v1 as pb;
 
 /// An enum with a counterpart on the wire.
@@ -68,6 +68,12 @@ wire!(ErrorContext: ErrorContext {
     Notification,
 });
 wire!(UploadProtocol: UploadProtocol { Put, Tus });
+wire!(PeerMode: PeerMode {
+    Off,
+    Client,
+    Server,
+    Both
+});
 
 #[cfg(test)]
 mod tests {
@@ -89,6 +95,7 @@ mod tests {
         round_trips(JobState::ALL);
         round_trips(ErrorContext::ALL);
         round_trips(UploadProtocol::ALL);
+        round_trips(PeerMode::ALL);
     }
 
     #[test]

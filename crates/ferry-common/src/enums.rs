@@ -143,6 +143,34 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// A job's part in peer caching (BITS's per-job peer-caching flags): whether it asks
+    /// the fleet's peers for its files before the origin (`client`), whether its files are
+    /// offered to the peers once they qualify (`server`), both or neither.
+    PeerMode, "peer mode" {
+        /// Neither: the origin only, and nothing offered to peers.
+        Off,
+        /// Asks peers first; its files are not offered.
+        Client,
+        /// Offers its files; fetches from the origin only.
+        Server,
+        /// Asks peers first and offers its files.
+        Both,
+    }
+);
+
+impl PeerMode {
+    /// True when the job asks peers for content.
+    pub fn is_client(self) -> bool {
+        matches!(self, PeerMode::Client | PeerMode::Both)
+    }
+
+    /// True when the job's files may be offered to peers.
+    pub fn is_server(self) -> bool {
+        matches!(self, PeerMode::Server | PeerMode::Both)
+    }
+}
+
 impl Priority {
     /// The scheduling rank: lower ranks run first.
     pub fn rank(self) -> u8 {

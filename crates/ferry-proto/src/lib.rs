@@ -6,7 +6,8 @@
 //! - `jobs.proto`: service `Jobs` ([`v1::jobs_client`], [`v1::jobs_server`]);
 //! - `notifications.proto`: service `Notifications`;
 //! - `queries.proto`: service `Queries`;
-//! - `daemon.proto`: service `Daemon`.
+//! - `daemon.proto`: service `Daemon`;
+//! - `peers.proto`: service `Peers` (peer caching: status, the cache).
 
 #![allow(clippy::all, missing_docs)]
 
@@ -20,10 +21,11 @@ pub mod v1 {
         include_bytes!(concat!(env!("OUT_DIR"), "/ferry_descriptor.bin"));
 
     /// The full names of the package's services, as reflection lists them.
-    pub const SERVICE_NAMES: [&str; 4] = [
+    pub const SERVICE_NAMES: [&str; 5] = [
         "ferry.v1.Jobs",
         "ferry.v1.Notifications",
         "ferry.v1.Queries",
         "ferry.v1.Daemon",
+        "ferry.v1.Peers",
     ];
 }

@@ -234,6 +234,7 @@ fn one_file_and_service_per_concern() {
             "ferry/v1/daemon.proto",
             "ferry/v1/jobs.proto",
             "ferry/v1/notifications.proto",
+            "ferry/v1/peers.proto",
             "ferry/v1/queries.proto",
         ])
     );
@@ -308,6 +309,10 @@ fn each_service_has_its_rpcs_with_standard_request_and_response_names() {
         ["ExecQuery", "ExecNotificationQuery", "ExecMethod"]
     );
     assert_eq!(rpcs("Daemon"), ["Status", "Shutdown"]);
+    assert_eq!(
+        rpcs("Peers"),
+        ["GetPeersStatus", "ListCacheEntries", "ClearCache"]
+    );
 }
 
 #[test]

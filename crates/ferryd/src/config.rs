@@ -3,6 +3,8 @@
 //!
 //! May use: nothing of the daemon (`ferry-common` for rates).
 
+mod peers;
+
 use std::time::Duration;
 
 mod schedule;
@@ -66,6 +68,8 @@ pub struct Config {
     pub socket_path: std::path::PathBuf,
     /// `[[bandwidth.schedule]]`: limits in force at some times for some priorities.
     pub schedules: Vec<Schedule>,
+    /// Peer caching (`[peers]`).
+    pub peers: PeersConfig,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             housekeeping_interval: Duration::from_secs(600),
             socket_path: std::path::PathBuf::new(),
             schedules: Vec::new(),
+            peers: PeersConfig::default(),
         }
     }
 }
@@ -122,6 +127,7 @@ impl Config {
         self.mode == Mode::System
     }
 }
+pub use peers::{CacheSize, Discovery, PeersConfig};
 
 /// Parses a rate such as `1MiB/s`, `500k`, `2 MB/s` or a plain number of bytes per second.
 pub use ferry_common::units::parse_rate;
@@ -148,6 +154,7 @@ struct FileConfig {
     notify_command_timeout: Option<String>,
     housekeeping_interval: Option<String>,
     bandwidth: Option<BandwidthFile>,
+    peers: Option<peers::FilePeers>,
 }
 
 /// The `[bandwidth]` table.
@@ -162,7 +169,7 @@ struct BandwidthFile {
 /// `~/.config/ferry/ferryd.toml` (ferry-common's rule).
 pub use ferry_common::paths::config_path as default_config_path;
 
-fn duration(key: &str, v: &str) -> Result<Duration, String> {
+pub(crate) fn duration(key: &str, v: &str) -> Result<Duration, String> {
     humantime::parse_duration(v).map_err(|e| format!("{key} = '{v}': {e} (e.g. 30s, 15m, 7d)"))
 }
 
@@ -190,6 +197,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut c = Config::defaults(mode.unwrap_or_default());
                 c.source = path.to_owned();
+                c.peers = PeersConfig::default().resolved(path.parent());
                 return Ok(c);
             }
             Err(e) => return Err(format!("reading {}: {e}", path.display())),
@@ -301,6 +309,12 @@ impl Config {
                 .map(|(i, s)| s.parse(i + 1))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(p) = f.peers {
+            let base = path.parent().unwrap_or(std::path::Path::new("."));
+            c.peers = p.into_config(base)?;
+        } else {
+            c.peers = PeersConfig::default().resolved(path.parent());
+        }
         Ok(c)
     }
 }
@@ -376,6 +390,7 @@ mod shipped_example {
         assert_eq!(
             c,
             Config {
+                peers: PeersConfig::default().resolved(path.parent()),
                 source: path,
                 ..Config::default()
             }
@@ -396,6 +411,7 @@ mod shipped_example {
             c,
             Config {
                 source: path.clone(),
+                peers: PeersConfig::default().resolved(path.parent()),
                 ..Config::system()
             }
         );
@@ -422,5 +438,20 @@ mod shipped_example {
         assert!(e.contains("--system"), "{e}");
         std::fs::write(&p, "mode = \"machine\"\n").unwrap();
         assert!(Config::load(&p).unwrap_err().contains("'machine'"));
+    }
+
+    #[test]
+    fn dist_ferryd_toml_lists_every_peers_key() {
+        for name in ["ferryd.toml", "system/ferryd.toml"] {
+            let path = dist(name);
+            let table: toml::Table =
+                toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let peers = table["peers"].as_table().expect("a [peers] section");
+            let mut listed: Vec<&str> = peers.keys().map(String::as_str).collect();
+            listed.sort();
+            let mut known = peers::KEYS.to_vec();
+            known.sort();
+            assert_eq!(listed, known, "{} lists every [peers] key", path.display());
+        }
     }
 }

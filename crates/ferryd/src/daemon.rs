@@ -224,6 +224,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut config = opts.config.clone();
     config.socket_path = opts.socket.clone();
     let svc = Service::open(config, store, crate::paths::current_uid())?;
+    if svc.config().peers.enabled {
+        let peers =
+            crate::peers::Peers::start(&svc.config().peers, &opts.state_dir, svc.shared_store())
+                .await
+                .context("peer caching ([peers] in ferryd.toml)")?;
+        svc.attach_peers(peers);
+    }
     tracing::info!(
         socket = %opts.socket.display(),
         state = %opts.state_dir.display(),
@@ -296,6 +303,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     // Drain: workers checkpoint, the server finishes in-flight calls; both bounded.
     svc.stop_all().await;
+    svc.stop_peers();
     let drain = svc.config().drain_timeout;
     match tokio::time::timeout(drain, server).await {
         Ok(Ok(Ok(()))) => {}

@@ -14,6 +14,7 @@ pub mod netwatch;
 pub mod notify;
 pub mod owner;
 pub mod paths;
+pub mod peers;
 pub mod query;
 pub mod rpc;
 pub mod service;

@@ -8,13 +8,17 @@ use uuid::Uuid;
 
 mod clock;
 mod error_kind;
+mod peers;
 mod views;
 
 pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
+pub use peers::{CacheEntry, FilePeerInfo};
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
-pub use ferry_common::{ErrorContext, JobState, JobType, NotifyFlags, Priority, UploadProtocol};
+pub use ferry_common::{
+    ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol,
+};
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,9 +156,22 @@ pub struct JobOptions {
     /// files are created, and its handler or command runs, with it (`None`: the daemon's
     /// own umask).
     pub umask: Option<u32>,
+    /// The job's part in peer caching; `None` takes the daemon's default.
+    pub peers: Option<PeerMode>,
 }
 
 impl JobOptions {
+    /// True when the job's requests carry credentials, an `Authorization` or a `Cookie`
+    /// header: what it fetches is never cached or served to peers, nor asked of them.
+    pub fn is_private(&self) -> bool {
+        self.credentials.is_some()
+            || self.headers.iter().any(|(n, _)| {
+                n.eq_ignore_ascii_case("authorization")
+                    || n.eq_ignore_ascii_case("cookie")
+                    || n.eq_ignore_ascii_case("proxy-authorization")
+            })
+    }
+
     pub fn upload_protocol(&self) -> UploadProtocol {
         self.upload_protocol
             .as_deref()
@@ -261,6 +278,8 @@ pub struct FileRecord {
     pub validated: Option<bool>,
     /// Byte ranges fetched over separate connections (empty: one connection).
     pub segments: Vec<Segment>,
+    /// Where its bytes came from, and what peer caching may do with it.
+    pub peer: FilePeerInfo,
 }
 
 /// A byte range of a file fetched over its own connection: `[start, end)`, of which
@@ -301,6 +320,10 @@ pub struct Totals {
     pub bytes_transferred: u64,
     pub files_total: u32,
     pub files_transferred: u32,
+    /// Bytes of the files as they stand that came from the origin.
+    pub bytes_from_origin: u64,
+    /// Bytes of the files as they stand that came from peers.
+    pub bytes_from_peers: u64,
 }
 
 impl Totals {
@@ -320,6 +343,8 @@ impl Totals {
                 _ => None,
             };
             t.bytes_transferred += live(f).unwrap_or(f.bytes_transferred);
+            t.bytes_from_origin += f.peer.from_origin;
+            t.bytes_from_peers += f.peer.from_peers;
         }
         t
     }

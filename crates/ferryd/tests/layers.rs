@@ -1,14 +1,18 @@
 //! The layers of ferryd point one way: `rpc → service (the facade) → engine, notify,
 //! query → store`, with `owner` (work done as a job's owner) and `model` below them, and
-//! `daemon.rs`/`main.rs` on top wiring everything. This test reads the source tree and
-//! fails on any reference that points up or around the facade. `cargo test layers`.
+//! `daemon.rs`/`main.rs` on top wiring everything. `peers` (peer caching) sits beside
+//! `notify` and `query` under the facade: the service tells it which files qualify for
+//! the cache, and it implements the engine's `PeerFinder` interface, so it may use the
+//! engine (never the other way round) and the store (the cache's index). This test reads
+//! the source tree and fails on any reference that points up or around the facade.
+//! `cargo test layers`.
 
 use std::path::{Path, PathBuf};
 
 /// The daemon's modules.
 const MODULES: &[&str] = &[
-    "rpc", "service", "engine", "notify", "query", "store", "owner", "model", "config", "paths",
-    "netwatch", "daemon",
+    "rpc", "service", "engine", "notify", "query", "peers", "store", "owner", "model", "config",
+    "paths", "netwatch", "daemon",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
@@ -18,9 +22,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "engine", "notify", "query", "store", "owner", "model", "config", "netwatch",
+            "engine", "notify", "query", "peers", "store", "owner", "model", "config", "netwatch",
         ],
     ),
+    ("peers", &["engine", "store", "model", "config"]),
     ("engine", &["owner", "model", "config"]),
     ("notify", &["owner", "model"]),
     ("query", &["model"]),
@@ -44,8 +49,10 @@ const CRATES: &[(&str, &[&str])] = &[
 ];
 
 /// Calls that touch the file system or start a process: only the owner module does them
-/// for jobs; the store, the configuration and the daemon's start-up do them for the
-/// daemon's own files.
+/// for jobs; the store, the configuration, the daemon's start-up and the peer cache (its
+/// private folder under the state folder, and the fleet's certificates) do them for the
+/// daemon's own files. A user's file enters the cache through a descriptor the owner
+/// module opened.
 const FS_CALLS: &[&str] = &[
     "fs::remove_file(",
     "fs::rename(",
@@ -60,7 +67,7 @@ const FS_CALLS: &[&str] = &[
     "Command::new(",
     "tokio::fs::File::open",
 ];
-const FS_ALLOWED: &[&str] = &["owner", "store", "config", "daemon", "main"];
+const FS_ALLOWED: &[&str] = &["owner", "store", "config", "daemon", "main", "peers"];
 
 /// True when `line` calls into the file system: one of [`FS_CALLS`], or a function of
 /// `std::fs` (its types, `File` and `Metadata`, may be passed around).
@@ -206,6 +213,10 @@ fn layers_the_checker_catches_what_it_should() {
     let found = violations("engine", "engine/x.rs", bad);
     assert_eq!(found.len(), 3, "{found:#?}");
     assert!(violations("rpc", "rpc/x.rs", "use crate::notify::Notifier;").len() == 1);
+    assert!(violations("engine", "engine/x.rs", "use crate::peers::Peers;").len() == 1);
+    assert!(violations("peers", "peers/x.rs", "use crate::service::Service;").len() == 1);
+    assert!(violations("peers", "peers/x.rs", "use crate::owner::Owner;").len() == 1);
+    assert!(violations("peers", "peers/x.rs", "use crate::engine::PeerFinder;").is_empty());
     assert!(violations("rpc", "rpc/x.rs", "use crate::service::Service;").is_empty());
     assert!(violations("notify", "notify/x.rs", "// crate::service:: in a comment").is_empty());
     assert!(

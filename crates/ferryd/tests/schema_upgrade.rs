@@ -53,6 +53,7 @@ fn file(j: &JobRecord, idx: u32, url: &str, path: &str) -> FileRecord {
         validator: None,
         validated: None,
         segments: Vec::new(),
+        peer: Default::default(),
     }
 }
 
@@ -485,7 +486,7 @@ async fn upgrade(version: u32) {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
         schema::CURRENT_VERSION,
-        4,
+        5,
         "a new version needs a fixture of the one before"
     );
     let now_version: u32 = store
@@ -494,6 +495,9 @@ async fn upgrade(version: u32) {
     assert_eq!(now_version, schema::CURRENT_VERSION);
     assert_eq!(store.integrity_check().unwrap(), "ok");
     assert_store_holds(&store, &want, |_| {});
+    // Version 5 (peer caching): files count no bytes from peers (the `peer` defaults
+    // above) and the cache index is there, empty.
+    assert!(store.load_cache_entries().unwrap().is_empty());
 
     // The service: jobs as clients see them.
     let before_open = now_ms();

@@ -37,6 +37,7 @@ fn file(job: &JobRecord, index: u32) -> FileRecord {
         validator: Some("\"v\"".into()),
         validated: None,
         segments: Vec::new(),
+        peer: Default::default(),
     }
 }
 

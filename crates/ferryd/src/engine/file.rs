@@ -67,12 +67,13 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     }
     task.events.connecting();
     task.events
-        .started(Some(total), Some(validator), None, start);
+        .started(Some(total), Some(validator), None, start, false);
 
     let part = task.part.clone();
     let progress = task.progress.clone();
     let cancel = task.cancel.clone();
     let events = task.events.clone();
+    let sources = task.sources.clone();
     let src = task
         .owner
         .open_read(source.clone())
@@ -106,6 +107,7 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 ));
             }
             offset += n as u64;
+            sources.origin.fetch_add(n as u64, Ordering::Relaxed);
             progress.written.store(offset, Ordering::Release);
             events.bytes(n as u64);
             if last_sync.elapsed() >= SYNC_INTERVAL {

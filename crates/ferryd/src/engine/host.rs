@@ -43,6 +43,8 @@ pub struct FileStart {
     pub final_url: Option<String>,
     /// Where the bytes continue.
     pub offset: u64,
+    /// The origin marked the content private or no-store: never cached for peers.
+    pub no_store: bool,
 }
 
 /// What a run reports while it runs.
@@ -56,10 +58,19 @@ pub enum Report {
     SegmentsStarted {
         index: u32,
         total: u64,
-        validator: String,
+        validator: Option<String>,
         final_url: String,
         segments: Vec<Segment>,
+        no_store: bool,
     },
+    /// The origin marked a file's content private or no-store.
+    NoPeerCache { index: u32 },
+    /// Bytes of a file from peers were rejected: it comes from the origin only from now on.
+    OriginOnly { index: u32 },
+    /// These peers sent bytes of a file that was then downloaded and checked.
+    PeersUsed { index: u32, peers: Vec<String> },
+    /// A file matched its expected SHA-256 (given with it or by the peers).
+    FileVerified { index: u32 },
     /// Bytes moved (at most every [`super::live::PROGRESS_INTERVAL`] per job).
     Progressed,
     /// A file starts over from zero (its content changed, or a range was refused).

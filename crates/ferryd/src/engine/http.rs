@@ -69,8 +69,30 @@ pub(super) fn identity(
     }
 }
 
-/// Downloads one file into its part file, continuing from the recorded offset.
+/// True when the origin marks the content `Cache-Control: private` or `no-store`: it is
+/// never cached for peers.
+pub(super) fn no_store(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            d.trim()
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
+        .any(|d| d == "private" || d == "no-store")
+}
+
+/// Downloads one file into its part file, continuing from the recorded offset: from the
+/// fleet's peers when they have it, else from the origin.
 pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
+    if let Some(outcome) = super::peerfetch::try_peers(&task).await? {
+        return Ok(outcome);
+    }
     if task.connections > 1 || !task.record.segments.is_empty() {
         match super::segmented::download(&task, task.connections).await? {
             super::segmented::Segmented::Done(outcome) => return Ok(outcome),
@@ -232,8 +254,13 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     });
     let limit = limit.or(total);
     let final_url = response.url().to_string();
-    task.events
-        .started(total, validator(headers), Some(final_url), offset);
+    task.events.started(
+        total,
+        validator(headers),
+        Some(final_url),
+        offset,
+        no_store(headers),
+    );
 
     if let Some(len) = limit.filter(|&l| offset == 0 && l <= SMALL_BODY) {
         return small_body(&task, response, file, len, &url).await;
@@ -284,6 +311,9 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 }
                 received += chunk.len() as u64;
                 let moved = chunk.len() as u64;
+                task.sources
+                    .origin
+                    .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 super::ratelimit::consume_all(task.limits, chunk.len()).await;
                 if writer.write(chunk).await.is_err() {
                     let e = writer
@@ -378,6 +408,9 @@ async fn small_body(
         .write_part(task.part.clone(), file, body)
         .await
         .map_err(|e| TransferError::local_io("writing", &task.part, &e))?;
+    task.sources
+        .origin
+        .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
     Ok(Outcome::Done { len })
 }
 

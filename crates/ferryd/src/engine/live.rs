@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use super::partfile::Progress;
 use super::segmented::SegTable;
+use super::sources::SourceBytes;
 use crate::model::{mono_ms, Segment};
 
 /// `Report::Progressed` is sent at most this often per job (ms).
@@ -45,12 +46,16 @@ pub struct Durable {
     pub synced: u64,
     /// The segments, for a multi-connection download.
     pub segments: Option<Vec<Segment>>,
+    /// Bytes that came from the origin and from peers.
+    pub from_origin: u64,
+    pub from_peers: u64,
 }
 
 /// What one run shares.
 #[derive(Debug, Default)]
 pub struct LiveRun {
     files: Mutex<BTreeMap<u32, LiveFile>>,
+    sources: Mutex<BTreeMap<u32, Arc<SourceBytes>>>,
     last_progress_ms: AtomicI64,
     next_report_ms: AtomicI64,
     /// Bytes moved by this run, every file together (what the rate counts).
@@ -76,6 +81,26 @@ impl LiveRun {
 
     pub(super) fn set_segments(&self, index: u32, table: Arc<SegTable>) {
         self.files.lock().insert(index, LiveFile::Segments(table));
+    }
+
+    pub(super) fn set_sources(&self, index: u32, sources: Arc<SourceBytes>) {
+        self.sources.lock().insert(index, sources);
+    }
+
+    /// Where the bytes of file `index` came from, while the run writes it.
+    pub fn sources(&self, index: u32) -> Option<(u64, u64)> {
+        self.sources.lock().get(&index).map(|s| {
+            (
+                s.origin.load(Ordering::Relaxed),
+                s.peers.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    pub(super) fn reset_sources(&self, index: u32) {
+        if let Some(s) = self.sources.lock().get(&index) {
+            s.reset();
+        }
     }
 
     pub(super) fn forget_segments(&self, index: u32) {
@@ -149,21 +174,28 @@ impl LiveRun {
 
     /// The durable state of every file the run writes.
     pub fn durable(&self) -> Vec<Durable> {
-        self.files
-            .lock()
-            .iter()
-            .map(|(&index, f)| match f {
-                LiveFile::Bytes(p) => Durable {
-                    index,
-                    synced: p.synced.load(Ordering::Acquire),
-                    segments: None,
-                },
-                LiveFile::Segments(t) => {
-                    let segments = t.snapshot();
-                    Durable {
+        let files = self.files.lock().clone();
+        files
+            .into_iter()
+            .map(|(index, f)| {
+                let (from_origin, from_peers) = self.sources(index).unwrap_or_default();
+                match f {
+                    LiveFile::Bytes(p) => Durable {
                         index,
-                        synced: segments.iter().map(|s| s.done).sum(),
-                        segments: Some(segments),
+                        synced: p.synced.load(Ordering::Acquire),
+                        segments: None,
+                        from_origin,
+                        from_peers,
+                    },
+                    LiveFile::Segments(t) => {
+                        let segments = t.snapshot();
+                        Durable {
+                            index,
+                            synced: segments.iter().map(|s| s.done).sum(),
+                            segments: Some(segments),
+                            from_origin,
+                            from_peers,
+                        }
                     }
                 }
             })
@@ -249,7 +281,9 @@ mod tests {
             vec![Durable {
                 index: 3,
                 synced: 20,
-                segments: None
+                segments: None,
+                from_origin: 0,
+                from_peers: 0,
             }]
         );
     }

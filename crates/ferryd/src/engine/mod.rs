@@ -17,10 +17,13 @@ pub mod http;
 pub mod live;
 pub mod netclient;
 pub mod partfile;
+pub mod peerfetch;
 pub mod ratelimit;
 pub mod schedule;
 pub mod scheduler;
 pub mod segmented;
+pub mod segtable;
+pub mod sources;
 pub mod tls;
 pub mod upload;
 pub mod worker;
@@ -37,6 +40,7 @@ use crate::model::{FileRecord, Priority};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
 pub use live::{Durable, LiveRun};
 use partfile::Progress;
+pub use sources::{ContentQuery, PeerFinder, PeerOffer, SourceBytes};
 pub use worker::FileEvents;
 
 /// Everything one file's transfer needs.
@@ -63,6 +67,10 @@ pub struct FileTask<'a> {
     pub events: &'a FileEvents,
     /// As whom files are opened.
     pub owner: &'a crate::owner::Owner,
+    /// Where its bytes came from, as they arrive.
+    pub sources: Arc<sources::SourceBytes>,
+    /// The fleet's peers, when this file may be fetched from them.
+    pub peers: Option<Arc<dyn sources::PeerFinder>>,
 }
 
 /// How a file's transfer ended, short of an error.
@@ -88,6 +96,8 @@ pub struct Engine {
     host: OnceLock<Weak<dyn Host>>,
     /// No run starts and no retry comes due while set (the store cannot be written).
     paused: std::sync::atomic::AtomicBool,
+    /// The fleet's peers, when peer caching is on.
+    peers: OnceLock<Arc<dyn sources::PeerFinder>>,
 }
 
 impl Engine {
@@ -103,7 +113,13 @@ impl Engine {
             scheduler: scheduler::Scheduler::new(config.max_concurrent_jobs),
             host: OnceLock::new(),
             paused: std::sync::atomic::AtomicBool::new(false),
+            peers: OnceLock::new(),
         })
+    }
+
+    /// Gives the engine the fleet's peers (once, at start-up, when peer caching is on).
+    pub fn attach_peers(&self, peers: Arc<dyn sources::PeerFinder>) {
+        let _ = self.peers.set(peers);
     }
 
     /// Sets the host the engine reports to (once, at start-up).

@@ -1,13 +1,15 @@
-//! Multi-connection downloads (aria2's `-x`): a large file from a server that accepts
-//! ranges is split into segments fetched in parallel into the same part file. A
-//! connection that finishes early takes half of the largest remaining segment (work
-//! stealing). Each segment's durable progress is recorded, so a crash resumes every
-//! segment where it stopped.
+//! Multi-connection downloads (aria2's `-x`), from one or several sources: a large file
+//! from an origin that accepts ranges is split into segments fetched in parallel into the
+//! same part file; a file the fleet's peers hold is fetched from every peer at once, the
+//! origin held in reserve. A connection that finishes early takes an orphaned segment or
+//! half of the largest remaining one (work stealing, `segtable`). A failing peer is
+//! dropped and its segment goes to the others, and the reserve (the origin) joins. Each
+//! segment's durable progress is recorded, so a crash resumes every segment where it
+//! stopped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap};
 use reqwest::StatusCode;
@@ -15,117 +17,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{self, TransferError};
 use super::netclient::decorate;
-use super::partfile::{Progress, Writer};
+use super::partfile::Writer;
 use super::ratelimit::consume_all;
+use super::segtable::Seg;
+pub use super::segtable::{split, SegTable, MIN_SEGMENT};
+use super::sources::{PeerFinder, Source, SourceBytes, SourceKind};
 use super::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
 
-/// Files smaller than two segments of this size use one connection.
-pub const MIN_SEGMENT: u64 = 4 << 20;
-/// A segment is split for another connection only if at least this much remains.
-const MIN_STEAL: u64 = 2 << 20;
-
-/// One segment while it transfers: `[start, end)`, `end` shrinking when another
-/// connection steals its tail; `progress` holds absolute offsets.
-#[derive(Debug)]
-pub struct Seg {
-    start: u64,
-    end: AtomicU64,
-    progress: Arc<Progress>,
-}
-
-/// Every segment of a file, shared with the service for progress and checkpoints.
-#[derive(Debug, Default)]
-pub struct SegTable {
-    segs: Mutex<Vec<Arc<Seg>>>,
-}
-
-impl SegTable {
-    fn new(segments: &[Segment]) -> SegTable {
-        SegTable {
-            segs: Mutex::new(
-                segments
-                    .iter()
-                    .map(|s| {
-                        Arc::new(Seg {
-                            start: s.start,
-                            end: AtomicU64::new(s.end),
-                            progress: Progress::starting_at(s.start + s.done),
-                        })
-                    })
-                    .collect(),
-            ),
-        }
-    }
-
-    /// The durable state, for the store.
-    pub fn snapshot(&self) -> Vec<Segment> {
-        self.segs
-            .lock()
-            .iter()
-            .map(|s| Segment {
-                start: s.start,
-                end: s.end.load(Ordering::Acquire),
-                done: s.progress.synced.load(Ordering::Acquire) - s.start,
-            })
-            .collect()
-    }
-
-    /// Bytes written so far (for display).
-    pub fn written(&self) -> u64 {
-        self.segs
-            .lock()
-            .iter()
-            .map(|s| s.progress.written.load(Ordering::Relaxed) - s.start)
-            .sum()
-    }
-
-    /// Bytes durable so far.
-    pub fn synced(&self) -> u64 {
-        self.snapshot().iter().map(|s| s.done).sum()
-    }
-
-    fn unfinished(&self) -> Vec<Arc<Seg>> {
-        self.segs
-            .lock()
-            .iter()
-            .filter(|s| s.progress.written.load(Ordering::Acquire) < s.end.load(Ordering::Acquire))
-            .cloned()
-            .collect()
-    }
-
-    /// Splits the segment with the most left to do, if worth it; returns the new tail.
-    fn steal(&self) -> Option<Arc<Seg>> {
-        let mut segs = self.segs.lock();
-        let (victim, remaining) = segs
-            .iter()
-            .map(|s| {
-                let left = s
-                    .end
-                    .load(Ordering::Acquire)
-                    .saturating_sub(s.progress.written.load(Ordering::Acquire));
-                (s.clone(), left)
-            })
-            .max_by_key(|(_, left)| *left)?;
-        if remaining < 2 * MIN_STEAL {
-            return None;
-        }
-        let pos = victim.progress.written.load(Ordering::Acquire);
-        let split = pos + remaining / 2;
-        let old_end = victim.end.swap(split, Ordering::AcqRel);
-        if old_end <= split {
-            victim.end.store(old_end, Ordering::Release);
-            return None;
-        }
-        let tail = Arc::new(Seg {
-            start: split,
-            end: AtomicU64::new(old_end),
-            progress: Progress::starting_at(split),
-        });
-        segs.push(tail.clone());
-        Some(tail)
-    }
-}
+/// A peer that sends nothing for this long is dropped (the origin's own stall timeout
+/// applies to the origin).
+const PEER_STALL: Duration = Duration::from_secs(10);
 
 /// What the segmented path decided.
 pub enum Segmented {
@@ -134,7 +36,7 @@ pub enum Segmented {
     Done(Outcome),
 }
 
-fn strong_validator(h: &HeaderMap) -> Option<String> {
+pub(super) fn strong_validator(h: &HeaderMap) -> Option<String> {
     if let Some(e) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
         if !e.starts_with("W/") {
             return Some(e.to_string());
@@ -145,83 +47,103 @@ fn strong_validator(h: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Splits `[0, total)` into `n` segments.
-pub fn split(total: u64, n: u64) -> Vec<Segment> {
-    let n = n.max(1);
-    let size = total.div_ceil(n);
-    (0..n)
-        .map(|i| Segment {
-            start: i * size,
-            end: ((i + 1) * size).min(total),
-            done: 0,
-        })
-        .filter(|s| s.start < s.end)
-        .collect()
+/// The sources of a multi-source download.
+pub(super) struct Plan {
+    /// The file's size.
+    pub total: u64,
+    /// Connections started at once, one source each.
+    pub sources: Vec<Source>,
+    /// Connections started as soon as one fails (the origin, while peers serve).
+    pub reserve: Vec<Source>,
 }
 
-/// Downloads with `connections` connections when the server and the file allow it.
+/// Downloads from the origin with `connections` connections when the server and the
+/// file allow it.
 pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented, TransferError> {
     let url = task.record.remote_url.clone();
     let part = task.part.clone();
-    let (segments, total, validator) = if task.record.segments.is_empty() {
-        if task.record.bytes_transferred > 0 {
-            // A single-connection download is under way: finish it that way.
-            return Ok(Segmented::Fallback);
-        }
-        task.events.connecting();
-        let head =
-            super::http::identity(decorate(task.client.head(&url), task.options), task.options);
-        let resp = tokio::select! {
-            _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
-            r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
-                Ok(Ok(r)) => r,
-                _ => return Ok(Segmented::Fallback),
-            },
+    let (segments, total, validator) =
+        if task.record.segments.is_empty() {
+            if task.record.bytes_transferred > 0 {
+                // A single-connection download is under way: finish it that way.
+                return Ok(Segmented::Fallback);
+            }
+            task.events.connecting();
+            let head =
+                super::http::identity(decorate(task.client.head(&url), task.options), task.options);
+            let resp = tokio::select! {
+                _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
+                r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
+                    Ok(Ok(r)) => r,
+                    _ => return Ok(Segmented::Fallback),
+                },
+            };
+            let h = resp.headers();
+            let ranges = h
+                .get(header::ACCEPT_RANGES)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+            // The header itself: reqwest reports a HEAD response's (empty) body length.
+            let length = h
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|_| resp.status() == StatusCode::OK);
+            let (Some(total), Some(validator)) = (length, strong_validator(h)) else {
+                return Ok(Segmented::Fallback);
+            };
+            if !ranges || total < 2 * MIN_SEGMENT {
+                return Ok(Segmented::Fallback);
+            }
+            let n = (connections as u64).min(total / MIN_SEGMENT);
+            let segments = split(total, n);
+            task.owner
+                .create_part(part.clone())
+                .await
+                .map_err(|e| TransferError::local_io("creating", &part, &e))?;
+            task.events.segments_started(
+                total,
+                Some(validator.clone()),
+                resp.url().to_string(),
+                segments.clone(),
+                super::http::no_store(h),
+            );
+            (segments, total, Some(validator))
+        } else {
+            let Some(total) = task.record.bytes_total.filter(|_| {
+                task.record.validator.is_some() || task.record.expected_sha256.is_some()
+            }) else {
+                task.events.restarted();
+                return Err(TransferError::new(
+                    ErrorContext::Daemon,
+                    ErrorKind::SegmentsIncomplete,
+                    "the recorded segments lack a size or validator; restarting the file",
+                ));
+            };
+            (
+                task.record.segments.clone(),
+                total,
+                task.record.validator.clone(),
+            )
         };
-        let h = resp.headers();
-        let ranges = h
-            .get(header::ACCEPT_RANGES)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-        // The header itself: reqwest reports a HEAD response's (empty) body length.
-        let length = h
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|_| resp.status() == StatusCode::OK);
-        let (Some(total), Some(validator)) = (length, strong_validator(h)) else {
-            return Ok(Segmented::Fallback);
-        };
-        if !ranges || total < 2 * MIN_SEGMENT {
-            return Ok(Segmented::Fallback);
-        }
-        let n = (connections as u64).min(total / MIN_SEGMENT);
-        let segments = split(total, n);
-        task.owner
-            .create_part(part.clone())
-            .await
-            .map_err(|e| TransferError::local_io("creating", &part, &e))?;
-        task.events.segments_started(
-            total,
-            validator.clone(),
-            resp.url().to_string(),
-            segments.clone(),
-        );
-        (segments, total, validator)
-    } else {
-        let (Some(total), Some(validator)) =
-            (task.record.bytes_total, task.record.validator.clone())
-        else {
-            task.events.restarted();
-            return Err(TransferError::new(
-                ErrorContext::Daemon,
-                ErrorKind::SegmentsIncomplete,
-                "the recorded segments lack a size or validator; restarting the file",
-            ));
-        };
-        (task.record.segments.clone(), total, validator)
+    let origin = Source::origin(task.client.clone(), url, task.options.clone(), validator);
+    let sources = vec![origin; connections.max(1) as usize];
+    let plan = Plan {
+        total,
+        sources,
+        reserve: Vec::new(),
     };
+    run(task, segments, plan).await.map(Segmented::Done)
+}
 
+/// Fetches the unfinished `segments` of a file whose part file exists, over `plan`'s
+/// sources.
+pub(super) async fn run(
+    task: &FileTask<'_>,
+    segments: Vec<Segment>,
+    plan: Plan,
+) -> Result<Outcome, TransferError> {
+    let part = task.part.clone();
     // One open of the part file, as its owner; each connection writes through a copy of
     // the descriptor.
     let file = task
@@ -233,31 +155,49 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
     task.events.live_segments(table.clone());
     let stop = task.cancel.child_token();
     let mut workers = tokio::task::JoinSet::new();
-    for seg in table.unfinished() {
-        workers.spawn(run_connection(
-            ConnCtx {
-                client: task.client.clone(),
-                options: task.options.clone(),
-                limits: task.limits.to_vec(),
-                url: url.clone(),
-                validator: validator.clone(),
-                part: part.clone(),
-                file: file
-                    .try_clone()
-                    .map_err(|e| TransferError::local_io("opening", &part, &e))?,
-                stall: task.stall_timeout,
-                events: task.events.clone(),
-                stop: stop.clone(),
-            },
-            table.clone(),
-            seg,
-        ));
+    let start =
+        |workers: &mut tokio::task::JoinSet<_>, source: Source| -> Result<(), TransferError> {
+            if let Some(seg) = table.take() {
+                let ctx = ConnCtx {
+                    limits: task.limits.to_vec(),
+                    part: part.clone(),
+                    file: file
+                        .try_clone()
+                        .map_err(|e| TransferError::local_io("opening", &part, &e))?,
+                    stall: if source.is_origin() {
+                        task.stall_timeout
+                    } else {
+                        PEER_STALL.min(task.stall_timeout)
+                    },
+                    events: task.events.clone(),
+                    stop: stop.clone(),
+                    bytes: task.sources.clone(),
+                    source,
+                };
+                workers.spawn(run_connection(ctx, table.clone(), seg));
+            }
+            Ok(())
+        };
+    for source in plan.sources {
+        start(&mut workers, source)?;
     }
+    let mut reserve = Some(plan.reserve);
     let mut first_error = None;
     while let Some(r) = workers.join_next().await {
         match r {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Ok(Err(ConnError::Peer { peer, error })) => {
+                tracing::info!(%peer, "dropping a peer: {}", error.message);
+                if let Some(finder) = &task.peers {
+                    finder.failed(&peer, &error.message);
+                }
+                if let Some(reserve) = reserve.take() {
+                    for source in reserve {
+                        start(&mut workers, source)?;
+                    }
+                }
+            }
+            Ok(Err(ConnError::Fatal(e))) => {
                 stop.cancel();
                 first_error.get_or_insert(e);
             }
@@ -268,7 +208,7 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
         }
     }
     if task.cancel.is_cancelled() {
-        return Ok(Segmented::Done(Outcome::Cancelled));
+        return Ok(Outcome::Cancelled);
     }
     if let Some(e) = first_error {
         if e.kind == ErrorKind::ContentChanged {
@@ -276,47 +216,76 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
         }
         return Err(e);
     }
-    if table.written() < total {
+    if table.written() < plan.total {
         return Err(TransferError::new(
             ErrorContext::Transport,
             ErrorKind::ConnectionCut,
-            format!("{url}: segments ended before the whole file arrived"),
+            format!(
+                "{}: every source stopped before the whole file arrived",
+                task.record.remote_url
+            ),
         ));
     }
-    Ok(Segmented::Done(Outcome::Done { len: total }))
+    Ok(Outcome::Done { len: plan.total })
 }
 
 struct ConnCtx {
-    client: reqwest::Client,
-    options: crate::model::JobOptions,
+    source: Source,
     limits: Vec<Arc<super::ratelimit::RateLimiter>>,
-    url: String,
-    validator: String,
     part: std::path::PathBuf,
     /// The part file, opened once for the whole download.
     file: std::fs::File,
-    stall: std::time::Duration,
+    stall: Duration,
     events: super::FileEvents,
     stop: CancellationToken,
+    bytes: Arc<SourceBytes>,
 }
 
-/// One connection: fetches its segment, then steals work until none is left.
+/// How a connection failed.
+enum ConnError {
+    /// A peer failed: it is dropped, its segment goes to another connection.
+    Peer { peer: String, error: TransferError },
+    /// The download stops.
+    Fatal(TransferError),
+}
+
+/// One connection: fetches its segment, then takes more work until none is left. A peer
+/// that fails gives its segment up.
 async fn run_connection(
     ctx: ConnCtx,
     table: Arc<SegTable>,
     first: Arc<Seg>,
-) -> Result<(), TransferError> {
+) -> Result<(), ConnError> {
     let mut seg = first;
     loop {
-        fetch(&ctx, &seg).await?;
+        if let Err(error) = fetch(&ctx, &seg).await {
+            return Err(match &ctx.source.kind {
+                SourceKind::Peer(peer) if error.context != ErrorContext::LocalFile => {
+                    seg.release();
+                    ConnError::Peer {
+                        peer: peer.clone(),
+                        error,
+                    }
+                }
+                _ => ConnError::Fatal(error),
+            });
+        }
         if ctx.stop.is_cancelled() {
             return Ok(());
         }
-        match table.steal() {
+        match table.take() {
             Some(next) => seg = next,
             None => return Ok(()),
         }
     }
+}
+
+fn stalled(ctx: &ConnCtx, what: &str) -> TransferError {
+    TransferError::new(
+        ErrorContext::Transport,
+        ErrorKind::Stalled,
+        format!("{}: {what}", ctx.source.label()),
+    )
 }
 
 async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
@@ -325,17 +294,13 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
     if pos >= end {
         return Ok(());
     }
-    let req = super::http::identity(
-        decorate(ctx.client.get(&ctx.url), &ctx.options),
-        &ctx.options,
-    )
-    .header(header::RANGE, format!("bytes={pos}-{}", end - 1))
-    .header(header::IF_RANGE, ctx.validator.as_str());
+    let label = ctx.source.label();
+    let req = ctx.source.range_request(pos, end);
     let resp = tokio::select! {
         _ = ctx.stop.cancelled() => return Ok(()),
         r = tokio::time::timeout(ctx.stall, req.send()) => match r {
-            Err(_) => return Err(TransferError::new(ErrorContext::Transport, ErrorKind::Stalled, format!("{}: no answer", ctx.url))),
-            Ok(Err(e)) => return Err(error::from_reqwest(&e, &ctx.url)),
+            Err(_) => return Err(stalled(ctx, "no answer")),
+            Ok(Err(e)) => return Err(error::from_reqwest(&e, &label)),
             Ok(Ok(r)) => r,
         },
     };
@@ -352,21 +317,15 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                 return Err(TransferError::new(
                     ErrorContext::RemoteFile,
                     ErrorKind::BadRange,
-                    format!(
-                        "{}: asked for bytes from {pos}, the server sent another range",
-                        ctx.url
-                    ),
+                    format!("{label}: asked for bytes from {pos}, it sent another range"),
                 ));
             }
         }
-        StatusCode::OK => {
+        StatusCode::OK if ctx.source.is_origin() => {
             return Err(TransferError::new(
                 ErrorContext::RemoteFile,
                 ErrorKind::ContentChanged,
-                format!(
-                    "{}: the file changed on the server; downloading it again",
-                    ctx.url
-                ),
+                format!("{label}: the file changed on the server; downloading it again"),
             ))
         }
         s => {
@@ -375,7 +334,7 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(error::parse_retry_after);
-            return Err(error::from_status(s.as_u16(), &ctx.url, retry_after));
+            return Err(error::from_status(s.as_u16(), &label, retry_after));
         }
     }
     let file = ctx
@@ -386,29 +345,19 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
         .map_err(|e| TransferError::local_io("writing", &ctx.part, &e))?;
     let mut at = pos;
     let mut resp = resp;
-    loop {
+    let result = loop {
         let limit = seg.end.load(Ordering::Acquire);
         if at >= limit {
-            break;
+            break Ok(());
         }
         let next = tokio::select! {
-            _ = ctx.stop.cancelled() => break,
+            _ = ctx.stop.cancelled() => break Ok(()),
             r = tokio::time::timeout(ctx.stall, resp.chunk()) => r,
         };
         match next {
-            Err(_) => {
-                let _ = writer.finish(true).await;
-                return Err(TransferError::new(
-                    ErrorContext::Transport,
-                    ErrorKind::Stalled,
-                    format!("{}: no data", ctx.url),
-                ));
-            }
-            Ok(Err(e)) => {
-                let _ = writer.finish(true).await;
-                return Err(error::from_reqwest(&e, &ctx.url));
-            }
-            Ok(Ok(None)) => break,
+            Err(_) => break Err(stalled(ctx, "no data")),
+            Ok(Err(e)) => break Err(error::from_reqwest(&e, &label)),
+            Ok(Ok(None)) => break Ok(()),
             Ok(Ok(Some(mut chunk))) => {
                 let room = (limit - at) as usize;
                 if chunk.len() > room {
@@ -418,6 +367,7 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                 at += chunk.len() as u64;
                 let moved = chunk.len() as u64;
                 consume_all(&ctx.limits, chunk.len()).await;
+                let n = chunk.len() as u64;
                 if writer.write(chunk).await.is_err() {
                     let e = writer
                         .finish(false)
@@ -426,54 +376,80 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
                         .unwrap_or_else(|| std::io::Error::other("writer stopped"));
                     return Err(TransferError::local_io("writing", &ctx.part, &e));
                 }
+                ctx.bytes.add(&ctx.source.kind, n);
                 ctx.events.bytes(moved);
             }
         }
-    }
-    writer
+    };
+    let finished = writer
         .finish(true)
         .await
-        .map_err(|e| TransferError::local_io("writing", &ctx.part, &e))?;
+        .map_err(|e| TransferError::local_io("writing", &ctx.part, &e));
+    result?;
+    finished?;
     if at < seg.end.load(Ordering::Acquire) && !ctx.stop.is_cancelled() {
         return Err(TransferError::new(
             ErrorContext::Transport,
             ErrorKind::ConnectionCut,
-            format!("{}: a segment's connection ended early", ctx.url),
+            format!("{label}: a segment's connection ended early"),
         ));
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_covers_the_file() {
-        let s = split(10, 3);
-        assert_eq!(s.first().unwrap().start, 0);
-        assert_eq!(s.last().unwrap().end, 10);
-        for w in s.windows(2) {
-            assert_eq!(w[0].end, w[1].start);
-        }
+/// A peer offers the content: fetches it from every offering peer at once, the origin
+/// joining as soon as a peer fails.
+pub(super) async fn from_peers(
+    task: &FileTask<'_>,
+    total: u64,
+    validator: Option<String>,
+    final_url: String,
+    offers: &[super::sources::PeerOffer],
+    no_store: bool,
+) -> Result<Outcome, TransferError> {
+    let part = task.part.clone();
+    task.owner
+        .create_part(part.clone())
+        .await
+        .map_err(|e| TransferError::local_io("creating", &part, &e))?;
+    let n = (offers.len() as u64)
+        .min(total.div_ceil(MIN_SEGMENT))
+        .max(1);
+    let segments = split(total, n);
+    task.events.segments_started(
+        total,
+        validator.clone(),
+        final_url,
+        segments.clone(),
+        no_store,
+    );
+    let origin = Source::origin(
+        task.client.clone(),
+        task.record.remote_url.clone(),
+        task.options.clone(),
+        validator,
+    );
+    let plan = Plan {
+        total,
+        sources: offers.iter().map(Source::peer).collect(),
+        reserve: vec![origin; task.connections.max(1) as usize],
+    };
+    let result = run(task, segments, plan).await;
+    if let Some(finder) = &task.peers {
+        report_fetched(finder.as_ref(), &task.sources);
     }
+    result
+}
 
-    #[test]
-    fn stealing_halves_the_largest_remainder() {
-        let t = SegTable::new(&[Segment {
-            start: 0,
-            end: 64 << 20,
-            done: 0,
-        }]);
-        let tail = t.steal().expect("a big segment is split");
-        assert_eq!(tail.start, 32 << 20);
-        assert_eq!(tail.end.load(Ordering::Acquire), 64 << 20);
-        assert_eq!(t.snapshot()[0].end, 32 << 20);
-        let small = SegTable::new(&[Segment {
-            start: 0,
-            end: MIN_STEAL,
-            done: 0,
-        }]);
-        assert!(small.steal().is_none());
+/// Tells the finder how much each peer sent (in total, per file).
+fn report_fetched(finder: &dyn PeerFinder, bytes: &SourceBytes) {
+    let used = bytes.peers_used();
+    if let [only] = used.as_slice() {
+        finder.fetched(only, bytes.peers.load(Ordering::Relaxed));
+    } else {
+        let each = bytes.peers.load(Ordering::Relaxed) / used.len().max(1) as u64;
+        for p in &used {
+            finder.fetched(p, each);
+        }
     }
 }

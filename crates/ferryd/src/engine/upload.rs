@@ -130,7 +130,7 @@ async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
     let url = task.record.remote_url.clone();
     task.events.connecting();
     task.events
-        .started(Some(len), task.record.validator.clone(), None, 0);
+        .started(Some(len), task.record.validator.clone(), None, 0, false);
     let body = body_from(
         task.owner,
         &task.record.local_path,
@@ -205,6 +205,7 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
                     task.record.validator.clone(),
                     Some(absolute.clone()),
                     0,
+                    false,
                 );
                 location = Some(absolute.clone());
                 absolute
@@ -238,6 +239,7 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             task.record.validator.clone(),
             Some(loc.clone()),
             offset,
+            false,
         );
         if offset >= len {
             return Ok(UploadOutcome::Done {

@@ -18,6 +18,7 @@ use super::partfile::Progress;
 use super::ratelimit::RateLimiter;
 use super::scheduler::RunGuard;
 use super::segmented::SegTable;
+use super::sources::SourceBytes;
 use super::upload::{self, UploadOutcome};
 use super::{file, http, Engine, FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
@@ -50,9 +51,10 @@ impl FileEvents {
     pub fn segments_started(
         &self,
         total: u64,
-        validator: String,
+        validator: Option<String>,
         final_url: String,
         segments: Vec<Segment>,
+        no_store: bool,
     ) {
         self.report(Report::SegmentsStarted {
             index: self.index,
@@ -60,7 +62,13 @@ impl FileEvents {
             validator,
             final_url,
             segments,
+            no_store,
         });
+    }
+
+    /// The origin marked the content private or no-store.
+    pub fn no_peer_cache(&self) {
+        self.report(Report::NoPeerCache { index: self.index });
     }
 
     /// The live segment table of this file.
@@ -75,6 +83,7 @@ impl FileEvents {
         validator: Option<String>,
         final_url: Option<String>,
         offset: u64,
+        no_store: bool,
     ) {
         self.report(Report::FileStarted {
             index: self.index,
@@ -83,6 +92,7 @@ impl FileEvents {
                 validator,
                 final_url,
                 offset,
+                no_store,
             },
         });
     }
@@ -97,6 +107,7 @@ impl FileEvents {
     /// The file starts over from zero (content changed or range refused).
     pub fn restarted(&self) {
         self.live.forget_segments(self.index);
+        self.live.reset_sources(self.index);
         self.report(Report::FileRestarted { index: self.index });
     }
 }
@@ -271,8 +282,10 @@ async fn run_files(r: &Run, plan: RunPlan) {
     }
 }
 
-/// Transfers one file and checks its SHA-256 when one is expected; a mismatch gets one
-/// fresh retry from zero before it is fatal.
+/// Transfers one file and checks its SHA-256 when one is expected (given with the file,
+/// or claimed by the peers it came from); a mismatch gets one fresh retry from zero
+/// before it is fatal. Bytes from peers that fail the check are thrown away, those peers
+/// banned, and the file fetched again from the origin alone (not counted as that retry).
 async fn fetch_checked(
     r: &Run,
     record: &JobRecord,
@@ -283,14 +296,55 @@ async fn fetch_checked(
 ) -> Result<Outcome, TransferError> {
     let mut checksum_retried = false;
     loop {
-        let result = transfer_one(r, record, &f, stall, cancel, net).await;
-        match (result, &f.expected_sha256) {
+        let sources = SourceBytes::starting_at(f.peer.from_origin, f.peer.from_peers);
+        let result = transfer_one(r, record, &f, stall, cancel, net, sources.clone()).await;
+        let peers_used = sources.peers_used();
+        let expected = f.expected_sha256.clone().or_else(|| {
+            (!peers_used.is_empty())
+                .then(|| sources.claimed_sha256())
+                .flatten()
+        });
+        if matches!(result, Ok(Outcome::Done { .. }))
+            && expected.is_none()
+            && !peers_used.is_empty()
+        {
+            r.report(Report::PeersUsed {
+                index: f.index,
+                peers: peers_used.clone(),
+            });
+        }
+        match (result, &expected) {
             (Ok(Outcome::Done { len }), Some(expected)) => {
                 match verify(&r.owner, f.temporary_path(), expected).await {
-                    Ok(()) => return Ok(Outcome::Done { len }),
+                    Ok(()) => {
+                        if !peers_used.is_empty() {
+                            r.report(Report::PeersUsed {
+                                index: f.index,
+                                peers: peers_used,
+                            });
+                        }
+                        r.report(Report::FileVerified { index: f.index });
+                        return Ok(Outcome::Done { len });
+                    }
+                    Err(e) if e.kind == ErrorKind::ChecksumMismatch && !peers_used.is_empty() => {
+                        tracing::warn!(job = %r.job, index = f.index, peers = ?peers_used, "bytes from peers failed the SHA-256 check; banning them and downloading from the origin");
+                        if let Some(finder) = r.engine.peers.get() {
+                            finder.ban(&peers_used, &e.message);
+                        }
+                        f.bytes_transferred = 0;
+                        f.validator = None;
+                        f.segments.clear();
+                        f.peer.origin_only = true;
+                        f.peer.from_origin = 0;
+                        f.peer.from_peers = 0;
+                        r.events(f.index).restarted();
+                        r.report(Report::OriginOnly { index: f.index });
+                    }
                     Err(e) if e.kind == ErrorKind::ChecksumMismatch && !checksum_retried => {
                         tracing::warn!(job = %r.job, index = f.index, "checksum mismatch; downloading the file again");
                         checksum_retried = true;
+                        f.peer.from_origin = 0;
+                        f.peer.from_peers = 0;
                         f.bytes_transferred = 0;
                         f.validator = None;
                         f.segments.clear();
@@ -402,6 +456,8 @@ async fn run_upload(
         cancel: r.cancel.clone(),
         events: &events,
         owner: &r.owner,
+        sources: SourceBytes::starting_at(0, 0),
+        peers: None,
     };
     let protocol = record.options.upload_protocol();
     let transfer = net.bounded(upload::upload(task, protocol));
@@ -446,9 +502,17 @@ async fn transfer_one(
     stall: Duration,
     cancel: &CancellationToken,
     net: &Net<'_>,
+    sources: Arc<SourceBytes>,
 ) -> Result<Outcome, TransferError> {
     let progress = Progress::starting_at(f.bytes_transferred);
     r.live.set_bytes(f.index, progress.clone());
+    r.live.set_sources(f.index, sources.clone());
+    let peers = r
+        .engine
+        .peers
+        .get()
+        .filter(|_| peers_allowed(&r.engine.config, record, f))
+        .cloned();
     let events = r.events(f.index);
     let task = FileTask {
         options: &record.options,
@@ -462,6 +526,8 @@ async fn transfer_one(
         cancel: cancel.clone(),
         events: &events,
         owner: &r.owner,
+        sources,
+        peers,
     };
     let scheme = f
         .remote_url
@@ -477,6 +543,22 @@ async fn transfer_one(
             format!("unsupported URL scheme '{other}'"),
         )),
     }
+}
+
+/// True when the fleet's peers may be asked for file `f`: peer caching is on, the job is
+/// a client (its own mode, else the daemon's default), it sends no credentials or
+/// private headers (their content is never shared, and its URL is not told to peers),
+/// and no peer's bytes of the file were rejected.
+fn peers_allowed(config: &crate::config::Config, job: &JobRecord, f: &FileRecord) -> bool {
+    config.peers.enabled
+        && job
+            .options
+            .peers
+            .unwrap_or(config.peers.default_job_peers)
+            .is_client()
+        && !job.options.is_private()
+        && !f.peer.origin_only
+        && f.remote_url.starts_with("http")
 }
 
 /// Checks a part file's SHA-256 against the expected lower-case hex digest.

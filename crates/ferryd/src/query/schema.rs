@@ -48,6 +48,9 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "connections",
     "bytes_per_second",
     "umask",
+    "peers",
+    "bytes_from_origin",
+    "bytes_from_peers",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -62,6 +65,8 @@ pub const FILE_PROPERTIES: &[&str] = &[
     "expected_sha256",
     "final_url",
     "validated",
+    "bytes_from_origin",
+    "bytes_from_peers",
 ];
 
 pub const HANDLER_PROPERTIES: &[&str] = &["class", "argv", "workdir", "registered_unix_ms"];
@@ -309,6 +314,9 @@ pub fn job_object(v: &JobView) -> Obj {
             ("connections", i(j.options.connections)),
             ("bytes_per_second", i(v.bytes_per_second)),
             ("umask", opt(j.options.umask, i)),
+            ("peers", opt(j.options.peers, |m| s(m.as_str()))),
+            ("bytes_from_origin", i(v.totals.bytes_from_origin)),
+            ("bytes_from_peers", i(v.totals.bytes_from_peers)),
         ],
     }
 }
@@ -333,6 +341,8 @@ pub fn file_object(v: &FileView) -> Obj {
             ("expected_sha256", opt(f.expected_sha256.clone(), s)),
             ("final_url", opt(f.final_url.clone(), s)),
             ("validated", opt(f.validated, b)),
+            ("bytes_from_origin", i(f.peer.from_origin)),
+            ("bytes_from_peers", i(f.peer.from_peers)),
         ],
     }
 }

@@ -6,7 +6,7 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::model::{
-    Credentials, ErrorContext, HandlerRecord, JobState, JobType, Priority, UploadProtocol,
+    Credentials, ErrorContext, HandlerRecord, JobState, JobType, PeerMode, Priority, UploadProtocol,
 };
 use crate::service::{
     CallbackMethod, ErrorReason, FileView, Invocation, JobView, Obj, ServiceError,
@@ -200,6 +200,36 @@ pub fn job(v: &JobView) -> pb::Job {
         connections: j.options.connections,
         bytes_per_second: v.bytes_per_second,
         umask: j.options.umask,
+        peers: j
+            .options
+            .peers
+            .map(peer_mode)
+            .unwrap_or(pb::PeerMode::Unspecified) as i32,
+        bytes_from_origin: v.totals.bytes_from_origin,
+        bytes_from_peers: v.totals.bytes_from_peers,
+    }
+}
+
+pub fn peer_mode(m: PeerMode) -> pb::PeerMode {
+    match m {
+        PeerMode::Off => pb::PeerMode::Off,
+        PeerMode::Client => pb::PeerMode::Client,
+        PeerMode::Server => pb::PeerMode::Server,
+        PeerMode::Both => pb::PeerMode::Both,
+    }
+}
+
+/// `None` for unspecified.
+pub fn peer_mode_from(m: i32) -> Result<Option<PeerMode>, Status> {
+    match pb::PeerMode::try_from(m) {
+        Ok(pb::PeerMode::Unspecified) => Ok(None),
+        Ok(pb::PeerMode::Off) => Ok(Some(PeerMode::Off)),
+        Ok(pb::PeerMode::Client) => Ok(Some(PeerMode::Client)),
+        Ok(pb::PeerMode::Server) => Ok(Some(PeerMode::Server)),
+        Ok(pb::PeerMode::Both) => Ok(Some(PeerMode::Both)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown peer mode {m} (expected off, client, server or both)"
+        ))),
     }
 }
 
@@ -217,6 +247,8 @@ pub fn file(v: &FileView) -> pb::File {
         expected_sha256: f.expected_sha256.clone().unwrap_or_default(),
         final_url: f.final_url.clone().unwrap_or_default(),
         validated: f.validated,
+        bytes_from_origin: f.peer.from_origin,
+        bytes_from_peers: f.peer.from_peers,
     }
 }
 

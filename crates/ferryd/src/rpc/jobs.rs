@@ -161,6 +161,7 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         bandwidth_limit: r.bandwidth_limit,
         reply_file: r.reply_file,
         connections: r.connections,
+        peers: convert::peer_mode_from(r.peers)?,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The gRPC server on the Unix socket: peer-credential checks on every call, server
-//! reflection (`grpc.reflection.v1` and `v1alpha`), and the four services of `ferry.v1`,
+//! reflection (`grpc.reflection.v1` and `v1alpha`), and the five services of `ferry.v1`,
 //! one file each:
 //!
 //! - `jobs.rs`: `Jobs` (create, add files, get, list, resume, suspend, cancel, complete,
@@ -8,6 +8,7 @@
 //!   interfaces, class objects, handlers, validation);
 //! - `queries.rs`: `Queries` (WQL data and event queries, method calls);
 //! - `daemon.rs`: `Daemon` (status, shutdown);
+//! - `peers.rs`: `Peers` (peer caching: status, the cache);
 //!
 //! `convert.rs` for model ↔ wire, `peer.rs` for who is calling (the kernel's credentials
 //! of each connection), and `accept.rs` for an accept loop that waits (rather than spins)
@@ -23,6 +24,7 @@ mod daemon;
 mod jobs;
 mod notifications;
 mod peer;
+mod peers;
 mod queries;
 
 use std::future::Future;
@@ -138,6 +140,7 @@ pub async fn serve(
     let queries = pb::queries_server::QueriesServer::new(queries::QueriesApi { svc: svc.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let peers = pb::peers_server::PeersServer::new(peers::PeersApi { svc: svc.clone() });
     let daemon = pb::daemon_server::DaemonServer::new(daemon::DaemonApi {
         svc,
         socket,
@@ -149,6 +152,7 @@ pub async fn serve(
         .add_service(notifications)
         .add_service(queries)
         .add_service(daemon)
+        .add_service(peers)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(

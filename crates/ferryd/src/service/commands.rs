@@ -61,6 +61,8 @@ pub struct JobChanges {
     pub reply_file: Option<String>,
     /// Connections per file; 0 takes the daemon's default.
     pub connections: Option<u32>,
+    /// The job's part in peer caching.
+    pub peers: Option<crate::model::PeerMode>,
 }
 
 /// The result of `complete`.

@@ -60,10 +60,15 @@ impl Service {
         })
     }
 
-    fn mark_completed(e: &mut Entry, done: &[(u32, u64)]) -> Vec<FileRecord> {
+    fn mark_completed(e: &mut Entry, run: RunId, done: &[(u32, u64)]) -> Vec<FileRecord> {
+        let live = e.live(run).cloned();
         let mut changed = Vec::new();
         for &(index, len) in done {
             if let Some(f) = e.files.get_mut(index as usize) {
+                if let Some((origin, peers)) = live.as_ref().and_then(|l| l.sources(index)) {
+                    f.peer.from_origin = origin;
+                    f.peer.from_peers = peers;
+                }
                 f.completed = true;
                 f.bytes_total = Some(len);
                 f.bytes_transferred = len;
@@ -85,6 +90,7 @@ impl Service {
                 f.final_url = s.final_url;
             }
             f.bytes_transferred = s.offset;
+            f.peer.no_peer_cache |= s.no_store;
             // A download starting from zero has nothing durable to describe yet: the next
             // checkpoint (once bytes are synced) or the job's completion writes the row.
             // Resumed files and uploads (the tus upload URL) are written at once.
@@ -171,11 +177,15 @@ impl Service {
                 continue;
             }
             let segments_changed = d.segments.as_ref().is_some_and(|s| *s != f.segments);
-            if segments_changed || f.bytes_transferred != d.synced {
+            let sources_changed =
+                (d.from_origin, d.from_peers) != (f.peer.from_origin, f.peer.from_peers);
+            if segments_changed || sources_changed || f.bytes_transferred != d.synced {
                 if let Some(s) = d.segments {
                     f.segments = s;
                 }
                 f.bytes_transferred = d.synced;
+                f.peer.from_origin = d.from_origin;
+                f.peer.from_peers = d.from_peers;
                 changed.push(f.clone());
             }
         }
@@ -252,13 +262,15 @@ impl Host for Service {
                 validator,
                 final_url,
                 segments,
+                no_store,
             } => {
                 let Some(e) = current(&mut inner, job, run) else {
                     return;
                 };
                 if let Some(f) = e.files.get_mut(index as usize) {
                     f.bytes_total = Some(total);
-                    f.validator = Some(validator);
+                    f.validator = validator;
+                    f.peer.no_peer_cache |= no_store;
                     f.final_url = Some(final_url);
                     f.bytes_transferred = 0;
                     f.segments = segments;
@@ -288,7 +300,33 @@ impl Host for Service {
                     f.bytes_transferred = 0;
                     f.validator = None;
                     f.segments.clear();
+                    f.peer.from_origin = 0;
+                    f.peer.from_peers = 0;
                     self.store.put_files_detached(vec![f.clone()]);
+                }
+                e.peers_used.remove(&index);
+            }
+            Report::NoPeerCache { index } | Report::OriginOnly { index } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(f) = e.files.get_mut(index as usize) {
+                    match report {
+                        Report::NoPeerCache { .. } => f.peer.no_peer_cache = true,
+                        _ => f.peer.origin_only = true,
+                    }
+                    self.store.put_files_detached(vec![f.clone()]);
+                }
+            }
+            Report::PeersUsed { index, peers } => {
+                if let Some(e) = current(&mut inner, job, run) {
+                    e.peers_used.insert(index, peers);
+                }
+            }
+            Report::FileVerified { index } => {
+                if current(&mut inner, job, run).is_some() {
+                    drop(inner);
+                    self.offer_in_background(job, index);
                 }
             }
             Report::Checkpoint => self.checkpoint(&mut inner, job, run),
@@ -318,7 +356,7 @@ impl Host for Service {
             let Some(e) = current(&mut inner, job, run) else {
                 return;
             };
-            let changed = Self::mark_completed(e, &done);
+            let changed = Self::mark_completed(e, run, &done);
             let record = e.job.clone();
             let indices: Vec<u32> = done.iter().map(|(i, _)| *i).collect();
             let outbox = self.due_notifications(&record, None, &indices);
@@ -337,7 +375,7 @@ impl Host for Service {
                 return;
             };
             let before = e.view();
-            let changed = Self::mark_completed(e, &done);
+            let changed = Self::mark_completed(e, run, &done);
             let active = e.job.state.is_active();
             if active {
                 e.job.transferred_ms = Some(now_ms());

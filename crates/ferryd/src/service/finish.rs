@@ -155,24 +155,25 @@ impl Service {
         .await?;
         self.stop_run(id).await;
 
-        let (files, job_type, job_owner, umask) = {
+        let (files, job, job_owner) = {
             let inner = self.lock();
             let e = inner
                 .jobs
                 .get(&id)
                 .ok_or_else(|| super::commands::not_found(id))?;
-            (
-                e.files.clone(),
-                e.job.job_type,
-                self.owner_of(&e.job),
-                e.job.options.umask,
-            )
+            (e.files.clone(), e.job.clone(), self.owner_of(&e.job))
         };
+        let (job_type, umask) = (job.job_type, job.options.umask);
         let (committed, discarded) = outcome_counts(job_type, &files);
         if job_type == JobType::Download {
             let (keep, drop): (Vec<&FileRecord>, Vec<&FileRecord>) = files
                 .iter()
                 .partition(|f| f.completed && f.validated != Some(false));
+            // Completed files are offered to the fleet before they move: the cache keeps
+            // its own copy (the user may change the destination later).
+            for f in &keep {
+                self.offer_to_peers(&job, f).await;
+            }
             let moves = keep
                 .iter()
                 .map(|f| (f.temporary_path(), f.local_path.clone().into()))

@@ -288,6 +288,7 @@ fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileReco
             validator: None,
             validated: None,
             segments: Vec::new(),
+            peer: Default::default(),
         })
         .collect()
 }

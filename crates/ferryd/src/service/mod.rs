@@ -19,6 +19,7 @@ mod jobs;
 mod network;
 mod notifications;
 mod notify_host;
+mod peers;
 mod properties;
 mod queries;
 mod state;
@@ -27,7 +28,7 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast;
@@ -44,7 +45,7 @@ use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
 pub use crate::engine::schedule::LimitInForce;
-pub use crate::model::{Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
+pub use crate::model::{CacheEntry, Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
 /// A client process's callback channel, what it is sent, and the methods it is called on.
@@ -58,6 +59,8 @@ pub use crate::query::schema::{Obj, Prop};
 pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 pub use error::{ErrorReason, ServiceError};
+/// Peer caching as the rpc layer reports it.
+pub use peers::{Found, PeerInfo, PeerState, PeersStatus};
 
 impl From<crate::store::WriteError> for ServiceError {
     /// A full disk or used-up quota under the state folder is RESOURCE_EXHAUSTED (gRPC's
@@ -82,7 +85,7 @@ impl From<crate::store::WriteError> for ServiceError {
 /// The daemon's state and the commands over it.
 pub struct Service {
     config: Config,
-    store: Store,
+    store: Arc<Store>,
     inner: Mutex<Inner>,
     events: broadcast::Sender<JobEvent>,
     /// Fires when the daemon shuts down.
@@ -101,6 +104,10 @@ pub struct Service {
     finish_locks: finish::FinishLocks,
     /// Whether the machine has a route now, and when it had none.
     connectivity: Arc<Connectivity>,
+    /// Peer caching, when it is on.
+    peers: OnceLock<Arc<crate::peers::Peers>>,
+    /// This service, for the tasks it starts.
+    this: Weak<Service>,
 }
 
 impl Service {
@@ -211,9 +218,9 @@ impl Service {
         } else {
             (Owners::per_user(uid, state_dir.clone()), None)
         };
-        let svc = Arc::new(Service {
+        let svc = Arc::new_cyclic(|this| Service {
             config,
-            store,
+            store: Arc::new(store),
             inner: Mutex::new(inner),
             events,
             shutdown: CancellationToken::new(),
@@ -225,6 +232,8 @@ impl Service {
             admin_gid,
             finish_locks: finish::FinishLocks::default(),
             connectivity: Arc::new(Connectivity::new()),
+            peers: OnceLock::new(),
+            this: this.clone(),
         });
         let weak = Arc::downgrade(&svc);
         svc.engine
@@ -247,6 +256,18 @@ impl Service {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock()
+    }
+
+    /// The store, shared with the peer cache's index (start-up wiring).
+    pub fn shared_store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// Stops peer caching (shutdown).
+    pub fn stop_peers(&self) {
+        if let Some(p) = self.peers.get() {
+            p.shutdown();
+        }
     }
 
     /// The daemon's configuration.
@@ -468,6 +489,7 @@ mod tests {
             validator: None,
             validated: None,
             segments: Vec::new(),
+            peer: Default::default(),
         }
     }
 

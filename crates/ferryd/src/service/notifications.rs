@@ -237,16 +237,32 @@ impl Service {
             }
             let before = e.view();
             let e = inner.jobs.get_mut(&id).expect("exists");
+            let sent_by = e.peers_used.remove(&index).unwrap_or_default();
             let f = &mut e.files[index as usize];
-            f.validated = Some(valid);
+            // A file that came (partly) from peers is fetched again from the origin (BITS).
+            let from_peers = !valid && f.peer.from_peers > 0 && self.peers.get().is_some();
+            if from_peers {
+                self.peers_rejected(f, &sent_by);
+                f.peer.origin_only = true;
+                f.peer.from_origin = 0;
+                f.peer.from_peers = 0;
+                f.validated = None;
+            } else {
+                f.validated = Some(valid);
+            }
             if !valid {
                 f.completed = false;
                 f.bytes_transferred = 0;
                 f.validator = None;
+                f.segments.clear();
             }
             let file = f.clone();
             let mut outbox = Vec::new();
-            if !valid {
+            if from_peers {
+                // The run (if one runs) stops; the job runs again for this file.
+                self.engine.cancel(id);
+                inner.set_state(id, JobState::Queued);
+            } else if !valid {
                 e.job.error = Some(JobErrorRecord {
                     context: ErrorContext::Validation,
                     code: "validation_failed".into(),
@@ -271,6 +287,10 @@ impl Service {
         };
         Store::committed(rx).await.map_err(ServiceError::from)?;
         self.notifier.enqueue(id, outbox);
+        if valid {
+            // Validated before `complete`: offered to the fleet now (BITS).
+            self.offer_in_background(id, index);
+        }
         Ok(FileView {
             bytes_transferred: file.bytes_transferred,
             file,

@@ -223,6 +223,9 @@ pub(super) fn apply_changes(
     if let Some(v) = changes.connections {
         j.options.connections = v;
     }
+    if let Some(v) = changes.peers {
+        j.options.peers = Some(v);
+    }
     if let Some(v) = reply_file {
         j.options.reply_file = v;
     }

@@ -58,6 +58,9 @@ pub(crate) struct Entry {
     pub(crate) run: Option<(RunId, Arc<LiveRun>)>,
     /// Its times on the monotonic clock.
     pub(crate) clock: JobClock,
+    /// The peers that sent bytes of each file (by index), as far as this daemon saw it
+    /// run: banned if the application rejects the file.
+    pub(crate) peers_used: HashMap<u32, Vec<String>>,
 }
 
 impl Entry {
@@ -68,6 +71,7 @@ impl Entry {
             job,
             files,
             run: None,
+            peers_used: HashMap::new(),
         }
     }
 
@@ -75,6 +79,25 @@ impl Entry {
     pub(crate) fn touch(&mut self) {
         self.job.modified_ms = now_ms();
         self.clock.touched = mono_ms();
+    }
+
+    /// Where the bytes of file `f` came from, as users see it: live while a run writes it.
+    fn sources_of(&self, f: &FileRecord) -> crate::model::FilePeerInfo {
+        let live = (!f.completed)
+            .then(|| {
+                self.run
+                    .as_ref()
+                    .and_then(|(_, live)| live.sources(f.index))
+            })
+            .flatten();
+        match live {
+            Some((from_origin, from_peers)) => crate::model::FilePeerInfo {
+                from_origin,
+                from_peers,
+                ..f.peer
+            },
+            None => f.peer,
+        }
     }
 
     /// The bytes of file `f` as users see them: live while a run writes it.
@@ -88,9 +111,17 @@ impl Entry {
     }
 
     pub(crate) fn view(&self) -> JobView {
+        let mut totals = Totals::of(&self.files, |f| self.bytes_of(f));
+        if self.run.is_some() {
+            (totals.bytes_from_origin, totals.bytes_from_peers) =
+                self.files.iter().fold((0, 0), |(o, p), f| {
+                    let s = self.sources_of(f);
+                    (o + s.from_origin, p + s.from_peers)
+                });
+        }
         JobView {
             job: self.job.clone(),
-            totals: Totals::of(&self.files, |f| self.bytes_of(f)),
+            totals,
             bytes_per_second: self.bytes_per_second(mono_ms()),
         }
     }
@@ -103,9 +134,13 @@ impl Entry {
     pub(crate) fn file_views(&self) -> Vec<FileView> {
         self.files
             .iter()
-            .map(|f| FileView {
-                bytes_transferred: self.bytes_of(f).unwrap_or(f.bytes_transferred),
-                file: f.clone(),
+            .map(|f| {
+                let mut file = f.clone();
+                file.peer = self.sources_of(f);
+                FileView {
+                    bytes_transferred: self.bytes_of(f).unwrap_or(f.bytes_transferred),
+                    file,
+                }
             })
             .collect()
     }

@@ -87,6 +87,7 @@ struct OptionsRepr {
     first_active_ms: Option<i64>,
     connections: u32,
     umask: Option<u32>,
+    peers: Option<crate::model::PeerMode>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -102,6 +103,7 @@ impl From<JobOptions> for OptionsRepr {
             first_active_ms,
             connections,
             umask,
+            peers,
         } = o;
         OptionsRepr {
             headers,
@@ -117,6 +119,7 @@ impl From<JobOptions> for OptionsRepr {
             first_active_ms,
             connections,
             umask,
+            peers,
         }
     }
 }
@@ -134,6 +137,7 @@ impl From<OptionsRepr> for JobOptions {
             first_active_ms,
             connections,
             umask,
+            peers,
         } = o;
         JobOptions {
             headers,
@@ -149,6 +153,7 @@ impl From<OptionsRepr> for JobOptions {
             first_active_ms,
             connections,
             umask,
+            peers,
         }
     }
 }
@@ -177,6 +182,7 @@ mod tests {
             validator: None,
             validated: None,
             segments: Vec::new(),
+            peer: Default::default(),
         }
     }
 
@@ -251,6 +257,7 @@ mod tests {
                 first_active_ms: Some(99),
                 connections: 4,
                 umask: Some(0o027),
+                peers: Some(crate::model::PeerMode::Client),
             },
         }
     }
@@ -280,6 +287,12 @@ mod tests {
                     done: 0,
                 },
             ],
+            peer: crate::model::FilePeerInfo {
+                from_origin: 7,
+                from_peers: 1 << 32,
+                no_peer_cache: true,
+                origin_only: true,
+            },
         }
     }
 
@@ -366,12 +379,13 @@ mod tests {
     }
 
     /// The hand-written varint codec this replaced took 167 and 468 bytes for these two
-    /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte.
+    /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte, and each
+    /// file's bytes from the origin and from peers another (one byte when there are none).
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 168),
-            ("fetched job", fetched_final_job(), 311),
+            ("scenario-5 job", typical_final_job(), 169),
+            ("fetched job", fetched_final_job(), 312),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());

@@ -71,7 +71,7 @@ use uuid::Uuid;
 
 pub use health::{Cause, Unwritable, WriteError};
 
-use crate::model::{FileRecord, HandlerRecord, JobRecord, OutboxRecord};
+use crate::model::{CacheEntry, FileRecord, HandlerRecord, JobRecord, OutboxRecord};
 
 pub use rows::{
     is_unreadable, upsert_file as put_file_tx, upsert_job as put_job_tx,
@@ -443,6 +443,39 @@ impl Store {
         Ok(snapshot)
     }
 
+    /// Every entry of the peer cache's index.
+    pub fn load_cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.read(|c| {
+            c.prepare(&format!(
+                "SELECT {} FROM peer_cache ORDER BY created_ms, id",
+                rows::CACHE_COLUMNS
+            ))?
+            .query_map([], rows::cache_entry_from_row)?
+            .collect()
+        })
+    }
+
+    /// Writes (inserts or replaces) entries of the peer cache's index.
+    pub fn put_cache_entries(&self, entries: Vec<CacheEntry>) -> Committed {
+        self.queue(move |tx| {
+            for e in &entries {
+                rows::upsert_cache_entry(tx, e)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes entries of the peer cache's index.
+    pub fn delete_cache_entries(&self, ids: Vec<String>) -> Committed {
+        self.queue(move |tx| {
+            for id in &ids {
+                tx.prepare_cached("DELETE FROM peer_cache WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            Ok(())
+        })
+    }
+
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when sound).
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.read(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
@@ -610,6 +643,7 @@ mod tests {
             validator: None,
             validated: None,
             segments: Vec::new(),
+            peer: Default::default(),
         }
     }
 

@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
 use crate::model::{
-    now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobOptions, JobRecord,
-    JobState, NotifyFlags, OutboxRecord, Segment, UploadProtocol,
+    now_ms, CacheEntry, ErrorContext, FilePeerInfo, FileRecord, HandlerRecord, JobErrorRecord,
+    JobOptions, JobRecord, JobState, NotifyFlags, OutboxRecord, Segment, UploadProtocol,
 };
 
 /// The error code of a job whose `jobs.options` could not be read (see the module doc of
@@ -301,7 +301,8 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 }
 
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
-    bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments";
+    bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments, \
+    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let mut f = FileRecord {
@@ -317,6 +318,12 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         validator: r.get(9)?,
         validated: r.get(10)?,
         segments: Vec::new(),
+        peer: FilePeerInfo {
+            from_origin: r.get::<_, i64>(12)? as u64,
+            from_peers: r.get::<_, i64>(13)? as u64,
+            no_peer_cache: r.get(14)?,
+            origin_only: r.get(15)?,
+        },
     };
     match serde_json::from_str::<Vec<Segment>>(&r.get::<_, String>(11)?) {
         Ok(segments) => f.segments = segments,
@@ -344,7 +351,7 @@ fn upsert_file_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
              ON CONFLICT(job_id, idx) DO UPDATE SET {}",
             update_list(FILE_COLUMNS, &["job_id", "idx"])
         )
@@ -365,6 +372,10 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         f.validator,
         f.validated,
         serde_json::to_string(&f.segments).unwrap_or_else(|_| "[]".into()),
+        f.peer.from_origin as i64,
+        f.peer.from_peers as i64,
+        f.peer.no_peer_cache,
+        f.peer.origin_only,
     ])?;
     Ok(())
 }
@@ -437,6 +448,39 @@ pub fn upsert_outbox(tx: &Connection, o: &OutboxRecord) -> rusqlite::Result<()> 
         o.attempts,
         o.next_attempt_ms,
         o.last_error,
+    ])?;
+    Ok(())
+}
+
+pub const CACHE_COLUMNS: &str =
+    "id, url, validator, length, sha256, created_ms, last_access_ms, bytes_served";
+
+pub fn cache_entry_from_row(r: &Row<'_>) -> rusqlite::Result<CacheEntry> {
+    Ok(CacheEntry {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        validator: r.get(2)?,
+        length: r.get::<_, i64>(3)? as u64,
+        sha256: r.get(4)?,
+        created_ms: r.get(5)?,
+        last_access_ms: r.get(6)?,
+        bytes_served: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+pub fn upsert_cache_entry(tx: &Connection, e: &CacheEntry) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO peer_cache ({CACHE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
+    .execute(params![
+        e.id,
+        e.url,
+        e.validator,
+        e.length as i64,
+        e.sha256,
+        e.created_ms,
+        e.last_access_ms,
+        e.bytes_served as i64,
     ])?;
     Ok(())
 }

@@ -87,6 +87,25 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN finishing TEXT;
     "#,
+    // 4 → 5: peer caching: where each file's bytes came from, and the cache's index.
+    r#"
+    ALTER TABLE files ADD COLUMN bytes_from_origin INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN bytes_from_peers INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN no_peer_cache INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN origin_only INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE peer_cache (
+        id TEXT PRIMARY KEY NOT NULL,
+        url TEXT NOT NULL,
+        validator TEXT,
+        length INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_access_ms INTEGER NOT NULL,
+        bytes_served INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX peer_cache_url ON peer_cache(url, validator, length);
+    CREATE INDEX peer_cache_sha256 ON peer_cache(sha256);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,198 @@
+//! Where a file's bytes come from: its origin, and the peers of a fleet that hold the
+//! same content. The engine owns the [`PeerFinder`] interface; the peer-caching module
+//! implements it and the daemon hands it to the engine at start-up, so the engine never
+//! names that module.
+//!
+//! A [`Source`] is one place to fetch byte ranges from; the multi-connection engine
+//! (`segmented`) runs connections to several sources over one segment table.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::model::JobOptions;
+
+/// What a file's content is known by, to ask peers for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentQuery {
+    /// The origin URL (the job's remote URL).
+    pub url: String,
+    /// The origin's strong validator (ETag or Last-Modified) from a `HEAD`.
+    pub validator: Option<String>,
+    /// The length the origin announced.
+    pub length: Option<u64>,
+    /// The SHA-256 the file must have, lower-case hex, when known: then peers are asked
+    /// by it alone.
+    pub sha256: Option<String>,
+}
+
+/// A peer that has the content.
+#[derive(Clone)]
+pub struct PeerOffer {
+    /// The peer's name (for its statistics, failures and bans).
+    pub peer: String,
+    /// Where to ask it for ranges of the content.
+    pub content_url: String,
+    /// The content's length there.
+    pub length: u64,
+    /// The content's SHA-256 there.
+    pub sha256: String,
+    /// A client that speaks the fleet's mutual TLS.
+    pub client: reqwest::Client,
+}
+
+/// The fleet's peers, as the engine sees them.
+#[async_trait::async_trait]
+pub trait PeerFinder: Send + Sync + 'static {
+    /// Asks every usable peer, in parallel and within the lookup timeout, who has the
+    /// content; the ones that have it.
+    async fn find(&self, query: &ContentQuery) -> Vec<PeerOffer>;
+    /// `bytes` were fetched from `peer`.
+    fn fetched(&self, peer: &str, bytes: u64);
+    /// `peer` failed while serving (an error, a stall, an answer that was not asked for).
+    fn failed(&self, peer: &str, why: &str);
+    /// Bytes of these peers failed a check: they are not asked for a while.
+    fn ban(&self, peers: &[String], why: &str);
+}
+
+/// Where the bytes of one file came from, as they arrive.
+#[derive(Debug, Default)]
+pub struct SourceBytes {
+    /// Bytes from the origin.
+    pub origin: AtomicU64,
+    /// Bytes from peers.
+    pub peers: AtomicU64,
+    /// The peers that sent some.
+    used: Mutex<Vec<String>>,
+    /// The SHA-256 the peers said the content has.
+    claimed: Mutex<Option<String>>,
+}
+
+impl SourceBytes {
+    /// Counters starting where the file's record left them.
+    pub fn starting_at(origin: u64, peers: u64) -> Arc<SourceBytes> {
+        Arc::new(SourceBytes {
+            origin: AtomicU64::new(origin),
+            peers: AtomicU64::new(peers),
+            used: Mutex::new(Vec::new()),
+            claimed: Mutex::new(None),
+        })
+    }
+
+    /// Counts `n` bytes from `source`.
+    pub(super) fn add(&self, source: &SourceKind, n: u64) {
+        match source {
+            SourceKind::Origin => self.origin.fetch_add(n, Ordering::Relaxed),
+            SourceKind::Peer(name) => {
+                let mut used = self.used.lock();
+                if !used.iter().any(|p| p == name) {
+                    used.push(name.clone());
+                }
+                self.peers.fetch_add(n, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// The file starts over: nothing of it came from anywhere yet.
+    pub fn reset(&self) {
+        self.origin.store(0, Ordering::Relaxed);
+        self.peers.store(0, Ordering::Relaxed);
+        self.used.lock().clear();
+        *self.claimed.lock() = None;
+    }
+
+    /// The peers say the content has this SHA-256: the file is checked against it.
+    pub fn claim_sha256(&self, sha256: &str) {
+        *self.claimed.lock() = Some(sha256.to_string());
+    }
+
+    /// The SHA-256 the peers claimed, if the file came (partly) from peers.
+    pub fn claimed_sha256(&self) -> Option<String> {
+        self.claimed.lock().clone()
+    }
+
+    /// The peers that sent bytes of the file.
+    pub fn peers_used(&self) -> Vec<String> {
+        self.used.lock().clone()
+    }
+}
+
+/// What kind of place a source is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The file's own URL.
+    Origin,
+    /// A fleet peer, by name.
+    Peer(String),
+}
+
+/// One place to fetch ranges of a file from.
+#[derive(Clone)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub client: reqwest::Client,
+    pub url: String,
+    /// The origin's job options (headers, credentials); none for a peer.
+    pub options: Option<JobOptions>,
+    /// `If-Range` for the origin, when its validator is known.
+    pub validator: Option<String>,
+}
+
+impl Source {
+    /// The origin of a file.
+    pub fn origin(
+        client: reqwest::Client,
+        url: String,
+        options: JobOptions,
+        validator: Option<String>,
+    ) -> Source {
+        Source {
+            kind: SourceKind::Origin,
+            client,
+            url,
+            options: Some(options),
+            validator,
+        }
+    }
+
+    /// A peer's offer.
+    pub fn peer(offer: &PeerOffer) -> Source {
+        Source {
+            kind: SourceKind::Peer(offer.peer.clone()),
+            client: offer.client.clone(),
+            url: offer.content_url.clone(),
+            options: None,
+            validator: None,
+        }
+    }
+
+    /// True for the origin.
+    pub fn is_origin(&self) -> bool {
+        self.kind == SourceKind::Origin
+    }
+
+    /// A request for bytes `[from, to)`.
+    pub(super) fn range_request(&self, from: u64, to: u64) -> reqwest::RequestBuilder {
+        let mut req = match &self.options {
+            Some(options) => super::http::identity(
+                super::netclient::decorate(self.client.get(&self.url), options),
+                options,
+            ),
+            None => self.client.get(&self.url),
+        }
+        .header(reqwest::header::RANGE, format!("bytes={from}-{}", to - 1));
+        if let Some(v) = &self.validator {
+            req = req.header(reqwest::header::IF_RANGE, v.as_str());
+        }
+        req
+    }
+
+    /// How it is named in messages.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            SourceKind::Origin => self.url.clone(),
+            SourceKind::Peer(name) => format!("peer {name}"),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Peer caching (BITS's peer caching, for a fleet of Linux machines): the cache of files
+//! this node offers (`cache`), the fleet's trust (`tls`), the peer port (`server`) and its
+//! protocol (`protocol`), finding peers (`discovery`: mDNS and the static list) and the
+//! client side (`directory`: asking peers, checking them, banning).
+//!
+//! The service tells [`Peers`] when a file qualifies for the cache (validated, completed,
+//! or SHA-256 matched) and hands it the file opened as its owner; the engine asks the
+//! peers for content through its own `PeerFinder` interface, which [`Directory`]
+//! implements. The cache folder is the daemon's own (private, under the state folder),
+//! which is why this module touches the file system itself.
+//!
+//! May use: `engine` (the interface it implements, the rate limiter), `store` (the
+//! cache's index), `model`, `config`. Not `service`, `rpc`, `notify`, `query` or `owner`.
+
+pub mod cache;
+pub mod directory;
+pub mod discovery;
+pub mod protocol;
+pub mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+pub use cache::{Cache, Incoming};
+pub use directory::{Directory, Found, PeerInfo, PeerState};
+
+use crate::config::{Discovery, PeersConfig};
+use crate::engine::PeerFinder;
+use crate::model::CacheEntry;
+use crate::store::Store;
+
+/// How often entries past the maximum content age are dropped (at most).
+const EXPIRE_EVERY: Duration = Duration::from_secs(600);
+
+/// What `ferry peers status` shows.
+#[derive(Debug, Clone)]
+pub struct PeersStatus {
+    pub fleet_id: String,
+    pub node_name: String,
+    pub listen_address: String,
+    pub discovery: String,
+    pub peers: Vec<PeerInfo>,
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
+    pub cache_limit: u64,
+    pub bytes_served: u64,
+}
+
+/// Peer caching, running.
+pub struct Peers {
+    config: PeersConfig,
+    fleet_id: String,
+    node_name: String,
+    listen: SocketAddr,
+    cache: Arc<Cache>,
+    directory: Arc<Directory>,
+    server: Arc<server::ServerState>,
+    mdns: Option<discovery::Mdns>,
+    stop: CancellationToken,
+}
+
+impl Peers {
+    /// Loads the fleet's trust material, opens the cache, binds the peer port and starts
+    /// discovery. Fails with a message naming what is missing or wrong.
+    pub async fn start(
+        config: &PeersConfig,
+        state_dir: &Path,
+        store: Arc<Store>,
+    ) -> anyhow::Result<Arc<Peers>> {
+        let fleet = tls::load(config)?;
+        let cache =
+            Arc::new(Cache::open(state_dir, store, config).context("opening the peer cache")?);
+        let addr: SocketAddr = format!("{}:{}", config.listen_address, config.port)
+            .parse()
+            .with_context(|| format!("the peer port's address {}", config.listen_address))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the peer port {addr}"))?;
+        let listen = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let state = server::ServerState::new(
+            cache.clone(),
+            fleet.node_name.clone(),
+            fleet.fleet_id.clone(),
+            config.max_upload_rate,
+            config.max_clients,
+        );
+        tokio::spawn(server::serve(
+            listener,
+            fleet.server.clone(),
+            state.clone(),
+            stop.clone(),
+        ));
+        let directory = Directory::new(
+            fleet.client.clone(),
+            fleet.fleet_id.clone(),
+            config.lookup_timeout,
+            config.ban_duration,
+        )?;
+        if config.discovery != Discovery::Mdns {
+            discovery::add_static(&directory, &config.static_peers);
+        }
+        let mdns = if config.discovery != Discovery::Static {
+            Some(
+                discovery::Mdns::start(
+                    directory.clone(),
+                    &fleet.node_name,
+                    &fleet.fleet_id,
+                    listen.port(),
+                    stop.clone(),
+                )
+                .context("starting mDNS discovery")?,
+            )
+        } else {
+            None
+        };
+        {
+            let directory = directory.clone();
+            let cache = cache.clone();
+            let stop = stop.clone();
+            let every = config.probe_interval.max(Duration::from_millis(200));
+            // Short maximum ages (tests, small caches) are enforced within a quarter of them.
+            let expire_every = EXPIRE_EVERY.min(config.max_content_age / 4);
+            tokio::spawn(async move {
+                let mut expired_at = tokio::time::Instant::now();
+                loop {
+                    directory.probe_all().await;
+                    if expired_at.elapsed() >= expire_every {
+                        cache.expire();
+                        expired_at = tokio::time::Instant::now();
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+        cache.expire();
+        tracing::info!(
+            fleet = fleet.fleet_id,
+            node = fleet.node_name,
+            %listen,
+            "peer caching on"
+        );
+        Ok(Arc::new(Peers {
+            config: config.clone(),
+            fleet_id: fleet.fleet_id,
+            node_name: fleet.node_name,
+            listen,
+            cache,
+            directory,
+            server: state,
+            mdns,
+            stop,
+        }))
+    }
+
+    /// The engine's view of the fleet.
+    pub fn finder(&self) -> Arc<dyn PeerFinder> {
+        self.directory.clone()
+    }
+
+    /// Copies a file that qualifies into the cache (`file` opened by its owner).
+    pub async fn offer(&self, file: std::fs::File, what: Incoming) {
+        let url = what.url.clone();
+        match self.cache.add(file, what).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(url, "could not add a file to the peer cache: {e:#}"),
+        }
+    }
+
+    /// True when the cache already holds this content.
+    pub fn holds(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> bool {
+        self.cache.holds(url, validator, sha256)
+    }
+
+    /// Drops the cache's entries of this content.
+    pub fn evict(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize {
+        self.cache.evict(url, validator, sha256)
+    }
+
+    /// Bans peers whose bytes were rejected.
+    pub fn ban(&self, peers: &[String], why: &str) {
+        self.directory.ban(peers, why);
+    }
+
+    /// Every cache entry, oldest first.
+    pub fn entries(&self) -> Vec<CacheEntry> {
+        self.cache.entries()
+    }
+
+    /// Empties the cache.
+    pub fn clear(&self) -> (u64, u64) {
+        self.cache.clear()
+    }
+
+    /// The fleet, the peers and the cache now.
+    pub fn status(&self) -> PeersStatus {
+        let (entries, bytes) = self.cache.size();
+        PeersStatus {
+            fleet_id: self.fleet_id.clone(),
+            node_name: self.node_name.clone(),
+            listen_address: self.listen.to_string(),
+            discovery: match self.config.discovery {
+                Discovery::Mdns => "mdns",
+                Discovery::Static => "static",
+                Discovery::Both => "both",
+            }
+            .into(),
+            peers: self.directory.list(),
+            cache_entries: entries,
+            cache_bytes: bytes,
+            cache_limit: self.cache.limit(),
+            bytes_served: self.server.bytes_served.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops serving, says goodbye on mDNS.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+        if let Some(m) = &self.mdns {
+            m.shutdown();
+        }
+    }
+}

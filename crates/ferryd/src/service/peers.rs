@@ -1,0 +1,135 @@
+//! The service side of peer caching: which files qualify for the cache (their job offers
+//! its files, sends no credentials or private headers, and the origin did not mark them
+//! private), handing them to the cache as their owner opened them, what a rejected file
+//! from peers does, and the status and cache commands.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Service, ServiceError};
+use crate::model::{CacheEntry, FileRecord, JobRecord, JobType};
+pub use crate::peers::{Found, PeerInfo, PeerState, PeersStatus};
+use crate::peers::{Incoming, Peers};
+
+impl Service {
+    /// Turns peer caching on (once, at start-up): the engine asks these peers, and files
+    /// that qualify enter their cache.
+    pub fn attach_peers(&self, peers: Arc<Peers>) {
+        self.engine.attach_peers(peers.finder());
+        let _ = self.peers.set(peers);
+    }
+
+    /// The fleet, the peers and the cache; `None` when peer caching is off.
+    pub fn peers_status(&self) -> Option<PeersStatus> {
+        self.peers.get().map(|p| p.status())
+    }
+
+    fn peers_on(&self) -> Result<&Arc<Peers>, ServiceError> {
+        self.peers.get().ok_or_else(|| {
+            ServiceError::FailedPrecondition(
+                "peer caching is off: set `enabled = true` in the [peers] section of \
+                 ferryd.toml and restart ferryd"
+                    .into(),
+            )
+        })
+    }
+
+    /// Every entry of the peer cache.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, ServiceError> {
+        Ok(self.peers_on()?.entries())
+    }
+
+    /// Empties the peer cache: entries and bytes removed.
+    pub fn clear_cache(&self) -> Result<(u64, u64), ServiceError> {
+        Ok(self.peers_on()?.clear())
+    }
+
+    /// True when `file` of `job` may enter the peer cache.
+    fn qualifies(&self, job: &JobRecord, file: &FileRecord) -> bool {
+        self.peers.get().is_some()
+            && job.job_type == JobType::Download
+            && job
+                .options
+                .peers
+                .unwrap_or(self.config.peers.default_job_peers)
+                .is_server()
+            && !job.options.is_private()
+            && !file.peer.no_peer_cache
+            && file.remote_url.starts_with("http")
+    }
+
+    /// Copies file `index` of `job` into the peer cache if it qualifies and is not there
+    /// yet; returns once it is there (or failed, which is only logged).
+    pub(crate) async fn offer_to_peers(&self, job: &JobRecord, file: &FileRecord) {
+        let Some(peers) = self.peers.get().cloned() else {
+            return;
+        };
+        if !self.qualifies(job, file)
+            || peers.holds(
+                &file.remote_url,
+                file.validator.as_deref(),
+                file.expected_sha256.as_deref(),
+            )
+        {
+            return;
+        }
+        let part = file.temporary_path();
+        match self.owners.of(job.owner_uid).open_read(part.clone()).await {
+            Ok(f) => {
+                peers
+                    .offer(
+                        f,
+                        Incoming {
+                            url: file.remote_url.clone(),
+                            validator: file.validator.clone(),
+                            sha256: file.expected_sha256.clone(),
+                        },
+                    )
+                    .await
+            }
+            Err(e) => tracing::info!(part = %part.display(), "not offered to peers: {e}"),
+        }
+    }
+
+    /// Offers file `index` of job `id` in the background.
+    pub(crate) fn offer_in_background(&self, id: Uuid, index: u32) {
+        let found = {
+            let inner = self.lock();
+            inner.jobs.get(&id).and_then(|e| {
+                e.files
+                    .get(index as usize)
+                    .map(|f| (e.job.clone(), f.clone()))
+            })
+        };
+        if let Some((job, file)) = found.filter(|(j, f)| self.qualifies(j, f)) {
+            let Some(svc) = self.this.upgrade() else {
+                return;
+            };
+            tokio::spawn(async move { svc.offer_to_peers(&job, &file).await });
+        }
+    }
+
+    /// The application rejected a file that came (partly) from peers (BITS): its content
+    /// leaves this node's cache, the peers that sent it are banned, and the file is to be
+    /// fetched again from the origin alone.
+    pub(crate) fn peers_rejected(&self, file: &FileRecord, sent_by: &[String]) {
+        let Some(peers) = self.peers.get() else {
+            return;
+        };
+        let evicted = peers.evict(
+            &file.remote_url,
+            file.validator.as_deref(),
+            file.expected_sha256.as_deref(),
+        );
+        peers.ban(
+            sent_by,
+            &format!("the application rejected {} that it sent", file.remote_url),
+        );
+        tracing::info!(
+            url = file.remote_url,
+            evicted,
+            "a file from peers was rejected; fetching it again from the origin"
+        );
+    }
+}
