@@ -43,6 +43,9 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         connections: 0,
         bytes_per_second: 0,
         umask: Some(0o022),
+        peers: None,
+        bytes_from_origin: 0,
+        bytes_from_peers: 0,
     }
 }
 
@@ -77,5 +80,7 @@ pub fn file(
         expected_sha256: None,
         final_url: None,
         validated: None,
+        bytes_from_origin: 0,
+        bytes_from_peers: 0,
     }
 }
