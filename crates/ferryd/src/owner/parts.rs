@@ -86,23 +86,17 @@ pub(super) fn sync_all(paths: &[PathBuf]) -> io::Result<()> {
     if paths.len() >= SYNCFS_FROM {
         return syncfs_each_filesystem(paths);
     }
+    if paths.len() == 1 {
+        // One file (most jobs): sync on this thread; a thread per job costs more than
+        // the flush of a small file.
+        return sync_one(&paths[0]);
+    }
     let threads = paths.len().clamp(1, 8);
     let chunk = paths.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = paths
             .chunks(chunk)
-            .map(|group| {
-                s.spawn(move || -> io::Result<()> {
-                    for p in group {
-                        OpenOptions::new()
-                            .read(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(p)?
-                            .sync_data()?;
-                    }
-                    Ok(())
-                })
-            })
+            .map(|group| s.spawn(move || group.iter().try_for_each(|p| sync_one(p))))
             .collect();
         for h in handles {
             h.join()
@@ -110,6 +104,15 @@ pub(super) fn sync_all(paths: &[PathBuf]) -> io::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `fdatasync`s one part file, not following a symbolic link.
+fn sync_one(path: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .sync_data()
 }
 
 /// From this many files on, one `syncfs` per filesystem replaces an `fdatasync` per file
