@@ -460,12 +460,40 @@ fn assert_store_holds(store: &Store, want: &Expected, adjust: impl Fn(&mut JobRe
             j
         })
         .collect();
-    assert_eq!(snap.jobs.len(), jobs.len());
-    for (got, want) in snap.jobs.iter().zip(&jobs) {
+    // Final jobs come as an index (read in full with load_job); put them back in order.
+    let mut stored: Vec<(JobRecord, Vec<FileRecord>)> = snap
+        .jobs
+        .iter()
+        .map(|j| {
+            let files = snap
+                .files
+                .iter()
+                .filter(|f| f.job_id == j.id)
+                .cloned()
+                .collect();
+            (j.clone(), files)
+        })
+        .collect();
+    for row in &snap.archived {
+        assert!(row.state.is_final(), "{row:?}");
+        let (job, files) = store
+            .load_job(row.id)
+            .unwrap()
+            .expect("an archived job is stored");
+        assert_eq!(
+            (row.owner_uid, row.state, row.created_ms),
+            (job.owner_uid, job.state, job.created_ms)
+        );
+        stored.push((job, files));
+    }
+    stored.sort_by_key(|(j, _)| (j.created_ms, j.id));
+    assert_eq!(stored.len(), jobs.len());
+    for ((got, _), want) in stored.iter().zip(&jobs) {
         assert_eq!(got, want);
     }
     let files: Vec<FileRecord> = want.jobs.iter().flat_map(|(_, f)| f.clone()).collect();
-    assert_eq!(snap.files, files);
+    let got_files: Vec<FileRecord> = stored.into_iter().flat_map(|(_, f)| f).collect();
+    assert_eq!(got_files, files);
     let mut handlers = snap.handlers;
     handlers.sort_by_key(|h| h.registered_ms);
     assert_eq!(handlers, want.handlers);

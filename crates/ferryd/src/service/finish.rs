@@ -237,7 +237,10 @@ impl Service {
     fn completed_outcome(&self, owner: u32, id: Uuid) -> Option<CompleteOutcome> {
         let inner = self.lock();
         let (view, files) = match inner.archived_of(owner, id) {
-            Some(a) => (a.view(), a.decode().1),
+            Some(a) => match a.decode(id, &self.store) {
+                Some((job, files)) => (super::state::final_view(job, &files), files),
+                None => return None,
+            },
             None => {
                 let e = inner.jobs.get(&id).filter(|e| e.job.owner_uid == owner)?;
                 (e.view(), e.files.clone())

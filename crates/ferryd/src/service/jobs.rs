@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
 use super::properties::apply_changes;
-use super::state::{Archived, Entry};
+use super::state::Entry;
 use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
 use crate::model::{Caller, FileRecord, JobRecord, JobState, JobType};
 use crate::store::Store;
@@ -89,7 +89,7 @@ impl Service {
             if matches!(e, crate::store::WriteError::Unwritable(_)) {
                 // Refused: the job the client was told failed does not appear later.
                 let removed = self.lock().remove(view.job.id);
-                if let Some(v) = removed {
+                if let Some(v) = removed.and_then(|r| r.view(&self.store)) {
                     self.emit(ChangeKind::Deleted, v, None);
                 }
             }
@@ -164,7 +164,10 @@ impl Service {
             let inner = self.lock();
             // An archived job is refused below, after the files are checked, as before.
             let job_type = match inner.archived_of(owner, id) {
-                Some(a) => a.decode().0.job_type,
+                Some(a) => match a.decode(id, &self.store) {
+                    Some((job, _)) => job.job_type,
+                    None => return Err(not_found(id)),
+                },
                 None => entry(&inner, owner, id, "add files to")?.job.job_type,
             };
             job_type != JobType::Download
@@ -246,16 +249,22 @@ impl Service {
             .filter(|e| e.job.owner_uid == owner && (all || !e.job.state.is_final()))
             .map(Entry::view)
             .collect();
+        let mut stored = Vec::new();
         if all {
-            v.extend(
-                inner
-                    .archived
-                    .values()
-                    .filter(|a| a.owner_uid == owner)
-                    .map(Archived::view),
-            );
+            for (id, a) in inner.archived.iter().filter(|(_, a)| a.owner_uid == owner) {
+                if a.only_stored() {
+                    stored.push(*id);
+                } else {
+                    v.extend(a.view(*id, &self.store));
+                }
+            }
         }
         drop(inner);
+        v.extend(
+            self.stored_jobs(&stored)
+                .into_iter()
+                .map(|(job, files)| super::state::final_view(job, &files)),
+        );
         v.sort_by_key(|v| (v.job.created_ms, v.job.id));
         v
     }
@@ -264,7 +273,7 @@ impl Service {
     pub fn list_files(&self, owner: u32, id: Uuid) -> Result<Vec<FileView>, ServiceError> {
         let inner = self.lock();
         match inner.archived_of(owner, id) {
-            Some(a) => Ok(a.file_views()),
+            Some(a) => Ok(a.file_views(id, &self.store)),
             None => Ok(entry(&inner, owner, id, "list the files of")?.file_views()),
         }
     }

@@ -116,8 +116,9 @@ impl Service {
         let snapshot = store
             .load()
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let store = Arc::new(store);
         let engine = Engine::new(&config);
-        let mut inner = Inner::new(engine.clone());
+        let mut inner = Inner::new(engine.clone(), store.clone());
         // Files come sorted by job: each job's run becomes one exactly sized Vec.
         let mut files_by_job: HashMap<Uuid, Vec<FileRecord>> =
             HashMap::with_capacity(snapshot.jobs.len());
@@ -142,7 +143,13 @@ impl Service {
             .filter(|j| !j.state.is_final() || notified.contains(&j.id) || j.finishing.is_some())
             .count();
         inner.jobs.reserve(live);
-        inner.archived.reserve(snapshot.jobs.len() - live);
+        inner
+            .archived
+            .reserve(snapshot.jobs.len() - live + snapshot.archived.len());
+        for row in &snapshot.archived {
+            inner.insert_stored(row);
+        }
+        drop(snapshot.archived);
         let mut requeued = Vec::new();
         for job in snapshot.jobs {
             let id = job.id;
@@ -220,7 +227,7 @@ impl Service {
         };
         let svc = Arc::new_cyclic(|this| Service {
             config,
-            store: Arc::new(store),
+            store,
             inner: Mutex::new(inner),
             events,
             shutdown: CancellationToken::new(),
@@ -394,10 +401,18 @@ impl Service {
             let _ = self.cancel(owner, id).await;
         }
         if !purge.is_empty() {
-            let removed: Vec<JobView> = {
+            let removed: Vec<_> = {
                 let mut inner = self.lock();
                 purge.iter().filter_map(|id| inner.remove(*id)).collect()
             };
+            // Archived jobs only in the store are read back for the Deleted events
+            // before their rows go (outside the lock: there may be many).
+            let store = self.store.clone();
+            let removed: Vec<JobView> = tokio::task::spawn_blocking(move || {
+                removed.into_iter().filter_map(|r| r.view(&store)).collect()
+            })
+            .await
+            .unwrap_or_default();
             let _ = Store::committed(self.store.delete_jobs(purge)).await;
             for v in removed {
                 self.emit(ChangeKind::Deleted, v, None);
@@ -511,6 +526,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn many_stored_final_jobs_are_read_in_one_pass_for_a_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut states = vec![JobState::Acknowledged; 300];
+        states.push(JobState::Suspended);
+        let jobs = store_with(dir.path(), &states).await;
+        let svc = Service::open(Config::default(), Store::open(dir.path()).unwrap(), 7).unwrap();
+        let all = Source::jobs(&*svc, Scope::Uid(7), &prefilter(None));
+        assert_eq!(
+            all.iter().map(|v| v.job.clone()).collect::<Vec<_>>(),
+            jobs,
+            "every job, whole and in order"
+        );
+        assert!(all[..300].iter().all(|v| v.totals.files_transferred == 1));
+        assert_eq!(Source::files(&*svc, Scope::Uid(7)).len(), 301);
+        assert!(Source::jobs(&*svc, Scope::Uid(8), &prefilter(None)).is_empty());
+    }
+
+    #[tokio::test]
     async fn final_jobs_loaded_from_the_store_are_archived_and_still_answer() {
         let dir = tempfile::tempdir().unwrap();
         let states = [
@@ -524,6 +557,10 @@ mod tests {
         {
             let inner = svc.lock();
             assert_eq!(inner.archived.len(), 2, "acknowledged and cancelled");
+            assert!(
+                inner.archived.values().all(|a| a.only_stored()),
+                "final jobs found at start-up are kept as an index, read from the store"
+            );
             assert_eq!(inner.jobs.len(), 2);
             assert_eq!(
                 inner.unfinished_of(7),

@@ -1,10 +1,13 @@
 //! Queries over the service's jobs: the service is the [`Source`] of data queries (in
-//! memory; a prefilter on the indexed columns skips final jobs without decoding them),
-//! and the facade calls the rpc layer uses to plan and run queries.
+//! memory; a prefilter on the indexed columns skips final jobs without decoding them, or
+//! without reading them from the store for those only there), and the facade calls the
+//! rpc layer uses to plan and run queries.
 
-use super::state::Archived;
+use uuid::Uuid;
+
+use super::state::final_view;
 use super::{ErrorReason, JobView, Scope, Service, ServiceError};
-use crate::model::{FileView, HandlerRecord};
+use crate::model::{FileRecord, FileView, HandlerRecord, JobRecord};
 use crate::query::exec::{self, EventPlan, Prefilter, QueryError, SelectPlan, Source};
 use crate::query::schema::Obj;
 
@@ -17,6 +20,16 @@ impl From<QueryError> for ServiceError {
 impl Source for Service {
     fn jobs(&self, scope: Scope, pre: &Prefilter) -> Vec<JobView> {
         let inner = self.lock();
+        let stored: Vec<Uuid> = inner
+            .archived
+            .iter()
+            .filter(|(_, a)| {
+                a.only_stored()
+                    && scope.admits(a.owner_uid)
+                    && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
+            })
+            .map(|(id, _)| *id)
+            .collect();
         let mut v: Vec<JobView> = inner
             .jobs
             .values()
@@ -29,22 +42,35 @@ impl Source for Service {
             .chain(
                 inner
                     .archived
-                    .values()
-                    .filter(|a| {
-                        scope.admits(a.owner_uid)
+                    .iter()
+                    .filter(|(_, a)| {
+                        !a.only_stored()
+                            && scope.admits(a.owner_uid)
                             && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
                     })
-                    .map(Archived::view),
+                    .filter_map(|(id, a)| a.view(*id, &self.store)),
             )
             .collect();
         drop(inner);
+        // Final jobs only in the store: read outside the lock, in one pass when many.
+        v.extend(
+            self.stored_jobs(&stored)
+                .into_iter()
+                .map(|(job, files)| final_view(job, &files)),
+        );
         v.sort_by_key(|v| (v.job.created_ms, v.job.id));
         v
     }
 
     fn files(&self, scope: Scope) -> Vec<FileView> {
         let inner = self.lock();
-        inner
+        let stored: Vec<Uuid> = inner
+            .archived
+            .iter()
+            .filter(|(_, a)| a.only_stored() && scope.admits(a.owner_uid))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut v: Vec<FileView> = inner
             .jobs
             .values()
             .filter(|e| scope.admits(e.job.owner_uid))
@@ -52,11 +78,22 @@ impl Source for Service {
             .chain(
                 inner
                     .archived
-                    .values()
-                    .filter(|a| scope.admits(a.owner_uid))
-                    .flat_map(Archived::file_views),
+                    .iter()
+                    .filter(|(_, a)| !a.only_stored() && scope.admits(a.owner_uid))
+                    .flat_map(|(id, a)| a.file_views(*id, &self.store)),
             )
-            .collect()
+            .collect();
+        drop(inner);
+        v.extend(
+            self.stored_jobs(&stored)
+                .into_iter()
+                .flat_map(|(_, files)| files)
+                .map(|f| FileView {
+                    bytes_transferred: f.bytes_transferred,
+                    file: f,
+                }),
+        );
+        v
     }
 
     fn handlers(&self, scope: Scope) -> Vec<HandlerRecord> {
@@ -73,6 +110,18 @@ impl Source for Service {
 }
 
 impl Service {
+    /// Final jobs `ids` read from the store (those it no longer has are left out, and a
+    /// failing read is logged: a query shows what can be read).
+    pub(crate) fn stored_jobs(&self, ids: &[Uuid]) -> Vec<(JobRecord, Vec<FileRecord>)> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        self.store.load_jobs(ids).unwrap_or_else(|e| {
+            tracing::warn!("reading final jobs from the store for a query failed: {e}");
+            Vec::new()
+        })
+    }
+
     /// Parses and checks a data query.
     pub fn plan_select(&self, wql: &str) -> Result<SelectPlan, ServiceError> {
         exec::plan_select(wql).map_err(|e| match exec::is_event_query(wql) {

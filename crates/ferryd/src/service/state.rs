@@ -17,6 +17,7 @@ use crate::model::{
     mono_ms, mono_since, mono_until, now_ms, FileRecord, FileView, HandlerRecord, JobRecord,
     JobState, JobView, Priority, Scope, Totals,
 };
+use crate::store::{ArchivedRow, Store};
 
 /// The longest a retry time loaded from the store is waited for, unless the job's own
 /// retry delay is longer (a wall clock set back between two runs would otherwise hold it).
@@ -154,8 +155,11 @@ impl Entry {
     }
 }
 
-/// A final job (`acknowledged` or `cancelled`) kept compact: nothing changes it any more
-/// until it is purged, so it is decoded only when someone looks at it.
+/// A final job (`acknowledged` or `cancelled`): nothing changes it any more until it is
+/// purged. Archived while the daemon runs, it is kept compact in memory and decoded only
+/// when someone looks at it; found final in the store at start-up, only what finds and
+/// filters it is kept, and the rest is read from the store when someone looks at it (a
+/// million stored jobs start in a second and take tens of megabytes).
 pub(crate) struct Archived {
     pub(crate) owner_uid: u32,
     pub(crate) state: JobState,
@@ -163,8 +167,8 @@ pub(crate) struct Archived {
     pub(crate) created_ms: i64,
     /// Last changed, on the monotonic clock (retention).
     pub(crate) touched: i64,
-    /// `store::compact` encoding of the job and its files.
-    data: Box<[u8]>,
+    /// `store::compact` encoding of the job and its files; `None`: in the store only.
+    data: Option<Box<[u8]>>,
 }
 
 impl Archived {
@@ -175,32 +179,83 @@ impl Archived {
             priority: job.priority,
             created_ms: job.created_ms,
             touched,
-            data: crate::store::compact::encode(job, files),
+            data: Some(crate::store::compact::encode(job, files)),
         }
     }
 
-    pub(crate) fn decode(&self) -> (JobRecord, Vec<FileRecord>) {
-        crate::store::compact::decode(&self.data)
-    }
-
-    pub(crate) fn view(&self) -> JobView {
-        let (job, files) = self.decode();
-        JobView {
-            job,
-            totals: Totals::of(&files, |_| None),
-            bytes_per_second: 0,
+    /// A final job left in the store at start-up.
+    pub(crate) fn stored(row: &ArchivedRow) -> Archived {
+        Archived {
+            owner_uid: row.owner_uid,
+            state: row.state,
+            priority: row.priority,
+            created_ms: row.created_ms,
+            touched: mono_since(row.modified_ms),
+            data: None,
         }
     }
 
-    pub(crate) fn file_views(&self) -> Vec<FileView> {
-        self.decode()
-            .1
+    /// The job `id` (this one) and its files, from memory or from the store; `None` when
+    /// the store cannot give it (purged meanwhile, or unreadable: logged).
+    pub(crate) fn decode(&self, id: Uuid, store: &Store) -> Option<(JobRecord, Vec<FileRecord>)> {
+        match &self.data {
+            Some(data) => Some(crate::store::compact::decode(data)),
+            None => match store.load_job(id) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(job = %id, "reading a final job from the store failed: {e}");
+                    None
+                }
+            },
+        }
+    }
+
+    pub(crate) fn view(&self, id: Uuid, store: &Store) -> Option<JobView> {
+        let (job, files) = self.decode(id, store)?;
+        Some(final_view(job, &files))
+    }
+
+    /// True when the job is only in the store (found final at start-up).
+    pub(crate) fn only_stored(&self) -> bool {
+        self.data.is_none()
+    }
+
+    pub(crate) fn file_views(&self, id: Uuid, store: &Store) -> Vec<FileView> {
+        self.decode(id, store)
+            .map(|(_, files)| files)
+            .unwrap_or_default()
             .into_iter()
             .map(|f| FileView {
                 bytes_transferred: f.bytes_transferred,
                 file: f,
             })
             .collect()
+    }
+}
+
+/// How clients see a final job with `files` (nothing runs it).
+pub(crate) fn final_view(job: JobRecord, files: &[FileRecord]) -> JobView {
+    JobView {
+        totals: Totals::of(files, |_| None),
+        job,
+        bytes_per_second: 0,
+    }
+}
+
+/// A job taken out of the service's jobs.
+pub(crate) enum Removed {
+    Live(Box<JobView>),
+    Archived(Uuid, Archived),
+}
+
+impl Removed {
+    /// How the job was, read from the store for an archived job that is only there: call
+    /// it without the service's lock held, and before the store's row is deleted.
+    pub(crate) fn view(self, store: &Store) -> Option<JobView> {
+        match self {
+            Removed::Live(view) => Some(*view),
+            Removed::Archived(id, a) => a.view(id, store),
+        }
     }
 }
 
@@ -221,11 +276,14 @@ pub(crate) struct Inner {
     pub(crate) handlers: HashMap<(Uuid, u32), HandlerRecord>,
     /// Where queued and retrying jobs wait for a run.
     engine: Arc<Engine>,
+    /// Where archived jobs found at start-up are read from.
+    pub(crate) store: Arc<Store>,
 }
 
 impl Inner {
-    pub(crate) fn new(engine: Arc<Engine>) -> Inner {
+    pub(crate) fn new(engine: Arc<Engine>, store: Arc<Store>) -> Inner {
         Inner {
+            store,
             jobs: HashMap::new(),
             archived: HashMap::new(),
             unfinished: HashMap::new(),
@@ -251,6 +309,12 @@ impl Inner {
             .insert(job.id, Archived::new(job, files, touched));
     }
 
+    /// Adds a final job left in the store to the archive (its index only).
+    pub(crate) fn insert_stored(&mut self, row: &ArchivedRow) {
+        debug_assert!(row.state.is_final());
+        self.archived.insert(row.id, Archived::stored(row));
+    }
+
     /// Counts one more (or one fewer) unfinished job of `owner`.
     fn count_unfinished(&mut self, owner: u32, more: bool) {
         if more {
@@ -265,17 +329,17 @@ impl Inner {
         }
     }
 
-    /// Removes a job, live or archived, returning how it was.
-    pub(crate) fn remove(&mut self, id: Uuid) -> Option<JobView> {
+    /// Removes a job, live or archived, returning what it was (see [`Removed::view`]).
+    pub(crate) fn remove(&mut self, id: Uuid) -> Option<Removed> {
         match self.jobs.remove(&id) {
             Some(e) => {
                 self.engine.forget(id);
                 if !e.job.state.is_final() {
                     self.count_unfinished(e.job.owner_uid, false);
                 }
-                Some(e.view())
+                Some(Removed::Live(Box::new(e.view())))
             }
-            None => self.archived.remove(&id).map(|a| a.view()),
+            None => self.archived.remove(&id).map(|a| Removed::Archived(id, a)),
         }
     }
 
@@ -327,7 +391,7 @@ impl Inner {
                 .archived
                 .get(&id)
                 .filter(|a| scope.admits(a.owner_uid))
-                .map(Archived::view),
+                .and_then(|a| a.view(id, &self.store)),
         }
     }
 

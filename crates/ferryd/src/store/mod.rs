@@ -75,9 +75,14 @@ use crate::model::{CacheEntry, FileRecord, HandlerRecord, JobRecord, OutboxRecor
 
 pub use rows::{
     is_unreadable, upsert_file as put_file_tx, upsert_job as put_job_tx,
-    upsert_outbox as put_outbox_tx, FILE_COLUMNS, JOB_COLUMNS, UNREADABLE_NOTIFY_COMMAND,
-    UNREADABLE_OPTIONS,
+    upsert_outbox as put_outbox_tx, ArchivedRow, FILE_COLUMNS, JOB_COLUMNS,
+    UNREADABLE_NOTIFY_COMMAND, UNREADABLE_OPTIONS,
 };
+
+/// The final jobs the daemon keeps only an index of: acknowledged or cancelled, with no
+/// complete or cancel cut short (`finishing`) and no notification waiting in the outbox.
+const ARCHIVED: &str = "state IN ('acknowledged', 'cancelled') AND finishing IS NULL \
+     AND id NOT IN (SELECT job_id FROM outbox)";
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +127,13 @@ pub struct Store {
 
 /// Everything the daemon loads at start-up.
 pub struct Snapshot {
+    /// Jobs that can still change, and final jobs with something left to do (a
+    /// notification in the outbox, a cut-short complete or cancel).
     pub jobs: Vec<JobRecord>,
+    /// The files of `jobs`.
     pub files: Vec<FileRecord>,
+    /// The other final jobs: only what finds and filters them (see [`Store::load_job`]).
+    pub archived: Vec<ArchivedRow>,
     pub handlers: Vec<HandlerRecord>,
     pub outbox: Vec<OutboxRecord>,
 }
@@ -382,7 +392,9 @@ impl Store {
         Ok(f(&conn)?)
     }
 
-    /// Loads every job, file, handler and outbox entry.
+    /// Loads every job that can still change with its files, the index of the final ones
+    /// (read in full by [`Store::load_job`] when someone looks at one), the handlers and
+    /// the outbox.
     ///
     /// A job with a column it needs unreadable comes back in `error` (see the module
     /// doc), and that state is queued to the store.
@@ -391,7 +403,8 @@ impl Store {
             let mut marked = Vec::new();
             let jobs = c
                 .prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_ms, id"
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE NOT ({ARCHIVED}) \
+                     ORDER BY created_ms, id"
                 ))?
                 .query_map([], rows::job_from_row)?
                 .map(|r| {
@@ -405,9 +418,17 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()?;
             let files = c
                 .prepare(&format!(
-                    "SELECT {FILE_COLUMNS} FROM files ORDER BY job_id, idx"
+                    "SELECT {FILE_COLUMNS} FROM files WHERE job_id IN \
+                     (SELECT id FROM jobs WHERE NOT ({ARCHIVED})) ORDER BY job_id, idx"
                 ))?
                 .query_map([], rows::file_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let archived = c
+                .prepare(&format!(
+                    "SELECT {} FROM jobs WHERE {ARCHIVED}",
+                    rows::ARCHIVED_COLUMNS
+                ))?
+                .query_map([], rows::archived_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             let handlers = c
                 .prepare("SELECT class, owner_uid, argv, workdir, registered_ms FROM handlers")?
@@ -425,6 +446,7 @@ impl Store {
                 Snapshot {
                     jobs,
                     files,
+                    archived,
                     handlers,
                     outbox,
                 },
@@ -441,6 +463,86 @@ impl Store {
             });
         }
         Ok(snapshot)
+    }
+
+    /// Job `id` and its files as stored (a final job the daemon keeps only an index of);
+    /// `None` when it is not stored. An unreadable column is handled as [`Store::load`]
+    /// does, its record queued to the store.
+    pub fn load_job(&self, id: Uuid) -> Result<Option<(JobRecord, Vec<FileRecord>)>, StoreError> {
+        let key = id.to_string();
+        let loaded = self.read(|c| {
+            let job = c
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+                .query_map([&key], rows::job_from_row)?
+                .next()
+                .transpose()?;
+            let Some((job, unreadable)) = job else {
+                return Ok(None);
+            };
+            let files = c
+                .prepare_cached(&format!(
+                    "SELECT {FILE_COLUMNS} FROM files WHERE job_id = ?1 ORDER BY idx"
+                ))?
+                .query_map([&key], rows::file_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((job, files, unreadable)))
+        })?;
+        Ok(loaded.map(|(job, files, unreadable)| {
+            if unreadable {
+                let marked = job.clone();
+                self.queue_detached(move |tx| rows::record_unreadable(tx, &marked));
+            }
+            (job, files)
+        }))
+    }
+
+    /// Jobs `ids` (final jobs the daemon keeps only an index of) with their files, in no
+    /// particular order; ids not stored are left out. Many are read in one pass over the
+    /// archived jobs rather than one lookup each.
+    pub fn load_jobs(&self, ids: &[Uuid]) -> Result<Vec<(JobRecord, Vec<FileRecord>)>, StoreError> {
+        const ONE_PASS_FROM: usize = 256;
+        if ids.len() < ONE_PASS_FROM {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.extend(self.load_job(*id)?);
+            }
+            return Ok(out);
+        }
+        let wanted: std::collections::HashSet<Uuid> = ids.iter().copied().collect();
+        let (jobs, files) = self.read(|c| {
+            let jobs = c
+                .prepare(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE {ARCHIVED} ORDER BY id"
+                ))?
+                .query_map([], rows::job_from_row)?
+                .filter(|r| r.as_ref().map_or(true, |(j, _)| wanted.contains(&j.id)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let files = c
+                .prepare(&format!(
+                    "SELECT {FILE_COLUMNS} FROM files WHERE job_id IN \
+                     (SELECT id FROM jobs WHERE {ARCHIVED}) ORDER BY job_id, idx"
+                ))?
+                .query_map([], rows::file_from_row)?
+                .filter(|r| r.as_ref().map_or(true, |f| wanted.contains(&f.job_id)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((jobs, files))
+        })?;
+        let mut by_job: std::collections::HashMap<Uuid, Vec<FileRecord>> =
+            std::collections::HashMap::with_capacity(jobs.len());
+        for f in files {
+            by_job.entry(f.job_id).or_default().push(f);
+        }
+        Ok(jobs
+            .into_iter()
+            .map(|(job, unreadable)| {
+                if unreadable {
+                    let marked = job.clone();
+                    self.queue_detached(move |tx| rows::record_unreadable(tx, &marked));
+                }
+                let files = by_job.remove(&job.id).unwrap_or_default();
+                (job, files)
+            })
+            .collect())
     }
 
     /// Every entry of the peer cache's index.

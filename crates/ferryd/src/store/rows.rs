@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::model::{
     now_ms, CacheEntry, ErrorContext, FilePeerInfo, FileRecord, HandlerRecord, JobErrorRecord,
-    JobOptions, JobRecord, JobState, NotifyFlags, OutboxRecord, Segment, UploadProtocol,
+    JobOptions, JobRecord, JobState, NotifyFlags, OutboxRecord, Priority, Segment, UploadProtocol,
 };
 
 /// The error code of a job whose `jobs.options` could not be read (see the module doc of
@@ -114,6 +114,32 @@ fn parse<T: std::str::FromStr<Err = String>>(idx: usize, s: String) -> rusqlite:
 fn uuid(idx: usize, s: String) -> rusqlite::Result<Uuid> {
     Uuid::parse_str(&s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+/// The columns of [`archived_from_row`].
+pub const ARCHIVED_COLUMNS: &str = "id, owner_uid, state, priority, created_ms, modified_ms";
+
+/// What the daemon keeps in memory of a final job it leaves in the store.
+#[derive(Debug, Clone)]
+pub struct ArchivedRow {
+    pub id: Uuid,
+    pub owner_uid: u32,
+    pub state: JobState,
+    pub priority: Priority,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+}
+
+/// An [`ArchivedRow`] from the columns [`ARCHIVED_COLUMNS`].
+pub fn archived_from_row(r: &Row) -> rusqlite::Result<ArchivedRow> {
+    Ok(ArchivedRow {
+        id: uuid(0, r.get(0)?)?,
+        owner_uid: r.get(1)?,
+        state: parse(2, r.get(2)?)?,
+        priority: parse(3, r.get(3)?)?,
+        created_ms: r.get(4)?,
+        modified_ms: r.get(5)?,
     })
 }
 
