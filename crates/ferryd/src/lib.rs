@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod model;
+pub mod costwatch;
 pub mod netwatch;
 pub mod notify;
 pub mod owner;

@@ -88,6 +88,7 @@ struct OptionsRepr {
     connections: u32,
     umask: Option<u32>,
     peers: Option<crate::model::PeerMode>,
+    on_metered: Option<crate::model::MeteredPolicy>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -104,6 +105,7 @@ impl From<JobOptions> for OptionsRepr {
             connections,
             umask,
             peers,
+            on_metered,
         } = o;
         OptionsRepr {
             headers,
@@ -120,6 +122,7 @@ impl From<JobOptions> for OptionsRepr {
             connections,
             umask,
             peers,
+            on_metered,
         }
     }
 }
@@ -138,6 +141,7 @@ impl From<OptionsRepr> for JobOptions {
             connections,
             umask,
             peers,
+            on_metered,
         } = o;
         JobOptions {
             headers,
@@ -154,6 +158,7 @@ impl From<OptionsRepr> for JobOptions {
             connections,
             umask,
             peers,
+            on_metered,
         }
     }
 }
@@ -258,6 +263,7 @@ mod tests {
                 connections: 4,
                 umask: Some(0o027),
                 peers: Some(crate::model::PeerMode::Client),
+                on_metered: Some(crate::model::MeteredPolicy::Continue),
             },
         }
     }
