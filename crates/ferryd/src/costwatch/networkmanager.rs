@@ -87,14 +87,15 @@ async fn follow_name(conn: &zbus::Connection, report: &impl Fn(bool, String)) ->
                 }
             }
         }
+        // Said once (a NetworkManager that just left was reported as such).
         if !said_absent {
             tracing::info!(
                 "NetworkManager is not on the system bus: the network is taken as unmetered \
                  (followed if NetworkManager starts)"
             );
+            report(false, "NetworkManager is not running: taken as unmetered".into());
             said_absent = true;
         }
-        report(false, "NetworkManager is not running: taken as unmetered".into());
         // Wait for an owner.
         loop {
             let Some(signal) = owners.next().await else {
