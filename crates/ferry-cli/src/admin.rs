@@ -86,7 +86,11 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                         println!("rate:     {}", units::format_rate(s.bytes_per_second));
                         println!(
                             "network:  {} ({})",
-                            if s.network_metered { "metered" } else { "unmetered" },
+                            if s.network_metered {
+                                "metered"
+                            } else {
+                                "unmetered"
+                            },
                             s.network_cost_source
                         );
                         print_limits_in_force(&s);

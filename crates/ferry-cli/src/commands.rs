@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use ferry_client::{
-    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob, NotifyFlags,
-    MeteredPolicy, PeerMode, Priority, Uuid,
+    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, MeteredPolicy,
+    NewJob, NotifyFlags, PeerMode, Priority, Uuid,
 };
 
 use crate::options::{absolute, TransferProperties};

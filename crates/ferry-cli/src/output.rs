@@ -52,7 +52,9 @@ pub fn job_detail(j: &JobInfo) {
     }
     println!("state:            {}", j.state());
     if j.waiting_for_unmetered {
-        println!("waiting:          the network is metered; the job starts by itself when it is not");
+        println!(
+            "waiting:          the network is metered; the job starts by itself when it is not"
+        );
     }
     if let Some(t) = j.job_type {
         println!("type:             {t}");

@@ -9,8 +9,7 @@ use uuid::Uuid;
 
 use crate::wire::Wire;
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
-    UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
 };
 
 /// An error recorded with a job.

@@ -17,9 +17,7 @@ mod metered_kit;
 
 use common::*;
 use ferry_client::{Job, JobInfo, JobProperties, JobState, Manager, Priority};
-use ferry_testkit::{
-    random_bytes, sha256_hex, wait_until_future, Mode, TestEnv, TestServer,
-};
+use ferry_testkit::{random_bytes, sha256_hex, wait_until_future, Mode, TestEnv, TestServer};
 use metered_kit::{NetworkManagerStandIn, PrivateBus, NM_METERED_NO, NM_METERED_YES};
 
 const KIB: u64 = 1024;
@@ -57,10 +55,14 @@ fn held(i: &JobInfo) -> bool {
 
 /// Polls the daemon's status until `ok` holds on its JSON form.
 async fn wait_status(m: &Manager, what: &str, ok: impl Fn(&ferry_client::DaemonStatus) -> bool) {
-    wait_until_future(DEADLINE, &format!("the daemon's status: {what}"), || async {
-        let st = m.status().await.expect("status");
-        ok(&st).then_some(())
-    })
+    wait_until_future(
+        DEADLINE,
+        &format!("the daemon's status: {what}"),
+        || async {
+            let st = m.status().await.expect("status");
+            ok(&st).then_some(())
+        },
+    )
     .await
 }
 
@@ -118,10 +120,19 @@ async fn polite_metered_network_pauses_background_not_foreground_and_resumes_it(
     let fg_b = wait_bytes(&fg, fg_at + 256 * KIB).await;
     let bg_b = bg.info().await.unwrap();
     assert!(held(&bg_b), "still held: {bg_b:?}");
-    assert_eq!(bg_a.bytes_transferred, bg_b.bytes_transferred, "held: no bytes");
-    assert!(bg_b.bytes_transferred >= 256 * KIB, "progress kept: {bg_b:?}");
+    assert_eq!(
+        bg_a.bytes_transferred, bg_b.bytes_transferred,
+        "held: no bytes"
+    );
+    assert!(
+        bg_b.bytes_transferred >= 256 * KIB,
+        "progress kept: {bg_b:?}"
+    );
     assert!(bg_b.error.is_none(), "not failed: {bg_b:?}");
-    assert!(!fg_b.waiting_for_unmetered, "foreground continues: {fg_b:?}");
+    assert!(
+        !fg_b.waiting_for_unmetered,
+        "foreground continues: {fg_b:?}"
+    );
 
     let id = bg.id().to_string();
     let info = run_ok({
@@ -130,8 +141,14 @@ async fn polite_metered_network_pauses_background_not_foreground_and_resumes_it(
         c
     });
     assert!(info.contains("state:            queued"), "{info}");
-    assert!(info.contains("waiting:          the network is metered"), "{info}");
-    assert!(info.contains("on metered:       pause (by its priority)"), "{info}");
+    assert!(
+        info.contains("waiting:          the network is metered"),
+        "{info}"
+    );
+    assert!(
+        info.contains("on metered:       pause (by its priority)"),
+        "{info}"
+    );
     let json = run_json({
         let mut c = ferry(&env);
         c.args(["--json", "info", &id]);
@@ -211,7 +228,11 @@ async fn polite_metered_continue_policy_keeps_a_normal_job_running() {
     let still = waits.info().await.unwrap();
     assert!(held(&still), "{still:?}");
     assert_eq!(still.bytes_transferred, 0);
-    assert_eq!(server.request_count("/a.bin"), 0, "nothing was asked for it");
+    assert_eq!(
+        server.request_count("/a.bin"),
+        0,
+        "nothing was asked for it"
+    );
 
     run_ok(set(waits.id().to_string(), &["--priority", "high"]));
     wait_state(&waits, |s| s == JobState::Transferred).await;
@@ -248,7 +269,11 @@ async fn polite_metered_no_bus_logs_once_and_transfers_as_unmetered() {
     });
     assert_eq!(json["network_metered"], false, "{json}");
     let log = d.log_text();
-    assert_eq!(log.matches("no system D-Bus").count(), 1, "said once:\n{log}");
+    assert_eq!(
+        log.matches("no system D-Bus").count(),
+        1,
+        "said once:\n{log}"
+    );
 }
 
 /// NetworkManager starting after ferryd is followed (`NameOwnerChanged`): a metered
@@ -289,7 +314,8 @@ async fn polite_metered_networkmanager_appearing_later_is_followed() {
     );
     let log = d.log_text();
     assert_eq!(
-        log.matches("NetworkManager is not on the system bus").count(),
+        log.matches("NetworkManager is not on the system bus")
+            .count(),
         1,
         "said once:\n{log}"
     );

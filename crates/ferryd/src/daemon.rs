@@ -255,10 +255,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     let cost = {
         let svc = svc.clone();
-        tokio::spawn(crate::costwatch::watch(svc.network_cost(), move |_metered| {
-            let svc = svc.clone();
-            tokio::spawn(async move { svc.metered_changed().await });
-        }))
+        tokio::spawn(crate::costwatch::watch(
+            svc.network_cost(),
+            move |_metered| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.metered_changed().await });
+            },
+        ))
     };
     let housekeeping = {
         let svc = svc.clone();

@@ -7,10 +7,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod costwatch;
 pub mod daemon;
 pub mod engine;
 pub mod model;
-pub mod costwatch;
 pub mod netwatch;
 pub mod notify;
 pub mod owner;

@@ -17,8 +17,7 @@ pub use peers::{CacheEntry, FilePeerInfo};
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
-    UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
 };
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).

@@ -11,8 +11,20 @@ use std::path::{Path, PathBuf};
 
 /// The daemon's modules.
 const MODULES: &[&str] = &[
-    "rpc", "service", "engine", "notify", "query", "peers", "store", "owner", "model", "config",
-    "paths", "netwatch", "costwatch", "daemon",
+    "rpc",
+    "service",
+    "engine",
+    "notify",
+    "query",
+    "peers",
+    "store",
+    "owner",
+    "model",
+    "config",
+    "paths",
+    "netwatch",
+    "costwatch",
+    "daemon",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
@@ -22,7 +34,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "engine", "notify", "query", "peers", "store", "owner", "model", "config", "netwatch",
+            "engine",
+            "notify",
+            "query",
+            "peers",
+            "store",
+            "owner",
+            "model",
+            "config",
+            "netwatch",
             "costwatch",
         ],
     ),

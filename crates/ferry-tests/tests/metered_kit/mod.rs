@@ -68,7 +68,10 @@ impl PrivateBus {
             if let Ok(Some(status)) = bus.child.try_wait() {
                 panic!("dbus-daemon exited ({status}) before listening");
             }
-            assert!(Instant::now() < end, "dbus-daemon did not listen within 20 s");
+            assert!(
+                Instant::now() < end,
+                "dbus-daemon did not listen within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         bus

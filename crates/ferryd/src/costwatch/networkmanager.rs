@@ -50,7 +50,10 @@ pub async fn watch(cost: Arc<NetworkCost>, on_change: impl Fn(bool) + Send + 'st
             "following NetworkManager on the system bus failed ({e}); the network is taken \
              as unmetered"
         );
-        report(false, format!("following NetworkManager failed ({e}): taken as unmetered"));
+        report(
+            false,
+            format!("following NetworkManager failed ({e}): taken as unmetered"),
+        );
     }
 }
 
@@ -59,7 +62,10 @@ fn no_bus(cost: &NetworkCost, report: &impl Fn(bool, String), why: String) {
         "no system D-Bus ({why}): NetworkManager cannot be asked whether the network is \
          metered; it is taken as unmetered"
     );
-    report(false, format!("no system D-Bus ({why}): taken as unmetered"));
+    report(
+        false,
+        format!("no system D-Bus ({why}): taken as unmetered"),
+    );
     debug_assert!(!cost.state().metered);
 }
 
@@ -81,7 +87,10 @@ async fn follow_name(conn: &zbus::Connection, report: &impl Fn(bool, String)) ->
                     tracing::info!(
                         "NetworkManager left the system bus: the network is taken as unmetered"
                     );
-                    report(false, "NetworkManager left the system bus: taken as unmetered".into());
+                    report(
+                        false,
+                        "NetworkManager left the system bus: taken as unmetered".into(),
+                    );
                     said_absent = true;
                     continue;
                 }
@@ -93,7 +102,10 @@ async fn follow_name(conn: &zbus::Connection, report: &impl Fn(bool, String)) ->
                 "NetworkManager is not on the system bus: the network is taken as unmetered \
                  (followed if NetworkManager starts)"
             );
-            report(false, "NetworkManager is not running: taken as unmetered".into());
+            report(
+                false,
+                "NetworkManager is not running: taken as unmetered".into(),
+            );
             said_absent = true;
         }
         // Wait for an owner.
@@ -124,7 +136,10 @@ async fn follow_metered(
     let interface = InterfaceName::from_static_str(NM_INTERFACE)?;
     let value = props.get(interface.clone(), "Metered").await?;
     let first = NmMetered::from_u32(u32::try_from(value).unwrap_or(0));
-    tracing::info!(metered = first.as_str(), "following NetworkManager's Metered property");
+    tracing::info!(
+        metered = first.as_str(),
+        "following NetworkManager's Metered property"
+    );
     report(first.is_metered(), source_of(first));
     loop {
         tokio::select! {

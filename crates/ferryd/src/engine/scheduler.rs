@@ -389,7 +389,10 @@ mod tests {
         s.finished(run);
         assert!(s.starts().is_empty(), "still metered");
         s.set_pauses_when_metered(later, false);
-        assert_eq!(s.starts().iter().map(|x| x.job).collect::<Vec<_>>(), vec![later]);
+        assert_eq!(
+            s.starts().iter().map(|x| x.job).collect::<Vec<_>>(),
+            vec![later]
+        );
         let run = s.state.lock().run_of[&later];
         s.finished(run);
         s.set_metered(false);

@@ -99,7 +99,10 @@ impl Service {
         if ids.is_empty() {
             return;
         }
-        tracing::info!(jobs = ids.len(), "network metered: background transfers wait");
+        tracing::info!(
+            jobs = ids.len(),
+            "network metered: background transfers wait"
+        );
         futures::future::join_all(ids.iter().map(|id| self.stop_run(*id))).await;
     }
 }

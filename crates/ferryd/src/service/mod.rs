@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::costwatch::NetworkCost;
 use crate::engine::Engine;
 use crate::model::{mono_ms, now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
-use crate::costwatch::NetworkCost;
 use crate::netwatch::Connectivity;
 use crate::notify::Notifier;
 use crate::owner::Owners;

@@ -449,7 +449,9 @@ impl Inner {
         self.metered = metered;
         self.engine.set_metered(metered);
         let ids: Vec<Uuid> = self.jobs.keys().copied().collect();
-        ids.into_iter().filter(|id| self.refresh_hold(*id)).collect()
+        ids.into_iter()
+            .filter(|id| self.refresh_hold(*id))
+            .collect()
     }
 
     /// Brings the job's hold up to date with its state, its policy and the network (after
