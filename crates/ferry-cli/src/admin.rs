@@ -84,6 +84,15 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                         println!("jobs:     {}", s.jobs);
                         println!("active:   {}", s.active_transfers);
                         println!("rate:     {}", units::format_rate(s.bytes_per_second));
+                        println!(
+                            "network:  {} ({})",
+                            if s.network_metered {
+                                "metered"
+                            } else {
+                                "unmetered"
+                            },
+                            s.network_cost_source
+                        );
                         print_limits_in_force(&s);
                     }
                 }

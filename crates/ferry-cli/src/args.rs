@@ -301,6 +301,11 @@ pub struct SetArgs {
     /// (offer its files to them) or both
     #[arg(long, value_name = "MODE")]
     pub peers: Option<String>,
+    /// On a metered network: pause (wait, queued, until it is unmetered) or continue.
+    /// Without it a job follows its priority: normal and low pause, foreground and high
+    /// continue
+    #[arg(long, value_name = "POLICY")]
+    pub on_metered: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use ferry_client::{
-    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, NewJob, NotifyFlags,
-    PeerMode, Priority, Uuid,
+    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, MeteredPolicy,
+    NewJob, NotifyFlags, PeerMode, Priority, Uuid,
 };
 
 use crate::options::{absolute, TransferProperties};
@@ -212,6 +212,11 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
             .peers
             .as_deref()
             .map(|m| m.parse::<PeerMode>().map_err(|e| anyhow!(e)))
+            .transpose()?,
+        on_metered: a
+            .on_metered
+            .as_deref()
+            .map(|m| m.parse::<MeteredPolicy>().map_err(|e| anyhow!(e)))
             .transpose()?,
         display_name: a.name,
         description: a.description,

@@ -51,6 +51,11 @@ pub fn job_detail(j: &JobInfo) {
         println!("description:      {}", j.description);
     }
     println!("state:            {}", j.state());
+    if j.waiting_for_unmetered {
+        println!(
+            "waiting:          the network is metered; the job starts by itself when it is not"
+        );
+    }
     if let Some(t) = j.job_type {
         println!("type:             {t}");
     }
@@ -119,6 +124,14 @@ pub fn job_detail(j: &JobInfo) {
         "peers:            {}",
         j.peers.map(|m| m.as_str()).unwrap_or("default")
     );
+    match (j.on_metered, j.priority) {
+        (Some(p), _) => println!("on metered:       {p}"),
+        (None, Some(prio)) => println!(
+            "on metered:       {} (by its priority)",
+            ferry_client::MeteredPolicy::default_for(prio)
+        ),
+        (None, None) => println!("on metered:       by its priority"),
+    }
     if j.bytes_from_peers > 0 || j.bytes_from_origin > 0 {
         println!(
             "from origin:      {}\nfrom peers:       {}",

@@ -46,6 +46,8 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         peers: None,
         bytes_from_origin: 0,
         bytes_from_peers: 0,
+        on_metered: None,
+        waiting_for_unmetered: false,
     }
 }
 

@@ -45,7 +45,9 @@ pub use types::{
     JobProperties, ScheduledLimit,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
-pub use types::{ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol};
+pub use types::{
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+};
 pub use umask::process_umask;
 /// The job and file ids are UUIDs.
 pub use uuid::Uuid;

@@ -340,6 +340,8 @@ impl Manager {
                 })
                 .collect(),
             bytes_per_second: s.bytes_per_second,
+            network_metered: s.network_metered,
+            network_cost_source: s.network_cost_source,
         })
     }
 

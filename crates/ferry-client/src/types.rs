@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::wire::Wire;
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
 };
 
 /// An error recorded with a job.
@@ -106,6 +106,12 @@ pub struct JobInfo {
     pub bytes_from_origin: u64,
     /// Bytes of its files, as they stand, that came from peers.
     pub bytes_from_peers: u64,
+    /// Its own policy on a metered network; `None`: by its priority (`normal` and `low`
+    /// pause, `foreground` and `high` continue; see [`MeteredPolicy::default_for`]).
+    pub on_metered: Option<MeteredPolicy>,
+    /// Queued and held back because the network is metered and the job pauses then; it
+    /// starts by itself when the network is unmetered.
+    pub waiting_for_unmetered: bool,
 }
 
 impl JobInfo {
@@ -154,6 +160,8 @@ impl JobInfo {
             peers: PeerMode::from_wire(j.peers),
             bytes_from_origin: j.bytes_from_origin,
             bytes_from_peers: j.bytes_from_peers,
+            on_metered: MeteredPolicy::from_wire(j.on_metered),
+            waiting_for_unmetered: j.waiting_for_unmetered,
         })
     }
 
@@ -238,6 +246,10 @@ pub struct DaemonStatus {
     pub limits_in_force: Vec<ScheduledLimit>,
     /// Bytes per second of every transfer together, over the last few seconds.
     pub bytes_per_second: u64,
+    /// The network is metered now: jobs that pause then wait.
+    pub network_metered: bool,
+    /// Where `network_metered` came from, e.g. "NetworkManager (Metered: yes)".
+    pub network_cost_source: String,
 }
 
 /// A bandwidth schedule entry (`[[bandwidth.schedule]]` in `ferryd.toml`) in force:
@@ -335,6 +347,8 @@ pub struct JobProperties {
     pub connections: Option<u32>,
     /// The job's part in peer caching.
     pub peers: Option<PeerMode>,
+    /// What the job does on a metered network.
+    pub on_metered: Option<MeteredPolicy>,
 }
 
 impl JobProperties {
@@ -373,6 +387,7 @@ impl JobProperties {
             reply_file: self.reply_file,
             connections: self.connections,
             peers: self.peers.map(|m| m.to_wire()).unwrap_or_default(),
+            on_metered: self.on_metered.map(|m| m.to_wire()).unwrap_or_default(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Mapping between ferry-common's enums and their wire counterparts.
 
-use ferry_common::{ErrorContext, JobState, JobType, PeerMode, Priority, UploadProtocol};
+use ferry_common::{
+    ErrorContext, JobState, JobType, MeteredPolicy, PeerMode, Priority, UploadProtocol,
+};
 use ferry_proto::v1 as pb;
 
 /// An enum with a counterpart on the wire.
@@ -74,6 +76,7 @@ wire!(PeerMode: PeerMode {
     Server,
     Both
 });
+wire!(MeteredPolicy: MeteredPolicy { Pause, Continue });
 
 #[cfg(test)]
 mod tests {
@@ -96,6 +99,7 @@ mod tests {
         round_trips(ErrorContext::ALL);
         round_trips(UploadProtocol::ALL);
         round_trips(PeerMode::ALL);
+        round_trips(MeteredPolicy::ALL);
     }
 
     #[test]

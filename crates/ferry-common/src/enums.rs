@@ -159,6 +159,29 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What a job does while the network is metered (BITS's cost flags): `pause` waits
+    /// (queued) until the network is unmetered, `continue` transfers anyway. A job without
+    /// a policy of its own pauses at the background priorities (`normal`, `low`) and
+    /// continues at `foreground` and `high`.
+    MeteredPolicy, "metered policy" {
+        /// Waits, queued, until the network is unmetered.
+        Pause,
+        /// Transfers on a metered network too.
+        Continue,
+    }
+);
+
+impl MeteredPolicy {
+    /// The policy of a job at `priority` that has none of its own.
+    pub fn default_for(priority: Priority) -> MeteredPolicy {
+        match priority {
+            Priority::Foreground | Priority::High => MeteredPolicy::Continue,
+            Priority::Normal | Priority::Low => MeteredPolicy::Pause,
+        }
+    }
+}
+
 impl PeerMode {
     /// True when the job asks peers for content.
     pub fn is_client(self) -> bool {

@@ -253,6 +253,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             tokio::spawn(async move { svc.network_changed(change).await });
         }))
     };
+    let cost = {
+        let svc = svc.clone();
+        tokio::spawn(crate::costwatch::watch(
+            svc.network_cost(),
+            move |_metered| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.metered_changed().await });
+            },
+        ))
+    };
     let housekeeping = {
         let svc = svc.clone();
         tokio::spawn(async move {
@@ -316,6 +326,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     finishing.abort();
     store_watch.abort();
     network.abort();
+    cost.abort();
     // The store is flushed before the socket goes, so a client that sees the socket gone
     // (`ferry daemon stop`) can start a new daemon at once.
     svc.close();

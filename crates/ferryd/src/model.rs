@@ -17,7 +17,7 @@ pub use peers::{CacheEntry, FilePeerInfo};
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
 };
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
@@ -158,6 +158,9 @@ pub struct JobOptions {
     pub umask: Option<u32>,
     /// The job's part in peer caching; `None` takes the daemon's default.
     pub peers: Option<PeerMode>,
+    /// What the job does while the network is metered; `None` follows its priority
+    /// ([`MeteredPolicy::default_for`]).
+    pub on_metered: Option<MeteredPolicy>,
 }
 
 impl JobOptions {
@@ -181,6 +184,15 @@ impl JobOptions {
 }
 
 impl JobRecord {
+    /// True when the job waits while the network is metered: its own policy, else its
+    /// priority's.
+    pub fn pauses_when_metered(&self) -> bool {
+        self.options
+            .on_metered
+            .unwrap_or_else(|| MeteredPolicy::default_for(self.priority))
+            == MeteredPolicy::Pause
+    }
+
     /// A new job in `suspended`, with every default (ARCHITECTURE.md, "Jobs").
     pub fn new(
         display_name: String,

@@ -11,8 +11,20 @@ use std::path::{Path, PathBuf};
 
 /// The daemon's modules.
 const MODULES: &[&str] = &[
-    "rpc", "service", "engine", "notify", "query", "peers", "store", "owner", "model", "config",
-    "paths", "netwatch", "daemon",
+    "rpc",
+    "service",
+    "engine",
+    "notify",
+    "query",
+    "peers",
+    "store",
+    "owner",
+    "model",
+    "config",
+    "paths",
+    "netwatch",
+    "costwatch",
+    "daemon",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
@@ -22,7 +34,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "engine", "notify", "query", "peers", "store", "owner", "model", "config", "netwatch",
+            "engine",
+            "notify",
+            "query",
+            "peers",
+            "store",
+            "owner",
+            "model",
+            "config",
+            "netwatch",
+            "costwatch",
         ],
     ),
     ("peers", &["engine", "store", "model", "config"]),
@@ -32,6 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["model"]),
     ("owner", &["model"]),
     ("netwatch", &["model"]),
+    ("costwatch", &[]),
     ("model", &[]),
     ("config", &[]),
     ("paths", &[]),
@@ -46,6 +68,8 @@ const CRATES: &[(&str, &[&str])] = &[
     ("tonic", &["rpc", "daemon"]),
     // The kernel's routing messages are read by the network watcher only.
     ("rtnetlink", &["netwatch"]),
+    // The system D-Bus (NetworkManager's `Metered`) is read by the cost watcher only.
+    ("zbus", &["costwatch"]),
 ];
 
 /// Calls that touch the file system or start a process: only the owner module does them

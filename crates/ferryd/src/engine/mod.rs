@@ -131,9 +131,20 @@ impl Engine {
         self.host.get().and_then(Weak::upgrade)
     }
 
-    /// Queues `job` at the back of its priority.
-    pub fn queue(&self, job: Uuid, priority: Priority) {
-        self.scheduler.queue(job, priority);
+    /// Queues `job` at the back of its priority; one that `pauses_when_metered` does not
+    /// start while the network is metered.
+    pub fn queue(&self, job: Uuid, priority: Priority, pauses_when_metered: bool) {
+        self.scheduler.queue(job, priority, pauses_when_metered);
+    }
+
+    /// Changes whether queued `job` waits while the network is metered.
+    pub fn set_pauses_when_metered(&self, job: Uuid, pauses: bool) {
+        self.scheduler.set_pauses_when_metered(job, pauses);
+    }
+
+    /// The network is metered (or not) now.
+    pub fn set_metered(&self, metered: bool) {
+        self.scheduler.set_metered(metered);
     }
 
     /// `job` waits in `transient_error` until `at_ms` (monotonic, [`crate::model::mono_ms`]).

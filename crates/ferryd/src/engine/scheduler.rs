@@ -1,13 +1,14 @@
 //! The scheduling policy: which queued jobs run now. Foreground jobs start at once; the
 //! others take up to `max_concurrent_jobs` slots, higher priority first, in arrival order
-//! within one priority. Jobs in `transient_error` wait in a retry index until their time
+//! within one priority. While the network is metered, queued jobs that pause then stay in
+//! the queue without starting and take no slot. Jobs in `transient_error` wait in a retry index until their time
 //! (on the monotonic clock: a change of the wall clock moves no retry), then the host puts
 //! them back in the queue.
 //!
 //! The scheduler's lock is never held while the host is called, and the host may call the
 //! scheduler while holding its own lock (lock order: host, then scheduler).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,10 @@ struct Queues {
     /// Runnable jobs by (priority rank, arrival).
     queue: BTreeMap<(u8, u64), Uuid>,
     queued: HashMap<Uuid, (u8, u64)>,
+    /// Queued jobs that do not start while the network is metered.
+    pauses_when_metered: HashSet<Uuid>,
+    /// The network is metered now.
+    metered: bool,
     /// `transient_error` jobs by retry time (monotonic ms, [`mono_ms`]).
     retries: BTreeSet<(i64, Uuid)>,
     retry_of: HashMap<Uuid, i64>,
@@ -48,6 +53,7 @@ impl Queues {
         if let Some(key) = self.queued.remove(&job) {
             self.queue.remove(&key);
         }
+        self.pauses_when_metered.remove(&job);
         if let Some(at) = self.retry_of.remove(&job) {
             self.retries.remove(&(at, job));
         }
@@ -77,8 +83,9 @@ impl Scheduler {
         }
     }
 
-    /// Puts `job` at the back of its priority's queue (out of the retry index).
-    pub fn queue(&self, job: Uuid, priority: Priority) {
+    /// Puts `job` at the back of its priority's queue (out of the retry index); one that
+    /// `pauses_when_metered` waits there while the network is metered.
+    pub fn queue(&self, job: Uuid, priority: Priority, pauses_when_metered: bool) {
         {
             let mut s = self.state.lock();
             s.unqueue(job);
@@ -86,7 +93,32 @@ impl Scheduler {
             let key = (priority.rank(), s.seq);
             s.queue.insert(key, job);
             s.queued.insert(job, key);
+            if pauses_when_metered {
+                s.pauses_when_metered.insert(job);
+            }
         }
+        self.wake.notify_one();
+    }
+
+    /// Changes whether `job`, if queued, waits while the network is metered.
+    pub fn set_pauses_when_metered(&self, job: Uuid, pauses: bool) {
+        {
+            let mut s = self.state.lock();
+            if !s.queued.contains_key(&job) {
+                return;
+            }
+            if pauses {
+                s.pauses_when_metered.insert(job);
+            } else {
+                s.pauses_when_metered.remove(&job);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// The network is metered (or not) now.
+    pub fn set_metered(&self, metered: bool) {
+        self.state.lock().metered = metered;
         self.wake.notify_one();
     }
 
@@ -231,6 +263,8 @@ impl Scheduler {
                 queue,
                 run_of,
                 runs,
+                pauses_when_metered,
+                metered,
                 ..
             } = &*s;
             for (&key, &job) in queue {
@@ -238,7 +272,9 @@ impl Scheduler {
                 if !foreground && running >= self.max_concurrent {
                     break;
                 }
-                if run_of.get(&job).is_some_and(|r| runs.contains_key(r)) {
+                if run_of.get(&job).is_some_and(|r| runs.contains_key(r))
+                    || (*metered && pauses_when_metered.contains(&job))
+                {
                     continue;
                 }
                 chosen.push((key, job));
@@ -249,6 +285,7 @@ impl Scheduler {
         for (key, job) in chosen {
             s.queue.remove(&key);
             s.queued.remove(&job);
+            s.pauses_when_metered.remove(&job);
             s.next_run += 1;
             let run = s.next_run;
             let cancel = CancellationToken::new();
@@ -309,10 +346,10 @@ mod tests {
             Uuid::now_v7(),
             Uuid::now_v7(),
         );
-        s.queue(low, Priority::Low);
-        s.queue(normal, Priority::Normal);
-        s.queue(fg1, Priority::Foreground);
-        s.queue(fg2, Priority::Foreground);
+        s.queue(low, Priority::Low, false);
+        s.queue(normal, Priority::Normal, false);
+        s.queue(fg1, Priority::Foreground, false);
+        s.queue(fg2, Priority::Foreground, false);
         let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
         // Foreground jobs start whatever the limit, and count toward it: the background
         // jobs wait.
@@ -329,13 +366,38 @@ mod tests {
     fn a_job_is_not_started_twice() {
         let s = Scheduler::new(4);
         let job = Uuid::now_v7();
-        s.queue(job, Priority::Normal);
+        s.queue(job, Priority::Normal, false);
         let first = s.starts();
         assert_eq!(first.len(), 1);
-        s.queue(job, Priority::Normal);
+        s.queue(job, Priority::Normal, false);
         assert!(s.starts().is_empty(), "its earlier run has not returned");
         s.finished(first[0].run);
         assert_eq!(s.starts().len(), 1);
+    }
+
+    #[test]
+    fn a_metered_network_holds_back_the_jobs_that_pause() {
+        let s = Scheduler::new(1);
+        let (paused, goes_on, later) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        s.set_metered(true);
+        s.queue(paused, Priority::Normal, true);
+        s.queue(goes_on, Priority::Normal, false);
+        s.queue(later, Priority::Low, true);
+        let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
+        assert_eq!(started, vec![goes_on], "the held job takes no slot");
+        let run = s.state.lock().run_of[&goes_on];
+        s.finished(run);
+        assert!(s.starts().is_empty(), "still metered");
+        s.set_pauses_when_metered(later, false);
+        assert_eq!(
+            s.starts().iter().map(|x| x.job).collect::<Vec<_>>(),
+            vec![later]
+        );
+        let run = s.state.lock().run_of[&later];
+        s.finished(run);
+        s.set_metered(false);
+        let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
+        assert_eq!(started, vec![paused], "unmetered: it starts by itself");
     }
 
     #[test]

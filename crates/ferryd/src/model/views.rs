@@ -12,6 +12,8 @@ pub struct JobView {
     pub totals: Totals,
     /// Bytes per second over the last few seconds while a run transfers the job; else 0.
     pub bytes_per_second: u64,
+    /// Queued and held back because the network is metered and the job pauses then.
+    pub waiting_for_unmetered: bool,
 }
 
 /// A file with its live byte count.

@@ -371,6 +371,7 @@ mod tests {
             job: JobRecord::new("n".into(), JobType::Download, Priority::Normal, 0),
             totals: Totals::default(),
             bytes_per_second: 0,
+            waiting_for_unmetered: false,
         };
         let names: Vec<&str> = job_object(&v).props.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, JOB_PROPERTIES);

@@ -6,7 +6,8 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::model::{
-    Credentials, ErrorContext, HandlerRecord, JobState, JobType, PeerMode, Priority, UploadProtocol,
+    Credentials, ErrorContext, HandlerRecord, JobState, JobType, MeteredPolicy, PeerMode, Priority,
+    UploadProtocol,
 };
 use crate::service::{
     CallbackMethod, ErrorReason, FileView, Invocation, JobView, Obj, ServiceError,
@@ -207,6 +208,32 @@ pub fn job(v: &JobView) -> pb::Job {
             .unwrap_or(pb::PeerMode::Unspecified) as i32,
         bytes_from_origin: v.totals.bytes_from_origin,
         bytes_from_peers: v.totals.bytes_from_peers,
+        on_metered: j
+            .options
+            .on_metered
+            .map(metered_policy)
+            .unwrap_or(pb::MeteredPolicy::Unspecified) as i32,
+        waiting_for_unmetered: v.waiting_for_unmetered,
+    }
+}
+
+pub fn metered_policy(p: MeteredPolicy) -> pb::MeteredPolicy {
+    match p {
+        MeteredPolicy::Pause => pb::MeteredPolicy::Pause,
+        MeteredPolicy::Continue => pb::MeteredPolicy::Continue,
+    }
+}
+
+/// `None` for unspecified.
+pub fn metered_policy_from(p: i32) -> Result<Option<MeteredPolicy>, Status> {
+    match pb::MeteredPolicy::try_from(p) {
+        Ok(pb::MeteredPolicy::Unspecified) => Ok(None),
+        Ok(pb::MeteredPolicy::Pause) => Ok(Some(MeteredPolicy::Pause)),
+        Ok(pb::MeteredPolicy::Continue) => Ok(Some(MeteredPolicy::Continue)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown metered policy {p} in on_metered (expected METERED_POLICY_PAUSE = 1 or \
+             METERED_POLICY_CONTINUE = 2)"
+        ))),
     }
 }
 

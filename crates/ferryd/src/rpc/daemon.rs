@@ -23,6 +23,7 @@ impl pb::daemon_server::Daemon for DaemonApi {
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         caller(&req)?;
+        let cost = self.svc.cost_state();
         Ok(Response::new(pb::StatusResponse {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -47,6 +48,8 @@ impl pb::daemon_server::Daemon for DaemonApi {
                 })
                 .collect(),
             bytes_per_second: self.svc.bytes_per_second(),
+            network_metered: cost.metered,
+            network_cost_source: cost.source,
         }))
     }
 

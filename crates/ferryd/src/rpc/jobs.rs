@@ -162,6 +162,7 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         reply_file: r.reply_file,
         connections: r.connections,
         peers: convert::peer_mode_from(r.peers)?,
+        on_metered: convert::metered_policy_from(r.on_metered)?,
     })
 }
 

@@ -63,6 +63,8 @@ pub struct JobChanges {
     pub connections: Option<u32>,
     /// The job's part in peer caching.
     pub peers: Option<crate::model::PeerMode>,
+    /// What the job does on a metered network.
+    pub on_metered: Option<crate::model::MeteredPolicy>,
 }
 
 /// The result of `complete`.

@@ -210,6 +210,11 @@ impl Host for Service {
         if e.job.state != JobState::Queued || e.job.finishing.is_some() {
             return None;
         }
+        // The network became metered between the scheduler's choice and now.
+        if self.held_at_claim(&mut inner, job) {
+            return None;
+        }
+        let e = inner.jobs.get_mut(&job)?;
         e.run = Some((run, live));
         let transfer_time_left = (e.job.max_transfer_time_secs > 0).then(|| {
             let used = mono_ms() - e.clock.first_active.unwrap_or_else(mono_ms);

@@ -16,6 +16,7 @@ mod engine_host;
 mod error;
 mod finish;
 mod jobs;
+mod metered;
 mod network;
 mod notifications;
 mod notify_host;
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::costwatch::NetworkCost;
 use crate::engine::Engine;
 use crate::model::{mono_ms, now_ms, FileRecord, HandlerRecord, JobRecord, JobState};
 use crate::netwatch::Connectivity;
@@ -104,6 +106,8 @@ pub struct Service {
     finish_locks: finish::FinishLocks,
     /// Whether the machine has a route now, and when it had none.
     connectivity: Arc<Connectivity>,
+    /// Whether the network is metered now, and where that came from.
+    network_cost: Arc<NetworkCost>,
     /// Peer caching, when it is on.
     peers: OnceLock<Arc<crate::peers::Peers>>,
     /// This service, for the tasks it starts.
@@ -239,6 +243,7 @@ impl Service {
             admin_gid,
             finish_locks: finish::FinishLocks::default(),
             connectivity: Arc::new(Connectivity::new()),
+            network_cost: Arc::new(NetworkCost::new()),
             peers: OnceLock::new(),
             this: this.clone(),
         });

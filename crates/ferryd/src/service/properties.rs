@@ -124,6 +124,7 @@ impl Service {
     ) -> Result<JobView, ServiceError> {
         self.check_writable()?;
         let requeue = changes.priority.is_some();
+        let cost_policy_changed = requeue || changes.on_metered.is_some();
         let changed_command = changes
             .notify_command
             .as_ref()
@@ -140,9 +141,13 @@ impl Service {
                 if requeue && state == JobState::Queued {
                     inner.set_state(id, JobState::Queued);
                 }
+                inner.refresh_hold(id);
                 Ok(true)
             })
             .await?;
+        if cost_policy_changed {
+            self.enforce_metered(id).await;
+        }
         // A notify command (or class) set after the job transferred or failed still runs.
         if matches!(view.job.state, JobState::Transferred | JobState::Error)
             && self.notifier.pending(id) == 0
@@ -225,6 +230,9 @@ pub(super) fn apply_changes(
     }
     if let Some(v) = changes.peers {
         j.options.peers = Some(v);
+    }
+    if let Some(v) = changes.on_metered {
+        j.options.on_metered = Some(v);
     }
     if let Some(v) = reply_file {
         j.options.reply_file = v;

@@ -62,6 +62,9 @@ pub(crate) struct Entry {
     /// The peers that sent bytes of each file (by index), as far as this daemon saw it
     /// run: banned if the application rejects the file.
     pub(crate) peers_used: HashMap<u32, Vec<String>>,
+    /// Queued and held back by a metered network (kept by [`Inner::set_state`] and
+    /// [`Inner::set_metered`]).
+    pub(crate) held_by_metered: bool,
 }
 
 impl Entry {
@@ -73,6 +76,7 @@ impl Entry {
             files,
             run: None,
             peers_used: HashMap::new(),
+            held_by_metered: false,
         }
     }
 
@@ -124,6 +128,7 @@ impl Entry {
             job: self.job.clone(),
             totals,
             bytes_per_second: self.bytes_per_second(mono_ms()),
+            waiting_for_unmetered: self.held_by_metered,
         }
     }
 
@@ -239,6 +244,7 @@ pub(crate) fn final_view(job: JobRecord, files: &[FileRecord]) -> JobView {
         totals: Totals::of(files, |_| None),
         job,
         bytes_per_second: 0,
+        waiting_for_unmetered: false,
     }
 }
 
@@ -278,6 +284,8 @@ pub(crate) struct Inner {
     engine: Arc<Engine>,
     /// Where archived jobs found at start-up are read from.
     pub(crate) store: Arc<Store>,
+    /// The network is metered now: queued jobs that pause then are held back.
+    metered: bool,
 }
 
 impl Inner {
@@ -290,6 +298,7 @@ impl Inner {
             unfinished_total: 0,
             handlers: HashMap::new(),
             engine,
+            metered: false,
         }
     }
 
@@ -410,7 +419,8 @@ impl Inner {
             JobState::Queued => {
                 entry.job.retry_at_ms = None;
                 entry.clock.retry_at = None;
-                self.engine.queue(id, entry.job.priority);
+                self.engine
+                    .queue(id, entry.job.priority, entry.job.pauses_when_metered());
             }
             JobState::TransientError => match entry.clock.retry_at {
                 Some(at) => self.engine.retry_at(id, at),
@@ -425,5 +435,36 @@ impl Inner {
         if finishes {
             self.count_unfinished(owner, false);
         }
+        self.refresh_hold(id);
+    }
+
+    /// True while the network is metered.
+    pub(crate) fn metered(&self) -> bool {
+        self.metered
+    }
+
+    /// The network became metered (or unmetered): the engine holds back (or releases)
+    /// the queued jobs that pause then. Returns the jobs whose hold changed.
+    pub(crate) fn set_metered(&mut self, metered: bool) -> Vec<Uuid> {
+        self.metered = metered;
+        self.engine.set_metered(metered);
+        let ids: Vec<Uuid> = self.jobs.keys().copied().collect();
+        ids.into_iter()
+            .filter(|id| self.refresh_hold(*id))
+            .collect()
+    }
+
+    /// Brings the job's hold up to date with its state, its policy and the network (after
+    /// a change of any of them); true when it changed.
+    pub(crate) fn refresh_hold(&mut self, id: Uuid) -> bool {
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return false;
+        };
+        let pauses = entry.job.pauses_when_metered();
+        let held = self.metered && pauses && entry.job.state == JobState::Queued;
+        if entry.job.state == JobState::Queued {
+            self.engine.set_pauses_when_metered(id, pauses);
+        }
+        std::mem::replace(&mut entry.held_by_metered, held) != held
     }
 }

@@ -88,6 +88,7 @@ struct OptionsRepr {
     connections: u32,
     umask: Option<u32>,
     peers: Option<crate::model::PeerMode>,
+    on_metered: Option<crate::model::MeteredPolicy>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -104,6 +105,7 @@ impl From<JobOptions> for OptionsRepr {
             connections,
             umask,
             peers,
+            on_metered,
         } = o;
         OptionsRepr {
             headers,
@@ -120,6 +122,7 @@ impl From<JobOptions> for OptionsRepr {
             connections,
             umask,
             peers,
+            on_metered,
         }
     }
 }
@@ -138,6 +141,7 @@ impl From<OptionsRepr> for JobOptions {
             connections,
             umask,
             peers,
+            on_metered,
         } = o;
         JobOptions {
             headers,
@@ -154,6 +158,7 @@ impl From<OptionsRepr> for JobOptions {
             connections,
             umask,
             peers,
+            on_metered,
         }
     }
 }
@@ -258,6 +263,7 @@ mod tests {
                 connections: 4,
                 umask: Some(0o027),
                 peers: Some(crate::model::PeerMode::Client),
+                on_metered: Some(crate::model::MeteredPolicy::Continue),
             },
         }
     }
@@ -380,12 +386,13 @@ mod tests {
 
     /// The hand-written varint codec this replaced took 167 and 468 bytes for these two
     /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte, and each
-    /// file's bytes from the origin and from peers another (one byte when there are none).
+    /// file's bytes from the origin and from peers another (one byte when there are none),
+    /// and options that are not the defaults one for the metered policy.
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
             ("scenario-5 job", typical_final_job(), 169),
-            ("fetched job", fetched_final_job(), 312),
+            ("fetched job", fetched_final_job(), 313),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());
