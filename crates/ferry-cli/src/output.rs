@@ -73,6 +73,14 @@ pub fn job_detail(j: &JobInfo) {
     if j.bytes_per_second > 0 {
         println!("rate:             {}", format_rate(j.bytes_per_second));
     }
+    if j.state() == ferry_client::JobState::Transferring {
+        let yielding = if j.yielding {
+            "yes (gives way to other traffic)"
+        } else {
+            "no"
+        };
+        println!("yielding:         {yielding}");
+    }
     if let Some(e) = &j.error {
         let ctx = e.context.map(|c| c.to_string()).unwrap_or_default();
         println!("error:            [{ctx}] {}: {}", e.code, e.message);

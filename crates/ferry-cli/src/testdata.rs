@@ -48,6 +48,7 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         bytes_from_peers: 0,
         on_metered: None,
         waiting_for_unmetered: false,
+        yielding: false,
     }
 }
 

@@ -112,6 +112,10 @@ pub struct JobInfo {
     /// Queued and held back because the network is metered and the job pauses then; it
     /// starts by itself when the network is unmetered.
     pub waiting_for_unmetered: bool,
+    /// True while the job yields to other traffic: a `normal` or `low` download whose
+    /// rate (`bytes_per_second`) a delay-based controller holds back when the network's
+    /// queue grows. `foreground` and `high` jobs never yield.
+    pub yielding: bool,
 }
 
 impl JobInfo {
@@ -162,6 +166,7 @@ impl JobInfo {
             bytes_from_peers: j.bytes_from_peers,
             on_metered: MeteredPolicy::from_wire(j.on_metered),
             waiting_for_unmetered: j.waiting_for_unmetered,
+            yielding: j.yielding,
         })
     }
 

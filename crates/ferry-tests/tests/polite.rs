@@ -182,3 +182,153 @@ async fn polite_schedule_limits_background_jobs_not_foreground_ones() {
     let bg_rate = len as f64 / bg.as_secs_f64();
     assert!(bg_rate < LIMIT as f64 * 1.25, "{bg_rate} B/s over {LIMIT}");
 }
+
+/// The shaped link of the yielding tests: 40 Mbit/s with a deep queue (200 ms), the
+/// queue a plain TCP flow fills and a delay-based controller must see.
+fn shaped_lab(tag: &str) -> NetLab {
+    let lab = NetLab::create(tag);
+    lab.shape_downlink("40mbit", "200ms");
+    lab
+}
+
+/// curl's average download speed of `url` in the client namespace (bytes per second).
+async fn curl_speed(lab: &NetLab, url: String) -> f64 {
+    let mut cmd = lab.in_client("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-m", "120", "-w", "%{speed_download}"])
+        .arg(url);
+    let out = tokio::task::spawn_blocking(move || run_ok(cmd))
+        .await
+        .unwrap();
+    out.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("curl's speed '{out}': {e}"))
+}
+
+/// A job of `priority` downloading `name` from nginx, started.
+async fn start_download(
+    m: &ferry_client::Manager,
+    env: &TestEnv,
+    name: &str,
+    dest: &str,
+    priority: Priority,
+) -> ferry_client::Job {
+    let job = m.create_job(dest).await.unwrap();
+    job.add_file(&Nginx::url(name), s(&env.files.join(dest)))
+        .await
+        .unwrap();
+    job.set(JobProperties {
+        priority: Some(priority),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    job.resume().await.unwrap();
+    job
+}
+
+/// A foreground curl download alone, then next to a `normal` ferry job, then next to a
+/// `foreground` one: next to the `normal` job (which yields) curl keeps far more of its
+/// solo throughput than next to the `foreground` job (which competes as plain TCP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
+    let lab = shaped_lab("yield");
+    let www = tempfile::tempdir().unwrap();
+    random_file(www.path(), "curl.bin", 24 * MIB, 1);
+    random_file(www.path(), "big.bin", 128 * MIB, 2);
+    let _nginx = Nginx::start(&lab, www.path());
+    let env = TestEnv::new();
+    let _d = env.start_daemon_wrapped(&lab.client_prefix(), &[]);
+    let m = manager(&env).await;
+
+    let solo = curl_speed(&lab, Nginx::url("curl.bin")).await;
+    let mut beside = Vec::new();
+    for (dest, priority) in [("bg", Priority::Normal), ("fg", Priority::Foreground)] {
+        let job = start_download(&m, &env, "big.bin", dest, priority).await;
+        wait_bytes(&job, 2 * MIB as u64).await;
+        let speed = curl_speed(&lab, Nginx::url("curl.bin")).await;
+        let info = job.info().await.unwrap();
+        assert_eq!(info.state(), JobState::Transferring, "{info:?}");
+        job.cancel().await.unwrap();
+        beside.push(speed);
+    }
+    let (with_normal, with_foreground) = (beside[0] / solo, beside[1] / solo);
+    eprintln!(
+        "curl alone {solo:.0} B/s; share kept next to ferry normal {with_normal:.2}, \
+         next to ferry foreground {with_foreground:.2}"
+    );
+    assert!(
+        with_normal > with_foreground * 1.3 && (1.0 - with_normal) * 2.0 < 1.0 - with_foreground,
+        "curl keeps {with_normal:.2} of its solo speed next to a normal job and \
+         {with_foreground:.2} next to a foreground job"
+    );
+}
+
+/// Idle capacity is used: a `normal` job alone on the shaped link downloads nearly as
+/// fast as a `foreground` job of the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polite_a_yielding_job_alone_uses_the_idle_link() {
+    let lab = shaped_lab("idle");
+    let www = tempfile::tempdir().unwrap();
+    let len = 24 * MIB;
+    random_file(www.path(), "f.bin", len, 3);
+    let _nginx = Nginx::start(&lab, www.path());
+    let env = TestEnv::new();
+    let _d = env.start_daemon_wrapped(&lab.client_prefix(), &[]);
+    let m = manager(&env).await;
+
+    let mut rates = Vec::new();
+    for (dest, priority) in [("fg", Priority::Foreground), ("bg", Priority::Normal)] {
+        let started = std::time::Instant::now();
+        let job = start_download(&m, &env, "f.bin", dest, priority).await;
+        let info = settle(&job).await;
+        assert_eq!(info.state(), JobState::Transferred, "{info:?}");
+        rates.push(len as f64 / started.elapsed().as_secs_f64());
+    }
+    let (foreground, normal) = (rates[0], rates[1]);
+    eprintln!("alone: foreground {foreground:.0} B/s, normal {normal:.0} B/s");
+    assert!(
+        normal >= 0.75 * foreground,
+        "a normal job alone reaches {normal:.0} B/s, a foreground one {foreground:.0} B/s"
+    );
+}
+
+/// `ferry info` shows a transferring `normal` job as yielding, with its current rate; a
+/// `foreground` job as not yielding. The client's view says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polite_info_shows_which_jobs_yield_and_their_rate() {
+    let lab = shaped_lab("info");
+    let www = tempfile::tempdir().unwrap();
+    random_file(www.path(), "big.bin", 64 * MIB, 4);
+    let _nginx = Nginx::start(&lab, www.path());
+    let env = TestEnv::new();
+    let _d = env.start_daemon_wrapped(&lab.client_prefix(), &[]);
+    let m = manager(&env).await;
+
+    for (dest, priority, yielding) in [
+        ("bg", Priority::Normal, "yes"),
+        ("fg", Priority::Foreground, "no"),
+    ] {
+        let job = start_download(&m, &env, "big.bin", dest, priority).await;
+        let id = job.id().to_string();
+        let text = wait_until_future(DEADLINE, "ferry info to show a rate", || async {
+            let mut cmd = ferry(&env);
+            cmd.args(["info", &id]);
+            let text = tokio::task::spawn_blocking(move || run_ok(cmd))
+                .await
+                .unwrap();
+            (text.contains("rate:") && text.contains("yielding:")).then_some(text)
+        })
+        .await;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("yielding:"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(yielding),
+            "{priority:?} job, yielding {yielding}: {text}"
+        );
+        let info = job.info().await.unwrap();
+        assert_eq!(info.yielding, yielding == "yes", "{info:?}");
+        job.cancel().await.unwrap();
+    }
+}

@@ -244,6 +244,8 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         }
     };
 
+    // A yielding job's controller watches this connection while its body is read.
+    let _watch = task.yielder.as_ref().and_then(|y| y.watch(&response));
     let headers = response.headers();
     let total = total.or_else(|| {
         if offset == 0 {

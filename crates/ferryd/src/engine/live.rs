@@ -8,7 +8,7 @@
 //! then, so it follows changes within a few seconds and falls towards zero when bytes stop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -63,6 +63,8 @@ pub struct LiveRun {
     /// (time ms, `moved_bytes`) recorded at most every `PROGRESS_INTERVAL_MS`, oldest first,
     /// covering a little more than `RATE_WINDOW_MS`.
     samples: Mutex<VecDeque<(i64, u64)>>,
+    /// The yielding controller holds the run's rate to the delay it measures.
+    yielding: AtomicBool,
 }
 
 impl LiveRun {
@@ -73,6 +75,16 @@ impl LiveRun {
         run.last_progress_ms.store(now, Ordering::Relaxed);
         run.samples.lock().push_back((now, 0));
         Arc::new(run)
+    }
+
+    pub(super) fn set_yielding(&self, yielding: bool) {
+        self.yielding.store(yielding, Ordering::Relaxed);
+    }
+
+    /// True while the yielding controller paces the run (a `normal` or `low` download
+    /// with a connection it watches).
+    pub fn yielding(&self) -> bool {
+        self.yielding.load(Ordering::Relaxed)
     }
 
     pub(super) fn set_bytes(&self, index: u32, progress: Arc<Progress>) {

@@ -27,6 +27,7 @@ pub mod sources;
 pub mod tls;
 pub mod upload;
 pub mod worker;
+pub mod yielding;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
@@ -71,6 +72,9 @@ pub struct FileTask<'a> {
     pub sources: Arc<sources::SourceBytes>,
     /// The fleet's peers, when this file may be fetched from them.
     pub peers: Option<Arc<dyn sources::PeerFinder>>,
+    /// The run's yielding controller, for a `normal` or `low` download: it watches the
+    /// connections responses are read from.
+    pub yielder: Option<Arc<yielding::Yielder>>,
 }
 
 /// How a file's transfer ended, short of an error.

@@ -31,13 +31,16 @@ pub fn shared() -> Client {
 }
 
 /// The client for a job: the shared one, or a dedicated one when the job has its own
-/// proxy or CA file (`ca`: its path and the PEM bytes read as the job's owner).
+/// proxy or CA file (`ca`: its path and the PEM bytes read as the job's owner) or yields
+/// to other traffic (`own_pool`: the window clamps of its connections must never hold
+/// back another job that would reuse them from a shared pool).
 pub fn for_job(
     options: &JobOptions,
     ca: Option<(&str, Vec<u8>)>,
     shared: &Client,
+    own_pool: bool,
 ) -> Result<Client, TransferError> {
-    if options.proxy == ProxySetting::System && options.ca_file.is_none() {
+    if options.proxy == ProxySetting::System && options.ca_file.is_none() && !own_pool {
         return Ok(shared.clone());
     }
     let extra_roots = match &ca {

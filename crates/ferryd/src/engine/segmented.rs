@@ -160,6 +160,7 @@ pub(super) async fn run(
             if let Some(seg) = table.take() {
                 let ctx = ConnCtx {
                     limits: task.limits.to_vec(),
+                    yielder: task.yielder.clone(),
                     part: part.clone(),
                     file: file
                         .try_clone()
@@ -232,6 +233,7 @@ pub(super) async fn run(
 struct ConnCtx {
     source: Source,
     limits: Vec<Arc<super::ratelimit::RateLimiter>>,
+    yielder: Option<Arc<super::yielding::Yielder>>,
     part: std::path::PathBuf,
     /// The part file, opened once for the whole download.
     file: std::fs::File,
@@ -304,6 +306,7 @@ async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
             Ok(Ok(r)) => r,
         },
     };
+    let _watch = ctx.yielder.as_ref().and_then(|y| y.watch(&resp));
     match resp.status() {
         StatusCode::PARTIAL_CONTENT => {
             let start = resp

@@ -20,7 +20,7 @@ use super::scheduler::RunGuard;
 use super::segmented::SegTable;
 use super::sources::SourceBytes;
 use super::upload::{self, UploadOutcome};
-use super::{file, http, Engine, FileTask, Outcome};
+use super::{file, http, yielding, Engine, FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
 use crate::owner::Owner;
 
@@ -188,7 +188,10 @@ async fn run_files(r: &Run, plan: RunPlan) {
         },
         None => None,
     };
-    let client = match netclient::for_job(&record.options, ca, &r.engine.http) {
+    let yielder = yielding::yields(record.priority, record.job_type)
+        .then(|| yielding::Yielder::new(r.live.clone()));
+    let client = match netclient::for_job(&record.options, ca, &r.engine.http, yielder.is_some())
+    {
         Ok(c) => c,
         Err(e) => return r.failed(None, e),
     };
@@ -200,6 +203,13 @@ async fn run_files(r: &Run, plan: RunPlan) {
         limits.push(g.clone());
     }
     limits.extend(r.engine.schedules.for_priority(record.priority));
+    // The controller runs as long as the run: dropping the guard stops it.
+    let _controller = yielder.as_ref().map(|y| {
+        limits.push(y.limiter());
+        let stop = r.cancel.child_token();
+        tokio::spawn(y.clone().drive(stop.clone()));
+        stop.drop_guard()
+    });
     let net = Net {
         client: &client,
         limits: &limits,
@@ -211,6 +221,7 @@ async fn run_files(r: &Run, plan: RunPlan) {
             config.connections_per_file
         }
         .clamp(1, 16),
+        yielder,
     };
     if record.job_type != JobType::Download {
         return run_upload(r, &record, files, reply_path, stall, &net).await;
@@ -403,6 +414,7 @@ struct Net<'a> {
     deadline: Option<tokio::time::Instant>,
     max_secs: u64,
     connections: u32,
+    yielder: Option<Arc<yielding::Yielder>>,
 }
 
 impl Net<'_> {
@@ -458,6 +470,7 @@ async fn run_upload(
         owner: &r.owner,
         sources: SourceBytes::starting_at(0, 0),
         peers: None,
+        yielder: None,
     };
     let protocol = record.options.upload_protocol();
     let transfer = net.bounded(upload::upload(task, protocol));
@@ -528,6 +541,7 @@ async fn transfer_one(
         owner: &r.owner,
         sources,
         peers,
+        yielder: net.yielder.clone(),
     };
     let scheme = f
         .remote_url

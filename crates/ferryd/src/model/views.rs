@@ -14,6 +14,9 @@ pub struct JobView {
     pub bytes_per_second: u64,
     /// Queued and held back because the network is metered and the job pauses then.
     pub waiting_for_unmetered: bool,
+    /// True while the run yields to other traffic (its rate is held to the queueing
+    /// delay it measures: a `normal` or `low` download).
+    pub yielding: bool,
 }
 
 /// A file with its live byte count.

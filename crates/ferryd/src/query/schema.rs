@@ -372,6 +372,7 @@ mod tests {
             totals: Totals::default(),
             bytes_per_second: 0,
             waiting_for_unmetered: false,
+            yielding: false,
         };
         let names: Vec<&str> = job_object(&v).props.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, JOB_PROPERTIES);

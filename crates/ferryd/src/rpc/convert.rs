@@ -200,6 +200,7 @@ pub fn job(v: &JobView) -> pb::Job {
         reply_file: j.options.reply_file.clone().unwrap_or_default(),
         connections: j.options.connections,
         bytes_per_second: v.bytes_per_second,
+        yielding: v.yielding,
         umask: j.options.umask,
         peers: j
             .options

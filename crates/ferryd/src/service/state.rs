@@ -129,6 +129,7 @@ impl Entry {
             totals,
             bytes_per_second: self.bytes_per_second(mono_ms()),
             waiting_for_unmetered: self.held_by_metered,
+            yielding: self.run.as_ref().is_some_and(|(_, live)| live.yielding()),
         }
     }
 
@@ -245,6 +246,7 @@ pub(crate) fn final_view(job: JobRecord, files: &[FileRecord]) -> JobView {
         job,
         bytes_per_second: 0,
         waiting_for_unmetered: false,
+        yielding: false,
     }
 }
 

@@ -1,0 +1,162 @@
+//! Yielding to other traffic: a `normal` or `low` download reads through a controller of
+//! its run ([`Yielder`]) that watches the queueing delay on the run's own connections and
+//! sets how fast the run reads and how large a window its connections advertise, so the
+//! sender slows before the bottleneck's queue grows (receiver-driven LEDBAT, RFC 9840).
+//! `ledbat.rs` holds the arithmetic, `tcp.rs` the socket work (finding a response's
+//! socket, `TCP_INFO`, `TCP_WINDOW_CLAMP`).
+//!
+//! May use: the engine's rate limiter and live counters, `model`, reqwest and hyper-util
+//! (a response's connection addresses), libc.
+
+mod ledbat;
+mod tcp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpInfo;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use ledbat::{DECREASE, GAIN_MSS, MIN_WINDOW_MSS, TARGET_US};
+
+use super::live::LiveRun;
+use super::ratelimit::RateLimiter;
+use crate::model::{JobType, Priority};
+use ledbat::Ledbat;
+use tcp::Socket;
+
+/// How often the controller reads its connections' `TCP_INFO`.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The segment size assumed until a connection reports its own.
+const DEFAULT_MSS: u32 = 1448;
+
+/// True for the jobs that yield: `normal` and `low` downloads. `foreground` and `high`
+/// jobs compete as plain TCP; uploads are not held back yet.
+pub fn yields(priority: Priority, job_type: JobType) -> bool {
+    job_type == JobType::Download && matches!(priority, Priority::Normal | Priority::Low)
+}
+
+/// A connection the controller watches.
+struct Watched {
+    id: u64,
+    socket: Socket,
+    /// Its `bytes_received` at the last sample.
+    received: u64,
+}
+
+/// The controller of one run: its rate limiter (one of the run's limits) and the
+/// connections its responses are read from.
+pub struct Yielder {
+    limiter: Arc<RateLimiter>,
+    watched: Mutex<Vec<Watched>>,
+    next_id: AtomicU64,
+    live: Arc<LiveRun>,
+}
+
+/// Keeps a connection watched while a response is read from it.
+pub struct Watch {
+    yielder: Arc<Yielder>,
+    id: u64,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.yielder.watched.lock().retain(|w| w.id != self.id);
+    }
+}
+
+impl Yielder {
+    /// A controller for the run whose counters are `live`; its limiter lets everything
+    /// through until a connection is watched.
+    pub fn new(live: Arc<LiveRun>) -> Arc<Yielder> {
+        Arc::new(Yielder {
+            limiter: Arc::new(RateLimiter::off()),
+            watched: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            live,
+        })
+    }
+
+    /// The limiter whose rate the controller sets (to be among the run's limits).
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.limiter.clone()
+    }
+
+    /// Watches the connection `response` is read from until the returned guard drops.
+    /// `None` when its socket cannot be found (the response is then read unwatched).
+    pub fn watch(self: &Arc<Self>, response: &reqwest::Response) -> Option<Watch> {
+        let Some(info) = response.extensions().get::<HttpInfo>() else {
+            tracing::debug!("a response without connection addresses; not watched");
+            return None;
+        };
+        let Some(socket) = Socket::find(info.local_addr(), info.remote_addr()) else {
+            tracing::debug!(local = %info.local_addr(), remote = %info.remote_addr(), "no socket for a connection; not watched");
+            return None;
+        };
+        let received = socket.sample().map_or(0, |s| s.bytes_received);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.watched.lock().push(Watched {
+            id,
+            socket,
+            received,
+        });
+        Some(Watch {
+            yielder: self.clone(),
+            id,
+        })
+    }
+
+    /// Samples the watched connections every [`SAMPLE_INTERVAL`] and applies the
+    /// controller's decisions until `stop` fires.
+    pub async fn drive(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let started = Instant::now();
+        let mut controller: Option<Ledbat> = None;
+        let mut delivered: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let mut watched = self.watched.lock();
+            if watched.is_empty() {
+                // Nothing to measure: a new connection starts unpaced and is measured
+                // within one interval.
+                self.limiter.set_rate(0);
+                self.live.set_yielding(false);
+                continue;
+            }
+            let mut rtt_us = 0;
+            let mut mss = 0;
+            for w in watched.iter_mut() {
+                if let Some(s) = w.socket.sample() {
+                    rtt_us = rtt_us.max(s.rcv_rtt_us);
+                    mss = mss.max(s.rcv_mss);
+                    delivered += s.bytes_received.saturating_sub(w.received);
+                    w.received = s.bytes_received;
+                }
+            }
+            self.live.set_yielding(true);
+            if rtt_us == 0 {
+                continue;
+            }
+            let mss = if mss >= 536 { mss } else { DEFAULT_MSS };
+            let c = controller.get_or_insert_with(|| Ledbat::new(mss));
+            let now_us = started.elapsed().as_micros() as u64;
+            let d = c.on_sample(rtt_us, delivered, now_us);
+            let per_socket = (d.window / watched.len() as u64).max(2 * c.mss());
+            for w in watched.iter() {
+                w.socket.clamp_window(per_socket);
+            }
+            drop(watched);
+            self.limiter.set_rate(d.rate.max(1));
+            tracing::trace!(rtt_us, queueing_us = d.queueing_us, window = d.window, rate = d.rate, "yielding");
+        }
+        self.live.set_yielding(false);
+    }
+}
