@@ -15,6 +15,8 @@ pub const CLIENT_ADDR: &str = "10.77.0.1";
 pub const SERVER_ADDR: &str = "10.77.0.2";
 const CLIENT_DEV: &str = "vc";
 const SERVER_DEV: &str = "vs";
+/// The subnet of the veth pair.
+const SUBNET: &str = "10.77.0.0/24";
 
 /// Runs `program args`, panicking with its output when it fails.
 fn run(program: &str, args: &[&str]) {
@@ -125,6 +127,34 @@ impl NetLab {
                 "32kb",
                 "latency",
                 latency,
+            ],
+        );
+    }
+
+    /// Makes the server send to the client with TCP congestion control `algorithm` (e.g.
+    /// `cubic`), whatever the machine's default: a route attribute (`congctl lock`),
+    /// since a namespace other than the first may only pick the allowed algorithms as
+    /// its default.
+    pub fn set_server_congestion_control(&self, algorithm: &str) {
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.server,
+                "route",
+                "replace",
+                SUBNET,
+                "dev",
+                SERVER_DEV,
+                "proto",
+                "kernel",
+                "scope",
+                "link",
+                "src",
+                SERVER_ADDR,
+                "congctl",
+                "lock",
+                algorithm,
             ],
         );
     }

@@ -184,18 +184,29 @@ async fn polite_schedule_limits_background_jobs_not_foreground_ones() {
 }
 
 /// The shaped link of the yielding tests: 40 Mbit/s with a deep queue (200 ms), the
-/// queue a plain TCP flow fills and a delay-based controller must see.
+/// queue a plain TCP flow fills and a delay-based controller must see. The server sends
+/// with CUBIC, Linux's default (this machine's default, BBR, keeps queues short by
+/// itself, so there would be no queue to yield to).
 fn shaped_lab(tag: &str) -> NetLab {
     let lab = NetLab::create(tag);
     lab.shape_downlink("40mbit", "200ms");
+    lab.set_server_congestion_control("cubic");
     lab
 }
 
 /// curl's average download speed of `url` in the client namespace (bytes per second).
 async fn curl_speed(lab: &NetLab, url: String) -> f64 {
     let mut cmd = lab.in_client("curl");
-    cmd.args(["-s", "-o", "/dev/null", "-m", "120", "-w", "%{speed_download}"])
-        .arg(url);
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-m",
+        "120",
+        "-w",
+        "%{speed_download}",
+    ])
+    .arg(url);
     let out = tokio::task::spawn_blocking(move || run_ok(cmd))
         .await
         .unwrap();
@@ -247,8 +258,12 @@ async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
         wait_bytes(&job, 2 * MIB as u64).await;
         let speed = curl_speed(&lab, Nginx::url("curl.bin")).await;
         let info = job.info().await.unwrap();
-        assert_eq!(info.state(), JobState::Transferring, "{info:?}");
-        job.cancel().await.unwrap();
+        if priority == Priority::Normal {
+            // It gave way for all of curl's download (a foreground job, several
+            // connections at full speed, may finish first: curl then ends alone).
+            assert_eq!(info.state(), JobState::Transferring, "{info:?}");
+        }
+        let _ = job.cancel().await;
         beside.push(speed);
     }
     let (with_normal, with_foreground) = (beside[0] / solo, beside[1] / solo);

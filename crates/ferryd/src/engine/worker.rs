@@ -190,8 +190,7 @@ async fn run_files(r: &Run, plan: RunPlan) {
     };
     let yielder = yielding::yields(record.priority, record.job_type)
         .then(|| yielding::Yielder::new(r.live.clone()));
-    let client = match netclient::for_job(&record.options, ca, &r.engine.http, yielder.is_some())
-    {
+    let client = match netclient::for_job(&record.options, ca, &r.engine.http, yielder.is_some()) {
         Ok(c) => c,
         Err(e) => return r.failed(None, e),
     };

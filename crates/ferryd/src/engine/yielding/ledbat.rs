@@ -7,8 +7,12 @@
 
 use std::collections::VecDeque;
 
-/// The queueing delay the controller aims at (rLEDBAT's default, in µs).
-pub const TARGET_US: u64 = 60_000;
+/// The queueing delay the controller aims at (µs). rLEDBAT's default is 60 ms, but a
+/// competing download whose receiver autotunes its window (Linux's default) keeps a
+/// standing queue of only some 10-20 ms on a deep-buffered link: a 60 ms target would
+/// never see it and compete as plain TCP. 5 ms sits under that standing queue and above
+/// the 1 ms granularity of the timestamps the kernel's estimate is built from.
+pub const TARGET_US: u64 = 5_000;
 /// Growth per RTT while below the target, in segments, scaled by how far below.
 pub const GAIN_MSS: f64 = 1.0;
 /// The window is multiplied by this when the delay is over the target…
@@ -186,7 +190,13 @@ mod tests {
         assert!(low.window > 40 * u64::from(MSS), "{low:?}");
         let high = run(&mut c, &mut now, &mut rx, 20_000 + TARGET_US + 100_000, 130);
         assert!(high.window <= low.window / 2, "{low:?} {high:?}");
-        let floor = run(&mut c, &mut now, &mut rx, 20_000 + TARGET_US + 100_000, 10_000);
+        let floor = run(
+            &mut c,
+            &mut now,
+            &mut rx,
+            20_000 + TARGET_US + 100_000,
+            10_000,
+        );
         assert_eq!(floor.window, (MIN_WINDOW_MSS * f64::from(MSS)) as u64);
         assert!(floor.rate > 0, "never stalls: {floor:?}");
         let back = run(&mut c, &mut now, &mut rx, 20_000, 2000);

@@ -155,7 +155,13 @@ impl Yielder {
             }
             drop(watched);
             self.limiter.set_rate(d.rate.max(1));
-            tracing::trace!(rtt_us, queueing_us = d.queueing_us, window = d.window, rate = d.rate, "yielding");
+            tracing::trace!(
+                rtt_us,
+                queueing_us = d.queueing_us,
+                window = d.window,
+                rate = d.rate,
+                "yielding"
+            );
         }
         self.live.set_yielding(false);
     }
