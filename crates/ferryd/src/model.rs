@@ -9,11 +9,13 @@ use uuid::Uuid;
 mod clock;
 mod error_kind;
 mod peers;
+mod url;
 mod views;
 
 pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use peers::{CacheEntry, FilePeerInfo};
+pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{

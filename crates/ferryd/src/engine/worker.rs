@@ -188,7 +188,12 @@ async fn run_files(r: &Run, plan: RunPlan) {
         },
         None => None,
     };
-    let yielder = yielding::yields(record.priority, record.job_type)
+    // Bytes from this machine itself cross no link another program shares: nothing to
+    // yield to.
+    let all_loopback = files
+        .iter()
+        .all(|f| crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url)));
+    let yielder = (yielding::yields(record.priority, record.job_type) && !all_loopback)
         .then(|| yielding::Yielder::new(r.live.clone()));
     let client = match netclient::for_job(&record.options, ca, &r.engine.http, yielder.is_some()) {
         Ok(c) => c,

@@ -4,30 +4,13 @@
 //! at once instead of waiting out their retry delay. Transfers to loopback addresses are
 //! left alone: they need no route.
 
-use std::net::IpAddr;
-
 use uuid::Uuid;
 
 use super::state::Entry;
 use super::{ChangeKind, Service};
 use crate::engine::error::TransferError;
-use crate::model::{ErrorContext, ErrorKind, JobState};
+use crate::model::{is_loopback_url, ErrorContext, ErrorKind, JobState};
 use crate::netwatch::Change;
-
-/// True when the URL's host is a loopback address or `localhost`.
-fn is_loopback_url(url: &str) -> bool {
-    let Ok(u) = url::Url::parse(url) else {
-        return false;
-    };
-    match u.host() {
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-        }
-        Some(url::Host::Ipv4(a)) => IpAddr::V4(a).is_loopback(),
-        Some(url::Host::Ipv6(a)) => IpAddr::V6(a).is_loopback(),
-        None => u.scheme() == "file",
-    }
-}
 
 /// True when a file still to transfer needs the network.
 pub(super) fn needs_network(e: &Entry) -> bool {
