@@ -1,4 +1,4 @@
-//! The peer caching tests' machinery: a private LAN of network namespaces (`net`), nginx
+//! The peer caching and swarm tests' machinery: a private LAN of network namespaces (`net`), nginx
 //! as the origin (`origin`), ferryd machines and fleets (`machine`), and the steps the
 //! tests share (downloading a file with a machine, waiting for its cache).
 
@@ -17,7 +17,7 @@ use ferry_client::{
 use ferry_testkit::{sha256_hex, wait_until_future};
 
 pub use machine::{Fleet, Machine, Setup};
-pub use net::{Host, Lan};
+pub use net::{shape, Host, Lan};
 pub use origin::Origin;
 
 /// The longest a test waits for one thing.

@@ -215,10 +215,15 @@ pub(super) async fn download(
         from_peers: Mutex::new(vec![Vec::new(); n]),
         verified: AtomicBool::new(false),
     });
+    let reader = task
+        .owner
+        .read_part(part.clone())
+        .await
+        .map_err(|e| TransferError::local_io("opening", &part, &e))?;
     let guard = finder.share(SharedDownload {
         query: query.clone(),
         length,
-        file: file
+        file: reader
             .try_clone()
             .map_err(|e| TransferError::local_io("opening", &part, &e))?,
         ranges: dl.clone(),
@@ -245,8 +250,18 @@ pub(super) async fn download(
         Ok(Outcome::Done { len }) => {
             if let Some(expected) = &task.record.expected_sha256 {
                 let expected = expected.to_ascii_lowercase();
-                let ok =
-                    repair::check_and_repair(task, &finder, &dl, &file, &origin, &expected).await?;
+                let ok = repair::check_and_repair(
+                    task,
+                    &finder,
+                    &dl,
+                    repair::Files {
+                        read: &reader,
+                        write: &file,
+                    },
+                    &origin,
+                    &expected,
+                )
+                .await?;
                 dl.verified.store(ok, Ordering::Release);
             }
             Outcome::Done { len }

@@ -21,6 +21,12 @@ use super::Download;
 /// Bytes hashed per read.
 const CHUNK: usize = 4 << 20;
 
+/// The part file, opened to read and to write.
+pub(super) struct Files<'a> {
+    pub read: &'a std::fs::File,
+    pub write: &'a std::fs::File,
+}
+
 /// True when the file matches `expected` (after repairing what peers sent wrong). A file
 /// that still does not match is left for the worker's own check (which refetches it
 /// from the origin alone).
@@ -28,11 +34,11 @@ pub(super) async fn check_and_repair(
     task: &FileTask<'_>,
     finder: &Arc<dyn PeerFinder>,
     dl: &Download,
-    file: &std::fs::File,
+    files: Files<'_>,
     origin: &Source,
     expected: &str,
 ) -> Result<bool, TransferError> {
-    if hash(task, file, dl.length).await? == expected {
+    if hash(task, files.read, dl.length).await? == expected {
         return Ok(true);
     }
     let suspects: Vec<(usize, Vec<String>)> = dl
@@ -53,7 +59,8 @@ pub(super) async fn check_and_repair(
     for (i, from) in suspects {
         let (start, end) = (states[i].start, states[i].end);
         let good = origin_piece(task, origin, start, end).await?;
-        let f = file
+        let f = files
+            .read
             .try_clone()
             .map_err(|e| TransferError::local_io("opening", &task.part, &e))?;
         let ours = tokio::task::spawn_blocking(move || {
@@ -72,7 +79,8 @@ pub(super) async fn check_and_repair(
                 liars.push(p);
             }
         }
-        let f = file
+        let f = files
+            .write
             .try_clone()
             .map_err(|e| TransferError::local_io("opening", &task.part, &e))?;
         tokio::task::spawn_blocking(move || f.write_all_at(&good, start))
@@ -87,14 +95,15 @@ pub(super) async fn check_and_repair(
             .iter()
             .for_each(|f| f.store(false, Ordering::Release));
     }
-    let f = file
+    let f = files
+        .write
         .try_clone()
         .map_err(|e| TransferError::local_io("opening", &task.part, &e))?;
     tokio::task::spawn_blocking(move || f.sync_data())
         .await
         .map_err(TransferError::internal)?
         .map_err(|e| TransferError::local_io("syncing", &task.part, &e))?;
-    Ok(hash(task, file, dl.length).await? == expected)
+    Ok(hash(task, files.read, dl.length).await? == expected)
 }
 
 /// The SHA-256 of the part file, lower-case hex.
