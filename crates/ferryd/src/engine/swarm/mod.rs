@@ -332,7 +332,8 @@ async fn run(
             // Start what may start.
             loop {
                 let now = Instant::now();
-                let order: Vec<&String> = peers.keys().collect();
+                // Peers dropped for failing are neither asked nor counted as holders.
+                let order: Vec<&String> = peers.keys().filter(|k| !excluded.contains(k)).collect();
                 let views: Vec<plan::PeerView> = order
                     .iter()
                     .map(|k| {
@@ -505,7 +506,7 @@ fn update(
 ) {
     let now = Instant::now();
     let answered: Vec<String> = holders.iter().map(|h| h.peer.clone()).collect();
-    peers.retain(|k, t| answered.contains(k) || t.load > 0);
+    peers.retain(|k, t| (answered.contains(k) && !excluded.contains(k)) || t.load > 0);
     for h in holders {
         if h.length != length || excluded.contains(&h.peer) {
             continue;
