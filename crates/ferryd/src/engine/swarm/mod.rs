@@ -36,7 +36,7 @@ use super::segmented::{fetch, ConnCtx, PEER_STALL};
 use super::segtable::SegTable;
 use super::sources::{ContentQuery, PeerFinder, Source, SourceKind};
 use super::{FileTask, Outcome};
-use crate::model::{ErrorContext, Segment};
+use crate::model::{ErrorContext, ErrorKind, Segment};
 
 pub use plan::{piece_size, pieces, MIN_PIECE};
 
@@ -55,7 +55,8 @@ const PEER_CONNECTIONS: usize = 4;
 const PER_PEER: usize = 2;
 /// A peer that fails this often is not asked again during this download.
 const PEER_FAILURES: u32 = 3;
-/// A peer rests this long after a failure.
+/// A peer rests this long after a failure, or after saying it serves as many peers as it
+/// may (`503`, not counted as a failure).
 const REST: Duration = Duration::from_secs(1);
 
 /// The ranges of a download under way that may be served to the fleet.
@@ -462,6 +463,12 @@ async fn run(
                             Err(e) if e.context == ErrorContext::LocalFile => {
                                 stop.cancel();
                                 first_error.get_or_insert(e);
+                            }
+                            Err(e) if e.kind == ErrorKind::Http(503) => {
+                                // Serving as many peers as it may: ask it again later.
+                                if let Some(t) = peers.get_mut(&address) {
+                                    t.rest_until = Instant::now() + REST;
+                                }
                             }
                             Err(e) => {
                                 tracing::info!(peer = address, "a swarm peer failed: {}", e.message);
