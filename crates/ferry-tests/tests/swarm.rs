@@ -12,6 +12,7 @@ use std::os::unix::fs::FileExt;
 
 use ferry_client::{FileSpec, Job, JobState, Manager, PeerState};
 use ferry_testkit::{sha256_hex, wait_until_future};
+use peer_cache_kit::net::shape;
 use peer_cache_kit::*;
 
 const PEER_PORT: u16 = 7390;
@@ -104,7 +105,7 @@ impl World {
 async fn job(m: &Machine, url: &str, sha: &str) -> (Manager, Job) {
     let mgr = m.manager().await;
     let job = mgr.create_job("swarm test").await.expect("create job");
-    job.add_files(vec![FileSpec::new(url, &m.file("big.bin")).sha256(sha)])
+    job.add_files(vec![FileSpec::new(url, m.file("big.bin")).sha256(sha)])
         .await
         .expect("add file");
     (mgr, job)

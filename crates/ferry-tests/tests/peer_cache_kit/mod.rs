@@ -17,7 +17,7 @@ use ferry_client::{
 use ferry_testkit::{sha256_hex, wait_until_future};
 
 pub use machine::{Fleet, Machine, Setup};
-pub use net::{shape, Host, Lan};
+pub use net::{Host, Lan};
 pub use origin::Origin;
 
 /// The longest a test waits for one thing.
