@@ -1,4 +1,4 @@
-//! The peer caching tests' machinery: a private LAN of network namespaces (`net`), nginx
+//! The peer caching and swarm tests' machinery: a private LAN of network namespaces (`net`), nginx
 //! as the origin (`origin`), ferryd machines and fleets (`machine`), and the steps the
 //! tests share (downloading a file with a machine, waiting for its cache).
 

@@ -106,6 +106,24 @@ impl Lan {
     }
 }
 
+/// Limits what `host` sends on its LAN link to `rate` (`tc tbf`, e.g. `100mbit`): a slow
+/// origin, so that downloads last long enough for a swarm to form. The limit goes with
+/// the host's namespace.
+pub fn shape(host: &Host, rate: &str) {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &host.ns, "tc", "qdisc", "add", "dev", "eth0", "root",
+        ])
+        .args(["tbf", "rate", rate, "burst", "128kb", "latency", "100ms"])
+        .output()
+        .expect("run tc (iproute2)");
+    assert!(
+        out.status.success(),
+        "tc qdisc add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         for ns in self.namespaces.iter().rev() {

@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod segmented;
 pub mod segtable;
 pub mod sources;
+pub mod swarm;
 pub mod tls;
 pub mod upload;
 pub mod worker;

@@ -1,7 +1,8 @@
 //! Before a download goes to the origin: asks the fleet's peers who has the content — by
 //! SHA-256 when the file has one, else by URL and validators from one `HEAD` to the
 //! origin (as BITS does) — and fetches it from those that have it, the origin in reserve
-//! (`segmented::from_peers`).
+//! (`segmented::from_peers`); when nobody holds it whole, joins the machines that fetch it
+//! now (`swarm`).
 
 use reqwest::header;
 use reqwest::StatusCode;
@@ -11,12 +12,7 @@ use super::netclient::decorate;
 use super::sources::ContentQuery;
 use super::{FileTask, Outcome};
 
-/// What the origin said about the file, from one `HEAD`.
-struct Head {
-    length: u64,
-    validator: String,
-    final_url: String,
-}
+use super::swarm::Head;
 
 /// Fetches the file from peers when some have it; `None` when the origin is to be used
 /// (no peer has it, peers are not to be asked, or the origin says the content is private).
@@ -65,7 +61,18 @@ pub(super) async fn try_peers(task: &FileTask<'_>) -> Result<Option<Outcome>, Tr
         .filter(|o| query.sha256.as_ref().is_none_or(|s| *s == o.sha256))
         .collect();
     let Some(first) = offers.first().cloned() else {
-        return Ok(None);
+        // Nobody holds it whole: join the machines that want it now (the swarm).
+        let head = match head {
+            Some(h) => h,
+            None => {
+                task.events.connecting();
+                match self::head(task, &url).await? {
+                    Some(h) => h,
+                    None => return Ok(None),
+                }
+            }
+        };
+        return super::swarm::download(task, finder, query, head).await;
     };
     // Peers that disagree with the first about the content are left out.
     offers.retain(|o| o.length == first.length && o.sha256 == first.sha256);
@@ -117,6 +124,10 @@ async fn head(task: &FileTask<'_>, url: &str) -> Result<Option<Head>, TransferEr
             length,
             validator,
             final_url: resp.url().to_string(),
+            ranges: h
+                .get(header::ACCEPT_RANGES)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
         }),
         _ => None,
     })

@@ -27,7 +27,7 @@ use crate::model::{ErrorContext, ErrorKind, Segment};
 
 /// A peer that sends nothing for this long is dropped (the origin's own stall timeout
 /// applies to the origin).
-const PEER_STALL: Duration = Duration::from_secs(10);
+pub(super) const PEER_STALL: Duration = Duration::from_secs(10);
 
 /// What the segmented path decided.
 pub enum Segmented {
@@ -230,17 +230,17 @@ pub(super) async fn run(
     Ok(Outcome::Done { len: plan.total })
 }
 
-struct ConnCtx {
-    source: Source,
-    limits: Vec<Arc<super::ratelimit::RateLimiter>>,
-    yielder: Option<Arc<super::yielding::Yielder>>,
-    part: std::path::PathBuf,
+pub(super) struct ConnCtx {
+    pub(super) source: Source,
+    pub(super) limits: Vec<Arc<super::ratelimit::RateLimiter>>,
+    pub(super) yielder: Option<Arc<super::yielding::Yielder>>,
+    pub(super) part: std::path::PathBuf,
     /// The part file, opened once for the whole download.
-    file: std::fs::File,
-    stall: Duration,
-    events: super::FileEvents,
-    stop: CancellationToken,
-    bytes: Arc<SourceBytes>,
+    pub(super) file: std::fs::File,
+    pub(super) stall: Duration,
+    pub(super) events: super::FileEvents,
+    pub(super) stop: CancellationToken,
+    pub(super) bytes: Arc<SourceBytes>,
 }
 
 /// How a connection failed.
@@ -290,7 +290,8 @@ fn stalled(ctx: &ConnCtx, what: &str) -> TransferError {
     )
 }
 
-async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
+/// Fetches the rest of `seg` from `ctx`'s source (the swarm fetches its pieces with it).
+pub(super) async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
     let pos = seg.progress.written.load(Ordering::Acquire);
     let end = seg.end.load(Ordering::Acquire);
     if pos >= end {
@@ -445,7 +446,7 @@ pub(super) async fn from_peers(
 }
 
 /// Tells the finder how much each peer sent (in total, per file).
-fn report_fetched(finder: &dyn PeerFinder, bytes: &SourceBytes) {
+pub(super) fn report_fetched(finder: &dyn PeerFinder, bytes: &SourceBytes) {
     let used = bytes.peers_used();
     if let [only] = used.as_slice() {
         finder.fetched(only, bytes.peers.load(Ordering::Relaxed));

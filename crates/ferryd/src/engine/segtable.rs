@@ -128,6 +128,48 @@ impl SegTable {
     }
 }
 
+/// One segment's state, for the swarm's planner (`swarm`), which addresses segments by
+/// index and never splits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegState {
+    pub start: u64,
+    pub end: u64,
+    /// Bytes handed to the kernel, as an absolute offset.
+    pub written: u64,
+    /// Bytes on disk, as an absolute offset.
+    pub synced: u64,
+    /// A connection is fetching it.
+    pub owned: bool,
+}
+
+impl SegTable {
+    /// Every segment's state, in table order.
+    pub fn states(&self) -> Vec<SegState> {
+        self.segs
+            .lock()
+            .iter()
+            .map(|s| SegState {
+                start: s.start,
+                end: s.end.load(Ordering::Acquire),
+                written: s.progress.written.load(Ordering::Acquire),
+                synced: s.progress.synced.load(Ordering::Acquire),
+                owned: s.owned.load(Ordering::Acquire),
+            })
+            .collect()
+    }
+
+    /// Claims segment `index` for a connection when it is unfinished and nobody fetches it.
+    pub(super) fn claim(&self, index: usize) -> Option<Arc<Seg>> {
+        let segs = self.segs.lock();
+        let s = segs.get(index)?;
+        (s.left() > 0
+            && s.owned
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+        .then(|| s.clone())
+    }
+}
+
 /// Splits `[0, total)` into `n` segments.
 pub fn split(total: u64, n: u64) -> Vec<Segment> {
     let n = n.max(1);

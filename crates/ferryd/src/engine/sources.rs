@@ -54,6 +54,13 @@ pub trait PeerFinder: Send + Sync + 'static {
     fn failed(&self, peer: &str, why: &str);
     /// Bytes of these peers failed a check: they are not asked for a while.
     fn ban(&self, peers: &[String], why: &str);
+    /// This node's name in the fleet (the swarm's rendezvous key).
+    fn node(&self) -> String;
+    /// Shares a download under way with the fleet until the guard is dropped.
+    fn share(&self, download: super::swarm::SharedDownload) -> super::swarm::ShareGuard;
+    /// Asks every usable peer, in parallel and briefly, which ranges of the content it
+    /// holds (downloading it, or whole in its cache); the ones that hold some or fetch it.
+    async fn holders(&self, query: &ContentQuery) -> Vec<super::swarm::Holder>;
 }
 
 /// Where the bytes of one file came from, as they arrive.

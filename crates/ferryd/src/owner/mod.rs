@@ -246,6 +246,12 @@ impl Owner {
         self.run(move || parts::reopen_part(&path)).await
     }
 
+    /// Opens an existing part file to read it (the pieces a swarm serves and checks),
+    /// never through a symlink.
+    pub async fn read_part(&self, path: PathBuf) -> io::Result<File> {
+        self.run(move || parts::read_part(&path)).await
+    }
+
     /// Writes `data` at offset 0 of a part file, creating it first when `file` is `None`:
     /// a small body in one blocking call.
     pub async fn write_part(

@@ -68,6 +68,15 @@ pub(super) fn reopen_part(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens an existing part file to read it (a swarm serves and checks its pieces), never
+/// through a symlink.
+pub(super) fn read_part(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Writes `data` at offset 0 of `file`, or of a part file created at `path` first.
 pub(super) fn write_part(path: &Path, file: Option<File>, data: &[u8]) -> io::Result<()> {
     let file = match file {

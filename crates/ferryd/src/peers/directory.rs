@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::protocol::{self, LookupAnswer, LookupRequest, Ping};
+use super::protocol::{self, HaveAnswer, LookupAnswer, LookupRequest, Ping};
+use super::shares::Shares;
+use crate::engine::swarm::{Holder, ShareGuard, SharedDownload};
 use crate::engine::{ContentQuery, PeerFinder, PeerOffer};
 use crate::model::now_ms;
 
@@ -50,6 +52,8 @@ pub struct PeerInfo {
 const DROP_AFTER: u32 = 2;
 /// How long one check may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one swarm poll of a peer may take.
+const HAVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Directory {
     peers: Mutex<HashMap<String, PeerInfo>>,
@@ -57,6 +61,10 @@ pub struct Directory {
     fleet: String,
     lookup_timeout: Duration,
     ban: Duration,
+    /// This node's name.
+    node: String,
+    /// Downloads under way this node shares.
+    shares: Arc<Shares>,
 }
 
 impl Directory {
@@ -65,6 +73,8 @@ impl Directory {
         fleet: String,
         lookup_timeout: Duration,
         ban: Duration,
+        node: String,
+        shares: Arc<Shares>,
     ) -> anyhow::Result<Arc<Directory>> {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(client_tls)
@@ -79,6 +89,8 @@ impl Directory {
             fleet,
             lookup_timeout,
             ban,
+            node,
+            shares,
         }))
     }
 
@@ -251,6 +263,38 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// Asks one peer which ranges of a content it holds.
+    async fn ask_have(&self, address: &str, req: &LookupRequest) -> Option<HaveAnswer> {
+        let resp = self
+            .client
+            .post(Self::url(address, protocol::HAVE))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(req).unwrap_or_default())
+            .send()
+            .await;
+        match resp {
+            Err(e) => {
+                self.note(address, false, &error_chain(&e));
+                None
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                self.note(address, true, "");
+                let a = serde_json::from_slice::<HaveAnswer>(&r.bytes().await.ok()?).ok()?;
+                let sane = |v: &[[u64; 2]]| {
+                    v.len() <= protocol::MAX_RANGES
+                        && v.iter().all(|[s, e]| s < e && *e <= a.length)
+                };
+                (protocol::is_id(&a.id) && sane(&a.ranges) && sane(&a.pending)).then_some(a)
+            }
+            Ok(_) => {
+                self.note(address, true, "");
+                None
+            }
+        }
+    }
+}
+
 /// An error with its sources (a TLS refusal hides inside reqwest's "error sending
 /// request").
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -310,6 +354,52 @@ impl PeerFinder for Directory {
 
     fn failed(&self, peer: &str, why: &str) {
         self.note(peer, false, why);
+    }
+
+    fn node(&self) -> String {
+        self.node.clone()
+    }
+
+    fn share(&self, download: SharedDownload) -> ShareGuard {
+        self.shares.add(download)
+    }
+
+    async fn holders(&self, query: &ContentQuery) -> Vec<Holder> {
+        let req = LookupRequest {
+            sha256: query.sha256.clone(),
+            url: Some(query.url.clone()),
+            validator: query.validator.clone(),
+            length: query.length,
+        };
+        let asks = self.usable().into_iter().map(|address| {
+            let req = &req;
+            async move {
+                let a = tokio::time::timeout(HAVE_TIMEOUT, self.ask_have(&address, req))
+                    .await
+                    .ok()
+                    .flatten()?;
+                let path = if a.cached {
+                    protocol::CONTENT
+                } else {
+                    protocol::PARTIAL
+                };
+                Some(Holder {
+                    content_url: Self::url(&address, &format!("{path}{}", a.id)),
+                    peer: address,
+                    node: a.node,
+                    length: a.length,
+                    complete: a.complete,
+                    ranges: a.ranges.iter().map(|&[s, e]| (s, e)).collect(),
+                    pending: a.pending.iter().map(|&[s, e]| (s, e)).collect(),
+                    client: self.client.clone(),
+                })
+            }
+        });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     fn ban(&self, peers: &[String], why: &str) {

@@ -1,7 +1,8 @@
 //! Peer caching (BITS's peer caching, for a fleet of Linux machines): the cache of files
 //! this node offers (`cache`), the fleet's trust (`tls`), the peer port (`server`) and its
 //! protocol (`protocol`), finding peers (`discovery`: mDNS and the static list) and the
-//! client side (`directory`: asking peers, checking them, banning).
+//! client side (`directory`: asking peers, checking them, banning), and the downloads
+//! under way shared with the fleet (`shares`, the swarm).
 //!
 //! The service tells [`Peers`] when a file qualifies for the cache (validated, completed,
 //! or SHA-256 matched) and hands it the file opened as its owner; the engine asks the
@@ -17,6 +18,7 @@ pub mod directory;
 pub mod discovery;
 pub mod protocol;
 pub mod server;
+pub mod shares;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -85,8 +87,10 @@ impl Peers {
             .with_context(|| format!("binding the peer port {addr}"))?;
         let listen = listener.local_addr()?;
         let stop = CancellationToken::new();
+        let shares = shares::Shares::new();
         let state = server::ServerState::new(
             cache.clone(),
+            shares.clone(),
             fleet.node_name.clone(),
             fleet.fleet_id.clone(),
             config.max_upload_rate,
@@ -103,6 +107,8 @@ impl Peers {
             fleet.fleet_id.clone(),
             config.lookup_timeout,
             config.ban_duration,
+            fleet.node_name.clone(),
+            shares,
         )?;
         if config.discovery != Discovery::Mdns {
             discovery::add_static(&directory, &config.static_peers);

@@ -8,6 +8,12 @@
 //!   the cached content, `206` with `Content-Range` for a range. Issue 14's swarm can ask
 //!   any range of any entry; nothing here assumes a whole-file transfer.
 //! - `GET /v1/ping`: `200` with the node's name and fleet id (the directory's check).
+//! - `POST /v1/have` with a [`LookupRequest`] (the swarm): `200` with a [`HaveAnswer`] —
+//!   the ranges of the content this node serves now, from a download under way or whole
+//!   from its cache — or `404`. Matched by SHA-256 when both sides know it, else by URL,
+//!   validator and length.
+//! - `GET /v1/partial/ID` with `Range: bytes=A-B`: bytes of a download under way, only
+//!   inside the ranges its last [`HaveAnswer`] could have listed (`416` otherwise).
 //!
 //! Anything else gets a short error (`400`, `404`, `405`, `416`, `503` when the node
 //! serves as many peers as it may) and nothing more. No path from the network reaches the
@@ -20,6 +26,11 @@ pub const LOOKUP: &str = "/v1/lookup";
 pub const CONTENT: &str = "/v1/content/";
 pub const BY_SHA256: &str = "/v1/sha256/";
 pub const PING: &str = "/v1/ping";
+pub const HAVE: &str = "/v1/have";
+pub const PARTIAL: &str = "/v1/partial/";
+
+/// The most ranges a [`HaveAnswer`] lists (a client ignores an answer with more).
+pub const MAX_RANGES: usize = 4096;
 
 /// The largest lookup body accepted.
 pub const MAX_LOOKUP_BODY: usize = 16 << 10;
@@ -44,6 +55,26 @@ pub struct LookupAnswer {
     pub id: String,
     pub length: u64,
     pub sha256: String,
+}
+
+/// What a node holds of a content now (the swarm's poll).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaveAnswer {
+    /// The node's name.
+    pub node: String,
+    /// A cache entry's id (`complete`) or a download's id: where to fetch
+    /// (`/v1/content/ID` or `/v1/partial/ID`).
+    pub id: String,
+    pub length: u64,
+    /// The whole content, from the cache (or a download that matched its SHA-256).
+    pub complete: bool,
+    /// In a cache entry: served by `/v1/content/ID`.
+    pub cached: bool,
+    /// Ranges served, `[start, end)`, sorted.
+    pub ranges: Vec<[u64; 2]>,
+    /// Ranges the node fetches from the origin now.
+    #[serde(default)]
+    pub pending: Vec<[u64; 2]>,
 }
 
 /// The ping answer.

@@ -1,8 +1,9 @@
 //! The peer port: HTTP/1.1 (hyper) over mutual TLS 1.3 (tokio-rustls). It answers
 //! authenticated fleet members only — the TLS handshake refuses anyone without a
-//! certificate from the fleet CA — with cache entries only, addressed by id or SHA-256
-//! (`protocol`), at most `max_upload_rate` bytes per second in all and to at most
-//! `max_clients` peers (distinct certificates) at once.
+//! certificate from the fleet CA — with cache entries, addressed by id or SHA-256, and
+//! the servable ranges of downloads under way (`shares`, the swarm) (`protocol`), at most
+//! `max_upload_rate` bytes per second in all and to at most `max_clients` peers (distinct
+//! certificates) at once.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,7 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
-use super::protocol::{self, LookupAnswer, LookupRequest, Ping};
+use super::protocol::{self, HaveAnswer, LookupAnswer, LookupRequest, Ping};
+use super::shares::{Live, Shares};
 use crate::engine::ratelimit::{consume_all, RateLimiter};
 use crate::model::CacheEntry;
 
@@ -34,6 +36,8 @@ const CHUNK: usize = 256 << 10;
 /// What the server shares between connections.
 pub struct ServerState {
     pub cache: Arc<Cache>,
+    /// Downloads under way shared with the fleet (the swarm).
+    pub shares: Arc<Shares>,
     pub node: String,
     pub fleet: String,
     pub limits: Vec<Arc<RateLimiter>>,
@@ -47,6 +51,7 @@ pub struct ServerState {
 impl ServerState {
     pub fn new(
         cache: Arc<Cache>,
+        shares: Arc<Shares>,
         node: String,
         fleet: String,
         max_upload_rate: u64,
@@ -59,6 +64,7 @@ impl ServerState {
         };
         Arc::new(ServerState {
             cache,
+            shares,
             node,
             fleet,
             limits,
@@ -199,6 +205,17 @@ async fn handle(
             fleet: state.fleet.clone(),
         }),
         (&Method::POST, protocol::LOOKUP) => lookup(state, req).await,
+        (&Method::POST, protocol::HAVE) => have(state, req).await,
+        (&Method::GET | &Method::HEAD, p) if p.starts_with(protocol::PARTIAL) => {
+            let id = &p[protocol::PARTIAL.len()..];
+            if !protocol::is_id(id) {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "a download id is 32 lower-case hex digits",
+                );
+            }
+            partial(state, client, addr, &req, state.shares.get(id))
+        }
         (&Method::GET | &Method::HEAD, p) if p.starts_with(protocol::CONTENT) => {
             let id = &p[protocol::CONTENT.len()..];
             if !protocol::is_id(id) {
@@ -219,44 +236,53 @@ async fn handle(
             }
             content(state, client, addr, &req, state.cache.find(None, Some(sha)))
         }
-        (_, protocol::PING | protocol::LOOKUP) => {
+        (_, protocol::PING | protocol::LOOKUP | protocol::HAVE) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-async fn lookup(state: &Arc<ServerState>, req: Request<Incoming>) -> Response<Body> {
+/// The body of a lookup or have request, checked; the error response otherwise.
+async fn lookup_request(req: Request<Incoming>) -> Result<LookupRequest, Response<Body>> {
     let body = match Limited::new(req.into_body(), protocol::MAX_LOOKUP_BODY)
         .collect()
         .await
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return text(
+            return Err(text(
                 StatusCode::BAD_REQUEST,
                 "the lookup body is too large or cut",
-            )
+            ))
         }
     };
     let Ok(r) = serde_json::from_slice::<LookupRequest>(&body) else {
-        return text(
+        return Err(text(
             StatusCode::BAD_REQUEST,
             "the lookup body is not a lookup request",
-        );
+        ));
     };
     if r.sha256.as_deref().is_some_and(|s| !protocol::is_sha256(s)) {
-        return text(
+        return Err(text(
             StatusCode::BAD_REQUEST,
             "a SHA-256 is 64 lower-case hex digits",
-        );
+        ));
     }
     if r.sha256.is_none() && (r.url.is_none() || r.validator.is_none() || r.length.is_none()) {
-        return text(
+        return Err(text(
             StatusCode::BAD_REQUEST,
             "ask by sha256, or by url, validator and length together",
-        );
+        ));
     }
+    Ok(r)
+}
+
+async fn lookup(state: &Arc<ServerState>, req: Request<Incoming>) -> Response<Body> {
+    let r = match lookup_request(req).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
     match state.cache.lookup(&r) {
         Some(e) => json(&LookupAnswer {
             id: e.id,
@@ -265,6 +291,31 @@ async fn lookup(state: &Arc<ServerState>, req: Request<Incoming>) -> Response<Bo
         }),
         None => text(StatusCode::NOT_FOUND, "not in this node's cache"),
     }
+}
+
+/// The answer to a request for bytes that cannot be served.
+fn unsatisfiable(length: u64) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .header(header::CONTENT_RANGE, format!("bytes */{length}"))
+        .body(
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("a valid response")
+}
+
+/// The answer when the node serves as many peers as it may.
+fn busy(addr: SocketAddr) -> Response<Body> {
+    tracing::info!(%addr, "peer port: serving as many peers as allowed; refusing one");
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this node serves as many peers as it may; ask another or later",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
 }
 
 fn content(
@@ -284,45 +335,154 @@ fn content(
     let (start, end, status) = match protocol::parse_range(range, entry.length) {
         Ok(Some((a, b))) => (a, b, StatusCode::PARTIAL_CONTENT),
         Ok(None) => (0, entry.length, StatusCode::OK),
-        Err(protocol::Unsatisfiable) => {
-            return Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{}", entry.length))
-                .body(
-                    Full::new(Bytes::new())
-                        .map_err(|never| match never {})
-                        .boxed(),
-                )
-                .expect("a valid response")
-        }
+        Err(protocol::Unsatisfiable) => return unsatisfiable(entry.length),
     };
     let Some(slot) = Slot::take(state, client) else {
-        tracing::info!(%addr, "peer port: serving as many peers as allowed; refusing one");
-        let mut r = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node serves as many peers as it may; ask another or later",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return r;
+        return busy(addr);
     };
     let file = match state.cache.open_content(&entry) {
         Ok(f) => Arc::new(f),
         Err(_) => return text(StatusCode::NOT_FOUND, "not in this node's cache"),
     };
+    send(
+        state,
+        Sending {
+            slot,
+            file,
+            start,
+            end,
+            length: entry.length,
+            status,
+            etag: format!("\"sha256:{}\"", entry.sha256),
+            head_only: req.method() == Method::HEAD,
+            cache_id: Some(entry.id),
+        },
+    )
+}
+
+/// `POST /v1/have`: the ranges of a content this node serves now.
+async fn have(state: &Arc<ServerState>, req: Request<Incoming>) -> Response<Body> {
+    let r = match lookup_request(req).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    if let Some(e) = state.cache.lookup(&r) {
+        return json(&HaveAnswer {
+            node: state.node.clone(),
+            id: e.id,
+            length: e.length,
+            complete: true,
+            cached: true,
+            ranges: vec![[0, e.length]],
+            pending: Vec::new(),
+        });
+    }
+    let Some(live) = state.shares.find(&r) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this node neither holds nor fetches it",
+        );
+    };
+    let ranges: Vec<[u64; 2]> = live.ranges.durable().iter().map(|&(a, b)| [a, b]).collect();
+    json(&HaveAnswer {
+        node: state.node.clone(),
+        id: live.id.clone(),
+        length: live.length,
+        complete: ranges == [[0, live.length]],
+        cached: false,
+        ranges,
+        pending: live.ranges.pending().iter().map(|&(a, b)| [a, b]).collect(),
+    })
+}
+
+/// `GET /v1/partial/ID`: a range of a download under way, if servable.
+fn partial(
+    state: &Arc<ServerState>,
+    client: [u8; 32],
+    addr: SocketAddr,
+    req: &Request<Incoming>,
+    live: Option<Arc<Live>>,
+) -> Response<Body> {
+    let Some(live) = live else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no such download here (finished or stopped)",
+        );
+    };
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let (start, end) = match protocol::parse_range(range, live.length) {
+        Ok(Some(r)) => r,
+        Ok(None) => (0, live.length),
+        Err(protocol::Unsatisfiable) => return unsatisfiable(live.length),
+    };
+    if !live.servable(start, end) {
+        return unsatisfiable(live.length);
+    }
+    let Some(slot) = Slot::take(state, client) else {
+        return busy(addr);
+    };
+    let file = match live.file.try_clone() {
+        Ok(f) => Arc::new(f),
+        Err(_) => return text(StatusCode::NOT_FOUND, "no such download here"),
+    };
+    send(
+        state,
+        Sending {
+            slot,
+            file,
+            start,
+            end,
+            length: live.length,
+            status: StatusCode::PARTIAL_CONTENT,
+            etag: format!("\"swarm:{}\"", live.id),
+            head_only: req.method() == Method::HEAD,
+            cache_id: None,
+        },
+    )
+}
+
+/// A response body read from a file.
+struct Sending {
+    slot: Slot,
+    file: Arc<std::fs::File>,
+    start: u64,
+    end: u64,
+    length: u64,
+    status: StatusCode,
+    etag: String,
+    head_only: bool,
+    /// The cache entry served (its statistics).
+    cache_id: Option<String>,
+}
+
+fn send(state: &Arc<ServerState>, s: Sending) -> Response<Body> {
+    let Sending {
+        slot,
+        file,
+        start,
+        end,
+        length,
+        status,
+        etag,
+        head_only,
+        cache_id,
+    } = s;
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, end - start)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, format!("\"sha256:{}\"", entry.sha256))
+        .header(header::ETAG, etag)
         .header(header::CONTENT_TYPE, "application/octet-stream");
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(
             header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{}", end - 1, entry.length),
+            format!("bytes {start}-{}/{length}", end - 1),
         );
     }
-    if req.method() == Method::HEAD {
+    if head_only {
         return builder
             .body(
                 Full::new(Bytes::new())
@@ -332,14 +492,15 @@ fn content(
             .expect("a valid response");
     }
     let st = state.clone();
-    let id = entry.id.clone();
     let stream = futures::stream::unfold((start, slot), move |(at, slot)| {
         let file = file.clone();
         let st = st.clone();
-        let id = id.clone();
+        let cache_id = cache_id.clone();
         async move {
             if at >= end {
-                st.cache.served(&id, end - start);
+                if let Some(id) = &cache_id {
+                    st.cache.served(id, end - start);
+                }
                 return None;
             }
             let want = CHUNK.min((end - at) as usize);

@@ -1,0 +1,105 @@
+//! Downloads under way that this node shares with the fleet (issue 14's swarm): the
+//! engine registers one through `PeerFinder::share` and keeps it while it runs; the peer
+//! port's `/v1/have` finds it by content and `/v1/partial/ID` serves the ranges it says
+//! are servable (on disk, and first-hand or verified: the engine decides).
+//!
+//! May use: `engine` (the shared download's types), `protocol`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::protocol::LookupRequest;
+use crate::engine::swarm::{ShareGuard, SharedDownload, SharedRanges};
+use crate::engine::ContentQuery;
+
+/// One shared download.
+pub struct Live {
+    /// 32 lower-case hex digits, new for every download.
+    pub id: String,
+    pub query: ContentQuery,
+    pub length: u64,
+    pub file: std::fs::File,
+    pub ranges: Arc<dyn SharedRanges>,
+}
+
+impl Live {
+    /// True when `[start, end)` may be served now.
+    pub fn servable(&self, start: u64, end: u64) -> bool {
+        self.ranges
+            .durable()
+            .iter()
+            .any(|&(a, b)| a <= start && end <= b)
+    }
+
+    fn matches(&self, req: &LookupRequest) -> bool {
+        if let (Some(a), Some(b)) = (&req.sha256, &self.query.sha256) {
+            return a.eq_ignore_ascii_case(b);
+        }
+        req.url.as_deref() == Some(self.query.url.as_str())
+            && req.validator.is_some()
+            && req.validator == self.query.validator
+            && req.length == Some(self.length)
+    }
+}
+
+/// The downloads this node shares now.
+#[derive(Default)]
+pub struct Shares {
+    live: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+/// Removes its download from the shares when dropped.
+struct Guard {
+    shares: Weak<Shares>,
+    id: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(s) = self.shares.upgrade() {
+            s.live.lock().remove(&self.id);
+        }
+    }
+}
+
+impl Shares {
+    pub fn new() -> Arc<Shares> {
+        Arc::new(Shares::default())
+    }
+
+    /// Shares `d` until the guard is dropped.
+    pub fn add(self: &Arc<Self>, d: SharedDownload) -> ShareGuard {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.live.lock().insert(
+            id.clone(),
+            Arc::new(Live {
+                id: id.clone(),
+                query: d.query,
+                length: d.length,
+                file: d.file,
+                ranges: d.ranges,
+            }),
+        );
+        Box::new(Guard {
+            shares: Arc::downgrade(self),
+            id,
+        })
+    }
+
+    /// A shared download of this content.
+    pub fn find(&self, req: &LookupRequest) -> Option<Arc<Live>> {
+        self.live.lock().values().find(|l| l.matches(req)).cloned()
+    }
+
+    /// The shared download `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<Live>> {
+        self.live.lock().get(id).cloned()
+    }
+
+    /// Downloads shared now.
+    pub fn count(&self) -> usize {
+        self.live.lock().len()
+    }
+}
