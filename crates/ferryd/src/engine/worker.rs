@@ -193,8 +193,15 @@ async fn run_files(r: &Run, plan: RunPlan) {
     let all_loopback = files
         .iter()
         .all(|f| crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url)));
-    let yielder = (yielding::yields(record.priority, record.job_type) && !all_loopback)
-        .then(|| yielding::Yielder::new(r.live.clone()));
+    // A run that may take its bytes from the fleet's peers does not yield either: the
+    // controller's one limiter per run would hold the peers' LAN bytes to the origin
+    // path's window ÷ RTT (a crawl behind a deep origin queue), and a swarm already
+    // sends about one copy of each byte over the origin's link.
+    let from_peers =
+        r.engine.peers.get().is_some() && files.iter().any(|f| peers_allowed(config, &record, f));
+    let yielder =
+        (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
+            .then(|| yielding::Yielder::new(r.live.clone()));
     let client = match netclient::for_job(&record.options, ca, &r.engine.http, yielder.is_some()) {
         Ok(c) => c,
         Err(e) => return r.failed(None, e),
