@@ -170,6 +170,9 @@ impl Owners {
     }
 }
 
+/// The largest small body [`Owner::write_part`] writes on the calling thread.
+pub const INLINE_WRITE_MAX: usize = 64 * 1024;
+
 impl Owner {
     /// The owner's uid.
     pub fn uid(&self) -> u32 {
@@ -254,12 +257,21 @@ impl Owner {
 
     /// Writes `data` at offset 0 of a part file, creating it first when `file` is `None`:
     /// a small body in one blocking call.
+    ///
+    /// The daemon's own files (the per-user daemon) up to [`INLINE_WRITE_MAX`] bytes are
+    /// written on the calling thread: creating and writing a small file costs less than
+    /// the hand-off to a blocking thread and back, which was most of ferryd's time for a
+    /// job of thousands of small files (scenario 3 of `bench/run`). An owner's files in
+    /// system mode are written by that owner's threads, as everything else.
     pub async fn write_part(
         &self,
         path: PathBuf,
         file: Option<File>,
         data: Vec<u8>,
     ) -> io::Result<()> {
+        if matches!(self.exec, Exec::Daemon) && data.len() <= INLINE_WRITE_MAX {
+            return parts::write_part(&path, file, &data);
+        }
         self.run(move || parts::write_part(&path, file, &data))
             .await
     }
