@@ -136,6 +136,23 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
     run(task, segments, plan).await.map(Segmented::Done)
 }
 
+/// Opens the part file once, as its owner (each connection writes through a copy of the
+/// descriptor), and makes the table of `segments` that the connections take their work
+/// from, shown live in the job's progress.
+pub(super) async fn open_segments(
+    task: &FileTask<'_>,
+    segments: &[Segment],
+) -> Result<(std::fs::File, Arc<SegTable>), TransferError> {
+    let file = task
+        .owner
+        .reopen_part(task.part.clone())
+        .await
+        .map_err(|e| TransferError::local_io("opening", &task.part, &e))?;
+    let table = Arc::new(SegTable::new(segments));
+    task.events.live_segments(table.clone());
+    Ok((file, table))
+}
+
 /// Fetches the unfinished `segments` of a file whose part file exists, over `plan`'s
 /// sources.
 pub(super) async fn run(
@@ -144,15 +161,7 @@ pub(super) async fn run(
     plan: Plan,
 ) -> Result<Outcome, TransferError> {
     let part = task.part.clone();
-    // One open of the part file, as its owner; each connection writes through a copy of
-    // the descriptor.
-    let file = task
-        .owner
-        .reopen_part(part.clone())
-        .await
-        .map_err(|e| TransferError::local_io("opening", &part, &e))?;
-    let table = Arc::new(SegTable::new(&segments));
-    task.events.live_segments(table.clone());
+    let (file, table) = open_segments(task, &segments).await?;
     let stop = task.cancel.child_token();
     let mut workers = tokio::task::JoinSet::new();
     let start =

@@ -242,7 +242,7 @@ async fn run_files(r: &Run, plan: RunPlan) {
     let parallel = config.files_in_parallel.max(1);
     let siblings = r.cancel.child_token();
     let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
-    let mut failure: Option<(u32, String, TransferError)> = None;
+    let mut failure: Option<(u32, TransferError)> = None;
     let mut stopped = false;
     {
         let record = &record;
@@ -252,13 +252,12 @@ async fn run_files(r: &Run, plan: RunPlan) {
             |f| async move {
                 let index = f.index;
                 let path = f.temporary_path();
-                let url = f.final_url.clone().unwrap_or_else(|| f.remote_url.clone());
                 let result = if siblings.is_cancelled() {
                     Ok(Outcome::Cancelled)
                 } else {
                     fetch_checked(r, record, f, stall, siblings, net).await
                 };
-                (index, path, url, result)
+                (index, path, result)
             },
         ))
         .buffer_unordered(parallel);
@@ -269,14 +268,14 @@ async fn run_files(r: &Run, plan: RunPlan) {
             tokio::select! {
                 next = runs.next() => match next {
                     None => break,
-                    Some((index, path, _, Ok(Outcome::Done { len }))) => {
+                    Some((index, path, Ok(Outcome::Done { len }))) => {
                         r.report(Report::FileDownloaded { index, len });
                         pending.push((index, path, len));
                     }
-                    Some((_, _, _, Ok(Outcome::Cancelled))) => stopped = true,
-                    Some((index, _, url, Err(e))) => {
+                    Some((_, _, Ok(Outcome::Cancelled))) => stopped = true,
+                    Some((index, _, Err(e))) => {
                         if failure.is_none() {
-                            failure = Some((index, url, e));
+                            failure = Some((index, e));
                             siblings.cancel();
                         }
                     }
@@ -288,8 +287,8 @@ async fn run_files(r: &Run, plan: RunPlan) {
     if stopped || failure.is_some() {
         r.report(Report::Checkpoint);
         settle(r, pending).await;
-        if let Some((index, url, e)) = failure {
-            let e = explained(e, &url).await;
+        if let Some((index, e)) = failure {
+            let e = explained(e);
             r.failed(Some(index), e);
         }
         return;
@@ -382,7 +381,7 @@ async fn fetch_checked(
 
 /// Adds what a user needs to act on a certificate failure: whose certificate the server
 /// presented, and how to trust its CA.
-async fn explained(mut e: TransferError, _url: &str) -> TransferError {
+fn explained(mut e: TransferError) -> TransferError {
     if e.kind == ErrorKind::TlsCertificate {
         if let Some(subject) = e.certificate_subject.take() {
             e.message.push_str(&format!(
@@ -512,7 +511,7 @@ async fn run_upload(
         }
         Err(e) => {
             r.report(Report::Checkpoint);
-            let e = explained(e, &f.remote_url).await;
+            let e = explained(e);
             r.failed(Some(f.index), e);
         }
     }

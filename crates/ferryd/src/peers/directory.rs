@@ -235,40 +235,33 @@ impl Directory {
 
     /// Asks one peer; its answer if it has the content.
     async fn ask(&self, address: &str, req: &LookupRequest) -> Option<LookupAnswer> {
-        let resp = self
-            .client
-            .post(Self::url(address, protocol::LOOKUP))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(req).unwrap_or_default())
-            .send()
-            .await;
-        match resp {
-            Err(e) => {
-                self.note(address, false, &error_chain(&e));
-                None
-            }
-            Ok(r) if r.status() == reqwest::StatusCode::OK => {
-                self.note(address, true, "");
-                r.bytes()
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<LookupAnswer>(&b).ok())
-                    .filter(|a| protocol::is_id(&a.id) && protocol::is_sha256(&a.sha256))
-            }
-            Ok(_) => {
-                self.note(address, true, "");
-                None
-            }
-        }
+        self.post_json::<LookupAnswer>(address, protocol::LOOKUP, req)
+            .await
+            .filter(|a| protocol::is_id(&a.id) && protocol::is_sha256(&a.sha256))
     }
-}
 
-impl Directory {
     /// Asks one peer which ranges of a content it holds.
     async fn ask_have(&self, address: &str, req: &LookupRequest) -> Option<HaveAnswer> {
+        let a = self
+            .post_json::<HaveAnswer>(address, protocol::HAVE, req)
+            .await?;
+        let sane = |v: &[[u64; 2]]| {
+            v.len() <= protocol::MAX_RANGES && v.iter().all(|[s, e]| s < e && *e <= a.length)
+        };
+        (protocol::is_id(&a.id) && sane(&a.ranges) && sane(&a.pending)).then_some(a)
+    }
+
+    /// POSTs `req` as JSON to `path` on one peer and reads a JSON answer of a `200`;
+    /// notes whether the peer answered at all (any status) or could not be reached.
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        req: &LookupRequest,
+    ) -> Option<T> {
         let resp = self
             .client
-            .post(Self::url(address, protocol::HAVE))
+            .post(Self::url(address, path))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(req).unwrap_or_default())
             .send()
@@ -278,18 +271,12 @@ impl Directory {
                 self.note(address, false, &error_chain(&e));
                 None
             }
-            Ok(r) if r.status() == reqwest::StatusCode::OK => {
+            Ok(r) => {
                 self.note(address, true, "");
-                let a = serde_json::from_slice::<HaveAnswer>(&r.bytes().await.ok()?).ok()?;
-                let sane = |v: &[[u64; 2]]| {
-                    v.len() <= protocol::MAX_RANGES
-                        && v.iter().all(|[s, e]| s < e && *e <= a.length)
-                };
-                (protocol::is_id(&a.id) && sane(&a.ranges) && sane(&a.pending)).then_some(a)
-            }
-            Ok(_) => {
-                self.note(address, true, "");
-                None
+                if r.status() != reqwest::StatusCode::OK {
+                    return None;
+                }
+                serde_json::from_slice::<T>(&r.bytes().await.ok()?).ok()
             }
         }
     }

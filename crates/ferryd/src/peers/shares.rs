@@ -97,9 +97,4 @@ impl Shares {
     pub fn get(&self, id: &str) -> Option<Arc<Live>> {
         self.live.lock().get(id).cloned()
     }
-
-    /// Downloads shared now.
-    pub fn count(&self) -> usize {
-        self.live.lock().len()
-    }
 }

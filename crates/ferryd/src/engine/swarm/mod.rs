@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinSet;
 
 use super::error::TransferError;
-use super::segmented::{fetch, ConnCtx, PEER_STALL};
+use super::segmented::{fetch, open_segments, ConnCtx, PEER_STALL};
 use super::segtable::SegTable;
 use super::sources::{ContentQuery, PeerFinder, Source, SourceKind};
 use super::{FileTask, Outcome};
@@ -200,13 +200,7 @@ pub(super) async fn download(
         segments.clone(),
         false,
     );
-    let file = task
-        .owner
-        .reopen_part(part.clone())
-        .await
-        .map_err(|e| TransferError::local_io("opening", &part, &e))?;
-    let table = Arc::new(SegTable::new(&segments));
-    task.events.live_segments(table.clone());
+    let (file, table) = open_segments(task, &segments).await?;
     let n = segments.len();
     let dl = Arc::new(Download {
         table: table.clone(),
