@@ -251,13 +251,13 @@ impl Service {
             .collect();
         let mut stored = Vec::new();
         if all {
-            for (id, a) in inner.archived.iter().filter(|(_, a)| a.owner_uid == owner) {
-                if a.only_stored() {
-                    stored.push(*id);
-                } else {
-                    v.extend(a.view(*id, &self.store));
-                }
-            }
+            let (in_memory, in_store) = inner.archived_split(|a| a.owner_uid == owner);
+            v.extend(
+                in_memory
+                    .into_iter()
+                    .filter_map(|(id, a)| a.view(id, &self.store)),
+            );
+            stored = in_store;
         }
         drop(inner);
         v.extend(

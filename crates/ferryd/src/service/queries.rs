@@ -20,16 +20,9 @@ impl From<QueryError> for ServiceError {
 impl Source for Service {
     fn jobs(&self, scope: Scope, pre: &Prefilter) -> Vec<JobView> {
         let inner = self.lock();
-        let stored: Vec<Uuid> = inner
-            .archived
-            .iter()
-            .filter(|(_, a)| {
-                a.only_stored()
-                    && scope.admits(a.owner_uid)
-                    && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let (in_memory, stored) = inner.archived_split(|a| {
+            scope.admits(a.owner_uid) && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
+        });
         let mut v: Vec<JobView> = inner
             .jobs
             .values()
@@ -40,15 +33,9 @@ impl Source for Service {
             })
             .map(|e| e.view())
             .chain(
-                inner
-                    .archived
-                    .iter()
-                    .filter(|(_, a)| {
-                        !a.only_stored()
-                            && scope.admits(a.owner_uid)
-                            && pre.admits(a.state, a.priority, a.owner_uid, a.created_ms)
-                    })
-                    .filter_map(|(id, a)| a.view(*id, &self.store)),
+                in_memory
+                    .into_iter()
+                    .filter_map(|(id, a)| a.view(id, &self.store)),
             )
             .collect();
         drop(inner);
@@ -64,23 +51,16 @@ impl Source for Service {
 
     fn files(&self, scope: Scope) -> Vec<FileView> {
         let inner = self.lock();
-        let stored: Vec<Uuid> = inner
-            .archived
-            .iter()
-            .filter(|(_, a)| a.only_stored() && scope.admits(a.owner_uid))
-            .map(|(id, _)| *id)
-            .collect();
+        let (in_memory, stored) = inner.archived_split(|a| scope.admits(a.owner_uid));
         let mut v: Vec<FileView> = inner
             .jobs
             .values()
             .filter(|e| scope.admits(e.job.owner_uid))
             .flat_map(|e| e.file_views())
             .chain(
-                inner
-                    .archived
-                    .iter()
-                    .filter(|(_, a)| !a.only_stored() && scope.admits(a.owner_uid))
-                    .flat_map(|(id, a)| a.file_views(*id, &self.store)),
+                in_memory
+                    .into_iter()
+                    .flat_map(|(id, a)| a.file_views(id, &self.store)),
             )
             .collect();
         drop(inner);

@@ -379,6 +379,24 @@ impl Inner {
         true
     }
 
+    /// The archived jobs `keep` admits, split in two: those compact in memory (with their
+    /// ids) and the ids of those only in the store, to be read outside the lock
+    /// ([`super::Service::stored_jobs`]).
+    pub(crate) fn archived_split(
+        &self,
+        keep: impl Fn(&Archived) -> bool,
+    ) -> (Vec<(Uuid, &Archived)>, Vec<Uuid>) {
+        let (mut in_memory, mut stored) = (Vec::new(), Vec::new());
+        for (id, a) in self.archived.iter().filter(|(_, a)| keep(a)) {
+            if a.only_stored() {
+                stored.push(*id);
+            } else {
+                in_memory.push((*id, a));
+            }
+        }
+        (in_memory, stored)
+    }
+
     /// The archived job `id` of `owner`.
     pub(crate) fn archived_of(&self, owner: u32, id: Uuid) -> Option<&Archived> {
         self.archived.get(&id).filter(|a| a.owner_uid == owner)
