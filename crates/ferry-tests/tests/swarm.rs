@@ -124,6 +124,30 @@ async fn progressed(job: &Job, n: u64) {
     .await
 }
 
+/// Four machines started and reachable, the origin serving a `SIZE`-byte file made from
+/// `seed` as `big.bin` at `rate`, and a job for it on each machine (in order, none
+/// resumed): the world, the file's SHA-256 and the jobs.
+async fn four_machines_one_file(
+    names: [&str; 4],
+    rate: &str,
+    seed: u64,
+) -> (World, String, Vec<(Manager, Job)>) {
+    let mut w = World::new(&names, rate);
+    for i in 0..4 {
+        w.start(i);
+    }
+    w.all_up(&[0, 1, 2, 3]).await;
+    let data = content(SIZE, seed);
+    let sha = sha256_hex(&data);
+    w.origin.put("big.bin", &data);
+    let url = w.origin.url("big.bin");
+    let mut jobs = Vec::new();
+    for i in 0..4 {
+        jobs.push(job(w.m(i), &url, &sha).await);
+    }
+    (w, sha, jobs)
+}
+
 /// Waits until every job is transferred; checks each file's SHA-256.
 async fn all_transferred(jobs: &[&Job], sha: &str) {
     futures::future::join_all(jobs.iter().map(|j| transferred(j))).await;
@@ -134,19 +158,7 @@ async fn all_transferred(jobs: &[&Job], sha: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_four_machines_start_together_and_the_origin_sends_each_byte_about_once() {
-    let mut w = World::new(&["a", "b", "c", "d"], ORIGIN_RATE);
-    for i in 0..4 {
-        w.start(i);
-    }
-    w.all_up(&[0, 1, 2, 3]).await;
-    let data = content(SIZE, 14);
-    let sha = sha256_hex(&data);
-    w.origin.put("big.bin", &data);
-    let url = w.origin.url("big.bin");
-    let mut jobs = Vec::new();
-    for i in 0..4 {
-        jobs.push(job(w.m(i), &url, &sha).await);
-    }
+    let (w, sha, jobs) = four_machines_one_file(["a", "b", "c", "d"], ORIGIN_RATE, 14).await;
     for (_, j) in &jobs {
         j.resume().await.expect("resume");
     }
@@ -178,19 +190,7 @@ async fn swarm_four_machines_start_together_and_the_origin_sends_each_byte_about
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_machine_killed_mid_swarm_the_others_finish() {
-    let mut w = World::new(&["a", "b", "c", "d"], ORIGIN_RATE);
-    for i in 0..4 {
-        w.start(i);
-    }
-    w.all_up(&[0, 1, 2, 3]).await;
-    let data = content(SIZE, 15);
-    let sha = sha256_hex(&data);
-    w.origin.put("big.bin", &data);
-    let url = w.origin.url("big.bin");
-    let mut jobs = Vec::new();
-    for i in 0..4 {
-        jobs.push(job(w.m(i), &url, &sha).await);
-    }
+    let (mut w, sha, jobs) = four_machines_one_file(["a", "b", "c", "d"], ORIGIN_RATE, 15).await;
     for (_, j) in &jobs {
         j.resume().await.expect("resume");
     }
@@ -249,19 +249,7 @@ fn alter_written_pieces(path: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_altered_ranges_are_repaired_from_the_origin_and_the_liar_banned() {
-    let mut w = World::new(&["liar", "a", "b", "c"], ORIGIN_RATE);
-    for i in 0..4 {
-        w.start(i);
-    }
-    w.all_up(&[0, 1, 2, 3]).await;
-    let data = content(SIZE, 16);
-    let sha = sha256_hex(&data);
-    w.origin.put("big.bin", &data);
-    let url = w.origin.url("big.bin");
-    let mut jobs = Vec::new();
-    for i in 0..4 {
-        jobs.push(job(w.m(i), &url, &sha).await);
-    }
+    let (w, sha, jobs) = four_machines_one_file(["liar", "a", "b", "c"], ORIGIN_RATE, 16).await;
     // The liar starts alone, then its pieces on disk are altered: it serves them as they
     // are, with the whole file's SHA-256 known to every machine.
     jobs[0].1.resume().await.expect("resume");
@@ -308,20 +296,8 @@ async fn swarm_altered_ranges_are_repaired_from_the_origin_and_the_liar_banned()
 async fn swarm_machine_joins_late_and_leaves_early_and_no_one_hangs() {
     // A slower origin (about 11 s for the file): the late machine comes and goes while
     // the others are still at it.
-    let mut w = World::new(&["a", "b", "c", "late"], "50mbit");
-    for i in 0..4 {
-        w.start(i);
-    }
-    w.all_up(&[0, 1, 2, 3]).await;
-    let data = content(SIZE, 17);
-    let sha = sha256_hex(&data);
-    w.origin.put("big.bin", &data);
-    let url = w.origin.url("big.bin");
-    let mut jobs = Vec::new();
-    for i in 0..3 {
-        jobs.push(job(w.m(i), &url, &sha).await);
-    }
-    let (_late_mgr, late_job) = job(w.m(3), &url, &sha).await;
+    let (w, sha, mut jobs) = four_machines_one_file(["a", "b", "c", "late"], "50mbit", 17).await;
+    let (_late_mgr, late_job) = jobs.pop().expect("four jobs");
     for (_, j) in &jobs {
         j.resume().await.expect("resume");
     }
