@@ -325,13 +325,18 @@ async fn polite_info_shows_which_jobs_yield_and_their_rate() {
     ] {
         let job = start_download(&m, &env, "big.bin", dest, priority).await;
         let id = job.id().to_string();
+        // The controller says it yields from its first sample of the connection (every
+        // SAMPLE_INTERVAL), which can come after the first rate is shown: wait for both.
         let text = wait_until_future(DEADLINE, "ferry info to show a rate", || async {
             let mut cmd = ferry(&env);
             cmd.args(["info", &id]);
             let text = tokio::task::spawn_blocking(move || run_ok(cmd))
                 .await
                 .unwrap();
-            (text.contains("rate:") && text.contains("yielding:")).then_some(text)
+            let settled = text
+                .lines()
+                .any(|l| l.starts_with("yielding:") && l.contains(yielding));
+            (text.contains("rate:") && settled).then_some(text)
         })
         .await;
         let line = text
