@@ -35,6 +35,10 @@ pub struct Args {
     /// else ~/.config/ferry/ferryd.toml]; a missing file means the defaults
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Be one user's worker of the system-wide daemon (started by `ferryd --system` as
+    /// that user, with its control link; not for use by hand)
+    #[arg(long, hide = true, conflicts_with = "system")]
+    pub worker: bool,
 }
 
 impl Args {

@@ -4,6 +4,8 @@
 //! May use: nothing of the daemon (`ferry-common` for rates).
 
 mod peers;
+mod system;
+pub use system::SystemConfig;
 
 use std::time::Duration;
 
@@ -70,6 +72,8 @@ pub struct Config {
     pub schedules: Vec<Schedule>,
     /// Peer caching (`[peers]`).
     pub peers: PeersConfig,
+    /// The system-wide daemon's processes (`[system]`).
+    pub system: SystemConfig,
 }
 
 impl Default for Config {
@@ -97,6 +101,7 @@ impl Default for Config {
             socket_path: std::path::PathBuf::new(),
             schedules: Vec::new(),
             peers: PeersConfig::default(),
+            system: SystemConfig::default(),
         }
     }
 }
@@ -155,6 +160,7 @@ struct FileConfig {
     housekeeping_interval: Option<String>,
     bandwidth: Option<BandwidthFile>,
     peers: Option<peers::FilePeers>,
+    system: Option<SystemConfig>,
 }
 
 /// The `[bandwidth]` table.
@@ -315,6 +321,10 @@ impl Config {
         } else {
             c.peers = PeersConfig::default().resolved(path.parent());
         }
+        if let Some(s) = f.system {
+            s.check().map_err(|e| format!("{}: {e}", path.display()))?;
+            c.system = s;
+        }
         Ok(c)
     }
 }
@@ -452,6 +462,12 @@ mod shipped_example {
             let mut known = peers::KEYS.to_vec();
             known.sort();
             assert_eq!(listed, known, "{} lists every [peers] key", path.display());
+            let system = table["system"].as_table().expect("a [system] section");
+            let mut listed: Vec<&str> = system.keys().map(String::as_str).collect();
+            listed.sort();
+            let mut known = system::KEYS.to_vec();
+            known.sort();
+            assert_eq!(listed, known, "{} lists every [system] key", path.display());
         }
     }
 }

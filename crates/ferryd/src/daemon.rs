@@ -23,39 +23,63 @@ use crate::service::Service;
 use crate::store::Store;
 
 /// Everything the daemon needs to start.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub config: Config,
+    /// Per-user daemon, or a worker of the system-wide daemon.
+    pub role: Role,
 }
 
-/// The socket passed by systemd socket activation, if any (`LISTEN_PID`/`LISTEN_FDS`).
-fn activation_listener() -> Option<std::os::unix::net::UnixListener> {
-    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-    if pid != std::process::id() || fds < 1 {
-        return None;
+/// Which daemon this process is.
+#[derive(Debug)]
+pub enum Role {
+    /// The per-user daemon, on its socket: the one systemd passed, else its own.
+    PerUser(Option<std::os::unix::net::UnixListener>),
+    /// A worker of the system-wide daemon: its connections come from the broker on this
+    /// control link (`privsep/`).
+    Worker(std::os::unix::net::UnixStream),
+}
+
+/// The listening socket systemd passed by socket activation (`LISTEN_PID`/`LISTEN_FDS`,
+/// through sd-notify), if any. Called before any thread exists: it unsets the variables.
+pub fn activation_listener() -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
+    // SAFETY: called from main before the runtime (or any other thread) starts, so
+    // nothing reads the environment while it changes.
+    let mut fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() }
+        .context("reading the sockets systemd passed (LISTEN_FDS)")?;
+    let Some((fd, _name)) = fds.next() else {
+        return Ok(None);
+    };
+    // SAFETY: fstat and getsockopt only read the descriptor's metadata into locals.
+    let listening = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        let mut accepting: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        libc::fstat(fd, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+            && libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ACCEPTCONN,
+                (&mut accepting as *mut libc::c_int).cast(),
+                &mut len,
+            ) == 0
+            && accepting == 1
+    };
+    if !listening {
+        bail!("systemd passed descriptor {fd}, which is not a listening socket (check the .socket unit)");
     }
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
-    // SAFETY: systemd hands us fd 3 as the first listening socket and nothing else owns it.
-    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
-    // SAFETY: fd 3 is open (checked by fcntl returning non-negative).
-    unsafe {
-        let flags = libc::fcntl(3, libc::F_GETFD);
-        if flags < 0 {
-            return None;
-        }
-        libc::fcntl(3, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-    }
-    Some(listener)
+    // SAFETY: systemd handed us this listening socket and nothing else owns it.
+    Ok(Some(unsafe {
+        std::os::unix::net::UnixListener::from_raw_fd(fd)
+    }))
 }
 
 /// Creates the socket's folder with mode 0700, or 0755 for the system-wide daemon (a
 /// folder that already exists must be ours).
-fn prepare_socket_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
+pub fn prepare_socket_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
     let mode = if system { 0o755 } else { 0o700 };
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -82,7 +106,7 @@ fn prepare_socket_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
 
 /// Creates the state folder: 0700 with `replies/` for the per-user daemon; 0711 with
 /// `users/` (0711) for the system-wide one, whose users reach their own folders in it.
-fn prepare_state_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
+pub fn prepare_state_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
     let mode = if system { 0o711 } else { 0o700 };
     fs::DirBuilder::new()
         .recursive(true)
@@ -123,10 +147,36 @@ fn prepare_state_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A worker's lock on its user's store (`STATE/ferryd.lock`), waiting (bounded) for a
+/// worker of the same user that is still stopping to let go of it.
+async fn lock_worker(state_dir: &Path) -> anyhow::Result<InstanceLock> {
+    let path = state_dir.join("ferryd.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // SAFETY: flock on an open descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(InstanceLock(file));
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "another worker of this user still holds {} after a minute",
+                path.display()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Holds the single-instance lock for the daemon's lifetime.
 pub struct InstanceLock(#[allow(dead_code)] fs::File);
 
-fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
+pub fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
     let path = crate::paths::lock_path(socket);
     let file = fs::OpenOptions::new()
         .create(true)
@@ -148,7 +198,10 @@ fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
 
 /// Binds the socket (0600, or 0666 for the system-wide daemon), replacing a stale one
 /// only after a connect attempt shows nobody answers on it.
-fn bind_socket(socket: &Path, system: bool) -> anyhow::Result<std::os::unix::net::UnixListener> {
+pub fn bind_socket(
+    socket: &Path,
+    system: bool,
+) -> anyhow::Result<std::os::unix::net::UnixListener> {
     if fs::symlink_metadata(socket).is_ok() {
         match std::os::unix::net::UnixStream::connect(socket) {
             Ok(_) => bail!(
@@ -169,7 +222,7 @@ fn bind_socket(socket: &Path, system: bool) -> anyhow::Result<std::os::unix::net
     Ok(listener)
 }
 
-async fn termination() {
+pub async fn termination() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -203,38 +256,66 @@ fn watchdog(svc: std::sync::Arc<Service>) -> Option<tokio::task::JoinHandle<()>>
 /// Runs the daemon until SIGTERM, SIGINT or a Shutdown call.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     let system = opts.config.is_system();
-    prepare_state_dir(&opts.state_dir, system)?;
+    // A worker's folder is the user's own under the system state folder: private, as a
+    // per-user daemon's.
+    prepare_state_dir(&opts.state_dir, false)?;
 
-    let (std_listener, _lock, owns_socket) = match activation_listener() {
-        Some(l) => {
+    let (listener, link, _lock, owns_socket) = match opts.role {
+        Role::PerUser(Some(l)) => {
             tracing::info!("using the socket passed by systemd");
-            (l, None, false)
+            (Some(l), None, None, false)
         }
-        None => {
+        Role::PerUser(None) => {
             let dir = opts.socket.parent().unwrap_or(Path::new("/"));
-            prepare_socket_dir(dir, system)?;
+            prepare_socket_dir(dir, false)?;
             let lock = lock_instance(&opts.socket)?;
-            (bind_socket(&opts.socket, system)?, Some(lock), true)
+            (
+                Some(bind_socket(&opts.socket, false)?),
+                None,
+                Some(lock),
+                true,
+            )
+        }
+        Role::Worker(link) => {
+            let lock = lock_worker(&opts.state_dir).await?;
+            (None, Some(link), Some(lock), false)
         }
     };
-    std_listener.set_nonblocking(true)?;
-    let listener = UnixListener::from_std(std_listener)?;
 
     let store = Store::open(&opts.state_dir)?;
     let mut config = opts.config.clone();
     config.socket_path = opts.socket.clone();
     let svc = Service::open(config, store, crate::paths::current_uid())?;
-    if svc.config().peers.enabled {
+    // A worker of the system-wide daemon leaves the fleet to the machine's cache process.
+    if svc.config().peers.enabled && !system {
         let peers =
             crate::peers::Peers::start(&svc.config().peers, &opts.state_dir, svc.shared_store())
                 .await
                 .context("peer caching ([peers] in ferryd.toml)")?;
         svc.attach_peers(peers);
     }
+    // Where connections come from: the socket, or the broker.
+    let (incoming, broker) = match (listener, link) {
+        (Some(l), _) => {
+            l.set_nonblocking(true)?;
+            (crate::rpc::listen(UnixListener::from_std(l)?), None)
+        }
+        (None, Some(link)) => {
+            let (broker, incoming) = crate::privsep::worker::BrokerLink::start(link, svc.clone())?;
+            svc.attach_machine(broker.clone());
+            tokio::spawn(
+                broker
+                    .clone()
+                    .keep_broker_told(svc.clone(), svc.config().system.worker_idle_timeout),
+            );
+            (incoming, Some(broker))
+        }
+        (None, None) => unreachable!("a daemon has a socket or a broker"),
+    };
     tracing::info!(
         socket = %opts.socket.display(),
         state = %opts.state_dir.display(),
-        mode = if system { "system" } else { "user" },
+        mode = if system { "worker of the system-wide daemon" } else { "user" },
         "ferryd ready"
     );
 
@@ -287,7 +368,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(crate::rpc::serve(
         svc.clone(),
-        listener,
+        incoming,
+        broker
+            .clone()
+            .map(|b| b as std::sync::Arc<dyn crate::rpc::Broker>),
         opts.socket.clone(),
         opts.state_dir.clone(),
         {
@@ -295,15 +379,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             async move { svc.shutting_down().await }
         },
     ));
-    // The socket answers (connections queue until the server takes them): tell systemd.
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(if system {
-            "serving every user"
-        } else {
-            "serving its user"
-        }),
-    ]);
+    // The socket answers (connections queue until the server takes them): tell systemd,
+    // or the broker, which hands over the connections waiting for this worker.
+    match &broker {
+        Some(b) => b.ready(),
+        None => {
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("serving its user"),
+            ]);
+        }
+    }
     let watchdog = watchdog(svc.clone());
     stop.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

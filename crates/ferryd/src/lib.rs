@@ -4,6 +4,8 @@
 //! calls the `service` facade, which owns the jobs, writes them through to `store/`
 //! (SQLite) and hands runnable jobs to `engine/` (scheduler, workers, transfers per
 //! scheme); `owner/` does every job's file-system work and process starts as its owner.
+//! `privsep/` is the system-wide daemon: a root broker that hands each user's connections
+//! to a worker process of that user (which runs the per-user daemon's code).
 
 pub mod cli;
 pub mod config;
@@ -16,6 +18,7 @@ pub mod notify;
 pub mod owner;
 pub mod paths;
 pub mod peers;
+pub mod privsep;
 pub mod query;
 pub mod rpc;
 pub mod service;

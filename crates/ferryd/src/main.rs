@@ -32,14 +32,23 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before any thread exists: it unsets systemd's variables.
+    let passed = match daemon::activation_listener() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ferryd: {e:#}");
+            std::process::exit(2);
+        }
+    };
     let config_path = args.config.clone().unwrap_or_else(|| {
-        if args.system {
+        if args.system || args.worker {
             paths::system_config_path()
         } else {
             ferryd::config::default_config_path()
         }
     });
-    let mut config = match Config::load_as(&config_path, args.system.then_some(Mode::System)) {
+    let system = args.system || args.worker;
+    let mut config = match Config::load_as(&config_path, system.then_some(Mode::System)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferryd: configuration: {e}");
@@ -49,41 +58,21 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.max_concurrent_jobs {
         config.max_concurrent_jobs = n.max(1);
     }
-    let system = config.is_system();
-    if system {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!(
-                "ferryd: the system-wide daemon runs as root (it does each job's work as the \
-                 job's owner); start it with `systemctl start ferryd.socket`, or run ferryd \
-                 without --system for your own jobs"
-            );
-            std::process::exit(2);
-        }
-        // The daemon's own files (store, lock) are private; the threads and processes
-        // working for users set the users' umasks themselves. Set before any thread
-        // exists.
-        // SAFETY: umask only sets the mask.
-        unsafe { libc::umask(0o077) };
-    }
     let absolute = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p);
-    let opts = Options {
-        socket: absolute(args.socket.unwrap_or_else(|| {
-            if system {
-                paths::system_socket_path()
-            } else {
-                paths::socket_path()
-            }
-        })),
-        state_dir: absolute(args.state_dir.unwrap_or_else(|| {
-            if system {
-                paths::system_state_dir()
-            } else {
-                paths::state_dir()
-            }
-        })),
-        config,
-    };
+    let socket = absolute(args.socket.clone().unwrap_or_else(|| {
+        if config.is_system() {
+            paths::system_socket_path()
+        } else {
+            paths::socket_path()
+        }
+    }));
+    let state_dir = absolute(args.state_dir.clone().unwrap_or_else(|| {
+        if config.is_system() {
+            paths::system_state_dir()
+        } else {
+            paths::state_dir()
+        }
+    }));
     // The daemon works from `/`, whatever folder it was started from: it keeps no folder
     // busy (a caller's removable disk, a folder to be deleted), and handlers and notify
     // commands start in their own folder, never in the caller's.
@@ -91,15 +80,89 @@ fn main() -> anyhow::Result<()> {
         eprintln!("ferryd: cannot change to the folder /: {e}");
         std::process::exit(1);
     }
+    let role = if args.worker {
+        // Nobody, not even the user it runs as, may read this process's memory or
+        // descriptors (ptrace, /proc/PID/mem, /proc/PID/fd): it holds connections the
+        // broker vouched for.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        match ferryd::privsep::worker::inherited_link() {
+            Ok(link) => Ok(daemon::Role::Worker(link)),
+            Err(e) => {
+                eprintln!("ferryd: {e:#}");
+                std::process::exit(2);
+            }
+        }
+    } else if config.is_system() {
+        Err(passed)
+    } else {
+        Ok(daemon::Role::PerUser(passed))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ferryd")
         .build()?;
-    let result = runtime.block_on(daemon::run(opts));
+    // `Err`: the system-wide daemon's broker, with the socket systemd passed if any.
+    let result = match role {
+        Ok(role) => runtime.block_on(daemon::run(Options {
+            socket,
+            state_dir,
+            config,
+            role,
+        })),
+        Err(passed) => broker(socket, state_dir, config, config_path, passed, &runtime),
+    };
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Err(e) = &result {
         eprintln!("ferryd: {e:#}");
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The system-wide daemon's root broker (see `privsep/`).
+fn broker(
+    socket: std::path::PathBuf,
+    state_dir: std::path::PathBuf,
+    config: Config,
+    config_path: std::path::PathBuf,
+    passed: Option<std::os::unix::net::UnixListener>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "ferryd: the system-wide daemon runs as root (it starts each user's worker as \
+             that user); start it with `systemctl start ferryd.socket`, or run ferryd \
+             without --system for your own jobs"
+        );
+        std::process::exit(2);
+    }
+    // The broker's own files (the socket's lock, the users' folders before they are
+    // given away) are private. Set before any thread exists.
+    // SAFETY: umask only sets the mask.
+    unsafe { libc::umask(0o077) };
+    // Workers run this very program, opened now: a package upgrade that replaces the
+    // file does not mix versions, and the path need not be reachable by every user.
+    let program = std::fs::File::open("/proc/self/exe")?;
+    daemon::prepare_state_dir(&state_dir, true)?;
+    let (listener, _lock) = match passed {
+        Some(l) => (l, None),
+        None => {
+            let dir = socket.parent().unwrap_or(std::path::Path::new("/"));
+            daemon::prepare_socket_dir(dir, true)?;
+            let lock = daemon::lock_instance(&socket)?;
+            (daemon::bind_socket(&socket, true)?, Some(lock))
+        }
+    };
+    runtime.block_on(ferryd::privsep::run_broker(
+        ferryd::privsep::Options {
+            socket,
+            state_dir,
+            config,
+            config_path,
+            program,
+        },
+        listener,
+    ))
 }

@@ -375,6 +375,12 @@ pub struct Caller {
     pub pid: Option<u32>,
     /// The supplementary groups.
     pub groups: Vec<u32>,
+    /// The system-wide daemon's broker opened this connection for an administrator
+    /// (`uid`), who acts through it on the jobs of the worker that serves it.
+    pub vouched: bool,
+    /// The broker's id of the connection (a worker of the system-wide daemon), by which
+    /// the broker checks what it saw of the client when a worker asks for it.
+    pub connection: Option<u64>,
 }
 
 impl Caller {
@@ -385,6 +391,8 @@ impl Caller {
             gid,
             pid: None,
             groups: Vec::new(),
+            vouched: false,
+            connection: None,
         }
     }
 

@@ -183,6 +183,17 @@ impl Engine {
         self.scheduler.active()
     }
 
+    /// Background runs start only within `granted` of the machine's slots (a worker of
+    /// the system-wide daemon: the broker grants them).
+    pub fn set_machine_slots(&self, granted: u32) {
+        self.scheduler.set_machine_slots(granted);
+    }
+
+    /// How many of the machine's slots this daemon would use now, as it changes.
+    pub fn slots_wanted(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.scheduler.slots_wanted()
+    }
+
     /// Starts no run and lets no retry come due until [`Engine::unpause`] (runs under way
     /// go on until stopped).
     pub fn pause(&self) {

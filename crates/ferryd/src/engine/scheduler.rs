@@ -7,6 +7,11 @@
 //!
 //! The scheduler's lock is never held while the host is called, and the host may call the
 //! scheduler while holding its own lock (lock order: host, then scheduler).
+//!
+//! In a worker of the system-wide daemon, background runs also need one of the machine's
+//! slots, which the broker grants among the users with work (`set_machine_slots`); the
+//! scheduler says how many it would use ([`Scheduler::slots_wanted`]). Foreground jobs
+//! need none, as they need no local slot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -23,6 +28,8 @@ use crate::model::{mono_ms, Priority};
 /// A run in progress.
 struct Slot {
     job: Uuid,
+    /// Not a foreground job: it holds one of the slots.
+    background: bool,
     /// Fires to stop the run.
     cancel: CancellationToken,
     /// Fires when the run's worker has returned.
@@ -46,6 +53,9 @@ struct Queues {
     run_of: HashMap<Uuid, RunId>,
     seq: u64,
     next_run: RunId,
+    /// The machine's slots granted to this daemon (a worker of the system-wide daemon);
+    /// `None`: no one but this daemon shares the machine.
+    machine_slots: Option<u32>,
 }
 
 impl Queues {
@@ -72,6 +82,8 @@ pub struct Scheduler {
     max_concurrent: usize,
     state: Mutex<Queues>,
     wake: Notify,
+    /// Background slots this daemon would use now (see the module documentation).
+    wanted: tokio::sync::watch::Sender<u32>,
 }
 
 impl Scheduler {
@@ -80,7 +92,20 @@ impl Scheduler {
             max_concurrent: max_concurrent.max(1),
             state: Mutex::new(Queues::default()),
             wake: Notify::new(),
+            wanted: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Background runs start only within `granted` of the machine's slots from now on
+    /// (a worker of the system-wide daemon; runs already going are not stopped).
+    pub fn set_machine_slots(&self, granted: u32) {
+        self.state.lock().machine_slots = Some(granted);
+        self.wake.notify_one();
+    }
+
+    /// How many background slots this daemon would use now, as it changes.
+    pub fn slots_wanted(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.wanted.subscribe()
     }
 
     /// Puts `job` at the back of its priority's queue (out of the retry index); one that
@@ -255,6 +280,10 @@ impl Scheduler {
     pub(super) fn starts(&self) -> Vec<Start> {
         let mut s = self.state.lock();
         let mut running = s.runs.len();
+        let mut background = s.runs.values().filter(|r| r.background).count();
+        let granted = s.machine_slots.map_or(usize::MAX, |g| g as usize);
+        // Background jobs that would run if the machine granted the slots.
+        let mut would_run = background;
         // Walk the queue in order only as far as there are slots (foreground jobs come
         // first and take no slot limit): a long queue costs nothing per pass.
         let mut chosen = Vec::new();
@@ -269,7 +298,9 @@ impl Scheduler {
             } = &*s;
             for (&key, &job) in queue {
                 let foreground = key.0 == Priority::Foreground.rank();
-                if !foreground && running >= self.max_concurrent {
+                if !foreground
+                    && (running >= self.max_concurrent || would_run >= self.max_concurrent)
+                {
                     break;
                 }
                 if run_of.get(&job).is_some_and(|r| runs.contains_key(r))
@@ -277,12 +308,23 @@ impl Scheduler {
                 {
                     continue;
                 }
-                chosen.push((key, job));
+                if !foreground {
+                    would_run += 1;
+                    if background >= granted {
+                        continue;
+                    }
+                    background += 1;
+                }
+                chosen.push((key, job, !foreground));
                 running += 1;
             }
         }
+        self.wanted.send_if_modified(|w| {
+            let now = would_run.min(self.max_concurrent) as u32;
+            std::mem::replace(w, now) != now
+        });
         let mut out = Vec::with_capacity(chosen.len());
-        for (key, job) in chosen {
+        for (key, job, background) in chosen {
             s.queue.remove(&key);
             s.queued.remove(&job);
             s.pauses_when_metered.remove(&job);
@@ -293,6 +335,7 @@ impl Scheduler {
                 run,
                 Slot {
                     job,
+                    background,
                     cancel: cancel.clone(),
                     done: CancellationToken::new(),
                 },

@@ -345,4 +345,9 @@ impl Notifier {
     pub fn pending(&self, job: Uuid) -> usize {
         self.queues.lock().get(&job).map_or(0, |e| e.entries.len())
     }
+
+    /// True when no notification waits or runs for any job.
+    pub fn is_idle(&self) -> bool {
+        self.queues.lock().values().all(|q| q.entries.is_empty())
+    }
 }

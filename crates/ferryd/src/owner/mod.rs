@@ -3,29 +3,25 @@
 //! `cancel` and of a rejected file, reading an upload's source or a CA file, the reply
 //! file, checking a destination, starting a handler or a notify command.
 //!
-//! Per-user mode: the daemon's user owns every job, and the work runs on tokio's
-//! blocking pool as the daemon. System mode (a root daemon serving every user): the work
-//! runs on threads that have taken on the owner's file-system identity — uid, primary
-//! and supplementary groups, umask — before touching anything (`identity.rs`), and
-//! processes drop to the owner for good before `exec` (`process.rs`). Everything goes
-//! through [`Owner::run`] (or its twin `exec`), so no call site knows which mode it is in.
+//! A daemon runs as the user whose jobs it serves — the per-user daemon, or a worker of
+//! the system-wide daemon, which the root broker starts as that user (`privsep/`) — so
+//! the work runs on tokio's blocking pool as the daemon itself, and the kernel checks
+//! every path as the user's. What differs in a worker is the umask: a job keeps the umask
+//! of the process that created it (files appear with the mode that process would have
+//! given them), and handlers and notify commands run with it.
 //!
 //! May use: `model`, the standard library, tokio. Nothing else of the daemon.
 
 mod account;
-mod identity;
 mod output;
 mod parts;
 mod paths;
 mod process;
 
-use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use parking_lot::Mutex;
 use uuid::Uuid;
 
 pub use account::{group_id, Account};
@@ -34,96 +30,55 @@ pub use parts::{daemon_umask, sync_dir, CommitError};
 pub use paths::{check_destination, check_program, check_regular_file};
 pub use process::kill_group;
 
-/// The umask of a system-mode job whose creator's umask could not be read.
+/// The umask of a job whose creator's umask could not be read (a worker of the
+/// system-wide daemon).
 pub const DEFAULT_UMASK: u32 = 0o022;
 
 /// Whose files a job touches and as whom its processes run.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Owner {
     uid: u32,
-    /// The mask files are created with and processes run with (system mode); `None` in
-    /// the per-user daemon, whose own umask applies.
+    /// The mask files are created with and processes run with (a worker of the
+    /// system-wide daemon); `None` in the per-user daemon, whose own umask applies.
     umask: Option<u32>,
-    exec: Exec,
-    /// The daemon's folder for this owner: the handlers' log and default replies.
+    /// The daemon's own folder: the handlers' log and default replies.
     private_dir: PathBuf,
 }
 
-/// Where an owner's work runs.
-#[derive(Clone)]
-enum Exec {
-    /// On tokio's blocking pool, as the daemon (per-user mode).
-    Daemon,
-    /// On threads that are the owner (system mode).
-    As(Arc<identity::Pool>),
-}
-
-impl std::fmt::Debug for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Owner")
-            .field("uid", &self.uid)
-            .field("umask", &self.umask)
-            .field("as_owner", &matches!(self.exec, Exec::As(_)))
-            .finish()
-    }
-}
-
 /// Hands out the [`Owner`] of each uid.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Owners {
-    inner: Arc<OwnersInner>,
-}
-
-struct OwnersInner {
-    system: bool,
+    /// A worker of the system-wide daemon (jobs keep their creators' umasks).
+    worker: bool,
     daemon_uid: u32,
     state_dir: PathBuf,
-    /// The threads acting as each uid (system mode), made on first use.
-    pools: Mutex<HashMap<u32, Arc<identity::Pool>>>,
-}
-
-impl std::fmt::Debug for Owners {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Owners")
-            .field("system", &self.inner.system)
-            .field("daemon_uid", &self.inner.daemon_uid)
-            .finish()
-    }
 }
 
 impl Owners {
     /// A per-user daemon running as `daemon_uid` with its state in `state_dir`: it owns
-    /// every job it serves and does their work as itself.
+    /// every job it serves and does their work as itself, with its own umask.
     pub fn per_user(daemon_uid: u32, state_dir: PathBuf) -> Owners {
-        Owners::new(false, daemon_uid, state_dir)
-    }
-
-    /// The system-wide daemon (running as root) with its state in `state_dir`: each job's
-    /// work is done as the job's owner; each owner's handler log and replies live in
-    /// `state_dir/users/UID` (0700, theirs).
-    pub fn system(daemon_uid: u32, state_dir: PathBuf) -> Owners {
-        Owners::new(true, daemon_uid, state_dir)
-    }
-
-    fn new(system: bool, daemon_uid: u32, state_dir: PathBuf) -> Owners {
         Owners {
-            inner: Arc::new(OwnersInner {
-                system,
-                daemon_uid,
-                state_dir,
-                pools: Mutex::new(HashMap::new()),
-            }),
+            worker: false,
+            daemon_uid,
+            state_dir,
+        }
+    }
+
+    /// A worker of the system-wide daemon, running as `daemon_uid` (the user) with its
+    /// state in `state_dir`: each job's files get the umask of the process that created
+    /// it, and its processes run with that umask.
+    pub fn worker(daemon_uid: u32, state_dir: PathBuf) -> Owners {
+        Owners {
+            worker: true,
+            daemon_uid,
+            state_dir,
         }
     }
 
     /// The uid the daemon runs as.
     pub fn daemon_uid(&self) -> u32 {
-        self.inner.daemon_uid
-    }
-
-    /// True for the system-wide daemon.
-    pub fn is_system(&self) -> bool {
-        self.inner.system
+        self.daemon_uid
     }
 
     /// The owner with uid `uid`, for work not tied to one job (a handler's folder).
@@ -133,34 +88,18 @@ impl Owners {
 
     /// The owner of a job created with `umask` (see [`Owners::umask_of_process`]).
     pub fn with_umask(&self, uid: u32, umask: Option<u32>) -> Owner {
-        let i = &self.inner;
-        if !i.system {
-            return Owner {
-                uid,
-                umask: None,
-                exec: Exec::Daemon,
-                private_dir: i.state_dir.clone(),
-            };
-        }
-        let private_dir = i.state_dir.join("users").join(uid.to_string());
-        let pool = i
-            .pools
-            .lock()
-            .entry(uid)
-            .or_insert_with(|| identity::Pool::new(uid, private_dir.clone()))
-            .clone();
         Owner {
             uid,
-            umask: Some(umask.unwrap_or(DEFAULT_UMASK) & 0o777),
-            exec: Exec::As(pool),
-            private_dir,
+            umask: self.worker.then(|| umask.unwrap_or(DEFAULT_UMASK) & 0o777),
+            private_dir: self.state_dir.clone(),
         }
     }
 
-    /// The umask a job created by process `pid` keeps: that process's, in system mode
-    /// (else [`DEFAULT_UMASK`]); none in the per-user daemon, whose own applies.
+    /// The umask a job created by process `pid` keeps: that process's, in a worker of
+    /// the system-wide daemon (else [`DEFAULT_UMASK`]); none in the per-user daemon,
+    /// whose own applies.
     pub fn umask_of_process(&self, pid: Option<u32>) -> Option<u32> {
-        if !self.inner.system {
+        if !self.worker {
             return None;
         }
         Some(
@@ -188,40 +127,16 @@ impl Owner {
             .join(format!("{job}.reply"))
     }
 
-    /// Runs blocking work as this owner; `failed` makes the result when the work could
-    /// not run (the owner's identity could not be taken on, or the work panicked).
+    /// Runs blocking work as this owner (on the blocking pool); `failed` makes the result
+    /// when the work could not run (it panicked).
     async fn exec<R: Send + 'static>(
         &self,
         work: impl FnOnce() -> R + Send + 'static,
         failed: impl FnOnce(String) -> R + Send + 'static,
     ) -> R {
-        match &self.exec {
-            Exec::Daemon => tokio::task::spawn_blocking(work)
-                .await
-                .unwrap_or_else(|e| failed(format!("a file-system task failed: {e}"))),
-            Exec::As(pool) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let umask = self.umask;
-                pool.submit(Box::new(move |identity: io::Result<()>| {
-                    let outcome = match identity {
-                        Ok(()) => {
-                            if let Some(m) = umask {
-                                // SAFETY: this thread has its own umask (CLONE_FS unshared).
-                                unsafe { libc::umask(m as libc::mode_t) };
-                            }
-                            Ok(work())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let _ = tx.send(outcome);
-                }));
-                match rx.await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => failed(e),
-                    Err(_) => failed("a file-system task failed (it panicked)".into()),
-                }
-            }
-        }
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| failed(format!("a file-system task failed: {e}")))
     }
 
     /// Runs blocking file-system work as this owner.
@@ -258,18 +173,17 @@ impl Owner {
     /// Writes `data` at offset 0 of a part file, creating it first when `file` is `None`:
     /// a small body in one blocking call.
     ///
-    /// The daemon's own files (the per-user daemon) up to [`INLINE_WRITE_MAX`] bytes are
-    /// written on the calling thread: creating and writing a small file costs less than
-    /// the hand-off to a blocking thread and back, which was most of ferryd's time for a
-    /// job of thousands of small files (scenario 3 of `bench/run`). An owner's files in
-    /// system mode are written by that owner's threads, as everything else.
+    /// Bodies up to [`INLINE_WRITE_MAX`] bytes are written on the calling thread:
+    /// creating and writing a small file costs less than the hand-off to a blocking
+    /// thread and back, which was most of ferryd's time for a job of thousands of small
+    /// files (scenario 3 of `bench/run`).
     pub async fn write_part(
         &self,
         path: PathBuf,
         file: Option<File>,
         data: Vec<u8>,
     ) -> io::Result<()> {
-        if matches!(self.exec, Exec::Daemon) && data.len() <= INLINE_WRITE_MAX {
+        if data.len() <= INLINE_WRITE_MAX {
             return parts::write_part(&path, file, &data);
         }
         self.run(move || parts::write_part(&path, file, &data))
@@ -399,37 +313,25 @@ impl Owner {
     /// A command that runs `argv` as this owner (a handler or a notify command), with
     /// standard input closed, its output where `output` says, in a process group of its
     /// own, in `workdir` else the owner's home; `Ok(None)` when `argv` is empty. The
-    /// caller adds the `FERRY_` variables. System mode: the process runs as the owner
-    /// (ids, groups, umask) with a clean environment (see `process.rs`); per-user: as the
-    /// daemon, in its environment.
+    /// caller adds the `FERRY_` variables. It runs as the daemon (which is the owner), in
+    /// its environment, with the job's umask in a worker of the system-wide daemon.
     pub async fn command(
         &self,
         argv: &[String],
         workdir: Option<&str>,
         output: &Output,
     ) -> Result<Option<tokio::process::Command>, String> {
-        match &self.exec {
-            Exec::Daemon => {
-                let log = output::open_log(output.log(None).as_deref());
-                let dir = match workdir {
-                    Some(d) => PathBuf::from(d),
-                    None => self.home(),
-                };
-                Ok(process::command(argv, &dir, output::stdio(output, log)))
-            }
-            Exec::As(_) => {
-                let uid = self.uid;
-                // The account is looked up, and the log opened, as the owner.
-                let log = output.log(Some(&self.private_dir));
-                let (account, log) = self
-                    .run(move || Ok((Account::of(uid), output::open_log(log.as_deref()))))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let umask = self.umask.unwrap_or(DEFAULT_UMASK);
-                process::command_as(&account, umask, argv, workdir, output::stdio(output, log))
-                    .map_err(|e| format!("preparing the command: {e}"))
-            }
-        }
+        let log = output::open_log(output.log(None).as_deref());
+        let dir = match workdir {
+            Some(d) => PathBuf::from(d),
+            None => self.home(),
+        };
+        Ok(process::command(
+            argv,
+            &dir,
+            self.umask,
+            output::stdio(output, log),
+        ))
     }
 
     /// Starts a command made by [`command`](Self::command) with the same `output`, and
@@ -440,16 +342,7 @@ impl Owner {
         output: &Output,
     ) -> io::Result<tokio::process::Child> {
         let log = match output {
-            Output::Tagged { .. } => match &self.exec {
-                Exec::Daemon => output::open_log(output.log(None).as_deref()),
-                Exec::As(_) => {
-                    let log = output.log(Some(&self.private_dir));
-                    self.run(move || Ok(output::open_log(log.as_deref())))
-                        .await
-                        .ok()
-                        .flatten()
-                }
-            },
+            Output::Tagged { .. } => output::open_log(output.log(None).as_deref()),
             _ => None,
         };
         let mut child = cmd.spawn()?;

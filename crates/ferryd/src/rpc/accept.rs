@@ -24,7 +24,7 @@ fn out_of_resources(e: &io::Error) -> bool {
 }
 
 /// The connections accepted on `listener`, pausing (not failing) while out of descriptors.
-pub(super) fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<UnixStream>> {
+pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<UnixStream>> {
     futures::stream::unfold(listener, |listener| async move {
         let mut short = false;
         loop {

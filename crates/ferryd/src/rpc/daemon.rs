@@ -6,12 +6,15 @@ use std::sync::Arc;
 use ferry_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::caller;
+use super::relay::Broker;
+use super::{admin_caller, caller};
 use crate::service::Service;
 
 /// The `Daemon` service.
 pub struct DaemonApi {
     pub svc: Arc<Service>,
+    /// The system-wide daemon's broker (a worker only), which stops the machine's daemon.
+    pub broker: Option<Arc<dyn Broker>>,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
 }
@@ -22,7 +25,7 @@ impl pb::daemon_server::Daemon for DaemonApi {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        caller(&req)?;
+        admin_caller(&req)?;
         let cost = self.svc.cost_state();
         Ok(Response::new(pb::StatusResponse {
             pid: std::process::id(),
@@ -59,6 +62,11 @@ impl pb::daemon_server::Daemon for DaemonApi {
     ) -> Result<Response<pb::ShutdownResponse>, Status> {
         let caller = caller(&req)?;
         self.svc.may_shut_down(&caller)?;
+        if let (Some(broker), Some(conn)) = (&self.broker, caller.connection) {
+            // The machine's daemon: the broker checks and stops every worker, this one too.
+            broker.shutdown(conn).await?;
+            return Ok(Response::new(pb::ShutdownResponse {}));
+        }
         tracing::info!(uid = caller.uid, "shutdown requested by a client");
         self.svc.request_shutdown();
         Ok(Response::new(pb::ShutdownResponse {}))

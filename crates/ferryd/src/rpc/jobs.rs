@@ -10,8 +10,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{caller, convert, end_for_shutdown, job_id, BoxStream};
-use crate::service::{FileSpec, JobChanges, NewJob, Scope, Service};
+use super::relay::{self, Broker};
+use super::{admin_caller, caller, convert, end_for_shutdown, job_id, BoxStream};
+use crate::service::{Caller, FileSpec, JobChanges, NewJob, Scope, Service};
+use pb::jobs_client::JobsClient;
+use tonic::transport::Channel;
 
 /// Items in a page when the request does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -24,6 +27,86 @@ pub const PAGE_BYTES: usize = 1 << 20;
 /// The `Jobs` service.
 pub struct JobsApi {
     pub svc: Arc<Service>,
+    /// The system-wide daemon's broker (a worker only): an administrator's calls reach
+    /// the other users' jobs through it.
+    pub broker: Option<Arc<dyn Broker>>,
+}
+
+impl JobsApi {
+    /// `local`'s answer; when it is "not found" and an administrator asks (in a worker of
+    /// the system-wide daemon), the answer of the worker that has the job.
+    async fn here_or_elsewhere<T, F, Fut>(
+        &self,
+        caller: &Caller,
+        local: Result<T, Status>,
+        call: F,
+    ) -> Result<T, Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        match local {
+            Err(e) if e.code() == tonic::Code::NotFound => {
+                match relay::for_admin(&self.broker, caller, self.svc.is_admin(caller)) {
+                    Some((broker, conn)) => relay::the_one_that_has_it(
+                        relay::on_every_worker(broker, conn, call).await?,
+                        e,
+                    ),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The other users' jobs for an administrator's `ListJobs` with `all_users` (in a
+    /// worker of the system-wide daemon): up to `limit` from each after `after`, and
+    /// whether any has more.
+    async fn other_users_jobs(
+        &self,
+        caller: &Caller,
+        all: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<(Vec<pb::Job>, bool), Status> {
+        let Some((broker, conn)) =
+            relay::for_admin(&self.broker, caller, self.svc.is_admin(caller))
+        else {
+            return Ok((Vec::new(), false));
+        };
+        let request = pb::ListJobsRequest {
+            all,
+            all_users: true,
+            page_size: limit as i32,
+            page_token: after
+                .map(|after| {
+                    PageToken::Jobs {
+                        all,
+                        all_users: true,
+                        after,
+                    }
+                    .encode()
+                })
+                .unwrap_or_default(),
+        };
+        let answers = relay::on_every_worker(broker, conn, |ch| {
+            let request = request.clone();
+            async move { Ok(JobsClient::new(ch).list_jobs(request).await?.into_inner()) }
+        })
+        .await?;
+        let mut jobs = Vec::new();
+        let mut more = false;
+        for (uid, a) in answers {
+            match a {
+                Ok(page) => {
+                    more |= !page.next_page_token.is_empty();
+                    jobs.extend(page.jobs);
+                }
+                Err(e) => tracing::warn!(uid, "the jobs of uid {uid} could not be listed: {e}"),
+            }
+        }
+        Ok((jobs, more))
+    }
 }
 
 /// The number of items a request may get.
@@ -214,19 +297,30 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        let caller = caller(&req)?;
-        let id = job_id(&req.get_ref().job_id)?;
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
         let owner = self.svc.acting_owner(&caller, id);
-        Ok(Response::new(pb::GetJobResponse {
-            job: Some(convert::job(&self.svc.get_job(owner, id)?)),
-        }))
+        let local = self
+            .svc
+            .get_job(owner, id)
+            .map(|v| pb::GetJobResponse {
+                job: Some(convert::job(&v)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).get_job(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn list_jobs(
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let caller = caller(&req)?;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let limit = page_size(r.page_size)?;
         let after = match PageToken::decode(&r.page_token)? {
@@ -245,13 +339,23 @@ impl pb::jobs_server::Jobs for JobsApi {
         };
         let page = self.svc.list_jobs_page(scope, r.all, after, limit);
         let mut jobs: Vec<pb::Job> = page.items.iter().map(convert::job).collect();
+        let mut more = page.more;
+        if r.all_users {
+            // Every other user's jobs are in their own workers (system-wide daemon).
+            let (others, others_more) = self.other_users_jobs(&caller, r.all, after, limit).await?;
+            if !others.is_empty() {
+                jobs.extend(others);
+                jobs.sort_by(|a, b| a.id.cmp(&b.id));
+                more |= others_more || jobs.len() > limit;
+                jobs.truncate(limit);
+            }
+        }
         let cut = fit_page(&mut jobs);
-        let last = jobs.len().checked_sub(1).and_then(|i| page.items.get(i));
-        let next_page_token = match (page.more || cut, last) {
+        let next_page_token = match (more || cut, jobs.last()) {
             (true, Some(last)) => PageToken::Jobs {
                 all: r.all,
                 all_users: r.all_users,
-                after: last.job.id,
+                after: job_id(&last.id)?,
             }
             .encode(),
             _ => String::new(),
@@ -266,7 +370,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::ListFilesRequest>,
     ) -> Result<Response<pb::ListFilesResponse>, Status> {
-        let caller = caller(&req)?;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
         let limit = page_size(r.page_size)?;
@@ -276,71 +380,131 @@ impl pb::jobs_server::Jobs for JobsApi {
             Some(_) => return Err(token_mismatch("ListFiles of another job")),
         };
         let owner = self.svc.acting_owner(&caller, id);
-        let page = self.svc.list_files_page(owner, id, after, limit)?;
-        let mut files: Vec<pb::File> = page.items.iter().map(convert::file).collect();
-        let cut = fit_page(&mut files);
-        let next_page_token = match (page.more || cut, files.last()) {
-            (true, Some(last)) => PageToken::Files {
-                job: id,
-                after: last.index,
-            }
-            .encode(),
-            _ => String::new(),
+        let local = self
+            .svc
+            .list_files_page(owner, id, after, limit)
+            .map_err(Status::from)
+            .map(|page| {
+                let mut files: Vec<pb::File> = page.items.iter().map(convert::file).collect();
+                let cut = fit_page(&mut files);
+                let next_page_token = match (page.more || cut, files.last()) {
+                    (true, Some(last)) => PageToken::Files {
+                        job: id,
+                        after: last.index,
+                    }
+                    .encode(),
+                    _ => String::new(),
+                };
+                pb::ListFilesResponse {
+                    files,
+                    next_page_token,
+                }
+            });
+        let r = pb::ListFilesRequest {
+            job_id: r.job_id,
+            page_size: r.page_size,
+            page_token: r.page_token,
         };
-        Ok(Response::new(pb::ListFilesResponse {
-            files,
-            next_page_token,
-        }))
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).list_files(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn resume_job(
         &self,
         req: Request<pb::ResumeJobRequest>,
     ) -> Result<Response<pb::ResumeJobResponse>, Status> {
-        let caller = caller(&req)?;
-        let id = job_id(&req.get_ref().job_id)?;
-        let view = self.svc.resume_as(&caller, id).await?;
-        Ok(Response::new(pb::ResumeJobResponse {
-            job: Some(convert::job(&view)),
-        }))
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let local = self
+            .svc
+            .resume_as(&caller, id)
+            .await
+            .map(|view| pb::ResumeJobResponse {
+                job: Some(convert::job(&view)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).resume_job(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn suspend_job(
         &self,
         req: Request<pb::SuspendJobRequest>,
     ) -> Result<Response<pb::SuspendJobResponse>, Status> {
-        let caller = caller(&req)?;
-        let id = job_id(&req.get_ref().job_id)?;
-        let view = self.svc.suspend_as(&caller, id).await?;
-        Ok(Response::new(pb::SuspendJobResponse {
-            job: Some(convert::job(&view)),
-        }))
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let local = self
+            .svc
+            .suspend_as(&caller, id)
+            .await
+            .map(|view| pb::SuspendJobResponse {
+                job: Some(convert::job(&view)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).suspend_job(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn cancel_job(
         &self,
         req: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        let caller = caller(&req)?;
-        let id = job_id(&req.get_ref().job_id)?;
-        let view = self.svc.cancel_as(&caller, id).await?;
-        Ok(Response::new(pb::CancelJobResponse {
-            job: Some(convert::job(&view)),
-        }))
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let local = self
+            .svc
+            .cancel_as(&caller, id)
+            .await
+            .map(|view| pb::CancelJobResponse {
+                job: Some(convert::job(&view)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).cancel_job(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn complete_job(
         &self,
         req: Request<pb::CompleteJobRequest>,
     ) -> Result<Response<pb::CompleteJobResponse>, Status> {
-        let caller = caller(&req)?;
-        let id = job_id(&req.get_ref().job_id)?;
-        let out = self.svc.complete_as(&caller, id).await?;
-        Ok(Response::new(pb::CompleteJobResponse {
-            job: Some(convert::job(&out.view)),
-            files_committed: out.committed,
-            files_discarded: out.discarded,
-        }))
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let local = self
+            .svc
+            .complete_as(&caller, id)
+            .await
+            .map(|out| pb::CompleteJobResponse {
+                job: Some(convert::job(&out.view)),
+                files_committed: out.committed,
+                files_discarded: out.discarded,
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).complete_job(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn set_job_properties(
@@ -363,11 +527,24 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let caller = caller(&req)?;
-        let id = job_id(&req.get_ref().job_id)?;
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
         let uid = self.svc.acting_owner(&caller, id);
         let mut events = self.svc.subscribe();
-        let first = self.svc.get_job(uid, id)?;
+        let first = match self.svc.get_job(uid, id) {
+            Ok(first) => first,
+            Err(e) => {
+                // Another user's job, for an administrator: watched where it lives.
+                let stream = self
+                    .here_or_elsewhere(&caller, Err(Status::from(e)), |ch| {
+                        let r = r.clone();
+                        async move { Ok(JobsClient::new(ch).watch_job(r).await?.into_inner()) }
+                    })
+                    .await?;
+                return Ok(Response::new(Box::pin(stream)));
+            }
+        };
         let (tx, rx) = mpsc::channel(16);
         let svc = self.svc.clone();
         tokio::spawn(async move {

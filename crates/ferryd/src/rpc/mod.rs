@@ -26,6 +26,7 @@ mod notifications;
 mod peer;
 mod peers;
 mod queries;
+mod relay;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -42,7 +43,9 @@ use tonic::{Request, Status};
 use uuid::Uuid;
 
 use crate::service::{validate, Caller, Service};
-use peer::{Peer, PeerStream};
+use peer::Peer;
+pub use peer::{peer_credentials, PeerStream};
+pub use relay::Broker;
 
 /// The stream type of every streaming call.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -53,8 +56,24 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// How long a stream ended by a shutdown waits for room to say so.
 const SHUTDOWN_NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Who is calling: the peer's credentials (the interceptor has already checked them).
+/// Who is calling: the peer's credentials (the interceptor has already checked them),
+/// for a call that acts as the caller. A connection the broker opened for an
+/// administrator serves only the calls an administrator may make on another user's jobs
+/// (see [`admin_caller`]); everything else is refused on it.
 pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let c = admin_caller(req)?;
+    if c.vouched {
+        return Err(Status::permission_denied(
+            "an administrator may look at, resume, suspend, cancel and complete another \
+             user's jobs, nothing else",
+        ));
+    }
+    Ok(c)
+}
+
+/// Who is calling, for the calls an administrator may make on another user's jobs
+/// (get, list, resume, suspend, cancel, complete, watch, queries, status).
+pub fn admin_caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Peer>()
         .and_then(|p| p.caller.clone())
@@ -78,24 +97,20 @@ async fn end_for_shutdown<T>(tx: &mpsc::Sender<Result<T, Status>>) {
     let _ = tokio::time::timeout(SHUTDOWN_NOTICE_TIMEOUT, tx.send(Err(shutting_down()))).await;
 }
 
-/// The per-user daemon refuses every call from a process whose uid is not `daemon_uid`
-/// (root is not special: it serves its user only). The system-wide daemon (`system`)
-/// takes calls from everyone whose credentials are known; what each may do is the
-/// facade's business.
-fn check_peer(
-    daemon_uid: u32,
-    system: bool,
-) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+/// Every call from a process whose uid is not `daemon_uid` is refused (root is not
+/// special: a daemon serves its user only). A worker of the system-wide daemon also takes
+/// the connections the broker opened for an administrator.
+fn check_peer(daemon_uid: u32) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |req: Request<()>| {
         let peer = req
             .extensions()
             .get::<Peer>()
             .and_then(|p| p.caller.as_ref())
-            .map(|c| c.uid);
+            .map(|c| (c.uid, c.vouched));
         match peer {
-            Some(_) if system => Ok(req),
-            Some(uid) if uid == daemon_uid => Ok(req),
-            Some(uid) => {
+            Some((_, true)) => Ok(req),
+            Some((uid, false)) if uid == daemon_uid => Ok(req),
+            Some((uid, false)) => {
                 tracing::warn!(uid, "refused a call from another user");
                 Err(Status::permission_denied(format!(
                     "this ferryd serves uid {daemon_uid} only; you are uid {uid}: \
@@ -109,15 +124,25 @@ fn check_peer(
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// The connections accepted on `listener` (the per-user daemon's socket).
+pub fn listen(listener: UnixListener) -> BoxStream<PeerStream> {
+    Box::pin(accept::incoming(listener).map(|s| s.map(PeerStream::new).map_err(Status::from)))
+}
+
+/// The accept loop's pause while out of descriptors, for the broker's own loop.
+pub use accept::incoming as accept_connections;
+
+/// Serves the connections of `incoming` until `shutdown` resolves. `broker`: the
+/// system-wide daemon's broker, when this is one of its workers.
 pub async fn serve(
     svc: Arc<Service>,
-    listener: UnixListener,
+    incoming: BoxStream<PeerStream>,
+    broker: Option<Arc<dyn Broker>>,
     socket: PathBuf,
     state_dir: PathBuf,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let check = check_peer(svc.uid(), svc.config().is_system());
+    let check = check_peer(svc.uid());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -128,21 +153,28 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the embedded descriptor set is valid");
-    let jobs = pb::jobs_server::JobsServer::new(jobs::JobsApi { svc: svc.clone() })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let jobs = pb::jobs_server::JobsServer::new(jobs::JobsApi {
+        svc: svc.clone(),
+        broker: broker.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
     let notifications =
         pb::notifications_server::NotificationsServer::new(notifications::NotificationsApi {
             svc: svc.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let queries = pb::queries_server::QueriesServer::new(queries::QueriesApi { svc: svc.clone() })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let queries = pb::queries_server::QueriesServer::new(queries::QueriesApi {
+        svc: svc.clone(),
+        broker: broker.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
     let peers = pb::peers_server::PeersServer::new(peers::PeersApi { svc: svc.clone() });
     let daemon = pb::daemon_server::DaemonServer::new(daemon::DaemonApi {
         svc,
+        broker,
         socket,
         state_dir,
     });
@@ -155,9 +187,6 @@ pub async fn serve(
         .add_service(peers)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(
-            accept::incoming(listener).map(|s| s.map(PeerStream::new)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming.map(|s| s.map_err(std::io::Error::other)), shutdown)
         .await
 }

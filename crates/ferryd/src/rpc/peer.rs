@@ -2,6 +2,13 @@
 //! the client connected (`SO_PEERCRED`) and its supplementary groups (`SO_PEERGROUPS`),
 //! read once as the connection is accepted and attached to every request on it. A caller
 //! cannot claim to be someone else: these come from the kernel, not from the request.
+//!
+//! A worker of the system-wide daemon gets its connections from the broker (which
+//! accepted them): the kernel's record is the client's all the same, since it is made at
+//! `connect`. A connection the broker opened itself for an administrator carries the
+//! broker's own credentials; the broker's word (the administrator's uid, sent on the
+//! worker's control link) stands for the caller then. Each connection from the broker has
+//! the broker's id, and the broker hears when it closes.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -18,6 +25,8 @@ use crate::service::Caller;
 pub struct PeerStream {
     stream: UnixStream,
     peer: Peer,
+    /// Tells the broker that the connection closed (a worker's connections only).
+    on_close: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 /// What every request on a connection carries (the request's extensions).
@@ -36,11 +45,57 @@ impl PeerStream {
         PeerStream {
             stream,
             peer: Peer { caller },
+            on_close: None,
+        }
+    }
+
+    /// A connection the broker handed over as `id`; `admin`: the broker opened it for
+    /// this administrator. `on_close` is called with `id` when it closes.
+    pub fn from_broker(
+        stream: UnixStream,
+        id: u64,
+        admin: Option<u32>,
+        on_close: Box<dyn FnOnce(u64) + Send + Sync>,
+    ) -> PeerStream {
+        let caller = match admin {
+            Some(uid) => Some(Caller {
+                uid,
+                gid: uid,
+                pid: None,
+                groups: Vec::new(),
+                vouched: true,
+                connection: Some(id),
+            }),
+            None => credentials(&stream)
+                .map(|c| Caller {
+                    connection: Some(id),
+                    ..c
+                })
+                .map_err(|e| tracing::warn!("the peer's credentials could not be read: {e}"))
+                .ok(),
+        };
+        PeerStream {
+            stream,
+            peer: Peer { caller },
+            on_close: Some(Box::new(move || on_close(id))),
         }
     }
 }
 
-fn credentials(stream: &UnixStream) -> io::Result<Caller> {
+impl Drop for PeerStream {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_close.take() {
+            f();
+        }
+    }
+}
+
+/// The kernel's record of who made a connection (the broker reads it at `accept`).
+pub fn peer_credentials(stream: &impl AsRawFd) -> io::Result<Caller> {
+    credentials(stream)
+}
+
+fn credentials(stream: &impl AsRawFd) -> io::Result<Caller> {
     let fd = stream.as_raw_fd();
     let mut cred = libc::ucred {
         pid: 0,
@@ -66,6 +121,8 @@ fn credentials(stream: &UnixStream) -> io::Result<Caller> {
         gid: cred.gid,
         pid: u32::try_from(cred.pid).ok().filter(|p| *p > 0),
         groups: peer_groups(fd)?,
+        vouched: false,
+        connection: None,
     })
 }
 

@@ -9,8 +9,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{caller, convert, end_for_shutdown, job_id, BoxStream};
-use crate::service::{EventFilter, Service};
+use super::relay::{self, Broker};
+use super::{admin_caller, convert, end_for_shutdown, job_id, BoxStream};
+use crate::service::{Caller, EventFilter, Service};
+use pb::queries_client::QueriesClient;
 
 /// Objects per batch when the client does not say.
 const DEFAULT_BATCH: usize = 100;
@@ -23,6 +25,62 @@ pub const EVENT_BUFFER: usize = 1024;
 /// The `Queries` service.
 pub struct QueriesApi {
     pub svc: Arc<Service>,
+    /// The system-wide daemon's broker (a worker only): an administrator's queries and
+    /// methods reach the other users' jobs through it.
+    pub broker: Option<Arc<dyn Broker>>,
+}
+
+impl QueriesApi {
+    /// The objects a data query finds in the other users' workers, for an administrator
+    /// (in a worker of the system-wide daemon); none otherwise.
+    async fn other_users_objects(
+        &self,
+        caller: &Caller,
+        wql: &str,
+    ) -> Result<Vec<pb::Object>, Status> {
+        let Some((broker, conn)) =
+            relay::for_admin(&self.broker, caller, self.svc.is_admin(caller))
+        else {
+            return Ok(Vec::new());
+        };
+        let answers = relay::on_every_worker(broker, conn, |ch| {
+            let request = pb::ExecQueryRequest {
+                wql: wql.to_string(),
+                flags: 0,
+                batch_size: 0,
+            };
+            async move {
+                use pb::exec_query_response::Kind;
+                let mut stream = QueriesClient::new(ch)
+                    .exec_query(request)
+                    .await?
+                    .into_inner();
+                let mut objects = Vec::new();
+                while let Some(m) = stream.message().await? {
+                    match m.kind {
+                        Some(Kind::Batch(b)) => objects.extend(b.objects),
+                        Some(Kind::Status(st)) if st.code != Code::Ok as i32 => {
+                            return Err(Status::internal(st.message))
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(objects)
+            }
+        })
+        .await?;
+        let mut objects = Vec::new();
+        for (uid, a) in answers {
+            match a {
+                Ok(o) => objects.extend(o),
+                Err(e) => tracing::warn!(
+                    uid,
+                    "the query could not run over the jobs of uid {uid}: {e}"
+                ),
+            }
+        }
+        Ok(objects)
+    }
 }
 
 fn final_status(code: Code, message: impl Into<String>) -> pb::FinalStatus {
@@ -53,9 +111,11 @@ impl pb::queries_server::Queries for QueriesApi {
         req: Request<pb::ExecQueryRequest>,
     ) -> Result<Response<Self::ExecQueryStream>, Status> {
         use pb::exec_query_response::Kind;
-        let scope = self.svc.scope_of(&caller(&req)?);
+        let caller = admin_caller(&req)?;
+        let scope = self.svc.scope_of(&caller);
         let req = req.into_inner();
         let plan = self.svc.plan_select(&req.wql)?;
+        let others = self.other_users_objects(&caller, &req.wql).await?;
         let size = if req.batch_size == 0 {
             DEFAULT_BATCH
         } else {
@@ -65,12 +125,17 @@ impl pb::queries_server::Queries for QueriesApi {
         let svc = self.svc.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let objects = svc.run_select(scope, &plan);
+            let mut objects: Vec<pb::Object> = svc
+                .run_select(scope, &plan)
+                .iter()
+                .map(convert::object)
+                .collect();
+            objects.extend(others);
             let total = objects.len() as u64;
             let mut done = 0u64;
             for chunk in objects.chunks(size) {
                 let batch = pb::ObjectBatch {
-                    objects: chunk.iter().map(convert::object).collect(),
+                    objects: chunk.to_vec(),
                 };
                 if tx
                     .send(Ok(query_message(Kind::Batch(batch))))
@@ -108,7 +173,7 @@ impl pb::queries_server::Queries for QueriesApi {
         req: Request<pb::ExecNotificationQueryRequest>,
     ) -> Result<Response<Self::ExecNotificationQueryStream>, Status> {
         use pb::exec_notification_query_response::Kind;
-        let scope = self.svc.scope_of(&caller(&req)?);
+        let scope = self.svc.scope_of(&admin_caller(&req)?);
         let plan = self.svc.plan_event(&req.get_ref().wql)?;
         let svc = self.svc.clone();
         let mut events = svc.subscribe();
@@ -162,22 +227,43 @@ impl pb::queries_server::Queries for QueriesApi {
         &self,
         req: Request<pb::ExecMethodRequest>,
     ) -> Result<Response<pb::ExecMethodResponse>, Status> {
-        let caller = caller(&req)?;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let view = match r.method.to_ascii_lowercase().as_str() {
-            "resume" => self.svc.resume_as(&caller, id).await?,
-            "suspend" => self.svc.suspend_as(&caller, id).await?,
-            "cancel" => self.svc.cancel_as(&caller, id).await?,
-            "complete" => self.svc.complete_as(&caller, id).await?.view,
+        let local = match r.method.to_ascii_lowercase().as_str() {
+            "resume" => self.svc.resume_as(&caller, id).await,
+            "suspend" => self.svc.suspend_as(&caller, id).await,
+            "cancel" => self.svc.cancel_as(&caller, id).await,
+            "complete" => self.svc.complete_as(&caller, id).await.map(|o| o.view),
             other => {
                 return Err(Status::invalid_argument(format!(
                     "Job has no method '{other}' (it has Resume, Suspend, Cancel, Complete)"
                 )))
             }
         };
+        let local = local.map_err(Status::from);
+        let local = match local {
+            Err(e) if e.code() == tonic::Code::NotFound => {
+                // Another user's job, for an administrator: called where it lives.
+                match relay::for_admin(&self.broker, &caller, self.svc.is_admin(&caller)) {
+                    Some((broker, conn)) => {
+                        let answers =
+                            relay::on_every_worker(broker, conn, |ch| {
+                                let r = r.clone();
+                                async move {
+                                    Ok(QueriesClient::new(ch).exec_method(r).await?.into_inner())
+                                }
+                            })
+                            .await?;
+                        return relay::the_one_that_has_it(answers, e).map(Response::new);
+                    }
+                    None => Err(e),
+                }
+            }
+            other => other,
+        };
         Ok(Response::new(pb::ExecMethodResponse {
-            job: Some(convert::job(&view)),
+            job: Some(convert::job(&local?)),
         }))
     }
 }

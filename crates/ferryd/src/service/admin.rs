@@ -18,10 +18,15 @@ use super::{Caller, JobView, Scope, Service, ServiceError};
 
 impl Service {
     /// True when `caller` administers the system-wide daemon: root, or a member (by its
-    /// primary or a supplementary group at the time it connected) of the admin group.
+    /// primary or a supplementary group at the time it connected) of the admin group, or
+    /// an administrator the broker vouched for on this connection. (A worker's own
+    /// answer matters only for its user's jobs; another user's are reached only through
+    /// the broker, which checks again what it saw of the caller.)
     pub fn is_admin(&self, caller: &Caller) -> bool {
         self.config.is_system()
-            && (caller.uid == 0 || self.admin_gid.is_some_and(|g| caller.in_group(g)))
+            && (caller.vouched
+                || caller.uid == 0
+                || self.admin_gid.is_some_and(|g| caller.in_group(g)))
     }
 
     /// Whose jobs the caller's queries and event queries cover: everyone's for an
@@ -117,6 +122,7 @@ impl Service {
         let owner = self.acting_owner(caller, id);
         let r = self.cancel(owner, id).await;
         self.audit(caller, owner, id, "cancelled", &r);
+        self.report_unfinished();
         r
     }
 
@@ -130,6 +136,7 @@ impl Service {
         let owner = self.acting_owner(caller, id);
         let r = self.complete(owner, id).await;
         self.audit(caller, owner, id, "completed", &r);
+        self.report_unfinished();
         r
     }
 
@@ -151,7 +158,8 @@ impl Service {
     }
 
     /// Refuses a new job of `owner` when it would pass `max_jobs_per_user` or
-    /// `max_jobs_per_machine`.
+    /// `max_jobs_per_machine` (in a worker of the system-wide daemon, the machine's
+    /// count is the broker's: see [`Service::reserve_job`]).
     pub(super) fn check_job_limits(&self, inner: &Inner, owner: u32) -> Result<(), ServiceError> {
         let mine = inner.unfinished_of(owner);
         if mine >= self.config.max_jobs_per_user {
@@ -163,7 +171,7 @@ impl Service {
             ));
         }
         let all = inner.unfinished_total();
-        if all >= self.config.max_jobs_per_machine {
+        if !self.on_a_shared_machine() && all >= self.config.max_jobs_per_machine {
             return Err(self.limit_refusal(
                 format!("this machine has {all} jobs not yet completed or cancelled"),
                 "max_jobs_per_machine",

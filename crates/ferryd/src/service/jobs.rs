@@ -69,10 +69,19 @@ impl Service {
             }
             file_records(job.id, 0, checked)
         };
+        if !exempt {
+            // The per-user limit first (this worker's own count), then the machine's.
+            self.check_job_limits(&self.lock(), owner)?;
+        }
+        self.reserve_job(caller).await?;
         let (rx, view) = {
             let mut inner = self.lock();
             if !exempt {
-                self.check_job_limits(&inner, owner)?;
+                if let Err(e) = self.check_job_limits(&inner, owner) {
+                    drop(inner);
+                    self.report_unfinished();
+                    return Err(e);
+                }
             }
             let rx = if files.is_empty() {
                 self.store.put_job(&job)
@@ -93,8 +102,10 @@ impl Service {
                     self.emit(ChangeKind::Deleted, v, None);
                 }
             }
+            self.report_unfinished();
             return Err(e.into());
         }
+        self.report_unfinished();
         Ok(view)
     }
 

@@ -16,6 +16,7 @@ mod engine_host;
 mod error;
 mod finish;
 mod jobs;
+mod machine;
 mod metered;
 mod network;
 mod notifications;
@@ -61,6 +62,7 @@ pub use crate::query::schema::{Obj, Prop};
 pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 pub use error::{ErrorReason, ServiceError};
+pub use machine::Machine;
 /// Peer caching as the rpc layer reports it.
 pub use peers::{Found, PeerInfo, PeerState, PeersStatus};
 
@@ -110,6 +112,8 @@ pub struct Service {
     network_cost: Arc<NetworkCost>,
     /// Peer caching, when it is on.
     peers: OnceLock<Arc<crate::peers::Peers>>,
+    /// The machine's broker (a worker of the system-wide daemon).
+    machine: OnceLock<Arc<dyn Machine>>,
     /// This service, for the tasks it starts.
     this: Weak<Service>,
 }
@@ -225,7 +229,7 @@ impl Service {
                     tracing::info!(group = %config.admin_group, "the admin group does not exist: root is the only administrator")
                 }
             }
-            (Owners::system(uid, state_dir.clone()), gid)
+            (Owners::worker(uid, state_dir.clone()), gid)
         } else {
             (Owners::per_user(uid, state_dir.clone()), None)
         };
@@ -245,6 +249,7 @@ impl Service {
             connectivity: Arc::new(Connectivity::new()),
             network_cost: Arc::new(NetworkCost::new()),
             peers: OnceLock::new(),
+            machine: OnceLock::new(),
             this: this.clone(),
         });
         let weak = Arc::downgrade(&svc);

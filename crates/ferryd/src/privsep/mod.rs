@@ -1,0 +1,89 @@
+//! Privilege separation of the system-wide daemon (`ferryd --system`), as OpenSSH's: the
+//! process that holds privilege does almost nothing, and every user's work runs in a
+//! process of that user.
+//!
+//! - The **broker** (`broker.rs`, root, a handful of capabilities) accepts on the
+//!   machine's socket, reads who connected, and hands the connection to that user's
+//!   worker (`SCM_RIGHTS`), starting it when none runs. It answers what only the machine
+//!   can: administrators' reach into other users' workers, the machine's job count and
+//!   transfer slots, stopping.
+//! - A **worker** per user (`worker.rs` here; the rest is the per-user daemon's code) runs
+//!   as that user, with no capability, `no_new_privs` and its own descriptor limit, its
+//!   store in `STATE/users/UID/`. Its transfers, files, handlers and notify commands are
+//!   the user's, checked by the kernel as the user's.
+//! - `spawn.rs` starts a process as an account with nothing of root left; `ipc.rs` frames
+//!   the control links (messages with descriptors); `protocol.rs` says what goes on them.
+//!
+//! The top of the system-wide daemon, like `daemon.rs` for the per-user one: it may use
+//! every module, but the broker itself uses only the configuration, the accounts and the
+//! peer-credential reader (it opens no user path, makes no network request and reads no
+//! job).
+
+pub mod broker;
+pub mod ipc;
+pub mod protocol;
+pub mod spawn;
+pub mod worker;
+
+use anyhow::Context;
+use futures::StreamExt;
+
+pub use broker::Options;
+
+/// Runs the broker until SIGTERM, SIGINT or root's `Shutdown`.
+pub async fn run_broker(
+    opts: Options,
+    listener: std::os::unix::net::UnixListener,
+) -> anyhow::Result<()> {
+    let socket = opts.socket.clone();
+    let drain = opts.config.drain_timeout;
+    let keep: Vec<u32> = broker::KEPT_CAPABILITIES.iter().map(|(c, _)| *c).collect();
+    spawn::keep_only_capabilities(&keep)
+        .context("dropping the capabilities the broker does not need (it must start as root)")?;
+    tracing::info!(
+        capabilities = ?broker::KEPT_CAPABILITIES.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        "broker: kept only these capabilities"
+    );
+    let broker = broker::Broker::new(opts);
+    broker.start_known();
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let mut incoming = Box::pin(crate::rpc::accept_connections(listener));
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving every user, each in a worker of their own"),
+    ]);
+    tracing::info!(socket = %socket.display(), "ferryd ready (system-wide broker)");
+    let stop = broker.stopping();
+    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period / 2).await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    });
+    loop {
+        tokio::select! {
+            conn = incoming.next() => match conn {
+                Some(Ok(stream)) => match stream.into_std() {
+                    Ok(s) => broker.accepted(s),
+                    Err(e) => tracing::warn!("a connection could not be handed over: {e}"),
+                },
+                Some(Err(e)) => tracing::debug!("accept: {e}"),
+                None => break,
+            },
+            _ = crate::daemon::termination() => break,
+            _ = stop.cancelled() => break,
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    drop(incoming);
+    broker.shutdown(drain).await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("ferryd stopped");
+    Ok(())
+}
