@@ -149,11 +149,17 @@ fn system_mode_jobs_transfer_with_no_session_of_their_owner() {
     env.ferry(&lone, &["add-file", &job, &server.url("/big"), "big.bin"])
         .expect_ok("add-file");
     env.ferry(&lone, &["resume", &job]).expect_ok("resume");
-    // The user logs out: none of their processes is left (the commands above have
-    // ended; none of them was a login session).
-    wait_until(Duration::from_secs(30), "no process of the user", || {
-        processes_of(lone.uid).is_empty().then_some(())
-    });
+    // The user logs out: none of their processes is left but the worker the broker
+    // started for them (the commands above have ended; none of them was a login
+    // session).
+    let worker = wait_until(
+        Duration::from_secs(30),
+        "no process of the user but its worker",
+        || match processes_of(lone.uid).as_slice() {
+            [one] if is_worker(*one) => Some(*one),
+            _ => None,
+        },
+    );
     if let Ok(out) = std::process::Command::new("loginctl")
         .args(["list-sessions", "--no-legend"])
         .output()
@@ -167,13 +173,24 @@ fn system_mode_jobs_transfer_with_no_session_of_their_owner() {
     // The transfer goes on, and ends, all the same.
     server.release_stalls();
     env.wait_state(&job, &["transferred"]);
-    assert!(
-        processes_of(lone.uid).is_empty(),
-        "nothing started as the user"
+    assert_eq!(
+        processes_of(lone.uid),
+        vec![worker],
+        "nothing else started as the user, and the same worker did the whole transfer"
     );
     env.root_ferry(&["complete", &job])
         .expect_ok("complete by root");
     let file = lone.home.join("big.bin");
     assert_eq!(std::fs::read(&file).unwrap(), data);
     assert_eq!(std::fs::metadata(&file).unwrap().uid(), lone.uid);
+}
+
+/// True when process `pid` is a worker of the system-wide daemon.
+fn is_worker(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.first() == Some(&&b"ferryd"[..]) && args.contains(&&b"--worker"[..])
+        })
+        .unwrap_or(false)
 }

@@ -5,6 +5,8 @@
 //! the cache, and it implements the engine's `PeerFinder` interface, so it may use the
 //! engine (never the other way round) and the store (the cache's index). This test reads
 //! the source tree and fails on any reference that points up or around the facade.
+//! `privsep/` (the system-wide daemon) is a top like `daemon.rs`, but its root broker's
+//! files may use only the configuration, the accounts and the kernel's peer credentials.
 //! `cargo test layers`.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ const MODULES: &[&str] = &[
     "netwatch",
     "costwatch",
     "daemon",
+    "privsep",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
@@ -57,7 +60,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("config", &[]),
     ("paths", &[]),
+    // The system-wide daemon's root broker (`privsep/` but its worker side): the
+    // configuration, the accounts, the caller's model — never a job, a store, an engine
+    // or a network client. Of rpc, only the kernel's peer credentials and the accept
+    // loop (see `BROKER_RPC`).
+    ("broker", &["config", "owner", "model", "rpc", "paths"]),
 ];
+
+/// The files of the root broker (checked as module `broker`).
+const BROKER_FILES: &[&str] = &[
+    "privsep/broker.rs",
+    "privsep/ipc.rs",
+    "privsep/protocol.rs",
+    "privsep/spawn.rs",
+];
+
+/// What the broker may name of rpc.
+const BROKER_RPC: &[&str] = &["rpc::peer_credentials", "rpc::accept_connections"];
 
 /// Only these modules may name these crates.
 const CRATES: &[(&str, &[&str])] = &[
@@ -65,7 +84,7 @@ const CRATES: &[(&str, &[&str])] = &[
     ("rusqlite", &["store"]),
     // Wire types live in rpc (and the daemon's start-up).
     ("ferry_proto", &["rpc"]),
-    ("tonic", &["rpc", "daemon"]),
+    ("tonic", &["rpc", "daemon", "privsep"]),
     // The kernel's routing messages are read by the network watcher only.
     ("rtnetlink", &["netwatch"]),
     // The system D-Bus (NetworkManager's `Metered`) is read by the cost watcher only.
@@ -91,7 +110,9 @@ const FS_CALLS: &[&str] = &[
     "Command::new(",
     "tokio::fs::File::open",
 ];
-const FS_ALLOWED: &[&str] = &["owner", "store", "config", "daemon", "main", "peers"];
+const FS_ALLOWED: &[&str] = &[
+    "owner", "store", "config", "daemon", "main", "peers", "privsep", "broker",
+];
 
 /// Single files outside those modules that read the daemon's own state, never a job's
 /// file: the yielding controller lists `/proc/self/fd` to find a connection's socket.
@@ -182,6 +203,15 @@ fn violations(module: &str, name: &str, source: &str) -> Vec<String> {
                 }
             }
         }
+        if module == "broker"
+            && line.contains("crate::rpc::")
+            && !BROKER_RPC.iter().any(|r| line.contains(r))
+        {
+            out.push(format!(
+                "{at}: the broker uses only {BROKER_RPC:?} of rpc: {}",
+                line.trim()
+            ));
+        }
         for (krate, owners) in CRATES {
             if !owners.contains(&module)
                 && (line.contains(&format!("{krate}::")) || line.contains(&format!("use {krate}")))
@@ -214,7 +244,11 @@ fn layers_point_one_way() {
     let mut all = Vec::new();
     for path in &files {
         let rel = path.strip_prefix(&dir).unwrap();
-        let module = module_of(rel);
+        let module = if BROKER_FILES.iter().any(|f| rel == Path::new(f)) {
+            "broker".to_string()
+        } else {
+            module_of(rel)
+        };
         let source = std::fs::read_to_string(path).unwrap();
         all.extend(violations(&module, &rel.display().to_string(), &source));
     }
@@ -249,6 +283,14 @@ fn layers_the_checker_catches_what_it_should() {
     assert!(violations("peers", "peers/x.rs", "use crate::owner::Owner;").len() == 1);
     assert!(violations("peers", "peers/x.rs", "use crate::engine::PeerFinder;").is_empty());
     assert!(violations("rpc", "rpc/x.rs", "use crate::service::Service;").is_empty());
+    assert!(violations("broker", "privsep/broker.rs", "use crate::store::Store;").len() == 1);
+    assert!(violations("broker", "privsep/broker.rs", "crate::rpc::serve(x)").len() == 1);
+    assert!(violations(
+        "broker",
+        "privsep/broker.rs",
+        "crate::rpc::peer_credentials(&s)"
+    )
+    .is_empty());
     assert!(violations("notify", "notify/x.rs", "// crate::service:: in a comment").is_empty());
     assert!(
         violations(

@@ -1,9 +1,9 @@
 //! Processes started for a job's owner: handlers (activation) and notify commands.
 //!
 //! A daemon runs as the owner (the per-user daemon, or a worker of the system-wide
-//! daemon, whose environment the broker made clean), so they are started as the daemon,
-//! in its environment less systemd's notification variables, with the job's umask in a
-//! worker. Every descriptor above 2 is close-on-exec (Rust opens them so). Where their
+//! daemon), so they are started as the daemon: in the per-user daemon's environment less
+//! systemd's notification variables; in a worker, with only the user's `HOME`, `USER`,
+//! `LOGNAME`, `SHELL` and `PATH` (as the broker set them) and the job's umask. Every descriptor above 2 is close-on-exec (Rust opens them so). Where their
 //! output goes is `output.rs`'s. Each starts in its own process group (so a hung one is
 //! killed with everything it started), in the folder registered for it, else the owner's
 //! home — never in whatever folder the daemon was started from.
@@ -69,6 +69,15 @@ pub(super) fn command(
         .env_remove("WATCHDOG_PID")
         .env_remove("FERRY_BROKER_FD");
     cmd.current_dir(workdir).process_group(0);
+    if umask.is_some() {
+        // A worker of the system-wide daemon: the program gets the user's own variables
+        // (which the broker gave the worker) and nothing of the daemon's.
+        let keep: Vec<(&str, std::ffi::OsString)> = ["HOME", "USER", "LOGNAME", "SHELL", "PATH"]
+            .into_iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (k, v)))
+            .collect();
+        cmd.env_clear().envs(keep);
+    }
     if let Some(mask) = umask {
         let mask = mask as libc::mode_t;
         // SAFETY: umask is async-signal-safe and touches no memory.

@@ -61,7 +61,8 @@ fn last_capability() -> u32 {
 pub fn command(start: Start<'_>) -> io::Result<tokio::process::Command> {
     let account = start.account;
     let mut cmd = tokio::process::Command::new(start.program);
-    cmd.args(&start.args)
+    cmd.arg0("ferryd")
+        .args(&start.args)
         .stdin(Stdio::null())
         .env_clear()
         .env("HOME", &account.home)

@@ -210,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_carries_this_process_credentials() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let peer = PeerStream::new(a).peer.caller.unwrap();
+        let peer = PeerStream::new(a).peer.caller.clone().unwrap();
         // SAFETY: getuid/getgid have no preconditions.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         assert_eq!((peer.uid, peer.gid), (uid, gid));

@@ -20,10 +20,18 @@ pub fn remote_url(url: &str) -> Result<String, ServiceError> {
             SCHEMES.join(", ")
         )));
     }
-    if scheme == "file" && parsed.to_file_path().is_err() {
-        return Err(ServiceError::InvalidArgument(format!(
-            "'{url}' is not a local file URL: use file:///absolute/path"
-        )));
+    if scheme == "file" {
+        let Ok(path) = parsed.to_file_path() else {
+            return Err(ServiceError::InvalidArgument(format!(
+                "'{url}' is not a local file URL: use file:///absolute/path"
+            )));
+        };
+        if names_a_process_descriptor(&path) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "'{url}' names a process's own descriptors or folders (/proc, /dev/fd, \
+                 /dev/std*), not a file: give the file's own path"
+            )));
+        }
     }
     if scheme != "file" && parsed.host_str().is_none_or(str::is_empty) {
         return Err(ServiceError::InvalidArgument(format!(
@@ -31,6 +39,24 @@ pub fn remote_url(url: &str) -> Result<String, ServiceError> {
         )));
     }
     Ok(parsed.to_string())
+}
+
+/// True for the paths of the kernel's process views (`/proc/...`, `/dev/fd/...`,
+/// `/dev/stdin` and its kin): read by the daemon, they would name the daemon's own open
+/// descriptors, folders and memory rather than a file of the caller. The daemon runs as
+/// the caller, so the kernel would show it nothing of another user; these are refused
+/// all the same, as a request that cannot mean what it says. (A symlink to them is not
+/// caught here; the kernel's own checks cover it.)
+fn names_a_process_descriptor(path: &std::path::Path) -> bool {
+    use std::path::Path;
+    path.starts_with("/proc")
+        || path.starts_with("/dev/fd")
+        || [
+            Path::new("/dev/stdin"),
+            Path::new("/dev/stdout"),
+            Path::new("/dev/stderr"),
+        ]
+        .contains(&path)
 }
 
 /// A SHA-256 digest as 64 hex digits; returned lower-case.
@@ -82,6 +108,20 @@ mod tests {
         assert!(remote_url("not a url").is_err());
         assert!(remote_url("http://").is_err());
         assert!(remote_url("https://exa mple.com/").is_err());
+        for magic in [
+            "file:///proc/self/fd/7",
+            "file:///proc/1234/fd/3",
+            "file:///proc/self/cwd/secret",
+            "file:///proc/self/root/home/a/secret",
+            "file:///dev/fd/5",
+            "file:///dev/stdin",
+            "file:///tmp/../proc/self/environ",
+        ] {
+            let e = remote_url(magic).unwrap_err().to_string();
+            assert!(e.contains("/proc"), "{magic}: {e}");
+        }
+        assert!(remote_url("file:///procfiles/a").is_ok());
+        assert!(remote_url("file:///dev/null").is_ok());
     }
 
     #[test]
