@@ -232,6 +232,8 @@ pub struct SystemEnv {
     pub home_b: PathBuf,
     pub root_only: PathBuf,
     pub config: PathBuf,
+    /// The daemon's arguments (for [`SystemEnv::restart`]).
+    args: Vec<String>,
 }
 
 impl SystemEnv {
@@ -277,9 +279,9 @@ impl SystemEnv {
             format!("admin_group = \"{ADMIN_GROUP}\"\n{extra_config}"),
         )
         .unwrap();
-        let mut args = args.to_vec();
-        args.extend(["--config", config.to_str().unwrap()]);
-        let daemon = env.start_daemon_with(&args);
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--config".to_string(), config.to_str().unwrap().to_string()]);
+        let daemon = env.start_daemon_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
         SystemEnv {
             env,
             daemon,
@@ -289,7 +291,14 @@ impl SystemEnv {
             home_b,
             root_only,
             config,
+            args,
         }
+    }
+
+    /// Starts the daemon again with the same arguments (after it was stopped or killed).
+    pub fn restart(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.daemon = self.env.start_daemon_with(&args);
     }
 
     /// The `ferry` copy everyone may run.

@@ -1,0 +1,355 @@
+//! Privilege separation of the system-wide ferryd (`cargo test privsep`, as root): each
+//! user's work runs in a worker process of that user, so what a user could turn the old
+//! single root process against — another user's open files through `/proc`, the
+//! existence of files in folders they cannot enter, the network as root — is the
+//! kernel's to refuse, and one worker's death costs only its user.
+
+mod system;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_testkit::{random_bytes, wait_until, Fault, TestServer};
+use system::{processes_of, users, SystemEnv, User};
+
+/// The worker (`ferryd --worker`) running as `uid`, once there is exactly one.
+fn worker_of(uid: u32) -> u32 {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("the worker of uid {uid}"),
+        || match workers_of(uid).as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        },
+    )
+}
+
+/// The workers running as `uid` now.
+fn workers_of(uid: u32) -> Vec<u32> {
+    processes_of(uid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    args.first() == Some(&&b"ferryd"[..]) && args.contains(&&b"--worker"[..])
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The uid of every TCP socket (IPv4 and IPv6) whose remote port is `port`: the client
+/// ends of connections to a server on that port.
+fn socket_owners_to(port: u16) -> Vec<u32> {
+    let mut uids = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid …
+            let Some(remote) = cols.get(2) else { continue };
+            let remote_port = remote
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) {
+                uids.push(cols[7].parse().unwrap());
+            }
+        }
+    }
+    uids
+}
+
+/// `ferry --json info JOB` as `user`.
+fn info(env: &SystemEnv, user: &User, job: &str) -> serde_json::Value {
+    serde_json::from_str(&env.ferry(user, &["--json", "info", job]).expect_ok("info")).unwrap()
+}
+
+/// Waits until `user`'s `job` is in one of `states`.
+fn wait_state_of(env: &SystemEnv, user: &User, job: &str, states: &[&str]) -> String {
+    wait_until(
+        Duration::from_secs(120),
+        &format!("job {job} of {} to reach {states:?}", user.name),
+        || {
+            let s = env.state_of(Some(user), job);
+            states.contains(&s.as_str()).then_some(s)
+        },
+    )
+}
+
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn privsep_proc_fd_spellings_never_reach_another_users_open_file() {
+    let users = users("privsep").expect("needs root");
+    let env = SystemEnv::start(users, "max_jobs_per_user = 1000\n");
+    let (a, b) = (&users.a, &users.b);
+    let server = TestServer::start();
+    server.push_fault("/upload", Fault::StallAfter(64 * 1024));
+
+    // A's secret, in A's 0700 folder, held open by A's upload (the server stops reading).
+    let secret = random_bytes(512 * 1024, 25);
+    let secret_path = env.home_a.join("secret.bin");
+    std::fs::write(&secret_path, &secret).unwrap();
+    std::os::unix::fs::chown(&secret_path, Some(a.uid), Some(a.gid)).unwrap();
+    std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let up = env
+        .ferry(a, &["create", "a-upload", "--type", "upload"])
+        .expect_ok("create the upload");
+    env.ferry(
+        a,
+        &[
+            "add-file",
+            &up,
+            &server.url("/upload"),
+            secret_path.to_str().unwrap(),
+        ],
+    )
+    .expect_ok("add the secret");
+    env.ferry(a, &["resume", &up]).expect_ok("resume");
+    wait_state_of(&env, a, &up, &["transferring"]);
+    let a_worker = worker_of(a.uid);
+
+    // Every spelling of "a descriptor of the daemon's" B can write is refused outright.
+    let job = env.create(b, "b-steals");
+    let mut spellings = Vec::new();
+    for n in 0..24 {
+        spellings.push(format!("file:///proc/self/fd/{n}"));
+        spellings.push(format!("file:///proc/{a_worker}/fd/{n}"));
+        spellings.push(format!("file:///dev/fd/{n}"));
+    }
+    let rel = secret_path.strip_prefix("/").unwrap().display().to_string();
+    spellings.push(format!("file:///proc/self/cwd/{rel}"));
+    spellings.push(format!("file:///proc/self/root/{rel}"));
+    spellings.push(format!("file:///proc/{a_worker}/root/{rel}"));
+    for (i, url) in spellings.iter().enumerate() {
+        let err = env
+            .ferry(b, &["add-file", &job, url, &format!("stolen-{i}")])
+            .expect_err(&format!("B adds {url}"));
+        assert!(
+            err.contains("/proc"),
+            "{url} is refused for what it is: {err}"
+        );
+    }
+
+    // Through a symlink of B's own, the path is not refused by name: the kernel refuses
+    // to show B's worker anything of A's worker (another user's, and not dumpable).
+    let link = env.home_b.join("a-worker-fds");
+    std::os::unix::fs::symlink(format!("/proc/{a_worker}/fd"), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(b.uid), Some(b.gid)).unwrap();
+    let mut jobs = Vec::new();
+    for n in 0..24 {
+        let j = env.create(b, &format!("b-link-{n}"));
+        let url = format!("file://{}/{n}", link.display());
+        let dest = format!("linked-{n}");
+        if env.ferry(b, &["add-file", &j, &url, &dest]).ok {
+            env.ferry(b, &["resume", &j]).expect_ok("resume");
+            jobs.push((j, dest));
+        }
+    }
+    for (j, dest) in &jobs {
+        let state = wait_state_of(&env, b, j, &["error", "transferred"]);
+        if state == "transferred" {
+            env.ferry(b, &["complete", j]).expect_ok("complete");
+            let got = std::fs::read(env.home_b.join(dest)).unwrap_or_default();
+            assert!(
+                !got.windows(4096)
+                    .any(|w| secret.windows(4096).any(|s| s == w)),
+                "B read A's secret through {}",
+                link.display()
+            );
+        } else {
+            let err = info(&env, b, j)["error"]["message"].to_string();
+            assert!(
+                err.to_lowercase().contains("permission denied"),
+                "the kernel refused B's worker: {err}"
+            );
+        }
+    }
+    assert_eq!(jobs.len(), 24, "the symlinked spellings reach the transfer");
+    // A's upload is untouched by all this.
+    assert_eq!(env.state_of(Some(a), &up), "transferring");
+}
+
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn privsep_a_handler_check_tells_nothing_about_a_folder_one_cannot_enter() {
+    let users = users("privsep").expect("needs root");
+    let env = SystemEnv::start(users, "");
+    let (a, b) = (&users.a, &users.b);
+    // A program of A's, inside A's 0700 folder, and a name that does not exist there.
+    let program = env.home_a.join("handler.sh");
+    std::fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
+    std::os::unix::fs::chown(&program, Some(a.uid), Some(a.gid)).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let missing = env.home_a.join("handler.sh.missing");
+    let class = "8e2c1f84-6d6b-4f8e-9b8e-3d1c0e1f2a3b";
+    let answer = |path: &Path| {
+        let err = env
+            .ferry(
+                b,
+                &["handler", "register", class, "--", path.to_str().unwrap()],
+            )
+            .expect_err("B registers a program in A's folder");
+        err.replace(path.to_str().unwrap(), "PATH")
+    };
+    let existing = answer(&program);
+    let absent = answer(&missing);
+    assert_eq!(
+        existing, absent,
+        "B learns nothing from the answers about what A's folder holds"
+    );
+    assert!(
+        existing.to_lowercase().contains("permission denied"),
+        "checked as B, who may not enter A's folder: {existing}"
+    );
+}
+
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn privsep_every_transfer_socket_belongs_to_the_jobs_owner() {
+    let users = users("privsep").expect("needs root");
+    let env = SystemEnv::start(users, "connections_per_file = 4\n");
+    let (a, b) = (&users.a, &users.b);
+    let server = TestServer::start();
+    let port = server.addr().port();
+    for (user, path) in [(a, "/a.bin"), (b, "/b.bin")] {
+        server.add_file(path, random_bytes(16 << 20, user.uid as u64));
+        for _ in 0..8 {
+            server.push_fault(path, Fault::StallAfter(256 * 1024));
+        }
+        let job = env.create(user, "socket-owner");
+        env.ferry(user, &["add-file", &job, &server.url(path), "big.bin"])
+            .expect_ok("add-file");
+        env.ferry(user, &["resume", &job]).expect_ok("resume");
+        wait_state_of(&env, user, &job, &["transferring"]);
+    }
+    let owners = wait_until(
+        Duration::from_secs(60),
+        "both users' connections to the server",
+        || {
+            let o = socket_owners_to(port);
+            (o.contains(&a.uid) && o.contains(&b.uid)).then_some(o)
+        },
+    );
+    assert!(
+        owners.iter().all(|u| *u == a.uid || *u == b.uid),
+        "every connection to the origin is its job owner's, none root's: {owners:?}"
+    );
+    server.release_stalls();
+}
+
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn privsep_kill9_of_a_worker_costs_only_its_user() {
+    let users = users("privsep").expect("needs root");
+    let env = SystemEnv::start(users, "");
+    let (a, b) = (&users.a, &users.b);
+    let server = TestServer::start();
+    let data_a = random_bytes(4 << 20, 31);
+    let data_b = random_bytes(4 << 20, 32);
+    server.add_file("/a.bin", data_a.clone());
+    server.add_file("/b.bin", data_b.clone());
+    server.push_fault("/a.bin", Fault::StallAfter(1 << 20));
+    server.push_fault("/b.bin", Fault::StallAfter(1 << 20));
+    let mut jobs = Vec::new();
+    for (user, path) in [(a, "/a.bin"), (b, "/b.bin")] {
+        let job = env.create(user, "kill9");
+        env.ferry(user, &["add-file", &job, &server.url(path), "out.bin"])
+            .expect_ok("add-file");
+        env.ferry(user, &["resume", &job]).expect_ok("resume");
+        wait_state_of(&env, user, &job, &["transferring"]);
+        jobs.push(job);
+    }
+    let (worker_a, worker_b) = (worker_of(a.uid), worker_of(b.uid));
+    // Both stalled after 1 MiB, each on one connection.
+    wait_until(Duration::from_secs(60), "both connections open", || {
+        (server.request_count("/a.bin") == 1 && server.request_count("/b.bin") == 1).then_some(())
+    });
+
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(worker_a as i32, libc::SIGKILL) }, 0);
+    // The broker starts A's worker again; A's job resumes where it was (with a range).
+    let new_a = wait_until(
+        Duration::from_secs(60),
+        "a new worker of A",
+        || match workers_of(a.uid).as_slice() {
+            [one] if *one != worker_a => Some(*one),
+            _ => None,
+        },
+    );
+    assert_ne!(new_a, worker_a);
+    wait_until(Duration::from_secs(60), "A's job asking again", || {
+        (server.request_count("/a.bin") >= 2).then_some(())
+    });
+    // B noticed nothing: the same worker, the same connection, still transferring.
+    assert_eq!(workers_of(b.uid), vec![worker_b], "B's worker lives on");
+    assert_eq!(
+        server.request_count("/b.bin"),
+        1,
+        "B's connection was never cut"
+    );
+    assert_eq!(env.state_of(Some(b), &jobs[1]), "transferring");
+
+    server.release_stalls();
+    for ((user, job), data) in [a, b].into_iter().zip(&jobs).zip([&data_a, &data_b]) {
+        wait_state_of(&env, user, job, &["transferred"]);
+        env.ferry(user, &["complete", job]).expect_ok("complete");
+        let out = env.folder_of(user).join("out.bin");
+        assert_eq!(
+            &std::fs::read(&out).unwrap(),
+            data,
+            "{}'s file is whole",
+            user.name
+        );
+    }
+    let log = env.log();
+    assert!(
+        log.contains(&format!("the worker of uid {} ended unexpectedly", a.uid)),
+        "the broker saw A's worker die:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn privsep_kill9_of_the_broker_loses_no_job() {
+    let users = users("privsep").expect("needs root");
+    let mut env = SystemEnv::start(users, "");
+    let a = &users.a;
+    let server = TestServer::start();
+    let data = random_bytes(4 << 20, 41);
+    server.add_file("/a.bin", data.clone());
+    server.push_fault("/a.bin", Fault::StallAfter(1 << 20));
+    let job = env.create(a, "broker-dies");
+    env.ferry(a, &["add-file", &job, &server.url("/a.bin"), "out.bin"])
+        .expect_ok("add-file");
+    env.ferry(a, &["resume", &job]).expect_ok("resume");
+    wait_state_of(&env, a, &job, &["transferring"]);
+    let old_worker = worker_of(a.uid);
+
+    env.daemon.kill9();
+    // The worker sees its broker gone and stops as on SIGTERM (checkpointing).
+    wait_until(
+        Duration::from_secs(60),
+        "the orphaned worker to stop",
+        || workers_of(a.uid).is_empty().then_some(()),
+    );
+    server.release_stalls();
+    // A new broker starts every known user's worker: the job goes on without a call.
+    env.restart();
+    let new_worker = worker_of(a.uid);
+    assert_ne!(new_worker, old_worker);
+    assert_eq!(
+        wait_state_of(&env, a, &job, &["transferred", "error"]),
+        "transferred"
+    );
+    env.ferry(a, &["complete", &job]).expect_ok("complete");
+    assert_eq!(std::fs::read(env.home_a.join("out.bin")).unwrap(), data);
+    assert!(
+        server.request_count("/a.bin") >= 2,
+        "the job was resumed by the new worker"
+    );
+}
