@@ -353,3 +353,100 @@ fn privsep_kill9_of_the_broker_loses_no_job() {
         "the job was resumed by the new worker"
     );
 }
+
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn privsep_the_single_store_of_an_earlier_version_moves_into_each_users_worker() {
+    let users = users("privsep").expect("needs root");
+    let (a, b) = (&users.a, &users.b);
+    // A store of the system-wide daemon before privilege separation (schema 4, two
+    // owners), given to the test users; nothing in it may reach out of this machine.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferryd/tests/fixtures/store-v4.db");
+    let mut names: std::collections::HashMap<u32, Vec<String>> = Default::default();
+    let mut env = SystemEnv::start_after(users, "", &["--system"], |state| {
+        std::fs::create_dir_all(state).unwrap();
+        let db = state.join("ferry.db");
+        std::fs::copy(&fixture, &db).unwrap();
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(&format!(
+            "UPDATE jobs SET owner_uid = CASE owner_uid WHEN 1000 THEN {} ELSE {} END;
+             UPDATE handlers SET owner_uid = CASE owner_uid WHEN 1000 THEN {} ELSE {} END;
+             UPDATE files SET remote_url = 'http://127.0.0.1:9/x';
+             UPDATE jobs SET state = 'suspended'
+                 WHERE state IN ('queued', 'connecting', 'transferring', 'transient_error');
+             UPDATE jobs SET modified_ms = {now}, last_progress_ms = {now};",
+            a.uid,
+            b.uid,
+            a.uid,
+            b.uid,
+            // Touched now: the fixture's dates are past the retention and inactivity
+            // periods, which would cancel and purge its jobs at the first housekeeping.
+            now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ))
+        .unwrap();
+        let mut q = c
+            .prepare("SELECT owner_uid, display_name FROM jobs")
+            .unwrap();
+        for row in q
+            .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+        {
+            let (uid, name) = row.unwrap();
+            names.entry(uid).or_default().push(name);
+        }
+    });
+    assert!(names[&a.uid].len() >= 2 && !names[&b.uid].is_empty());
+    for user in [a, b] {
+        let listed: serde_json::Value = serde_json::from_str(
+            &env.ferry(user, &["--json", "list", "--all"])
+                .expect_ok("list"),
+        )
+        .unwrap();
+        let mut got: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["display_name"].as_str().unwrap().to_string())
+            .collect();
+        let mut want = names[&user.uid].clone();
+        got.sort();
+        want.sort();
+        assert_eq!(
+            got, want,
+            "{} has exactly their jobs of the old store",
+            user.name
+        );
+        let store = env
+            .env
+            .state_dir
+            .join("users")
+            .join(user.uid.to_string())
+            .join("ferry.db");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&store).unwrap().uid(),
+            user.uid,
+            "their store is theirs"
+        );
+    }
+    assert!(env.env.state_dir.join("ferry.db.migrated").exists());
+    assert!(!env.env.state_dir.join("ferry.db").exists());
+    // Once moved, a restart finds nothing to move and keeps every job.
+    env.daemon.terminate();
+    env.restart();
+    let listed = env.ferry(a, &["--json", "list", "--all"]).expect_ok("list");
+    for name in &names[&a.uid] {
+        assert!(
+            listed.contains(name.as_str()),
+            "{name} is still there: {listed}"
+        );
+    }
+    assert!(
+        !env.env.state_dir.join("migrate").exists(),
+        "the emptied folders are gone"
+    );
+}

@@ -38,8 +38,12 @@ pub enum Role {
     /// The per-user daemon, on its socket: the one systemd passed, else its own.
     PerUser(Option<std::os::unix::net::UnixListener>),
     /// A worker of the system-wide daemon: its connections come from the broker on this
-    /// control link (`privsep/`).
-    Worker(std::os::unix::net::UnixStream),
+    /// control link (`privsep/`); `import`: its user's store split from the single store
+    /// of an earlier version, moved into the state folder if that has none yet.
+    Worker {
+        link: std::os::unix::net::UnixStream,
+        import: Option<PathBuf>,
+    },
 }
 
 /// The listening socket systemd passed by socket activation (`LISTEN_PID`/`LISTEN_FDS`,
@@ -144,6 +148,30 @@ pub fn prepare_state_dir(dir: &Path, system: bool) -> anyhow::Result<()> {
                 .with_context(|| format!("setting {} to 0711", d.display()))?;
         }
     }
+    Ok(())
+}
+
+/// Moves a store the broker split from the single store of an earlier version into
+/// `state_dir`, unless the worker already has one (then the split one is left alone and
+/// said so). Done as the user, in folders that are the user's.
+fn import_store(from: &Path, state_dir: &Path) -> anyhow::Result<()> {
+    let to = state_dir.join("ferry.db");
+    if !from.exists() {
+        return Ok(());
+    }
+    if to.exists() {
+        tracing::warn!(
+            split = %from.display(),
+            "this user already has a store; the one split from the single system-wide store is left where it is"
+        );
+        return Ok(());
+    }
+    fs::rename(from, &to)
+        .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    if let Some(dir) = from.parent() {
+        let _ = fs::remove_dir(dir);
+    }
+    tracing::info!(store = %to.display(), "the jobs of the single system-wide store are here now");
     Ok(())
 }
 
@@ -276,8 +304,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 true,
             )
         }
-        Role::Worker(link) => {
+        Role::Worker { link, import } => {
             let lock = lock_worker(&opts.state_dir).await?;
+            if let Some(from) = import {
+                import_store(&from, &opts.state_dir)?;
+            }
             (None, Some(link), Some(lock), false)
         }
     };

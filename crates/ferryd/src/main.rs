@@ -87,7 +87,10 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         match ferryd::privsep::worker::inherited_link() {
-            Ok(link) => Ok(daemon::Role::Worker(link)),
+            Ok(link) => Ok(daemon::Role::Worker {
+                link,
+                import: args.import.clone(),
+            }),
             Err(e) => {
                 eprintln!("ferryd: {e:#}");
                 std::process::exit(2);
@@ -146,6 +149,7 @@ fn broker(
     // file does not mix versions, and the path need not be reachable by every user.
     let program = std::fs::File::open("/proc/self/exe")?;
     daemon::prepare_state_dir(&state_dir, true)?;
+    ferryd::privsep::migrate::single_store(&state_dir)?;
     let (listener, _lock) = match passed {
         Some(l) => (l, None),
         None => {

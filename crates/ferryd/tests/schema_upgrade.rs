@@ -628,3 +628,62 @@ async fn schema_upgrade_from_v3() {
 async fn schema_upgrade_from_v4() {
     upgrade(4).await;
 }
+
+/// The system-wide daemon's single store of an earlier version split into one store per
+/// user (privilege separation): each holds exactly its owner's jobs, files, handlers and
+/// undelivered notifications, as written, at the current schema.
+fn split(version: u32) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("store-v{version}.db"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixture, dir.path().join("ferry.db")).unwrap();
+    let want = expected(version);
+    let made = ferryd::store::split_by_owner(dir.path(), |uid| {
+        let d = dir.path().join("users").join(uid.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+    .unwrap();
+    let uids: Vec<u32> = made.iter().map(|(u, _)| *u).collect();
+    assert_eq!(uids, vec![A, B], "one store per owner");
+    for (uid, path) in made {
+        assert_eq!(user_version(&path), schema::CURRENT_VERSION);
+        let mine = Expected {
+            jobs: want
+                .jobs
+                .iter()
+                .filter(|(j, _)| j.owner_uid == uid)
+                .cloned()
+                .collect(),
+            handlers: want
+                .handlers
+                .iter()
+                .filter(|h| h.owner_uid == uid)
+                .cloned()
+                .collect(),
+            outbox: want
+                .outbox
+                .iter()
+                .filter(|o| {
+                    want.jobs
+                        .iter()
+                        .any(|(j, _)| j.id == o.job_id && j.owner_uid == uid)
+                })
+                .cloned()
+                .collect(),
+        };
+        assert!(!mine.jobs.is_empty(), "uid {uid} has jobs in the fixture");
+        let store = Store::open(path.parent().unwrap()).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        assert_store_holds(&store, &mine, |_| {});
+        store.close();
+    }
+}
+
+#[test]
+fn schema_upgrade_split_by_owner_from_v1_to_v4() {
+    for version in 1..=4 {
+        split(version);
+    }
+}

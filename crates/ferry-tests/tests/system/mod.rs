@@ -247,7 +247,19 @@ impl SystemEnv {
     /// "ferrytest-admins"` plus `extra_config` (system mode by `--system` in `args` or by
     /// `mode = "system"` in `extra_config`).
     pub fn start_with(users: &'static Users, extra_config: &str, args: &[&str]) -> SystemEnv {
+        SystemEnv::start_after(users, extra_config, args, |_| {})
+    }
+
+    /// As [`SystemEnv::start_with`], with `prepare` called with the state folder (not yet
+    /// created) before the daemon starts.
+    pub fn start_after(
+        users: &'static Users,
+        extra_config: &str,
+        args: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> SystemEnv {
         let env = TestEnv::new();
+        prepare(&env.state_dir);
         let dir = env.dir.path().to_path_buf();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let bin = dir.join("bin");

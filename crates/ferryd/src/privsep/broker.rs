@@ -162,27 +162,36 @@ impl Broker {
         self.opts.state_dir.join("users").join(uid.to_string())
     }
 
-    /// Every uid with a folder under `users/` (their workers start at boot: BITS runs
+    /// Every uid with a folder under `users/`, or a store split from the single store of
+    /// an earlier version waiting in `migrate/` (their workers start at boot: BITS runs
     /// jobs with nobody logged on).
     pub fn known_users(&self) -> Vec<u32> {
-        let mut uids: Vec<u32> = std::fs::read_dir(self.opts.state_dir.join("users"))
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                    .collect()
+        let mut uids: Vec<u32> = ["users", "migrate"]
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(self.opts.state_dir.join(d))
+                    .into_iter()
+                    .flatten()
             })
-            .unwrap_or_default();
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
         uids.sort_unstable();
+        uids.dedup();
         uids
     }
 
     /// Starts the workers of every known user.
     pub fn start_known(self: &Arc<Self>) {
         for uid in self.known_users() {
-            let mut workers = self.workers.lock();
-            if !workers.contains_key(&uid) {
-                workers.insert(uid, Worker::new());
-                drop(workers);
+            let new = match self.workers.lock().entry(uid) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Worker::new());
+                    true
+                }
+                std::collections::hash_map::Entry::Occupied(_) => false,
+            };
+            if new {
                 self.supervise(uid);
             }
         }
@@ -304,7 +313,7 @@ impl Broker {
             "/proc/self/fd/{}",
             std::os::fd::AsRawFd::as_raw_fd(&self.opts.program)
         );
-        let args: Vec<std::ffi::OsString> = vec![
+        let mut args: Vec<std::ffi::OsString> = vec![
             "--worker".into(),
             "--state-dir".into(),
             self.user_dir(uid).into(),
@@ -313,6 +322,11 @@ impl Broker {
             "--socket".into(),
             self.opts.socket.clone().into(),
         ];
+        let import = super::migrate::import_path(&self.opts.state_dir, uid);
+        if import.parent().is_some_and(Path::exists) {
+            // The user's jobs from the single store of an earlier version.
+            args.extend(["--import".into(), import.into()]);
+        }
         let mut cmd = spawn::command(spawn::Start {
             program: Path::new(&program),
             args,

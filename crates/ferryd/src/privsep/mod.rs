@@ -12,7 +12,8 @@
 //!   store in `STATE/users/UID/`. Its transfers, files, handlers and notify commands are
 //!   the user's, checked by the kernel as the user's.
 //! - `spawn.rs` starts a process as an account with nothing of root left; `ipc.rs` frames
-//!   the control links (messages with descriptors); `protocol.rs` says what goes on them.
+//!   the control links (messages with descriptors); `protocol.rs` says what goes on them;
+//!   `migrate.rs` moves the single store of earlier versions into one store per user.
 //!
 //! The top of the system-wide daemon, like `daemon.rs` for the per-user one: it may use
 //! every module, but the broker itself uses only the configuration, the accounts and the
@@ -21,6 +22,7 @@
 
 pub mod broker;
 pub mod ipc;
+pub mod migrate;
 pub mod protocol;
 pub mod spawn;
 pub mod worker;

@@ -57,6 +57,8 @@ pub mod compact;
 mod health;
 mod rows;
 pub mod schema;
+mod split;
+pub use split::split_by_owner;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
