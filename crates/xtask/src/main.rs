@@ -1,66 +1,60 @@
-//! `xtask dist [DIR]`: writes the man pages of `ferry` and `ferryd` (clap_mangen) and
-//! their bash, zsh and fish completions (clap_complete) from the very clap definitions the
-//! binaries parse with. DIR defaults to `dist/` beside this executable, that is
-//! `target/<profile>/dist`, where the Debian package's assets expect them
-//! (`dist/deb/build` runs it before `cargo deb`).
+//! ferry's build helpers, run as `cargo xtask COMMAND` (the alias in `.cargo/config.toml`,
+//! which leaves out the `dist` feature) or as the built binary:
 //!
-//! May use: the command-line definitions of `ferry-cli` and `ferryd`, clap, std.
+//! - `xtask dist [DIR]` (feature `dist`, on by default): man pages and shell completions
+//!   for the Debian package, see [`dist`].
+//! - `xtask h2 check` and `xtask h2 vendor [VERSION]`: vendor/h2 as the published h2 plus
+//!   ferry's patch, see [`h2`].
+//!
+//! May use: dist, h2, anyhow, std.
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "dist")]
+mod dist;
+mod h2;
 
-use clap::CommandFactory;
-use clap_complete::Shell;
+use std::process::ExitCode;
 
-fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("dist") => {
-            let out = match args.next() {
-                Some(dir) => PathBuf::from(dir),
-                None => beside_this_executable()?.join("dist"),
-            };
-            write_all(&out)?;
-            println!("wrote man pages and completions to {}", out.display());
-            Ok(())
-        }
+const USAGE: &str = "\
+usage: xtask dist [DIR]          man pages and shell completions of ferry and ferryd
+                                 (DIR defaults to target/<profile>/dist)
+       xtask h2 check            fails unless vendor/h2 is the published h2 plus
+                                 vendor/h2/ferry.patch, Cargo.lock names its version,
+                                 and no newer h2 of that minor version is published
+       xtask h2 vendor [VERSION] rebuilds vendor/h2 from h2 VERSION (default: the newest
+                                 of the folder's minor version) and ferry.patch";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["dist"] => dist(None),
+        ["dist", dir] => dist(Some(dir)),
+        ["h2", "check"] => h2::check(),
+        ["h2", "vendor"] => h2::vendor(None),
+        ["h2", "vendor", version] => h2::vendor(Some(version)),
         _ => {
-            eprintln!(
-                "usage: xtask dist [DIR]   (man pages and shell completions of ferry and \
-                 ferryd; DIR defaults to target/<profile>/dist)"
-            );
-            std::process::exit(2)
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn beside_this_executable() -> std::io::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    Ok(exe.parent().unwrap_or(Path::new(".")).to_path_buf())
+#[cfg(feature = "dist")]
+fn dist(dir: Option<&str>) -> anyhow::Result<()> {
+    dist::run(dir)
 }
 
-/// Writes `man/NAME.1` and `completions/{NAME.bash,_NAME,NAME.fish}` for both commands.
-fn write_all(out: &Path) -> std::io::Result<()> {
-    let man = out.join("man");
-    let completions = out.join("completions");
-    std::fs::create_dir_all(&man)?;
-    std::fs::create_dir_all(&completions)?;
-    for cmd in [
-        ferry_cli::args::Cli::command(),
-        ferryd::cli::Args::command(),
-    ] {
-        let name = cmd.get_name().to_string();
-        let mut page = Vec::new();
-        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-        std::fs::write(man.join(format!("{name}.1")), page)?;
-        for (shell, file) in [
-            (Shell::Bash, name.clone()),
-            (Shell::Zsh, format!("_{name}")),
-            (Shell::Fish, format!("{name}.fish")),
-        ] {
-            let mut text = Vec::new();
-            clap_complete::generate(shell, &mut cmd.clone(), &name, &mut text);
-            std::fs::write(completions.join(file), text)?;
-        }
-    }
-    Ok(())
+#[cfg(not(feature = "dist"))]
+fn dist(_dir: Option<&str>) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this xtask was built without its `dist` feature (the `cargo xtask` alias leaves it \
+         out): run `cargo run -p xtask -- dist [DIR]`"
+    )
 }

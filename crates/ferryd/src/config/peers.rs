@@ -1,13 +1,23 @@
 //! The `[peers]` section of `ferryd.toml`: peer caching, off by default.
+//!
+//! May use: nothing of the daemon (`ferry-common` for peer modes).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::duration;
 use ferry_common::PeerMode;
+use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::value::{
+    by_name, name_of, text, Bounded, Count, Kind, Rate, Share, Size, Span, Written, ANY, SECOND,
+};
 
 /// How peers are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::VariantNames, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
 pub enum Discovery {
     /// DNS-SD over multicast DNS (`_ferry-peer._tcp`) on the local links.
     Mdns,
@@ -26,18 +36,24 @@ pub enum CacheSize {
     Bytes(u64),
 }
 
-/// Settings of peer caching.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of peer caching: `[peers]` in `ferryd.toml`. Ranges are in the `with`
+/// attributes ([`Bounded`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "a table of peer caching's keys")]
 pub struct PeersConfig {
     /// Whether this daemon takes part in a fleet at all.
     pub enabled: bool,
     /// Address the peer port listens on.
+    #[serde(deserialize_with = "ip_address")]
     pub listen_address: String,
     /// The peer port.
+    #[serde(with = "Bounded::<Count<u16>, 1, 65535>")]
     pub port: u16,
     /// How peers are found.
+    #[serde(deserialize_with = "by_name", serialize_with = "name_of")]
     pub discovery: Discovery,
     /// Peers always asked, `host:port` each.
+    #[serde(deserialize_with = "host_ports")]
     pub static_peers: Vec<String>,
     /// The fleet CA's certificate (PEM).
     pub ca_cert: PathBuf,
@@ -48,18 +64,26 @@ pub struct PeersConfig {
     /// The cache's size limit.
     pub cache_size: CacheSize,
     /// Content not looked up or served for this long leaves the cache.
+    #[serde(with = "Bounded::<Span, 1, ANY>")]
     pub max_content_age: Duration,
     /// Bytes per second served to all peers together; 0 for no limit.
+    #[serde(with = "Bounded::<Rate, 0, ANY>")]
     pub max_upload_rate: u64,
     /// Peers (distinct certificates) served at once; more get 503.
+    #[serde(with = "Bounded::<Count<usize>, 1, ANY>")]
     pub max_clients: usize,
     /// A job's peer mode when it sets none.
+    #[serde(deserialize_with = "by_name", serialize_with = "name_of")]
     pub default_job_peers: PeerMode,
     /// How long a job waits for the peers' answers before going to the origin.
+    #[serde(with = "Bounded::<Span, 1, ANY>")]
     pub lookup_timeout: Duration,
-    /// How often known peers are checked (a peer that fails twice is dropped).
+    /// How often known peers are checked (a peer that fails twice is dropped); the
+    /// prober never checks more often than every 200 ms.
+    #[serde(with = "Bounded::<Span, { SECOND / 5 }, ANY>")]
     pub probe_interval: Duration,
     /// How long a peer that served bytes that failed a check is not asked.
+    #[serde(with = "Bounded::<Span, 0, ANY>")]
     pub ban_duration: Duration,
 }
 
@@ -90,6 +114,73 @@ impl Default for PeersConfig {
     }
 }
 
+fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    text(d, "an IP address (0.0.0.0 for all)", |s| {
+        s.parse::<std::net::IpAddr>().ok().map(|_| s.to_string())
+    })
+}
+
+/// `host:port`, checked.
+struct HostPort(String);
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text(d, "host:port such as \"10.1.2.3:7380\"", |s| {
+            let (host, port) = s.rsplit_once(':')?;
+            (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| HostPort(s.to_string()))
+        })
+    }
+}
+
+fn host_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let peers = Vec::<HostPort>::deserialize(d)?;
+    Ok(peers.into_iter().map(|p| p.0).collect())
+}
+
+/// "1%" ([`Share`], at most 100 %) or a size ([`Size`]).
+impl<'de> Deserialize<'de> for CacheSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+
+        impl Visitor<'_> for Either {
+            type Value = CacheSize;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a share of the disk up to 100% (\"1%\") or a size (\"20GiB\")")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<CacheSize, E> {
+                Bounded::<Size, 0, ANY>::check(Written::Integer(n), Unexpected::Signed(n))
+                    .map(CacheSize::Bytes)
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<CacheSize, E> {
+                let written = Written::Text(s);
+                if s.trim().ends_with('%') {
+                    Bounded::<Share, 0, { 100 * 100 }>::check(written, Unexpected::Str(s))
+                        .map(CacheSize::Percent)
+                } else if Size::parse(written).is_some() {
+                    Bounded::<Size, 0, ANY>::check(written, Unexpected::Str(s))
+                        .map(CacheSize::Bytes)
+                } else {
+                    Err(E::invalid_value(Unexpected::Str(s), &self))
+                }
+            }
+        }
+
+        d.deserialize_any(Either)
+    }
+}
+
+impl Serialize for CacheSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CacheSize::Percent(p) => Share::write(p, s),
+            CacheSize::Bytes(b) => Size::write(b, s),
+        }
+    }
+}
+
 impl PeersConfig {
     /// The trust material's relative paths made relative to `base` (the folder of
     /// `ferryd.toml`).
@@ -105,195 +196,73 @@ impl PeersConfig {
     }
 }
 
-/// Every key of `[peers]`.
-#[cfg(test)]
-pub(super) const KEYS: &[&str] = &[
-    "enabled",
-    "listen_address",
-    "port",
-    "discovery",
-    "static_peers",
-    "ca_cert",
-    "node_cert",
-    "node_key",
-    "cache_size",
-    "max_content_age",
-    "max_upload_rate",
-    "max_clients",
-    "default_job_peers",
-    "lookup_timeout",
-    "probe_interval",
-    "ban_duration",
-];
-
-/// `[peers]` as written; every key optional.
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FilePeers {
-    enabled: Option<bool>,
-    listen_address: Option<String>,
-    port: Option<u16>,
-    discovery: Option<String>,
-    static_peers: Option<Vec<String>>,
-    ca_cert: Option<PathBuf>,
-    node_cert: Option<PathBuf>,
-    node_key: Option<PathBuf>,
-    cache_size: Option<toml::Value>,
-    max_content_age: Option<String>,
-    max_upload_rate: Option<toml::Value>,
-    max_clients: Option<usize>,
-    default_job_peers: Option<String>,
-    lookup_timeout: Option<String>,
-    probe_interval: Option<String>,
-    ban_duration: Option<String>,
-}
-
-fn cache_size(v: toml::Value) -> Result<CacheSize, String> {
-    let bad = |v: &dyn std::fmt::Display| {
-        format!("peers.cache_size = {v}: give a share of the disk (\"1%\") or a size (\"20GiB\")")
-    };
-    match v {
-        toml::Value::Integer(n) if n >= 0 => Ok(CacheSize::Bytes(n as u64)),
-        toml::Value::String(s) => match s.trim().strip_suffix('%') {
-            Some(p) => match p.trim().parse::<f64>() {
-                Ok(p) if (0.0..=100.0).contains(&p) => Ok(CacheSize::Percent(p)),
-                _ => Err(bad(&s)),
-            },
-            None => ferry_common::units::parse_size(&s)
-                .map(CacheSize::Bytes)
-                .map_err(|_| bad(&s)),
-        },
-        other => Err(bad(&other)),
-    }
-}
-
-fn rate(key: &str, v: toml::Value) -> Result<u64, String> {
-    match v {
-        toml::Value::Integer(n) if n >= 0 => Ok(n as u64),
-        toml::Value::String(s) => ferry_common::units::parse_rate(&s),
-        other => Err(format!(
-            "{key} = {other}: give bytes per second or a rate like \"10MiB/s\""
-        )),
-    }
-}
-
-impl FilePeers {
-    pub(super) fn into_config(self, base: &Path) -> Result<PeersConfig, String> {
-        let mut c = PeersConfig::default();
-        if let Some(v) = self.enabled {
-            c.enabled = v;
-        }
-        if let Some(v) = self.listen_address {
-            v.parse::<std::net::IpAddr>().map_err(|_| {
-                format!("peers.listen_address = '{v}': give an IP address (0.0.0.0 for all)")
-            })?;
-            c.listen_address = v;
-        }
-        if let Some(v) = self.port {
-            c.port = v;
-        }
-        if let Some(v) = self.discovery {
-            c.discovery = match v.to_ascii_lowercase().as_str() {
-                "mdns" => Discovery::Mdns,
-                "static" => Discovery::Static,
-                "both" => Discovery::Both,
-                _ => {
-                    return Err(format!(
-                        "peers.discovery = '{v}': expected mdns, static or both"
-                    ))
-                }
-            };
-        }
-        if let Some(v) = self.static_peers {
-            for p in &v {
-                if p.rsplit_once(':')
-                    .and_then(|(_, port)| port.parse::<u16>().ok())
-                    .is_none()
-                {
-                    return Err(format!(
-                        "peers.static_peers: '{p}' is not host:port (e.g. \"10.1.2.3:7380\")"
-                    ));
-                }
-            }
-            c.static_peers = v;
-        }
-        if let Some(v) = self.ca_cert {
-            c.ca_cert = v;
-        }
-        if let Some(v) = self.node_cert {
-            c.node_cert = v;
-        }
-        if let Some(v) = self.node_key {
-            c.node_key = v;
-        }
-        if let Some(v) = self.cache_size {
-            c.cache_size = cache_size(v)?;
-        }
-        if let Some(v) = self.max_content_age {
-            c.max_content_age = duration("peers.max_content_age", &v)?;
-        }
-        if let Some(v) = self.max_upload_rate {
-            c.max_upload_rate = rate("peers.max_upload_rate", v)?;
-        }
-        if let Some(v) = self.max_clients {
-            c.max_clients = v.max(1);
-        }
-        if let Some(v) = self.default_job_peers {
-            c.default_job_peers = v
-                .parse()
-                .map_err(|e: String| format!("peers.default_job_peers: {e}"))?;
-        }
-        if let Some(v) = self.lookup_timeout {
-            c.lookup_timeout = duration("peers.lookup_timeout", &v)?;
-        }
-        if let Some(v) = self.probe_interval {
-            c.probe_interval = duration("peers.probe_interval", &v)?;
-        }
-        if let Some(v) = self.ban_duration {
-            c.ban_duration = duration("peers.ban_duration", &v)?;
-        }
-        Ok(c.resolved(Some(base)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn peers(text: &str) -> Result<PeersConfig, String> {
+        let mut table = toml::Table::try_from(PeersConfig::default()).unwrap();
+        table.extend(text.parse::<toml::Table>().unwrap());
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_string())
+    }
+
     #[test]
     fn sizes_rates_and_modes_parse() {
-        assert_eq!(
-            cache_size(toml::Value::String("1%".into())).unwrap(),
-            CacheSize::Percent(1.0)
-        );
-        assert_eq!(
-            cache_size(toml::Value::String("2MiB".into())).unwrap(),
-            CacheSize::Bytes(2 << 20)
-        );
-        assert!(cache_size(toml::Value::String("150%".into())).is_err());
-        assert_eq!(
-            rate("r", toml::Value::String("1MiB/s".into())).unwrap(),
-            1 << 20
-        );
-        let c = FilePeers {
-            enabled: Some(true),
-            discovery: Some("static".into()),
-            static_peers: Some(vec!["127.0.0.1:7381".into()]),
-            default_job_peers: Some("client".into()),
-            ..Default::default()
-        }
-        .into_config(Path::new("/etc/ferry"))
+        let c = peers(
+            "enabled = true\ndiscovery = \"Static\"\nstatic_peers = [\"127.0.0.1:7381\"]\n\
+             default_job_peers = \"client\"\ncache_size = \"2MiB\"\nmax_upload_rate = \"1MiB/s\"\n",
+        )
         .unwrap();
         assert_eq!(c.discovery, Discovery::Static);
         assert_eq!(c.default_job_peers, PeerMode::Client);
+        assert_eq!(c.cache_size, CacheSize::Bytes(2 << 20));
+        assert_eq!(c.max_upload_rate, 1 << 20);
+        assert_eq!(
+            peers("cache_size = \"0.5%\"").unwrap().cache_size,
+            CacheSize::Percent(0.5)
+        );
+        assert_eq!(
+            peers("cache_size = 4096").unwrap().cache_size,
+            CacheSize::Bytes(4096)
+        );
+        let c = c.resolved(Some(Path::new("/etc/ferry")));
         assert_eq!(c.ca_cert, Path::new("/etc/ferry/fleet/ca.pem"));
-        let bad = FilePeers {
-            static_peers: Some(vec!["nohost".into()]),
-            ..Default::default()
-        };
-        assert!(bad
-            .into_config(Path::new("/"))
-            .unwrap_err()
-            .contains("nohost"));
+    }
+
+    #[test]
+    fn bad_values_say_what_is_expected() {
+        let e = peers("static_peers = [\"nohost\"]").unwrap_err();
+        assert!(e.contains("nohost") && e.contains("host:port"), "{e}");
+        let e = peers("cache_size = \"150%\"").unwrap_err();
+        assert!(e.contains("up to 100%"), "{e}");
+        let e = peers("cache_size = \"-1%\"").unwrap_err();
+        assert!(e.contains("up to 100%"), "{e}");
+        let e = peers("cache_size = \"lots\"").unwrap_err();
+        assert!(
+            e.contains("a share of the disk") && e.contains("a size"),
+            "{e}"
+        );
+        let e = peers("discovery = \"carrier pigeon\"").unwrap_err();
+        assert!(e.contains("one of mdns, static, both"), "{e}");
+        let e = peers("listen_address = \"everywhere\"").unwrap_err();
+        assert!(e.contains("an IP address"), "{e}");
+    }
+
+    #[test]
+    fn cache_size_written_back_reads_the_same() {
+        for size in [
+            CacheSize::Percent(1.0),
+            CacheSize::Percent(0.25),
+            CacheSize::Bytes(7 << 30),
+        ] {
+            let c = PeersConfig {
+                cache_size: size,
+                ..PeersConfig::default()
+            };
+            let text = toml::to_string(&c).unwrap();
+            assert_eq!(peers(&text).unwrap(), c, "{text}");
+        }
     }
 }

@@ -5,12 +5,16 @@
 //! May use: nothing of the daemon (`ferry-common` for rates and priorities).
 
 use ferry_common::Priority;
+use serde::{Deserialize, Serialize};
+
+use super::value::{Bounded, ClockTime, Kind, Named, Rate, ANY};
 
 /// Day names, Monday first (`days` accepts these, `mon-fri` ranges, and full names).
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// One `[[bandwidth.schedule]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "ScheduleFile", into = "ScheduleFile")]
 pub struct Schedule {
     /// The days it starts on, Monday first.
     pub days: [bool; 7],
@@ -25,15 +29,99 @@ pub struct Schedule {
     pub priorities: Vec<Priority>,
 }
 
-/// The entry as written in the file.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ScheduleFile {
-    days: Option<Vec<String>>,
-    from: String,
-    to: String,
-    limit: toml::Value,
-    priorities: Option<Vec<String>>,
+/// The entry as written in the file: `from`, `to` and `limit` are required; without
+/// `days` it is every day, without `priorities` the background ones.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "a table with from, to and limit")]
+struct ScheduleFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    days: Option<Vec<DaySpan>>,
+    /// 00:00 to 24:00.
+    #[serde(with = "Bounded::<ClockTime, 0, { 24 * 60 }>")]
+    from: u16,
+    /// 00:00 to 24:00.
+    #[serde(with = "Bounded::<ClockTime, 0, { 24 * 60 }>")]
+    to: u16,
+    /// At least 1 byte per second (0 would stop the jobs it applies to for good).
+    #[serde(with = "Bounded::<Rate, 1, ANY>")]
+    limit: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    priorities: Option<Vec<Named<Priority>>>,
+}
+
+/// The `[bandwidth]` table, whose only key is `schedule`; `Config::schedules` is
+/// `#[serde(with = "schedule::in_bandwidth_table", rename = "bandwidth")]`.
+pub(super) mod in_bandwidth_table {
+    use super::Schedule;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, expecting = "a table whose key is schedule")]
+    struct Bandwidth<T> {
+        #[serde(default)]
+        schedule: T,
+    }
+
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Schedule>, D::Error> {
+        Bandwidth::<Vec<Schedule>>::deserialize(d).map(|b| b.schedule)
+    }
+
+    pub(in crate::config) fn serialize<S: Serializer>(
+        schedules: &[Schedule],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        Bandwidth {
+            schedule: schedules,
+        }
+        .serialize(s)
+    }
+}
+
+/// One element of `days`: a day (`mon`, `monday`) or a range of days (`mon-fri`,
+/// `fri-mon` across the weekend); indexes Monday first.
+#[derive(Debug, Clone, Copy)]
+struct DaySpan {
+    first: usize,
+    last: usize,
+}
+
+impl DaySpan {
+    fn parse(text: &str) -> Option<DaySpan> {
+        let (first, last) = text.split_once('-').unwrap_or((text, text));
+        Some(DaySpan {
+            first: day_index(first)?,
+            last: day_index(last)?,
+        })
+    }
+
+    /// Its days, Monday first.
+    fn days(self) -> impl Iterator<Item = usize> {
+        let len = (self.last + 7 - self.first) % 7 + 1;
+        (self.first..self.first + len).map(|d| d % 7)
+    }
+}
+
+impl<'de> Deserialize<'de> for DaySpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::value::text(
+            d,
+            "a day (mon, tue, wed, thu, fri, sat, sun, or the full name) or a range such as \
+             mon-fri",
+            DaySpan::parse,
+        )
+    }
+}
+
+impl Serialize for DaySpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.first == self.last {
+            s.serialize_str(DAYS[self.first])
+        } else {
+            s.collect_str(&format_args!("{}-{}", DAYS[self.first], DAYS[self.last]))
+        }
+    }
 }
 
 fn day_index(name: &str) -> Option<usize> {
@@ -54,85 +142,49 @@ fn day_full(short: &str) -> &'static str {
     }
 }
 
-/// `HH:MM` (00:00 to 24:00) as minutes after midnight.
-fn minutes(key: &str, v: &str) -> Result<u16, String> {
-    let bad =
-        || format!("bandwidth.schedule {key} = '{v}': give a local time as HH:MM (00:00 to 24:00)");
-    let (h, m) = v.trim().split_once(':').ok_or_else(bad)?;
-    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if m >= 60 || h > 24 || (h == 24 && m > 0) {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
-}
+impl TryFrom<ScheduleFile> for Schedule {
+    type Error = String;
 
-impl ScheduleFile {
-    /// Checks the entry (number `n`, from 1, for messages).
-    pub(super) fn parse(self, n: usize) -> Result<Schedule, String> {
-        let at = format!("[[bandwidth.schedule]] number {n}");
-        let mut days = [self.days.is_none(); 7];
-        for d in self.days.unwrap_or_default() {
-            let bad = || {
-                format!(
-                    "{at}: unknown day '{d}' (use mon, tue, wed, thu, fri, sat, sun or a range \
-                     like mon-fri)"
-                )
-            };
-            match d.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (day_index(a).ok_or_else(bad)?, day_index(b).ok_or_else(bad)?);
-                    let mut i = a;
-                    loop {
-                        days[i] = true;
-                        if i == b {
-                            break;
-                        }
-                        i = (i + 1) % 7;
-                    }
-                }
-                None => days[day_index(&d).ok_or_else(bad)?] = true,
-            }
-        }
-        let from_min = minutes("from", &self.from).map_err(|e| format!("{at}: {e}"))?;
-        let to_min = minutes("to", &self.to).map_err(|e| format!("{at}: {e}"))?;
-        if from_min == to_min {
+    fn try_from(f: ScheduleFile) -> Result<Schedule, String> {
+        if f.from == f.to {
             return Err(format!(
-                "{at}: from and to are both {}: the period is empty (a whole day is from = \
+                "from and to are both {}: the period is empty (a whole day is from = \
                  \"00:00\", to = \"24:00\")",
-                self.from
+                ClockTime::show(u64::from(f.from))
             ));
         }
-        let limit = match self.limit {
-            toml::Value::Integer(n) if n > 0 => n as u64,
-            toml::Value::String(s) => {
-                ferry_common::units::parse_rate(&s).map_err(|e| format!("{at}: limit: {e}"))?
-            }
-            other => {
-                return Err(format!(
-                    "{at}: limit = {other}: give bytes per second or a rate like \"2MiB/s\""
-                ))
-            }
-        };
-        if limit == 0 {
-            return Err(format!("{at}: limit is 0; give a rate above zero"));
+        let mut days = [f.days.is_none(); 7];
+        for d in f.days.iter().flatten().flat_map(|span| span.days()) {
+            days[d] = true;
         }
-        let priorities = match self.priorities {
-            None => vec![Priority::High, Priority::Normal, Priority::Low],
-            Some(names) => names
-                .iter()
-                .map(|p| {
-                    p.parse::<Priority>()
-                        .map_err(|e| format!("{at}: priorities: {e}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
         Ok(Schedule {
             days,
-            from_min,
-            to_min,
-            limit,
-            priorities,
+            from_min: f.from,
+            to_min: f.to,
+            limit: f.limit,
+            priorities: match f.priorities {
+                None => vec![Priority::High, Priority::Normal, Priority::Low],
+                Some(named) => named.into_iter().map(|p| p.0).collect(),
+            },
         })
+    }
+}
+
+impl From<Schedule> for ScheduleFile {
+    fn from(s: Schedule) -> ScheduleFile {
+        let every_day = s.days.iter().all(|on| *on);
+        ScheduleFile {
+            days: (!every_day).then(|| {
+                (0..7)
+                    .filter(|d| s.days[*d])
+                    .map(|d| DaySpan { first: d, last: d })
+                    .collect()
+            }),
+            from: s.from_min,
+            to: s.to_min,
+            limit: s.limit,
+            priorities: Some(s.priorities.into_iter().map(Named).collect()),
+        }
     }
 }
 
@@ -190,8 +242,7 @@ mod tests {
     use super::*;
 
     fn entry(text: &str) -> Result<Schedule, String> {
-        let f: ScheduleFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        f.parse(1)
+        toml::from_str(text).map_err(|e| e.message().to_string())
     }
 
     #[test]
@@ -224,16 +275,44 @@ mod tests {
     }
 
     #[test]
+    fn day_ranges_wrap_and_names_take_any_case() {
+        let s = entry(
+            "days = [\"Sat-Mon\", \"Wednesday\"]\nfrom = \"01:00\"\nto = \"02:00\"\nlimit = 1\n\
+             priorities = [\"NORMAL\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.days, [true, false, true, false, false, true, true]);
+        assert_eq!(s.priorities, vec![Priority::Normal]);
+    }
+
+    #[test]
+    fn an_entry_written_back_reads_the_same() {
+        let s = entry(
+            "days = [\"tue-thu\", \"sun\"]\nfrom = \"07:30\"\nto = \"24:00\"\nlimit = \"3MiB/s\"\n\
+             priorities = [\"foreground\", \"low\"]\n",
+        )
+        .unwrap();
+        let text = toml::to_string(&s).unwrap();
+        assert_eq!(entry(&text).unwrap(), s, "{text}");
+    }
+
+    #[test]
     fn bad_entries_say_what_is_wrong() {
         let e = entry("from = \"8am\"\nto = \"18:00\"\nlimit = 1\n").unwrap_err();
-        assert!(e.contains("from = '8am'") && e.contains("HH:MM"), "{e}");
+        assert!(e.contains("HH:MM") && e.contains("24:00"), "{e}");
+        let e = entry("from = \"08:00\"\nto = \"24:30\"\nlimit = 1\n").unwrap_err();
+        assert!(e.contains("up to 24:00"), "{e}");
         let e = entry("days = [\"funday\"]\nfrom = \"08:00\"\nto = \"18:00\"\nlimit = 1\n")
             .unwrap_err();
-        assert!(e.contains("unknown day 'funday'"), "{e}");
+        assert!(e.contains("mon-fri"), "{e}");
         let e = entry("from = \"08:00\"\nto = \"08:00\"\nlimit = 1\n").unwrap_err();
         assert!(e.contains("empty"), "{e}");
+        let e = entry("from = \"08:00\"\nto = \"09:00\"\nlimit = 0\n").unwrap_err();
+        assert!(e.contains("at least 1 B/s"), "{e}");
         let e = entry("from = \"08:00\"\nto = \"09:00\"\nlimit = 1\npriorities = [\"urgent\"]\n")
             .unwrap_err();
-        assert!(e.contains("priorities") && e.contains("urgent"), "{e}");
+        assert!(e.contains("foreground, high, normal, low"), "{e}");
+        let e = entry("from = \"08:00\"\nlimit = 1\n").unwrap_err();
+        assert!(e.contains("`to`"), "{e}");
     }
 }
