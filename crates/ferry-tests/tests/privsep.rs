@@ -450,3 +450,169 @@ fn privsep_the_single_store_of_an_earlier_version_moves_into_each_users_worker()
         "the emptied folders are gone"
     );
 }
+
+/// A free TCP port on 127.0.0.1 (bound and let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ferry peers ca new` and `ferry peers cert issue` for `names`, in `dir`.
+fn fleet(dir: &Path, names: &[&str]) {
+    let ferry = ferry_testkit::target_dir_bin("ferry");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&ferry)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ferry {args:?}: {out:?}");
+    };
+    run(&["peers", "ca", "new", dir.join("ca").to_str().unwrap()]);
+    for n in names {
+        run(&[
+            "peers",
+            "cert",
+            "issue",
+            "--ca",
+            dir.join("ca").to_str().unwrap(),
+            n,
+            "--out",
+            dir.join(n).to_str().unwrap(),
+        ]);
+    }
+}
+
+/// The `[peers]` section of a node with certificates in `certs`.
+fn peers_section(certs: &Path, port: u16, static_peer: u16) -> String {
+    format!(
+        "[peers]\nenabled = true\ndiscovery = \"static\"\nlisten_address = \"127.0.0.1\"\n\
+         port = {port}\nstatic_peers = [\"127.0.0.1:{static_peer}\"]\nlookup_timeout = \"3s\"\n\
+         probe_interval = \"300ms\"\nmax_upload_rate = 0\nca_cert = \"{c}/ca.pem\"\n\
+         node_cert = \"{c}/node.pem\"\nnode_key = \"{c}/node.key\"\n",
+        c = certs.display()
+    )
+}
+
+#[test]
+#[ignore = "needs root (real users, the _ferry user, ferryd --system): .ci/run runs it"]
+fn privsep_the_cache_process_gets_descriptors_and_fetches_for_the_workers() {
+    let users = users("privsep").expect("needs root");
+    let ferry_uid = system::cache_user();
+    let a = &users.a;
+    let origin = TestServer::start();
+    let data = random_bytes(3 << 20, 51);
+    origin.add_file("/shared.bin", data.clone());
+    let mine = random_bytes(1 << 20, 52);
+    origin.add_file("/mine.bin", mine.clone());
+    let certs = tempfile::tempdir().unwrap();
+    fleet(certs.path(), &["node1", "node2"]);
+    let (p1, p2) = (free_port(), free_port());
+
+    // Another machine of the fleet (a per-user ferryd on loopback) holds the content.
+    let other = ferry_testkit::TestEnv::new();
+    let other_config = other.dir.path().join("ferryd.toml");
+    std::fs::write(
+        &other_config,
+        peers_section(&certs.path().join("node2"), p2, p1),
+    )
+    .unwrap();
+    let _other_daemon = other.start_daemon_with(&["--config", other_config.to_str().unwrap()]);
+    let got = other
+        .ferry()
+        .args(["get", &origin.url("/shared.bin"), "-o"])
+        .arg(other.files.join("shared.bin"))
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "the other machine downloads: {got:?}");
+    let origin_gets = origin.request_count("/shared.bin");
+
+    // This machine: the system-wide daemon with its cache process.
+    let env = SystemEnv::start(users, &peers_section(&certs.path().join("node1"), p1, p2));
+    let cache_pid = wait_until(Duration::from_secs(60), "the cache process", || {
+        processes_of(ferry_uid).first().copied()
+    });
+    let status = std::fs::read_to_string(format!("/proc/{cache_pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000000000")),
+        "the cache process holds no capability:\n{status}"
+    );
+
+    // A's download comes from the other machine, through the cache process's gateway
+    // (only it speaks the fleet's TLS): the origin is not asked for the bytes again.
+    env.ferry(a, &["get", &origin.url("/shared.bin"), "-o", "shared.bin"])
+        .expect_ok("A's get");
+    assert_eq!(std::fs::read(env.home_a.join("shared.bin")).unwrap(), data);
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ferry(a, &["--json", "list", "--all"]).expect_ok("list"))
+            .unwrap();
+    let job = &listed.as_array().unwrap()[0];
+    assert_eq!(
+        job["bytes_from_peers"].as_u64(),
+        Some(data.len() as u64),
+        "every byte came from the peer: {job}"
+    );
+    assert!(
+        origin.request_count("/shared.bin") - origin_gets <= 1,
+        "at most a HEAD went to the origin"
+    );
+
+    // A file of A's, in A's 0700 folder, enters the machine's cache as a descriptor:
+    // the cache process could not have opened it by its path.
+    env.ferry(a, &["get", &origin.url("/mine.bin"), "-o", "mine.bin"])
+        .expect_ok("A's second get");
+    let path = env.home_a.join("mine.bin");
+    let mut as_cache_user = std::process::Command::new("setpriv");
+    as_cache_user
+        .args([
+            "--reuid",
+            &ferry_uid.to_string(),
+            "--regid",
+            &ferry_uid.to_string(),
+        ])
+        .args(["--clear-groups", "cat"])
+        .arg(&path);
+    let out = system::run_bounded(as_cache_user);
+    assert!(
+        !out.ok && out.stderr.contains("Permission denied"),
+        "the cache user cannot read A's file by its path: {out:?}"
+    );
+    let cached = wait_until(
+        Duration::from_secs(60),
+        "A's file in the machine's cache",
+        || {
+            let list = env
+                .root_ferry(&["--json", "peers", "cache", "list"])
+                .expect_ok("list");
+            list.contains("/mine.bin").then_some(list)
+        },
+    );
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&mine))
+    };
+    assert!(
+        cached.contains(&sha),
+        "the cached copy is A's bytes: {cached}"
+    );
+
+    // The machine's cache and the fleet are the administrators' to see.
+    for args in [
+        vec!["peers", "cache", "list"],
+        vec!["peers", "status"],
+        vec!["peers", "cache", "clear"],
+    ] {
+        let err = env
+            .ferry(a, &args)
+            .expect_err("a user asks for the machine's cache");
+        assert!(err.contains("admin"), "{args:?}: {err}");
+    }
+    let status = env
+        .root_ferry(&["peers", "status"])
+        .expect_ok("root's peers status");
+    assert!(status.contains(&format!("127.0.0.1:{p2}")), "{status}");
+}

@@ -39,6 +39,10 @@ pub struct Args {
     /// that user, with its control link; not for use by hand)
     #[arg(long, hide = true, conflicts_with = "system")]
     pub worker: bool,
+    /// Be the system-wide daemon's cache process (started by `ferryd --system` as the
+    /// cache user, with its control link; not for use by hand)
+    #[arg(long, hide = true, conflicts_with_all = ["system", "worker"])]
+    pub cache: bool,
     /// A worker's store split from the single store of an earlier version, to move into
     /// its state folder if it has none (given by the broker)
     #[arg(long, hide = true, requires = "worker")]

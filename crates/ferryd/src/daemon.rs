@@ -317,7 +317,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut config = opts.config.clone();
     config.socket_path = opts.socket.clone();
     let svc = Service::open(config, store, crate::paths::current_uid())?;
-    // A worker of the system-wide daemon leaves the fleet to the machine's cache process.
+    // A worker of the system-wide daemon reaches the fleet through the machine's cache
+    // process, which holds the fleet's identity.
+    if svc.config().peers.enabled && system {
+        let link = crate::privsep::cachelink::CacheLink::start(
+            crate::privsep::cache_socket(&opts.socket),
+            crate::privsep::gateway_socket(&opts.socket),
+        )
+        .await
+        .context("reaching the machine's cache process")?;
+        svc.attach_peers(link);
+    }
     if svc.config().peers.enabled && !system {
         let peers =
             crate::peers::Peers::start(&svc.config().peers, &opts.state_dir, svc.shared_store())

@@ -41,13 +41,13 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let config_path = args.config.clone().unwrap_or_else(|| {
-        if args.system || args.worker {
+        if args.system || args.worker || args.cache {
             paths::system_config_path()
         } else {
             ferryd::config::default_config_path()
         }
     });
-    let system = args.system || args.worker;
+    let system = args.system || args.worker || args.cache;
     let mut config = match Config::load_as(&config_path, system.then_some(Mode::System)) {
         Ok(c) => c,
         Err(e) => {
@@ -79,6 +79,29 @@ fn main() -> anyhow::Result<()> {
     if let Err(e) = std::env::set_current_dir("/") {
         eprintln!("ferryd: cannot change to the folder /: {e}");
         std::process::exit(1);
+    }
+    if args.cache {
+        // Not dumpable, as a worker: it holds the fleet's key.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        let link = match ferryd::privsep::worker::inherited_link() {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ferryd: {e:#}");
+                std::process::exit(2);
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("ferryd-cache")
+            .build()?;
+        let result = runtime.block_on(ferryd::privsep::cache::run(config, state_dir, link));
+        runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        if let Err(e) = result {
+            eprintln!("ferryd (cache process): {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     let role = if args.worker {
         // Nobody, not even the user it runs as, may read this process's memory or
@@ -159,6 +182,11 @@ fn broker(
             (daemon::bind_socket(&socket, true)?, Some(lock))
         }
     };
+    let cache = if config.peers.enabled {
+        Some(cache_setup(&config, &socket, &state_dir)?)
+    } else {
+        None
+    };
     runtime.block_on(ferryd::privsep::run_broker(
         ferryd::privsep::Options {
             socket,
@@ -168,5 +196,47 @@ fn broker(
             program,
         },
         listener,
+        cache,
+    ))
+}
+
+/// What the cache process needs, made as root: the fleet's trust material read, the peer
+/// port and the two local sockets bound, its folder given to the cache user.
+fn cache_setup(
+    config: &Config,
+    socket: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<(
+    ferryd::privsep::cache_supervisor::CacheSetup,
+    ferryd::owner::Account,
+)> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let account = ferryd::privsep::cache_supervisor::cache_account(&config.system.cache_user)?;
+    let material = ferryd::peers::tls::read_material(&config.peers)?;
+    // Checked here, where a mistake stops the start with its message.
+    ferryd::peers::tls::from_material(&config.peers, &material)?;
+    let peer_port = ferryd::peers::Peers::bind(&config.peers)?;
+    let local = |path: std::path::PathBuf| -> anyhow::Result<std::os::fd::OwnedFd> {
+        let _ = std::fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path)
+            .with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        Ok(std::os::fd::OwnedFd::from(l))
+    };
+    let cache_sock = local(ferryd::privsep::cache_socket(socket))?;
+    let gateway = local(ferryd::privsep::gateway_socket(socket))?;
+    let dir = state_dir.join("cache");
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid))
+        .with_context(|| format!("giving {} to the cache user", dir.display()))?;
+    Ok((
+        ferryd::privsep::cache_supervisor::CacheSetup {
+            ca_cert: material.ca_cert,
+            node_cert: material.node_cert,
+            node_key: material.node_key,
+            listeners: [std::os::fd::OwnedFd::from(peer_port), cache_sock, gateway],
+        },
+        account,
     ))
 }

@@ -70,6 +70,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// The files of the root broker (checked as module `broker`).
 const BROKER_FILES: &[&str] = &[
     "privsep/broker.rs",
+    "privsep/cache_supervisor.rs",
     "privsep/ipc.rs",
     "privsep/protocol.rs",
     "privsep/spawn.rs",

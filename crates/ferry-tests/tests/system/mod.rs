@@ -110,6 +110,28 @@ fn create_users() -> Users {
     }
 }
 
+/// The system user the cache process runs as (`_ferry`, as the Debian package creates
+/// it), created the first time; its uid.
+pub fn cache_user() -> u32 {
+    let _lock = users_lock();
+    if id_of("-u", "_ferry").is_none() {
+        must(
+            "useradd",
+            &[
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "-U",
+                "_ferry",
+            ],
+        );
+    }
+    id_of("-u", "_ferry").unwrap().parse().unwrap()
+}
+
 /// A user of its own for one test (created the first time, as root), for checks that
 /// look at every process of a user and so must not see other tests' commands.
 pub fn dedicated_user(name: &'static str) -> User {

@@ -10,7 +10,10 @@ use super::value::{text, Bounded, Count, Span, ANY};
 
 /// Settings of the system-wide daemon's processes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table of the system-wide daemon's keys")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of the system-wide daemon's keys"
+)]
 pub struct SystemConfig {
     /// A worker with no client and nothing to do leaves after this long (it is started
     /// again by the next connection of its user). At least 1 s.

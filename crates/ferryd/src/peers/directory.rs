@@ -168,6 +168,15 @@ impl Directory {
             .collect()
     }
 
+    /// The fleet's client, to fetch from `address` if it is a peer this node knows
+    /// (the system-wide daemon's gateway fetches for the workers).
+    pub fn client_for(&self, address: &str) -> Option<reqwest::Client> {
+        self.peers
+            .lock()
+            .contains_key(address)
+            .then(|| self.client.clone())
+    }
+
     fn url(address: &str, path: &str) -> String {
         format!("https://{address}{path}")
     }

@@ -77,14 +77,34 @@ impl Peers {
         store: Arc<Store>,
     ) -> anyhow::Result<Arc<Peers>> {
         let fleet = tls::load(config)?;
-        let cache =
-            Arc::new(Cache::open(state_dir, store, config).context("opening the peer cache")?);
+        let listener = Self::bind(config)?;
+        Self::start_with(config, state_dir, store, fleet, listener).await
+    }
+
+    /// Binds the peer port the configuration names.
+    pub fn bind(config: &PeersConfig) -> anyhow::Result<std::net::TcpListener> {
         let addr: SocketAddr = format!("{}:{}", config.listen_address, config.port)
             .parse()
             .with_context(|| format!("the peer port's address {}", config.listen_address))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("binding the peer port {addr}"))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+
+    /// [`Peers::start`] with the fleet's TLS and the peer port already at hand (the
+    /// system-wide daemon's cache process gets both from the broker).
+    pub async fn start_with(
+        config: &PeersConfig,
+        state_dir: &Path,
+        store: Arc<Store>,
+        fleet: tls::FleetTls,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Arc<Peers>> {
+        let cache =
+            Arc::new(Cache::open(state_dir, store, config).context("opening the peer cache")?);
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let listen = listener.local_addr()?;
         let stop = CancellationToken::new();
         let shares = shares::Shares::new();
@@ -191,6 +211,11 @@ impl Peers {
     /// Drops the cache's entries of this content.
     pub fn evict(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize {
         self.cache.evict(url, validator, sha256)
+    }
+
+    /// The fleet's client, to fetch from `address` if it is a known peer.
+    pub fn peer_client(&self, address: &str) -> Option<reqwest::Client> {
+        self.directory.client_for(address)
     }
 
     /// Bans peers whose bytes were rejected.

@@ -49,9 +49,12 @@ fn read(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-fn certificates(what: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = read(what, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+fn certificates(
+    what: &str,
+    path: &Path,
+    pem: &[u8],
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("the {what} {} is not PEM: {e}", path.display()))?;
     if certs.is_empty() {
@@ -82,12 +85,35 @@ fn common_name(cert: &CertificateDer<'_>) -> String {
         .unwrap_or(subject)
 }
 
+/// The fleet's trust material as its files hold it (PEM).
+#[derive(Debug, Clone)]
+pub struct Material {
+    pub ca_cert: Vec<u8>,
+    pub node_cert: Vec<u8>,
+    pub node_key: Vec<u8>,
+}
+
+/// Reads the files of the fleet's trust material named in the configuration (the
+/// system-wide daemon's broker does it as root, for the cache process).
+pub fn read_material(config: &PeersConfig) -> anyhow::Result<Material> {
+    Ok(Material {
+        ca_cert: read("CA certificate", &config.ca_cert)?,
+        node_cert: read("node certificate", &config.node_cert)?,
+        node_key: read("node key", &config.node_key)?,
+    })
+}
+
 /// Loads the fleet's trust material named in the configuration.
 pub fn load(config: &PeersConfig) -> anyhow::Result<FleetTls> {
-    let ca = certificates("CA certificate", &config.ca_cert)?;
-    let chain = certificates("node certificate", &config.node_cert)?;
-    let key_pem = read("node key", &config.node_key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+    from_material(config, &read_material(config)?)
+}
+
+/// The fleet's TLS configuration from its material (`config` names the files it came
+/// from, for the messages).
+pub fn from_material(config: &PeersConfig, m: &Material) -> anyhow::Result<FleetTls> {
+    let ca = certificates("CA certificate", &config.ca_cert, &m.ca_cert)?;
+    let chain = certificates("node certificate", &config.node_cert, &m.node_cert)?;
+    let key = PrivateKeyDer::from_pem_slice(&m.node_key).map_err(|e| {
         anyhow!(
             "the node key {} is not a PEM private key: {e}",
             config.node_key.display()

@@ -11,6 +11,11 @@
 //!   as that user, with no capability, `no_new_privs` and its own descriptor limit, its
 //!   store in `STATE/users/UID/`. Its transfers, files, handlers and notify commands are
 //!   the user's, checked by the kernel as the user's.
+//! - The **cache process** (`cache.rs`, as the system user `_ferry`) holds the fleet's
+//!   identity, the peer cache and the peer port; workers reach it on a local socket
+//!   (`cache_protocol.rs`; files and shared downloads go over as descriptors, never
+//!   paths) and fetch from peers through its gateway (`gateway.rs`). `cachelink.rs` is a
+//!   worker's side, `cache_supervisor.rs` the broker's.
 //! - `spawn.rs` starts a process as an account with nothing of root left; `ipc.rs` frames
 //!   the control links (messages with descriptors); `protocol.rs` says what goes on them;
 //!   `migrate.rs` moves the single store of earlier versions into one store per user.
@@ -21,11 +26,28 @@
 //! job).
 
 pub mod broker;
+pub mod cache;
+pub mod cache_protocol;
+pub mod cache_supervisor;
+pub mod cachelink;
+pub mod gateway;
 pub mod ipc;
 pub mod migrate;
 pub mod protocol;
 pub mod spawn;
 pub mod worker;
+
+use std::path::{Path, PathBuf};
+
+/// The cache process's local socket, beside the machine's socket.
+pub fn cache_socket(socket: &Path) -> PathBuf {
+    socket.with_file_name("ferryd-cache.sock")
+}
+
+/// The cache process's gateway to the peers, beside the machine's socket.
+pub fn gateway_socket(socket: &Path) -> PathBuf {
+    socket.with_file_name("ferryd-peers.sock")
+}
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -36,9 +58,16 @@ pub use broker::Options;
 pub async fn run_broker(
     opts: Options,
     listener: std::os::unix::net::UnixListener,
+    cache: Option<(cache_supervisor::CacheSetup, crate::owner::Account)>,
 ) -> anyhow::Result<()> {
     let socket = opts.socket.clone();
     let drain = opts.config.drain_timeout;
+    let cache_task = cache.map(|(setup, account)| {
+        let cache_dir = opts.state_dir.join("cache");
+        let program = opts.program.try_clone();
+        let config_path = opts.config_path.clone();
+        (setup, account, cache_dir, program, config_path)
+    });
     let keep: Vec<u32> = broker::KEPT_CAPABILITIES.iter().map(|(c, _)| *c).collect();
     spawn::keep_only_capabilities(&keep)
         .context("dropping the capabilities the broker does not need (it must start as root)")?;
@@ -47,6 +76,19 @@ pub async fn run_broker(
         "broker: kept only these capabilities"
     );
     let broker = broker::Broker::new(opts);
+    let cache = match cache_task {
+        Some((setup, account, dir, program, config_path)) => {
+            Some(tokio::spawn(cache_supervisor::supervise(
+                setup,
+                account,
+                program?,
+                dir,
+                config_path,
+                broker.stopping(),
+            )))
+        }
+        None => None,
+    };
     broker.start_known();
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
@@ -85,6 +127,9 @@ pub async fn run_broker(
     }
     drop(incoming);
     broker.shutdown(drain).await;
+    if let Some(c) = cache {
+        let _ = tokio::time::timeout(drain, c).await;
+    }
     let _ = std::fs::remove_file(&socket);
     tracing::info!("ferryd stopped");
     Ok(())

@@ -87,13 +87,25 @@ pub fn command(start: Start<'_>) -> io::Result<tokio::process::Command> {
     for (k, v) in &start.env {
         cmd.env(k, v);
     }
+    // Raising a limit above the broker's own hard limit needs a capability it does not
+    // keep: a larger wish is held to that limit.
+    let mut own = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limits into `own`.
+    let max_files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) } == 0 {
+        start.max_files.min(own.rlim_max)
+    } else {
+        start.max_files
+    };
     let drop = Demotion {
         control: start.control,
         uid: account.uid,
         gid: account.gid,
         groups: account.groups.clone(),
         last_cap: last_capability(),
-        max_files: start.max_files,
+        max_files,
     };
     // SAFETY: the closure runs in the child between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.

@@ -55,7 +55,7 @@ impl pb::peers_server::Peers for PeersApi {
         req: Request<pb::GetPeersStatusRequest>,
     ) -> Result<Response<pb::GetPeersStatusResponse>, Status> {
         caller(&req)?;
-        let Some(s) = self.svc.peers_status() else {
+        let Some(s) = self.svc.peers_status().await? else {
             return Ok(Response::new(pb::GetPeersStatusResponse::default()));
         };
         Ok(Response::new(pb::GetPeersStatusResponse {
@@ -77,7 +77,7 @@ impl pb::peers_server::Peers for PeersApi {
         req: Request<pb::ListCacheEntriesRequest>,
     ) -> Result<Response<pb::ListCacheEntriesResponse>, Status> {
         caller(&req)?;
-        let entries = self.svc.cache_entries()?;
+        let entries = self.svc.cache_entries().await?;
         Ok(Response::new(pb::ListCacheEntriesResponse {
             entries: entries.iter().map(entry).collect(),
         }))
@@ -88,7 +88,7 @@ impl pb::peers_server::Peers for PeersApi {
         req: Request<pb::ClearCacheRequest>,
     ) -> Result<Response<pb::ClearCacheResponse>, Status> {
         caller(&req)?;
-        let (entries_removed, bytes_removed) = self.svc.clear_cache()?;
+        let (entries_removed, bytes_removed) = self.svc.clear_cache().await?;
         Ok(Response::new(pb::ClearCacheResponse {
             entries_removed,
             bytes_removed,

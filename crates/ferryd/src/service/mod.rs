@@ -64,7 +64,7 @@ pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
 pub use error::{ErrorReason, ServiceError};
 pub use machine::Machine;
 /// Peer caching as the rpc layer reports it.
-pub use peers::{Found, PeerInfo, PeerState, PeersStatus};
+pub use peers::{Found, Incoming, PeerCache, PeerInfo, PeerState, PeersStatus};
 
 impl From<crate::store::WriteError> for ServiceError {
     /// A full disk or used-up quota under the state folder is RESOURCE_EXHAUSTED (gRPC's
@@ -111,7 +111,7 @@ pub struct Service {
     /// Whether the network is metered now, and where that came from.
     network_cost: Arc<NetworkCost>,
     /// Peer caching, when it is on.
-    peers: OnceLock<Arc<crate::peers::Peers>>,
+    peers: OnceLock<Arc<dyn PeerCache>>,
     /// The machine's broker (a worker of the system-wide daemon).
     machine: OnceLock<Arc<dyn Machine>>,
     /// This service, for the tasks it starts.

@@ -8,24 +8,93 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Service, ServiceError};
+use crate::engine::PeerFinder;
 use crate::model::{CacheEntry, FileRecord, JobRecord, JobType};
-pub use crate::peers::{Found, PeerInfo, PeerState, PeersStatus};
-use crate::peers::{Incoming, Peers};
+use crate::peers::Peers;
+pub use crate::peers::{Found, Incoming, PeerInfo, PeerState, PeersStatus};
+
+/// Peer caching as the service uses it (the port this module owns): the peers module
+/// itself in the per-user daemon; in a worker of the system-wide daemon, the machine's
+/// cache process, which holds the fleet's identity, the cache and the peer port
+/// (`privsep/`).
+#[async_trait::async_trait]
+pub trait PeerCache: Send + Sync + 'static {
+    /// The engine's view of the fleet.
+    fn finder(&self) -> Arc<dyn PeerFinder>;
+    /// Copies a file that qualifies into the cache (`file` opened by its owner).
+    async fn offer(&self, file: std::fs::File, what: Incoming);
+    /// True when the cache already holds this content.
+    async fn holds(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> bool;
+    /// Drops the cache's entries of this content.
+    async fn evict(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize;
+    /// Bans peers whose bytes were rejected.
+    fn ban(&self, peers: &[String], why: &str);
+    /// Every cache entry.
+    async fn entries(&self) -> Result<Vec<CacheEntry>, ServiceError>;
+    /// Empties the cache: entries and bytes removed.
+    async fn clear(&self) -> Result<(u64, u64), ServiceError>;
+    /// The fleet, the peers and the cache now.
+    async fn status(&self) -> Result<PeersStatus, ServiceError>;
+    /// Stops (shutdown).
+    fn shutdown(&self);
+}
+
+#[async_trait::async_trait]
+impl PeerCache for Peers {
+    fn finder(&self) -> Arc<dyn PeerFinder> {
+        Peers::finder(self)
+    }
+
+    async fn offer(&self, file: std::fs::File, what: Incoming) {
+        Peers::offer(self, file, what).await
+    }
+
+    async fn holds(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> bool {
+        Peers::holds(self, url, validator, sha256)
+    }
+
+    async fn evict(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize {
+        Peers::evict(self, url, validator, sha256)
+    }
+
+    fn ban(&self, peers: &[String], why: &str) {
+        Peers::ban(self, peers, why)
+    }
+
+    async fn entries(&self) -> Result<Vec<CacheEntry>, ServiceError> {
+        Ok(Peers::entries(self))
+    }
+
+    async fn clear(&self) -> Result<(u64, u64), ServiceError> {
+        Ok(Peers::clear(self))
+    }
+
+    async fn status(&self) -> Result<PeersStatus, ServiceError> {
+        Ok(Peers::status(self))
+    }
+
+    fn shutdown(&self) {
+        Peers::shutdown(self)
+    }
+}
 
 impl Service {
     /// Turns peer caching on (once, at start-up): the engine asks these peers, and files
     /// that qualify enter their cache.
-    pub fn attach_peers(&self, peers: Arc<Peers>) {
+    pub fn attach_peers(&self, peers: Arc<dyn PeerCache>) {
         self.engine.attach_peers(peers.finder());
         let _ = self.peers.set(peers);
     }
 
     /// The fleet, the peers and the cache; `None` when peer caching is off.
-    pub fn peers_status(&self) -> Option<PeersStatus> {
-        self.peers.get().map(|p| p.status())
+    pub async fn peers_status(&self) -> Result<Option<PeersStatus>, ServiceError> {
+        match self.peers.get() {
+            Some(p) => p.status().await.map(Some),
+            None => Ok(None),
+        }
     }
 
-    fn peers_on(&self) -> Result<&Arc<Peers>, ServiceError> {
+    fn peers_on(&self) -> Result<&Arc<dyn PeerCache>, ServiceError> {
         self.peers.get().ok_or_else(|| {
             ServiceError::FailedPrecondition(
                 "peer caching is off: set `enabled = true` in the [peers] section of \
@@ -36,13 +105,13 @@ impl Service {
     }
 
     /// Every entry of the peer cache.
-    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, ServiceError> {
-        Ok(self.peers_on()?.entries())
+    pub async fn cache_entries(&self) -> Result<Vec<CacheEntry>, ServiceError> {
+        self.peers_on()?.entries().await
     }
 
     /// Empties the peer cache: entries and bytes removed.
-    pub fn clear_cache(&self) -> Result<(u64, u64), ServiceError> {
-        Ok(self.peers_on()?.clear())
+    pub async fn clear_cache(&self) -> Result<(u64, u64), ServiceError> {
+        self.peers_on()?.clear().await
     }
 
     /// True when `file` of `job` may enter the peer cache.
@@ -66,11 +135,13 @@ impl Service {
             return;
         };
         if !self.qualifies(job, file)
-            || peers.holds(
-                &file.remote_url,
-                file.validator.as_deref(),
-                file.expected_sha256.as_deref(),
-            )
+            || peers
+                .holds(
+                    &file.remote_url,
+                    file.validator.as_deref(),
+                    file.expected_sha256.as_deref(),
+                )
+                .await
         {
             return;
         }
@@ -114,22 +185,27 @@ impl Service {
     /// leaves this node's cache, the peers that sent it are banned, and the file is to be
     /// fetched again from the origin alone.
     pub(crate) fn peers_rejected(&self, file: &FileRecord, sent_by: &[String]) {
-        let Some(peers) = self.peers.get() else {
+        let Some(peers) = self.peers.get().cloned() else {
             return;
         };
-        let evicted = peers.evict(
-            &file.remote_url,
-            file.validator.as_deref(),
-            file.expected_sha256.as_deref(),
-        );
         peers.ban(
             sent_by,
             &format!("the application rejected {} that it sent", file.remote_url),
         );
-        tracing::info!(
-            url = file.remote_url,
-            evicted,
-            "a file from peers was rejected; fetching it again from the origin"
-        );
+        let file = file.clone();
+        tokio::spawn(async move {
+            let evicted = peers
+                .evict(
+                    &file.remote_url,
+                    file.validator.as_deref(),
+                    file.expected_sha256.as_deref(),
+                )
+                .await;
+            tracing::info!(
+                url = file.remote_url,
+                evicted,
+                "a file from peers was rejected; fetching it again from the origin"
+            );
+        });
     }
 }
