@@ -616,3 +616,46 @@ fn privsep_the_cache_process_gets_descriptors_and_fetches_for_the_workers() {
         .expect_ok("root's peers status");
     assert!(status.contains(&format!("127.0.0.1:{p2}")), "{status}");
 }
+
+#[test]
+#[ignore = "needs systemd-analyze (Debian's systemd): .ci/run runs it"]
+fn privsep_the_shipped_unit_has_an_exposure_of_3_or_less() {
+    let unit =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/systemd/system/ferryd.service");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&unit, dir.path().join("ferryd.service")).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager", "ferryd.service"])
+        .current_dir(dir.path())
+        .output()
+        .expect("systemd-analyze (Debian's systemd) is installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for ferryd.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure in systemd-analyze's answer:\n{text}"));
+    assert!(
+        exposure <= 3.0,
+        "the system unit's exposure is {exposure} (at most 3.0):\n{text}"
+    );
+    // The capabilities it keeps are the broker's, and only those.
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    let kept = unit_text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("a bounding set");
+    let mut kept: Vec<&str> = kept.split_whitespace().collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            "CAP_CHOWN",
+            "CAP_KILL",
+            "CAP_SETGID",
+            "CAP_SETPCAP",
+            "CAP_SETUID"
+        ]
+    );
+}
