@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod file;
+pub mod fleet;
 pub mod host;
 pub mod http;
 pub mod live;
@@ -39,10 +40,11 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::model::{FileRecord, Priority};
+pub use fleet::{ContentQuery, PeerFinder, PeerOffer};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
 pub use live::{Durable, LiveRun};
 use partfile::Progress;
-pub use sources::{ContentQuery, PeerFinder, PeerOffer, SourceBytes};
+pub use sources::SourceBytes;
 pub use worker::FileEvents;
 
 /// Everything one file's transfer needs.
@@ -72,7 +74,7 @@ pub struct FileTask<'a> {
     /// Where its bytes came from, as they arrive.
     pub sources: Arc<sources::SourceBytes>,
     /// The fleet's peers, when this file may be fetched from them.
-    pub peers: Option<Arc<dyn sources::PeerFinder>>,
+    pub peers: Option<Arc<dyn fleet::PeerFinder>>,
     /// The run's yielding controller, for a `normal` or `low` download: it watches the
     /// connections responses are read from.
     pub yielder: Option<Arc<yielding::Yielder>>,
@@ -102,7 +104,7 @@ pub struct Engine {
     /// No run starts and no retry comes due while set (the store cannot be written).
     paused: std::sync::atomic::AtomicBool,
     /// The fleet's peers, when peer caching is on.
-    peers: OnceLock<Arc<dyn sources::PeerFinder>>,
+    peers: OnceLock<Arc<dyn fleet::PeerFinder>>,
 }
 
 impl Engine {
@@ -123,7 +125,7 @@ impl Engine {
     }
 
     /// Gives the engine the fleet's peers (once, at start-up, when peer caching is on).
-    pub fn attach_peers(&self, peers: Arc<dyn sources::PeerFinder>) {
+    pub fn attach_peers(&self, peers: Arc<dyn fleet::PeerFinder>) {
         let _ = self.peers.set(peers);
     }
 

@@ -8,8 +8,8 @@ use reqwest::header;
 use reqwest::StatusCode;
 
 use super::error::TransferError;
+use super::fleet::ContentQuery;
 use super::netclient::decorate;
-use super::sources::ContentQuery;
 use super::{FileTask, Outcome};
 
 use super::swarm::Head;

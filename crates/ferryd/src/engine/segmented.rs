@@ -16,12 +16,13 @@ use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{self, TransferError};
+use super::fleet::PeerFinder;
 use super::netclient::decorate;
 use super::partfile::Writer;
 use super::ratelimit::consume_all;
 use super::segtable::Seg;
 pub use super::segtable::{split, SegTable, MIN_SEGMENT};
-use super::sources::{PeerFinder, Source, SourceBytes, SourceKind};
+use super::sources::{Source, SourceBytes, SourceKind};
 use super::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
 
@@ -417,7 +418,7 @@ pub(super) async fn from_peers(
     total: u64,
     validator: Option<String>,
     final_url: String,
-    offers: &[super::sources::PeerOffer],
+    offers: &[super::fleet::PeerOffer],
     no_store: bool,
 ) -> Result<Outcome, TransferError> {
     let part = task.part.clone();

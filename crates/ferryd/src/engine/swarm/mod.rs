@@ -32,12 +32,14 @@ use parking_lot::Mutex;
 use tokio::task::JoinSet;
 
 use super::error::TransferError;
+use super::fleet::{ContentQuery, PeerFinder};
 use super::segmented::{fetch, open_segments, ConnCtx, PEER_STALL};
 use super::segtable::SegTable;
-use super::sources::{ContentQuery, PeerFinder, Source, SourceKind};
+use super::sources::{Source, SourceKind};
 use super::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
 
+pub use super::fleet::{Holder, ShareGuard, SharedDownload, SharedRanges};
 pub use plan::{piece_size, pieces, MIN_PIECE};
 
 /// How often the fleet is asked who holds what.
@@ -58,45 +60,6 @@ const PEER_FAILURES: u32 = 3;
 /// A peer rests this long after a failure, or after saying it serves as many peers as it
 /// may (`503`, not counted as a failure).
 const REST: Duration = Duration::from_secs(1);
-
-/// The ranges of a download under way that may be served to the fleet.
-pub trait SharedRanges: Send + Sync {
-    /// Ranges on disk that may be served, sorted, `[start, end)`.
-    fn durable(&self) -> Vec<(u64, u64)>;
-    /// Ranges being fetched from the origin now (so others wait for them).
-    fn pending(&self) -> Vec<(u64, u64)>;
-}
-
-/// A download the fleet may fetch from while it runs.
-pub struct SharedDownload {
-    /// The content: URL, validator, length, and SHA-256 when known.
-    pub query: ContentQuery,
-    pub length: u64,
-    /// The part file, read at the offsets `ranges` allows.
-    pub file: std::fs::File,
-    pub ranges: Arc<dyn SharedRanges>,
-}
-
-/// Stops sharing when dropped.
-pub type ShareGuard = Box<dyn Send + Sync>;
-
-/// A peer that answered for the content.
-#[derive(Clone)]
-pub struct Holder {
-    /// Its address (the directory's key: failures and bans).
-    pub peer: String,
-    /// Its node name (the rendezvous key).
-    pub node: String,
-    /// Where to ask it for ranges.
-    pub content_url: String,
-    pub length: u64,
-    /// It holds all of it.
-    pub complete: bool,
-    pub ranges: Vec<(u64, u64)>,
-    pub pending: Vec<(u64, u64)>,
-    /// A client that speaks the fleet's mutual TLS.
-    pub client: reqwest::Client,
-}
 
 /// What the origin said about the file.
 pub struct Head {

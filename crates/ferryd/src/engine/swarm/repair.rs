@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::super::error::{self, TransferError};
-use super::super::sources::{PeerFinder, Source, SourceKind};
+use super::super::fleet::PeerFinder;
+use super::super::sources::{Source, SourceKind};
 use super::super::FileTask;
 use super::Download;
 
