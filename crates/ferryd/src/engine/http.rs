@@ -3,89 +3,14 @@
 
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::StatusCode;
 
 use super::error::{self, TransferError};
+use super::httpmeta::{content_range, content_range_text, no_store, status_error, validator};
 use super::partfile::{self, Writer};
 use super::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
-
-/// The validator to resume under: a strong ETag, else Last-Modified.
-fn validator(headers: &HeaderMap) -> Option<String> {
-    if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-        if !etag.starts_with("W/") {
-            return Some(etag.to_string());
-        }
-    }
-    headers
-        .get(header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// A parsed `Content-Range: bytes START-END/TOTAL` (END inclusive, TOTAL maybe `*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ContentRange {
-    start: u64,
-    end: u64,
-    total: Option<u64>,
-}
-
-/// Parses `Content-Range: bytes START-END/TOTAL`; `None` when absent or malformed
-/// (END before START, or END not inside TOTAL).
-fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
-    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    let total = if total.trim() == "*" {
-        None
-    } else {
-        Some(total.trim().parse().ok()?)
-    };
-    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    if end < start || total.is_some_and(|t| end >= t) {
-        return None;
-    }
-    Some(ContentRange { start, end, total })
-}
-
-/// Asks for the content as it is stored (`Accept-Encoding: identity`) unless the job sets
-/// its own `Accept-Encoding`. Without the header any coding is acceptable (RFC 9110
-/// §12.5.3); whatever coding arrives anyway is stored as sent, never decoded.
-pub(super) fn identity(
-    req: reqwest::RequestBuilder,
-    options: &crate::model::JobOptions,
-) -> reqwest::RequestBuilder {
-    if options
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("accept-encoding"))
-    {
-        req
-    } else {
-        req.header(header::ACCEPT_ENCODING, "identity")
-    }
-}
-
-/// True when the origin marks the content `Cache-Control: private` or `no-store`: it is
-/// never cached for peers.
-pub(super) fn no_store(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| {
-            d.trim()
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase()
-        })
-        .any(|d| d == "private" || d == "no-store")
-}
 
 /// Downloads one file into its part file, continuing from the recorded offset: from the
 /// fleet's peers when they have it, else from the origin.
@@ -132,10 +57,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     // The response to write, the file's size if known, and where this response's bytes
     // end (the expected size: a body that goes past it is cut off).
     let (response, total, limit) = loop {
-        let mut request = identity(
-            super::netclient::decorate(client.get(&url), task.options),
-            task.options,
-        );
+        let mut request = super::netclient::for_download(client.get(&url), task.options);
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
             if let Some(v) = &known_validator {
@@ -169,9 +91,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     _ => {
                         // Never written anywhere: the durable bytes stay, the next attempt
                         // asks for the same range again.
-                        let got = headers
-                            .get(header::CONTENT_RANGE)
-                            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                        let got = content_range_text(&headers);
                         let size = known.map(|t| format!(" of {t}")).unwrap_or_default();
                         return Err(TransferError::new(
                             ErrorContext::RemoteFile,
@@ -208,13 +128,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 break (response, total, total);
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => true,
-            s => {
-                let retry_after = headers
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(error::parse_retry_after);
-                return Err(error::from_status(s.as_u16(), &url, retry_after));
-            }
+            s => return Err(status_error(s, &headers, &url)),
         };
         if restart {
             restarts += 1;
@@ -485,57 +399,4 @@ fn stalled(url: &str, after: Duration) -> TransferError {
         ErrorKind::Stalled,
         format!("{url}: no data for {} s", after.as_secs()),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_content_range() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_RANGE, "bytes 100-199/1000".parse().unwrap());
-        assert_eq!(
-            content_range(&h),
-            Some(ContentRange {
-                start: 100,
-                end: 199,
-                total: Some(1000)
-            })
-        );
-        h.insert(header::CONTENT_RANGE, "bytes 5-9/*".parse().unwrap());
-        assert_eq!(
-            content_range(&h),
-            Some(ContentRange {
-                start: 5,
-                end: 9,
-                total: None
-            })
-        );
-        for bad in [
-            "garbage",
-            "bytes 9-5/100",
-            "bytes 5-100/100",
-            "bytes 5-/100",
-        ] {
-            h.insert(header::CONTENT_RANGE, bad.parse().unwrap());
-            assert_eq!(content_range(&h), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn prefers_strong_etag() {
-        let mut h = HeaderMap::new();
-        h.insert(header::ETAG, "W/\"weak\"".parse().unwrap());
-        h.insert(
-            header::LAST_MODIFIED,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(
-            validator(&h).as_deref(),
-            Some("Wed, 21 Oct 2015 07:28:00 GMT")
-        );
-        h.insert(header::ETAG, "\"strong\"".parse().unwrap());
-        assert_eq!(validator(&h).as_deref(), Some("\"strong\""));
-    }
 }

@@ -15,6 +15,7 @@ pub mod file;
 pub mod fleet;
 pub mod host;
 pub mod http;
+pub mod httpmeta;
 pub mod live;
 pub mod netclient;
 pub mod partfile;

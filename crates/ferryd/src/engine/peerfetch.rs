@@ -4,12 +4,12 @@
 //! (`segmented::from_peers`); when nobody holds it whole, joins the machines that fetch it
 //! now (`swarm`).
 
-use reqwest::header;
 use reqwest::StatusCode;
 
 use super::error::TransferError;
 use super::fleet::ContentQuery;
-use super::netclient::decorate;
+use super::httpmeta;
+use super::netclient::for_download;
 use super::{FileTask, Outcome};
 
 use super::swarm::Head;
@@ -98,7 +98,7 @@ pub(super) async fn try_peers(task: &FileTask<'_>) -> Result<Option<Outcome>, Tr
 /// The origin's length and strong validator, when it answers a `HEAD` with both and does
 /// not mark the content private (`None`: do not ask peers).
 async fn head(task: &FileTask<'_>, url: &str) -> Result<Option<Head>, TransferError> {
-    let req = super::http::identity(decorate(task.client.head(url), task.options), task.options);
+    let req = for_download(task.client.head(url), task.options);
     let resp = tokio::select! {
         _ = task.cancel.cancelled() => return Ok(None),
         r = tokio::time::timeout(task.stall_timeout, req.send()) => match r {
@@ -110,24 +110,18 @@ async fn head(task: &FileTask<'_>, url: &str) -> Result<Option<Head>, TransferEr
     if resp.status() != StatusCode::OK {
         return Ok(None);
     }
-    if super::http::no_store(h) {
+    if httpmeta::no_store(h) {
         task.events.no_peer_cache();
         return Ok(None);
     }
-    let length = h
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let validator = super::segmented::strong_validator(h);
+    let length = httpmeta::content_length(h);
+    let validator = httpmeta::validator(h);
     Ok(match (length, validator) {
         (Some(length), Some(validator)) => Some(Head {
             length,
             validator,
             final_url: resp.url().to_string(),
-            ranges: h
-                .get(header::ACCEPT_RANGES)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
+            ranges: httpmeta::accepts_ranges(h),
         }),
         _ => None,
     })

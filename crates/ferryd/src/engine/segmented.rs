@@ -11,13 +11,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{self, TransferError};
 use super::fleet::PeerFinder;
-use super::netclient::decorate;
+use super::httpmeta;
+use super::netclient::for_download;
 use super::partfile::Writer;
 use super::ratelimit::consume_all;
 use super::segtable::Seg;
@@ -35,17 +36,6 @@ pub enum Segmented {
     /// The server or the file does not suit several connections: use one.
     Fallback,
     Done(Outcome),
-}
-
-pub(super) fn strong_validator(h: &HeaderMap) -> Option<String> {
-    if let Some(e) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-        if !e.starts_with("W/") {
-            return Some(e.to_string());
-        }
-    }
-    h.get(header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 /// The sources of a multi-source download.
@@ -70,8 +60,7 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
                 return Ok(Segmented::Fallback);
             }
             task.events.connecting();
-            let head =
-                super::http::identity(decorate(task.client.head(&url), task.options), task.options);
+            let head = for_download(task.client.head(&url), task.options);
             let resp = tokio::select! {
                 _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
                 r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
@@ -80,17 +69,9 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
                 },
             };
             let h = resp.headers();
-            let ranges = h
-                .get(header::ACCEPT_RANGES)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-            // The header itself: reqwest reports a HEAD response's (empty) body length.
-            let length = h
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|_| resp.status() == StatusCode::OK);
-            let (Some(total), Some(validator)) = (length, strong_validator(h)) else {
+            let ranges = httpmeta::accepts_ranges(h);
+            let length = httpmeta::content_length(h).filter(|_| resp.status() == StatusCode::OK);
+            let (Some(total), Some(validator)) = (length, httpmeta::validator(h)) else {
                 return Ok(Segmented::Fallback);
             };
             if !ranges || total < 2 * MIN_SEGMENT {
@@ -107,7 +88,7 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
                 Some(validator.clone()),
                 resp.url().to_string(),
                 segments.clone(),
-                super::http::no_store(h),
+                httpmeta::no_store(h),
             );
             (segments, total, Some(validator))
         } else {
@@ -342,14 +323,7 @@ pub(super) async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError>
                 format!("{label}: the file changed on the server; downloading it again"),
             ))
         }
-        s => {
-            let retry_after = resp
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(error::parse_retry_after);
-            return Err(error::from_status(s.as_u16(), &label, retry_after));
-        }
+        s => return Err(httpmeta::status_error(s, resp.headers(), &label)),
     }
     let file = ctx
         .file

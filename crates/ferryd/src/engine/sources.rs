@@ -133,10 +133,7 @@ impl Source {
     /// A request for bytes `[from, to)`.
     pub(super) fn range_request(&self, from: u64, to: u64) -> reqwest::RequestBuilder {
         let mut req = match &self.options {
-            Some(options) => super::http::identity(
-                super::netclient::decorate(self.client.get(&self.url), options),
-                options,
-            ),
+            Some(options) => super::netclient::for_download(self.client.get(&self.url), options),
             None => self.client.get(&self.url),
         }
         .header(reqwest::header::RANGE, format!("bytes={from}-{}", to - 1));

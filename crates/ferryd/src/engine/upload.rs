@@ -106,12 +106,7 @@ async fn send(
 }
 
 fn status_error(resp: &reqwest::Response, url: &str) -> TransferError {
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(error::parse_retry_after);
-    error::from_status(resp.status().as_u16(), url, retry_after)
+    super::httpmeta::status_error(resp.status(), resp.headers(), url)
 }
 
 /// Uploads one file with the job's protocol.
