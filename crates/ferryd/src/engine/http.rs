@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use super::error::{self, TransferError};
 use super::httpmeta::{content_range, content_range_text, no_store, status_error, validator};
 use super::partfile::{self, Writer};
-use super::{FileTask, Outcome};
+use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
 
 /// Downloads one file into its part file, continuing from the recorded offset: from the

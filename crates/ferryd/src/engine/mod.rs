@@ -11,6 +11,7 @@
 //! `query`, `rpc` or `store`.
 
 pub mod error;
+pub mod events;
 pub mod file;
 pub mod fleet;
 pub mod host;
@@ -27,12 +28,12 @@ pub mod segmented;
 pub mod segtable;
 pub mod sources;
 pub mod swarm;
+pub mod task;
 pub mod tls;
 pub mod upload;
 pub mod worker;
 pub mod yielding;
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -40,55 +41,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::model::{FileRecord, Priority};
+use crate::model::Priority;
+pub use events::FileEvents;
 pub use fleet::{ContentQuery, PeerFinder, PeerOffer};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
 pub use live::{Durable, LiveRun};
-use partfile::Progress;
 pub use sources::SourceBytes;
-pub use worker::FileEvents;
-
-/// Everything one file's transfer needs.
-pub struct FileTask<'a> {
-    /// The job's options (headers, credentials, …).
-    pub options: &'a crate::model::JobOptions,
-    /// The HTTP client for this job.
-    pub client: &'a reqwest::Client,
-    /// Bandwidth limits that apply (the job's, the daemon's).
-    pub limits: &'a [Arc<ratelimit::RateLimiter>],
-    /// Connections to use for a large file (1: one).
-    pub connections: u32,
-    /// The file as recorded when the transfer started (its offset is the checkpoint).
-    pub record: &'a FileRecord,
-    /// Its part file.
-    pub part: PathBuf,
-    /// Its byte counters.
-    pub progress: Arc<Progress>,
-    /// A read that delivers nothing for this long is a (transient) stall.
-    pub stall_timeout: Duration,
-    /// Fires when the run is stopped.
-    pub cancel: CancellationToken,
-    /// Where the transfer reports.
-    pub events: &'a FileEvents,
-    /// As whom files are opened.
-    pub owner: &'a crate::owner::Owner,
-    /// Where its bytes came from, as they arrive.
-    pub sources: Arc<sources::SourceBytes>,
-    /// The fleet's peers, when this file may be fetched from them.
-    pub peers: Option<Arc<dyn fleet::PeerFinder>>,
-    /// The run's yielding controller, for a `normal` or `low` download: it watches the
-    /// connections responses are read from.
-    pub yielder: Option<Arc<yielding::Yielder>>,
-}
-
-/// How a file's transfer ended, short of an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every byte is in the part file (written, not yet synced).
-    Done { len: u64 },
-    /// Stopped by suspend, cancel, complete or shutdown; progress is synced.
-    Cancelled,
-}
+pub use task::{FileTask, Outcome};
 
 /// Schemes ferry transfers.
 pub const SCHEMES: &[&str] = &["http", "https", "file"];

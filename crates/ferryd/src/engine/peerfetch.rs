@@ -10,7 +10,7 @@ use super::error::TransferError;
 use super::fleet::ContentQuery;
 use super::httpmeta;
 use super::netclient::for_download;
-use super::{FileTask, Outcome};
+use super::task::{FileTask, Outcome};
 
 use super::swarm::Head;
 

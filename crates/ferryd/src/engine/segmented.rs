@@ -24,7 +24,7 @@ use super::ratelimit::consume_all;
 use super::segtable::Seg;
 pub use super::segtable::{split, SegTable, MIN_SEGMENT};
 use super::sources::{Source, SourceBytes, SourceKind};
-use super::{FileTask, Outcome};
+use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
 
 /// A peer that sends nothing for this long is dropped (the origin's own stall timeout
@@ -229,7 +229,7 @@ pub(super) struct ConnCtx {
     /// The part file, opened once for the whole download.
     pub(super) file: std::fs::File,
     pub(super) stall: Duration,
-    pub(super) events: super::FileEvents,
+    pub(super) events: super::events::FileEvents,
     pub(super) stop: CancellationToken,
     pub(super) bytes: Arc<SourceBytes>,
 }

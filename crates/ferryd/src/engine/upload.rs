@@ -15,9 +15,10 @@ use reqwest::StatusCode;
 use tokio_util::io::ReaderStream;
 
 use super::error::{self, TransferError};
+use super::events::FileEvents;
 use super::netclient::decorate;
 use super::ratelimit::{consume_all, RateLimiter};
-use super::{FileEvents, FileTask};
+use super::task::FileTask;
 use crate::engine::partfile::Progress;
 use crate::model::{ErrorContext, ErrorKind, UploadProtocol};
 

@@ -11,106 +11,22 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::error::TransferError;
-use super::host::{FileStart, Host, Report, RunId, RunPlan};
+use super::events::FileEvents;
+use super::host::{Host, Report, RunId, RunPlan};
 use super::live::LiveRun;
 use super::netclient;
 use super::partfile::Progress;
 use super::ratelimit::RateLimiter;
 use super::scheduler::RunGuard;
-use super::segmented::SegTable;
 use super::sources::SourceBytes;
+use super::task::{FileTask, Outcome};
 use super::upload::{self, UploadOutcome};
-use super::{file, http, yielding, Engine, FileTask, Outcome};
-use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
+use super::{file, http, yielding, Engine};
+use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
 use crate::owner::Owner;
 
 /// How often durable offsets are recorded while a file transfers.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Where one file's transfer reports: its run's host and counters.
-#[derive(Clone)]
-pub struct FileEvents {
-    host: Arc<dyn Host>,
-    live: Arc<LiveRun>,
-    job: Uuid,
-    run: RunId,
-    index: u32,
-}
-
-impl FileEvents {
-    fn report(&self, report: Report) {
-        self.host.report(self.job, self.run, report);
-    }
-
-    /// About to connect (or open the source).
-    pub fn connecting(&self) {
-        self.report(Report::Connecting);
-    }
-
-    /// A multi-connection download starts with these segments.
-    pub fn segments_started(
-        &self,
-        total: u64,
-        validator: Option<String>,
-        final_url: String,
-        segments: Vec<Segment>,
-        no_store: bool,
-    ) {
-        self.report(Report::SegmentsStarted {
-            index: self.index,
-            total,
-            validator,
-            final_url,
-            segments,
-            no_store,
-        });
-    }
-
-    /// The origin marked the content private or no-store.
-    pub fn no_peer_cache(&self) {
-        self.report(Report::NoPeerCache { index: self.index });
-    }
-
-    /// The live segment table of this file.
-    pub fn live_segments(&self, table: Arc<SegTable>) {
-        self.live.set_segments(self.index, table);
-    }
-
-    /// The source answered: size, validator, final URL, and the offset bytes continue at.
-    pub fn started(
-        &self,
-        total: Option<u64>,
-        validator: Option<String>,
-        final_url: Option<String>,
-        offset: u64,
-        no_store: bool,
-    ) {
-        self.report(Report::FileStarted {
-            index: self.index,
-            start: FileStart {
-                total,
-                validator,
-                final_url,
-                offset,
-                no_store,
-            },
-        });
-    }
-
-    /// `n` bytes moved: per-run atomics; the host hears of it at most twice a second.
-    pub fn bytes(&self, n: u64) {
-        if self.live.moved(n) {
-            self.report(Report::Progressed);
-        }
-    }
-
-    /// The file starts over from zero (content changed or range refused).
-    pub fn restarted(&self) {
-        self.live.forget_segments(self.index);
-        self.live.reset_sources(self.index);
-        self.report(Report::FileRestarted { index: self.index });
-    }
-}
 
 /// One run of one job.
 struct Run {
@@ -133,13 +49,13 @@ impl Run {
     }
 
     fn events(&self, index: u32) -> FileEvents {
-        FileEvents {
-            host: self.host.clone(),
-            live: self.live.clone(),
-            job: self.job,
-            run: self.run,
+        FileEvents::new(
+            self.host.clone(),
+            self.live.clone(),
+            self.job,
+            self.run,
             index,
-        }
+        )
     }
 }
 

@@ -36,7 +36,7 @@ use super::fleet::{ContentQuery, PeerFinder};
 use super::segmented::{fetch, open_segments, ConnCtx, PEER_STALL};
 use super::segtable::SegTable;
 use super::sources::{Source, SourceKind};
-use super::{FileTask, Outcome};
+use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
 
 pub use super::fleet::{Holder, ShareGuard, SharedDownload, SharedRanges};

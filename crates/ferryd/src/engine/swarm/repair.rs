@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::super::error::{self, TransferError};
 use super::super::fleet::PeerFinder;
 use super::super::sources::{Source, SourceKind};
-use super::super::FileTask;
+use super::super::task::FileTask;
 use super::Download;
 
 /// Bytes hashed per read.
