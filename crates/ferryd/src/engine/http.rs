@@ -1,14 +1,13 @@
 //! `http` and `https` downloads: Range + If-Range resume, Content-Range checks, restart on
 //! changed content, servers without ranges or lengths.
 
-use std::time::Duration;
-
 use reqwest::header;
 use reqwest::StatusCode;
 
-use super::error::{self, TransferError};
+use super::error::TransferError;
 use super::httpmeta::{content_range, content_range_text, no_store, status_error, validator};
 use super::partfile::{self, Writer};
+use super::rangeconn::{self, send, Next};
 use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
 
@@ -65,13 +64,8 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
             }
         }
         task.events.connecting();
-        let response = tokio::select! {
-            _ = task.cancel.cancelled() => return Ok(Outcome::Cancelled),
-            r = tokio::time::timeout(task.stall_timeout, request.send()) => match r {
-                Err(_) => return Err(stalled(&url, task.stall_timeout)),
-                Ok(Err(e)) => return Err(error::from_reqwest(&e, &url)),
-                Ok(Ok(r)) => r,
-            },
+        let Some(response) = send(&task.cancel, task.stall_timeout, request, &url).await? else {
+            return Ok(Outcome::Cancelled);
         };
         let status = response.status();
         let headers = response.headers().clone();
@@ -196,7 +190,7 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
     let mut received = offset;
     loop {
         match next_chunk(&task, &mut response, &url).await {
-            Ok(Next::Cancelled) => {
+            Ok(Next::Stopped) => {
                 let _ = writer.finish(true).await;
                 return Ok(Outcome::Cancelled);
             }
@@ -285,7 +279,7 @@ async fn small_body(
     let mut body: Vec<u8> = Vec::with_capacity(len as usize);
     loop {
         match next_chunk(task, &mut response, url).await? {
-            Next::Cancelled => return Ok(Outcome::Cancelled),
+            Next::Stopped => return Ok(Outcome::Cancelled),
             Next::End => break,
             Next::Chunk(chunk) => {
                 if body.len() as u64 + chunk.len() as u64 > len {
@@ -358,30 +352,13 @@ async fn cut_back(
     Ok(())
 }
 
-/// What reading a response body gave next.
-enum Next {
-    Chunk(bytes::Bytes),
-    End,
-    /// The transfer was stopped (suspend, cancel, complete, shutdown).
-    Cancelled,
-}
-
-/// The next chunk of `response`'s body; a read that delivers nothing for the stall
-/// timeout, or a broken connection, is an error.
+/// The next chunk of `response`'s body, read for `task`.
 async fn next_chunk(
     task: &FileTask<'_>,
     response: &mut reqwest::Response,
     url: &str,
 ) -> Result<Next, TransferError> {
-    tokio::select! {
-        _ = task.cancel.cancelled() => Ok(Next::Cancelled),
-        r = tokio::time::timeout(task.stall_timeout, response.chunk()) => match r {
-            Err(_) => Err(stalled(url, task.stall_timeout)),
-            Ok(Err(e)) => Err(error::from_reqwest(&e, url)),
-            Ok(Ok(None)) => Ok(Next::End),
-            Ok(Ok(Some(chunk))) => Ok(Next::Chunk(chunk)),
-        },
-    }
+    rangeconn::next_chunk(&task.cancel, task.stall_timeout, response, url).await
 }
 
 /// After a network error: flush and sync what arrived so the checkpoint keeps it.
@@ -391,12 +368,4 @@ async fn finish_after_error(writer: Writer, part: &std::path::Path) -> Result<()
         .await
         .map(|_| ())
         .map_err(|e| TransferError::local_io("writing", part, &e))
-}
-
-fn stalled(url: &str, after: Duration) -> TransferError {
-    TransferError::new(
-        ErrorContext::Transport,
-        ErrorKind::Stalled,
-        format!("{url}: no data for {} s", after.as_secs()),
-    )
 }

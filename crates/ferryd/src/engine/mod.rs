@@ -21,6 +21,7 @@ pub mod live;
 pub mod netclient;
 pub mod partfile;
 pub mod peerfetch;
+pub mod rangeconn;
 pub mod ratelimit;
 pub mod schedule;
 pub mod scheduler;

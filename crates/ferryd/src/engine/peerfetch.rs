@@ -10,6 +10,7 @@ use super::error::TransferError;
 use super::fleet::ContentQuery;
 use super::httpmeta;
 use super::netclient::for_download;
+use super::rangeconn::{race, unless_stopped, Raced};
 use super::task::{FileTask, Outcome};
 
 use super::swarm::Head;
@@ -51,9 +52,8 @@ pub(super) async fn try_peers(task: &FileTask<'_>) -> Result<Option<Outcome>, Tr
             )
         }
     };
-    let offers = tokio::select! {
-        _ = task.cancel.cancelled() => return Ok(Some(Outcome::Cancelled)),
-        offers = finder.find(&query) => offers,
+    let Some(offers) = unless_stopped(&task.cancel, finder.find(&query)).await else {
+        return Ok(Some(Outcome::Cancelled));
     };
     let mut offers: Vec<_> = offers
         .into_iter()
@@ -99,12 +99,8 @@ pub(super) async fn try_peers(task: &FileTask<'_>) -> Result<Option<Outcome>, Tr
 /// not mark the content private (`None`: do not ask peers).
 async fn head(task: &FileTask<'_>, url: &str) -> Result<Option<Head>, TransferError> {
     let req = for_download(task.client.head(url), task.options);
-    let resp = tokio::select! {
-        _ = task.cancel.cancelled() => return Ok(None),
-        r = tokio::time::timeout(task.stall_timeout, req.send()) => match r {
-            Ok(Ok(r)) => r,
-            _ => return Ok(None),
-        },
+    let Raced::Ready(Ok(resp)) = race(&task.cancel, task.stall_timeout, req.send()).await else {
+        return Ok(None);
     };
     let h = resp.headers();
     if resp.status() != StatusCode::OK {

@@ -9,27 +9,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use reqwest::header;
 use reqwest::StatusCode;
-use tokio_util::sync::CancellationToken;
 
-use super::error::{self, TransferError};
+use super::error::TransferError;
 use super::fleet::PeerFinder;
 use super::httpmeta;
 use super::netclient::for_download;
-use super::partfile::Writer;
-use super::ratelimit::consume_all;
+use super::rangeconn::{fetch, race, ConnCtx, Raced};
 use super::segtable::Seg;
 pub use super::segtable::{split, SegTable, MIN_SEGMENT};
 use super::sources::{Source, SourceBytes, SourceKind};
 use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind, Segment};
-
-/// A peer that sends nothing for this long is dropped (the origin's own stall timeout
-/// applies to the origin).
-pub(super) const PEER_STALL: Duration = Duration::from_secs(10);
 
 /// What the segmented path decided.
 pub enum Segmented {
@@ -61,12 +53,10 @@ pub async fn download(task: &FileTask<'_>, connections: u32) -> Result<Segmented
             }
             task.events.connecting();
             let head = for_download(task.client.head(&url), task.options);
-            let resp = tokio::select! {
-                _ = task.cancel.cancelled() => return Ok(Segmented::Done(Outcome::Cancelled)),
-                r = tokio::time::timeout(task.stall_timeout, head.send()) => match r {
-                    Ok(Ok(r)) => r,
-                    _ => return Ok(Segmented::Fallback),
-                },
+            let resp = match race(&task.cancel, task.stall_timeout, head.send()).await {
+                Raced::Stopped => return Ok(Segmented::Done(Outcome::Cancelled)),
+                Raced::Ready(Ok(r)) => r,
+                _ => return Ok(Segmented::Fallback),
             };
             let h = resp.headers();
             let ranges = httpmeta::accepts_ranges(h);
@@ -142,30 +132,13 @@ pub(super) async fn run(
     segments: Vec<Segment>,
     plan: Plan,
 ) -> Result<Outcome, TransferError> {
-    let part = task.part.clone();
     let (file, table) = open_segments(task, &segments).await?;
     let stop = task.cancel.child_token();
     let mut workers = tokio::task::JoinSet::new();
     let start =
         |workers: &mut tokio::task::JoinSet<_>, source: Source| -> Result<(), TransferError> {
             if let Some(seg) = table.take() {
-                let ctx = ConnCtx {
-                    limits: task.limits.to_vec(),
-                    yielder: task.yielder.clone(),
-                    part: part.clone(),
-                    file: file
-                        .try_clone()
-                        .map_err(|e| TransferError::local_io("opening", &part, &e))?,
-                    stall: if source.is_origin() {
-                        task.stall_timeout
-                    } else {
-                        PEER_STALL.min(task.stall_timeout)
-                    },
-                    events: task.events.clone(),
-                    stop: stop.clone(),
-                    bytes: task.sources.clone(),
-                    source,
-                };
+                let ctx = ConnCtx::new(task, source, &file, &stop)?;
                 workers.spawn(run_connection(ctx, table.clone(), seg));
             }
             Ok(())
@@ -221,19 +194,6 @@ pub(super) async fn run(
     Ok(Outcome::Done { len: plan.total })
 }
 
-pub(super) struct ConnCtx {
-    pub(super) source: Source,
-    pub(super) limits: Vec<Arc<super::ratelimit::RateLimiter>>,
-    pub(super) yielder: Option<Arc<super::yielding::Yielder>>,
-    pub(super) part: std::path::PathBuf,
-    /// The part file, opened once for the whole download.
-    pub(super) file: std::fs::File,
-    pub(super) stall: Duration,
-    pub(super) events: super::events::FileEvents,
-    pub(super) stop: CancellationToken,
-    pub(super) bytes: Arc<SourceBytes>,
-}
-
 /// How a connection failed.
 enum ConnError {
     /// A peer failed: it is dropped, its segment goes to another connection.
@@ -271,118 +231,6 @@ async fn run_connection(
             None => return Ok(()),
         }
     }
-}
-
-fn stalled(ctx: &ConnCtx, what: &str) -> TransferError {
-    TransferError::new(
-        ErrorContext::Transport,
-        ErrorKind::Stalled,
-        format!("{}: {what}", ctx.source.label()),
-    )
-}
-
-/// Fetches the rest of `seg` from `ctx`'s source (the swarm fetches its pieces with it).
-pub(super) async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError> {
-    let pos = seg.progress.written.load(Ordering::Acquire);
-    let end = seg.end.load(Ordering::Acquire);
-    if pos >= end {
-        return Ok(());
-    }
-    let label = ctx.source.label();
-    let req = ctx.source.range_request(pos, end);
-    let resp = tokio::select! {
-        _ = ctx.stop.cancelled() => return Ok(()),
-        r = tokio::time::timeout(ctx.stall, req.send()) => match r {
-            Err(_) => return Err(stalled(ctx, "no answer")),
-            Ok(Err(e)) => return Err(error::from_reqwest(&e, &label)),
-            Ok(Ok(r)) => r,
-        },
-    };
-    let _watch = ctx.yielder.as_ref().and_then(|y| y.watch(&resp));
-    match resp.status() {
-        StatusCode::PARTIAL_CONTENT => {
-            let start = resp
-                .headers()
-                .get(header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("bytes "))
-                .and_then(|v| v.split('-').next())
-                .and_then(|v| v.parse::<u64>().ok());
-            if start != Some(pos) {
-                return Err(TransferError::new(
-                    ErrorContext::RemoteFile,
-                    ErrorKind::BadRange,
-                    format!("{label}: asked for bytes from {pos}, it sent another range"),
-                ));
-            }
-        }
-        StatusCode::OK if ctx.source.is_origin() => {
-            return Err(TransferError::new(
-                ErrorContext::RemoteFile,
-                ErrorKind::ContentChanged,
-                format!("{label}: the file changed on the server; downloading it again"),
-            ))
-        }
-        s => return Err(httpmeta::status_error(s, resp.headers(), &label)),
-    }
-    let file = ctx
-        .file
-        .try_clone()
-        .map_err(|e| TransferError::local_io("opening", &ctx.part, &e))?;
-    let writer = Writer::start(file, pos, seg.progress.clone())
-        .map_err(|e| TransferError::local_io("writing", &ctx.part, &e))?;
-    let mut at = pos;
-    let mut resp = resp;
-    let result = loop {
-        let limit = seg.end.load(Ordering::Acquire);
-        if at >= limit {
-            break Ok(());
-        }
-        let next = tokio::select! {
-            _ = ctx.stop.cancelled() => break Ok(()),
-            r = tokio::time::timeout(ctx.stall, resp.chunk()) => r,
-        };
-        match next {
-            Err(_) => break Err(stalled(ctx, "no data")),
-            Ok(Err(e)) => break Err(error::from_reqwest(&e, &label)),
-            Ok(Ok(None)) => break Ok(()),
-            Ok(Ok(Some(mut chunk))) => {
-                let room = (limit - at) as usize;
-                if chunk.len() > room {
-                    // Another connection took over the rest of this segment.
-                    chunk.truncate(room);
-                }
-                at += chunk.len() as u64;
-                let moved = chunk.len() as u64;
-                consume_all(&ctx.limits, chunk.len()).await;
-                let n = chunk.len() as u64;
-                if writer.write(chunk).await.is_err() {
-                    let e = writer
-                        .finish(false)
-                        .await
-                        .err()
-                        .unwrap_or_else(|| std::io::Error::other("writer stopped"));
-                    return Err(TransferError::local_io("writing", &ctx.part, &e));
-                }
-                ctx.bytes.add(&ctx.source.kind, n);
-                ctx.events.bytes(moved);
-            }
-        }
-    };
-    let finished = writer
-        .finish(true)
-        .await
-        .map_err(|e| TransferError::local_io("writing", &ctx.part, &e));
-    result?;
-    finished?;
-    if at < seg.end.load(Ordering::Acquire) && !ctx.stop.is_cancelled() {
-        return Err(TransferError::new(
-            ErrorContext::Transport,
-            ErrorKind::ConnectionCut,
-            format!("{label}: a segment's connection ended early"),
-        ));
-    }
-    Ok(())
 }
 
 /// A peer offers the content: fetches it from every offering peer at once, the origin

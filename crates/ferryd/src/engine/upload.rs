@@ -17,6 +17,7 @@ use tokio_util::io::ReaderStream;
 use super::error::{self, TransferError};
 use super::events::FileEvents;
 use super::netclient::decorate;
+use super::rangeconn::unless_stopped;
 use super::ratelimit::{consume_all, RateLimiter};
 use super::task::FileTask;
 use crate::engine::partfile::Progress;
@@ -100,10 +101,10 @@ async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<Option<reqwest::Response>, TransferError> {
-    tokio::select! {
-        _ = task.cancel.cancelled() => Ok(None),
-        r = req.send() => r.map(Some).map_err(|e| error::from_reqwest(&e, url)),
-    }
+    unless_stopped(&task.cancel, req.send())
+        .await
+        .transpose()
+        .map_err(|e| error::from_reqwest(&e, url))
 }
 
 fn status_error(resp: &reqwest::Response, url: &str) -> TransferError {

@@ -33,7 +33,8 @@ use tokio::task::JoinSet;
 
 use super::error::TransferError;
 use super::fleet::{ContentQuery, PeerFinder};
-use super::segmented::{fetch, open_segments, ConnCtx, PEER_STALL};
+use super::rangeconn::{fetch, unless_stopped, ConnCtx};
+use super::segmented::open_segments;
 use super::segtable::SegTable;
 use super::sources::{Source, SourceKind};
 use super::task::{FileTask, Outcome};
@@ -192,9 +193,11 @@ pub(super) async fn download(
         pieces = n,
         "joining the swarm"
     );
-    tokio::select! {
-        _ = task.cancel.cancelled() => return Ok(Some(Outcome::Cancelled)),
-        _ = tokio::time::sleep(GATHER) => {}
+    if unless_stopped(&task.cancel, tokio::time::sleep(GATHER))
+        .await
+        .is_none()
+    {
+        return Ok(Some(Outcome::Cancelled));
     }
     let origin = Source::origin(
         task.client.clone(),
@@ -353,23 +356,7 @@ async fn run(
                     break;
                 };
                 idle_since = None;
-                let ctx = ConnCtx {
-                    stall: if source.is_origin() {
-                        task.stall_timeout
-                    } else {
-                        PEER_STALL.min(task.stall_timeout)
-                    },
-                    source,
-                    limits: task.limits.to_vec(),
-                    yielder: task.yielder.clone(),
-                    part: task.part.clone(),
-                    file: file
-                        .try_clone()
-                        .map_err(|e| TransferError::local_io("opening", &task.part, &e))?,
-                    events: task.events.clone(),
-                    stop: stop.clone(),
-                    bytes: task.sources.clone(),
-                };
+                let ctx = ConnCtx::new(task, source, file, &stop)?;
                 work.spawn(async move {
                     let before = seg.progress.written.load(Ordering::Acquire);
                     let r = fetch(&ctx, &seg).await;
