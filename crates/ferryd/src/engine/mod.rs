@@ -10,23 +10,27 @@
 //! May use: `model`, `config`, `owner`, and its own modules. Not `service`, `notify`,
 //! `query`, `rpc` or `store`.
 
+pub mod download;
 pub mod error;
 pub mod events;
 pub mod file;
 pub mod fleet;
+pub mod frompeers;
 pub mod host;
-pub mod http;
 pub mod httpmeta;
 pub mod live;
+pub mod multisource;
 pub mod netclient;
 pub mod partfile;
-pub mod peerfetch;
+pub mod planner;
+pub mod probe;
 pub mod rangeconn;
 pub mod ratelimit;
 pub mod schedule;
 pub mod scheduler;
 pub mod segmented;
 pub mod segtable;
+pub mod single;
 pub mod sources;
 pub mod swarm;
 pub mod task;

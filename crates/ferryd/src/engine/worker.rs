@@ -21,7 +21,7 @@ use super::scheduler::RunGuard;
 use super::sources::SourceBytes;
 use super::task::{FileTask, Outcome};
 use super::upload::{self, UploadOutcome};
-use super::{file, http, yielding, Engine};
+use super::{download, file, yielding, Engine};
 use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
 use crate::owner::Owner;
 
@@ -475,7 +475,7 @@ async fn transfer_one(
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
     match scheme.as_str() {
-        "http" | "https" => net.bounded(http::download(task)).await,
+        "http" | "https" => net.bounded(download::download(task)).await,
         "file" => file::copy(task).await,
         other => Err(TransferError::new(
             ErrorContext::RemoteFile,

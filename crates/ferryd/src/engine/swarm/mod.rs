@@ -33,8 +33,8 @@ use tokio::task::JoinSet;
 
 use super::error::TransferError;
 use super::fleet::{ContentQuery, PeerFinder};
+use super::multisource::open_segments;
 use super::rangeconn::{fetch, unless_stopped, ConnCtx};
-use super::segmented::open_segments;
 use super::segtable::SegTable;
 use super::sources::{Source, SourceKind};
 use super::task::{FileTask, Outcome};
@@ -62,13 +62,17 @@ const PEER_FAILURES: u32 = 3;
 /// may (`503`, not counted as a failure).
 const REST: Duration = Duration::from_secs(1);
 
-/// What the origin said about the file.
-pub struct Head {
+/// What joining the swarm takes: the content as the fleet knows it, and what the origin
+/// said about it.
+pub struct Join {
+    /// The content's URL, validator and length (and SHA-256 when known): what the
+    /// machines that want it agree on.
+    pub query: ContentQuery,
     pub length: u64,
+    /// The origin's strong validator (the pieces are asked under it).
     pub validator: String,
+    /// The origin's URL after redirects.
     pub final_url: String,
-    /// It serves byte ranges.
-    pub ranges: bool,
 }
 
 /// This machine's download, as shared with the fleet.
@@ -130,20 +134,19 @@ enum From {
     Peer(String),
 }
 
-/// Joins the swarm for content the fleet does not hold whole: `None` when the file is too
-/// small to split or the origin does not serve ranges (the caller uses the origin alone).
+/// Joins the swarm for content the fleet does not hold whole (the planner checked that the
+/// file is large enough to split and the origin serves ranges).
 pub(super) async fn download(
     task: &FileTask<'_>,
     finder: Arc<dyn PeerFinder>,
-    mut query: ContentQuery,
-    head: Head,
-) -> Result<Option<Outcome>, TransferError> {
-    let length = head.length;
-    if length < 2 * MIN_PIECE || !head.ranges {
-        return Ok(None);
-    }
-    query.length = Some(length);
-    query.validator = Some(head.validator.clone());
+    join: Join,
+) -> Result<Outcome, TransferError> {
+    let Join {
+        query,
+        length,
+        validator,
+        final_url,
+    } = join;
     let part = task.part.clone();
     task.owner
         .create_part(part.clone())
@@ -159,8 +162,8 @@ pub(super) async fn download(
         .collect();
     task.events.segments_started(
         length,
-        Some(head.validator.clone()),
-        head.final_url.clone(),
+        Some(validator.clone()),
+        final_url,
         segments.clone(),
         false,
     );
@@ -197,16 +200,16 @@ pub(super) async fn download(
         .await
         .is_none()
     {
-        return Ok(Some(Outcome::Cancelled));
+        return Ok(Outcome::Cancelled);
     }
     let origin = Source::origin(
         task.client.clone(),
         task.record.remote_url.clone(),
         task.options.clone(),
-        Some(head.validator.clone()),
+        Some(validator),
     );
     let result = run(task, &finder, &query, &dl, &file, origin.clone()).await;
-    super::segmented::report_fetched(finder.as_ref(), &task.sources);
+    super::multisource::report_fetched(finder.as_ref(), &task.sources);
     let outcome = match result {
         Ok(Outcome::Done { len }) => {
             if let Some(expected) = &task.record.expected_sha256 {
@@ -227,7 +230,7 @@ pub(super) async fn download(
             }
             Outcome::Done { len }
         }
-        other => return other.map(Some),
+        other => return other,
     };
     // A verified file (or one without a SHA-256 to check: first-hand pieces only) stays
     // shared a little while, for the machines finishing after us.
@@ -237,7 +240,7 @@ pub(super) async fn download(
             drop(guard);
         });
     }
-    Ok(Some(outcome))
+    Ok(outcome)
 }
 
 /// The content's rendezvous key: the same on every machine that wants it.
