@@ -18,7 +18,7 @@ use super::super::fleet::PeerFinder;
 use super::super::rangeconn::send;
 use super::super::sources::{Source, SourceKind};
 use super::super::task::FileTask;
-use super::Download;
+use super::shared::Download;
 
 /// Bytes hashed per read.
 const CHUNK: usize = 4 << 20;
