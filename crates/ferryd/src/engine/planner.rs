@@ -308,280 +308,230 @@ mod tests {
         Some(PeersSaid { query, offers })
     }
 
+    const PEERS: bool = true;
+    const NO_PEERS: bool = false;
+    const BY_SHA: bool = true;
+    const BY_URL: bool = false;
+
+    /// A new file: the job's connections, whether peers may be asked, whether its SHA-256
+    /// is known, and what the origin said.
+    fn new(connections: u32, peers: bool, by_sha: bool, head: Head) -> Facts {
+        Facts {
+            connections,
+            peers,
+            sha256: by_sha.then(|| SHA.to_string()),
+            head,
+            ..new_file()
+        }
+    }
+
+    /// What the origin said: `length` bytes, a strong validator, ranges, then `change`.
+    fn head(length: u64, change: fn(&mut OriginHead)) -> Head {
+        let mut h = said(length);
+        change(&mut h);
+        Head::Said(h)
+    }
+
+    const AS_IS: fn(&mut OriginHead) = |_| {};
+    const NO_STORE: fn(&mut OriginHead) = |h| h.no_store = true;
+
+    /// `f` after the peers answered what it asks them with `offers`.
+    fn answered(mut f: Facts, offers: Vec<PeerOffer>) -> Facts {
+        f.peers_said = peers_said(&f, offers);
+        f
+    }
+
+    /// Plans every situation of `table`; the ones whose step is not the one expected.
+    fn check(table: Vec<(&str, Facts, &str)>) {
+        let wrong: Vec<String> = table
+            .iter()
+            .filter_map(|(situation, facts, expected)| {
+                let got = plan(facts).to_string();
+                (got != *expected).then(|| format!("{situation}: {got}, expected {expected}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
     #[test]
-    fn each_situation_has_its_strategy() {
-        let with = |change: &dyn Fn(&mut Facts)| {
-            let mut f = new_file();
+    fn the_file_and_the_origin_choose_without_peers() {
+        let big = || head(64 * MIB, AS_IS);
+        let under_way = |change: fn(&mut Facts)| {
+            let mut f = new(4, PEERS, BY_URL, Head::NotAsked);
             change(&mut f);
             f
         };
-        let peers_by_url = |head: OriginHead, offers: Vec<PeerOffer>| {
-            let mut f = with(&|f| f.peers = true);
-            f.head = Head::Said(head);
-            f.peers_said = peers_said(&f, offers);
-            f
-        };
-        let peers_by_sha = |offers: Vec<PeerOffer>| {
-            let mut f = with(&|f| {
-                f.peers = true;
-                f.sha256 = Some(SHA.into());
-            });
-            f.peers_said = peers_said(&f, offers);
-            f
-        };
-        let table: Vec<(&str, Facts, &str)> = vec![
+        check(vec![
             (
                 "segments recorded",
-                with(&|f| {
-                    f.segments = true;
-                    f.offset = 5;
-                    f.peers = true;
-                    f.connections = 4;
-                }),
+                under_way(|f| f.segments = true),
                 "the recorded segments",
             ),
             (
                 "bytes from one connection",
-                with(&|f| {
-                    f.offset = 100;
-                    f.peers = true;
-                    f.connections = 4;
-                }),
+                under_way(|f| f.offset = 100),
                 "one connection",
             ),
-            ("new, one connection", new_file(), "one connection"),
             (
-                "new, four connections, not probed",
-                with(&|f| f.connections = 4),
+                "one connection",
+                new(1, NO_PEERS, BY_URL, Head::NotAsked),
+                "one connection",
+            ),
+            (
+                "four, not probed",
+                new(4, NO_PEERS, BY_URL, Head::NotAsked),
                 "probe the origin",
             ),
             (
-                "four connections, 64 MiB",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(said(64 * MIB));
-                }),
+                "four, 64 MiB",
+                new(4, NO_PEERS, BY_URL, big()),
                 "4 segments from the origin",
             ),
             (
-                "four connections, 12 MiB: 4 MiB segments at least",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(said(12 * MIB));
-                }),
+                "four, 12 MiB: segments of 4 MiB at least",
+                new(4, NO_PEERS, BY_URL, head(12 * MIB, AS_IS)),
                 "3 segments from the origin",
             ),
             (
-                "four connections, under 8 MiB",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(said(8 * MIB - 1));
-                }),
+                "four, under 8 MiB",
+                new(4, NO_PEERS, BY_URL, head(8 * MIB - 1, AS_IS)),
                 "one connection",
             ),
             (
-                "four connections, no ranges",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(OriginHead {
-                        ranges: false,
-                        ..said(64 * MIB)
-                    });
-                }),
+                "four, no ranges",
+                new(4, NO_PEERS, BY_URL, head(64 * MIB, |h| h.ranges = false)),
                 "one connection",
             ),
             (
-                "four connections, no strong validator",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(OriginHead {
-                        validator: None,
-                        ..said(64 * MIB)
-                    });
-                }),
+                "four, no strong validator",
+                new(4, NO_PEERS, BY_URL, head(64 * MIB, |h| h.validator = None)),
                 "one connection",
             ),
             (
-                "four connections, no length",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(OriginHead {
-                        length: None,
-                        ..said(64 * MIB)
-                    });
-                }),
+                "four, no length",
+                new(4, NO_PEERS, BY_URL, head(64 * MIB, |h| h.length = None)),
                 "one connection",
             ),
             (
-                "four connections, the probe failed",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Nothing;
-                }),
+                "four, the probe failed",
+                new(4, NO_PEERS, BY_URL, Head::Nothing),
                 "one connection",
             ),
             (
-                "four connections, no-store: still segments",
-                with(&|f| {
-                    f.connections = 4;
-                    f.head = Head::Said(OriginHead {
-                        no_store: true,
-                        ..said(64 * MIB)
-                    });
-                }),
+                "four, no-store: segments all the same",
+                new(4, NO_PEERS, BY_URL, head(64 * MIB, NO_STORE)),
                 "4 segments from the origin",
             ),
+        ]);
+    }
+
+    #[test]
+    fn what_the_peers_say_chooses_with_them() {
+        let big = || head(64 * MIB, AS_IS);
+        let by_url = |offers| answered(new(1, PEERS, BY_URL, big()), offers);
+        let by_sha = |offers| answered(new(1, PEERS, BY_SHA, Head::NotAsked), offers);
+        let (a, b, c) = (
+            offer("a", 64 * MIB, SHA),
+            offer("b", 64 * MIB + 1, SHA),
+            offer("c", 64 * MIB, SHA),
+        );
+        check(vec![
             (
-                "peers, no SHA-256, not probed",
-                with(&|f| f.peers = true),
+                "not probed",
+                new(1, PEERS, BY_URL, Head::NotAsked),
                 "probe the origin",
             ),
             (
-                "peers, no SHA-256, probed",
-                with(&|f| {
-                    f.peers = true;
-                    f.head = Head::Said(said(64 * MIB));
-                }),
+                "probed",
+                new(1, PEERS, BY_URL, big()),
                 "ask the peers by URL, validator and length",
             ),
             (
-                "peers, no-store: never asked",
-                with(&|f| {
-                    f.peers = true;
-                    f.head = Head::Said(OriginHead {
-                        no_store: true,
-                        ..said(64 * MIB)
-                    });
-                }),
-                "one connection",
-            ),
-            (
-                "peers, no-store, four connections",
-                with(&|f| {
-                    f.peers = true;
-                    f.connections = 4;
-                    f.head = Head::Said(OriginHead {
-                        no_store: true,
-                        ..said(64 * MIB)
-                    });
-                }),
-                "4 segments from the origin",
-            ),
-            (
-                "peers, no validator: never asked",
-                with(&|f| {
-                    f.peers = true;
-                    f.head = Head::Said(OriginHead {
-                        validator: None,
-                        ..said(64 * MIB)
-                    });
-                }),
-                "one connection",
-            ),
-            (
-                "peers, the probe failed",
-                with(&|f| {
-                    f.peers = true;
-                    f.head = Head::Nothing;
-                }),
-                "one connection",
-            ),
-            (
-                "peers, SHA-256 known: no probe first",
-                with(&|f| {
-                    f.peers = true;
-                    f.sha256 = Some(SHA.into());
-                }),
+                "SHA-256 known: no probe",
+                new(1, PEERS, BY_SHA, Head::NotAsked),
                 "ask the peers by SHA-256",
             ),
             (
-                "two peers hold it",
-                peers_by_url(
-                    said(64 * MIB),
-                    vec![offer("a", 64 * MIB, SHA), offer("b", 64 * MIB, SHA)],
-                ),
+                "no-store: not asked",
+                new(1, PEERS, BY_URL, head(64 * MIB, NO_STORE)),
+                "one connection",
+            ),
+            (
+                "no-store, four connections",
+                new(4, PEERS, BY_URL, head(64 * MIB, NO_STORE)),
+                "4 segments from the origin",
+            ),
+            (
+                "no validator: not asked",
+                new(1, PEERS, BY_URL, head(64 * MIB, |h| h.validator = None)),
+                "one connection",
+            ),
+            (
+                "the probe failed",
+                new(1, PEERS, BY_URL, Head::Nothing),
+                "one connection",
+            ),
+            (
+                "two hold it",
+                by_url(vec![a.clone(), c.clone()]),
                 "whole from 2 peers",
             ),
             (
-                "three peers, one disagrees with the first",
-                peers_by_sha(vec![
-                    offer("a", 64 * MIB, SHA),
-                    offer("b", 64 * MIB + 1, SHA),
-                    offer("c", 64 * MIB, SHA),
-                ]),
+                "one disagrees with the first",
+                by_sha(vec![a.clone(), b.clone(), c]),
                 "whole from 2 peers",
             ),
             (
-                "an offer of another length is no offer: the swarm",
-                peers_by_url(said(64 * MIB), vec![offer("a", 64 * MIB + 1, SHA)]),
+                "another length is no offer",
+                by_url(vec![b]),
                 "join the swarm",
             ),
             (
-                "nobody holds it, 2 MiB with ranges: the swarm",
-                peers_by_url(said(2 * MIB), vec![]),
+                "another SHA-256 is no offer",
+                by_sha(vec![offer("a", 1, "bb22")]),
+                "probe the origin",
+            ),
+            (
+                "an empty content: the origin",
+                by_sha(vec![offer("a", 0, SHA)]),
+                "one connection",
+            ),
+            (
+                "nobody holds 2 MiB with ranges: the swarm",
+                answered(new(1, PEERS, BY_URL, head(2 * MIB, AS_IS)), vec![]),
                 "join the swarm",
             ),
             (
                 "nobody holds it, under 2 MiB",
-                peers_by_url(said(2 * MIB - 1), vec![]),
+                answered(new(1, PEERS, BY_URL, head(2 * MIB - 1, AS_IS)), vec![]),
                 "one connection",
             ),
             (
                 "nobody holds it, no ranges, four connections",
-                {
-                    let mut f = peers_by_url(
-                        OriginHead {
-                            ranges: false,
-                            ..said(64 * MIB)
-                        },
-                        vec![],
-                    );
-                    f.connections = 4;
-                    f
-                },
+                answered(
+                    new(4, PEERS, BY_URL, head(64 * MIB, |h| h.ranges = false)),
+                    vec![],
+                ),
                 "one connection",
             ),
             (
-                "by SHA-256, another content offered, not probed yet",
-                peers_by_sha(vec![offer("a", 64 * MIB, "bb22")]),
-                "probe the origin",
-            ),
-            (
                 "by SHA-256, nobody holds it, probed",
-                {
-                    let mut f = peers_by_sha(vec![]);
-                    f.head = Head::Said(said(64 * MIB));
-                    f
+                Facts {
+                    head: big(),
+                    ..by_sha(vec![])
                 },
                 "join the swarm",
             ),
             (
-                "by SHA-256, nobody holds it, private: segments",
-                {
-                    let mut f = peers_by_sha(vec![]);
-                    f.connections = 4;
-                    f.head = Head::Said(OriginHead {
-                        no_store: true,
-                        ..said(64 * MIB)
-                    });
-                    f
+                "by SHA-256, nobody holds it, private, four connections",
+                Facts {
+                    head: head(64 * MIB, NO_STORE),
+                    connections: 4,
+                    ..by_sha(vec![])
                 },
                 "4 segments from the origin",
             ),
-            (
-                "an empty content offered: the origin",
-                peers_by_sha(vec![offer("a", 0, SHA)]),
-                "one connection",
-            ),
-        ];
-        let mut wrong = Vec::new();
-        for (situation, facts, expected) in &table {
-            let got = plan(facts).to_string();
-            if got != *expected {
-                wrong.push(format!("{situation}: {got}, expected {expected}"));
-            }
-        }
-        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        ]);
     }
 
     #[test]

@@ -158,6 +158,47 @@ fn header_u64(resp: &reqwest::Response, name: &str) -> Option<u64> {
     resp.headers().get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Creates a tus upload of `len` bytes at `url`: where it lives (`None` when stopped).
+async fn create(task: &FileTask<'_>, url: &str, len: u64) -> Result<Option<String>, TransferError> {
+    let req = decorate(task.client.post(url), task.options)
+        .header("Tus-Resumable", TUS_VERSION)
+        .header("Upload-Length", len)
+        .header(CONTENT_LENGTH, 0);
+    let Some(resp) = send(task, req, url).await? else {
+        return Ok(None);
+    };
+    if resp.status() != StatusCode::CREATED {
+        return Err(status_error(&resp, url));
+    }
+    let l = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            TransferError::new(
+                ErrorContext::RemoteFile,
+                ErrorKind::TusNoLocation,
+                format!("{url}: the tus server created an upload but sent no Location"),
+            )
+        })?;
+    let absolute = resp.url().join(l).map_err(|e| {
+        TransferError::new(
+            ErrorContext::RemoteFile,
+            ErrorKind::TusBadLocation,
+            format!("{url}: Location '{l}': {e}"),
+        )
+    })?;
+    let absolute = absolute.to_string();
+    task.events.started(
+        Some(len),
+        task.record.validator.clone(),
+        Some(absolute.clone()),
+        0,
+        false,
+    );
+    Ok(Some(absolute))
+}
+
 async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     let mut location = task.record.final_url.clone();
@@ -168,42 +209,9 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
         let loc = match &location {
             Some(l) => l.clone(),
             None => {
-                let req = decorate(task.client.post(&url), task.options)
-                    .header("Tus-Resumable", TUS_VERSION)
-                    .header("Upload-Length", len)
-                    .header(CONTENT_LENGTH, 0);
-                let Some(resp) = send(&task, req, &url).await? else {
+                let Some(absolute) = create(&task, &url, len).await? else {
                     return Ok(UploadOutcome::Cancelled);
                 };
-                if resp.status() != StatusCode::CREATED {
-                    return Err(status_error(&resp, &url));
-                }
-                let l = resp
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| {
-                        TransferError::new(
-                            ErrorContext::RemoteFile,
-                            ErrorKind::TusNoLocation,
-                            format!("{url}: the tus server created an upload but sent no Location"),
-                        )
-                    })?;
-                let absolute = resp.url().join(l).map_err(|e| {
-                    TransferError::new(
-                        ErrorContext::RemoteFile,
-                        ErrorKind::TusBadLocation,
-                        format!("{url}: Location '{l}': {e}"),
-                    )
-                })?;
-                let absolute = absolute.to_string();
-                task.events.started(
-                    Some(len),
-                    task.record.validator.clone(),
-                    Some(absolute.clone()),
-                    0,
-                    false,
-                );
                 location = Some(absolute.clone());
                 absolute
             }
