@@ -57,19 +57,14 @@ pub use task::{FileTask, Outcome};
 /// Schemes ferry transfers.
 pub const SCHEMES: &[&str] = &["http", "https", "file"];
 
-/// The engine: its scheduler, the shared HTTP client and the daemon-wide bandwidth limit.
+/// The engine: its scheduler, and what its runs share (the configuration, the shared
+/// HTTP client, the daemon-wide bandwidth limit, the schedules, the fleet's peers).
 pub struct Engine {
-    config: Config,
-    http: reqwest::Client,
-    global_limit: Option<Arc<ratelimit::RateLimiter>>,
-    /// `[[bandwidth.schedule]]` limiters.
-    schedules: Arc<schedule::Schedules>,
-    scheduler: scheduler::Scheduler,
+    shared: Arc<worker::Shared>,
+    scheduler: Arc<scheduler::Scheduler>,
     host: OnceLock<Weak<dyn Host>>,
     /// No run starts and no retry comes due while set (the store cannot be written).
     paused: std::sync::atomic::AtomicBool,
-    /// The fleet's peers, when peer caching is on.
-    peers: OnceLock<Arc<dyn fleet::PeerFinder>>,
 }
 
 impl Engine {
@@ -78,20 +73,22 @@ impl Engine {
         let global_limit = (config.bandwidth_limit > 0)
             .then(|| Arc::new(ratelimit::RateLimiter::new(config.bandwidth_limit)));
         Arc::new(Engine {
-            config: config.clone(),
-            http: netclient::shared(),
-            global_limit,
-            schedules: Arc::new(schedule::Schedules::new(&config.schedules)),
-            scheduler: scheduler::Scheduler::new(config.max_concurrent_jobs),
+            shared: Arc::new(worker::Shared {
+                config: config.clone(),
+                http: netclient::shared(),
+                global_limit,
+                schedules: Arc::new(schedule::Schedules::new(&config.schedules)),
+                peers: OnceLock::new(),
+            }),
+            scheduler: Arc::new(scheduler::Scheduler::new(config.max_concurrent_jobs)),
             host: OnceLock::new(),
             paused: std::sync::atomic::AtomicBool::new(false),
-            peers: OnceLock::new(),
         })
     }
 
     /// Gives the engine the fleet's peers (once, at start-up, when peer caching is on).
     pub fn attach_peers(&self, peers: Arc<dyn fleet::PeerFinder>) {
-        let _ = self.peers.set(peers);
+        let _ = self.shared.peers.set(peers);
     }
 
     /// Sets the host the engine reports to (once, at start-up).
@@ -137,12 +134,16 @@ impl Engine {
     /// Stops the run of `job`, if one runs, and waits (bounded by the drain timeout)
     /// until it has checkpointed.
     pub async fn stop(&self, job: Uuid) {
-        self.scheduler.stop(job, self.config.drain_timeout).await;
+        self.scheduler
+            .stop(job, self.shared.config.drain_timeout)
+            .await;
     }
 
     /// Stops every run (shutdown), bounded by the drain timeout.
     pub async fn stop_all(&self) {
-        self.scheduler.stop_all(self.config.drain_timeout).await;
+        self.scheduler
+            .stop_all(self.shared.config.drain_timeout)
+            .await;
     }
 
     /// Runs in progress.
@@ -169,12 +170,12 @@ impl Engine {
 
     /// The schedule entries in force now.
     pub fn limits_in_force(&self) -> Vec<schedule::LimitInForce> {
-        self.schedules.in_force()
+        self.shared.schedules.in_force()
     }
 
     /// Starts runnable jobs and retries due ones until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let clock = tokio::spawn(self.schedules.clone().follow_the_clock());
+        let clock = tokio::spawn(self.shared.schedules.clone().follow_the_clock());
         self.schedule_loop(shutdown).await;
         clock.abort();
     }
@@ -190,12 +191,12 @@ impl Engine {
             }
             for start in self.scheduler.starts_unless(paused) {
                 let guard = scheduler::RunGuard {
-                    engine: self.clone(),
+                    scheduler: self.scheduler.clone(),
                     host: host.clone(),
                     job: start.job,
                     run: start.run,
                 };
-                tokio::spawn(worker::run(guard, start.cancel));
+                tokio::spawn(worker::run(guard, self.shared.clone(), start.cancel));
             }
             drop(host);
             let sleep = self
