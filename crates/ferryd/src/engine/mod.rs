@@ -1,7 +1,15 @@
 //! The transfer engine: the scheduling policy (`scheduler`), the worker that runs one
-//! job's files (`worker`), the transfers per scheme (`http`, `segmented`, `file`,
-//! `upload`), the part-file writer (`partfile`), and what a run shares while it runs
-//! (`live`).
+//! job's files (`worker`), the transfers per scheme (`download` for http and https,
+//! `file`, `upload`), the part-file writer (`partfile`), and what a run shares while it
+//! runs (`live`).
+//!
+//! An http(s) download is planned, then run: `planner` picks a strategy (a pure function
+//! of the file's state, the job's options, one probe of the origin, `probe`, and what the
+//! fleet's peers said), and the strategies (`frompeers`, `swarm`, `segmented`, `single`)
+//! are leaves over the range connection (`rangeconn`), the connections over a segment
+//! table (`multisource`) and the HTTP metadata (`httpmeta`). The files of the engine
+//! import each other in no circle (`tests/layers.rs`); this file names its modules and
+//! owns the [`Engine`], and nothing below names it.
 //!
 //! The engine reports to whoever owns the jobs through the [`Host`] trait it defines
 //! (`host`); it never names the service. Byte counters are per run (atomics in

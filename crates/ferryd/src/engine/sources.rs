@@ -2,8 +2,10 @@
 //! same content (found through the fleet port, `fleet`), and how many bytes came from
 //! each.
 //!
-//! A [`Source`] is one place to fetch byte ranges from; the multi-connection engine
-//! (`segmented`) runs connections to several sources over one segment table.
+//! A [`Source`] is one place to fetch byte ranges from; `multisource` runs connections to
+//! several sources over one segment table.
+//!
+//! May use: the engine's request decoration and fleet port; `model`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
