@@ -258,7 +258,7 @@ impl Nginx {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}) at start");
+                panic!("nginx exited ({status}) at start: is it installed (Debian package nginx)?");
             }
             let ok = lab
                 .in_client("curl")

@@ -42,6 +42,7 @@ async fn retries(job: &ferry_client::Job, info: &JobInfo, more: u32) -> JobInfo 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs libfaketime: .ci/run runs it"]
 async fn clock_set_a_day_forward_and_back_neither_cancels_nor_fires_timeouts() {
     let lib = libfaketime();
     // Built (if need be) before the preload is in the environment.

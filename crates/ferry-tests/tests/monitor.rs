@@ -119,6 +119,7 @@ fn percent(line: &str) -> Option<u32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux: .ci/run runs it"]
 async fn monitor_in_a_terminal_follows_a_job_suspends_it_and_restores_the_terminal() {
     let env = TestEnv::new();
     let _d = env.start_daemon();

@@ -98,6 +98,7 @@ fn tamper_cache(m: &Machine) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_static_list_on_loopback() {
     let mut lan = Lan::new();
     let host = lan.loopback_only("lo");
@@ -143,6 +144,7 @@ async fn peer_cache_static_list_on_loopback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_mdns_discovery_and_validated_file_before_complete() {
     let w = world(&["a", "b"], "mdns", "");
     let (a, b) = (&w.machines[0], &w.machines[1]);
@@ -189,6 +191,7 @@ async fn peer_cache_mdns_discovery_and_validated_file_before_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_unvalidated_file_served_only_after_complete() {
     let w = world(&["a", "b"], "static", "");
     let (a, b) = (&w.machines[0], &w.machines[1]);
@@ -228,6 +231,7 @@ async fn peer_cache_unvalidated_file_served_only_after_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_peer_killed_while_serving() {
     // A and C serve slowly, so that A can be killed in the middle.
     let mut w = world(&["a", "b", "c"], "static", "max_upload_rate = \"2MiB/s\"");
@@ -274,6 +278,7 @@ async fn peer_cache_peer_killed_while_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_lying_peer_with_sha256_is_caught_and_banned() {
     let w = world(&["a", "b"], "static", "");
     let (a, b) = (&w.machines[0], &w.machines[1]);
@@ -306,6 +311,7 @@ async fn peer_cache_lying_peer_with_sha256_is_caught_and_banned() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_rejected_file_from_peers_is_evicted_and_refetched() {
     let w = world(&["a", "b"], "static", "");
     let (a, b) = (&w.machines[0], &w.machines[1]);
@@ -359,6 +365,7 @@ async fn peer_cache_rejected_file_from_peers_is_evicted_and_refetched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_changed_origin_file_is_not_served_stale() {
     let w = world(&["a", "b"], "static", "");
     let (a, b) = (&w.machines[0], &w.machines[1]);
@@ -384,6 +391,7 @@ async fn peer_cache_changed_origin_file_is_not_served_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn peer_cache_other_fleet_or_no_certificate_is_refused_both_ways() {
     let mut w = world_with(&["a"], "static", "", &["10.99.0.9:7380"]);
     // C: on the same LAN with a certificate from another CA, A in its static list.
@@ -452,6 +460,7 @@ async fn peer_cache_other_fleet_or_no_certificate_is_refused_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_private_content_is_never_cached() {
     let w = world(&["a"], "static", "");
     let a = &w.machines[0];
@@ -504,6 +513,7 @@ async fn peer_cache_private_content_is_never_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_size_limit_drops_least_recently_used_first() {
     let w = world(&["a", "b"], "static", "cache_size = \"3MiB\"");
     let (a, b) = (&w.machines[0], &w.machines[1]);
@@ -539,6 +549,7 @@ async fn peer_cache_size_limit_drops_least_recently_used_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_age_limit_drops_unused_content() {
     let w = world(&["a"], "static", "max_content_age = \"2s\"");
     let a = &w.machines[0];

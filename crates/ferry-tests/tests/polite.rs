@@ -30,6 +30,7 @@ fn paced(bytes_per_sec: u64, retry_delay_secs: u64, no_progress_secs: u64) -> Jo
 /// every second with a no-progress timeout of 2 s while the link stays down for longer
 /// than that: time without a route does not count, so it never fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_network_return_resumes_at_once_and_offline_time_does_not_count() {
     let lab = NetLab::create("netret");
     let www = tempfile::tempdir().unwrap();
@@ -241,6 +242,7 @@ async fn start_download(
 /// `foreground` one: next to the `normal` job (which yields) curl keeps far more of its
 /// solo throughput than next to the `foreground` job (which competes as plain TCP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
     let lab = shaped_lab("yield");
     let www = tempfile::tempdir().unwrap();
@@ -281,6 +283,7 @@ async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
 /// Idle capacity is used: a `normal` job alone on the shaped link downloads nearly as
 /// fast as a `foreground` job of the same file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_a_yielding_job_alone_uses_the_idle_link() {
     let lab = shaped_lab("idle");
     let www = tempfile::tempdir().unwrap();
@@ -310,6 +313,7 @@ async fn polite_a_yielding_job_alone_uses_the_idle_link() {
 /// `ferry info` shows a transferring `normal` job as yielding, with its current rate; a
 /// `foreground` job as not yielding. The client's view says the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_info_shows_which_jobs_yield_and_their_rate() {
     let lab = shaped_lab("info");
     let www = tempfile::tempdir().unwrap();

@@ -82,6 +82,7 @@ async fn complete_and_check(job: &Job, env: &TestEnv, name: &str, data: &[u8]) {
 /// NetworkManager said so. When the network is unmetered again the held job starts by
 /// itself, resumes where it stopped, and completes with the right bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dbus-daemon: .ci/run runs it"]
 async fn polite_metered_network_pauses_background_not_foreground_and_resumes_it() {
     let bus = PrivateBus::start();
     let nm = NetworkManagerStandIn::start(&bus, NM_METERED_NO).await;
@@ -182,6 +183,7 @@ async fn polite_metered_network_pauses_background_not_foreground_and_resumes_it(
 /// another `normal` job keeps waiting; raising that one to `high` (which continues by
 /// default) lets it run too. A policy ferry does not know is refused with the ones it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dbus-daemon: .ci/run runs it"]
 async fn polite_metered_continue_policy_keeps_a_normal_job_running() {
     let bus = PrivateBus::start();
     let _nm = NetworkManagerStandIn::start(&bus, NM_METERED_YES).await;
@@ -280,6 +282,7 @@ async fn polite_metered_no_bus_logs_once_and_transfers_as_unmetered() {
 /// network then holds a background job back; NetworkManager leaving the bus makes the
 /// network unmetered again, and the job runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs dbus-daemon: .ci/run runs it"]
 async fn polite_metered_networkmanager_appearing_later_is_followed() {
     let bus = PrivateBus::start();
     let server = TestServer::start();

@@ -84,7 +84,7 @@ fn wait_state_of(env: &SystemEnv, user: &User, job: &str, states: &[&str]) -> St
 #[test]
 #[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn privsep_proc_fd_spellings_never_reach_another_users_open_file() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let env = SystemEnv::start(users, "max_jobs_per_user = 1000\n");
     let (a, b) = (&users.a, &users.b);
     let server = TestServer::start();
@@ -177,7 +177,7 @@ fn privsep_proc_fd_spellings_never_reach_another_users_open_file() {
 #[test]
 #[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn privsep_a_handler_check_tells_nothing_about_a_folder_one_cannot_enter() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let env = SystemEnv::start(users, "");
     let (a, b) = (&users.a, &users.b);
     // A program of A's, inside A's 0700 folder, and a name that does not exist there.
@@ -211,7 +211,7 @@ fn privsep_a_handler_check_tells_nothing_about_a_folder_one_cannot_enter() {
 #[test]
 #[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn privsep_every_transfer_socket_belongs_to_the_jobs_owner() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let env = SystemEnv::start(users, "connections_per_file = 4\n");
     let (a, b) = (&users.a, &users.b);
     let server = TestServer::start();
@@ -245,7 +245,7 @@ fn privsep_every_transfer_socket_belongs_to_the_jobs_owner() {
 #[test]
 #[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn privsep_kill9_of_a_worker_costs_only_its_user() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let env = SystemEnv::start(users, "");
     let (a, b) = (&users.a, &users.b);
     let server = TestServer::start();
@@ -316,7 +316,7 @@ fn privsep_kill9_of_a_worker_costs_only_its_user() {
 #[test]
 #[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn privsep_kill9_of_the_broker_loses_no_job() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let mut env = SystemEnv::start(users, "");
     let a = &users.a;
     let server = TestServer::start();
@@ -357,7 +357,7 @@ fn privsep_kill9_of_the_broker_loses_no_job() {
 #[test]
 #[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn privsep_the_single_store_of_an_earlier_version_moves_into_each_users_worker() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let (a, b) = (&users.a, &users.b);
     // A store of the system-wide daemon before privilege separation (schema 4, two
     // owners), given to the test users; nothing in it may reach out of this machine.
@@ -499,7 +499,7 @@ fn peers_section(certs: &Path, port: u16, static_peer: u16) -> String {
 #[test]
 #[ignore = "needs root (real users, the _ferry user, ferryd --system): .ci/run runs it"]
 fn privsep_the_cache_process_gets_descriptors_and_fetches_for_the_workers() {
-    let users = users("privsep").expect("needs root");
+    let users = users("privsep");
     let ferry_uid = system::cache_user();
     let a = &users.a;
     let origin = TestServer::start();

@@ -190,6 +190,7 @@ fn fill(path: &Path) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (mounts a tmpfs): .ci/run runs it"]
 async fn state_disk_full_refuses_clearly_pauses_and_recovers_by_itself() {
     let env = TestEnv::new();
     let _tmpfs = Tmpfs::mount(&env.state_dir, "4m");

@@ -157,6 +157,7 @@ async fn all_transferred(jobs: &[&Job], sha: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 (ip, tc) and nginx: .ci/run runs it"]
 async fn swarm_four_machines_start_together_and_the_origin_sends_each_byte_about_once() {
     let (w, sha, jobs) = four_machines_one_file(["a", "b", "c", "d"], ORIGIN_RATE, 14).await;
     for (_, j) in &jobs {
@@ -189,6 +190,7 @@ async fn swarm_four_machines_start_together_and_the_origin_sends_each_byte_about
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 (ip, tc) and nginx: .ci/run runs it"]
 async fn swarm_machine_killed_mid_swarm_the_others_finish() {
     let (mut w, sha, jobs) = four_machines_one_file(["a", "b", "c", "d"], ORIGIN_RATE, 15).await;
     for (_, j) in &jobs {
@@ -248,6 +250,7 @@ fn alter_written_pieces(path: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 (ip, tc) and nginx: .ci/run runs it"]
 async fn swarm_altered_ranges_are_repaired_from_the_origin_and_the_liar_banned() {
     let (w, sha, jobs) = four_machines_one_file(["liar", "a", "b", "c"], ORIGIN_RATE, 16).await;
     // The liar starts alone, then its pieces on disk are altered: it serves them as they
@@ -293,6 +296,7 @@ async fn swarm_altered_ranges_are_repaired_from_the_origin_and_the_liar_banned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 (ip, tc) and nginx: .ci/run runs it"]
 async fn swarm_machine_joins_late_and_leaves_early_and_no_one_hangs() {
     // A slower origin (about 11 s for the file): the late machine comes and goes while
     // the others are still at it.

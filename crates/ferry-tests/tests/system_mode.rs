@@ -32,10 +32,9 @@ fn ids_in_list(json: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_isolation_of_users_and_admins() {
-    let Some(users) = users("system_mode_isolation_of_users_and_admins") else {
-        return;
-    };
+    let users = users("system_mode_isolation_of_users_and_admins");
     let env = SystemEnv::start(users, "");
     let (a, b, admin) = (&users.a, &users.b, &users.admin);
     let job_a = env.create(a, "a-job");
@@ -128,10 +127,9 @@ fn system_mode_isolation_of_users_and_admins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 async fn system_mode_events_and_callbacks_stay_with_their_user() {
-    let Some(users) = users("system_mode_events_and_callbacks_stay_with_their_user") else {
-        return;
-    };
+    let users = users("system_mode_events_and_callbacks_stay_with_their_user");
     let env = SystemEnv::start(users, "");
     let (a, b) = (&users.a, &users.b);
     let ch_a = env.connect_as(a).await;
@@ -240,10 +238,9 @@ async fn system_mode_events_and_callbacks_stay_with_their_user() {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_limits_name_the_key_and_spare_root() {
-    let Some(users) = users("system_mode_limits_name_the_key_and_spare_root") else {
-        return;
-    };
+    let users = users("system_mode_limits_name_the_key_and_spare_root");
     // The defaults of the system-wide daemon: 60 jobs per user.
     let env = SystemEnv::start(users, "max_files_per_job = 2\n");
     let a = &users.a;
@@ -282,10 +279,9 @@ fn system_mode_limits_name_the_key_and_spare_root() {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_from_the_config_file_and_the_machine_limit() {
-    let Some(users) = users("system_mode_from_the_config_file_and_the_machine_limit") else {
-        return;
-    };
+    let users = users("system_mode_from_the_config_file_and_the_machine_limit");
     // `mode = "system"` in the file, no --system: the same system-wide daemon.
     let env = SystemEnv::start_with(users, "mode = \"system\"\nmax_jobs_per_machine = 2\n", &[]);
     let (a, b) = (&users.a, &users.b);

@@ -43,10 +43,9 @@ fn root_file(env: &SystemEnv, name: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_download_is_the_owners_with_the_owners_umask() {
-    let Some(users) = users("system_mode_download_is_the_owners_with_the_owners_umask") else {
-        return;
-    };
+    let users = users("system_mode_download_is_the_owners_with_the_owners_umask");
     let env = SystemEnv::start(users, "");
     let a = &users.a;
     let server = TestServer::start();
@@ -86,10 +85,9 @@ fn system_mode_download_is_the_owners_with_the_owners_umask() {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_destinations_out_of_the_owners_reach_are_refused() {
-    let Some(users) = users("system_mode_destinations_out_of_the_owners_reach_are_refused") else {
-        return;
-    };
+    let users = users("system_mode_destinations_out_of_the_owners_reach_are_refused");
     let env = SystemEnv::start(users, "");
     let a = &users.a;
     let job = env.create(a, "a-attacks");
@@ -113,10 +111,9 @@ fn system_mode_destinations_out_of_the_owners_reach_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_symlinks_swapped_in_never_lead_the_daemon_astray() {
-    let Some(users) = users("system_mode_symlinks_swapped_in_never_lead_the_daemon_astray") else {
-        return;
-    };
+    let users = users("system_mode_symlinks_swapped_in_never_lead_the_daemon_astray");
     let env = SystemEnv::start(users, "");
     let a = &users.a;
     let server = TestServer::start();
@@ -197,11 +194,9 @@ fn system_mode_symlinks_swapped_in_never_lead_the_daemon_astray() {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach() {
-    let Some(users) = users("system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach")
-    else {
-        return;
-    };
+    let users = users("system_mode_hard_links_uploads_and_replies_stay_in_the_owners_reach");
     let env = SystemEnv::start(users, "");
     let a = &users.a;
     let server = TestServer::start();

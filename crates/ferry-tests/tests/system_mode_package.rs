@@ -5,8 +5,8 @@
 //! purged again when the test ends, even when it fails). And ferryd speaks systemd's
 //! notify protocol: READY once it serves, WATCHDOG pings.
 //!
-//! Needs root (dpkg -i, ferryd --system) and cargo-deb (`.ci/run` installs it); as anyone
-//! else it says so and passes.
+//! Needs root (dpkg -i, ferryd --system) and cargo-deb: the tests are `#[ignore]`d, and
+//! `.ci/run` installs cargo-deb and runs them as root with `--include-ignored`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -79,12 +79,11 @@ fn ensure_systemd_analyze() {
 }
 
 #[test]
+#[ignore = "needs root (dpkg -i), cargo-deb and systemd-analyze: .ci/run runs it"]
 fn system_mode_debian_package_builds_installs_and_runs() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping system_mode_debian_package_builds_installs_and_runs: needs root");
-        return;
-    }
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(root, "dpkg -i needs root (.ci/run runs this as root)");
     if !Command::new("cargo")
         .args(["deb", "--version"])
         .output()
@@ -183,12 +182,14 @@ fn system_mode_debian_package_builds_installs_and_runs() {
 }
 
 #[test]
+#[ignore = "needs root (ferryd --system): .ci/run runs it"]
 fn system_mode_tells_systemd_it_is_ready_and_pings_the_watchdog() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping system_mode_tells_systemd_it_is_ready_and_pings_the_watchdog");
-        return;
-    }
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "ferryd --system needs root (.ci/run runs this as root)"
+    );
     // systemd's side of `Type=notify` and `WatchdogSec=`: a datagram socket named by
     // NOTIFY_SOCKET, and WATCHDOG_USEC (here 400 ms: a ping every 200 ms).
     let env = ferry_testkit::TestEnv::new();

@@ -24,10 +24,9 @@ fn written(path: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_notify_command_and_handler_run_as_the_owner() {
-    let Some(users) = users("system_mode_notify_command_and_handler_run_as_the_owner") else {
-        return;
-    };
+    let users = users("system_mode_notify_command_and_handler_run_as_the_owner");
     let env = SystemEnv::start(users, "");
     let a = &users.a;
     let server = TestServer::start();
@@ -133,10 +132,9 @@ fn system_mode_notify_command_and_handler_run_as_the_owner() {
 }
 
 #[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
 fn system_mode_jobs_transfer_with_no_session_of_their_owner() {
-    let Some(users) = users("system_mode_jobs_transfer_with_no_session_of_their_owner") else {
-        return;
-    };
+    let users = users("system_mode_jobs_transfer_with_no_session_of_their_owner");
     // A user no other test runs anything as, so "no process of theirs" is exact.
     let lone = dedicated_user("ferrytest-lone");
     let env = SystemEnv::start(users, "");

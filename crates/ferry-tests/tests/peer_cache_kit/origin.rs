@@ -88,7 +88,7 @@ http {{
         while !pid.exists() {
             if let Ok(Some(status)) = origin.child.try_wait() {
                 panic!(
-                    "nginx exited ({status}): {}",
+                    "nginx exited ({status}); is it installed (Debian package nginx)? {}",
                     std::fs::read_to_string(origin.dir.path().join("error.log"))
                         .unwrap_or_default()
                 );

@@ -7,7 +7,8 @@
 //! which is what the kernel records for `SO_PEERCRED`) reach what the command line does
 //! not: event subscriptions, callback channels, thousands of calls.
 //!
-//! Everything needs root (CI runs as root); as anyone else these tests say so and pass.
+//! Everything needs root: the tests are `#[ignore]`d, and `.ci/run` runs them as root
+//! with `--include-ignored`.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -50,16 +51,15 @@ pub struct Users {
     pub admin: User,
 }
 
-/// The test users, created the first time (`None`, after saying why, when this process
-/// is not root: the tests then have nothing to check).
-pub fn users(test: &str) -> Option<&'static Users> {
+/// The test users, created the first time (panics when this process is not root).
+pub fn users(test: &str) -> &'static Users {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping {test}: it needs root to create users and run ferryd --system");
-        return None;
-    }
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "{test} needs root to create users and run ferryd --system (.ci/run runs it as root)"
+    );
     static USERS: OnceLock<Users> = OnceLock::new();
-    Some(USERS.get_or_init(create_users))
+    USERS.get_or_init(create_users)
 }
 
 fn run(program: &str, args: &[&str]) -> io::Result<std::process::Output> {

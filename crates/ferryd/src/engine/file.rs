@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::error::TransferError;
-use super::{FileTask, Outcome};
+use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
 
 /// Bytes per `copy_file_range` call (progress and cancellation are checked between calls).

@@ -71,7 +71,7 @@ pub enum Report {
     PeersUsed { index: u32, peers: Vec<String> },
     /// A file matched its expected SHA-256 (given with it or by the peers).
     FileVerified { index: u32 },
-    /// Bytes moved (at most every [`super::live::PROGRESS_INTERVAL`] per job).
+    /// Bytes moved (at most every [`super::live::PROGRESS_INTERVAL_MS`] ms per job).
     Progressed,
     /// A file starts over from zero (its content changed, or a range was refused).
     FileRestarted { index: u32 },

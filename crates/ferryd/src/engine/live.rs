@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::partfile::Progress;
-use super::segmented::SegTable;
+use super::segtable::SegTable;
 use super::sources::SourceBytes;
 use crate::model::{mono_ms, Segment};
 

@@ -1,7 +1,15 @@
 //! The transfer engine: the scheduling policy (`scheduler`), the worker that runs one
-//! job's files (`worker`), the transfers per scheme (`http`, `segmented`, `file`,
-//! `upload`), the part-file writer (`partfile`), and what a run shares while it runs
-//! (`live`).
+//! job's files (`worker`), the transfers per scheme (`download` for http and https,
+//! `file`, `upload`), the part-file writer (`partfile`), and what a run shares while it
+//! runs (`live`).
+//!
+//! An http(s) download is planned, then run: `planner` picks a strategy (a pure function
+//! of the file's state, the job's options, one probe of the origin, `probe`, and what the
+//! fleet's peers said), and the strategies (`frompeers`, `swarm`, `segmented`, `single`)
+//! are leaves over the range connection (`rangeconn`), the connections over a segment
+//! table (`multisource`) and the HTTP metadata (`httpmeta`). The files of the engine
+//! import each other in no circle (`tests/layers.rs`); this file names its modules and
+//! owns the [`Engine`], and nothing below names it.
 //!
 //! The engine reports to whoever owns the jobs through the [`Host`] trait it defines
 //! (`host`); it never names the service. Byte counters are per run (atomics in
@@ -10,27 +18,35 @@
 //! May use: `model`, `config`, `owner`, and its own modules. Not `service`, `notify`,
 //! `query`, `rpc` or `store`.
 
+pub mod download;
 pub mod error;
+pub mod events;
 pub mod file;
+pub mod fleet;
+pub mod frompeers;
 pub mod host;
-pub mod http;
+pub mod httpmeta;
 pub mod live;
+pub mod multisource;
 pub mod netclient;
 pub mod partfile;
-pub mod peerfetch;
+pub mod planner;
+pub mod probe;
+pub mod rangeconn;
 pub mod ratelimit;
 pub mod schedule;
 pub mod scheduler;
 pub mod segmented;
 pub mod segtable;
+pub mod single;
 pub mod sources;
 pub mod swarm;
+pub mod task;
 pub mod tls;
 pub mod upload;
 pub mod worker;
 pub mod yielding;
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -38,71 +54,25 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::model::{FileRecord, Priority};
+use crate::model::Priority;
+pub use events::FileEvents;
+pub use fleet::{ContentQuery, PeerFinder, PeerOffer};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
 pub use live::{Durable, LiveRun};
-use partfile::Progress;
-pub use sources::{ContentQuery, PeerFinder, PeerOffer, SourceBytes};
-pub use worker::FileEvents;
-
-/// Everything one file's transfer needs.
-pub struct FileTask<'a> {
-    /// The job's options (headers, credentials, …).
-    pub options: &'a crate::model::JobOptions,
-    /// The HTTP client for this job.
-    pub client: &'a reqwest::Client,
-    /// Bandwidth limits that apply (the job's, the daemon's).
-    pub limits: &'a [Arc<ratelimit::RateLimiter>],
-    /// Connections to use for a large file (1: one).
-    pub connections: u32,
-    /// The file as recorded when the transfer started (its offset is the checkpoint).
-    pub record: &'a FileRecord,
-    /// Its part file.
-    pub part: PathBuf,
-    /// Its byte counters.
-    pub progress: Arc<Progress>,
-    /// A read that delivers nothing for this long is a (transient) stall.
-    pub stall_timeout: Duration,
-    /// Fires when the run is stopped.
-    pub cancel: CancellationToken,
-    /// Where the transfer reports.
-    pub events: &'a FileEvents,
-    /// As whom files are opened.
-    pub owner: &'a crate::owner::Owner,
-    /// Where its bytes came from, as they arrive.
-    pub sources: Arc<sources::SourceBytes>,
-    /// The fleet's peers, when this file may be fetched from them.
-    pub peers: Option<Arc<dyn sources::PeerFinder>>,
-    /// The run's yielding controller, for a `normal` or `low` download: it watches the
-    /// connections responses are read from.
-    pub yielder: Option<Arc<yielding::Yielder>>,
-}
-
-/// How a file's transfer ended, short of an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every byte is in the part file (written, not yet synced).
-    Done { len: u64 },
-    /// Stopped by suspend, cancel, complete or shutdown; progress is synced.
-    Cancelled,
-}
+pub use sources::SourceBytes;
+pub use task::{FileTask, Outcome};
 
 /// Schemes ferry transfers.
 pub const SCHEMES: &[&str] = &["http", "https", "file"];
 
-/// The engine: its scheduler, the shared HTTP client and the daemon-wide bandwidth limit.
+/// The engine: its scheduler, and what its runs share (the configuration, the shared
+/// HTTP client, the daemon-wide bandwidth limit, the schedules, the fleet's peers).
 pub struct Engine {
-    config: Config,
-    http: reqwest::Client,
-    global_limit: Option<Arc<ratelimit::RateLimiter>>,
-    /// `[[bandwidth.schedule]]` limiters.
-    schedules: Arc<schedule::Schedules>,
-    scheduler: scheduler::Scheduler,
+    shared: Arc<worker::Shared>,
+    scheduler: Arc<scheduler::Scheduler>,
     host: OnceLock<Weak<dyn Host>>,
     /// No run starts and no retry comes due while set (the store cannot be written).
     paused: std::sync::atomic::AtomicBool,
-    /// The fleet's peers, when peer caching is on.
-    peers: OnceLock<Arc<dyn sources::PeerFinder>>,
 }
 
 impl Engine {
@@ -111,20 +81,22 @@ impl Engine {
         let global_limit = (config.bandwidth_limit > 0)
             .then(|| Arc::new(ratelimit::RateLimiter::new(config.bandwidth_limit)));
         Arc::new(Engine {
-            config: config.clone(),
-            http: netclient::shared(),
-            global_limit,
-            schedules: Arc::new(schedule::Schedules::new(&config.schedules)),
-            scheduler: scheduler::Scheduler::new(config.max_concurrent_jobs),
+            shared: Arc::new(worker::Shared {
+                config: config.clone(),
+                http: netclient::shared(),
+                global_limit,
+                schedules: Arc::new(schedule::Schedules::new(&config.schedules)),
+                peers: OnceLock::new(),
+            }),
+            scheduler: Arc::new(scheduler::Scheduler::new(config.max_concurrent_jobs)),
             host: OnceLock::new(),
             paused: std::sync::atomic::AtomicBool::new(false),
-            peers: OnceLock::new(),
         })
     }
 
     /// Gives the engine the fleet's peers (once, at start-up, when peer caching is on).
-    pub fn attach_peers(&self, peers: Arc<dyn sources::PeerFinder>) {
-        let _ = self.peers.set(peers);
+    pub fn attach_peers(&self, peers: Arc<dyn fleet::PeerFinder>) {
+        let _ = self.shared.peers.set(peers);
     }
 
     /// Sets the host the engine reports to (once, at start-up).
@@ -170,12 +142,16 @@ impl Engine {
     /// Stops the run of `job`, if one runs, and waits (bounded by the drain timeout)
     /// until it has checkpointed.
     pub async fn stop(&self, job: Uuid) {
-        self.scheduler.stop(job, self.config.drain_timeout).await;
+        self.scheduler
+            .stop(job, self.shared.config.drain_timeout)
+            .await;
     }
 
     /// Stops every run (shutdown), bounded by the drain timeout.
     pub async fn stop_all(&self) {
-        self.scheduler.stop_all(self.config.drain_timeout).await;
+        self.scheduler
+            .stop_all(self.shared.config.drain_timeout)
+            .await;
     }
 
     /// Runs in progress.
@@ -213,12 +189,12 @@ impl Engine {
 
     /// The schedule entries in force now.
     pub fn limits_in_force(&self) -> Vec<schedule::LimitInForce> {
-        self.schedules.in_force()
+        self.shared.schedules.in_force()
     }
 
     /// Starts runnable jobs and retries due ones until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let clock = tokio::spawn(self.schedules.clone().follow_the_clock());
+        let clock = tokio::spawn(self.shared.schedules.clone().follow_the_clock());
         self.schedule_loop(shutdown).await;
         clock.abort();
     }
@@ -234,12 +210,12 @@ impl Engine {
             }
             for start in self.scheduler.starts_unless(paused) {
                 let guard = scheduler::RunGuard {
-                    engine: self.clone(),
+                    scheduler: self.scheduler.clone(),
                     host: host.clone(),
                     job: start.job,
                     run: start.run,
                 };
-                tokio::spawn(worker::run(guard, start.cancel));
+                tokio::spawn(worker::run(guard, self.shared.clone(), start.cancel));
             }
             drop(host);
             let sleep = self

@@ -100,6 +100,23 @@ fn ca_file_certificates(
     Ok(certs)
 }
 
+/// A request for a download's content: the job's headers and credentials, and the
+/// content asked for as it is stored (`Accept-Encoding: identity`) unless the job sets its
+/// own `Accept-Encoding`. Without the header any coding is acceptable (RFC 9110
+/// §12.5.3); whatever coding arrives anyway is stored as sent, never decoded.
+pub fn for_download(req: RequestBuilder, options: &JobOptions) -> RequestBuilder {
+    let req = decorate(req, options);
+    if options
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("accept-encoding"))
+    {
+        req
+    } else {
+        req.header(reqwest::header::ACCEPT_ENCODING, "identity")
+    }
+}
+
 /// Adds the job's headers and credentials to a request.
 pub fn decorate(mut req: RequestBuilder, options: &JobOptions) -> RequestBuilder {
     for (name, value) in &options.headers {

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::host::RunId;
+use super::host::{Host, RunId};
 use crate::model::{mono_ms, Priority};
 
 /// A run in progress.
@@ -363,8 +363,8 @@ impl Scheduler {
 
 /// Frees a run's slot and tells the host when the worker returns, also when it panics.
 pub(super) struct RunGuard {
-    pub engine: Arc<super::Engine>,
-    pub host: Arc<dyn super::Host>,
+    pub scheduler: Arc<Scheduler>,
+    pub host: Arc<dyn Host>,
     pub job: Uuid,
     pub run: RunId,
 }
@@ -372,7 +372,7 @@ pub(super) struct RunGuard {
 impl Drop for RunGuard {
     fn drop(&mut self) {
         self.host.run_finished(self.job, self.run);
-        self.engine.scheduler.finished(self.run);
+        self.scheduler.finished(self.run);
     }
 }
 

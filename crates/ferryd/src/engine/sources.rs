@@ -1,10 +1,11 @@
 //! Where a file's bytes come from: its origin, and the peers of a fleet that hold the
-//! same content. The engine owns the [`PeerFinder`] interface; the peer-caching module
-//! implements it and the daemon hands it to the engine at start-up, so the engine never
-//! names that module.
+//! same content (found through the fleet port, `fleet`), and how many bytes came from
+//! each.
 //!
-//! A [`Source`] is one place to fetch byte ranges from; the multi-connection engine
-//! (`segmented`) runs connections to several sources over one segment table.
+//! A [`Source`] is one place to fetch byte ranges from; `multisource` runs connections to
+//! several sources over one segment table.
+//!
+//! May use: the engine's request decoration and fleet port; `model`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,55 +14,7 @@ use parking_lot::Mutex;
 
 use crate::model::JobOptions;
 
-/// What a file's content is known by, to ask peers for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContentQuery {
-    /// The origin URL (the job's remote URL).
-    pub url: String,
-    /// The origin's strong validator (ETag or Last-Modified) from a `HEAD`.
-    pub validator: Option<String>,
-    /// The length the origin announced.
-    pub length: Option<u64>,
-    /// The SHA-256 the file must have, lower-case hex, when known: then peers are asked
-    /// by it alone.
-    pub sha256: Option<String>,
-}
-
-/// A peer that has the content.
-#[derive(Clone)]
-pub struct PeerOffer {
-    /// The peer's name (for its statistics, failures and bans).
-    pub peer: String,
-    /// Where to ask it for ranges of the content.
-    pub content_url: String,
-    /// The content's length there.
-    pub length: u64,
-    /// The content's SHA-256 there.
-    pub sha256: String,
-    /// A client that speaks the fleet's mutual TLS.
-    pub client: reqwest::Client,
-}
-
-/// The fleet's peers, as the engine sees them.
-#[async_trait::async_trait]
-pub trait PeerFinder: Send + Sync + 'static {
-    /// Asks every usable peer, in parallel and within the lookup timeout, who has the
-    /// content; the ones that have it.
-    async fn find(&self, query: &ContentQuery) -> Vec<PeerOffer>;
-    /// `bytes` were fetched from `peer`.
-    fn fetched(&self, peer: &str, bytes: u64);
-    /// `peer` failed while serving (an error, a stall, an answer that was not asked for).
-    fn failed(&self, peer: &str, why: &str);
-    /// Bytes of these peers failed a check: they are not asked for a while.
-    fn ban(&self, peers: &[String], why: &str);
-    /// This node's name in the fleet (the swarm's rendezvous key).
-    fn node(&self) -> String;
-    /// Shares a download under way with the fleet until the guard is dropped.
-    fn share(&self, download: super::swarm::SharedDownload) -> super::swarm::ShareGuard;
-    /// Asks every usable peer, in parallel and briefly, which ranges of the content it
-    /// holds (downloading it, or whole in its cache); the ones that hold some or fetch it.
-    async fn holders(&self, query: &ContentQuery) -> Vec<super::swarm::Holder>;
-}
+use super::fleet::PeerOffer;
 
 /// Where the bytes of one file came from, as they arrive.
 #[derive(Debug, Default)]
@@ -182,10 +135,7 @@ impl Source {
     /// A request for bytes `[from, to)`.
     pub(super) fn range_request(&self, from: u64, to: u64) -> reqwest::RequestBuilder {
         let mut req = match &self.options {
-            Some(options) => super::http::identity(
-                super::netclient::decorate(self.client.get(&self.url), options),
-                options,
-            ),
+            Some(options) => super::netclient::for_download(self.client.get(&self.url), options),
             None => self.client.get(&self.url),
         }
         .header(reqwest::header::RANGE, format!("bytes={from}-{}", to - 1));

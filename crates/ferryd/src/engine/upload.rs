@@ -15,9 +15,11 @@ use reqwest::StatusCode;
 use tokio_util::io::ReaderStream;
 
 use super::error::{self, TransferError};
+use super::events::FileEvents;
 use super::netclient::decorate;
+use super::rangeconn::unless_stopped;
 use super::ratelimit::{consume_all, RateLimiter};
-use super::{FileEvents, FileTask};
+use super::task::FileTask;
 use crate::engine::partfile::Progress;
 use crate::model::{ErrorContext, ErrorKind, UploadProtocol};
 
@@ -99,19 +101,14 @@ async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<Option<reqwest::Response>, TransferError> {
-    tokio::select! {
-        _ = task.cancel.cancelled() => Ok(None),
-        r = req.send() => r.map(Some).map_err(|e| error::from_reqwest(&e, url)),
-    }
+    unless_stopped(&task.cancel, req.send())
+        .await
+        .transpose()
+        .map_err(|e| error::from_reqwest(&e, url))
 }
 
 fn status_error(resp: &reqwest::Response, url: &str) -> TransferError {
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(error::parse_retry_after);
-    error::from_status(resp.status().as_u16(), url, retry_after)
+    super::httpmeta::status_error(resp.status(), resp.headers(), url)
 }
 
 /// Uploads one file with the job's protocol.
@@ -161,6 +158,47 @@ fn header_u64(resp: &reqwest::Response, name: &str) -> Option<u64> {
     resp.headers().get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Creates a tus upload of `len` bytes at `url`: where it lives (`None` when stopped).
+async fn create(task: &FileTask<'_>, url: &str, len: u64) -> Result<Option<String>, TransferError> {
+    let req = decorate(task.client.post(url), task.options)
+        .header("Tus-Resumable", TUS_VERSION)
+        .header("Upload-Length", len)
+        .header(CONTENT_LENGTH, 0);
+    let Some(resp) = send(task, req, url).await? else {
+        return Ok(None);
+    };
+    if resp.status() != StatusCode::CREATED {
+        return Err(status_error(&resp, url));
+    }
+    let l = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            TransferError::new(
+                ErrorContext::RemoteFile,
+                ErrorKind::TusNoLocation,
+                format!("{url}: the tus server created an upload but sent no Location"),
+            )
+        })?;
+    let absolute = resp.url().join(l).map_err(|e| {
+        TransferError::new(
+            ErrorContext::RemoteFile,
+            ErrorKind::TusBadLocation,
+            format!("{url}: Location '{l}': {e}"),
+        )
+    })?;
+    let absolute = absolute.to_string();
+    task.events.started(
+        Some(len),
+        task.record.validator.clone(),
+        Some(absolute.clone()),
+        0,
+        false,
+    );
+    Ok(Some(absolute))
+}
+
 async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     let mut location = task.record.final_url.clone();
@@ -171,42 +209,9 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
         let loc = match &location {
             Some(l) => l.clone(),
             None => {
-                let req = decorate(task.client.post(&url), task.options)
-                    .header("Tus-Resumable", TUS_VERSION)
-                    .header("Upload-Length", len)
-                    .header(CONTENT_LENGTH, 0);
-                let Some(resp) = send(&task, req, &url).await? else {
+                let Some(absolute) = create(&task, &url, len).await? else {
                     return Ok(UploadOutcome::Cancelled);
                 };
-                if resp.status() != StatusCode::CREATED {
-                    return Err(status_error(&resp, &url));
-                }
-                let l = resp
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| {
-                        TransferError::new(
-                            ErrorContext::RemoteFile,
-                            ErrorKind::TusNoLocation,
-                            format!("{url}: the tus server created an upload but sent no Location"),
-                        )
-                    })?;
-                let absolute = resp.url().join(l).map_err(|e| {
-                    TransferError::new(
-                        ErrorContext::RemoteFile,
-                        ErrorKind::TusBadLocation,
-                        format!("{url}: Location '{l}': {e}"),
-                    )
-                })?;
-                let absolute = absolute.to_string();
-                task.events.started(
-                    Some(len),
-                    task.record.validator.clone(),
-                    Some(absolute.clone()),
-                    0,
-                    false,
-                );
                 location = Some(absolute.clone());
                 absolute
             }

@@ -2,119 +2,50 @@
 //! verifying checksums, then one batch sync before the job becomes `transferred`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use super::error::TransferError;
-use super::host::{FileStart, Host, Report, RunId, RunPlan};
+use super::events::FileEvents;
+use super::fleet::PeerFinder;
+use super::host::{Host, Report, RunId, RunPlan};
 use super::live::LiveRun;
 use super::netclient;
 use super::partfile::Progress;
 use super::ratelimit::RateLimiter;
+use super::schedule::Schedules;
 use super::scheduler::RunGuard;
-use super::segmented::SegTable;
 use super::sources::SourceBytes;
+use super::task::{FileTask, Outcome};
 use super::upload::{self, UploadOutcome};
-use super::{file, http, yielding, Engine, FileTask, Outcome};
-use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType, Segment};
+use super::{download, file, yielding};
+use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
 use crate::owner::Owner;
 
 /// How often durable offsets are recorded while a file transfers.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where one file's transfer reports: its run's host and counters.
-#[derive(Clone)]
-pub struct FileEvents {
-    host: Arc<dyn Host>,
-    live: Arc<LiveRun>,
-    job: Uuid,
-    run: RunId,
-    index: u32,
-}
-
-impl FileEvents {
-    fn report(&self, report: Report) {
-        self.host.report(self.job, self.run, report);
-    }
-
-    /// About to connect (or open the source).
-    pub fn connecting(&self) {
-        self.report(Report::Connecting);
-    }
-
-    /// A multi-connection download starts with these segments.
-    pub fn segments_started(
-        &self,
-        total: u64,
-        validator: Option<String>,
-        final_url: String,
-        segments: Vec<Segment>,
-        no_store: bool,
-    ) {
-        self.report(Report::SegmentsStarted {
-            index: self.index,
-            total,
-            validator,
-            final_url,
-            segments,
-            no_store,
-        });
-    }
-
-    /// The origin marked the content private or no-store.
-    pub fn no_peer_cache(&self) {
-        self.report(Report::NoPeerCache { index: self.index });
-    }
-
-    /// The live segment table of this file.
-    pub fn live_segments(&self, table: Arc<SegTable>) {
-        self.live.set_segments(self.index, table);
-    }
-
-    /// The source answered: size, validator, final URL, and the offset bytes continue at.
-    pub fn started(
-        &self,
-        total: Option<u64>,
-        validator: Option<String>,
-        final_url: Option<String>,
-        offset: u64,
-        no_store: bool,
-    ) {
-        self.report(Report::FileStarted {
-            index: self.index,
-            start: FileStart {
-                total,
-                validator,
-                final_url,
-                offset,
-                no_store,
-            },
-        });
-    }
-
-    /// `n` bytes moved: per-run atomics; the host hears of it at most twice a second.
-    pub fn bytes(&self, n: u64) {
-        if self.live.moved(n) {
-            self.report(Report::Progressed);
-        }
-    }
-
-    /// The file starts over from zero (content changed or range refused).
-    pub fn restarted(&self) {
-        self.live.forget_segments(self.index);
-        self.live.reset_sources(self.index);
-        self.report(Report::FileRestarted { index: self.index });
-    }
+/// What every run of the engine shares.
+pub(super) struct Shared {
+    pub config: crate::config::Config,
+    /// The HTTP client of jobs with default options (one connection pool).
+    pub http: reqwest::Client,
+    /// The daemon-wide bandwidth limit.
+    pub global_limit: Option<Arc<RateLimiter>>,
+    /// `[[bandwidth.schedule]]` limiters.
+    pub schedules: Arc<Schedules>,
+    /// The fleet's peers, when peer caching is on.
+    pub peers: OnceLock<Arc<dyn PeerFinder>>,
 }
 
 /// One run of one job.
 struct Run {
-    engine: Arc<Engine>,
+    shared: Arc<Shared>,
     host: Arc<dyn Host>,
     live: Arc<LiveRun>,
     job: Uuid,
@@ -133,25 +64,25 @@ impl Run {
     }
 
     fn events(&self, index: u32) -> FileEvents {
-        FileEvents {
-            host: self.host.clone(),
-            live: self.live.clone(),
-            job: self.job,
-            run: self.run,
+        FileEvents::new(
+            self.host.clone(),
+            self.live.clone(),
+            self.job,
+            self.run,
             index,
-        }
+        )
     }
 }
 
 /// Runs the job until it is transferred, fails, or `cancel` fires. The guard tells the
 /// host and frees the slot when it returns, whatever happens.
-pub(super) async fn run(guard: RunGuard, cancel: CancellationToken) {
+pub(super) async fn run(guard: RunGuard, shared: Arc<Shared>, cancel: CancellationToken) {
     let live = LiveRun::new();
     let Some(plan) = guard.host.claim(guard.job, guard.run, live.clone()) else {
         return;
     };
     let run = Run {
-        engine: guard.engine.clone(),
+        shared,
         host: guard.host.clone(),
         live,
         job: guard.job,
@@ -170,76 +101,17 @@ async fn run_files(r: &Run, plan: RunPlan) {
         transfer_time_left,
         ..
     } = plan;
-    let config = &r.engine.config;
     let stall = Duration::from_secs(record.no_progress_timeout_secs.clamp(1, 60));
-    let ca = match &record.options.ca_file {
-        Some(path) => match r.owner.read_file(PathBuf::from(path)).await {
-            Ok(pem) => Some((path.as_str(), pem)),
-            Err(e) => {
-                return r.failed(
-                    None,
-                    TransferError::new(
-                        ErrorContext::LocalFile,
-                        ErrorKind::CaFile,
-                        format!("reading the CA file {path}: {e}"),
-                    ),
-                )
-            }
-        },
-        None => None,
-    };
-    // Bytes from this machine itself cross no link another program shares: nothing to
-    // yield to.
-    let all_loopback = files
-        .iter()
-        .all(|f| crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url)));
-    // A run that may take its bytes from the fleet's peers does not yield either: the
-    // controller's one limiter per run would hold the peers' LAN bytes to the origin
-    // path's window ÷ RTT (a crawl behind a deep origin queue), and a swarm already
-    // sends about one copy of each byte over the origin's link.
-    let from_peers =
-        r.engine.peers.get().is_some() && files.iter().any(|f| peers_allowed(config, &record, f));
-    let yielder =
-        (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
-            .then(|| yielding::Yielder::new(r.live.clone()));
-    let client = match netclient::for_job(&record.options, ca, &r.engine.http, yielder.is_some()) {
-        Ok(c) => c,
+    let net = match net_for(r, &record, &files, transfer_time_left).await {
+        Ok(net) => net,
         Err(e) => return r.failed(None, e),
-    };
-    let mut limits = Vec::new();
-    if record.options.bandwidth_limit > 0 {
-        limits.push(Arc::new(RateLimiter::new(record.options.bandwidth_limit)));
-    }
-    if let Some(g) = &r.engine.global_limit {
-        limits.push(g.clone());
-    }
-    limits.extend(r.engine.schedules.for_priority(record.priority));
-    // The controller runs as long as the run: dropping the guard stops it.
-    let _controller = yielder.as_ref().map(|y| {
-        limits.push(y.limiter());
-        let stop = r.cancel.child_token();
-        tokio::spawn(y.clone().drive(stop.clone()));
-        stop.drop_guard()
-    });
-    let net = Net {
-        client: &client,
-        limits: &limits,
-        deadline: transfer_time_left.map(|left| tokio::time::Instant::now() + left),
-        max_secs: record.max_transfer_time_secs,
-        connections: if record.options.connections > 0 {
-            record.options.connections
-        } else {
-            config.connections_per_file
-        }
-        .clamp(1, 16),
-        yielder,
     };
     if record.job_type != JobType::Download {
         return run_upload(r, &record, files, reply_path, stall, &net).await;
     }
     // Up to `files_in_parallel` files at once; the first failure stops the others (their
     // progress is kept) and becomes the job's error.
-    let parallel = config.files_in_parallel.max(1);
+    let parallel = r.shared.config.files_in_parallel.max(1);
     let siblings = r.cancel.child_token();
     let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
     let mut failure: Option<(u32, TransferError)> = None;
@@ -313,7 +185,7 @@ async fn fetch_checked(
     mut f: FileRecord,
     stall: Duration,
     cancel: &CancellationToken,
-    net: &Net<'_>,
+    net: &Net,
 ) -> Result<Outcome, TransferError> {
     let mut checksum_retried = false;
     loop {
@@ -349,7 +221,7 @@ async fn fetch_checked(
                     }
                     Err(e) if e.kind == ErrorKind::ChecksumMismatch && !peers_used.is_empty() => {
                         tracing::warn!(job = %r.job, index = f.index, peers = ?peers_used, "bytes from peers failed the SHA-256 check; banning them and downloading from the origin");
-                        if let Some(finder) = r.engine.peers.get() {
+                        if let Some(finder) = r.shared.peers.get() {
                             finder.ban(&peers_used, &e.message);
                         }
                         f.bytes_transferred = 0;
@@ -418,16 +290,86 @@ async fn sync_parts(owner: &Owner, pending: &[(u32, PathBuf, u64)]) -> Result<()
 }
 
 /// The network side of a run: client, bandwidth limits, the `max_transfer_time` deadline.
-struct Net<'a> {
-    client: &'a reqwest::Client,
-    limits: &'a [Arc<RateLimiter>],
+struct Net {
+    client: reqwest::Client,
+    limits: Vec<Arc<RateLimiter>>,
     deadline: Option<tokio::time::Instant>,
     max_secs: u64,
     connections: u32,
     yielder: Option<Arc<yielding::Yielder>>,
+    /// Stops the yielding controller when the run ends.
+    _controller: Option<DropGuard>,
 }
 
-impl Net<'_> {
+/// The network side of `record`'s run: its CA file read as its owner, its HTTP client,
+/// its bandwidth limits, and the yielding controller when it yields (started here).
+async fn net_for(
+    r: &Run,
+    record: &JobRecord,
+    files: &[FileRecord],
+    transfer_time_left: Option<Duration>,
+) -> Result<Net, TransferError> {
+    let config = &r.shared.config;
+    let ca = match &record.options.ca_file {
+        Some(path) => match r.owner.read_file(PathBuf::from(path)).await {
+            Ok(pem) => Some((path.as_str(), pem)),
+            Err(e) => {
+                return Err(TransferError::new(
+                    ErrorContext::LocalFile,
+                    ErrorKind::CaFile,
+                    format!("reading the CA file {path}: {e}"),
+                ))
+            }
+        },
+        None => None,
+    };
+    // Bytes from this machine itself cross no link another program shares: nothing to
+    // yield to.
+    let all_loopback = files
+        .iter()
+        .all(|f| crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url)));
+    // A run that may take its bytes from the fleet's peers does not yield either: the
+    // controller's one limiter per run would hold the peers' LAN bytes to the origin
+    // path's window ÷ RTT (a crawl behind a deep origin queue), and a swarm already
+    // sends about one copy of each byte over the origin's link.
+    let from_peers =
+        r.shared.peers.get().is_some() && files.iter().any(|f| peers_allowed(config, record, f));
+    let yielder =
+        (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
+            .then(|| yielding::Yielder::new(r.live.clone()));
+    let client = netclient::for_job(&record.options, ca, &r.shared.http, yielder.is_some())?;
+    let mut limits = Vec::new();
+    if record.options.bandwidth_limit > 0 {
+        limits.push(Arc::new(RateLimiter::new(record.options.bandwidth_limit)));
+    }
+    if let Some(g) = &r.shared.global_limit {
+        limits.push(g.clone());
+    }
+    limits.extend(r.shared.schedules.for_priority(record.priority));
+    // The controller runs as long as the run: dropping the guard stops it.
+    let controller = yielder.as_ref().map(|y| {
+        limits.push(y.limiter());
+        let stop = r.cancel.child_token();
+        tokio::spawn(y.clone().drive(stop.clone()));
+        stop.drop_guard()
+    });
+    Ok(Net {
+        client,
+        limits,
+        deadline: transfer_time_left.map(|left| tokio::time::Instant::now() + left),
+        max_secs: record.max_transfer_time_secs,
+        connections: if record.options.connections > 0 {
+            record.options.connections
+        } else {
+            config.connections_per_file
+        }
+        .clamp(1, 16),
+        yielder,
+        _controller: controller,
+    })
+}
+
+impl Net {
     /// Runs `fut` unless the job's `max_transfer_time` runs out first (a fatal error).
     async fn bounded<T>(
         &self,
@@ -457,7 +399,7 @@ async fn run_upload(
     files: Vec<FileRecord>,
     reply_path: Option<PathBuf>,
     stall: Duration,
-    net: &Net<'_>,
+    net: &Net,
 ) {
     let Some(f) = files.into_iter().find(|f| !f.completed) else {
         r.host.transferred(r.job, r.run, Vec::new()).await;
@@ -468,8 +410,8 @@ async fn run_upload(
     let events = r.events(f.index);
     let task = FileTask {
         options: &record.options,
-        client: net.client,
-        limits: net.limits,
+        client: &net.client,
+        limits: &net.limits,
         connections: 1,
         record: &f,
         part: f.temporary_path(),
@@ -524,23 +466,23 @@ async fn transfer_one(
     f: &FileRecord,
     stall: Duration,
     cancel: &CancellationToken,
-    net: &Net<'_>,
+    net: &Net,
     sources: Arc<SourceBytes>,
 ) -> Result<Outcome, TransferError> {
     let progress = Progress::starting_at(f.bytes_transferred);
     r.live.set_bytes(f.index, progress.clone());
     r.live.set_sources(f.index, sources.clone());
     let peers = r
-        .engine
+        .shared
         .peers
         .get()
-        .filter(|_| peers_allowed(&r.engine.config, record, f))
+        .filter(|_| peers_allowed(&r.shared.config, record, f))
         .cloned();
     let events = r.events(f.index);
     let task = FileTask {
         options: &record.options,
-        client: net.client,
-        limits: net.limits,
+        client: &net.client,
+        limits: &net.limits,
         connections: net.connections,
         record: f,
         part: f.temporary_path(),
@@ -559,7 +501,7 @@ async fn transfer_one(
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
     match scheme.as_str() {
-        "http" | "https" => net.bounded(http::download(task)).await,
+        "http" | "https" => net.bounded(download::download(task)).await,
         "file" => file::copy(task).await,
         other => Err(TransferError::new(
             ErrorContext::RemoteFile,

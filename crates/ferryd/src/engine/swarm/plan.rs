@@ -2,7 +2,7 @@
 //! (highest-random-weight) assignment of pieces to the machines that want the content,
 //! and which piece to fetch next and from where.
 //!
-//! May use: nothing but `sha2`; the driver (`swarm/mod.rs`) feeds it views of the
+//! May use: nothing but `sha2`; the driver (`swarm/driver.rs`) feeds it views of the
 //! pieces and the peers.
 
 use sha2::{Digest, Sha256};

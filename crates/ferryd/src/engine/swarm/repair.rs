@@ -14,9 +14,11 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::super::error::{self, TransferError};
-use super::super::sources::{PeerFinder, Source, SourceKind};
-use super::super::FileTask;
-use super::Download;
+use super::super::fleet::PeerFinder;
+use super::super::rangeconn::send;
+use super::super::sources::{Source, SourceKind};
+use super::super::task::FileTask;
+use super::shared::Download;
 
 /// Bytes hashed per read.
 const CHUNK: usize = 4 << 20;
@@ -140,14 +142,9 @@ async fn origin_piece(
     end: u64,
 ) -> Result<Vec<u8>, TransferError> {
     let label = origin.label();
-    let send = origin.range_request(start, end).send();
-    let resp = tokio::select! {
-        _ = task.cancel.cancelled() => return Err(TransferError::internal("cancelled")),
-        r = tokio::time::timeout(task.stall_timeout, send) => match r {
-            Err(_) => return Err(error::from_status(504, &label, None)),
-            Ok(Err(e)) => return Err(error::from_reqwest(&e, &label)),
-            Ok(Ok(r)) => r,
-        },
+    let req = origin.range_request(start, end);
+    let Some(resp) = send(&task.cancel, task.stall_timeout, req, &label).await? else {
+        return Err(TransferError::internal("cancelled"));
     };
     if resp.status() != StatusCode::PARTIAL_CONTENT {
         return Err(error::from_status(resp.status().as_u16(), &label, None));
