@@ -18,7 +18,7 @@ mod value;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use value::{Bounded, Count, Rate, Span, ANY};
+use value::{Bounded, Count, Rate, Size, Span, ANY};
 
 pub use error::ConfigError;
 pub use peers::{CacheSize, Discovery, PeersConfig};
@@ -70,6 +70,21 @@ pub struct Config {
     /// Files one job may have. 0 or more.
     #[serde(with = "Bounded::<Count<usize>, 0, ANY>")]
     pub max_files_per_job: usize,
+    /// The custom headers of one job, names and values together, at most this many
+    /// bytes. At least 1024.
+    #[serde(with = "Bounded::<Count<u64>, 1024, ANY>")]
+    pub max_header_bytes: u64,
+    /// Handlers (notification classes) one user may register. 0 or more.
+    #[serde(with = "Bounded::<Count<usize>, 0, ANY>")]
+    pub max_handlers_per_user: usize,
+    /// Final jobs (acknowledged, cancelled) one user keeps: past it, the oldest leave
+    /// before their retention is over. 0: no limit.
+    #[serde(with = "Bounded::<Count<usize>, 0, ANY>")]
+    pub max_final_jobs_per_user: usize,
+    /// Bytes one user's jobs may take in the store: past it, the oldest final jobs leave,
+    /// and a change that needs room is refused if that is not enough. 0: no limit.
+    #[serde(with = "Bounded::<Size, 0, ANY>")]
+    pub max_store_bytes_per_user: u64,
     /// How long shutdown waits for workers to checkpoint. 0 or more.
     #[serde(with = "Bounded::<Span, 0, ANY>")]
     pub drain_timeout: Duration,
@@ -125,6 +140,10 @@ impl Default for Config {
             job_inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
             max_jobs_per_user: 100_000,
             max_files_per_job: 100_000,
+            max_header_bytes: 64 << 10,
+            max_handlers_per_user: 100_000,
+            max_final_jobs_per_user: 0,
+            max_store_bytes_per_user: 0,
             drain_timeout: Duration::from_secs(10),
             activation_timeout: Duration::from_secs(30),
             bandwidth_limit: 0,
@@ -151,6 +170,9 @@ impl Config {
             max_jobs_per_user: 60,
             max_jobs_per_machine: 300,
             max_files_per_job: 200,
+            max_handlers_per_user: 64,
+            max_final_jobs_per_user: 1000,
+            max_store_bytes_per_user: 256 << 20,
             ..Config::default()
         }
     }

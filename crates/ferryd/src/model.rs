@@ -165,18 +165,45 @@ pub struct JobOptions {
     pub on_metered: Option<MeteredPolicy>,
 }
 
+/// Request headers that make nothing about a request private (content negotiation and
+/// the client's name): any other header may carry a secret (an API key, a session).
+pub const PUBLIC_HEADERS: &[&str] = &["accept", "accept-language", "accept-encoding", "user-agent"];
+
 impl JobOptions {
-    /// True when the job's requests carry credentials, an `Authorization` or a `Cookie`
-    /// header: what it fetches is never cached or served to peers, nor asked of them.
+    /// True when the job's requests carry credentials or a header outside
+    /// [`PUBLIC_HEADERS`]: what it fetches is never cached or served to peers, nor asked
+    /// of them (see [`request_is_private`] for the URL's part).
     pub fn is_private(&self) -> bool {
         self.credentials.is_some()
-            || self.headers.iter().any(|(n, _)| {
-                n.eq_ignore_ascii_case("authorization")
-                    || n.eq_ignore_ascii_case("cookie")
-                    || n.eq_ignore_ascii_case("proxy-authorization")
-            })
+            || self
+                .headers
+                .iter()
+                .any(|(n, _)| !PUBLIC_HEADERS.iter().any(|p| n.eq_ignore_ascii_case(p)))
     }
+}
 
+/// True when a request for `remote` with `options` may carry something private: credentials,
+/// a header outside [`PUBLIC_HEADERS`], a user name or password in the URL, or a query
+/// string (a signed URL's token) unless the URL's origin is one of `public_origins`.
+/// Private content never enters the peer cache, is never shared with a swarm, and is not
+/// asked of peers (which would tell them the URL).
+pub fn request_is_private(options: &JobOptions, remote: &str, public_origins: &[String]) -> bool {
+    if options.is_private() {
+        return true;
+    }
+    let Ok(u) = ::url::Url::parse(remote) else {
+        return true;
+    };
+    if !u.username().is_empty() || u.password().is_some() {
+        return true;
+    }
+    u.query().is_some()
+        && !public_origins
+            .iter()
+            .any(|o| *o == u.origin().ascii_serialization())
+}
+
+impl JobOptions {
     pub fn upload_protocol(&self) -> UploadProtocol {
         self.upload_protocol
             .as_deref()
@@ -489,4 +516,38 @@ pub struct OutboxRecord {
     pub attempts: u32,
     pub next_attempt_ms: i64,
     pub last_error: String,
+}
+
+#[cfg(test)]
+mod privacy_tests {
+    use super::*;
+
+    #[test]
+    fn what_makes_a_request_private() {
+        let public = JobOptions::default();
+        let origins = vec!["https://deb.debian.org".to_string()];
+        let private = |o: &JobOptions, url: &str| request_is_private(o, url, &origins);
+        assert!(!private(&public, "https://example.org/pkg.deb"));
+        assert!(private(&public, "https://user:pw@example.org/pkg.deb"));
+        assert!(private(&public, "https://user@example.org/pkg.deb"));
+        assert!(private(&public, "https://cdn.example.org/f?sig=abc&exp=1"));
+        assert!(!private(
+            &public,
+            "https://deb.debian.org/dists/x?arch=amd64"
+        ));
+        let mut headers = JobOptions::default();
+        headers.headers = vec![
+            ("Accept".into(), "*/*".into()),
+            ("user-agent".into(), "x".into()),
+        ];
+        assert!(!private(&headers, "https://example.org/a"));
+        for secret in ["Authorization", "X-Api-Key", "Cookie", "X-Anything"] {
+            let mut o = JobOptions::default();
+            o.headers = vec![(secret.into(), "v".into())];
+            assert!(private(&o, "https://example.org/a"), "{secret}");
+        }
+        let mut creds = JobOptions::default();
+        creds.credentials = Some(Credentials::Bearer { token: "t".into() });
+        assert!(private(&creds, "https://example.org/a"));
+    }
 }

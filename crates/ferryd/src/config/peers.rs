@@ -85,6 +85,10 @@ pub struct PeersConfig {
     /// How long a peer that served bytes that failed a check is not asked.
     #[serde(with = "Bounded::<Span, 0, ANY>")]
     pub ban_duration: Duration,
+    /// Origins (`scheme://host[:port]`) whose URLs with a query string are public: only
+    /// their query strings do not make a request private (a signed URL's do).
+    #[serde(deserialize_with = "origins")]
+    pub public_origins: Vec<String>,
 }
 
 impl Default for PeersConfig {
@@ -110,8 +114,27 @@ impl Default for PeersConfig {
             lookup_timeout: Duration::from_secs(2),
             probe_interval: Duration::from_secs(15),
             ban_duration: Duration::from_secs(3600),
+            public_origins: Vec::new(),
         }
     }
+}
+
+/// A list of origins, `scheme://host[:port]` each, kept as URL parsing writes them.
+fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.into_iter()
+        .map(|o| {
+            url::Url::parse(&o)
+                .ok()
+                .filter(|u| u.has_host() && matches!(u.path(), "" | "/") && u.query().is_none())
+                .map(|u| u.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "'{o}' is not an origin such as https://deb.debian.org"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

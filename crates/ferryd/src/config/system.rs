@@ -26,6 +26,10 @@ pub struct SystemConfig {
     /// The system user the cache process (peer cache and peer port) runs as.
     #[serde(deserialize_with = "user_name")]
     pub cache_user: String,
+    /// Client connections one user may have open at once (the broker closes more, so
+    /// that no user holds the machine's descriptors). At least 1.
+    #[serde(with = "Bounded::<Count<usize>, 1, ANY>")]
+    pub max_connections_per_user: usize,
 }
 
 impl Default for SystemConfig {
@@ -34,6 +38,7 @@ impl Default for SystemConfig {
             worker_idle_timeout: Duration::from_secs(120),
             worker_max_files: 4096,
             cache_user: "_ferry".into(),
+            max_connections_per_user: 256,
         }
     }
 }

@@ -144,6 +144,17 @@ const RANGES: &[Range] = &[
         "'100y'",
         Some("'101y'"),
     ),
+    range("max_header_bytes", "1024", Some("1023"), I64_MAX, None),
+    range("max_handlers_per_user", "0", Some("-1"), I64_MAX, None),
+    range("max_final_jobs_per_user", "0", Some("-1"), I64_MAX, None),
+    range("max_store_bytes_per_user", "0", Some("-1"), I64_MAX, None),
+    range(
+        "system.max_connections_per_user",
+        "1",
+        Some("0"),
+        I64_MAX,
+        None,
+    ),
     range(
         "system.worker_max_files",
         "64",
@@ -170,6 +181,7 @@ const UNBOUNDED: &[&str] = &[
     "peers.node_cert",
     "peers.node_key",
     "peers.default_job_peers",
+    "peers.public_origins",
     "system",
     "system.cache_user",
 ];
@@ -484,6 +496,10 @@ fn full_config() -> Config {
         job_inactivity_timeout: Duration::from_secs(12 * 3600),
         max_jobs_per_user: 5,
         max_files_per_job: 9,
+        max_header_bytes: 4096,
+        max_handlers_per_user: 3,
+        max_final_jobs_per_user: 10,
+        max_store_bytes_per_user: 1 << 20,
         drain_timeout: Duration::from_millis(1500),
         activation_timeout: Duration::from_secs(45),
         bandwidth_limit: 1 << 20,
@@ -527,11 +543,13 @@ fn full_config() -> Config {
             lookup_timeout: Duration::from_millis(300),
             probe_interval: Duration::from_secs(1),
             ban_duration: Duration::ZERO,
+            public_origins: vec!["https://deb.debian.org".into()],
         },
         system: SystemConfig {
             worker_idle_timeout: Duration::from_secs(5),
             worker_max_files: 512,
             cache_user: "ferry-cache".into(),
+            max_connections_per_user: 16,
         },
     }
 }
@@ -559,7 +577,7 @@ fn a_full_file_written_from_a_config_reads_back_the_same() {
     let mut all = keys();
     all.sort();
     assert_eq!(written, all);
-    assert_eq!(table["peers"].as_table().unwrap().len(), 16);
+    assert_eq!(table["peers"].as_table().unwrap().len(), 17);
 }
 
 /// The per-user daemon's defaults as they were before `ferryd.toml` went through serde.
@@ -574,6 +592,10 @@ fn user_defaults() -> Config {
         job_inactivity_timeout: Duration::from_secs(90 * 24 * 3600),
         max_jobs_per_user: 100_000,
         max_files_per_job: 100_000,
+        max_header_bytes: 64 << 10,
+        max_handlers_per_user: 100_000,
+        max_final_jobs_per_user: 0,
+        max_store_bytes_per_user: 0,
         drain_timeout: Duration::from_secs(10),
         activation_timeout: Duration::from_secs(30),
         bandwidth_limit: 0,
@@ -602,11 +624,13 @@ fn user_defaults() -> Config {
             lookup_timeout: Duration::from_secs(2),
             probe_interval: Duration::from_secs(15),
             ban_duration: Duration::from_secs(3600),
+            public_origins: Vec::new(),
         },
         system: SystemConfig {
             worker_idle_timeout: Duration::from_secs(120),
             worker_max_files: 4096,
             cache_user: "_ferry".into(),
+            max_connections_per_user: 256,
         },
     }
 }
@@ -620,6 +644,9 @@ fn the_defaults_of_both_modes_are_unchanged() {
         max_jobs_per_user: 60,
         max_jobs_per_machine: 300,
         max_files_per_job: 200,
+        max_handlers_per_user: 64,
+        max_final_jobs_per_user: 1000,
+        max_store_bytes_per_user: 256 << 20,
         ..user.clone()
     };
     assert_eq!(Config::system(), system);
@@ -773,7 +800,7 @@ mod shipped_example {
         let known = toml::Table::try_from(PeersConfig::default()).unwrap();
         let mut known: Vec<&str> = known.keys().map(String::as_str).collect();
         known.sort();
-        assert_eq!(known.len(), 16);
+        assert_eq!(known.len(), 17);
         for name in ["ferryd.toml", "system/ferryd.toml"] {
             let path = dist(name);
             let table: toml::Table =

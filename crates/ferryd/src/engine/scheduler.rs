@@ -96,10 +96,29 @@ impl Scheduler {
         }
     }
 
-    /// Background runs start only within `granted` of the machine's slots from now on
-    /// (a worker of the system-wide daemon; runs already going are not stopped).
+    /// Background runs start only within `granted` of the machine's slots from now on (a
+    /// worker of the system-wide daemon). Runs past a smaller grant are stopped, the ones
+    /// started last first: their jobs go back to the queue (the host requeues a job whose
+    /// run ended without a verdict) and resume with ranges when slots come back, so
+    /// another user waits for at most one slot turn however long this user's transfers
+    /// stall.
     pub fn set_machine_slots(&self, granted: u32) {
-        self.state.lock().machine_slots = Some(granted);
+        {
+            let mut s = self.state.lock();
+            s.machine_slots = Some(granted);
+            let mut background: Vec<(RunId, &Slot)> = s
+                .runs
+                .iter()
+                .filter(|(_, slot)| slot.background && !slot.cancel.is_cancelled())
+                .map(|(r, slot)| (*r, slot))
+                .collect();
+            background.sort_unstable_by_key(|(r, _)| std::cmp::Reverse(*r));
+            let excess = background.len().saturating_sub(granted as usize);
+            for (_, slot) in background.into_iter().take(excess) {
+                tracing::debug!(job = %slot.job, "the machine's slots were shared out again: this run yields its slot");
+                slot.cancel.cancel();
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -403,6 +422,33 @@ mod tests {
         }
         let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
         assert_eq!(started, vec![normal], "higher priority first, one slot");
+    }
+
+    #[test]
+    fn the_machines_slots_bound_background_runs_and_a_smaller_grant_stops_the_last_started() {
+        let s = Scheduler::new(8);
+        s.set_machine_slots(2);
+        let jobs: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+        for j in &jobs {
+            s.queue(*j, Priority::Normal, false);
+        }
+        let fg = Uuid::now_v7();
+        s.queue(fg, Priority::Foreground, false);
+        let started = s.starts();
+        let ids: Vec<Uuid> = started.iter().map(|x| x.job).collect();
+        assert_eq!(ids, vec![fg, jobs[0], jobs[1]], "foreground needs no slot");
+        assert_eq!(*s.slots_wanted().borrow(), 4, "it would run all four");
+        s.set_machine_slots(1);
+        let cancelled: Vec<Uuid> = started
+            .iter()
+            .filter(|x| x.cancel.is_cancelled())
+            .map(|x| x.job)
+            .collect();
+        assert_eq!(cancelled, vec![jobs[1]], "the run started last yields");
+        assert!(
+            s.starts().is_empty(),
+            "no new background run within one slot"
+        );
     }
 
     #[test]

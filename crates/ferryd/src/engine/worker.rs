@@ -522,7 +522,11 @@ fn peers_allowed(config: &crate::config::Config, job: &JobRecord, f: &FileRecord
             .peers
             .unwrap_or(config.peers.default_job_peers)
             .is_client()
-        && !job.options.is_private()
+        && !crate::model::request_is_private(
+            &job.options,
+            &f.remote_url,
+            &config.peers.public_origins,
+        )
         && !f.peer.origin_only
         && f.remote_url.starts_with("http")
 }

@@ -199,15 +199,18 @@ impl Owner {
     /// and, once every move is done, removes `discard`. Returns every move that failed.
     /// A destination that existed keeps its permission bits; a new one gets
     /// `0o666 & !umask` (`umask`: the job creator's, else the owner's, else the daemon's).
+    /// `resuming`: a complete cut short before goes on, so a part file already gone with
+    /// its destination there counts as moved; otherwise a missing part file is a failure.
     pub async fn commit(
         &self,
         moves: Vec<(PathBuf, PathBuf)>,
         discard: Vec<PathBuf>,
         umask: Option<u32>,
+        resuming: bool,
     ) -> Result<(), Vec<CommitError>> {
         let umask = umask.or(self.umask).unwrap_or_else(daemon_umask);
         self.exec(
-            move || parts::commit(&moves, &discard, umask),
+            move || parts::commit(&moves, &discard, umask, resuming),
             |e| Err(vec![CommitError::internal(e)]),
         )
         .await

@@ -249,10 +249,28 @@ pub(super) fn commit(
     moves: &[(PathBuf, PathBuf)],
     discard: &[PathBuf],
     umask: u32,
+    resuming: bool,
 ) -> Result<(), Vec<CommitError>> {
     let mut failures = Vec::new();
     for (position, (part, dest)) in moves.iter().enumerate() {
-        if std::fs::symlink_metadata(part).is_err() && std::fs::metadata(dest).is_ok() {
+        let part_gone = std::fs::symlink_metadata(part).is_err();
+        if part_gone && resuming && std::fs::metadata(dest).is_ok() {
+            // Moved before a crash cut the complete short.
+            continue;
+        }
+        if part_gone {
+            // Not moved by this complete: its folder was moved away or swapped for a link
+            // (a file of that name where the link leads is not this job's).
+            failures.push(CommitError {
+                position,
+                part: part.clone(),
+                destination: dest.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "its part file is not where it was written (was the folder moved or \
+                     replaced?): nothing was moved",
+                ),
+            });
             continue;
         }
         let placed = set_mode(part, destination_mode(dest, umask))

@@ -121,6 +121,8 @@ pub struct Broker {
     stop: CancellationToken,
     /// Supervision tasks still running (shutdown waits for them).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When a refused connection of each uid was last logged.
+    refusals_logged: Mutex<HashMap<u32, std::time::Instant>>,
 }
 
 impl Broker {
@@ -141,6 +143,7 @@ impl Broker {
             next_id: AtomicU64::new(1),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            refusals_logged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -206,8 +209,44 @@ impl Broker {
                 return;
             }
         };
+        if let Some(open) = self.over_connection_limit(caller.uid) {
+            // Closed at once: one user's connections must not take the descriptors every
+            // user's connections need (the broker's, then their worker's).
+            self.refused_connection(caller.uid, open);
+            return;
+        }
         let id = self.new_id();
         self.route(caller.uid, id, OwnedFd::from(stream), Some(caller), None);
+    }
+
+    /// The connections `uid` has open (handed over or waiting), when that is the most
+    /// `[system] max_connections_per_user` allows.
+    fn over_connection_limit(&self, uid: u32) -> Option<usize> {
+        let workers = self.workers.lock();
+        let open = workers
+            .get(&uid)
+            .map_or(0, |w| w.connections.len() + w.pending.len());
+        (open >= self.opts.config.system.max_connections_per_user).then_some(open)
+    }
+
+    /// Logs a refused connection, once a minute per user at most.
+    fn refused_connection(&self, uid: u32, open: usize) {
+        let mut last = self.refusals_logged.lock();
+        let now = std::time::Instant::now();
+        if last
+            .get(&uid)
+            .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(60))
+        {
+            return;
+        }
+        last.insert(uid, now);
+        tracing::warn!(
+            uid,
+            open,
+            "uid {uid} has {open} connections open, the most max_connections_per_user \
+             ([system] in {}) allows: closing the new ones (logged once a minute)",
+            self.opts.config.source.display()
+        );
     }
 
     /// Hands connection `id` to the worker of `uid`, starting it if needed. `caller`:

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferry_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::relay::Broker;
+use super::relay::{self, Broker};
 use super::{admin_caller, caller};
 use crate::service::Service;
 
@@ -25,15 +25,36 @@ impl pb::daemon_server::Daemon for DaemonApi {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        admin_caller(&req)?;
+        let caller = admin_caller(&req)?;
         let cost = self.svc.cost_state();
+        // A user sees their own jobs; an administrator of the system-wide daemon the
+        // machine's (every user's worker's counts added up).
+        let mut jobs = self.svc.job_count() as u64;
+        let mut active = self.svc.active_transfers() as u64;
+        let mut rate = self.svc.bytes_per_second();
+        if let Some((broker, conn)) =
+            relay::for_admin(&self.broker, &caller, self.svc.is_admin(&caller))
+        {
+            let answers = relay::on_every_worker(broker, conn, |ch| async move {
+                Ok(pb::daemon_client::DaemonClient::new(ch)
+                    .status(pb::StatusRequest {})
+                    .await?
+                    .into_inner())
+            })
+            .await?;
+            for s in answers.into_iter().filter_map(|(_, a)| a.ok()) {
+                jobs += s.jobs;
+                active += s.active_transfers;
+                rate += s.bytes_per_second;
+            }
+        }
         Ok(Response::new(pb::StatusResponse {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
             socket_path: self.socket.display().to_string(),
             state_dir: self.state_dir.display().to_string(),
-            jobs: self.svc.job_count() as u64,
-            active_transfers: self.svc.active_transfers() as u64,
+            jobs,
+            active_transfers: active,
             started_unix_ms: self.svc.started_ms(),
             bandwidth_limit: self.svc.config().bandwidth_limit,
             limits_in_force: self
@@ -50,7 +71,7 @@ impl pb::daemon_server::Daemon for DaemonApi {
                     period: l.period,
                 })
                 .collect(),
-            bytes_per_second: self.svc.bytes_per_second(),
+            bytes_per_second: rate,
             network_metered: cost.metered,
             network_cost_source: cost.source,
         }))

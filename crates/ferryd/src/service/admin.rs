@@ -123,6 +123,7 @@ impl Service {
         let r = self.cancel(owner, id).await;
         self.audit(caller, owner, id, "cancelled", &r);
         self.report_unfinished();
+        self.trim_final_jobs().await;
         r
     }
 
@@ -137,6 +138,7 @@ impl Service {
         let r = self.complete(owner, id).await;
         self.audit(caller, owner, id, "completed", &r);
         self.report_unfinished();
+        self.trim_final_jobs().await;
         r
     }
 

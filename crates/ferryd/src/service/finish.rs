@@ -137,6 +137,10 @@ impl Service {
         if let Some(done) = self.completed_outcome(owner, id) {
             return Ok(done);
         }
+        // A complete a crash (or a failed move) cut short goes on where it was.
+        let resuming = self.lock().jobs.get(&id).is_some_and(|e| {
+            e.job.owner_uid == owner && e.job.finishing == Some(Finishing::Complete)
+        });
         // The intent is durable before anything moves; the job is taken away from the
         // engine so nothing writes its part files meanwhile.
         self.mutate(owner, id, "complete", |inner, id| {
@@ -179,7 +183,7 @@ impl Service {
                 .map(|f| (f.temporary_path(), f.local_path.clone().into()))
                 .collect();
             let discard = drop.iter().map(|f| f.temporary_path()).collect();
-            if let Err(failures) = job_owner.commit(moves, discard, umask).await {
+            if let Err(failures) = job_owner.commit(moves, discard, umask, resuming).await {
                 let message = describe(&failures);
                 tracing::warn!(%id, "complete: {message}");
                 let record = JobErrorRecord {

@@ -26,6 +26,7 @@ impl Service {
     /// calling process (its files are created with it), else the one the client sent.
     pub async fn create_job(&self, caller: &Caller, spec: NewJob) -> Result<JobView, ServiceError> {
         self.check_writable()?;
+        self.check_store_room().await?;
         let owner = caller.uid;
         let name = validate::text("the display name", &spec.display_name)?;
         let description = validate::text("the description", &spec.description)?;
@@ -166,6 +167,7 @@ impl Service {
         id: Uuid,
         specs: Vec<FileSpec>,
     ) -> Result<Vec<FileView>, ServiceError> {
+        self.check_store_room().await?;
         let owner = caller.uid;
         if specs.is_empty() {
             return Err(ServiceError::InvalidArgument("no files given".into()));

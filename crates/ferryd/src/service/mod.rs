@@ -10,6 +10,7 @@
 
 mod admin;
 mod api_extra;
+mod bounds;
 mod commands;
 mod control;
 mod engine_host;
@@ -410,25 +411,32 @@ impl Service {
             tracing::info!(%id, "cancelling a job left alone past the inactivity timeout");
             let _ = self.cancel(owner, id).await;
         }
-        if !purge.is_empty() {
-            let removed: Vec<_> = {
-                let mut inner = self.lock();
-                purge.iter().filter_map(|id| inner.remove(*id)).collect()
-            };
-            // Archived jobs only in the store are read back for the Deleted events
-            // before their rows go (outside the lock: there may be many).
-            let store = self.store.clone();
-            let removed: Vec<JobView> = tokio::task::spawn_blocking(move || {
-                removed.into_iter().filter_map(|r| r.view(&store)).collect()
-            })
-            .await
-            .unwrap_or_default();
-            let _ = Store::committed(self.store.delete_jobs(purge)).await;
-            for v in removed {
-                self.emit(ChangeKind::Deleted, v, None);
-            }
-        }
+        self.purge(purge).await;
+        self.trim_final_jobs().await;
         self.archive_final_jobs(now);
+    }
+
+    /// Removes final jobs from memory and the store, telling subscribers.
+    pub(crate) async fn purge(&self, purge: Vec<Uuid>) {
+        if purge.is_empty() {
+            return;
+        }
+        let removed: Vec<_> = {
+            let mut inner = self.lock();
+            purge.iter().filter_map(|id| inner.remove(*id)).collect()
+        };
+        // Archived jobs only in the store are read back for the Deleted events
+        // before their rows go (outside the lock: there may be many).
+        let store = self.store.clone();
+        let removed: Vec<JobView> = tokio::task::spawn_blocking(move || {
+            removed.into_iter().filter_map(|r| r.view(&store)).collect()
+        })
+        .await
+        .unwrap_or_default();
+        let _ = Store::committed(self.store.delete_jobs(purge)).await;
+        for v in removed {
+            self.emit(ChangeKind::Deleted, v, None);
+        }
     }
 
     /// Archives final jobs unchanged for `ARCHIVE_AFTER_MS`, nothing runs and no

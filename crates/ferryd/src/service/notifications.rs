@@ -101,6 +101,8 @@ impl Service {
     ) -> Result<HandlerRecord, ServiceError> {
         let class = parse_class(class)?;
         self.check_writable()?;
+        self.check_store_room().await?;
+        self.check_handler_room(&self.lock(), uid, class)?;
         let Some(program) = argv.first() else {
             return Err(ServiceError::InvalidArgument(
                 "the handler needs a command: argv holds the program (an absolute path) and \
@@ -138,6 +140,7 @@ impl Service {
         };
         let rx = {
             let mut inner = self.lock();
+            self.check_handler_room(&inner, uid, class)?;
             inner.handlers.insert((class, uid), h.clone());
             self.store.put_handler(&h)
         };

@@ -123,7 +123,11 @@ impl Service {
                 .peers
                 .unwrap_or(self.config.peers.default_job_peers)
                 .is_server()
-            && !job.options.is_private()
+            && !crate::model::request_is_private(
+                &job.options,
+                &file.remote_url,
+                &self.config.peers.public_origins,
+            )
             && !file.peer.no_peer_cache
             && file.remote_url.starts_with("http")
     }

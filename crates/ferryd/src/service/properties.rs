@@ -71,6 +71,9 @@ impl Service {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
+        if let Some(hs) = &headers {
+            self.check_header_bytes(hs)?;
+        }
         let proxy = changes
             .proxy
             .take()
@@ -123,6 +126,7 @@ impl Service {
         changes: JobChanges,
     ) -> Result<JobView, ServiceError> {
         self.check_writable()?;
+        self.check_store_room().await?;
         let requeue = changes.priority.is_some();
         let cost_policy_changed = requeue || changes.on_metered.is_some();
         let changed_command = changes

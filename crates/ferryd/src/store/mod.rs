@@ -580,6 +580,16 @@ impl Store {
         })
     }
 
+    /// The bytes the store's pages in use take (its file less the free pages).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let size: u64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages: u64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let free: u64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            Ok(size * pages.saturating_sub(free))
+        })
+    }
+
     /// Runs `PRAGMA integrity_check` and returns its verdict ("ok" when sound).
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.read(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
