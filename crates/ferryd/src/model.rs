@@ -535,19 +535,25 @@ mod privacy_tests {
             &public,
             "https://deb.debian.org/dists/x?arch=amd64"
         ));
-        let mut headers = JobOptions::default();
-        headers.headers = vec![
-            ("Accept".into(), "*/*".into()),
-            ("user-agent".into(), "x".into()),
-        ];
+        let headers = JobOptions {
+            headers: vec![
+                ("Accept".into(), "*/*".into()),
+                ("user-agent".into(), "x".into()),
+            ],
+            ..Default::default()
+        };
         assert!(!private(&headers, "https://example.org/a"));
         for secret in ["Authorization", "X-Api-Key", "Cookie", "X-Anything"] {
-            let mut o = JobOptions::default();
-            o.headers = vec![(secret.into(), "v".into())];
+            let o = JobOptions {
+                headers: vec![(secret.into(), "v".into())],
+                ..Default::default()
+            };
             assert!(private(&o, "https://example.org/a"), "{secret}");
         }
-        let mut creds = JobOptions::default();
-        creds.credentials = Some(Credentials::Bearer { token: "t".into() });
+        let creds = JobOptions {
+            credentials: Some(Credentials::Bearer { token: "t".into() }),
+            ..Default::default()
+        };
         assert!(private(&creds, "https://example.org/a"));
     }
 }

@@ -380,12 +380,27 @@ mod tests {
             ],
             &[],
             0o022,
+            false,
         )
         .unwrap();
         assert_eq!(mode_of(&new_dest), 0o644);
         assert_eq!(mode_of(&old_dest), 0o640);
         assert_eq!(destination_mode(&dir.path().join("other"), 0o077), 0o600);
         assert_eq!(destination_mode(&dir.path().join("other"), 0o002), 0o664);
+    }
+
+    #[test]
+    fn a_part_file_not_where_it_was_written_is_not_counted_as_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (part, dest) = (dir.path().join(".f.part"), dir.path().join("f"));
+        // A file of that name is there, but the part file is gone (its folder swapped).
+        std::fs::write(&dest, b"someone else's").unwrap();
+        let failed = commit(&[(part.clone(), dest.clone())], &[], 0o022, false).unwrap_err();
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].source.to_string().contains("nothing was moved"));
+        // Going on with a complete a crash cut short, the same is a move done before.
+        commit(&[(part, dest.clone())], &[], 0o022, true).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"someone else's");
     }
 
     #[test]
