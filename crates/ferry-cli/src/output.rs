@@ -205,19 +205,10 @@ pub fn job_table_with_owners(jobs: &[JobInfo]) {
 
 /// The login name of `uid`, else the uid in decimal.
 fn user_name(uid: u32) -> String {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: an all-zero passwd is a valid value to be overwritten.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf's length is passed.
-    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if r != 0 || found.is_null() {
-        return uid.to_string();
-    }
-    // SAFETY: getpwuid_r set pw_name to NUL-terminated text inside buf.
-    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
-        .to_string_lossy()
-        .into_owned()
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |user| user.name)
 }
 
 /// Files as a table.
@@ -248,5 +239,11 @@ mod tests {
         assert_eq!(fit("a-very-long-name.iso", 8), "a-very-…");
         assert_eq!(fit("日本語のファイル", 7), "日本語…");
         assert_eq!(fit("", 3), "   ");
+    }
+
+    #[test]
+    fn owners_are_named_or_numbered() {
+        assert_eq!(super::user_name(0), "root");
+        assert_eq!(super::user_name(4_000_000_000), "4000000000");
     }
 }

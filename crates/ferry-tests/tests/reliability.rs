@@ -534,13 +534,10 @@ async fn storm_of_50_jobs_starts_one_handler_and_delivers_in_order() {
 
 /// The home folder of the user running the tests, from the password database.
 fn my_home() -> PathBuf {
-    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
-    unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        assert!(!pw.is_null(), "no password entry for this user");
-        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
-        PathBuf::from(dir.to_str().unwrap())
-    }
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .expect("reading the password database")
+        .expect("no password entry for this user")
+        .dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! Transfer errors and their classification (ARCHITECTURE.md, "Errors and retries").
+//! Transfer errors and their classification (docs/architecture/data-path.md, "Errors and
+//! retries").
 //!
 //! A failure has a typed [`ErrorKind`] (what code decides on), a context (where it
 //! happened) and a message for people. Client errors are classified by their types:

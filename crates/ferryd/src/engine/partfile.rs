@@ -3,7 +3,7 @@
 //! and syncing part files by path is work done as the job's owner: `owner/`.)
 //!
 //! `Progress::synced` only ever holds an offset whose bytes are on disk: that is the value
-//! the store may record (ARCHITECTURE.md, "Data path and durability").
+//! the store may record (docs/architecture/data-path.md, "Data path and durability").
 
 use std::fs::File;
 use std::io;

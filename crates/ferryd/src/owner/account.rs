@@ -2,8 +2,10 @@
 //! uid (whose identity a system-wide daemon takes on), a group's id by name (the admin
 //! group), and a process's file-mode creation mask (the umask a job is created with).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::path::PathBuf;
+
+use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 /// The group of a uid that has no passwd entry (Debian's `nogroup`).
 const NOGROUP: u32 = 65534;
@@ -26,7 +28,7 @@ impl Account {
     /// The account of `uid`: its passwd entry and groups, or, for a uid without a passwd
     /// entry, [`Account::unnamed`].
     pub fn of(uid: u32) -> Account {
-        passwd_entry(uid).unwrap_or_else(|| Account::unnamed(uid))
+        passwd_entry(uid).map_or_else(|| Account::unnamed(uid), account_of)
     }
 
     /// A uid the name service does not know: group `nogroup`, no other groups, home `/`.
@@ -42,105 +44,51 @@ impl Account {
     }
 }
 
-/// Calls `f` with a growing buffer until it stops answering ERANGE (the `_r` functions
-/// of the name service); `None` on any other failure or when nothing was found.
-fn with_buffer<T>(
-    mut f: impl FnMut(&mut Vec<libc::c_char>) -> Result<Option<T>, i32>,
-) -> Option<T> {
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        match f(&mut buf) {
-            Ok(v) => return v,
-            Err(libc::ERANGE) if buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
-            Err(_) => return None,
+/// The passwd entry of `uid` (nix's `getpwuid_r`), if the name service has one. A lookup
+/// that fails (the name service unreachable) counts as no entry, as it always has: the
+/// uid is then served as [`Account::unnamed`] (`nogroup`, home `/`).
+pub(super) fn passwd_entry(uid: u32) -> Option<User> {
+    User::from_uid(Uid::from_raw(uid)).ok().flatten()
+}
+
+fn account_of(user: User) -> Account {
+    let gid = user.gid.as_raw();
+    let groups = groups_of(&user.name, gid);
+    let or = |path: PathBuf, default: &str| {
+        if path.as_os_str().is_empty() {
+            PathBuf::from(default)
+        } else {
+            path
         }
+    };
+    Account {
+        uid: user.uid.as_raw(),
+        gid,
+        groups,
+        home: or(user.dir, "/"),
+        shell: or(user.shell, "/bin/sh"),
+        name: user.name,
     }
 }
 
-fn passwd_entry(uid: u32) -> Option<Account> {
-    let (name, gid, home, shell) = with_buffer(|buf| {
-        // SAFETY: an all-zero passwd is a valid value to be overwritten.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; buf's length is passed.
-        let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-        if r != 0 {
-            return Err(r);
-        }
-        if found.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: getpwuid_r filled pw's strings with NUL-terminated text inside buf.
-        let text =
-            |p: *const libc::c_char| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-        Ok(Some((
-            text(pw.pw_name),
-            pw.pw_gid,
-            text(pw.pw_dir),
-            text(pw.pw_shell),
-        )))
-    })?;
-    let groups = groups_of(&name, gid);
-    Some(Account {
-        uid,
-        gid,
-        groups,
-        name,
-        home: PathBuf::from(if home.is_empty() { "/".into() } else { home }),
-        shell: PathBuf::from(if shell.is_empty() {
-            "/bin/sh".into()
-        } else {
-            shell
-        }),
-    })
-}
-
-/// The groups of user `name` whose primary group is `gid` (`getgrouplist`).
+/// The groups of user `name` whose primary group is `gid`, as `initgroups` would set
+/// them (`getgrouplist`); only `gid` when the name service cannot say.
 fn groups_of(name: &str, gid: u32) -> Vec<u32> {
     let Ok(cname) = CString::new(name) else {
         return vec![gid];
     };
-    let mut n: libc::c_int = 32;
-    loop {
-        let mut groups: Vec<libc::gid_t> = vec![0; n as usize];
-        let asked = n;
-        // SAFETY: groups holds n entries; getgrouplist writes at most that many and sets n.
-        let r = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-        if r >= 0 {
-            groups.truncate(n.max(0) as usize);
-            return groups;
-        }
-        if n <= asked {
-            n = asked * 2;
-        }
-        if n > 65536 {
-            return vec![gid];
-        }
+    match getgrouplist(&cname, Gid::from_raw(gid)) {
+        Ok(groups) => groups.into_iter().map(Gid::as_raw).collect(),
+        Err(_) => vec![gid],
     }
 }
 
 /// The id of group `name`, if the name service knows it.
 pub fn group_id(name: &str) -> Option<u32> {
-    let cname = CString::new(name).ok()?;
-    with_buffer(|buf| {
-        // SAFETY: an all-zero group is a valid value to be overwritten.
-        let mut gr: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; buf's length is passed.
-        let r = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut gr,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        if r != 0 {
-            return Err(r);
-        }
-        Ok((!found.is_null()).then_some(gr.gr_gid))
-    })
+    Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
 /// The umask of process `pid` (the `Umask:` line of `/proc/PID/status`, Linux 4.7 and
@@ -154,8 +102,58 @@ pub fn process_umask(pid: u32) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+    use std::process::Command;
+
+    /// The passwd entries as `getent passwd` lists them, the first of each uid (the one
+    /// `getpwuid` answers with): (name, uid, gid, home).
+    pub(in crate::owner) fn listed_accounts() -> Vec<(String, u32, u32, PathBuf)> {
+        let out = Command::new("getent").arg("passwd").output().unwrap();
+        assert!(out.status.success(), "getent passwd: {out:?}");
+        let mut seen = BTreeSet::new();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                let uid = f.get(2)?.parse().ok()?;
+                let gid = f.get(3)?.parse().ok()?;
+                let home = PathBuf::from(f.get(5)?);
+                seen.insert(uid).then(|| (f[0].to_string(), uid, gid, home))
+            })
+            .collect()
+    }
+
+    /// `id -G NAME`: the groups `initgroups` gives the user, as a set.
+    fn groups_by_id(name: &str) -> BTreeSet<u32> {
+        let out = Command::new("id").args(["-G", name]).output().unwrap();
+        assert!(out.status.success(), "id -G {name}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_account_is_what_the_name_service_and_id_say() {
+        let listed = listed_accounts();
+        assert!(listed.iter().any(|a| a.1 == 0), "no root in {listed:?}");
+        for (name, uid, gid, home) in listed.into_iter().take(200) {
+            let a = Account::of(uid);
+            assert_eq!((a.uid, a.gid, &a.name), (uid, gid, &name), "{a:?}");
+            let expected_home = if home.as_os_str().is_empty() {
+                PathBuf::from("/")
+            } else {
+                home
+            };
+            assert_eq!(a.home, expected_home, "{a:?}");
+            // Supplementary groups too (on Debian, e.g. postgres in ssl-cert), not only
+            // the primary one.
+            let groups: BTreeSet<u32> = a.groups.iter().copied().collect();
+            assert_eq!(groups, groups_by_id(&name), "{a:?}");
+        }
+    }
 
     #[test]
     fn root_is_known_and_in_its_group() {

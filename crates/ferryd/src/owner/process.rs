@@ -8,45 +8,16 @@
 //! killed with everything it started), in the folder registered for it, else the owner's
 //! home — never in whatever folder the daemon was started from.
 
-use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 /// The home folder of `uid` from the password database; `/` when it has none, or it is
 /// not a folder.
 pub(super) fn home_of(uid: u32) -> PathBuf {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: `pwd` and `buf` outlive the call; getpwuid_r writes only into them and
-        // sets `result` to `&pwd` or null.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-            return PathBuf::from("/");
-        }
-        // SAFETY: pw_dir points into `buf`, NUL-terminated, valid while `buf` lives.
-        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
-        use std::os::unix::ffi::OsStrExt;
-        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
-        return if dir.is_dir() {
-            dir
-        } else {
-            PathBuf::from("/")
-        };
-    }
+    super::account::passwd_entry(uid)
+        .map(|user| user.dir)
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// `argv` as a command (no shell), standard input closed, output to `stdio`, in `workdir`,
@@ -111,5 +82,18 @@ mod tests {
     fn root_has_a_home_and_unknown_uids_get_the_root_folder() {
         assert!(home_of(0).is_dir());
         assert_eq!(home_of(4_000_000_000), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn a_home_that_is_no_folder_gives_the_root_folder() {
+        // Debian's `nobody` has `/nonexistent`; every entry is checked either way.
+        for (name, uid, _, home) in super::super::account::tests::listed_accounts() {
+            let expected = if home.is_dir() {
+                home
+            } else {
+                PathBuf::from("/")
+            };
+            assert_eq!(home_of(uid), expected, "{name} ({uid})");
+        }
     }
 }
