@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_testkit::{random_bytes, wait_until, Fault, TestServer};
-use system::{processes_of, users, SystemEnv, User};
+use system::{fleet, free_port, peers_section, processes_of, users, SystemEnv, User};
 
 /// The worker (`ferryd --worker`) running as `uid`, once there is exactly one.
 fn worker_of(uid: u32) -> u32 {
@@ -449,51 +449,6 @@ fn privsep_the_single_store_of_an_earlier_version_moves_into_each_users_worker()
         !env.env.state_dir.join("migrate").exists(),
         "the emptied folders are gone"
     );
-}
-
-/// A free TCP port on 127.0.0.1 (bound and let go).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `ferry peers ca new` and `ferry peers cert issue` for `names`, in `dir`.
-fn fleet(dir: &Path, names: &[&str]) {
-    let ferry = ferry_testkit::target_dir_bin("ferry");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&ferry)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ferry {args:?}: {out:?}");
-    };
-    run(&["peers", "ca", "new", dir.join("ca").to_str().unwrap()]);
-    for n in names {
-        run(&[
-            "peers",
-            "cert",
-            "issue",
-            "--ca",
-            dir.join("ca").to_str().unwrap(),
-            n,
-            "--out",
-            dir.join(n).to_str().unwrap(),
-        ]);
-    }
-}
-
-/// The `[peers]` section of a node with certificates in `certs`.
-fn peers_section(certs: &Path, port: u16, static_peer: u16) -> String {
-    format!(
-        "[peers]\nenabled = true\ndiscovery = \"static\"\nlisten_address = \"127.0.0.1\"\n\
-         port = {port}\nstatic_peers = [\"127.0.0.1:{static_peer}\"]\nlookup_timeout = \"3s\"\n\
-         probe_interval = \"300ms\"\nmax_upload_rate = 0\nca_cert = \"{c}/ca.pem\"\n\
-         node_cert = \"{c}/node.pem\"\nnode_key = \"{c}/node.key\"\n",
-        c = certs.display()
-    )
 }
 
 #[test]

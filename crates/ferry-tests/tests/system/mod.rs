@@ -455,7 +455,7 @@ impl SystemEnv {
 /// Connects to `socket` from a new thread whose effective ids (and groups) are `uid`,
 /// `gid`, `groups` during the `connect`: the kernel records them as the peer's
 /// credentials. Raw system calls, so only that thread changes; it ends right after.
-fn connect_with_ids(
+pub fn connect_with_ids(
     socket: &Path,
     uid: u32,
     gid: u32,
@@ -545,5 +545,50 @@ pub fn fingerprint(path: &Path) -> (Vec<u8>, u32, u32, u32, u64) {
         m.gid(),
         m.mode(),
         m.ino(),
+    )
+}
+
+/// A free TCP port on 127.0.0.1 (bound and let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ferry peers ca new` and `ferry peers cert issue` for `names`, in `dir`.
+pub fn fleet(dir: &Path, names: &[&str]) {
+    let ferry = ferry_testkit::target_dir_bin("ferry");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&ferry)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ferry {args:?}: {out:?}");
+    };
+    run(&["peers", "ca", "new", dir.join("ca").to_str().unwrap()]);
+    for n in names {
+        run(&[
+            "peers",
+            "cert",
+            "issue",
+            "--ca",
+            dir.join("ca").to_str().unwrap(),
+            n,
+            "--out",
+            dir.join(n).to_str().unwrap(),
+        ]);
+    }
+}
+
+/// The `[peers]` section of a node with certificates in `certs`.
+pub fn peers_section(certs: &Path, port: u16, static_peer: u16) -> String {
+    format!(
+        "[peers]\nenabled = true\ndiscovery = \"static\"\nlisten_address = \"127.0.0.1\"\n\
+         port = {port}\nstatic_peers = [\"127.0.0.1:{static_peer}\"]\nlookup_timeout = \"3s\"\n\
+         probe_interval = \"300ms\"\nmax_upload_rate = 0\nca_cert = \"{c}/ca.pem\"\n\
+         node_cert = \"{c}/node.pem\"\nnode_key = \"{c}/node.key\"\n",
+        c = certs.display()
     )
 }
