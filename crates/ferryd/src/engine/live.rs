@@ -68,11 +68,12 @@ pub struct LiveRun {
 }
 
 impl LiveRun {
-    /// A run starting now.
+    /// A run starting now. No byte has moved yet: a run that fails before any does not
+    /// count as progress, so retries alone never hold off the no-progress timeout.
     pub fn new() -> Arc<LiveRun> {
         let run = LiveRun::default();
         let now = mono_ms();
-        run.last_progress_ms.store(now, Ordering::Relaxed);
+        run.last_progress_ms.store(i64::MIN, Ordering::Relaxed);
         run.samples.lock().push_back((now, 0));
         Arc::new(run)
     }
@@ -170,8 +171,8 @@ impl LiveRun {
         total.saturating_sub(bytes) * 1000 / span
     }
 
-    /// When a byte last moved (or the run started), on the monotonic clock
-    /// ([`mono_ms`]).
+    /// When a byte of this run last moved, on the monotonic clock ([`mono_ms`]);
+    /// `i64::MIN` while none has.
     pub fn last_progress_mono(&self) -> i64 {
         self.last_progress_ms.load(Ordering::Relaxed)
     }

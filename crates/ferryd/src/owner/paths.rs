@@ -45,11 +45,56 @@ fn open_readable(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Links followed from a destination at most (as the kernel's 40 for a whole path).
+const MAX_LINKS: usize = 40;
+
 /// A destination path: absolute, no `..`, an existing directory as parent, not a
 /// directory itself. The folder is resolved now (symlinks followed once), so a link in it
-/// that changes later cannot redirect where ferry writes. Returns the resolved path, or
-/// what is wrong with it.
+/// that changes later cannot redirect where ferry writes. A destination that is itself a
+/// symlink is written through, as curl does: the file lands where the link leads (the
+/// part file beside it, the rename of `complete` there), and the link stays. Returns the
+/// resolved path, or what is wrong with it.
 pub fn check_destination(path: &str) -> Result<String, String> {
+    let mut current = path.to_string();
+    for _ in 0..MAX_LINKS {
+        let resolved = check_one_destination(&current)?;
+        match std::fs::read_link(&resolved) {
+            Ok(target) => {
+                let folder = Path::new(&resolved).parent().unwrap_or(Path::new("/"));
+                let next = folder.join(target);
+                current = next
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|_| format!("the link '{resolved}' leads to a path that is not UTF-8"))?;
+                if current.split('/').any(|c| c == "..") {
+                    // Made absolute without `..` by resolving the folder the link names.
+                    let p = Path::new(&current);
+                    let name = p.file_name().ok_or_else(|| {
+                        format!("the link '{resolved}' leads to no file ({current})")
+                    })?;
+                    let folder = std::fs::canonicalize(p.parent().unwrap_or(Path::new("/")))
+                        .map_err(|e| {
+                            format!("the folder the link '{resolved}' leads to cannot be used ({e})")
+                        })?;
+                    current = folder.join(name).display().to_string();
+                }
+            }
+            Err(_) => return Ok(resolved),
+        }
+    }
+    Err(format!(
+        "local path '{path}' is a link that leads through more than {MAX_LINKS} links"
+    ))
+}
+
+/// [`check_destination`] of one path, without following a link at its end.
+fn check_one_destination(path: &str) -> Result<String, String> {
+    if Path::new(path).starts_with("/proc") || Path::new(path).starts_with("/dev/fd") {
+        return Err(format!(
+            "local path '{path}' names a process's descriptors (/proc, /dev/fd), not a file \
+             (the command line writes to standard output with `-o -`)"
+        ));
+    }
     if path.contains('\0') {
         return Err("the local path contains a NUL byte".into());
     }
@@ -168,6 +213,47 @@ mod tests {
         assert!(check_destination("/tmp").is_err());
         assert!(check_destination("/nonexistent-dir-xyz/file").is_err());
         assert!(check_destination("/tmp/ferry-validate-test").is_ok());
+    }
+
+    #[test]
+    fn a_destination_that_is_a_link_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        let data = real.join("data");
+        std::fs::create_dir(&data).unwrap();
+        let target = data.join("real.iso");
+        std::fs::write(&target, b"old").unwrap();
+        let link = real.join("link.iso");
+        std::os::unix::fs::symlink("data/real.iso", &link).unwrap();
+        assert_eq!(
+            check_destination(link.to_str().unwrap()).unwrap(),
+            target.display().to_string()
+        );
+        // A dangling link: the file appears where it leads.
+        let dangling = real.join("later.iso");
+        std::os::unix::fs::symlink(data.join("new.iso"), &dangling).unwrap();
+        assert_eq!(
+            check_destination(dangling.to_str().unwrap()).unwrap(),
+            data.join("new.iso").display().to_string()
+        );
+        // Relative with `..`, and through two links.
+        let up = data.join("up.iso");
+        std::os::unix::fs::symlink("../link.iso", &up).unwrap();
+        assert_eq!(
+            check_destination(up.to_str().unwrap()).unwrap(),
+            target.display().to_string()
+        );
+        // A loop is refused, and so is a link to a folder.
+        let a = real.join("a");
+        let b = real.join("b");
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        assert!(check_destination(a.to_str().unwrap()).unwrap_err().contains("links"));
+        let to_dir = real.join("to-dir");
+        std::os::unix::fs::symlink(&data, &to_dir).unwrap();
+        assert!(check_destination(to_dir.to_str().unwrap()).is_err());
+        // /dev/stdout leads into /proc, where no file can be made.
+        assert!(check_destination("/dev/stdout").is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@ impl Service {
                         e.job.error = None;
                         e.job.last_progress_ms = now_ms();
                         e.clock.last_progress = mono_ms();
+                        e.clock.failures_in_a_row = 0;
                         e.job.options.first_active_ms.get_or_insert(now_ms());
                         e.clock.first_active.get_or_insert(mono_ms());
                         if e.job.job_type != JobType::Download {

@@ -22,8 +22,20 @@ use crate::store::Store;
 /// Records that `live` moved bytes: the monotonic time drives the no-progress timeout,
 /// the wall-clock time is shown.
 fn note_progress(e: &mut Entry, live: &LiveRun) {
-    e.clock.last_progress = e.clock.last_progress.max(live.last_progress_mono());
+    let moved = live.last_progress_mono();
+    if moved > e.clock.last_progress {
+        e.clock.last_progress = moved;
+        e.clock.failures_in_a_row = 0;
+    }
     e.job.last_progress_ms = wall_of(e.clock.last_progress);
+}
+
+/// The first retry after a byte last moved comes after a second, each next one after
+/// twice as long, up to the job's minimum retry delay (a server's `Retry-After` wins when
+/// longer): a blip costs a second, a server that stays down is asked at the job's pace.
+fn backoff(failures_in_a_row: u32, min_retry_delay_secs: u64) -> Duration {
+    let exp = Duration::from_secs(1u64 << failures_in_a_row.saturating_sub(1).min(30));
+    exp.min(Duration::from_secs(min_retry_delay_secs.max(1)))
 }
 
 /// True for a move between the states of a job that is running or waiting to run
@@ -142,12 +154,18 @@ impl Service {
         let timeout_ms = (e.job.no_progress_timeout_secs as i64).saturating_mul(1000);
         let mut record = err.record(file_index);
         e.job.error_count += 1;
+        e.clock.failures_in_a_row += 1;
         let state = if err.transient && stalled_ms < timeout_ms {
-            let delay = Duration::from_secs(e.job.min_retry_delay_secs)
+            let delay = backoff(e.clock.failures_in_a_row, e.job.min_retry_delay_secs)
                 .max(err.retry_after.unwrap_or_default());
             e.job.retry_at_ms = Some(now_ms() + delay.as_millis() as i64);
             e.clock.retry_at = Some(now + delay.as_millis() as i64);
-            tracing::info!(%job, code = %err.kind, retry_in_s = delay.as_secs(), offline_s = offline_ms / 1000, "transient error: {}", err.message);
+            // One line when the job starts failing; its retries are for the debug log.
+            if e.clock.failures_in_a_row == 1 {
+                tracing::info!(%job, code = %err.kind, retry_in_ms = delay.as_millis() as u64, offline_s = offline_ms / 1000, "transient error, retrying with backoff until {}s pass without progress: {}", timeout_ms / 1000, err.message);
+            } else {
+                tracing::debug!(%job, code = %err.kind, retry_in_ms = delay.as_millis() as u64, failures = e.clock.failures_in_a_row, "transient error again: {}", err.message);
+            }
             JobState::TransientError
         } else {
             if err.transient {

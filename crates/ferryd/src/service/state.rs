@@ -35,6 +35,9 @@ pub(crate) struct JobClock {
     pub(crate) retry_at: Option<i64>,
     /// First queued (`max_transfer_time`).
     pub(crate) first_active: Option<i64>,
+    /// Transient errors in a row since a byte last moved (the retry's backoff, and
+    /// whether the log hears of it).
+    pub(crate) failures_in_a_row: u32,
 }
 
 impl JobClock {
@@ -47,6 +50,7 @@ impl JobClock {
             last_progress: mono_since(job.last_progress_ms),
             retry_at: job.retry_at_ms.map(|at| mono_until(at, retry_cap)),
             first_active: job.options.first_active_ms.map(mono_since),
+            failures_in_a_row: 0,
         }
     }
 }
