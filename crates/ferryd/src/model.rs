@@ -163,6 +163,11 @@ pub struct JobOptions {
     /// What the job does while the network is metered; `None` follows its priority
     /// ([`MeteredPolicy::default_for`]).
     pub on_metered: Option<MeteredPolicy>,
+    /// Completed by the daemon itself once transferred (`ferry get --detach`; off for API
+    /// jobs, as in BITS, whose application completes them).
+    pub auto_complete: bool,
+    /// The server's certificate is not checked (curl's `-k`): shown in the job's view.
+    pub insecure_tls: bool,
 }
 
 /// Request headers that make nothing about a request private (content negotiation and

@@ -215,6 +215,8 @@ pub fn job(v: &JobView) -> pb::Job {
             .map(metered_policy)
             .unwrap_or(pb::MeteredPolicy::Unspecified) as i32,
         waiting_for_unmetered: v.waiting_for_unmetered,
+        auto_complete: j.options.auto_complete,
+        insecure_tls: j.options.insecure_tls,
     }
 }
 

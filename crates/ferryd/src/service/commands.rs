@@ -65,6 +65,8 @@ pub struct JobChanges {
     pub peers: Option<crate::model::PeerMode>,
     /// What the job does on a metered network.
     pub on_metered: Option<crate::model::MeteredPolicy>,
+    pub auto_complete: Option<bool>,
+    pub insecure_tls: Option<bool>,
 }
 
 /// The result of `complete`.

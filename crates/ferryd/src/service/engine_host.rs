@@ -403,6 +403,7 @@ impl Host for Service {
     }
 
     async fn transferred(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>) {
+        let mut auto_complete = None;
         let (rx, outbox) = {
             let mut inner = self.lock();
             let Some(e) = current(&mut inner, job, run) else {
@@ -426,6 +427,9 @@ impl Host for Service {
             let rx = self.persist_with_outbox(&after.job, changed, &outbox);
             if active {
                 tracing::info!(%job, "job transferred");
+                if after.job.options.auto_complete {
+                    auto_complete = Some(after.job.owner_uid);
+                }
             }
             self.emit(ChangeKind::Modified, after, Some(before));
             (rx, outbox)
@@ -433,11 +437,21 @@ impl Host for Service {
         // The worker's slot is free now; the notifications go out once the state is
         // durable (the outbox rows commit with it).
         let notifier = self.notifier.clone();
+        let svc = auto_complete.and(self.this.upgrade());
         tokio::spawn(async move {
             if let Err(e) = Store::committed(rx).await {
                 tracing::error!(%job, "recording the transferred job failed: {e}");
             }
             notifier.enqueue(job, outbox);
+            // A job set to complete itself (`ferry get --detach`) does, once its state
+            // is durable and its run has returned.
+            if let (Some(svc), Some(owner)) = (svc, auto_complete) {
+                match svc.complete(owner, job).await {
+                    Ok(o) => tracing::info!(%job, committed = o.committed, "job completed by itself"),
+                    Err(e) => tracing::warn!(%job, "the job could not complete itself: {e}"),
+                }
+                svc.report_unfinished();
+            }
         });
     }
 

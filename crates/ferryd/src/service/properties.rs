@@ -235,6 +235,12 @@ pub(super) fn apply_changes(
     if let Some(v) = changes.peers {
         j.options.peers = Some(v);
     }
+    if let Some(v) = changes.auto_complete {
+        j.options.auto_complete = v;
+    }
+    if let Some(v) = changes.insecure_tls {
+        j.options.insecure_tls = v;
+    }
     if let Some(v) = changes.on_metered {
         j.options.on_metered = Some(v);
     }

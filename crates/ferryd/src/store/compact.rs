@@ -89,6 +89,8 @@ struct OptionsRepr {
     umask: Option<u32>,
     peers: Option<crate::model::PeerMode>,
     on_metered: Option<crate::model::MeteredPolicy>,
+    auto_complete: bool,
+    insecure_tls: bool,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -106,6 +108,8 @@ impl From<JobOptions> for OptionsRepr {
             umask,
             peers,
             on_metered,
+            auto_complete,
+            insecure_tls,
         } = o;
         OptionsRepr {
             headers,
@@ -123,6 +127,8 @@ impl From<JobOptions> for OptionsRepr {
             umask,
             peers,
             on_metered,
+            auto_complete,
+            insecure_tls,
         }
     }
 }
@@ -142,6 +148,8 @@ impl From<OptionsRepr> for JobOptions {
             umask,
             peers,
             on_metered,
+            auto_complete,
+            insecure_tls,
         } = o;
         JobOptions {
             headers,
@@ -159,6 +167,8 @@ impl From<OptionsRepr> for JobOptions {
             umask,
             peers,
             on_metered,
+            auto_complete,
+            insecure_tls,
         }
     }
 }
