@@ -28,7 +28,7 @@ pub async fn query(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
         return Ok(0);
     }
     let Some(first) = objects.first() else {
-        println!("(no objects)");
+        outln!("(no objects)");
         return Ok(0);
     };
     let names: Vec<&str> = first.properties.iter().map(|(n, _)| n.as_str()).collect();
@@ -58,11 +58,11 @@ pub async fn query(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(names.iter().map(|n| n.to_uppercase()).collect()));
+    outln!("{}", line(names.iter().map(|n| n.to_uppercase()).collect()));
     for r in rows {
-        println!("{}", line(r));
+        outln!("{}", line(r));
     }
-    println!(
+    outln!(
         "({} object{})",
         objects.len(),
         if objects.len() == 1 { "" } else { "s" }
@@ -97,7 +97,7 @@ pub async fn watch(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
                     }
                     _ => get(target, "state"),
                 };
-                println!(
+                outln!(
                     "{} {} {} {} bytes={}",
                     ev.class,
                     get(target, "id"),
