@@ -378,9 +378,10 @@ pub enum HandlerCommand {
 
 /// What `ferry monitor` shows and its keys (its `--help`, and its `?` key).
 pub const MONITOR_HELP: &str = "\
-A live view of your jobs: state, progress, rate, time left, priority and error of each,
-the files of one job, and ferryd's total throughput as a sparkline. It follows the
-daemon's events (nothing is polled) and keeps going when ferryd restarts.
+A live view of your jobs: state, progress, rate, time left, priority and
+error of each, the files of one job, and ferryd's total throughput as a
+sparkline. It follows the daemon's events (nothing is polled) and keeps going
+when ferryd restarts.
 
 Keys (plain keys only: it works over ssh):
   Up/Down, k/j         select a job
@@ -388,12 +389,13 @@ Keys (plain keys only: it works over ssh):
   Esc, Left, h         back to the job list (Esc on the list quits)
   s                    suspend the job (its progress is kept)
   r                    resume the job (also retries a job in error)
-  x, Delete            cancel the job (asks first: y cancels, any other key keeps it)
-  c                    complete the job: its transferred files appear at their
-                       destinations
+  x, Delete            cancel the job (asks first: y cancels, any other
+                       key keeps it)
+  c                    complete the job: its transferred files appear at
+                       their destinations
   +, -                 raise or lower the job's priority
                        (foreground > high > normal > low)
-  ?                    show or hide this help
+  ?                    show or hide this help (Up/Down scroll it)
   q, Ctrl-C            quit (the jobs go on in the background)";
 
 /// `ferry completions --help`: where each shell looks for the script.
