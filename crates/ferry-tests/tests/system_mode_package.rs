@@ -205,7 +205,11 @@ fn system_mode_debian_package_builds_installs_and_runs() {
 
     // Purged, the package takes its links with it (the user stays, as Debian's do).
     dpkg(&["--purge".as_ref(), "ferry".as_ref()]);
-    assert!(!wants.exists() && !wants.is_symlink(), "{} after purge", wants.display());
+    assert!(
+        !wants.exists() && !wants.is_symlink(),
+        "{} after purge",
+        wants.display()
+    );
 }
 
 #[test]
