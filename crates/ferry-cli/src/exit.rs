@@ -187,7 +187,7 @@ impl Exit {
             Exit::BrokenPipe => (
                 141,
                 "broken_pipe",
-                "the reader of the output went away (`| head`): ferry ends quietly",
+                "the reader of the output went away (piped into `head`): ferry ends quietly",
                 "shell: 128 + SIGPIPE, as cat",
             ),
         }
