@@ -182,7 +182,11 @@ fn exits_with(env: &TestEnv, args: &[&str], code: i32) -> Output {
 #[test]
 fn cli_trust_exit_codes_say_what_failed() {
     let env = TestEnv::new();
-    let _d = env.start_daemon();
+    // One file at a time, in order: a job's first file is transferred before its second
+    // fails (the partial `complete` below).
+    let config = env.dir.path().join("ferryd.toml");
+    std::fs::write(&config, "files_in_parallel = 1\n").unwrap();
+    let _d = env.start_daemon_with(&["--config", s(&config)]);
     let server = TestServer::start();
     server.add_file("/ok.bin", random_bytes(10_000, 281));
     let dest = |name: &str| env.files.join(name).to_string_lossy().into_owned();
@@ -202,6 +206,8 @@ fn cli_trust_exit_codes_say_what_failed() {
         &["add-file", job, "gopher://example.com/x", &dest("x")],
         2,
     );
+    exits_with(&env, &["set", job, "--bandwidth", "fast"], 2);
+    exits_with(&env, &["set", job, "--basic", "no-colon"], 2);
     // No such job.
     let unknown = "0190c3a4-0000-7000-8000-000000000000";
     exits_with(&env, &["info", unknown], 110);
