@@ -51,6 +51,9 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "peers",
     "bytes_from_origin",
     "bytes_from_peers",
+    "on_metered",
+    "waiting_for_unmetered",
+    "yielding",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -152,17 +155,21 @@ impl Class {
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
             | (Class::Handler, "registered_unix_ms") => PropType::Number,
-            (Class::Job, "partial") | (Class::File, "completed" | "validated") => PropType::Boolean,
+            (Class::Job, "partial" | "waiting_for_unmetered" | "yielding")
+            | (Class::File, "completed" | "validated") => PropType::Boolean,
             _ => PropType::Text,
         }
     }
 }
 
-/// A property's value in a result: a scalar or an embedded object.
+/// A property's value in a result: a scalar, an embedded object, or a list of texts (sent
+/// as a list, so that `--json` shows the same list as `ferry info`; evaluated as its items
+/// joined by the separator, NULL when empty, as WHERE clauses always saw it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prop {
     Value(Value),
     Object(Obj),
+    List(Vec<String>, &'static str),
 }
 
 /// An object of a query result or event.
@@ -186,6 +193,8 @@ impl Obj {
                 Value::Null => Value::String(o.class.clone()),
                 v => v,
             },
+            Some((_, Prop::List(items, _))) if items.is_empty() => Value::Null,
+            Some((_, Prop::List(items, separator))) => Value::String(items.join(separator)),
             None => Value::Null,
         }
     }
@@ -266,14 +275,7 @@ pub fn job_object(v: &JobView) -> Obj {
                 "notification_class",
                 opt(j.notification_class, |c| s(c.to_string())),
             ),
-            (
-                "notify_command",
-                if j.notify_command.is_empty() {
-                    Prop::Value(Value::Null)
-                } else {
-                    s(j.notify_command.join(" "))
-                },
-            ),
+            ("notify_command", Prop::List(j.notify_command.clone(), " ")),
             ("minimum_retry_delay_secs", i(j.min_retry_delay_secs)),
             ("no_progress_timeout_secs", i(j.no_progress_timeout_secs)),
             ("max_transfer_time_secs", i(j.max_transfer_time_secs)),
@@ -284,16 +286,14 @@ pub fn job_object(v: &JobView) -> Obj {
             ),
             (
                 "headers",
-                if j.options.headers.is_empty() {
-                    Prop::Value(Value::Null)
-                } else {
-                    s(j.options
+                Prop::List(
+                    j.options
                         .headers
                         .iter()
                         .map(|(n, v)| format!("{n}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                },
+                        .collect(),
+                    "; ",
+                ),
             ),
             (
                 "credentials",
@@ -317,6 +317,9 @@ pub fn job_object(v: &JobView) -> Obj {
             ("peers", opt(j.options.peers, |m| s(m.as_str()))),
             ("bytes_from_origin", i(v.totals.bytes_from_origin)),
             ("bytes_from_peers", i(v.totals.bytes_from_peers)),
+            ("on_metered", opt(j.options.on_metered, |p| s(p.as_str()))),
+            ("waiting_for_unmetered", b(v.waiting_for_unmetered)),
+            ("yielding", b(v.yielding)),
         ],
     }
 }
@@ -347,13 +350,13 @@ pub fn file_object(v: &FileView) -> Obj {
     }
 }
 
-/// A handler as a query object (`argv` joined by spaces).
+/// A handler as a query object (`argv` evaluated as joined by spaces).
 pub fn handler_object(h: &HandlerRecord) -> Obj {
     Obj {
         class: "Handler".into(),
         props: vec![
             ("class", s(h.class.to_string())),
-            ("argv", s(h.argv.join(" "))),
+            ("argv", Prop::List(h.argv.clone(), " ")),
             ("workdir", opt(h.workdir.clone(), s)),
             ("registered_unix_ms", i(h.registered_ms)),
         ],

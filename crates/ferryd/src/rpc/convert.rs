@@ -327,6 +327,9 @@ pub fn object(o: &Obj) -> pb::Object {
                         Prop::Value(V::Real(r)) => Some(Kind::RealValue(*r)),
                         Prop::Value(V::Boolean(b)) => Some(Kind::BooleanValue(*b)),
                         Prop::Object(o) => Some(Kind::ObjectValue(object(o))),
+                        Prop::List(items, _) => Some(Kind::StringListValue(pb::StringList {
+                            values: items.clone(),
+                        })),
                     },
                 }),
             })
