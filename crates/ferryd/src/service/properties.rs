@@ -164,7 +164,7 @@ impl Service {
 }
 
 /// Applies checked changes to `j`; refuses (leaving `j` as it was) what depends on the
-/// job's type.
+/// job's type or on what it already has (write-only headers stay write-only).
 pub(super) fn apply_changes(
     j: &mut JobRecord,
     checked: CheckedChanges,
@@ -182,6 +182,15 @@ pub(super) fn apply_changes(
                 "a reply file applies to upload_reply jobs only".into(),
             ));
         }
+    }
+    // BITS's MakeCustomHeadersWriteOnly cannot be undone either: turning it off would show
+    // the values it hid.
+    if changes.headers_write_only == Some(false) && j.options.headers_write_only {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "job {} has write-only headers and keeps them: headers_write_only cannot be set \
+             back to false (headers replaces the headers; a new job starts without it)",
+            j.id
+        )));
     }
     if let Some(v) = changes.display_name {
         j.display_name = v;
@@ -212,6 +221,9 @@ pub(super) fn apply_changes(
     }
     if let Some(v) = headers {
         j.options.headers = v;
+    }
+    if changes.headers_write_only == Some(true) {
+        j.options.headers_write_only = true;
     }
     if let Some(v) = changes.credentials {
         j.options.credentials = v;
