@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::state::Inner;
-use super::{ChangeKind, ErrorReason, FileView, Service, ServiceError};
+use super::{validate, ChangeKind, ErrorReason, FileView, Service, ServiceError};
 use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
@@ -101,6 +101,10 @@ impl Service {
     ) -> Result<HandlerRecord, ServiceError> {
         let class = parse_class(class)?;
         self.check_writable()?;
+        validate::command("handler.argv", &argv)?;
+        if let Some(d) = &workdir {
+            validate::local_path("handler.workdir", d)?;
+        }
         let Some(program) = argv.first() else {
             return Err(ServiceError::InvalidArgument(
                 "the handler needs a command: argv holds the program (an absolute path) and \
