@@ -17,7 +17,7 @@ mod views;
 pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use peers::{CacheEntry, FilePeerInfo};
-pub use secrets::{is_secret_header, mask_url, mask_urls_in, shown_header, MASK};
+pub use secrets::{is_secret_header, mask_url, mask_urls_in};
 pub use text::{describe_char, escape_control_chars, first_control_char, is_control_char};
 pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
