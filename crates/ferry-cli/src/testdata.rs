@@ -34,6 +34,7 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         partial: false,
         last_notification_error: String::new(),
         headers: Vec::new(),
+        headers_write_only: false,
         credentials: None,
         proxy: "system".into(),
         ca_file: None,

@@ -77,11 +77,19 @@ pub struct JobInfo {
     pub partial: bool,
     /// The last failure to deliver a notification, empty when none.
     pub last_notification_error: String,
-    /// Extra request headers, `Name: value` each.
+    /// Extra request headers, `Name: value` each. Secrets are write-only: the value of an
+    /// authorization-like header (`Authorization`, `Cookie`, `X-Api-Key`, a name with
+    /// `auth`, `token`, `key`, `secret`, `password`…) reads `***`, and so does every
+    /// value when [`JobInfo::headers_write_only`] is set.
     pub headers: Vec<String>,
+    /// Every header's value is write-only (BITS's `MakeCustomHeadersWriteOnly`): set with
+    /// [`JobProperties::headers_write_only`] or [`crate::Job::make_headers_write_only`],
+    /// never cleared.
+    pub headers_write_only: bool,
     /// `basic USER`, `bearer`, or `None`; the secret is never shown.
     pub credentials: Option<String>,
-    /// `system`, `none` or a proxy URL.
+    /// `system`, `none` or a proxy URL, its password shown as `***`
+    /// (`http://user:***@proxy:3128`).
     pub proxy: String,
     /// Extra CA certificates (PEM file) trusted for this job.
     pub ca_file: Option<String>,
@@ -152,6 +160,7 @@ impl JobInfo {
             partial: j.partial,
             last_notification_error: j.last_notification_error,
             headers: j.headers,
+            headers_write_only: j.headers_write_only,
             credentials: Some(j.credentials).filter(|c| !c.is_empty()),
             proxy: j.proxy,
             ca_file: Some(j.ca_file).filter(|c| !c.is_empty()),
@@ -183,7 +192,8 @@ pub struct FileInfo {
     pub job_id: Uuid,
     /// Its position in the job, from 0.
     pub index: u32,
-    /// Where it comes from.
+    /// Where it comes from; the password of a userinfo shows as `***`
+    /// (`https://user:***@host/f`).
     pub remote_url: String,
     /// Where it goes (appears there on `complete`).
     pub local_path: String,
@@ -338,6 +348,11 @@ pub struct JobProperties {
     pub max_transfer_time_secs: Option<u64>,
     /// Replaces the custom request headers (`Name: value` each); `Some(vec![])` clears them.
     pub headers: Option<Vec<String>>,
+    /// `Some(true)` makes the value of every header write-only, not only of
+    /// authorization-like ones (BITS's `MakeCustomHeadersWriteOnly`): the daemon still
+    /// sends them, and shows their names with `***`. It cannot be undone: `Some(false)` on
+    /// a job that has it is refused (`FAILED_PRECONDITION`).
+    pub headers_write_only: Option<bool>,
     /// Sets or (with [`Credentials::Clear`]) removes the credentials.
     pub credentials: Option<Credentials>,
     /// `system`, `none` or a proxy URL.
@@ -377,6 +392,7 @@ impl JobProperties {
             no_progress_timeout_secs: self.no_progress_timeout_secs,
             max_transfer_time_secs: self.max_transfer_time_secs,
             headers: self.headers.map(|values| pb::StringList { values }),
+            headers_write_only: self.headers_write_only,
             credentials: self.credentials.map(|c| pb::Credentials {
                 kind: Some(match c {
                     Credentials::Basic { user, password } => {
