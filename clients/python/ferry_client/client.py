@@ -260,7 +260,7 @@ class Job:
         ``headers``."""
         for name in ("notify_command", "headers"):
             if name in properties:
-                properties[name] = jobs_pb2.StringList(values=list(properties[name]))
+                properties[name] = common_pb2.StringList(values=list(properties[name]))
         if "notify_flags" in properties:
             properties["notify_flags"] = int(properties["notify_flags"])
         request = jobs_pb2.SetJobPropertiesRequest(job_id=self.id, **properties)

@@ -98,4 +98,6 @@ def _value(v: "queries_pb2.Value") -> Optional[Any]:
         return None
     if kind == "object_value":
         return QueryObject.from_wire(v.object_value)
+    if kind == "string_list_value":
+        return list(v.string_list_value.values)
     return getattr(v, kind)

@@ -91,6 +91,22 @@ def test_refusals_carry_the_code_and_the_stable_reason(client):
     assert "AddFiles" in e.value.message
 
 
+def test_secrets_are_write_only_and_headers_can_all_be(client):
+    job = client.create_job("python secrets")
+    info = job.set(headers=["Authorization: Bearer py-s3cret", "X-Trace: t-1"])
+    assert list(info.headers) == ["Authorization: ***", "X-Trace: t-1"]
+    info = job.set(headers_write_only=True)
+    assert info.headers_write_only and list(info.headers) == ["Authorization: ***", "X-Trace: ***"]
+    with pytest.raises(FerryError) as e:
+        job.set(headers_write_only=False)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(FerryError) as e:
+        job.set(display_name="two\nlines")
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "display_name" in e.value.message and "position 3" in e.value.message
+    assert "py-s3cret" not in str(job.info())
+
+
 class Completer(Callback):
     """Fails its first job_transferred call, completes the job on the second (BITS: a
     failed callback is called again after the job's minimum retry delay)."""

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use ferry_client::{ConnectOptions, Manager, Uuid};
 use ferry_common::{paths, units};
 
@@ -30,9 +30,11 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
             if ctx.json {
                 output::json(&s);
             } else {
-                println!(
+                outln!(
                     "ferryd {} running, pid {}, socket {}",
-                    s.version, s.pid, s.socket_path
+                    s.version,
+                    s.pid,
+                    s.socket_path
                 );
             }
         }
@@ -56,12 +58,12 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                     if !ctx.json {
-                        println!("ferryd stopped");
+                        outln!("ferryd stopped");
                     }
                 }
                 Err(_) => {
                     if !ctx.json {
-                        println!("ferryd is not running");
+                        outln!("ferryd is not running");
                     }
                 }
             }
@@ -77,14 +79,14 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                     if ctx.json {
                         output::json(&s);
                     } else {
-                        println!("ferryd {} running", s.version);
-                        println!("pid:      {}", s.pid);
-                        println!("socket:   {}", s.socket_path);
-                        println!("state:    {}", s.state_dir);
-                        println!("jobs:     {}", s.jobs);
-                        println!("active:   {}", s.active_transfers);
-                        println!("rate:     {}", units::format_rate(s.bytes_per_second));
-                        println!(
+                        outln!("ferryd {} running", s.version);
+                        outln!("pid:      {}", s.pid);
+                        outln!("socket:   {}", s.socket_path);
+                        outln!("state:    {}", s.state_dir);
+                        outln!("jobs:     {}", s.jobs);
+                        outln!("active:   {}", s.active_transfers);
+                        outln!("rate:     {}", units::format_rate(s.bytes_per_second));
+                        outln!(
                             "network:  {} ({})",
                             if s.network_metered {
                                 "metered"
@@ -98,9 +100,9 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                 }
                 Err(e) => {
                     if ctx.json {
-                        println!("{{\"running\":false}}");
+                        outln!("{{\"running\":false}}");
                     } else {
-                        println!("ferryd is not running ({e})");
+                        outln!("ferryd is not running ({e})");
                     }
                     return Ok(3);
                 }
@@ -127,13 +129,19 @@ fn absolute_program(program: &str) -> Result<String> {
                 .find(|c| c.is_file())
         })
         .map(|c| c.to_string_lossy().into_owned())
-        .ok_or_else(|| anyhow!("program '{program}' not found on PATH: give its absolute path"))
+        .ok_or_else(|| {
+            crate::failure::usage(format!(
+                "program '{program}' not found on PATH: give its absolute path"
+            ))
+        })
 }
 
 pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
     let m = ctx.manager().await?;
-    let class =
-        |s: &str| Uuid::parse_str(s.trim()).map_err(|_| anyhow!("'{s}' is not a class (a UUID)"));
+    let class = |s: &str| {
+        Uuid::parse_str(s.trim())
+            .map_err(|_| crate::failure::usage(format!("'{s}' is not a class (a UUID)")))
+    };
     match c {
         HandlerCommand::Register {
             class: c,
@@ -148,7 +156,7 @@ pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
             if ctx.json {
                 output::json(&h);
             } else {
-                println!(
+                outln!(
                     "handler for class {} registered: {}",
                     h.class,
                     h.argv.join(" ")
@@ -158,7 +166,7 @@ pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
         HandlerCommand::Unregister { class: c } => {
             m.unregister_handler(class(&c)?).await?;
             if !ctx.json {
-                println!("handler for class {c} removed");
+                outln!("handler for class {c} removed");
             }
         }
         HandlerCommand::List => {
@@ -166,9 +174,9 @@ pub async fn handler(ctx: &Ctx, c: HandlerCommand) -> Result<i32> {
             if ctx.json {
                 output::json(&hs);
             } else {
-                println!("{:<36}  {:<20}  COMMAND", "CLASS", "WORKDIR");
+                outln!("{:<36}  {:<20}  COMMAND", "CLASS", "WORKDIR");
                 for h in hs {
-                    println!(
+                    outln!(
                         "{:<36}  {:<20}  {}",
                         h.class,
                         h.workdir.as_deref().unwrap_or("-"),
@@ -198,13 +206,13 @@ fn print_limits_in_force(s: &ferry_client::DaemonStatus) {
     } else {
         "none".to_string()
     };
-    println!("limit:    {all} (all jobs together)");
+    outln!("limit:    {all} (all jobs together)");
     if s.limits_in_force.is_empty() {
-        println!("schedule: no limit in force now");
+        outln!("schedule: no limit in force now");
     }
     for l in &s.limits_in_force {
         let who: Vec<String> = l.priorities.iter().map(|p| p.to_string()).collect();
-        println!(
+        outln!(
             "schedule: {} for {} jobs now ({})",
             units::format_rate(l.limit),
             who.join(", "),

@@ -7,7 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 /// ferry: background transfers that survive exits, crashes and reboots.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, propagate_version = true)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    // `ferry help` is ferry's own: it also knows topics (`ferry help exit-codes`).
+    disable_help_subcommand = true,
+    after_help = "Exit codes: `ferry help exit-codes`. Man pages: `ferry man [COMMAND]`."
+)]
 pub struct Cli {
     /// Print JSON instead of text
     #[arg(long, global = true)]
@@ -76,6 +83,35 @@ pub enum Command {
     /// Peer caching: make a fleet, see the peers, the cache
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell)
+    #[command(long_about = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+    /// Print the man page of ferry or of one of its commands (roff)
+    #[command(long_about = MAN_HELP)]
+    Man(ManArgs),
+    /// Print the help of a command, or of a topic: exit-codes
+    Help(HelpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, e.g. `get` or `peers ca new` [default: ferry's own]
+    pub command: Vec<String>,
+    /// Write every page (ferry.1, ferry-get.1, …) into this folder instead
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// A command (e.g. `get`, `peers ca new`) or a topic: exit-codes
+    pub topic: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -342,9 +378,10 @@ pub enum HandlerCommand {
 
 /// What `ferry monitor` shows and its keys (its `--help`, and its `?` key).
 pub const MONITOR_HELP: &str = "\
-A live view of your jobs: state, progress, rate, time left, priority and error of each,
-the files of one job, and ferryd's total throughput as a sparkline. It follows the
-daemon's events (nothing is polled) and keeps going when ferryd restarts.
+A live view of your jobs: state, progress, rate, time left, priority and
+error of each, the files of one job, and ferryd's total throughput as a
+sparkline. It follows the daemon's events (nothing is polled) and keeps going
+when ferryd restarts.
 
 Keys (plain keys only: it works over ssh):
   Up/Down, k/j         select a job
@@ -352,10 +389,27 @@ Keys (plain keys only: it works over ssh):
   Esc, Left, h         back to the job list (Esc on the list quits)
   s                    suspend the job (its progress is kept)
   r                    resume the job (also retries a job in error)
-  x, Delete            cancel the job (asks first: y cancels, any other key keeps it)
-  c                    complete the job: its transferred files appear at their
-                       destinations
+  x, Delete            cancel the job (asks first: y cancels, any other
+                       key keeps it)
+  c                    complete the job: its transferred files appear at
+                       their destinations
   +, -                 raise or lower the job's priority
                        (foreground > high > normal > low)
-  ?                    show or hide this help
+  ?                    show or hide this help (Up/Down scroll it)
   q, Ctrl-C            quit (the jobs go on in the background)";
+
+/// `ferry completions --help`: where each shell looks for the script.
+pub const COMPLETIONS_HELP: &str = "\
+Print the completion script of a shell (bash, zsh, fish, elvish, powershell) on standard
+output. Installed for yourself, without the Debian package:
+
+  bash  ferry completions bash > ~/.local/share/bash-completion/completions/ferry
+  zsh   ferry completions zsh > ~/.zfunc/_ferry    (with fpath+=~/.zfunc before compinit)
+  fish  ferry completions fish > ~/.config/fish/completions/ferry.fish";
+
+/// `ferry man --help`.
+pub const MAN_HELP: &str = "\
+Print the man page of ferry, or of one of its commands, as roff on standard output:
+`ferry man | man -l -`, `ferry man peers ca new | man -l -`. With --dir, write every page
+(ferry.1, ferry-get.1, ...) into a folder, for example for yourself without the Debian
+package: ferry man --dir ~/.local/share/man/man1";

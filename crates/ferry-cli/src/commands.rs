@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use ferry_client::{
     ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, MeteredPolicy,
     NewJob, NotifyFlags, PeerMode, Priority, Uuid,
 };
 
+use crate::failure::{usage, JobFailed, Partial};
 use crate::options::{absolute, TransferProperties};
 use crate::output;
 use crate::progress::{wait_with_progress, Display};
@@ -44,16 +45,19 @@ impl Ctx {
 
 /// A job id given on the command line.
 pub fn job_id(id: &str) -> Result<Uuid> {
-    Uuid::parse_str(id.trim())
-        .map_err(|_| anyhow!("'{id}' is not a job id (a UUID); `ferry list` shows your jobs"))
+    Uuid::parse_str(id.trim()).map_err(|_| {
+        usage(format!(
+            "'{id}' is not a job id (a UUID); `ferry list` shows your jobs"
+        ))
+    })
 }
 
 pub fn priority(s: &str) -> Result<Priority> {
-    s.parse::<Priority>().map_err(|e| anyhow!(e))
+    s.parse::<Priority>().map_err(usage)
 }
 
 pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
-    let job_type: JobType = a.job_type.parse().map_err(|e: String| anyhow!(e))?;
+    let job_type: JobType = a.job_type.parse().map_err(usage)?;
     let job = ctx
         .manager()
         .await?
@@ -68,7 +72,7 @@ pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
     if ctx.json {
         output::json(&job.info().await?);
     } else {
-        println!("{}", job.id());
+        outln!("{}", job.id());
     }
     Ok(0)
 }
@@ -81,7 +85,7 @@ pub async fn add_file(ctx: &Ctx, a: AddFileArgs) -> Result<i32> {
     if ctx.json {
         output::json(&files[0]);
     } else {
-        println!("added file {} to job {}", files[0].index, job.id());
+        outln!("added file {} to job {}", files[0].index, job.id());
     }
     Ok(0)
 }
@@ -96,15 +100,18 @@ pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
             let out = job.complete().await?;
             if ctx.json {
                 output::json(&out);
-            } else if out.is_partial() {
-                println!(
-                    "job {} completed partially: {} file(s) committed, {} discarded",
-                    job.id(),
-                    out.files_committed,
-                    out.files_discarded
-                );
-            } else {
-                println!(
+            }
+            if out.is_partial() {
+                // Some destinations are missing: a script must not go on as if all were
+                // there (the error says how many).
+                return Err(Partial {
+                    job: job.id(),
+                    committed: out.files_committed,
+                    discarded: out.files_discarded,
+                }
+                .into());
+            } else if !ctx.json {
+                outln!(
                     "job {} completed: {} file(s) committed",
                     job.id(),
                     out.files_committed
@@ -135,7 +142,7 @@ pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
     if ctx.json {
         output::json(&info);
     } else {
-        println!("job {}: {}", info.id, info.state());
+        outln!("job {}: {}", info.id, info.state());
     }
     Ok(0)
 }
@@ -160,12 +167,13 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
 fn notify_flags(s: &str) -> Result<NotifyFlags> {
     if let Ok(n) = s.parse::<u32>() {
         return NotifyFlags::from_bits(n)
-            .ok_or_else(|| anyhow!("notify flags {n:#x} include unknown bits"));
+            .ok_or_else(|| usage(format!("notify flags {n:#x} include unknown bits")));
     }
     if let Some(hex) = s.strip_prefix("0x") {
-        let n = u32::from_str_radix(hex, 16).map_err(|e| anyhow!("notify flags '{s}': {e}"))?;
+        let n =
+            u32::from_str_radix(hex, 16).map_err(|e| usage(format!("notify flags '{s}': {e}")))?;
         return NotifyFlags::from_bits(n)
-            .ok_or_else(|| anyhow!("notify flags {n:#x} include unknown bits"));
+            .ok_or_else(|| usage(format!("notify flags {n:#x} include unknown bits")));
     }
     let mut flags = NotifyFlags::empty();
     for name in s.split(['|', ',']).map(str::trim).filter(|n| !n.is_empty()) {
@@ -175,9 +183,12 @@ fn notify_flags(s: &str) -> Result<NotifyFlags> {
             "job_modification" | "modification" => NotifyFlags::JOB_MODIFICATION,
             "file_transferred" => NotifyFlags::FILE_TRANSFERRED,
             "disable" => NotifyFlags::DISABLE,
-            other => bail!(
-                "unknown notify flag '{other}' (job_transferred, job_error, job_modification, file_transferred, disable)"
-            ),
+            other => {
+                return Err(usage(format!(
+                    "unknown notify flag '{other}' (job_transferred, job_error, \
+                     job_modification, file_transferred, disable)"
+                )))
+            }
         };
     }
     Ok(flags)
@@ -188,10 +199,12 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
     let notification_class = a
         .notify_class
         .as_deref()
-        .map(|s| Uuid::parse_str(s.trim()).map_err(|_| anyhow!("'{s}' is not a UUID")))
+        .map(|s| Uuid::parse_str(s.trim()).map_err(|_| usage(format!("'{s}' is not a UUID"))))
         .transpose()?;
     if !a.argv.is_empty() && !a.notify_command {
-        bail!("arguments after `--` are the notify command: add --notify-command");
+        return Err(usage(
+            "arguments after `--` are the notify command: add --notify-command",
+        ));
     }
     let transfer = a
         .transfer
@@ -211,12 +224,12 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
         peers: a
             .peers
             .as_deref()
-            .map(|m| m.parse::<PeerMode>().map_err(|e| anyhow!(e)))
+            .map(|m| m.parse::<PeerMode>().map_err(usage))
             .transpose()?,
         on_metered: a
             .on_metered
             .as_deref()
-            .map(|m| m.parse::<MeteredPolicy>().map_err(|e| anyhow!(e)))
+            .map(|m| m.parse::<MeteredPolicy>().map_err(usage))
             .transpose()?,
         display_name: a.name,
         description: a.description,
@@ -229,7 +242,9 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
         ..transfer
     };
     if props == JobProperties::default() {
-        bail!("nothing to set: give at least one option (see `ferry set --help`)");
+        return Err(usage(
+            "nothing to set: give at least one option (see `ferry set --help`)",
+        ));
     }
     let info = job.set(props).await?;
     if ctx.json {
@@ -249,16 +264,11 @@ pub async fn wait(ctx: &Ctx, a: JobArg) -> Result<i32> {
     if ctx.json {
         output::json(&info);
     } else {
-        println!("job {}: {}", info.id, info.state());
-        if let Some(e) = &info.error {
-            println!("error: {} ({})", e.message, e.code);
-            if let Some(hint) = crate::hints::for_job_error(&e.code) {
-                println!("hint: {hint}");
-            }
-        }
+        outln!("job {}: {}", info.id, info.state());
     }
-    Ok(match info.state() {
-        JobState::Transferred | JobState::Acknowledged => 0,
-        _ => 1,
-    })
+    match info.state() {
+        JobState::Transferred | JobState::Acknowledged => Ok(0),
+        // The error, its hint and the exit code of its kind (failure.rs).
+        _ => Err(JobFailed(info).into()),
+    }
 }

@@ -7,13 +7,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ferry_client::{
     CompleteOutcome, Error as ClientError, FileSpec, Job, JobProperties, JobState, NewJob,
 };
 use ferry_common::units::{format_rate, format_size};
 
 use crate::commands::{priority, Ctx};
+use crate::failure::{usage, JobFailed};
 use crate::options::{absolute, TransferProperties};
 use crate::output;
 use crate::progress::{daemon_gone_hint, wait_with_progress, Display};
@@ -36,10 +37,14 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
         a.urls.extend(read_url_list(list)?);
     }
     if a.urls.is_empty() {
-        bail!("no URL to download: give URLs or a non-empty --input-file");
+        return Err(usage(
+            "no URL to download: give URLs or a non-empty --input-file",
+        ));
     }
     if a.sha256.is_some() && a.urls.len() > 1 {
-        bail!("--sha256 applies to one URL; give one URL or check the files separately");
+        return Err(usage(
+            "--sha256 applies to one URL; give one URL or check the files separately",
+        ));
     }
     let mut specs = Vec::new();
     for url in &a.urls {
@@ -77,7 +82,7 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
         if ctx.json {
             output::json(&job.info().await?);
         } else {
-            println!("{}", job.id());
+            outln!("{}", job.id());
         }
         return Ok(0);
     }
@@ -98,22 +103,14 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
             Ok(0)
         }
         state => {
-            let msg = info
-                .error
-                .as_ref()
-                .map(|e| match crate::hints::for_job_error(&e.code) {
-                    Some(hint) => format!("{} ({})\nhint: {hint}", e.message, e.code),
-                    None => format!("{} ({})", e.message, e.code),
-                })
-                .unwrap_or_else(|| format!("the job ended in state {state}"));
             if !state.is_final() {
                 let _ = job.cancel().await;
             }
             if ctx.json {
                 output::json(&info);
             }
-            eprintln!("ferry: {msg}");
-            Ok(1)
+            // The error, its hint and the exit code of its kind (failure.rs).
+            Err(JobFailed(info).into())
         }
     }
 }

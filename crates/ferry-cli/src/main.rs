@@ -1,9 +1,15 @@
 //! `ferry`: the command line of ferry.
 
+// First: `outln!` for every module after it.
+#[macro_use]
+mod stdout;
+
 mod admin;
 mod commands;
+mod failure;
 mod fleet;
 mod get;
+mod help;
 mod hints;
 mod monitor;
 mod options;
@@ -20,6 +26,7 @@ use commands::Ctx;
 use ferry_cli::args::{Cli, Command};
 
 fn main() {
+    // clap exits with 2 on a bad command line (curl's and ferry's usage code).
     let cli = Cli::parse();
     let ctx = Ctx {
         json: cli.json,
@@ -56,23 +63,17 @@ fn main() {
             Command::Daemon(c) => admin::daemon(&ctx, c).await,
             Command::Monitor(a) => monitor::run(&ctx, a).await,
             Command::Peers(c) => peers::run(&ctx, c).await,
+            Command::Completions(a) => help::completions(a),
+            Command::Man(a) => help::man(a),
+            Command::Help(a) => help::help(a),
         }
     });
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ferry: {e:#}");
-            if let Some(client_error) = e.downcast_ref::<ferry_client::Error>() {
-                if let Some(hint) = hints::for_call(client_error) {
-                    eprintln!("hint: {hint}");
-                }
-                // The daemon's refusals carry a gRPC status code worth showing; the
-                // library turns transport failures into sentences of their own.
-                if let ferry_client::Error::Status(s) = client_error {
-                    eprintln!("(code: {:?})", s.code());
-                }
-            }
-            1
+            let report = failure::report(&e);
+            failure::print(&report, ctx.json);
+            report.exit_code
         }
     };
     std::process::exit(code);

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use ferry_client::{Credentials, JobProperties};
 use ferry_common::units;
 
+use crate::failure::usage;
 use ferry_cli::args::TransferArgs;
 
 /// A path given on the command line, made absolute against the current folder.
@@ -39,12 +40,12 @@ pub trait TransferProperties {
 impl TransferProperties for TransferArgs {
     fn properties(&self, clear_headers: bool, clear_credentials: bool) -> Result<JobProperties> {
         if self.basic.is_some() as u8 + self.bearer.is_some() as u8 + clear_credentials as u8 > 1 {
-            bail!("give one of --basic, --bearer, --clear-credentials");
+            return Err(usage("give one of --basic, --bearer, --clear-credentials"));
         }
         let credentials = if let Some(b) = &self.basic {
             let (user, password) = b
                 .split_once(':')
-                .ok_or_else(|| anyhow!("--basic takes USER:PASSWORD (a ':' between them)"))?;
+                .ok_or_else(|| usage("--basic takes USER:PASSWORD (a ':' between them)"))?;
             Some(Credentials::Basic {
                 user: user.into(),
                 password: password.into(),
@@ -58,7 +59,7 @@ impl TransferProperties for TransferArgs {
         };
         let headers = if clear_headers {
             if !self.headers.is_empty() {
-                bail!("--clear-headers and --header together: give one");
+                return Err(usage("--clear-headers and --header together: give one"));
             }
             Some(Vec::new())
         } else if self.headers.is_empty() {
@@ -74,7 +75,7 @@ impl TransferProperties for TransferArgs {
             bandwidth_limit: self
                 .bandwidth
                 .as_deref()
-                .map(|r| units::parse_rate(r).map_err(|e| anyhow!("--bandwidth: {e}")))
+                .map(|r| units::parse_rate(r).map_err(|e| usage(format!("--bandwidth: {e}"))))
                 .transpose()?,
             max_transfer_time_secs: self.max_transfer_time.map(|d| d.as_secs()),
             ..Default::default()

@@ -30,10 +30,16 @@ pub fn fit(text: &str, width: usize) -> String {
 
 /// Prints `value` as one line of JSON.
 pub fn json<T: Serialize>(value: &T) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(value).expect("client types serialize")
     );
+}
+
+/// Seconds as people write them, and as `--no-progress-timeout` and the like read them
+/// back: `14days`, `1h 30m`, `60s`.
+pub fn duration(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
 fn progress(done: u64, total: Option<u64>) -> String {
@@ -45,33 +51,32 @@ fn progress(done: u64, total: Option<u64>) -> String {
 
 /// A job as `key: value` lines.
 pub fn job_detail(j: &JobInfo) {
-    println!("id:               {}", j.id);
-    println!("name:             {}", j.display_name);
+    outln!("id:               {}", j.id);
+    outln!("name:             {}", j.display_name);
     if !j.description.is_empty() {
-        println!("description:      {}", j.description);
+        outln!("description:      {}", j.description);
     }
-    println!("state:            {}", j.state());
+    outln!("state:            {}", j.state());
     if j.waiting_for_unmetered {
-        println!(
-            "waiting:          the network is metered; the job starts by itself when it is not"
-        );
+        outln!("waiting:          the network is metered; the job starts by itself when it is not");
     }
     if let Some(t) = j.job_type {
-        println!("type:             {t}");
+        outln!("type:             {t}");
     }
     if let Some(p) = j.priority {
-        println!("priority:         {p}");
+        outln!("priority:         {p}");
     }
-    println!(
+    outln!(
         "files:            {} / {}",
-        j.files_transferred, j.files_total
+        j.files_transferred,
+        j.files_total
     );
-    println!(
+    outln!(
         "bytes:            {}",
         progress(j.bytes_transferred, j.bytes_total)
     );
     if j.bytes_per_second > 0 {
-        println!("rate:             {}", format_rate(j.bytes_per_second));
+        outln!("rate:             {}", format_rate(j.bytes_per_second));
     }
     if j.state() == ferry_client::JobState::Transferring {
         let yielding = if j.yielding {
@@ -79,99 +84,103 @@ pub fn job_detail(j: &JobInfo) {
         } else {
             "no"
         };
-        println!("yielding:         {yielding}");
+        outln!("yielding:         {yielding}");
     }
     if let Some(e) = &j.error {
         let ctx = e.context.map(|c| c.to_string()).unwrap_or_default();
-        println!("error:            [{ctx}] {}: {}", e.code, e.message);
+        outln!("error:            [{ctx}] {}: {}", e.code, e.message);
         if let Some(hint) = crate::hints::for_job_error(&e.code) {
-            println!("hint:             {hint}");
+            outln!("hint:             {hint}");
         }
     }
     if j.error_count > 0 {
-        println!("errors so far:    {}", j.error_count);
+        outln!("errors so far:    {}", j.error_count);
     }
-    println!("retry delay:      {} s", j.minimum_retry_delay_secs);
-    println!("no-progress stop: {} s", j.no_progress_timeout_secs);
-    println!(
+    outln!("retry delay:      {}", duration(j.minimum_retry_delay_secs));
+    outln!("no-progress stop: {}", duration(j.no_progress_timeout_secs));
+    outln!(
         "notify flags:     {} ({:#x})",
         ferry_common::NotifyFlags::from_bits_retain(j.notify_flags).describe(),
         j.notify_flags
     );
     if let Some(c) = j.notification_class {
-        println!("notify class:     {c}");
+        outln!("notify class:     {c}");
     }
     if !j.notify_command.is_empty() {
-        println!("notify command:   {}", j.notify_command.join(" "));
+        outln!("notify command:   {}", j.notify_command.join(" "));
     }
     if !j.last_notification_error.is_empty() {
-        println!("notify failure:   {}", j.last_notification_error);
+        outln!("notify failure:   {}", j.last_notification_error);
     }
     if !j.headers.is_empty() {
-        println!("headers:          {}", j.headers.join("; "));
+        outln!("headers:          {}", j.headers.join("; "));
     }
     if let Some(c) = &j.credentials {
-        println!("credentials:      {c}");
+        outln!("credentials:      {c}");
     }
     if j.proxy != "system" && !j.proxy.is_empty() {
-        println!("proxy:            {}", j.proxy);
+        outln!("proxy:            {}", j.proxy);
     }
     if let Some(c) = &j.ca_file {
-        println!("CA file:          {c}");
+        outln!("CA file:          {c}");
     }
     if j.bandwidth_limit > 0 {
-        println!("bandwidth limit:  {}", format_rate(j.bandwidth_limit));
+        outln!("bandwidth limit:  {}", format_rate(j.bandwidth_limit));
     }
     if j.max_transfer_time_secs > 0 {
-        println!("max time:         {} s", j.max_transfer_time_secs);
+        outln!("max time:         {}", duration(j.max_transfer_time_secs));
     }
     if j.connections > 1 {
-        println!("connections:      {}", j.connections);
+        outln!("connections:      {}", j.connections);
     }
-    println!(
+    outln!(
         "peers:            {}",
         j.peers.map(|m| m.as_str()).unwrap_or("default")
     );
     match (j.on_metered, j.priority) {
-        (Some(p), _) => println!("on metered:       {p}"),
-        (None, Some(prio)) => println!(
+        (Some(p), _) => outln!("on metered:       {p}"),
+        (None, Some(prio)) => outln!(
             "on metered:       {} (by its priority)",
             ferry_client::MeteredPolicy::default_for(prio)
         ),
-        (None, None) => println!("on metered:       by its priority"),
+        (None, None) => outln!("on metered:       by its priority"),
     }
     if j.bytes_from_peers > 0 || j.bytes_from_origin > 0 {
-        println!(
+        outln!(
             "from origin:      {}\nfrom peers:       {}",
             bytes(j.bytes_from_origin),
             bytes(j.bytes_from_peers)
         );
     }
     if let Some(p) = &j.upload_protocol {
-        println!("upload protocol:  {p}");
+        outln!("upload protocol:  {p}");
     }
     if let Some(r) = &j.reply_file {
-        println!("reply file:       {r}");
+        outln!("reply file:       {r}");
     }
     if let Some(mask) = j.umask {
-        println!(
+        outln!(
             "new files:        mode {:04o} (umask {mask:03o})",
             0o666 & !mask & 0o777
         );
     }
     if j.partial {
-        println!("partial:          yes (some files were discarded on complete)");
+        outln!("partial:          yes (some files were discarded on complete)");
     }
 }
 
 /// Jobs as a table.
 pub fn job_table(jobs: &[JobInfo]) {
-    println!(
+    outln!(
         "{:<36}  {:<15}  {:<10}  {:>7}  {:>23}  NAME",
-        "ID", "STATE", "PRIORITY", "FILES", "BYTES"
+        "ID",
+        "STATE",
+        "PRIORITY",
+        "FILES",
+        "BYTES"
     );
     for j in jobs {
-        println!(
+        outln!(
             "{:<36}  {:<15}  {:<10}  {:>7}  {:>23}  {}",
             j.id,
             j.state().as_str(),
@@ -185,12 +194,17 @@ pub fn job_table(jobs: &[JobInfo]) {
 
 /// Jobs of every user as a table: the owner (login name, else uid) first.
 pub fn job_table_with_owners(jobs: &[JobInfo]) {
-    println!(
+    outln!(
         "{:<12}  {:<36}  {:<15}  {:<10}  {:>7}  {:>23}  NAME",
-        "OWNER", "ID", "STATE", "PRIORITY", "FILES", "BYTES"
+        "OWNER",
+        "ID",
+        "STATE",
+        "PRIORITY",
+        "FILES",
+        "BYTES"
     );
     for j in jobs {
-        println!(
+        outln!(
             "{:<12}  {:<36}  {:<15}  {:<10}  {:>7}  {:>23}  {}",
             user_name(j.owner_uid),
             j.id,
@@ -213,12 +227,15 @@ fn user_name(uid: u32) -> String {
 
 /// Files as a table.
 pub fn file_table(files: &[FileInfo]) {
-    println!(
+    outln!(
         "{:>5}  {:<4}  {:>23}  {:<40}  LOCAL",
-        "INDEX", "DONE", "BYTES", "REMOTE"
+        "INDEX",
+        "DONE",
+        "BYTES",
+        "REMOTE"
     );
     for f in files {
-        println!(
+        outln!(
             "{:>5}  {:<4}  {:>23}  {:<40}  {}",
             f.index,
             if f.completed { "yes" } else { "no" },
@@ -231,7 +248,15 @@ pub fn file_table(files: &[FileInfo]) {
 
 #[cfg(test)]
 mod tests {
-    use super::fit;
+    use super::{duration, fit};
+
+    #[test]
+    fn cli_trust_durations_read_as_people_write_them() {
+        assert_eq!(duration(1_209_600), "14days");
+        assert_eq!(duration(5400), "1h 30m");
+        assert_eq!(duration(60), "1m");
+        assert_eq!(duration(2), "2s");
+    }
 
     #[test]
     fn names_fit_their_column() {

@@ -30,19 +30,19 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
         PeersCommand::Ca(CaCommand::New { dir }) => {
             let (cert, key) = fleet::ca_new(&dir)?;
             if !ctx.json {
-                println!(
+                outln!(
                     "fleet CA made: {} (give it to every machine)",
                     cert.display()
                 );
-                println!("               {} (keep it private)", key.display());
-                println!("next: ferry peers cert issue --ca {} NAME", dir.display());
+                outln!("               {} (keep it private)", key.display());
+                outln!("next: ferry peers cert issue --ca {} NAME", dir.display());
             }
         }
         PeersCommand::Cert(CertCommand::Issue { ca, name, out }) => {
             let out = out.unwrap_or_else(|| PathBuf::from(&name));
             fleet::cert_issue(&ca, &name, &out)?;
             if !ctx.json {
-                println!(
+                outln!(
                     "certificate for {name} in {}: copy that folder to ~/.config/ferry/fleet/ \
                      on {name}, set `enabled = true` under [peers] in its ferryd.toml, and \
                      restart its ferryd",
@@ -55,27 +55,32 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
             if ctx.json {
                 output::json(&s);
             } else if !s.enabled {
-                println!("peer caching is off (enable it under [peers] in ferryd.toml)");
+                outln!("peer caching is off (enable it under [peers] in ferryd.toml)");
             } else {
-                println!("fleet:     {}", s.fleet_id);
-                println!("node:      {}", s.node_name);
-                println!(
+                outln!("fleet:     {}", s.fleet_id);
+                outln!("node:      {}", s.node_name);
+                outln!(
                     "listening: {} (discovery: {})",
-                    s.listen_address, s.discovery
+                    s.listen_address,
+                    s.discovery
                 );
-                println!(
+                outln!(
                     "cache:     {} entries, {} of {}",
                     s.cache_entries,
                     format_size(s.cache_bytes),
                     format_size(s.cache_limit_bytes)
                 );
-                println!("served:    {}", format_size(s.bytes_served));
-                println!(
+                outln!("served:    {}", format_size(s.bytes_served));
+                outln!(
                     "{:<40}  {:<22}  {:<7}  {:<11}  {:>10}  SEEN",
-                    "PEER", "ADDRESS", "FOUND", "STATE", "FETCHED"
+                    "PEER",
+                    "ADDRESS",
+                    "FOUND",
+                    "STATE",
+                    "FETCHED"
                 );
                 for p in &s.peers {
-                    println!(
+                    outln!(
                         "{:<40}  {:<22}  {:<7}  {:<11}  {:>10}  {}",
                         p.name,
                         p.address,
@@ -92,12 +97,15 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
             if ctx.json {
                 output::json(&entries);
             } else {
-                println!(
+                outln!(
                     "{:<32}  {:>10}  {:>10}  {:<12}  URL",
-                    "ID", "SIZE", "SERVED", "USED"
+                    "ID",
+                    "SIZE",
+                    "SERVED",
+                    "USED"
                 );
                 for e in &entries {
-                    println!(
+                    outln!(
                         "{:<32}  {:>10}  {:>10}  {:<12}  {}",
                         e.id,
                         format_size(e.length),
@@ -111,9 +119,9 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
         PeersCommand::Cache(CacheCommand::Clear) => {
             let (n, bytes) = ctx.manager().await?.clear_cache().await?;
             if ctx.json {
-                println!("{{\"entries_removed\":{n},\"bytes_removed\":{bytes}}}");
+                outln!("{{\"entries_removed\":{n},\"bytes_removed\":{bytes}}}");
             } else {
-                println!("cache cleared: {n} entries, {}", format_size(bytes));
+                outln!("cache cleared: {n} entries, {}", format_size(bytes));
             }
         }
     }

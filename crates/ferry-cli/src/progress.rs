@@ -105,10 +105,11 @@ pub fn daemon_gone_hint(e: Error, id: Uuid, complete: bool) -> anyhow::Error {
             } else {
                 String::new()
             };
-            anyhow::anyhow!(
+            crate::failure::DaemonGone(format!(
                 "{e}. Job {id} is kept and goes on when ferryd runs again: `ferry daemon start` \
                  and `ferry wait {id}`{then}"
-            )
+            ))
+            .into()
         }
         e => e.into(),
     }

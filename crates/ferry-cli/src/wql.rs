@@ -16,19 +16,20 @@ fn value_text(v: &ferry_client::Value) -> String {
         V::Real(r) => r.to_string(),
         V::Boolean(b) => b.to_string(),
         V::Object(o) => serde_json::to_string(o).unwrap_or_default(),
+        V::List(items) => items.join(" "),
     }
 }
 
 pub async fn query(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
     let objects = ctx.manager().await?.exec_query(&a.wql).await?;
     if ctx.json {
-        for o in &objects {
-            output::json(o);
-        }
+        // One array, as `ferry list` prints; each object has the properties (names,
+        // types) of `ferry info`'s job or `ferry files`'s file that the query selects.
+        output::json(&objects);
         return Ok(0);
     }
     let Some(first) = objects.first() else {
-        println!("(no objects)");
+        outln!("(no objects)");
         return Ok(0);
     };
     let names: Vec<&str> = first.properties.iter().map(|(n, _)| n.as_str()).collect();
@@ -58,11 +59,11 @@ pub async fn query(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(names.iter().map(|n| n.to_uppercase()).collect()));
+    outln!("{}", line(names.iter().map(|n| n.to_uppercase()).collect()));
     for r in rows {
-        println!("{}", line(r));
+        outln!("{}", line(r));
     }
-    println!(
+    outln!(
         "({} object{})",
         objects.len(),
         if objects.len() == 1 { "" } else { "s" }
@@ -84,7 +85,9 @@ pub async fn watch(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
         };
         for ev in &next.objects {
             if ctx.json {
-                output::json(ev);
+                // One event a line (a stream): its class, then its instances, each a job
+                // as `ferry info --json` prints it (or the properties selected).
+                output::json(&Event(ev));
             } else {
                 let target = ev.get_object("TargetInstance");
                 let prev = ev.get_object("PreviousInstance");
@@ -97,7 +100,7 @@ pub async fn watch(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
                     }
                     _ => get(target, "state"),
                 };
-                println!(
+                outln!(
                     "{} {} {} {} bytes={}",
                     ev.class,
                     get(target, "id"),
@@ -128,5 +131,21 @@ pub async fn watch(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
             }
             return Ok(0);
         }
+    }
+}
+
+/// An event as `ferry watch --json` prints it: `{"__CLASS": …, "TargetInstance": …,
+/// "PreviousInstance": …, "TIME_CREATED": …}` (WMI's name for an object's class).
+struct Event<'a>(&'a ferry_client::Object);
+
+impl serde::Serialize for Event<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.properties.len() + 1))?;
+        m.serialize_entry("__CLASS", &self.0.class)?;
+        for (name, value) in &self.0.properties {
+            m.serialize_entry(name, value)?;
+        }
+        m.end()
     }
 }

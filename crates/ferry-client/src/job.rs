@@ -312,6 +312,17 @@ impl Job {
         .await
     }
 
+    /// Makes the value of every header of the job write-only, not only of
+    /// authorization-like ones (BITS's `MakeCustomHeadersWriteOnly`): they are still sent,
+    /// and shown as `Name: ***`. It cannot be undone.
+    pub async fn make_headers_write_only(&self) -> Result<JobInfo> {
+        self.set(JobProperties {
+            headers_write_only: Some(true),
+            ..Default::default()
+        })
+        .await
+    }
+
     /// A handle on file `index` (fetched now).
     pub async fn file(&self, index: u32) -> Result<File> {
         let info = self

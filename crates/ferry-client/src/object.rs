@@ -20,6 +20,8 @@ pub enum Value {
     Boolean(bool),
     /// An embedded object (an error record, or an event's `TargetInstance`).
     Object(Object),
+    /// A list of texts (a job's `headers` and `notify_command`, a handler's `argv`).
+    List(Vec<String>),
 }
 
 /// An object a query returned: a `Job`, `File`, `Handler`, or an event.
@@ -102,15 +104,14 @@ fn json_value(name: &str, v: serde_json::Value) -> Value {
             .map(Value::Integer)
             .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0))),
         serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(items) => Value::String(
+        serde_json::Value::Array(items) => Value::List(
             items
                 .into_iter()
                 .map(|i| match i {
                     serde_json::Value::String(s) => s,
                     other => other.to_string(),
                 })
-                .collect::<Vec<_>>()
-                .join(" "),
+                .collect(),
         ),
         o @ serde_json::Value::Object(_) => Value::Object(Object::from_json(name, o)),
     }
@@ -136,5 +137,6 @@ fn value_from_wire(v: Option<pb::Value>) -> Value {
         Some(Kind::RealValue(r)) => Value::Real(r),
         Some(Kind::BooleanValue(b)) => Value::Boolean(b),
         Some(Kind::ObjectValue(o)) => Value::Object(Object::from_wire(o)),
+        Some(Kind::StringListValue(l)) => Value::List(l.values),
     }
 }

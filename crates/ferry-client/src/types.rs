@@ -77,11 +77,19 @@ pub struct JobInfo {
     pub partial: bool,
     /// The last failure to deliver a notification, empty when none.
     pub last_notification_error: String,
-    /// Extra request headers, `Name: value` each.
+    /// Extra request headers, `Name: value` each. Secrets are write-only: the value of an
+    /// authorization-like header (`Authorization`, `Cookie`, `X-Api-Key`, a name with
+    /// `auth`, `token`, `key`, `secret`, `password`…) reads `***`, and so does every
+    /// value when [`JobInfo::headers_write_only`] is set.
     pub headers: Vec<String>,
+    /// Every header's value is write-only (BITS's `MakeCustomHeadersWriteOnly`): set with
+    /// [`JobProperties::headers_write_only`] or [`crate::Job::make_headers_write_only`],
+    /// never cleared.
+    pub headers_write_only: bool,
     /// `basic USER`, `bearer`, or `None`; the secret is never shown.
     pub credentials: Option<String>,
-    /// `system`, `none` or a proxy URL.
+    /// `system`, `none` or a proxy URL, its password shown as `***`
+    /// (`http://user:***@proxy:3128`).
     pub proxy: String,
     /// Extra CA certificates (PEM file) trusted for this job.
     pub ca_file: Option<String>,
@@ -116,6 +124,11 @@ pub struct JobInfo {
     /// rate (`bytes_per_second`) a delay-based controller holds back when the network's
     /// queue grows. `foreground` and `high` jobs never yield.
     pub yielding: bool,
+    /// ferryd completes the job itself once it is transferred (`ferry get --detach`);
+    /// off unless set, as in BITS, where the application completes its jobs.
+    pub auto_complete: bool,
+    /// The server's TLS certificate is not checked (curl's `-k`).
+    pub insecure_tls: bool,
 }
 
 impl JobInfo {
@@ -152,6 +165,7 @@ impl JobInfo {
             partial: j.partial,
             last_notification_error: j.last_notification_error,
             headers: j.headers,
+            headers_write_only: j.headers_write_only,
             credentials: Some(j.credentials).filter(|c| !c.is_empty()),
             proxy: j.proxy,
             ca_file: Some(j.ca_file).filter(|c| !c.is_empty()),
@@ -167,6 +181,8 @@ impl JobInfo {
             on_metered: MeteredPolicy::from_wire(j.on_metered),
             waiting_for_unmetered: j.waiting_for_unmetered,
             yielding: j.yielding,
+            auto_complete: j.auto_complete,
+            insecure_tls: j.insecure_tls,
         })
     }
 
@@ -183,7 +199,8 @@ pub struct FileInfo {
     pub job_id: Uuid,
     /// Its position in the job, from 0.
     pub index: u32,
-    /// Where it comes from.
+    /// Where it comes from; the password of a userinfo shows as `***`
+    /// (`https://user:***@host/f`).
     pub remote_url: String,
     /// Where it goes (appears there on `complete`).
     pub local_path: String,
@@ -338,6 +355,11 @@ pub struct JobProperties {
     pub max_transfer_time_secs: Option<u64>,
     /// Replaces the custom request headers (`Name: value` each); `Some(vec![])` clears them.
     pub headers: Option<Vec<String>>,
+    /// `Some(true)` makes the value of every header write-only, not only of
+    /// authorization-like ones (BITS's `MakeCustomHeadersWriteOnly`): the daemon still
+    /// sends them, and shows their names with `***`. It cannot be undone: `Some(false)` on
+    /// a job that has it is refused (`FAILED_PRECONDITION`).
+    pub headers_write_only: Option<bool>,
     /// Sets or (with [`Credentials::Clear`]) removes the credentials.
     pub credentials: Option<Credentials>,
     /// `system`, `none` or a proxy URL.
@@ -354,6 +376,12 @@ pub struct JobProperties {
     pub peers: Option<PeerMode>,
     /// What the job does on a metered network.
     pub on_metered: Option<MeteredPolicy>,
+    /// `Some(true)`: ferryd completes the job itself once it is transferred (the
+    /// destinations appear without a `complete` call).
+    pub auto_complete: Option<bool>,
+    /// `Some(true)`: the server's TLS certificate is not checked at all (curl's `-k`);
+    /// only for a server trusted by other means.
+    pub insecure_tls: Option<bool>,
 }
 
 impl JobProperties {
@@ -377,6 +405,7 @@ impl JobProperties {
             no_progress_timeout_secs: self.no_progress_timeout_secs,
             max_transfer_time_secs: self.max_transfer_time_secs,
             headers: self.headers.map(|values| pb::StringList { values }),
+            headers_write_only: self.headers_write_only,
             credentials: self.credentials.map(|c| pb::Credentials {
                 kind: Some(match c {
                     Credentials::Basic { user, password } => {
@@ -393,6 +422,8 @@ impl JobProperties {
             connections: self.connections,
             peers: self.peers.map(|m| m.to_wire()).unwrap_or_default(),
             on_metered: self.on_metered.map(|m| m.to_wire()).unwrap_or_default(),
+            auto_complete: self.auto_complete,
+            insecure_tls: self.insecure_tls,
         }
     }
 }

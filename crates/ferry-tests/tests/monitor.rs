@@ -1,6 +1,7 @@
 //! `ferry monitor` in a real pseudo-terminal (a tmux session of its own): it shows a job
 //! appear and progress, suspends it on a key, and on `q` gives the terminal back as it
-//! found it (main screen, cursor shown).
+//! found it (main screen, cursor shown); at 80×24 its states stay whole and its help in
+//! view.
 
 mod common;
 
@@ -19,16 +20,22 @@ struct Tmux {
 impl Tmux {
     /// Starts `command` (a shell command line) in a detached 160×30 session.
     fn start(socket: PathBuf, command: &str) -> Tmux {
+        Tmux::start_sized(socket, command, 160, 30)
+    }
+
+    /// Starts `command` in a detached `width`×`height` session.
+    fn start_sized(socket: PathBuf, command: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux { socket };
+        let (width, height) = (width.to_string(), height.to_string());
         let out = tmux
             .cmd()
             .args([
                 "new-session",
                 "-d",
                 "-x",
-                "160",
+                &width,
                 "-y",
-                "30",
+                &height,
                 "-s",
                 "t",
                 command,
@@ -118,6 +125,86 @@ fn percent(line: &str) -> Option<u32> {
         .ok()
 }
 
+/// The shell command line that runs the monitor of `env` and then waits.
+fn monitor_command(env: &TestEnv) -> String {
+    let ferry_bin = env.ferry().get_program().to_owned();
+    let mut line = String::from("env");
+    for (k, v) in env.envs() {
+        line.push_str(&format!(" {k}='{v}'"));
+    }
+    line.push_str(&format!(
+        " '{}' --no-autostart monitor; echo \"monitor exited $?\"; exec sleep 600",
+        ferry_bin.to_string_lossy()
+    ));
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_trust_monitor_in_an_80x24_terminal_keeps_states_whole_and_its_help_in_view() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    server.add_file("/slow.bin", random_bytes(3_000_000, 12));
+    server.set_mode(
+        "/slow.bin",
+        Mode {
+            throttle_bytes_per_sec: Some(150_000),
+            ..Default::default()
+        },
+    );
+    let tmux = Tmux::start_sized(
+        env.dir.path().join("tmux.sock"),
+        &monitor_command(&env),
+        80,
+        24,
+    );
+    tmux.wait_for("its header", |s| {
+        s.contains("ferry monitor").then(String::new)
+    });
+    let m = manager(&env).await;
+    let job = m.create_job("small-screen").await.unwrap();
+    job.add_file(&server.url("/slow.bin"), s(&env.files.join("slow.bin")))
+        .await
+        .unwrap();
+    job.resume().await.unwrap();
+    let line = tmux.wait_for("the job transferring, its state whole", |s| {
+        row(s, "small-screen")
+            .filter(|l| {
+                l.split_whitespace().any(|w| w == "xferring") && percent(l).is_some_and(|p| p >= 1)
+            })
+            .map(String::from)
+    });
+    assert!(!line.contains("transfe "), "{line}");
+    tmux.wait_for(
+        "the selected job's priority and files under the table",
+        |s| {
+            s.contains("small-screen: normal priority, files 0/1")
+                .then(String::new)
+        },
+    );
+    tmux.keys("?");
+    let help = tmux.wait_for("the help", |s| s.contains("Keys (").then(|| s.to_string()));
+    for line in [
+        "select a job",
+        "q, Ctrl-C",
+        "xferring  transferring",
+        "acked",
+    ] {
+        assert!(
+            help.contains(line),
+            "the help shows {line:?} at 80x24:\n{help}"
+        );
+    }
+    tmux.keys("?");
+    tmux.wait_for("the help closed", |s| {
+        (!s.contains("Keys (")).then(String::new)
+    });
+    tmux.keys("q");
+    tmux.wait_for("the shell after the monitor", |s| {
+        s.contains("monitor exited 0").then(String::new)
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs tmux: .ci/run runs it"]
 async fn monitor_in_a_terminal_follows_a_job_suspends_it_and_restores_the_terminal() {
@@ -132,16 +219,7 @@ async fn monitor_in_a_terminal_follows_a_job_suspends_it_and_restores_the_termin
             ..Default::default()
         },
     );
-    let ferry_bin = env.ferry().get_program().to_owned();
-    let mut line = String::from("env");
-    for (k, v) in env.envs() {
-        line.push_str(&format!(" {k}='{v}'"));
-    }
-    line.push_str(&format!(
-        " '{}' --no-autostart monitor; echo \"monitor exited $?\"; exec sleep 600",
-        ferry_bin.to_string_lossy()
-    ));
-    let tmux = Tmux::start(env.dir.path().join("tmux.sock"), &line);
+    let tmux = Tmux::start(env.dir.path().join("tmux.sock"), &monitor_command(&env));
     tmux.wait_for("its header", |s| {
         s.contains("ferry monitor").then(String::new)
     });

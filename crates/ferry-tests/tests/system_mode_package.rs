@@ -1,8 +1,10 @@
 //! ferry's Debian package and systemd (`cargo test system_mode`): `dist/deb/build` makes
 //! the package with `cargo deb` from the binaries the tests run; it holds the binaries,
 //! units, configuration, man pages and completions, `systemd-analyze verify` accepts its
-//! units, `dpkg -i` installs it and the installed `ferry --version` runs (the package is
-//! purged again when the test ends, even when it fails). And ferryd speaks systemd's
+//! units, `dpkg -i` installs it (the groups and the `_ferry` user made, the system units
+//! enabled), again as an upgrade, and the installed `ferry --version` runs; a purge
+//! disables the units again (the package is purged when the test ends, even when it
+//! fails). And ferryd speaks systemd's
 //! notify protocol: READY once it serves, WATCHDOG pings.
 //!
 //! Needs root (dpkg -i, ferryd --system) and cargo-deb: the tests are `#[ignore]`d, and
@@ -127,6 +129,10 @@ fn system_mode_debian_package_builds_installs_and_runs() {
         "./usr/lib/systemd/user/ferryd.socket",
         "./usr/share/man/man1/ferry.1",
         "./usr/share/man/man1/ferryd.1",
+        "./usr/share/man/man1/ferry-get.1",
+        "./usr/share/man/man1/ferry-peers-ca-new.1",
+        "./usr/share/doc/ferry/changelog.Debian",
+        "./usr/share/doc/ferry/copyright",
         "./usr/share/bash-completion/completions/ferry",
         "./usr/share/zsh/vendor-completions/_ferry",
         "./usr/share/fish/vendor_completions.d/ferry.fish",
@@ -155,6 +161,22 @@ fn system_mode_debian_package_builds_installs_and_runs() {
     ])));
     assert!(conffiles.contains("/etc/ferry/ferryd.toml"), "{conffiles}");
     run(Command::new("getent").args(["group", "ferry-admin"]));
+    // The system user of the daemon's unprivileged processes: a system account without a
+    // home or a login, in a group of its own.
+    let ferry_user = text(&run(Command::new("getent").args(["passwd", "_ferry"])));
+    let fields: Vec<&str> = ferry_user.trim().split(':').collect();
+    assert_eq!(fields[5], "/nonexistent", "{ferry_user}");
+    assert!(fields[6].ends_with("nologin"), "{ferry_user}");
+    assert!(fields[2].parse::<u32>().unwrap() < 1000, "{ferry_user}");
+    run(Command::new("getent").args(["group", "_ferry"]));
+    // The system units are enabled as dh_installsystemd's snippets do (the service's
+    // Also= enables the socket), whether or not systemd runs here.
+    let wants = Path::new("/etc/systemd/system/sockets.target.wants/ferryd.socket");
+    assert!(wants.is_symlink(), "{} after install", wants.display());
+    // An upgrade (the same package again) runs the scripts again: they find the user,
+    // the group and the links there.
+    dpkg(&["-i".as_ref(), deb.as_os_str()]);
+    assert!(wants.is_symlink(), "{} after an upgrade", wants.display());
     // The installed configuration is the system daemon's, and ferryd accepts it.
     let config = std::fs::read_to_string("/etc/ferry/ferryd.toml").unwrap();
     assert!(config.contains("mode = \"system\""));
@@ -179,6 +201,14 @@ fn system_mode_debian_package_builds_installs_and_runs() {
             "systemd-analyze verify of {units}: {said}"
         );
     }
+
+    // Purged, the package takes its links with it (the user stays, as Debian's do).
+    dpkg(&["--purge".as_ref(), "ferry".as_ref()]);
+    assert!(
+        !wants.exists() && !wants.is_symlink(),
+        "{} after purge",
+        wants.display()
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod costwatch;
 pub mod daemon;
 pub mod engine;
+pub mod logging;
 pub mod model;
 pub mod netwatch;
 pub mod notify;

@@ -31,6 +31,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "ferryd=info".into()),
         )
         .with_writer(std::io::stderr)
+        // What users send is escaped and secrets masked in every line (logging.rs).
+        .fmt_fields(ferryd::logging::EscapedFields)
         .init();
     // Before any thread exists: it unsets systemd's variables.
     let passed = match daemon::activation_listener() {

@@ -9,12 +9,16 @@ use uuid::Uuid;
 mod clock;
 mod error_kind;
 mod peers;
+mod secrets;
+mod text;
 mod url;
 mod views;
 
 pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use peers::{CacheEntry, FilePeerInfo};
+pub use secrets::{is_secret_header, mask_url, mask_urls_in};
+pub use text::{describe_char, escape_control_chars, first_control_char, is_control_char};
 pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
@@ -91,7 +95,8 @@ pub struct JobRecord {
     pub options: JobOptions,
 }
 
-/// Credentials sent with every request of a job. Never shown by `info` or queries.
+/// Credentials sent with every request of a job. Never shown: outputs show
+/// [`Credentials::public`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Credentials {
@@ -123,7 +128,8 @@ pub enum ProxySetting {
 }
 
 impl ProxySetting {
-    /// `system`, `none` or the URL.
+    /// `system`, `none` or the URL, password included (outputs show
+    /// [`ProxySetting::shown`]).
     pub fn as_text(&self) -> String {
         match self {
             ProxySetting::System => "system".into(),
@@ -137,8 +143,11 @@ impl ProxySetting {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct JobOptions {
-    /// Extra request headers, in order.
+    /// Extra request headers, in order. Outputs show [`JobOptions::shown_headers`].
     pub headers: Vec<(String, String)>,
+    /// Every header's value is write-only (BITS's `MakeCustomHeadersWriteOnly`), not only
+    /// those of authorization-like headers; once set, it stays set.
+    pub headers_write_only: bool,
     pub credentials: Option<Credentials>,
     pub proxy: ProxySetting,
     /// A PEM file of extra CA certificates to trust.

@@ -31,6 +31,7 @@ const MODULES: &[&str] = &[
     "costwatch",
     "daemon",
     "privsep",
+    "logging",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
@@ -63,6 +64,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("config", &[]),
     ("paths", &[]),
+    // How log lines are written: escaping and masking, from the model.
+    ("logging", &["model"]),
     // The system-wide daemon's root broker (`privsep/` but its worker side): the
     // configuration, the accounts, the caller's model — never a job, a store, an engine
     // or a network client. Of rpc, only the kernel's peer credentials and the accept

@@ -28,6 +28,8 @@ pub enum Action {
     /// One step towards `foreground` (`true`) or `low` (`false`).
     Priority(bool),
     ToggleHelp,
+    /// Scroll the help one line down (`true`) or up.
+    ScrollHelp(bool),
     Nothing,
 }
 
@@ -48,6 +50,8 @@ pub fn action(model: &Model, key: KeyEvent) -> Action {
     if model.show_help {
         return match key.code {
             KeyCode::Char('q') => Action::Quit,
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::PageDown => Action::ScrollHelp(true),
+            KeyCode::Up | KeyCode::Char('k') | KeyCode::PageUp => Action::ScrollHelp(false),
             _ => Action::ToggleHelp,
         };
     }
@@ -139,6 +143,19 @@ mod tests {
         assert_eq!(action(&m, key(KeyCode::Esc)), Action::Quit);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(action(&m, ctrl_c), Action::Quit);
+    }
+
+    #[test]
+    fn cli_trust_arrows_scroll_the_help_and_other_keys_close_it() {
+        let mut m = model();
+        m.show_help = true;
+        assert_eq!(action(&m, key(KeyCode::Down)), Action::ScrollHelp(true));
+        assert_eq!(
+            action(&m, key(KeyCode::Char('k'))),
+            Action::ScrollHelp(false)
+        );
+        assert_eq!(action(&m, key(KeyCode::Char('?'))), Action::ToggleHelp);
+        assert_eq!(action(&m, key(KeyCode::Char('q'))), Action::Quit);
     }
 
     #[test]

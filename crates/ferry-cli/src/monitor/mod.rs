@@ -119,7 +119,18 @@ fn act(model: &mut Model, manager: &Manager, tx: &mpsc::UnboundedSender<Update>,
             }
         }
         Action::Back => model.view = View::Jobs,
-        Action::ToggleHelp => model.show_help = !model.show_help,
+        Action::ToggleHelp => {
+            model.show_help = !model.show_help;
+            model.help_scroll = 0;
+        }
+        Action::ScrollHelp(down) => {
+            let last = view::help_text().lines().count() as u16;
+            model.help_scroll = if down {
+                (model.help_scroll + 1).min(last)
+            } else {
+                model.help_scroll.saturating_sub(1)
+            };
+        }
         Action::AskCancel => model.confirm_cancel = current.map(|(id, ..)| id),
         Action::KeepJob => {
             model.confirm_cancel = None;

@@ -148,6 +148,8 @@ pub struct Model {
     pub status: String,
     pub connection: Connection,
     pub show_help: bool,
+    /// How many lines the help is scrolled down (the view stops at its last line).
+    pub help_scroll: u16,
     /// Total bytes per second, one sample a second, oldest first.
     pub throughput: VecDeque<u64>,
 }
@@ -162,6 +164,7 @@ impl Model {
             status: String::new(),
             connection: Connection::Connected,
             show_help: false,
+            help_scroll: 0,
             throughput: VecDeque::new(),
         };
         m.replace_all(jobs);

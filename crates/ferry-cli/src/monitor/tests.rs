@@ -17,13 +17,18 @@ const HEIGHT: u16 = 24;
 
 /// The screen `model` draws, one string per line.
 fn screen(model: &Model, now: Instant) -> Vec<String> {
-    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).unwrap();
+    screen_of_size(model, now, WIDTH, HEIGHT)
+}
+
+/// The screen `model` draws on a `width`×`height` terminal.
+fn screen_of_size(model: &Model, now: Instant, width: u16, height: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
         .draw(|frame| view::draw(frame, model, now))
         .unwrap();
     let buffer = terminal.backend().buffer().clone();
-    (0..HEIGHT)
-        .map(|y| (0..WIDTH).map(|x| buffer[(x, y)].symbol()).collect())
+    (0..height)
+        .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
         .collect()
 }
 
@@ -194,4 +199,82 @@ fn monitor_without_jobs_says_how_to_add_one() {
     let now = Instant::now();
     let s = screen(&Model::new(Vec::new()), now);
     line_with(&s, "no jobs: `ferry get URL`");
+}
+
+const EVERY_STATE: [JobState; 9] = [
+    JobState::Suspended,
+    JobState::Queued,
+    JobState::Connecting,
+    JobState::Transferring,
+    JobState::TransientError,
+    JobState::Error,
+    JobState::Transferred,
+    JobState::Acknowledged,
+    JobState::Cancelled,
+];
+
+#[test]
+fn cli_trust_monitor_at_80x24_shows_every_state_whole_and_distinct() {
+    let now = Instant::now();
+    let rows = EVERY_STATE
+        .iter()
+        .enumerate()
+        .map(|(i, state)| {
+            let mut r = row(&format!("job-{i}"), *state, 45 << 20, Some(100 << 20), now);
+            r.rate = if *state == JobState::Transferring {
+                1 << 20
+            } else {
+                0
+            };
+            r
+        })
+        .collect();
+    let s = screen_of_size(&Model::new(rows), now, 80, 24);
+    let mut labels = Vec::new();
+    for (i, state) in EVERY_STATE.iter().enumerate() {
+        let label = view::state_label(*state, false);
+        let line = line_with(&s, &format!("job-{i}"));
+        assert!(
+            line.split_whitespace().any(|word| word == label),
+            "{state} shows as the whole word {label:?}: {line}\n{}",
+            s.join("\n")
+        );
+        assert!(
+            line.contains("]  45%"),
+            "the bar and its percentage: {line}"
+        );
+        assert!(line.contains("45.0 MiB/100.0 MiB"), "{line}");
+        labels.push(label);
+    }
+    labels.sort();
+    labels.dedup();
+    assert_eq!(labels.len(), EVERY_STATE.len(), "distinct: {labels:?}");
+    line_with(&s, "1.0 MiB/s");
+    line_with(&s, "0:55");
+    // The columns that do not fit are said under the table for the selected job.
+    line_with(&s, "job-0: normal priority, files 0/1");
+    line_with(&s, "q quit");
+}
+
+#[test]
+fn cli_trust_monitor_help_fits_80x24_and_scrolls_when_shorter() {
+    let now = Instant::now();
+    let mut model = sample(now);
+    model.show_help = true;
+    let text = view::help_text();
+    let s = screen_of_size(&model, now, 80, 24);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        line_with(&s, line.trim_end());
+    }
+    // Twelve lines: the arrows scroll it, and the title says where it stands.
+    let s = screen_of_size(&model, now, 80, 12);
+    let first = text.lines().next().unwrap();
+    let last = text.lines().last().unwrap().trim_end();
+    line_with(&s, first);
+    assert!(!s.iter().any(|l| l.contains(last)), "{}", s.join("\n"));
+    line_with(&s, "↑↓ scroll");
+    model.help_scroll = 100;
+    let s = screen_of_size(&model, now, 80, 12);
+    line_with(&s, last);
+    assert!(!s.iter().any(|l| l.contains(first)), "{}", s.join("\n"));
 }

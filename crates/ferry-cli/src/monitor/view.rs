@@ -18,9 +18,14 @@ use crate::output::fit;
 /// The keys, one line (the full list is in `ferry monitor --help` and behind `?`).
 const KEYS: &str =
     "↑↓ select  ⏎ files  s suspend  r resume  x cancel  c complete  +/- priority  ? help  q quit";
+/// The same in 80 columns.
+const KEYS_NARROW: &str =
+    "↑↓ select ⏎ files s suspend r resume x cancel c complete +/- prio ? help q quit";
 
 /// The width of the text progress bar in the job table.
 const BAR: usize = 12;
+/// The same below [`WIDE`].
+const BAR_NARROW: usize = 6;
 
 /// Draws `model` as it stands at `now`.
 pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
@@ -42,8 +47,13 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
         Paragraph::new(status_line(model)).style(Style::default().add_modifier(Modifier::BOLD)),
         status,
     );
+    let keys_line = if frame.area().width >= KEYS.chars().count() as u16 {
+        KEYS
+    } else {
+        KEYS_NARROW
+    };
     frame.render_widget(
-        Paragraph::new(KEYS).style(Style::default().fg(Color::DarkGray)),
+        Paragraph::new(keys_line).style(Style::default().fg(Color::DarkGray)),
         keys,
     );
     if let Some(id) = model.confirm_cancel {
@@ -63,8 +73,57 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
         );
     }
     if model.show_help {
-        draw_popup(frame, "Keys", super::HELP);
+        draw_help(frame, model.help_scroll);
     }
+}
+
+/// What the `?` key shows: the keys of `ferry monitor --help` and what the short state
+/// names of a narrow terminal stand for, each line short enough for 80 columns.
+pub fn help_text() -> String {
+    let keys = super::HELP
+        .split_once("Keys")
+        .map(|(_, keys)| format!("Keys{keys}"))
+        .unwrap_or_else(|| super::HELP.to_string());
+    format!(
+        "{keys}\n\nStates, shortened below {WIDE} columns:\n  \
+         connect   connecting            xferring  transferring\n  \
+         xferred   transferred           retrying  transient_error\n  \
+         acked     acknowledged"
+    )
+}
+
+/// The help in a box that fits the screen; when the screen is too short for all of it, the
+/// arrows scroll it and the title says so.
+fn draw_help(frame: &mut Frame, scroll: u16) {
+    let text = help_text();
+    let lines = text.lines().count() as u16;
+    let area = frame.area();
+    let inner = area.height.saturating_sub(2);
+    let fits = lines <= inner;
+    let scroll = scroll.min(lines.saturating_sub(inner));
+    let title = if fits {
+        " Keys (any key closes) ".to_string()
+    } else {
+        format!(
+            " Keys ↑↓ scroll, lines {}-{} of {lines} ",
+            scroll + 1,
+            (scroll + inner).min(lines)
+        )
+    };
+    let width = area.width.min(80);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - (lines + 2).min(area.height)) / 2,
+        width,
+        height: (lines + 2).min(area.height),
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(text)
+            .scroll((scroll, 0))
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        popup,
+    );
 }
 
 fn header_line(model: &Model, now: Instant) -> Line<'static> {
@@ -117,19 +176,19 @@ fn draw_sparkline(frame: &mut Frame, model: &Model, area: Rect) {
     );
 }
 
-/// `[#####     ] 45%`, or a placeholder while the size is unknown.
-fn bar(fraction: Option<f64>) -> String {
+/// `[#####     ] 45%` with a bar of `width`, or a placeholder while the size is unknown.
+fn bar(fraction: Option<f64>, width: usize) -> String {
     match fraction {
         Some(f) => {
-            let filled = ((f * BAR as f64).round() as usize).min(BAR);
+            let filled = ((f * width as f64).round() as usize).min(width);
             format!(
                 "[{}{}] {:>3.0}%",
                 "#".repeat(filled),
-                " ".repeat(BAR - filled),
+                " ".repeat(width - filled),
                 f * 100.0
             )
         }
-        None => format!("[{}]  ?%", "?".repeat(BAR)),
+        None => format!("[{}]  ?%", "?".repeat(width)),
     }
 }
 
@@ -144,6 +203,25 @@ fn eta(d: Option<Duration>) -> String {
                 format!("{}:{:02}", s / 60, s % 60)
             }
         }
+    }
+}
+
+/// A state as the job table shows it: in full from [`WIDE`] columns, else in at most 9,
+/// each short form distinct (never cut, where `transfe…` could be two states).
+pub fn state_label(state: JobState, wide: bool) -> &'static str {
+    if wide {
+        return state.as_str();
+    }
+    match state {
+        JobState::Suspended => "suspended",
+        JobState::Queued => "queued",
+        JobState::Connecting => "connect",
+        JobState::Transferring => "xferring",
+        JobState::Transferred => "xferred",
+        JobState::TransientError => "retrying",
+        JobState::Error => "error",
+        JobState::Acknowledged => "acked",
+        JobState::Cancelled => "cancelled",
     }
 }
 
@@ -169,13 +247,36 @@ fn sizes(j: &JobRow) -> String {
 /// the name and error columns (one space between columns, two for the selection mark).
 const JOB_COLUMNS: [u16; 7] = [15, BAR as u16 + 7, 21, 7, 12, 6, 10];
 const JOB_TABLE_FIXED: u16 = 15 + BAR as u16 + 7 + 21 + 7 + 12 + 6 + 10 + 8 + 2;
+/// From this width the job table has every column (names of 12 columns at least, errors
+/// of 10) and states in full; below it (80 columns, say), short states and a short bar,
+/// and the selected job's priority, files and error under the table.
+pub const WIDE: u16 = JOB_TABLE_FIXED + 12 + 10;
+/// The narrow table's columns after the name: state, progress, bytes, rate, time left;
+/// and what the table needs besides the name (one space between columns, two for the
+/// selection mark).
+const NARROW_COLUMNS: [u16; 5] = [9, BAR_NARROW as u16 + 7, 19, 11, 6];
+const NARROW_FIXED: u16 = 9 + BAR_NARROW as u16 + 7 + 19 + 11 + 6 + 5 + 2;
 
 fn draw_jobs(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
-    // The selected job's error in full, under the table (the column shows its start).
+    let wide = area.width >= WIDE;
+    // The selected job's error in full, under the table (the column shows its start); in
+    // a narrow table, also what its missing columns would say.
     let detail = model.selected_job().and_then(|j| {
-        j.error
+        let error = j
+            .error
             .as_ref()
-            .map(|(code, message)| format!("{}: {code}: {message}", j.name))
+            .map(|(code, message)| format!("{code}: {message}"));
+        if wide {
+            return error.map(|e| format!("{}: {e}", j.name));
+        }
+        let mut line = format!(
+            "{}: {} priority, files {}/{}",
+            j.name, j.priority, j.files_done, j.files_total
+        );
+        if let Some(e) = error {
+            line.push_str(&format!("; {e}"));
+        }
+        Some(line)
     });
     let [area, detail_area] = Layout::vertical([
         Constraint::Min(2),
@@ -190,6 +291,10 @@ fn draw_jobs(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
             detail_area,
         );
     }
+    if !wide {
+        draw_jobs_narrow(frame, model, now, area);
+        return;
+    }
     let spare = area.width.saturating_sub(JOB_TABLE_FIXED);
     let name_width = (spare * 3 / 5).clamp(12, 48) as usize;
     let rows = model.jobs.iter().map(|j| {
@@ -202,7 +307,7 @@ fn draw_jobs(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
         let row = Row::new(vec![
             Span::raw(fit(&j.name, name_width)),
             Span::styled(j.state.as_str(), state_style(j.state)),
-            Span::raw(bar(j.fraction())),
+            Span::raw(bar(j.fraction(), BAR)),
             Span::raw(sizes(j)),
             Span::raw(format!("{}/{}", j.files_done, j.files_total)),
             Span::raw(if rate > 0 {
@@ -227,6 +332,48 @@ fn draw_jobs(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
     let mut widths = vec![Constraint::Length(name_width as u16)];
     widths.extend(JOB_COLUMNS.map(Constraint::Length));
     widths.push(Constraint::Min(10));
+    let empty = model.jobs.is_empty();
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(Block::default().borders(Borders::TOP).title(if empty {
+            " no jobs: `ferry get URL` or `ferry create` adds one "
+        } else {
+            " jobs "
+        }))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ");
+    let mut state = TableState::default().with_selected((!empty).then_some(model.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The job table below [`WIDE`] columns: name, short state, short bar, bytes, rate and
+/// time left (the priority, files and error of the selected job are under it).
+fn draw_jobs_narrow(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
+    let name_width = area.width.saturating_sub(NARROW_FIXED).max(8) as usize;
+    let rows = model.jobs.iter().map(|j| {
+        let rate = j.rate_at(now);
+        let row = Row::new(vec![
+            Span::raw(fit(&j.name, name_width)),
+            Span::styled(state_label(j.state, false), state_style(j.state)),
+            Span::raw(bar(j.fraction(), BAR_NARROW)),
+            Span::raw(sizes(j)),
+            Span::raw(if rate > 0 {
+                format_rate(rate)
+            } else {
+                "-".into()
+            }),
+            Span::raw(eta(j.eta_at(now))),
+        ]);
+        if j.state.is_final() {
+            row.style(Style::default().add_modifier(Modifier::DIM))
+        } else {
+            row
+        }
+    });
+    let header = Row::new(["NAME", "STATE", "PROGRESS", "BYTES", "RATE", "ETA"])
+        .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let mut widths = vec![Constraint::Length(name_width as u16)];
+    widths.extend(NARROW_COLUMNS.map(Constraint::Length));
     let empty = model.jobs.is_empty();
     let table = Table::new(rows, widths)
         .header(header)
@@ -270,7 +417,7 @@ fn draw_files(
         frame.render_widget(Paragraph::new("reading the job's files…"), list);
         return;
     };
-    let name_width = list.width.saturating_sub(50).clamp(12, 80) as usize;
+    let name_width = list.width.saturating_sub(54).clamp(12, 80) as usize;
     let rows = files.iter().map(|f| {
         let fraction = match f.bytes_total {
             Some(0) => Some(1.0),
@@ -280,7 +427,7 @@ fn draw_files(
         Row::new(vec![
             f.index.to_string(),
             fit(&f.local_path, name_width),
-            bar(fraction),
+            bar(fraction, BAR),
             match f.bytes_total {
                 Some(t) => format!("{}/{}", format_size(f.bytes_transferred), format_size(t)),
                 None => format!("{}/?", format_size(f.bytes_transferred)),

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{FileView, JobView};
+use crate::model::{escape_control_chars, FileView, JobView};
 
 /// The methods of a callback object (BITS's `IBackgroundCopyCallback2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,14 +96,18 @@ impl Channel {
     }
 
     /// The client answered invocation `invoke_id`: `Err` with its error text when the
-    /// callback failed.
+    /// callback failed. The text becomes the job's `last_notification_error` and a log
+    /// line, so its control characters are escaped: nothing to refuse it to.
     pub fn reply(&self, invoke_id: u64, result: Result<(), String>) {
         if let Some(done) = self.pending.lock().remove(&invoke_id) {
             let _ = done.send(result.map_err(|error| {
                 if error.is_empty() {
                     "the callback returned an error".to_string()
                 } else {
-                    format!("the callback returned an error: {error}")
+                    format!(
+                        "the callback returned an error: {}",
+                        escape_control_chars(&error)
+                    )
                 }
             }));
         }

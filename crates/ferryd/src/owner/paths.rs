@@ -62,10 +62,9 @@ pub fn check_destination(path: &str) -> Result<String, String> {
             Ok(target) => {
                 let folder = Path::new(&resolved).parent().unwrap_or(Path::new("/"));
                 let next = folder.join(target);
-                current = next
-                    .into_os_string()
-                    .into_string()
-                    .map_err(|_| format!("the link '{resolved}' leads to a path that is not UTF-8"))?;
+                current = next.into_os_string().into_string().map_err(|_| {
+                    format!("the link '{resolved}' leads to a path that is not UTF-8")
+                })?;
                 if current.split('/').any(|c| c == "..") {
                     // Made absolute without `..` by resolving the folder the link names.
                     let p = Path::new(&current);
@@ -74,7 +73,9 @@ pub fn check_destination(path: &str) -> Result<String, String> {
                     })?;
                     let folder = std::fs::canonicalize(p.parent().unwrap_or(Path::new("/")))
                         .map_err(|e| {
-                            format!("the folder the link '{resolved}' leads to cannot be used ({e})")
+                            format!(
+                                "the folder the link '{resolved}' leads to cannot be used ({e})"
+                            )
                         })?;
                     current = folder.join(name).display().to_string();
                 }
@@ -248,7 +249,9 @@ mod tests {
         let b = real.join("b");
         std::os::unix::fs::symlink(&b, &a).unwrap();
         std::os::unix::fs::symlink(&a, &b).unwrap();
-        assert!(check_destination(a.to_str().unwrap()).unwrap_err().contains("links"));
+        assert!(check_destination(a.to_str().unwrap())
+            .unwrap_err()
+            .contains("links"));
         let to_dir = real.join("to-dir");
         std::os::unix::fs::symlink(&data, &to_dir).unwrap();
         assert!(check_destination(to_dir.to_str().unwrap()).is_err());

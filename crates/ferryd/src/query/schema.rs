@@ -3,7 +3,7 @@
 
 use super::eval::Value;
 use crate::model::HandlerRecord;
-use crate::model::{FileView, JobView};
+use crate::model::{mask_url, mask_urls_in, FileView, JobView};
 
 /// A class that queries can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "partial",
     "last_notification_error",
     "headers",
+    "headers_write_only",
+    "auto_complete",
+    "insecure_tls",
     "credentials",
     "proxy",
     "ca_file",
@@ -51,6 +54,9 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "peers",
     "bytes_from_origin",
     "bytes_from_peers",
+    "on_metered",
+    "waiting_for_unmetered",
+    "yielding",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -152,17 +158,29 @@ impl Class {
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
             | (Class::Handler, "registered_unix_ms") => PropType::Number,
-            (Class::Job, "partial") | (Class::File, "completed" | "validated") => PropType::Boolean,
+            (
+                Class::Job,
+                "partial"
+                | "waiting_for_unmetered"
+                | "yielding"
+                | "headers_write_only"
+                | "auto_complete"
+                | "insecure_tls",
+            )
+            | (Class::File, "completed" | "validated") => PropType::Boolean,
             _ => PropType::Text,
         }
     }
 }
 
-/// A property's value in a result: a scalar or an embedded object.
+/// A property's value in a result: a scalar, an embedded object, or a list of texts (sent
+/// as a list, so that `--json` shows the same list as `ferry info`; evaluated as its items
+/// joined by the separator, NULL when empty, as WHERE clauses always saw it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prop {
     Value(Value),
     Object(Obj),
+    List(Vec<String>, &'static str),
 }
 
 /// An object of a query result or event.
@@ -186,6 +204,8 @@ impl Obj {
                 Value::Null => Value::String(o.class.clone()),
                 v => v,
             },
+            Some((_, Prop::List(items, _))) if items.is_empty() => Value::Null,
+            Some((_, Prop::List(items, separator))) => Value::String(items.join(separator)),
             None => Value::Null,
         }
     }
@@ -238,7 +258,7 @@ pub fn job_object(v: &JobView) -> Obj {
         props: vec![
             ("context", s(e.context.as_str())),
             ("code", s(e.code.clone())),
-            ("message", s(e.message.clone())),
+            ("message", s(mask_urls_in(&e.message))),
             ("file_index", opt(e.file_index, i)),
         ],
     });
@@ -266,14 +286,7 @@ pub fn job_object(v: &JobView) -> Obj {
                 "notification_class",
                 opt(j.notification_class, |c| s(c.to_string())),
             ),
-            (
-                "notify_command",
-                if j.notify_command.is_empty() {
-                    Prop::Value(Value::Null)
-                } else {
-                    s(j.notify_command.join(" "))
-                },
-            ),
+            ("notify_command", Prop::List(j.notify_command.clone(), " ")),
             ("minimum_retry_delay_secs", i(j.min_retry_delay_secs)),
             ("no_progress_timeout_secs", i(j.no_progress_timeout_secs)),
             ("max_transfer_time_secs", i(j.max_transfer_time_secs)),
@@ -282,24 +295,15 @@ pub fn job_object(v: &JobView) -> Obj {
                 "last_notification_error",
                 s(j.last_notification_error.clone()),
             ),
-            (
-                "headers",
-                if j.options.headers.is_empty() {
-                    Prop::Value(Value::Null)
-                } else {
-                    s(j.options
-                        .headers
-                        .iter()
-                        .map(|(n, v)| format!("{n}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                },
-            ),
+            ("headers", Prop::List(j.options.shown_headers(), "; ")),
+            ("headers_write_only", b(j.options.headers_write_only)),
+            ("auto_complete", b(j.options.auto_complete)),
+            ("insecure_tls", b(j.options.insecure_tls)),
             (
                 "credentials",
                 opt(j.options.credentials.as_ref().map(|c| c.public()), s),
             ),
-            ("proxy", s(j.options.proxy.as_text())),
+            ("proxy", s(j.options.proxy.shown())),
             ("ca_file", opt(j.options.ca_file.clone(), s)),
             ("bandwidth_limit", i(j.options.bandwidth_limit)),
             (
@@ -317,6 +321,9 @@ pub fn job_object(v: &JobView) -> Obj {
             ("peers", opt(j.options.peers, |m| s(m.as_str()))),
             ("bytes_from_origin", i(v.totals.bytes_from_origin)),
             ("bytes_from_peers", i(v.totals.bytes_from_peers)),
+            ("on_metered", opt(j.options.on_metered, |p| s(p.as_str()))),
+            ("waiting_for_unmetered", b(v.waiting_for_unmetered)),
+            ("yielding", b(v.yielding)),
         ],
     }
 }
@@ -329,7 +336,7 @@ pub fn file_object(v: &FileView) -> Obj {
         props: vec![
             ("job_id", s(f.job_id.to_string())),
             ("index", i(f.index)),
-            ("remote_url", s(f.remote_url.clone())),
+            ("remote_url", s(mask_url(&f.remote_url))),
             ("local_path", s(f.local_path.clone())),
             ("bytes_total", opt(f.bytes_total, i)),
             ("bytes_transferred", i(v.bytes_transferred)),
@@ -339,7 +346,7 @@ pub fn file_object(v: &FileView) -> Obj {
                 s(f.temporary_path().to_string_lossy().into_owned()),
             ),
             ("expected_sha256", opt(f.expected_sha256.clone(), s)),
-            ("final_url", opt(f.final_url.clone(), s)),
+            ("final_url", opt(f.final_url.as_deref(), |u| s(mask_url(u)))),
             ("validated", opt(f.validated, b)),
             ("bytes_from_origin", i(f.peer.from_origin)),
             ("bytes_from_peers", i(f.peer.from_peers)),
@@ -347,13 +354,13 @@ pub fn file_object(v: &FileView) -> Obj {
     }
 }
 
-/// A handler as a query object (`argv` joined by spaces).
+/// A handler as a query object (`argv` evaluated as joined by spaces).
 pub fn handler_object(h: &HandlerRecord) -> Obj {
     Obj {
         class: "Handler".into(),
         props: vec![
             ("class", s(h.class.to_string())),
-            ("argv", s(h.argv.join(" "))),
+            ("argv", Prop::List(h.argv.clone(), " ")),
             ("workdir", opt(h.workdir.clone(), s)),
             ("registered_unix_ms", i(h.registered_ms)),
         ],
@@ -376,5 +383,74 @@ mod tests {
         };
         let names: Vec<&str> = job_object(&v).props.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, JOB_PROPERTIES);
+    }
+
+    /// Objects hold the masked values, so no condition can test a secret either
+    /// (`WHERE headers LIKE 'Authorization: Bearer a%'` would read it a letter at a time).
+    #[test]
+    fn secrets_are_masked_in_objects_and_so_in_conditions() {
+        use crate::model::{
+            Credentials, ErrorContext, FilePeerInfo, FileRecord, JobErrorRecord, ProxySetting,
+        };
+        let mut job = JobRecord::new("n".into(), JobType::Download, Priority::Normal, 0);
+        job.options.headers = vec![
+            ("Authorization".into(), "Bearer s3cret-1".into()),
+            ("X-Trace".into(), "visible".into()),
+        ];
+        job.options.credentials = Some(Credentials::Bearer {
+            token: "s3cret-2".into(),
+        });
+        job.options.proxy = ProxySetting::Url("http://pu:s3cret-3@proxy:3128/".into());
+        job.error = Some(JobErrorRecord {
+            context: ErrorContext::RemoteFile,
+            code: "http_401".into(),
+            message: "server answered 401 for https://u:s3cret-4@h/f".into(),
+            file_index: Some(0),
+            time_ms: 0,
+        });
+        let v = JobView {
+            job,
+            totals: Totals::default(),
+            bytes_per_second: 0,
+            waiting_for_unmetered: false,
+            yielding: false,
+        };
+        let o = job_object(&v);
+        let dump = format!("{o:?}");
+        assert!(!dump.contains("s3cret"), "{dump}");
+        assert_eq!(
+            o.value("headers"),
+            Value::String("Authorization: ***; X-Trace: visible".into())
+        );
+        assert_eq!(
+            o.value("proxy"),
+            Value::String("http://pu:***@proxy:3128/".into())
+        );
+        assert_eq!(o.value("headers_write_only"), Value::Boolean(false));
+
+        let f = FileView {
+            file: FileRecord {
+                job_id: v.job.id,
+                index: 0,
+                remote_url: "https://u:s3cret-5@h/f".into(),
+                local_path: "/tmp/f".into(),
+                bytes_total: None,
+                bytes_transferred: 0,
+                completed: false,
+                expected_sha256: None,
+                final_url: Some("https://u:s3cret-6@h/g".into()),
+                validator: None,
+                validated: None,
+                segments: Vec::new(),
+                peer: FilePeerInfo::default(),
+            },
+            bytes_transferred: 0,
+        };
+        let o = file_object(&f);
+        assert!(!format!("{o:?}").contains("s3cret"), "{o:?}");
+        assert_eq!(
+            o.value("remote_url"),
+            Value::String("https://u:***@h/f".into())
+        );
     }
 }

@@ -6,8 +6,8 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::model::{
-    Credentials, ErrorContext, HandlerRecord, JobState, JobType, MeteredPolicy, PeerMode, Priority,
-    UploadProtocol,
+    mask_url, mask_urls_in, Credentials, ErrorContext, HandlerRecord, JobState, JobType,
+    MeteredPolicy, PeerMode, Priority, UploadProtocol,
 };
 use crate::service::{
     CallbackMethod, ErrorReason, FileView, Invocation, JobView, Obj, ServiceError,
@@ -158,7 +158,8 @@ pub fn job(v: &JobView) -> pb::Job {
         error: j.error.as_ref().map(|e| pb::JobError {
             context: error_context(e.context) as i32,
             code: e.code.clone(),
-            message: e.message.clone(),
+            // It may quote a URL with its userinfo.
+            message: mask_urls_in(&e.message).into_owned(),
             file_index: e.file_index,
             time_unix_ms: e.time_ms,
         }),
@@ -177,19 +178,16 @@ pub fn job(v: &JobView) -> pb::Job {
         max_transfer_time_secs: j.max_transfer_time_secs,
         partial: j.partial,
         last_notification_error: j.last_notification_error.clone(),
-        headers: j
-            .options
-            .headers
-            .iter()
-            .map(|(n, v)| format!("{n}: {v}"))
-            .collect(),
+        // Secrets are write-only (model/secrets.rs): names and a mask only.
+        headers: j.options.shown_headers(),
+        headers_write_only: j.options.headers_write_only,
         credentials: j
             .options
             .credentials
             .as_ref()
             .map(|c| c.public())
             .unwrap_or_default(),
-        proxy: j.options.proxy.as_text(),
+        proxy: j.options.proxy.shown(),
         ca_file: j.options.ca_file.clone().unwrap_or_default(),
         bandwidth_limit: j.options.bandwidth_limit,
         upload_protocol: if j.job_type == JobType::Download {
@@ -268,14 +266,18 @@ pub fn file(v: &FileView) -> pb::File {
     pb::File {
         job_id: f.job_id.to_string(),
         index: f.index,
-        remote_url: f.remote_url.clone(),
+        remote_url: mask_url(&f.remote_url).into_owned(),
         local_path: f.local_path.clone(),
         bytes_total: f.bytes_total.map(|b| b as i64).unwrap_or(-1),
         bytes_transferred: v.bytes_transferred as i64,
         completed: f.completed,
         temporary_path: f.temporary_path().to_string_lossy().into_owned(),
         expected_sha256: f.expected_sha256.clone().unwrap_or_default(),
-        final_url: f.final_url.clone().unwrap_or_default(),
+        final_url: f
+            .final_url
+            .as_deref()
+            .map(|u| mask_url(u).into_owned())
+            .unwrap_or_default(),
         validated: f.validated,
         bytes_from_origin: f.peer.from_origin,
         bytes_from_peers: f.peer.from_peers,
@@ -329,6 +331,9 @@ pub fn object(o: &Obj) -> pb::Object {
                         Prop::Value(V::Real(r)) => Some(Kind::RealValue(*r)),
                         Prop::Value(V::Boolean(b)) => Some(Kind::BooleanValue(*b)),
                         Prop::Object(o) => Some(Kind::ObjectValue(object(o))),
+                        Prop::List(items, _) => Some(Kind::StringListValue(pb::StringList {
+                            values: items.clone(),
+                        })),
                     },
                 }),
             })
@@ -361,6 +366,45 @@ mod tests {
         }
         let all = pairs.iter().fold(NotifyFlags::empty(), |a, (b, _)| a | *b);
         assert_eq!(all, NotifyFlags::all(), "every bit has its wire value");
+    }
+
+    #[test]
+    fn secrets_never_reach_the_wire() {
+        use crate::model::{JobRecord, ProxySetting, Totals};
+        let mut j = JobRecord::new("n".into(), JobType::Download, Priority::Normal, 0);
+        j.options.headers = vec![
+            ("Cookie".into(), "sid=s3cret-1".into()),
+            ("X-Api-Key".into(), "s3cret-2".into()),
+            ("Accept".into(), "text/plain".into()),
+        ];
+        j.options.credentials = Some(Credentials::Basic {
+            user: "alice".into(),
+            password: "s3cret-3".into(),
+        });
+        j.options.proxy = ProxySetting::Url("http://pu:s3cret-4@proxy:3128/".into());
+        let mut v = JobView {
+            job: j,
+            totals: Totals::default(),
+            bytes_per_second: 0,
+            waiting_for_unmetered: false,
+            yielding: false,
+        };
+        let wire = job(&v);
+        assert!(!format!("{wire:?}").contains("s3cret"), "{wire:?}");
+        assert_eq!(
+            wire.headers,
+            ["Cookie: ***", "X-Api-Key: ***", "Accept: text/plain"]
+        );
+        assert_eq!(wire.credentials, "basic alice");
+        assert_eq!(wire.proxy, "http://pu:***@proxy:3128/");
+        assert!(!wire.headers_write_only);
+        v.job.options.headers_write_only = true;
+        let wire = job(&v);
+        assert!(wire.headers_write_only);
+        assert_eq!(
+            wire.headers,
+            ["Cookie: ***", "X-Api-Key: ***", "Accept: ***"]
+        );
     }
 
     #[test]

@@ -238,6 +238,7 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         no_progress_timeout_secs: r.no_progress_timeout_secs,
         max_transfer_time_secs: r.max_transfer_time_secs,
         headers: r.headers.map(|l| l.values),
+        headers_write_only: r.headers_write_only,
         credentials: convert::credentials_from(r.credentials),
         proxy: r.proxy,
         ca_file: r.ca_file,

@@ -7,6 +7,7 @@ use ferry_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::caller;
+use crate::model::mask_url;
 use crate::service::{CacheEntry, Found, PeerInfo, PeerState, Service};
 
 /// The `Peers` service.
@@ -38,7 +39,8 @@ fn peer(p: &PeerInfo) -> pb::Peer {
 fn entry(e: &CacheEntry) -> pb::CacheEntry {
     pb::CacheEntry {
         id: e.id.clone(),
-        url: e.url.clone(),
+        // A URL's userinfo is write-only here too (model/secrets.rs).
+        url: mask_url(&e.url).into_owned(),
         validator: e.validator.clone().unwrap_or_default(),
         length: e.length,
         sha256: e.sha256.clone(),

@@ -51,6 +51,9 @@ pub struct JobChanges {
     pub max_transfer_time_secs: Option<u64>,
     /// Replaces the custom headers ("Name: value" each).
     pub headers: Option<Vec<String>>,
+    /// `Some(true)` makes every header's value write-only; `Some(false)` is refused on a
+    /// job that has it.
+    pub headers_write_only: Option<bool>,
     /// `Some(None)` removes the credentials.
     pub credentials: Option<Option<crate::model::Credentials>>,
     pub proxy: Option<String>,

@@ -447,7 +447,9 @@ impl Host for Service {
             // is durable and its run has returned.
             if let (Some(svc), Some(owner)) = (svc, auto_complete) {
                 match svc.complete(owner, job).await {
-                    Ok(o) => tracing::info!(%job, committed = o.committed, "job completed by itself"),
+                    Ok(o) => {
+                        tracing::info!(%job, committed = o.committed, "job completed by itself")
+                    }
                     Err(e) => tracing::warn!(%job, "the job could not complete itself: {e}"),
                 }
                 svc.report_unfinished();

@@ -28,8 +28,8 @@ impl Service {
         self.check_writable()?;
         self.check_store_room().await?;
         let owner = caller.uid;
-        let name = validate::text("the display name", &spec.display_name)?;
-        let description = validate::text("the description", &spec.description)?;
+        let name = validate::text("display_name", &spec.display_name)?;
+        let description = validate::text("description", &spec.description)?;
         let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
         job.description = description;
         let exempt = self.exempt_from_limits(caller);
@@ -137,12 +137,13 @@ impl Service {
         let mut checked: Vec<CheckedFile> = Vec::with_capacity(specs.len());
         let mut seen = std::collections::HashMap::with_capacity(specs.len());
         for (i, (s, path)) in specs.iter().zip(path_checks).enumerate() {
-            let url = validate::remote_url(&s.remote_url)?;
+            let url = validate::remote_url(&format!("files[{i}].remote_url"), &s.remote_url)?;
             if upload && url.starts_with("file:") {
                 return Err(ServiceError::InvalidArgument(
                     "uploads go to http or https URLs".into(),
                 ));
             }
+            validate::local_path(&format!("files[{i}].local_path"), &s.local_path)?;
             let path = path.map_err(ServiceError::InvalidArgument)?;
             if let Some(first) = seen.insert(path.clone(), i) {
                 return Err(ServiceError::InvalidArgument(format!(

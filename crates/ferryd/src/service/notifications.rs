@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::state::Inner;
-use super::{ChangeKind, ErrorReason, FileView, Service, ServiceError};
+use super::{validate, ChangeKind, ErrorReason, FileView, Service, ServiceError};
 use crate::model::{
     now_ms, ErrorContext, FileRecord, HandlerRecord, JobErrorRecord, JobRecord, JobState,
     NotifyFlags, NotifyMethod, OutboxRecord,
@@ -103,6 +103,10 @@ impl Service {
         self.check_writable()?;
         self.check_store_room().await?;
         self.check_handler_room(&self.lock(), uid, class)?;
+        validate::command("handler.argv", &argv)?;
+        if let Some(d) = &workdir {
+            validate::local_path("handler.workdir", d)?;
+        }
         let Some(program) = argv.first() else {
             return Err(ServiceError::InvalidArgument(
                 "the handler needs a command: argv holds the program (an absolute path) and \

@@ -33,10 +33,10 @@ impl Service {
         mut changes: JobChanges,
     ) -> Result<CheckedChanges, ServiceError> {
         if let Some(name) = &changes.display_name {
-            validate::text("the display name", name)?;
+            validate::text("display_name", name)?;
         }
         if let Some(d) = &changes.description {
-            validate::text("the description", d)?;
+            validate::text("description", d)?;
         }
         if let Some(flags) = changes.notify_flags {
             if NotifyFlags::from_bits(flags).is_none() {
@@ -47,6 +47,7 @@ impl Service {
             }
         }
         if let Some(cmd) = &changes.notify_command {
+            validate::command("notify_command", cmd)?;
             if let Some(prog) = cmd.first() {
                 if !std::path::Path::new(prog).is_absolute() {
                     return Err(ServiceError::InvalidArgument(format!(
@@ -67,7 +68,8 @@ impl Service {
             .take()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| validate::header(h))
+                    .enumerate()
+                    .map(|(i, h)| validate::header(&format!("headers[{i}]"), h))
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
@@ -83,26 +85,30 @@ impl Service {
         let ca_file = match changes.ca_file.take().as_deref() {
             None => None,
             Some("") => Some(None),
-            Some(p) => Some(Some(
+            Some(p) => Some(Some({
+                validate::local_path("ca_file", p)?;
                 self.owners
                     .of(owner)
                     .check_regular_file("the CA file", p.to_string())
                     .await
-                    .map_err(ServiceError::InvalidArgument)?,
-            )),
+                    .map_err(ServiceError::InvalidArgument)?
+            })),
         };
         let reply_file = match changes.reply_file.take().as_deref() {
             None => None,
             Some("") => Some(None),
-            Some(p) => Some(Some(
+            Some(p) => Some(Some({
+                validate::local_path("reply_file", p)?;
                 self.owners
                     .of(owner)
                     .check_destination(p.to_string())
                     .await
-                    .map_err(ServiceError::InvalidArgument)?,
-            )),
+                    .map_err(ServiceError::InvalidArgument)?
+            })),
         };
         if let Some(Some(Credentials::Basic { user, .. })) = &changes.credentials {
+            // The user is shown (`basic USER`); the password never is.
+            validate::no_control_chars("credentials.basic.user", user)?;
             if user.contains(':') {
                 return Err(ServiceError::InvalidArgument(
                     "a basic-auth user name cannot contain ':'".into(),
@@ -168,7 +174,7 @@ impl Service {
 }
 
 /// Applies checked changes to `j`; refuses (leaving `j` as it was) what depends on the
-/// job's type.
+/// job's type or on what it already has (write-only headers stay write-only).
 pub(super) fn apply_changes(
     j: &mut JobRecord,
     checked: CheckedChanges,
@@ -186,6 +192,15 @@ pub(super) fn apply_changes(
                 "a reply file applies to upload_reply jobs only".into(),
             ));
         }
+    }
+    // BITS's MakeCustomHeadersWriteOnly cannot be undone either: turning it off would show
+    // the values it hid.
+    if changes.headers_write_only == Some(false) && j.options.headers_write_only {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "job {} has write-only headers and keeps them: headers_write_only cannot be set \
+             back to false (headers replaces the headers; a new job starts without it)",
+            j.id
+        )));
     }
     if let Some(v) = changes.display_name {
         j.display_name = v;
@@ -216,6 +231,9 @@ pub(super) fn apply_changes(
     }
     if let Some(v) = headers {
         j.options.headers = v;
+    }
+    if changes.headers_write_only == Some(true) {
+        j.options.headers_write_only = true;
     }
     if let Some(v) = changes.credentials {
         j.options.credentials = v;

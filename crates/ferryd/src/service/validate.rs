@@ -1,41 +1,67 @@
-//! Checks on what clients send: URLs, local paths, names, checksums.
+//! Checks on what clients send: URLs, local paths, names, checksums, and no control
+//! characters in any text ferry shows or logs.
 
 use super::{ErrorReason, ServiceError};
 use crate::engine::SCHEMES;
+use crate::model::{describe_char, first_control_char, mask_url};
 
 /// Longest display name or description accepted.
 pub const MAX_TEXT: usize = 4096;
 
-/// A remote URL ferry can transfer from: http, https or file, well formed.
-pub fn remote_url(url: &str) -> Result<String, ServiceError> {
+/// Refuses `value` of request field `field` (as the API names it: `display_name`,
+/// `files[2].local_path`, `handler.argv[0]`) when it holds a control character
+/// ([`crate::model::is_control_char`]): names, descriptions, paths, URLs and commands are
+/// shown in listings and logs, where a line feed would forge a line and an escape sequence
+/// would drive the terminal.
+pub fn no_control_chars(field: &str, value: &str) -> Result<(), ServiceError> {
+    match first_control_char(value) {
+        None => Ok(()),
+        Some((position, c)) => Err(ServiceError::InvalidArgument(format!(
+            "{field} has a control character, {}, at position {position} (counting \
+             characters from 0): control characters (tab, line feed, escape, DEL, C1, \
+             bidirectional controls) are refused in names, descriptions, paths, URLs and \
+             commands; remove it",
+            describe_char(c)
+        ))),
+    }
+}
+
+/// A remote URL ferry can transfer from: http, https or file, well formed, without
+/// control characters (nor in the path a `file:` URL names); `field` names it in a refusal.
+pub fn remote_url(field: &str, url: &str) -> Result<String, ServiceError> {
+    no_control_chars(field, url)?;
+    // Refusals quote the URL without the secret of its userinfo.
+    let shown = mask_url(url);
     let parsed = url::Url::parse(url).map_err(|e| {
         ServiceError::InvalidArgument(format!(
-            "'{url}' is not a valid URL ({e}); give a full URL such as https://host/path"
+            "'{shown}' is not a valid URL ({e}); give a full URL such as https://host/path"
         ))
     })?;
     let scheme = parsed.scheme();
     if !SCHEMES.contains(&scheme) {
         return Err(ServiceError::InvalidArgument(format!(
-            "unsupported URL scheme '{scheme}' in '{url}': ferry transfers {}",
+            "unsupported URL scheme '{scheme}' in '{shown}': ferry transfers {}",
             SCHEMES.join(", ")
         )));
     }
     if scheme == "file" {
         let Ok(path) = parsed.to_file_path() else {
             return Err(ServiceError::InvalidArgument(format!(
-                "'{url}' is not a local file URL: use file:///absolute/path"
+                "'{shown}' is not a local file URL: use file:///absolute/path"
             )));
         };
+        // `%0A` is no control character in the URL, but is one in the path it names.
+        no_control_chars(&format!("the path of {field}"), &path.to_string_lossy())?;
         if names_a_process_descriptor(&path) {
             return Err(ServiceError::InvalidArgument(format!(
-                "'{url}' names a process's own descriptors or folders (/proc, /dev/fd, \
+                "'{shown}' names a process's own descriptors or folders (/proc, /dev/fd, \
                  /dev/std*), not a file: give the file's own path"
             )));
         }
     }
     if scheme != "file" && parsed.host_str().is_none_or(str::is_empty) {
         return Err(ServiceError::InvalidArgument(format!(
-            "'{url}' has no host"
+            "'{shown}' has no host"
         )));
     }
     Ok(parsed.to_string())
@@ -70,20 +96,30 @@ pub fn sha256(hex_digest: &str) -> Result<String, ServiceError> {
     Ok(d)
 }
 
-/// A display name or description.
-pub fn text(what: &str, value: &str) -> Result<String, ServiceError> {
+/// A display name or description (request field `field`): bounded, no control character.
+pub fn text(field: &str, value: &str) -> Result<String, ServiceError> {
     if value.len() > MAX_TEXT {
         return Err(ServiceError::InvalidArgument(format!(
-            "{what} is too long ({} bytes, at most {MAX_TEXT})",
+            "{field} is too long ({} bytes, at most {MAX_TEXT})",
             value.len()
         )));
     }
-    if value.chars().any(|c| c == '\0') {
-        return Err(ServiceError::InvalidArgument(format!(
-            "{what} contains a NUL byte"
-        )));
-    }
+    no_control_chars(field, value)?;
     Ok(value.to_string())
+}
+
+/// A local path (request field `field`): no control character. What it names is the
+/// owner's to check (`owner/`).
+pub fn local_path(field: &str, path: &str) -> Result<(), ServiceError> {
+    no_control_chars(field, path)
+}
+
+/// A command line (a handler's or a notify command's `argv`, request field `field`): no
+/// control character in the program or any argument.
+pub fn command(field: &str, argv: &[String]) -> Result<(), ServiceError> {
+    argv.iter()
+        .enumerate()
+        .try_for_each(|(i, arg)| no_control_chars(&format!("{field}[{i}]"), arg))
 }
 
 /// A job id.
@@ -102,12 +138,12 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(remote_url("https://example.com/a").is_ok());
-        assert!(remote_url("file:///etc/hostname").is_ok());
-        assert!(remote_url("ftp://example.com/a").is_err());
-        assert!(remote_url("not a url").is_err());
-        assert!(remote_url("http://").is_err());
-        assert!(remote_url("https://exa mple.com/").is_err());
+        assert!(remote_url("u", "https://example.com/a").is_ok());
+        assert!(remote_url("u", "file:///etc/hostname").is_ok());
+        assert!(remote_url("u", "ftp://example.com/a").is_err());
+        assert!(remote_url("u", "not a url").is_err());
+        assert!(remote_url("u", "http://").is_err());
+        assert!(remote_url("u", "https://exa mple.com/").is_err());
         for magic in [
             "file:///proc/self/fd/7",
             "file:///proc/1234/fd/3",
@@ -117,11 +153,71 @@ mod tests {
             "file:///dev/stdin",
             "file:///tmp/../proc/self/environ",
         ] {
-            let e = remote_url(magic).unwrap_err().to_string();
+            let e = remote_url("u", magic).unwrap_err().to_string();
             assert!(e.contains("/proc"), "{magic}: {e}");
         }
-        assert!(remote_url("file:///procfiles/a").is_ok());
-        assert!(remote_url("file:///dev/null").is_ok());
+        assert!(remote_url("u", "file:///procfiles/a").is_ok());
+        assert!(remote_url("u", "file:///dev/null").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_the_field_and_the_position() {
+        let e = text("display_name", "ok\u{1b}]0;owned\u{7}").unwrap_err();
+        assert!(matches!(e, ServiceError::InvalidArgument(_)));
+        assert_eq!(
+            e.to_string(),
+            "display_name has a control character, U+001B (escape), at position 2 (counting \
+             characters from 0): control characters (tab, line feed, escape, DEL, C1, \
+             bidirectional controls) are refused in names, descriptions, paths, URLs and \
+             commands; remove it"
+        );
+        assert!(text("description", "two\nlines").is_err());
+        assert!(text("description", "a\ttab").is_err());
+        assert!(text("description", "NUL\0").is_err());
+        assert!(text("description", "C1 \u{9b}31m").is_err());
+        assert!(text("description", "\u{202e}txt.exe").is_err());
+        assert_eq!(
+            text("description", "Ünïcode, emoji 🚀, spaces").unwrap(),
+            "Ünïcode, emoji 🚀, spaces"
+        );
+
+        let e = local_path("files[3].local_path", "/tmp/a\nb")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "files[3].local_path has a control character, U+000A (line feed), at position 6"
+            ),
+            "{e}"
+        );
+        assert!(local_path("reply_file", "/tmp/plain name").is_ok());
+
+        let argv = ["/bin/h".to_string(), "ok".into(), "x\ry".into()];
+        let e = command("handler.argv", &argv).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "handler.argv[2] has a control character, U+000D (carriage return), at position 1"
+            ),
+            "{e}"
+        );
+        assert!(command("notify_command", &argv[..2]).is_ok());
+
+        // In a URL as sent, and in the path a file: URL names (percent-encoded there).
+        let e = remote_url("files[0].remote_url", "https://h/a\tb")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("files[0].remote_url has a control character, U+0009 (tab)"),
+            "{e}"
+        );
+        let e = remote_url("files[0].remote_url", "file:///tmp/a%0Ab")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("the path of files[0].remote_url has a control character, U+000A"),
+            "{e}"
+        );
+        assert!(remote_url("files[0].remote_url", "https://h/a%0Ab").is_ok());
     }
 
     #[test]
@@ -149,11 +245,14 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "if-range",
 ];
 
-/// A custom header `Name: value`: a token name, no CR/LF, not a hop-by-hop header.
-pub fn header(line: &str) -> Result<(String, String), ServiceError> {
+/// A custom header `Name: value` (request field `field`): a token name, no control
+/// character (CR and LF would inject headers), not a hop-by-hop header. A refusal names
+/// the header, never its value (which may be a secret).
+pub fn header(field: &str, line: &str) -> Result<(String, String), ServiceError> {
+    no_control_chars(field, line)?;
     let Some((name, value)) = line.split_once(':') else {
         return Err(ServiceError::InvalidArgument(format!(
-            "header '{line}' is not of the form 'Name: value'"
+            "{field} is not of the form 'Name: value' (it has no ':')"
         )));
     };
     let name = name.trim();
@@ -167,11 +266,6 @@ pub fn header(line: &str) -> Result<(String, String), ServiceError> {
             "header name '{name}' is not a valid HTTP token"
         )));
     }
-    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(ServiceError::InvalidArgument(format!(
-            "the value of header '{name}' contains CR, LF or NUL"
-        )));
-    }
     if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
         return Err(ServiceError::InvalidArgument(format!(
             "header '{name}' is managed by ferry or hop-by-hop and cannot be set"
@@ -180,16 +274,19 @@ pub fn header(line: &str) -> Result<(String, String), ServiceError> {
     Ok((name.to_string(), value.to_string()))
 }
 
-/// A proxy setting: `system`, `none`, or an http/https/socks URL.
+/// A proxy setting: `system`, `none`, or an http/https URL (a refusal shows it with its
+/// password masked).
 pub fn proxy(text: &str) -> Result<crate::model::ProxySetting, ServiceError> {
     use crate::model::ProxySetting;
+    no_control_chars("proxy", text)?;
     match text.trim().to_ascii_lowercase().as_str() {
         "" | "system" => Ok(ProxySetting::System),
         "none" | "direct" => Ok(ProxySetting::None),
         _ => {
             let u = url::Url::parse(text.trim()).map_err(|e| {
                 ServiceError::InvalidArgument(format!(
-                    "proxy '{text}' is not a URL ({e}); use none, system or http://host:port"
+                    "proxy '{}' is not a URL ({e}); use none, system or http://host:port",
+                    mask_url(text)
                 ))
             })?;
             if !matches!(u.scheme(), "http" | "https") {
@@ -210,13 +307,38 @@ mod header_tests {
     #[test]
     fn headers() {
         assert_eq!(
-            header("X-Token: abc").unwrap(),
+            header("headers[0]", "X-Token: abc").unwrap(),
             ("X-Token".into(), "abc".into())
         );
-        assert!(header("X-Bad: a\r\nInjected: 1").is_err());
-        assert!(header("Connection: close").is_err());
-        assert!(header("no colon").is_err());
-        assert!(header("Bad Name: x").is_err());
+        let injected = header("headers[1]", "X-Bad: a\r\nInjected: 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            injected.starts_with(
+                "headers[1] has a control character, U+000D (carriage return), at position 8"
+            ),
+            "{injected}"
+        );
+        assert!(header("headers[0]", "X-Tab:\tb").is_err());
+        assert!(header("headers[0]", "Connection: close").is_err());
+        assert!(header("headers[0]", "Bad Name: x").is_err());
+        // A refusal never quotes a value, which may be a secret.
+        let e = header("headers[0]", "Authorization Bearer s3cret")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("headers[0]") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_proxy_or_url_is_quoted_without_its_password() {
+        let e = proxy("ftp://u:s3cret@proxy:21").unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        let e = proxy("http://u:s3cret@[bad").unwrap_err().to_string();
+        assert!(e.contains("u:***@") && !e.contains("s3cret"), "{e}");
+        let e = remote_url("files[0].remote_url", "gopher://u:s3cret@host/")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u:***@") && !e.contains("s3cret"), "{e}");
     }
 }
 
@@ -241,21 +363,26 @@ mod properties {
         /// keeps the invariants the engine relies on.
         #[test]
         fn request_fields_are_validated_without_panics(s in any_text()) {
-            if let Ok(u) = remote_url(&s) {
+            if let Ok(u) = remote_url("u", &s) {
                 let scheme = u.split(':').next().unwrap();
                 prop_assert!(crate::engine::SCHEMES.contains(&scheme));
             }
-            if let Ok((name, value)) = header(&s) {
+            if let Ok((name, value)) = header("h", &s) {
                 prop_assert!(!name.is_empty());
-                prop_assert!(!value.contains('\r') && !value.contains('\n') && !value.contains('\0'));
+                prop_assert!(first_control_char(&name).is_none());
+                prop_assert!(first_control_char(&value).is_none());
                 prop_assert!(!FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
             }
             if let Ok(d) = sha256(&s) {
                 prop_assert_eq!(d.len(), 64);
             }
-            let _ = text("name", &s);
+            if let Ok(t) = text("name", &s) {
+                prop_assert!(first_control_char(&t).is_none());
+            }
             let _ = job_id(&s);
-            let _ = proxy(&s);
+            if let Ok(crate::model::ProxySetting::Url(u)) = proxy(&s) {
+                prop_assert!(first_control_char(&u).is_none());
+            }
         }
     }
 }

@@ -78,6 +78,7 @@ enum CredentialsRepr {
 #[derive(Serialize, Deserialize)]
 struct OptionsRepr {
     headers: Vec<(String, String)>,
+    headers_write_only: bool,
     credentials: Option<CredentialsRepr>,
     proxy: ProxySetting,
     ca_file: Option<String>,
@@ -97,6 +98,7 @@ impl From<JobOptions> for OptionsRepr {
     fn from(o: JobOptions) -> OptionsRepr {
         let JobOptions {
             headers,
+            headers_write_only,
             credentials,
             proxy,
             ca_file,
@@ -113,6 +115,7 @@ impl From<JobOptions> for OptionsRepr {
         } = o;
         OptionsRepr {
             headers,
+            headers_write_only,
             credentials: credentials.map(|c| match c {
                 Credentials::Basic { user, password } => CredentialsRepr::Basic { user, password },
                 Credentials::Bearer { token } => CredentialsRepr::Bearer { token },
@@ -137,6 +140,7 @@ impl From<OptionsRepr> for JobOptions {
     fn from(o: OptionsRepr) -> JobOptions {
         let OptionsRepr {
             headers,
+            headers_write_only,
             credentials,
             proxy,
             ca_file,
@@ -153,6 +157,7 @@ impl From<OptionsRepr> for JobOptions {
         } = o;
         JobOptions {
             headers,
+            headers_write_only,
             credentials: credentials.map(|c| match c {
                 CredentialsRepr::Basic { user, password } => Credentials::Basic { user, password },
                 CredentialsRepr::Bearer { token } => Credentials::Bearer { token },
@@ -250,6 +255,9 @@ mod tests {
             }),
             options: JobOptions {
                 headers: vec![("X-A".into(), "b".into()), ("X-B".into(), "".into())],
+                headers_write_only: true,
+                auto_complete: true,
+                insecure_tls: true,
                 credentials: Some(if variant.is_multiple_of(2) {
                     Credentials::Basic {
                         user: "u".into(),
@@ -397,12 +405,13 @@ mod tests {
     /// The hand-written varint codec this replaced took 167 and 468 bytes for these two
     /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte, and each
     /// file's bytes from the origin and from peers another (one byte when there are none),
-    /// and options that are not the defaults one for the metered policy.
+    /// and options that are not the defaults one for the metered policy and one for
+    /// write-only headers.
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
             ("scenario-5 job", typical_final_job(), 169),
-            ("fetched job", fetched_final_job(), 313),
+            ("fetched job", fetched_final_job(), 314),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());
