@@ -24,14 +24,15 @@ fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
 
 /// The client shared by jobs with default options (one connection pool).
 pub fn shared() -> Client {
-    let tls = tls::client_config(Vec::new()).expect("the TLS configuration is valid");
+    let tls = tls::client_config(Vec::new(), tls::Check::Verify)
+        .expect("the TLS configuration is valid");
     builder(tls)
         .build()
         .expect("the HTTP client configuration is valid")
 }
 
 /// The client for a job: the shared one, or a dedicated one when the job has its own
-/// proxy or CA file (`ca`: its path and the PEM bytes read as the job's owner) or yields
+/// proxy or CA file, checks no certificate (`insecure_tls`) (`ca`: its path and the PEM bytes read as the job's owner) or yields
 /// to other traffic (`own_pool`: the window clamps of its connections must never hold
 /// back another job that would reuse them from a shared pool).
 pub fn for_job(
@@ -40,14 +41,23 @@ pub fn for_job(
     shared: &Client,
     own_pool: bool,
 ) -> Result<Client, TransferError> {
-    if options.proxy == ProxySetting::System && options.ca_file.is_none() && !own_pool {
+    if options.proxy == ProxySetting::System
+        && options.ca_file.is_none()
+        && !options.insecure_tls
+        && !own_pool
+    {
         return Ok(shared.clone());
     }
     let extra_roots = match &ca {
         Some((path, pem)) => ca_file_certificates(path, pem)?,
         None => Vec::new(),
     };
-    let tls = tls::client_config(extra_roots).map_err(|e| {
+    let check = if options.insecure_tls {
+        tls::Check::Insecure
+    } else {
+        tls::Check::Verify
+    };
+    let tls = tls::client_config(extra_roots, check).map_err(|e| {
         let path = ca.as_ref().map(|(path, _)| *path).unwrap_or_default();
         TransferError::new(
             ErrorContext::LocalFile,

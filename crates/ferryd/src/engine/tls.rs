@@ -68,23 +68,45 @@ fn base_roots() -> &'static RootCertStore {
     })
 }
 
+/// How a job checks its servers' certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Against the trusted roots (and the job's CA file).
+    Verify,
+    /// Not at all (curl's `-k`, a job's `insecure_tls`): the handshake's signatures are
+    /// still checked, so the connection is encrypted to whoever holds the key.
+    Insecure,
+}
+
 /// A rustls configuration for an HTTP client: the platform's and Mozilla's roots plus
 /// `extra_roots` (a job's CA file), checked by a [`NamingVerifier`], HTTP/2 and
-/// HTTP/1.1 offered by ALPN (what reqwest configures when it builds its own).
+/// HTTP/1.1 offered by ALPN (what reqwest configures when it builds its own). A
+/// certificate of `extra_roots` that is no CA (a server's own, self-signed certificate
+/// given as the CA file, as curl's `--cacert` takes it) is trusted as that server's:
+/// pinned, its name still checked.
 pub fn client_config(
     extra_roots: Vec<CertificateDer<'static>>,
+    check: Check,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = base_roots().clone();
-    for cert in extra_roots {
-        roots.add(cert)?;
+    for cert in &extra_roots {
+        roots.add(cert.clone())?;
     }
     let provider = provider();
-    let verifier = NamingVerifier::new(Arc::new(roots), provider.clone())?;
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
+        Check::Verify => Arc::new(
+            NamingVerifier::new(Arc::new(roots), provider.clone())?.pinning(extra_roots),
+        ),
+        Check::Insecure => Arc::new(AcceptAny {
+            provider: provider.clone(),
+        }),
+    };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        // "dangerous" because any verifier could be installed: this one is webpki's.
+        // "dangerous" because any verifier could be installed: this one is webpki's (or,
+        // for a job that asked not to check, none).
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
@@ -94,6 +116,9 @@ pub fn client_config(
 #[derive(Debug)]
 pub struct NamingVerifier {
     inner: Arc<WebPkiServerVerifier>,
+    /// Certificates trusted as they are (a job's CA file): a server presenting one of
+    /// them, valid for the name asked, is accepted whatever webpki says of its chain.
+    pinned: Vec<CertificateDer<'static>>,
 }
 
 impl NamingVerifier {
@@ -104,7 +129,101 @@ impl NamingVerifier {
         let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
             .build()
             .map_err(|e| rustls::Error::General(format!("certificate verifier: {e}")))?;
-        Ok(NamingVerifier { inner })
+        Ok(NamingVerifier {
+            inner,
+            pinned: Vec::new(),
+        })
+    }
+
+    /// Trusts `certs` as they are, for the names they are valid for.
+    pub fn pinning(mut self, certs: Vec<CertificateDer<'static>>) -> NamingVerifier {
+        self.pinned = certs;
+        self
+    }
+
+    /// True when `end_entity` is a pinned certificate valid now for `server_name`.
+    fn pinned_for(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> bool {
+        if !self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            return false;
+        }
+        let Ok(cert) = webpki::EndEntityCert::try_from(end_entity) else {
+            return false;
+        };
+        let in_time = x509_validity(end_entity).is_none_or(|(from, to)| {
+            let t = now.as_secs();
+            from <= t && t <= to
+        });
+        in_time && cert.verify_is_valid_for_subject_name(server_name).is_ok()
+    }
+}
+
+/// The validity period of a DER certificate (seconds since the epoch).
+fn x509_validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
+    use x509_cert::der::Decode;
+    let c = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
+    let v = c.tbs_certificate().validity();
+    Some((
+        v.not_before.to_unix_duration().as_secs(),
+        v.not_after.to_unix_duration().as_secs(),
+    ))
+}
+
+/// A verifier that accepts any certificate (a job's `insecure_tls`) and still checks the
+/// handshake's signatures with the certificate's key.
+#[derive(Debug)]
+struct AcceptAny {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -117,13 +236,16 @@ impl ServerCertVerifier for NamingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
+        let result = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .or_else(|e| {
+                if self.pinned_for(end_entity, server_name, now) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(e)
+                }
+            });
         let subject = match &result {
             Err(rustls::Error::InvalidCertificate(_)) => subject_of(end_entity),
             _ => None,
@@ -276,13 +398,53 @@ mod tests {
     #[test]
     fn client_configs_offer_h2_and_refuse_a_bad_extra_root() {
         let (ca, _) = ca_and_server("config.ferry.test");
-        let config = client_config(vec![ca]).unwrap();
+        let config = client_config(vec![ca], Check::Verify).unwrap();
         assert_eq!(
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]
         );
         let garbage = CertificateDer::from(b"not a certificate".to_vec());
-        assert!(client_config(vec![garbage]).is_err());
+        assert!(client_config(vec![garbage], Check::Verify).is_err());
+    }
+
+    #[test]
+    fn a_self_signed_server_certificate_given_as_the_ca_file_is_pinned_for_its_names() {
+        // As `openssl req -x509` makes one: self-signed, with CA:TRUE.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["pinned.ferry.test".to_string()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let own = params.self_signed(&key).unwrap().der().clone();
+        let plain = NamingVerifier::new(Arc::new(base_roots().clone()), provider()).unwrap();
+        assert!(verify(&plain, &own, "pinned.ferry.test").is_err(), "unknown issuer");
+        let mut roots = base_roots().clone();
+        roots.add(own.clone()).unwrap();
+        let webpki_only = NamingVerifier::new(Arc::new(roots.clone()), provider()).unwrap();
+        assert!(
+            verify(&webpki_only, &own, "pinned.ferry.test").is_err(),
+            "webpki alone refuses a CA used as its own end entity"
+        );
+        let pinned = NamingVerifier::new(Arc::new(roots), provider())
+            .unwrap()
+            .pinning(vec![own.clone()]);
+        verify(&pinned, &own, "pinned.ferry.test").expect("pinned, right name");
+        assert!(
+            verify(&pinned, &own, "other.ferry.test").is_err(),
+            "pinned for its own names only"
+        );
+        let (_, someone_else) = ca_and_server("pinned.ferry.test");
+        assert!(verify(&pinned, &someone_else, "pinned.ferry.test").is_err());
+    }
+
+    #[test]
+    fn insecure_accepts_any_certificate() {
+        let (_, server) = ca_and_server("anything.ferry.test");
+        let any = AcceptAny {
+            provider: provider(),
+        };
+        let name = ServerName::try_from("elsewhere.example").unwrap();
+        any.verify_server_cert(&server, &[], &name, &[], UnixTime::now())
+            .expect("not checked");
+        assert!(!any.supported_verify_schemes().is_empty());
     }
 
     #[test]
