@@ -145,6 +145,9 @@ pub struct TransferArgs {
     /// Longest time the transfer may take (e.g. 90m; 0 for none)
     #[arg(long, value_parser = duration)]
     pub max_transfer_time: Option<Duration>,
+    /// Do not check the server's TLS certificate at all (curl's -k; shown in `ferry info`)
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,19 +213,32 @@ pub struct GetArgs {
     /// blank lines and lines starting with '#' are skipped), as `aria2c -i` does
     #[arg(short = 'i', long, value_name = "FILE")]
     pub input_file: Option<PathBuf>,
-    /// Where to write: a file for one URL, a folder for several [default: current folder]
+    /// Where to write: a file for one URL, a folder for several (a path ending in '/' is
+    /// a folder, made if missing), or '-' for standard output [default: current folder]
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Make the folders of the destination that do not exist (curl's --create-dirs)
+    #[arg(long)]
+    pub create_dirs: bool,
     /// SHA-256 the file must have (one URL only)
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
     /// Priority: foreground (default for get), high, normal, low
     #[arg(long, default_value = "foreground")]
     pub priority: String,
-    /// Print the job id and return at once; the job runs in the background
+    /// Print the job id and return at once; the job runs in the background and completes
+    /// itself (its files appear when it is transferred)
     #[arg(long)]
     pub detach: bool,
-    /// Delay before retrying after a transient error
+    /// Give up after this many transient errors in a row (a refused connection, a name
+    /// that does not resolve, a full disk), as curl's --retry [default: 3]
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry: u32,
+    /// Give up after this long in all (curl's --max-time), e.g. 5m
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub max_time: Option<Duration>,
+    /// The longest wait before retrying after a transient error (retries back off from
+    /// one second up to it)
     #[arg(long, value_parser = duration, default_value = "2s")]
     pub retry_delay: Duration,
     /// Give up when no byte has moved for this long

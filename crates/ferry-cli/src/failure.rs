@@ -66,6 +66,26 @@ impl std::fmt::Display for Partial {
 
 impl std::error::Error for Partial {}
 
+/// `get --max-time` ran out before the job was transferred (the job was cancelled).
+#[derive(Debug)]
+pub struct TimedOut {
+    pub job: Uuid,
+    pub after: std::time::Duration,
+}
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job {} was not transferred within --max-time ({} s); it was cancelled",
+            self.job,
+            self.after.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// ferryd went away during a command and did not come back (the message says what becomes
 /// of the job).
 #[derive(Debug)]
@@ -120,6 +140,9 @@ pub fn report(e: &anyhow::Error) -> Report {
     } else if let Some(p) = e.downcast_ref::<Partial>() {
         r.job_id = Some(p.job);
         Exit::Partial
+    } else if let Some(t) = e.downcast_ref::<TimedOut>() {
+        r.job_id = Some(t.job);
+        Exit::Timeout
     } else if e.downcast_ref::<DaemonGone>().is_some() {
         Exit::DaemonUnreachable
     } else if let Some(client) = e.downcast_ref::<ferry_client::Error>() {

@@ -78,6 +78,7 @@ impl TransferProperties for TransferArgs {
                 .map(|r| units::parse_rate(r).map_err(|e| usage(format!("--bandwidth: {e}"))))
                 .transpose()?,
             max_transfer_time_secs: self.max_transfer_time.map(|d| d.as_secs()),
+            insecure_tls: self.insecure.then_some(true),
             ..Default::default()
         })
     }
@@ -97,8 +98,10 @@ mod tests {
             ca_file: Some("/etc/ca.pem".into()),
             bandwidth: Some("1MiB/s".into()),
             max_transfer_time: Some(std::time::Duration::from_secs(90)),
+            insecure: true,
         };
         let p = a.properties(false, false).unwrap();
+        assert_eq!(p.insecure_tls, Some(true));
         assert_eq!(p.headers, Some(vec!["X-A: b".to_string()]));
         assert_eq!(
             p.credentials,

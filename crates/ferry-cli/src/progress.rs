@@ -35,6 +35,13 @@ impl Display {
         Display { multi, quiet }
     }
 
+    /// Leaves the bars as they are drawn, so that what is printed next goes below them.
+    pub fn finish(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+
     /// Prints a line to standard error (above the bars when they are drawn).
     pub fn note(&self, line: &str) {
         if self.quiet {
@@ -243,4 +250,87 @@ pub async fn wait_with_progress(job: &Job, display: &Display) -> Result<JobInfo>
         }
     }
     job.wait_for(done).await
+}
+
+/// How a foreground `get` waits: it gives up after `retries` transient errors in a row
+/// (curl's `--retry`), or at `deadline` (`--max-time`).
+pub struct Patience {
+    pub retries: u32,
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// How a wait ended.
+pub enum Waited {
+    /// Transferred, in error, or final.
+    Ended(JobInfo),
+    /// Transient errors in a row past the patience (the last one in the job's error).
+    GaveUp(JobInfo),
+    /// The deadline came.
+    TimedOut,
+}
+
+/// Waits for `job` like [`wait_with_progress`], telling each transient error on the way
+/// (once each), and giving up as `patience` says.
+pub async fn wait_patiently(job: &Job, display: &Display, patience: &Patience) -> Result<Waited> {
+    let _follow = display.follow_connection(job.manager(), Some(job.id()));
+    let done = |s: JobState| matches!(s, JobState::Transferred | JobState::Error) || s.is_final();
+    let mut bars: Option<Bars> = None;
+    let mut stream = Box::pin(job.watch().await?);
+    let first = job.info().await?;
+    // Errors counted from the job's count now (a job found again may have some).
+    let base = first.error_count;
+    let mut told = base;
+    let mut in_a_row = 0u32;
+    let mut last_bytes = first.bytes_transferred;
+    let far = tokio::time::Instant::now() + std::time::Duration::from_secs(100 * 365 * 86400);
+    let deadline = patience.deadline.unwrap_or(far);
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            _ = tokio::time::sleep_until(deadline) => return Ok(Waited::TimedOut),
+        };
+        let Some(info) = next else {
+            return Ok(Waited::Ended(job.wait_for(done).await?));
+        };
+        let info = info?;
+        if let Some(multi) = &display.multi {
+            if let Ok(files) = job.files().await {
+                let bars = bars.get_or_insert_with(|| Bars::new(multi.clone(), &files));
+                bars.update(&info, &files);
+            }
+        }
+        if info.bytes_transferred > last_bytes {
+            last_bytes = info.bytes_transferred;
+            in_a_row = 0;
+        }
+        if info.state() == JobState::TransientError && info.error_count > told {
+            in_a_row += info.error_count - told;
+            told = info.error_count;
+            if let Some(e) = &info.error {
+                let left = patience.retries.saturating_sub(in_a_row);
+                display.note(&format!(
+                    "ferry: {} ({}); {}",
+                    e.message,
+                    e.code,
+                    if in_a_row > patience.retries {
+                        "giving up".to_string()
+                    } else {
+                        format!("retrying ({left} more {} at most)", if left == 1 { "try" } else { "tries" })
+                    }
+                ));
+            }
+            if in_a_row > patience.retries {
+                if let Some(b) = &bars {
+                    b.finish(JobState::Error);
+                }
+                return Ok(Waited::GaveUp(info));
+            }
+        }
+        if done(info.state()) {
+            if let Some(b) = &bars {
+                b.finish(info.state());
+            }
+            return Ok(Waited::Ended(info));
+        }
+    }
 }

@@ -37,6 +37,7 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         headers_write_only: false,
         auto_complete: false,
         insecure_tls: false,
+        keep_going: false,
         credentials: None,
         proxy: "system".into(),
         ca_file: None,

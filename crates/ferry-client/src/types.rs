@@ -129,6 +129,9 @@ pub struct JobInfo {
     pub auto_complete: bool,
     /// The server's TLS certificate is not checked (curl's `-k`).
     pub insecure_tls: bool,
+    /// A file that fails for good does not stop the others; the job goes to `error` once
+    /// every file has been tried ([`crate::Job::complete`] then puts in place the rest).
+    pub keep_going: bool,
 }
 
 impl JobInfo {
@@ -183,6 +186,7 @@ impl JobInfo {
             yielding: j.yielding,
             auto_complete: j.auto_complete,
             insecure_tls: j.insecure_tls,
+            keep_going: j.keep_going,
         })
     }
 
@@ -382,6 +386,8 @@ pub struct JobProperties {
     /// `Some(true)`: the server's TLS certificate is not checked at all (curl's `-k`);
     /// only for a server trusted by other means.
     pub insecure_tls: Option<bool>,
+    /// `Some(true)`: a file that fails for good does not stop the job's other files.
+    pub keep_going: Option<bool>,
 }
 
 impl JobProperties {
@@ -424,6 +430,7 @@ impl JobProperties {
             on_metered: self.on_metered.map(|m| m.to_wire()).unwrap_or_default(),
             auto_complete: self.auto_complete,
             insecure_tls: self.insecure_tls,
+            keep_going: self.keep_going,
         }
     }
 }

@@ -94,6 +94,7 @@ struct JobJson {
     headers_write_only: bool,
     auto_complete: bool,
     insecure_tls: bool,
+    keep_going: bool,
 }
 
 #[allow(dead_code)]

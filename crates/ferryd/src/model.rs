@@ -177,6 +177,9 @@ pub struct JobOptions {
     pub auto_complete: bool,
     /// The server's certificate is not checked (curl's `-k`): shown in the job's view.
     pub insecure_tls: bool,
+    /// A file that fails for good does not stop the others (`ferry get` of several URLs,
+    /// as wget): the job goes to `error` once every file has been tried.
+    pub keep_going: bool,
 }
 
 /// Request headers that make nothing about a request private (content negotiation and

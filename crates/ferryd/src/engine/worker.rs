@@ -110,7 +110,8 @@ async fn run_files(r: &Run, plan: RunPlan) {
         return run_upload(r, &record, files, reply_path, stall, &net).await;
     }
     // Up to `files_in_parallel` files at once; the first failure stops the others (their
-    // progress is kept) and becomes the job's error.
+    // progress is kept) and becomes the job's error — unless the job keeps going, when a
+    // file that fails for good leaves the others to finish first.
     let parallel = r.shared.config.files_in_parallel.max(1);
     let siblings = r.cancel.child_token();
     let mut pending: Vec<(u32, PathBuf, u64)> = Vec::new();
@@ -146,8 +147,11 @@ async fn run_files(r: &Run, plan: RunPlan) {
                     }
                     Some((_, _, Ok(Outcome::Cancelled))) => stopped = true,
                     Some((index, _, Err(e))) => {
+                        let stop_others = e.transient || !record.options.keep_going;
                         if failure.is_none() {
                             failure = Some((index, e));
+                        }
+                        if stop_others {
                             siblings.cancel();
                         }
                     }

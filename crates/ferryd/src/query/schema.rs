@@ -42,6 +42,7 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "headers_write_only",
     "auto_complete",
     "insecure_tls",
+    "keep_going",
     "credentials",
     "proxy",
     "ca_file",
@@ -165,7 +166,8 @@ impl Class {
                 | "yielding"
                 | "headers_write_only"
                 | "auto_complete"
-                | "insecure_tls",
+                | "insecure_tls"
+                | "keep_going",
             )
             | (Class::File, "completed" | "validated") => PropType::Boolean,
             _ => PropType::Text,
@@ -299,6 +301,7 @@ pub fn job_object(v: &JobView) -> Obj {
             ("headers_write_only", b(j.options.headers_write_only)),
             ("auto_complete", b(j.options.auto_complete)),
             ("insecure_tls", b(j.options.insecure_tls)),
+            ("keep_going", b(j.options.keep_going)),
             (
                 "credentials",
                 opt(j.options.credentials.as_ref().map(|c| c.public()), s),

@@ -215,6 +215,7 @@ pub fn job(v: &JobView) -> pb::Job {
         waiting_for_unmetered: v.waiting_for_unmetered,
         auto_complete: j.options.auto_complete,
         insecure_tls: j.options.insecure_tls,
+        keep_going: j.options.keep_going,
     }
 }
 

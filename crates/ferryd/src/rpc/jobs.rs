@@ -249,6 +249,7 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         on_metered: convert::metered_policy_from(r.on_metered)?,
         auto_complete: r.auto_complete,
         insecure_tls: r.insecure_tls,
+        keep_going: r.keep_going,
     })
 }
 

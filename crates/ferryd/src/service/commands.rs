@@ -70,6 +70,7 @@ pub struct JobChanges {
     pub on_metered: Option<crate::model::MeteredPolicy>,
     pub auto_complete: Option<bool>,
     pub insecure_tls: Option<bool>,
+    pub keep_going: Option<bool>,
 }
 
 /// The result of `complete`.

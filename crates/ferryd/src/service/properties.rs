@@ -259,6 +259,9 @@ pub(super) fn apply_changes(
     if let Some(v) = changes.insecure_tls {
         j.options.insecure_tls = v;
     }
+    if let Some(v) = changes.keep_going {
+        j.options.keep_going = v;
+    }
     if let Some(v) = changes.on_metered {
         j.options.on_metered = Some(v);
     }

@@ -92,6 +92,7 @@ struct OptionsRepr {
     on_metered: Option<crate::model::MeteredPolicy>,
     auto_complete: bool,
     insecure_tls: bool,
+    keep_going: bool,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -112,6 +113,7 @@ impl From<JobOptions> for OptionsRepr {
             on_metered,
             auto_complete,
             insecure_tls,
+            keep_going,
         } = o;
         OptionsRepr {
             headers,
@@ -132,6 +134,7 @@ impl From<JobOptions> for OptionsRepr {
             on_metered,
             auto_complete,
             insecure_tls,
+            keep_going,
         }
     }
 }
@@ -154,6 +157,7 @@ impl From<OptionsRepr> for JobOptions {
             on_metered,
             auto_complete,
             insecure_tls,
+            keep_going,
         } = o;
         JobOptions {
             headers,
@@ -174,6 +178,7 @@ impl From<OptionsRepr> for JobOptions {
             on_metered,
             auto_complete,
             insecure_tls,
+            keep_going,
         }
     }
 }
@@ -258,6 +263,7 @@ mod tests {
                 headers_write_only: true,
                 auto_complete: true,
                 insecure_tls: true,
+                keep_going: true,
                 credentials: Some(if variant.is_multiple_of(2) {
                     Credentials::Basic {
                         user: "u".into(),
