@@ -45,7 +45,14 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
             };
             match Manager::connect_with(opts.clone()).await {
                 Ok(m) => {
-                    m.shutdown_daemon().await?;
+                    // Left before the daemon goes, so that no client attached to it starts
+                    // it again (they wait instead), until `daemon start` or a new command.
+                    let mark = paths::stopped_mark(&opts.socket);
+                    let _ = std::fs::write(&mark, b"stopped by `ferry daemon stop`\n");
+                    if let Err(e) = m.shutdown_daemon().await {
+                        let _ = std::fs::remove_file(&mark);
+                        return Err(e.into());
+                    }
                     // Wait (bounded) until the socket stops answering and the daemon has
                     // released its instance lock (it exits right after).
                     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -124,6 +124,8 @@ impl Conn {
         let channel = match connect::channel(&options.socket).await {
             Ok(c) => c,
             Err(Error::Unavailable { .. }) if options.autostart => {
+                // A new command that needs the daemon starts it, stopped on purpose or not.
+                let _ = std::fs::remove_file(ferry_common::paths::stopped_mark(&options.socket));
                 connect::start_daemon(&options.socket, options.start_timeout).await?;
                 connect::channel(&options.socket).await?
             }
@@ -232,7 +234,10 @@ impl Conn {
                     let _ = self.events.send(ConnectionEvent::Restored { pid, started });
                     return Ok(());
                 }
-                Err(Refused::NobodyListens) if self.options.autostart => {
+                Err(Refused::NobodyListens)
+                    if self.options.autostart
+                        && !ferry_common::paths::stopped_mark(self.socket()).exists() =>
+                {
                     // A daemon that fails to start (another one still holds the lock while
                     // it stops) is tried again after the backoff.
                     let left = deadline.saturating_duration_since(Instant::now());

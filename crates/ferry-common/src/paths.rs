@@ -135,6 +135,14 @@ pub fn lock_path(socket: &Path) -> PathBuf {
     socket.with_extension("lock")
 }
 
+/// The mark `ferry daemon stop` leaves beside `socket` (`ferryd.sock` →
+/// `ferryd.stopped`): while it is there, clients that lost their daemon wait for one
+/// instead of starting it again; a new command that needs the daemon (or `ferry daemon
+/// start`) removes it and starts one.
+pub fn stopped_mark(socket: &Path) -> PathBuf {
+    socket.with_extension("stopped")
+}
+
 /// Where a daemon started by a client writes its output: `STATE_DIR/ferryd.log`.
 pub fn daemon_log_path(state_dir: &Path) -> PathBuf {
     state_dir.join(DAEMON_LOG)
