@@ -13,6 +13,14 @@ use ferry_cli::args::{DaemonCommand, HandlerCommand};
 
 pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
     match c {
+        DaemonCommand::Log { .. } if ctx.system => {
+            bail!(
+                "the system-wide ferryd logs to the journal: `journalctl -u ferryd` (-f to follow)"
+            );
+        }
+        DaemonCommand::Log { follow, lines } => {
+            crate::daemonlog::show(&paths::state_dir(), lines, follow).await?;
+        }
         DaemonCommand::Start if ctx.system => {
             bail!(
                 "the system-wide ferryd is started by systemd: \

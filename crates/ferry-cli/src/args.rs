@@ -368,6 +368,16 @@ pub enum DaemonCommand {
     Stop,
     /// Show ferryd's status
     Status,
+    /// Show the log of your ferryd (the one `ferry` started; the system-wide daemon's is
+    /// in the journal: `journalctl -u ferryd`)
+    Log {
+        /// Keep showing what is added, as `tail -f`
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Lines from the end to show first
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

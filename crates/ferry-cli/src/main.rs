@@ -6,6 +6,7 @@ mod stdout;
 
 mod admin;
 mod commands;
+mod daemonlog;
 mod failure;
 mod fleet;
 mod get;

@@ -127,8 +127,9 @@ pub fn find_daemon_binary() -> Option<PathBuf> {
     })
 }
 
-/// Starts `ferryd` detached from this process (its own session, output to
-/// `STATE_DIR/ferryd.log`) and waits until it answers on `socket`.
+/// Starts `ferryd` detached from this process (its own session; its log in
+/// `STATE_DIR/ferryd.log.YYYY-MM-DD`, what it prints before in `STATE_DIR/ferryd.log`) and
+/// waits until it answers on `socket`.
 pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let unavailable = |reason: String| Error::Unavailable {
@@ -169,6 +170,9 @@ pub(crate) async fn start_daemon(socket: &Path, timeout: Duration) -> Result<()>
     }
     // The daemon outlives this program: it must not hold this program's folder. Paths
     // given relative to this folder are handed on made absolute.
+    // Its log: a file a day beside `ferryd.log` (which keeps what it says before logging
+    // starts, a panic say).
+    cmd.arg("--log-file").arg(&log_path);
     cmd.env(paths::SOCKET_ENV, absolute(socket))
         .env(paths::STATE_DIR_ENV, absolute(&state_dir))
         .current_dir("/")

@@ -35,6 +35,13 @@ pub struct Args {
     /// else ~/.config/ferry/ferryd.toml]; a missing file means the defaults
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Write the log to this file, a new one each day (PATH.YYYY-MM-DD, the last seven
+    /// kept), instead of standard error (`ferry` starts the per-user daemon so, with
+    /// STATE_DIR/ferryd.log); under systemd the log goes to the journal, each line with
+    /// its priority. RUST_LOG sets what is logged (default: ferryd=info); NO_COLOR, or
+    /// output that is no terminal, leaves colours out
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Be one user's worker of the system-wide daemon (started by `ferryd --system` as
     /// that user, with its control link; not for use by hand)
     #[arg(long, hide = true, conflicts_with = "system")]

@@ -175,3 +175,153 @@ mod tests {
         );
     }
 }
+
+/// Where the log goes.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// Standard error: colours only on a terminal (and not with `NO_COLOR`).
+    Stderr,
+    /// The journal, through standard error (systemd sets `JOURNAL_STREAM`): each line
+    /// starts with its syslog priority (`<3>` for an error…), which journald takes as the
+    /// entry's priority; no time (journald keeps its own) and no colours.
+    Journal,
+    /// A file of the daemon's own (the per-user daemon started by `ferry`): `PATH` gets
+    /// a date for each day (`ferryd.log.2026-12-07`), the last seven days are kept.
+    File(std::path::PathBuf),
+}
+
+impl Sink {
+    /// The sink for this process: `file` if given, else the journal when systemd
+    /// connected standard error to it, else standard error.
+    pub fn choose(file: Option<std::path::PathBuf>) -> Sink {
+        if let Some(f) = file {
+            return Sink::File(f);
+        }
+        if std::env::var_os("JOURNAL_STREAM").is_some_and(|v| stderr_is(&v)) {
+            return Sink::Journal;
+        }
+        Sink::Stderr
+    }
+}
+
+/// True when standard error is the stream `JOURNAL_STREAM` names (`DEVICE:INODE`).
+fn stderr_is(journal_stream: &std::ffi::OsStr) -> bool {
+    let Some((dev, ino)) = journal_stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino)
+}
+
+/// Starts logging to `sink` with `RUST_LOG`'s filter (else `ferryd=info`). The returned
+/// guard flushes a file sink when dropped: keep it for the process's life.
+pub fn init(sink: &Sink) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "ferryd=info".into());
+    let registry = tracing_subscriber::registry().with(filter);
+    match sink {
+        Sink::Stderr => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(colour)
+                        .with_writer(std::io::stderr)
+                        .fmt_fields(EscapedFields),
+                )
+                .init();
+            None
+        }
+        Sink::Journal => {
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(std::io::stderr)
+                        .event_format(SyslogPrefixed(
+                            tracing_subscriber::fmt::format().without_time(),
+                        ))
+                        .fmt_fields(EscapedFields),
+                )
+                .init();
+            None
+        }
+        Sink::File(path) => {
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "ferryd.log".into());
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(name)
+                .max_log_files(7)
+                .build(dir);
+            match appender {
+                Ok(appender) => {
+                    let (writer, guard) = tracing_appender::non_blocking(appender);
+                    registry
+                        .with(
+                            tracing_subscriber::fmt::layer()
+                                .with_ansi(false)
+                                .with_writer(writer)
+                                .fmt_fields(EscapedFields),
+                        )
+                        .init();
+                    Some(guard)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "ferryd: cannot write the log in {}: {e}; logging to standard error",
+                        dir.display()
+                    );
+                    init(&Sink::Stderr)
+                }
+            }
+        }
+    }
+}
+
+/// An event format whose lines start with their syslog priority (`<3>`…`<7>`), which
+/// journald reads from a service's standard error.
+struct SyslogPrefixed<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for SyslogPrefixed<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_wins_and_a_journal_stream_that_is_not_stderr_is_ignored() {
+        let f = std::path::PathBuf::from("/tmp/x/ferryd.log");
+        assert!(matches!(Sink::choose(Some(f.clone())), Sink::File(p) if p == f));
+        assert!(!stderr_is(std::ffi::OsStr::new("1:2")));
+        assert!(!stderr_is(std::ffi::OsStr::new("garbage")));
+    }
+}

@@ -25,15 +25,9 @@ fn tune_allocator() {
 fn main() -> anyhow::Result<()> {
     tune_allocator();
     let args = Args::parse_args();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "ferryd=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // What users send is escaped and secrets masked in every line (logging.rs).
-        .fmt_fields(ferryd::logging::EscapedFields)
-        .init();
+    // What users send is escaped and secrets masked in every line, wherever it goes
+    // (logging.rs).
+    let _log = ferryd::logging::init(&ferryd::logging::Sink::choose(args.log_file.clone()));
     // Before any thread exists: it unsets systemd's variables.
     let passed = match daemon::activation_listener() {
         Ok(l) => l,
