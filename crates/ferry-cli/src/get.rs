@@ -14,12 +14,12 @@ use ferry_client::{
 use ferry_common::units::{format_rate, format_size};
 
 use crate::commands::{priority, Ctx};
-use ferry_cli::exit::Exit;
 use crate::failure::{usage, JobFailed, Partial, TimedOut};
 use crate::options::{absolute, TransferProperties};
 use crate::output;
 use crate::progress::{daemon_gone_hint, wait_patiently, Display, Patience, Waited};
 use ferry_cli::args::GetArgs;
+use ferry_cli::exit::Exit;
 
 /// The file name a URL is saved under (its last path segment; `index.html` for none).
 fn url_file_name(url: &str) -> String {
@@ -270,9 +270,10 @@ async fn same_get(
         }
         let job = manager.job(info.id).await?;
         let files = job.files().await?;
-        let same = files.iter().zip(specs).all(|(f, s)| {
-            f.remote_url == s.remote_url && same_path(&f.local_path, &s.local_path)
-        });
+        let same = files
+            .iter()
+            .zip(specs)
+            .all(|(f, s)| f.remote_url == s.remote_url && same_path(&f.local_path, &s.local_path));
         if same {
             return Ok(Some(job));
         }

@@ -315,7 +315,10 @@ pub async fn wait_patiently(job: &Job, display: &Display, patience: &Patience) -
                     if in_a_row > patience.retries {
                         "giving up".to_string()
                     } else {
-                        format!("retrying ({left} more {} at most)", if left == 1 { "try" } else { "tries" })
+                        format!(
+                            "retrying ({left} more {} at most)",
+                            if left == 1 { "try" } else { "tries" }
+                        )
                     }
                 ));
             }

@@ -248,8 +248,8 @@ async fn peer_with_another_uid_is_refused() {
         let (status, stderr) = ferry_as_nobody(&ferry_copy, &env, &args);
         assert!(!status.success(), "ferry {args:?} as nobody succeeded");
         assert!(
-            stderr.contains("PermissionDenied"),
-            "ferry {args:?}: the daemon answers PERMISSION_DENIED: {stderr}"
+            stderr.contains("this ferryd serves uid"),
+            "ferry {args:?}: the daemon itself refuses (PERMISSION_DENIED): {stderr}"
         );
         assert!(
             stderr.contains(&format!("uid {NOBODY}")),

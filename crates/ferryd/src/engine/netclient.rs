@@ -24,8 +24,8 @@ fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
 
 /// The client shared by jobs with default options (one connection pool).
 pub fn shared() -> Client {
-    let tls = tls::client_config(Vec::new(), tls::Check::Verify)
-        .expect("the TLS configuration is valid");
+    let tls =
+        tls::client_config(Vec::new(), tls::Check::Verify).expect("the TLS configuration is valid");
     builder(tls)
         .build()
         .expect("the HTTP client configuration is valid")

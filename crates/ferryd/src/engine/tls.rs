@@ -94,9 +94,9 @@ pub fn client_config(
     }
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = match check {
-        Check::Verify => Arc::new(
-            NamingVerifier::new(Arc::new(roots), provider.clone())?.pinning(extra_roots),
-        ),
+        Check::Verify => {
+            Arc::new(NamingVerifier::new(Arc::new(roots), provider.clone())?.pinning(extra_roots))
+        }
         Check::Insecure => Arc::new(AcceptAny {
             provider: provider.clone(),
         }),
@@ -148,7 +148,11 @@ impl NamingVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> bool {
-        if !self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+        if !self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
             return false;
         }
         let Ok(cert) = webpki::EndEntityCert::try_from(end_entity) else {
@@ -415,7 +419,10 @@ mod tests {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let own = params.self_signed(&key).unwrap().der().clone();
         let plain = NamingVerifier::new(Arc::new(base_roots().clone()), provider()).unwrap();
-        assert!(verify(&plain, &own, "pinned.ferry.test").is_err(), "unknown issuer");
+        assert!(
+            verify(&plain, &own, "pinned.ferry.test").is_err(),
+            "unknown issuer"
+        );
         let mut roots = base_roots().clone();
         roots.add(own.clone()).unwrap();
         let webpki_only = NamingVerifier::new(Arc::new(roots.clone()), provider()).unwrap();

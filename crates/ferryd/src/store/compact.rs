@@ -411,13 +411,14 @@ mod tests {
     /// The hand-written varint codec this replaced took 167 and 468 bytes for these two
     /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte, and each
     /// file's bytes from the origin and from peers another (one byte when there are none),
-    /// and options that are not the defaults one for the metered policy and one for
-    /// write-only headers.
+    /// and options that are not the defaults one for the metered policy, one for
+    /// write-only headers and one each for `auto_complete`, `insecure_tls` and
+    /// `keep_going`.
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
             ("scenario-5 job", typical_final_job(), 169),
-            ("fetched job", fetched_final_job(), 314),
+            ("fetched job", fetched_final_job(), 317),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());
