@@ -150,10 +150,12 @@ impl Fetcher {
             }
         }
         if let Some((job, had)) = taken {
+            // Suspended by the run that left it, or waiting to retry; one still queued or
+            // transferring (its method was killed) just goes on.
             if job
                 .info()
                 .await
-                .is_ok_and(|i| !matches!(i.state(), JobState::Transferred))
+                .is_ok_and(|i| matches!(i.state(), JobState::Suspended | JobState::TransientError))
             {
                 job.resume()
                     .await

@@ -287,6 +287,7 @@ pub async fn serve(
     let mut early = early.into_iter();
     let stop = stop_signal();
     tokio::pin!(stop);
+    let mut code = 0;
     loop {
         let next = match early.next() {
             Some(m) => Some(Ok(m)),
@@ -300,7 +301,8 @@ pub async fn serve(
             None => break,
             Some(Err(e)) => {
                 out.send(&general_failure(&format!("ferry: a message from apt: {e}")));
-                return 100;
+                code = 100;
+                break;
             }
             Some(Ok(m)) if m.code == 600 => {
                 let method = method.clone();
@@ -316,7 +318,7 @@ pub async fn serve(
     if let Some(f) = method.fetcher.lock().await.as_ref() {
         f.suspend_running().await;
     }
-    0
+    code
 }
 
 /// Resolves when apt stops the method (SIGINT when it is done with it, SIGTERM).

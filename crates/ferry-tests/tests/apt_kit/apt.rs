@@ -7,6 +7,7 @@
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -146,7 +147,8 @@ impl AptRoot {
         }
     }
 
-    /// The command of [`AptRoot::apt_get`], output (both streams) piped.
+    /// The command of [`AptRoot::apt_get`], output (both streams) piped, in a process
+    /// group of its own.
     pub fn apt_get_command(&self, ns: &str, env: &[(String, String)], args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args([
@@ -167,7 +169,10 @@ impl AptRoot {
         .env("LC_ALL", "C")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+        .stdout(Stdio::piped())
+        // A group of its own, as a shell's job: a test can interrupt apt and its methods
+        // together, as Ctrl-C does.
+        .process_group(0);
         cmd
     }
 }
