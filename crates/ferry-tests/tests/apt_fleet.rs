@@ -220,6 +220,10 @@ async fn apt_fleet_four_machines_get_every_package_and_the_origin_sends_each_abo
     let one_machine: u64 = w.packages.iter().map(|p| p.deb.len() as u64).sum();
     let by_package = w.origin_bytes_by_package();
     let sent: u64 = by_package.values().sum();
+    eprintln!(
+        "the origin sent {sent} bytes of packages to four machines: {:.3} × one machine's",
+        sent as f64 / one_machine as f64
+    );
     assert!(
         sent * 4 <= one_machine * 5,
         "the origin sent {sent} bytes of packages to four machines, more than 1.25 × one \
