@@ -136,6 +136,10 @@ fn system_mode_debian_package_builds_installs_and_runs() {
         "./usr/share/bash-completion/completions/ferry",
         "./usr/share/zsh/vendor-completions/_ferry",
         "./usr/share/fish/vendor_completions.d/ferry.fish",
+        "./usr/lib/apt/methods/ferry",
+        "./usr/lib/apt/methods/ferry+http -> ferry",
+        "./usr/lib/apt/methods/ferry+https -> ferry",
+        "./usr/lib/systemd/system/ferryd.service.d/apt.conf",
     ] {
         assert!(
             contents
@@ -154,6 +158,9 @@ fn system_mode_debian_package_builds_installs_and_runs() {
     );
     let version = text(&run(Command::new("/usr/bin/ferryd").arg("--version")));
     assert!(version.starts_with("ferryd "), "{version}");
+    // apt's method, as apt starts it for a ferry+http source: its capabilities first.
+    let said = text(&run(&mut Command::new("/usr/lib/apt/methods/ferry+http")));
+    assert!(said.starts_with("100 Capabilities\n"), "{said}");
     let conffiles = text(&run(Command::new("dpkg-query").args([
         "--showformat=${Conffiles}",
         "--show",

@@ -109,6 +109,18 @@ pub(super) async fn run(swarm: Swarm<'_, '_>) -> Result<Outcome, TransferError> 
         poll: None,
         first_error: None,
     };
+    // Nothing starts before the fleet's first answer: a machine that started while its
+    // peers' answers were on the way took pieces as if it were alone, pieces their
+    // rendezvous owners fetched from the origin too (each machine's first two pieces,
+    // about a quarter of a small file's bytes again on four machines).
+    d.poll_the_fleet().await;
+    if let Some(poll) = d.poll.take() {
+        let holders = tokio::select! {
+            h = poll => h.unwrap_or_default(),
+            () = d.stop.cancelled() => Vec::new(),
+        };
+        update(&mut d.peers, &d.excluded, holders, d.swarm.download.length);
+    }
     loop {
         d.poll_the_fleet().await;
         if d.all_written() && d.work.is_empty() {
