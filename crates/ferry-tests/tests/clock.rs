@@ -82,9 +82,10 @@ async fn clock_set_a_day_forward_and_back_neither_cancels_nor_fires_timeouts() {
         }
     };
 
-    // Waits ten minutes to retry.
+    // Waits ten minutes to retry: the server asks for it (a first retry otherwise
+    // comes after a second, see the backoff rule) and so does the job.
     server.add_file("/later", random_bytes(1000, 1));
-    server.push_fault("/later", Fault::Status(503));
+    server.push_fault("/later", Fault::StatusRetryAfter(503, 600));
     let later = job_of("later", "/later").await;
     later
         .set(JobProperties {

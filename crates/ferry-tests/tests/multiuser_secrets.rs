@@ -213,7 +213,9 @@ async fn multiuser_no_secret_in_queries_nor_a_way_to_test_one() {
         .unwrap();
     assert_eq!(
         headers[0].get("headers"),
-        Some(&ferry_client::Value::String(SHOWN_HEADERS.join("; ")))
+        Some(&ferry_client::Value::List(
+            SHOWN_HEADERS.iter().map(|h| h.to_string()).collect()
+        ))
     );
     // A condition sees what an answer shows: it cannot read a secret a letter at a time.
     for oracle in [

@@ -13,27 +13,33 @@ use std::time::Duration;
 use ferry_testkit::{random_bytes, wait_until, Fault, TestServer};
 use system::{fleet, free_port, peers_section, processes_of, users, SystemEnv, User};
 
-/// The worker (`ferryd --worker`) running as `uid`, once there is exactly one.
-fn worker_of(uid: u32) -> u32 {
+/// The worker (`ferryd --worker`) of `env`'s broker running as `uid`, once there is
+/// exactly one.
+fn worker_of(env: &SystemEnv, uid: u32) -> u32 {
     wait_until(
         Duration::from_secs(60),
         &format!("the worker of uid {uid}"),
-        || match workers_of(uid).as_slice() {
+        || match workers_of(env, uid).as_slice() {
             [one] => Some(*one),
             _ => None,
         },
     )
 }
 
-/// The workers running as `uid` now.
-fn workers_of(uid: u32) -> Vec<u32> {
+/// The workers of `env`'s broker running as `uid` now. The users are shared by the tests
+/// of this binary, which run at the same time: a worker is this test's when its
+/// `--state-dir` is under this test's state folder.
+fn workers_of(env: &SystemEnv, uid: u32) -> Vec<u32> {
+    let state = env.env.state_dir.as_os_str().as_encoded_bytes().to_vec();
     processes_of(uid)
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| {
                     let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                    args.first() == Some(&&b"ferryd"[..]) && args.contains(&&b"--worker"[..])
+                    args.first() == Some(&&b"ferryd"[..])
+                        && args.contains(&&b"--worker"[..])
+                        && args.iter().any(|a| a.starts_with(&state))
                 })
                 .unwrap_or(false)
         })
@@ -111,7 +117,7 @@ fn privsep_proc_fd_spellings_never_reach_another_users_open_file() {
     .expect_ok("add the secret");
     env.ferry(a, &["resume", &up]).expect_ok("resume");
     wait_state_of(&env, a, &up, &["transferring"]);
-    let a_worker = worker_of(a.uid);
+    let a_worker = worker_of(&env, a.uid);
 
     // Every spelling of "a descriptor of the daemon's" B can write is refused outright.
     let job = env.create(b, "b-steals");
@@ -264,7 +270,7 @@ fn privsep_kill9_of_a_worker_costs_only_its_user() {
         wait_state_of(&env, user, &job, &["transferring"]);
         jobs.push(job);
     }
-    let (worker_a, worker_b) = (worker_of(a.uid), worker_of(b.uid));
+    let (worker_a, worker_b) = (worker_of(&env, a.uid), worker_of(&env, b.uid));
     // Both stalled after 1 MiB, each on one connection.
     wait_until(Duration::from_secs(60), "both connections open", || {
         (server.request_count("/a.bin") == 1 && server.request_count("/b.bin") == 1).then_some(())
@@ -276,7 +282,7 @@ fn privsep_kill9_of_a_worker_costs_only_its_user() {
     let new_a = wait_until(
         Duration::from_secs(60),
         "a new worker of A",
-        || match workers_of(a.uid).as_slice() {
+        || match workers_of(&env, a.uid).as_slice() {
             [one] if *one != worker_a => Some(*one),
             _ => None,
         },
@@ -286,7 +292,11 @@ fn privsep_kill9_of_a_worker_costs_only_its_user() {
         (server.request_count("/a.bin") >= 2).then_some(())
     });
     // B noticed nothing: the same worker, the same connection, still transferring.
-    assert_eq!(workers_of(b.uid), vec![worker_b], "B's worker lives on");
+    assert_eq!(
+        workers_of(&env, b.uid),
+        vec![worker_b],
+        "B's worker lives on"
+    );
     assert_eq!(
         server.request_count("/b.bin"),
         1,
@@ -328,19 +338,19 @@ fn privsep_kill9_of_the_broker_loses_no_job() {
         .expect_ok("add-file");
     env.ferry(a, &["resume", &job]).expect_ok("resume");
     wait_state_of(&env, a, &job, &["transferring"]);
-    let old_worker = worker_of(a.uid);
+    let old_worker = worker_of(&env, a.uid);
 
     env.daemon.kill9();
     // The worker sees its broker gone and stops as on SIGTERM (checkpointing).
     wait_until(
         Duration::from_secs(60),
         "the orphaned worker to stop",
-        || workers_of(a.uid).is_empty().then_some(()),
+        || workers_of(&env, a.uid).is_empty().then_some(()),
     );
     server.release_stalls();
     // A new broker starts every known user's worker: the job goes on without a call.
     env.restart();
-    let new_worker = worker_of(a.uid);
+    let new_worker = worker_of(&env, a.uid);
     assert_ne!(new_worker, old_worker);
     assert_eq!(
         wait_state_of(&env, a, &job, &["transferred", "error"]),

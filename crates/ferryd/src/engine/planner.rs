@@ -11,7 +11,7 @@
 //! | bytes from one connection         | one connection, from the recorded offset                |
 //! | new, peers may be asked           | ask them (by SHA-256, else by the probe's URL, strong validator and length; never content the origin marks `no-store`/`private`) |
 //! | … some hold it whole              | whole from those that agree on length and SHA-256       |
-//! | … none does                       | the swarm, for ≥ 2 MiB from an origin that serves ranges |
+//! | … none does                       | the swarm, for ≥ 2 MiB with a SHA-256, from an origin that serves ranges |
 //! | new, several connections allowed  | segments from the origin when the probe gives ≥ 8 MiB, ranges and a strong validator |
 //! | anything else                     | one connection                                          |
 //!
@@ -152,9 +152,12 @@ fn ask_the_fleet(f: &Facts) -> Option<Step> {
     }))
 }
 
-/// Joins the swarm when the file is large enough to cut into pieces and the origin
-/// serves them.
+/// Joins the swarm when the file is large enough to cut into pieces, the origin serves
+/// them, and the job gave a SHA-256: a download under way is shared only while every
+/// machine can check its bytes (the seed's rule; without one, a machine's bytes reach
+/// the others only once its application validated the file or completed the job).
 fn join_the_swarm(f: &Facts) -> Option<Step> {
+    f.sha256.as_ref()?;
     if f.head == Head::NotAsked {
         return Some(Step::Probe);
     }
@@ -482,9 +485,9 @@ mod tests {
                 "whole from 2 peers",
             ),
             (
-                "another length is no offer",
+                "another length is no offer; no SHA-256: no swarm",
                 by_url(vec![b]),
-                "join the swarm",
+                "one connection",
             ),
             (
                 "another SHA-256 is no offer",
@@ -497,13 +500,18 @@ mod tests {
                 "one connection",
             ),
             (
-                "nobody holds 2 MiB with ranges: the swarm",
-                answered(new(1, PEERS, BY_URL, head(2 * MIB, AS_IS)), vec![]),
+                "nobody holds 2 MiB with ranges, SHA-256 known: the swarm",
+                answered(new(1, PEERS, BY_SHA, head(2 * MIB, AS_IS)), vec![]),
                 "join the swarm",
             ),
             (
+                "nobody holds 2 MiB with ranges, no SHA-256: its bytes cannot be checked",
+                answered(new(1, PEERS, BY_URL, head(2 * MIB, AS_IS)), vec![]),
+                "one connection",
+            ),
+            (
                 "nobody holds it, under 2 MiB",
-                answered(new(1, PEERS, BY_URL, head(2 * MIB - 1, AS_IS)), vec![]),
+                answered(new(1, PEERS, BY_SHA, head(2 * MIB - 1, AS_IS)), vec![]),
                 "one connection",
             ),
             (

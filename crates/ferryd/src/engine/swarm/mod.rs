@@ -50,7 +50,7 @@ pub use plan::{piece_size, pieces, MIN_PIECE};
 
 /// After registering, this long for the machines starting together to do the same.
 const GATHER: Duration = Duration::from_millis(300);
-/// A finished download stays shared this long.
+/// A finished download whose SHA-256 matched stays shared this long.
 const LINGER: Duration = Duration::from_secs(10);
 
 /// What joining the swarm takes: the content as the fleet knows it, and what the origin
@@ -135,9 +135,11 @@ pub(super) async fn download(
         let ok = repair::check_and_repair(task, &finder, &dl, files, &origin, &expected).await?;
         dl.verified.store(ok, Ordering::Release);
     }
-    // A verified file (or one without a SHA-256 to check: first-hand pieces only) stays
-    // shared a little while, for the machines finishing after us.
-    if dl.verified.load(Ordering::Acquire) || task.record.expected_sha256.is_none() {
+    // A file that matched the SHA-256 its job gave stays shared a little while, for the
+    // machines of the swarm finishing after us (each checks it against the same hash).
+    // Anything else leaves the fleet's view now: it is offered again only once its
+    // application validated it or completed the job.
+    if dl.verified.load(Ordering::Acquire) {
         tokio::spawn(async move {
             tokio::time::sleep(LINGER).await;
             drop(guard);
