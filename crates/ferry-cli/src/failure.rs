@@ -176,8 +176,8 @@ pub fn print(r: &Report, json: bool) {
         let _ = writeln!(err, "{line}");
         return;
     }
-    let _ = writeln!(err, "ferry: {}", r.message);
+    let _ = writeln!(err, "ferry: {}", crate::stdout::shown(&r.message));
     if let Some(hint) = &r.hint {
-        let _ = writeln!(err, "hint: {hint}");
+        let _ = writeln!(err, "hint: {}", crate::stdout::shown(hint));
     }
 }

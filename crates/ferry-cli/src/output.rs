@@ -146,11 +146,8 @@ pub fn job_detail(j: &JobInfo) {
         (None, None) => outln!("on metered:       by its priority"),
     }
     if j.bytes_from_peers > 0 || j.bytes_from_origin > 0 {
-        outln!(
-            "from origin:      {}\nfrom peers:       {}",
-            bytes(j.bytes_from_origin),
-            bytes(j.bytes_from_peers)
-        );
+        outln!("from origin:      {}", bytes(j.bytes_from_origin));
+        outln!("from peers:       {}", bytes(j.bytes_from_peers));
     }
     if let Some(p) = &j.upload_protocol {
         outln!("upload protocol:  {p}");

@@ -47,6 +47,7 @@ impl Display {
         if self.quiet {
             return;
         }
+        let line = crate::stdout::shown(line);
         match &self.multi {
             Some(m) => {
                 let _ = m.println(line);

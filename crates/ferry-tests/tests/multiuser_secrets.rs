@@ -888,3 +888,50 @@ async fn multiuser_an_administrator_reads_no_secret_of_another_users_job() {
 fn read_text(path: &std::path::Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiuser_escape_sequences_that_reach_the_cli_anyway_never_reach_a_terminal() {
+    // ferryd refuses control characters at the API (the test above); a store written by
+    // an earlier version may still hold them. The CLI writes them out as `\u{…}`.
+    let env = TestEnv::new();
+    let mut daemon = env.start_daemon();
+    let m = manager(&env).await;
+    let job = m.create_job("plain").await.unwrap();
+    let id = job.id().to_string();
+    drop(m);
+    daemon.terminate();
+    let forged = "x\u{1b}]0;owned\u{7}\r\nforged-row\u{8}\u{9b}2J";
+    let db = rusqlite::Connection::open(env.state_dir.join("ferry.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE jobs SET display_name = ?1, description = ?1 WHERE id = ?2",
+            rusqlite::params![forged, id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "the job's row");
+    drop(db);
+    let _d = env.start_daemon();
+    manager(&env).await;
+
+    for args in [
+        vec!["list"],
+        vec!["info", id.as_str()],
+        vec!["query", "SELECT id, display_name FROM Job"],
+    ] {
+        let mut c = ferry(&env);
+        c.args(&args);
+        let out = run_ok(c);
+        assert!(
+            !out.contains(['\u{1b}', '\u{7}', '\r', '\u{8}', '\u{9b}']),
+            "ferry {args:?} wrote a control character: {out:?}"
+        );
+        assert!(
+            !out.lines().any(|l| l.starts_with("forged-row")),
+            "ferry {args:?} let a name forge a line: {out:?}"
+        );
+        assert!(
+            out.contains(r"x\u{1b}]0;owned\u{7}\u{d}\u{a}forged-row\u{8}\u{9b}2J"),
+            "ferry {args:?} shows the name written out: {out:?}"
+        );
+    }
+}

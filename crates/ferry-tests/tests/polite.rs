@@ -24,6 +24,10 @@ fn paced(bytes_per_sec: u64, retry_delay_secs: u64, no_progress_secs: u64) -> Jo
     }
 }
 
+/// One test of this file at a time: each compares rates on its shaped link, and two at once
+/// would share this machine's cores (and its disk) with each other's transfers.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The link goes down while two jobs transfer: both stop at once with
 /// `network_unreachable` and wait in `transient_error`. One has a retry delay of an hour:
 /// it resumes as soon as the link (and its default route) is back. The other retries
@@ -32,6 +36,7 @@ fn paced(bytes_per_sec: u64, retry_delay_secs: u64, no_progress_secs: u64) -> Jo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_network_return_resumes_at_once_and_offline_time_does_not_count() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let lab = NetLab::create("netret");
     let www = tempfile::tempdir().unwrap();
     random_file(www.path(), "a.bin", 8 * MIB, 1);
@@ -132,6 +137,7 @@ async fn polite_network_return_resumes_at_once_and_offline_time_does_not_count()
 /// `ferry daemon status` shows the limit in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polite_schedule_limits_background_jobs_not_foreground_ones() {
+    let _one = ONE_AT_A_TIME.lock().await;
     const LIMIT: u64 = 512 * 1024;
     let env = TestEnv::new();
     let config = env.dir.path().join("ferryd.toml");
@@ -244,6 +250,7 @@ async fn start_download(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let lab = shaped_lab("yield");
     let www = tempfile::tempdir().unwrap();
     random_file(www.path(), "curl.bin", 24 * MIB, 1);
@@ -285,6 +292,7 @@ async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_a_yielding_job_alone_uses_the_idle_link() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let lab = shaped_lab("idle");
     let www = tempfile::tempdir().unwrap();
     let len = 24 * MIB;
@@ -315,6 +323,7 @@ async fn polite_a_yielding_job_alone_uses_the_idle_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
 async fn polite_info_shows_which_jobs_yield_and_their_rate() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let lab = shaped_lab("info");
     let www = tempfile::tempdir().unwrap();
     random_file(www.path(), "big.bin", 64 * MIB, 4);

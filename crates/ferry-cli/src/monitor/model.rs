@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use ferry_client::{FileInfo, JobInfo, JobState, Object, Priority, Uuid, Value};
 
+use crate::stdout::one_line;
+
 /// A job's rate counts only while events keep coming: a transfer that sends no progress
 /// for this long shows no rate (the daemon reports progress at least once a second while
 /// bytes move).
@@ -42,7 +44,7 @@ impl JobRow {
     pub fn from_info(j: &JobInfo, now: Instant) -> JobRow {
         JobRow {
             id: j.id,
-            name: j.display_name.clone(),
+            name: one_line(&j.display_name),
             state: j.state(),
             priority: j.priority.unwrap_or(Priority::Normal),
             done: j.bytes_transferred,
@@ -53,7 +55,7 @@ impl JobRow {
             error: j
                 .error
                 .as_ref()
-                .map(|e| (e.code.clone(), e.message.clone())),
+                .map(|e| (e.code.clone(), one_line(&e.message))),
             created_ms: j.created_unix_ms,
             seen: now,
         }
@@ -65,7 +67,7 @@ impl JobRow {
         let text = |name: &str| o.get_str(name).unwrap_or_default().to_string();
         Some(JobRow {
             id: Uuid::parse_str(o.get_str("id")?).ok()?,
-            name: text("display_name"),
+            name: one_line(&text("display_name")),
             state: o.get_str("state")?.parse().ok()?,
             priority: o
                 .get_str("priority")
@@ -81,7 +83,7 @@ impl JobRow {
                     Some(Value::String(s)) => s.clone(),
                     _ => String::new(),
                 };
-                (field("code"), field("message"))
+                (field("code"), one_line(&field("message")))
             }),
             created_ms: o.get_i64("created_unix_ms").unwrap_or(0),
             seen: now,
