@@ -358,7 +358,14 @@ impl Host for Service {
                 }
             }
             Report::FileVerified { index } => {
-                if current(&mut inner, job, run).is_some() {
+                // Offered to the fleet at once only when the SHA-256 it matched is the
+                // one its job gave (the application said what the bytes must be). A file
+                // checked only against what its peers claimed waits for its application
+                // to validate it or complete the job (the seed's rule).
+                let given = current(&mut inner, job, run)
+                    .and_then(|e| e.files.get(index as usize))
+                    .is_some_and(|f| f.expected_sha256.is_some());
+                if given {
                     drop(inner);
                     self.offer_in_background(job, index);
                 }
