@@ -41,6 +41,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "ferry_peer_cache_limit_bytes",
     "ferry_peer_cache_entries",
     "ferry_peer_served_bytes_total",
+    "ferry_peer_cache_lookups_total",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +52,11 @@ struct StateLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
     source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -193,6 +199,18 @@ pub fn encode(s: &MetricsSnapshot) -> String {
             "Bytes served to peers since ferryd started (from the cache and the swarm)",
             Unit::Bytes,
             counter(p.bytes_served),
+        );
+        let lookups = Family::<ResultLabel, Counter>::default();
+        lookups
+            .get_or_create(&ResultLabel { result: "hit" })
+            .inc_by(p.lookup_hits);
+        lookups
+            .get_or_create(&ResultLabel { result: "miss" })
+            .inc_by(p.lookup_misses);
+        r.register(
+            "ferry_peer_cache_lookups",
+            "Peers' lookups of content in this node's cache since ferryd started: hit (it was there) or miss",
+            lookups,
         );
     }
     let mut out = String::new();

@@ -50,6 +50,8 @@ fn full() -> MetricsSnapshot {
             cache_bytes: 4096,
             cache_limit: 1 << 30,
             bytes_served: 123,
+            lookup_hits: 9,
+            lookup_misses: 2,
         }),
     }
 }
@@ -94,6 +96,8 @@ fn every_metric_is_written_with_its_value() {
     assert_eq!(s["ferry_peer_cache_bytes"], 4096.0);
     assert_eq!(s["ferry_peer_cache_entries"], 6.0);
     assert_eq!(s["ferry_peer_served_bytes_total"], 123.0);
+    assert_eq!(s["ferry_peer_cache_lookups_total{result=\"hit\"}"], 9.0);
+    assert_eq!(s["ferry_peer_cache_lookups_total{result=\"miss\"}"], 2.0);
     assert_eq!(
         s[&format!(
             "ferry_build_info{{version=\"{}\"}}",
