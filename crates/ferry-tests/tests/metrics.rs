@@ -1,10 +1,12 @@
 //! The Prometheus/OpenMetrics endpoint (`[metrics] listen`): a real ferryd downloads from
 //! the test server and `/metrics` shows it; without the section nothing listens; a real
-//! Prometheus (Debian's) scrapes it and answers ferry's values through its query API.
+//! Prometheus (Debian's) scrapes it and answers ferry's values through its query API; the
+//! system-wide daemon's broker serves the sum of its users' workers.
 //! `cargo test -p ferry-tests --test metrics` (the Prometheus test as root, with
 //! `--include-ignored`, as `.ci/run` runs it).
 
 mod common;
+mod system;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -385,4 +387,44 @@ async fn metrics_prometheus_scrapes_ferryd() {
     assert_eq!(errors, 1.0);
     assert_eq!(prometheus.value("up{job=\"ferry\"}"), Some(1.0));
     daemon.terminate();
+}
+
+#[tokio::test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+async fn metrics_of_the_system_wide_daemon_add_up_every_users_worker() {
+    let users = system::users("metrics_of_the_system_wide_daemon_add_up_every_users_worker");
+    let server = TestServer::start();
+    let data = random_bytes(150_000, 31);
+    server.add_file("/sys", data.clone());
+    let port = free_port();
+    let env = system::SystemEnv::start(
+        users,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let (a, b) = (&users.a, &users.b);
+    // A downloads a file and keeps a job suspended; B has one suspended, one cancelled.
+    let job_a = env.create(a, "a-download");
+    let dest = env.home_a.join("sys.bin");
+    env.ferry(a, &["add-file", &job_a, &server.url("/sys"), s(&dest)])
+        .expect_ok("add-file");
+    env.ferry(a, &["resume", &job_a]).expect_ok("resume");
+    env.wait_state(&job_a, &["transferred"]);
+    env.create(a, "a-idle");
+    env.create(b, "b-idle");
+    let gone = env.create(b, "b-cancelled");
+    env.ferry(b, &["cancel", &gone]).expect_ok("cancel");
+
+    // The broker asks both workers and serves their sum.
+    let m = wait_until(DEADLINE, "the broker's metrics endpoint", || {
+        Some(samples(&get(port, "/metrics").ok()?.body))
+    });
+    assert_eq!(m["ferry_jobs{state=\"suspended\"}"], 2.0, "{m:?}");
+    assert_eq!(m["ferry_jobs{state=\"transferred\"}"], 1.0, "{m:?}");
+    assert_eq!(m["ferry_jobs{state=\"cancelled\"}"], 1.0, "{m:?}");
+    assert_eq!(
+        m["ferry_received_bytes_total{source=\"origin\"}"],
+        data.len() as f64
+    );
+    assert_eq!(m["ferry_files_transferred_total"], 1.0);
+    assert_eq!(m["ferry_jobs_transferred_total"], 1.0);
 }

@@ -363,7 +363,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         svc.attach_peers(peers);
     }
     // The metrics endpoint: the per-user daemon's own (a worker of the system-wide daemon
-    // has none; `ferryd --system` refuses `[metrics] listen`, docs/architecture/metrics.md).
+    // has none: the broker serves the machine's, asking each worker, privsep/).
     let metrics_listen = if system {
         &crate::config::MetricsListen::Off
     } else {
@@ -373,11 +373,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Some(l) => {
             let stop = svc.clone();
             let shutdown = async move { stop.shutting_down().await };
-            Some(tokio::spawn(crate::metrics::serve(
-                svc.clone(),
-                l,
-                shutdown,
-            )))
+            let source: crate::metrics::SharedSource = svc.clone();
+            Some(tokio::spawn(crate::metrics::serve(source, l, shutdown)))
         }
         None => None,
     };

@@ -160,15 +160,6 @@ fn broker(
         );
         std::process::exit(2);
     }
-    if config.metrics.enabled() {
-        eprintln!(
-            "ferryd: {}: metrics.listen = \"{}\": the system-wide daemon does not serve \
-             metrics yet (a per-user daemon does): leave `listen` empty",
-            config_path.display(),
-            config.metrics.listen
-        );
-        std::process::exit(2);
-    }
     // The broker's own files (the socket's lock, the users' folders before they are
     // given away) are private. Set before any thread exists.
     // SAFETY: umask only sets the mask.

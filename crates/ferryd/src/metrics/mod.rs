@@ -1,12 +1,15 @@
 //! The Prometheus/OpenMetrics endpoint (`[metrics] listen`, off by default): at each
-//! scrape the facade's [`MetricsSnapshot`] is read and written as OpenMetrics text by
-//! prometheus-client (`encode`, this file); `server.rs` serves it as `GET /metrics`.
+//! scrape a [`MetricsSnapshot`] is read from its [`Source`] (a per-user daemon's facade,
+//! or the system-wide daemon's broker, which adds up its workers' snapshots) and written
+//! as OpenMetrics text by prometheus-client (`encode`, this file); `server.rs` serves it
+//! as `GET /metrics`.
 //!
 //! Nothing is kept here between scrapes: the registry is built from the snapshot each
 //! time, so a counter is whatever the facade or the engine counted since the daemon
 //! started (Prometheus sees a restart as a counter reset).
 //!
-//! May use: `service` (its snapshot only), `config`. Like `rpc`, a front of the facade.
+//! May use: `service` (its snapshot only), `model`, `config`. Like `rpc`, a front of the
+//! facade.
 
 pub mod server;
 
@@ -18,9 +21,29 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::service::{MetricsSnapshot, PeerState};
+use std::sync::Arc;
+
+use crate::model::MetricsSnapshot;
+use crate::service::Service;
 
 pub use server::{serve, Listener};
+
+/// Where a scrape's numbers come from.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync + 'static {
+    /// The numbers now.
+    async fn snapshot(&self) -> MetricsSnapshot;
+}
+
+#[async_trait::async_trait]
+impl Source for Service {
+    async fn snapshot(&self) -> MetricsSnapshot {
+        self.metrics_snapshot().await
+    }
+}
+
+/// A shared source, as the server holds it.
+pub type SharedSource = Arc<dyn Source>;
 
 /// The content type of what [`encode`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -159,23 +182,21 @@ pub fn encode(s: &MetricsSnapshot) -> String {
         errors,
     );
     if let Some(p) = &s.peers {
-        let states = [
-            (PeerState::New, "new"),
-            (PeerState::Up, "up"),
-            (PeerState::Unreachable, "unreachable"),
-            (PeerState::Banned, "banned"),
-        ];
         gauges(
             &mut r,
             "ferry_peers",
             "Peers of the fleet this node knows, by state",
-            states
-                .iter()
-                .map(|(st, name)| {
-                    let n = p.peers.iter().filter(|i| i.state == *st).count() as u64;
-                    (StateLabel { state: name }, n)
-                })
-                .collect(),
+            vec![
+                (StateLabel { state: "new" }, p.new),
+                (StateLabel { state: "up" }, p.up),
+                (
+                    StateLabel {
+                        state: "unreachable",
+                    },
+                    p.unreachable,
+                ),
+                (StateLabel { state: "banned" }, p.banned),
+            ],
         );
         r.register_with_unit(
             "ferry_peer_cache",

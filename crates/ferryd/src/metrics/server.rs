@@ -1,6 +1,7 @@
-//! The metrics endpoint's HTTP/1.1 server: `GET` (or `HEAD`) `/metrics` answers the
-//! facade's snapshot as OpenMetrics text; any other path is 404, any other method 405.
-//! It listens on what `daemon.rs` bound for `[metrics] listen` (a TCP address, or a Unix
+//! The metrics endpoint's HTTP/1.1 server: `GET` (or `HEAD`) `/metrics` answers its
+//! source's snapshot as OpenMetrics text; any other path is 404, any other method 405.
+//! It listens on what `daemon.rs` bound for `[metrics] listen` (in the per-user daemon,
+//! or in the system-wide daemon's broker) (a TCP address, or a Unix
 //! socket made 0600), serves a few connections at once, each for a bounded time, and
 //! stops accepting when the daemon shuts down.
 //!
@@ -18,7 +19,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
-use crate::service::Service;
+use super::SharedSource;
 
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 16;
@@ -34,7 +35,7 @@ pub enum Listener {
 }
 
 /// Serves the endpoint on `listener` until `shutdown` resolves.
-pub async fn serve(svc: Arc<Service>, listener: Listener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(source: SharedSource, listener: Listener, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -47,12 +48,12 @@ pub async fn serve(svc: Arc<Service>, listener: Listener, shutdown: impl Future<
         };
         match accepted {
             Ok(conn) => {
-                let svc = svc.clone();
+                let source = source.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
                     match conn {
-                        Conn::Tcp(s) => serve_connection(svc, s).await,
-                        Conn::Unix(s) => serve_connection(svc, s).await,
+                        Conn::Tcp(s) => serve_connection(source, s).await,
+                        Conn::Unix(s) => serve_connection(source, s).await,
                     }
                 });
             }
@@ -77,13 +78,13 @@ async fn accept(listener: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-async fn serve_connection<S>(svc: Arc<Service>, stream: S)
+async fn serve_connection<S>(source: SharedSource, stream: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
-        let svc = svc.clone();
-        async move { Ok::<_, Infallible>(answer(&svc, req).await) }
+        let source = source.clone();
+        async move { Ok::<_, Infallible>(answer(&*source, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
@@ -102,7 +103,7 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
 }
 
 /// The answer to one request.
-async fn answer(svc: &Service, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(source: &dyn super::Source, req: Request<Incoming>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.uri().path() != "/metrics" {
         return text(
@@ -122,6 +123,6 @@ async fn answer(svc: &Service, req: Request<Incoming>) -> Response<Full<Bytes>> 
         return r;
     }
     // hyper sends no body in answer to HEAD, and keeps the length.
-    let body = super::encode(&svc.metrics_snapshot().await);
+    let body = super::encode(&source.snapshot().await);
     text(StatusCode::OK, super::CONTENT_TYPE, body)
 }

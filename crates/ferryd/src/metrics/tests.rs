@@ -4,22 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::model::JobState;
-use crate::service::{Found, PeerInfo, PeersStatus};
-
-fn peer(state: PeerState) -> PeerInfo {
-    PeerInfo {
-        name: "p".into(),
-        address: "10.0.0.2:7380".into(),
-        found: Found::Static,
-        state,
-        last_seen_ms: 0,
-        banned_until_ms: 0,
-        bytes_fetched: 0,
-        failures: 0,
-        last_error: String::new(),
-    }
-}
+use crate::model::{JobState, PeerCounts};
 
 /// A snapshot with every metric present (peer caching on).
 fn full() -> MetricsSnapshot {
@@ -36,16 +21,11 @@ fn full() -> MetricsSnapshot {
         files_transferred: 7,
         jobs_transferred: 5,
         errors: vec![("http_404".into(), 4), ("timeout".into(), 1)],
-        peers: Some(PeersStatus {
-            fleet_id: "f".into(),
-            node_name: "n".into(),
-            listen_address: "0.0.0.0:7380".into(),
-            discovery: "static".into(),
-            peers: vec![
-                peer(PeerState::Up),
-                peer(PeerState::Up),
-                peer(PeerState::Banned),
-            ],
+        peers: Some(PeerCounts {
+            new: 0,
+            up: 2,
+            unreachable: 0,
+            banned: 1,
             cache_entries: 6,
             cache_bytes: 4096,
             cache_limit: 1 << 30,

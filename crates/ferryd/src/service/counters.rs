@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::{PeersStatus, Service};
-use crate::model::{ErrorKind, JobState};
+use super::{PeerState, PeersStatus, Service};
+use crate::model::{ErrorKind, MetricsSnapshot, PeerCounts};
 
 /// Counters of the daemon's life.
 #[derive(Debug, Default)]
@@ -38,27 +38,6 @@ impl Counters {
     }
 }
 
-/// The daemon's numbers at one moment, for the metrics endpoint.
-#[derive(Debug, Clone)]
-pub struct MetricsSnapshot {
-    /// Jobs stored, in every state (0s included).
-    pub jobs_by_state: Vec<(JobState, u64)>,
-    /// Jobs whose run the yielding controller paces now.
-    pub jobs_yielding: u64,
-    /// Jobs with a run now.
-    pub active_transfers: u64,
-    /// Bytes received since the start from origins and from peers (caches and swarm).
-    pub bytes_from_origin: u64,
-    pub bytes_from_peers: u64,
-    /// Files and jobs that reached `transferred` since the start.
-    pub files_transferred: u64,
-    pub jobs_transferred: u64,
-    /// Failures recorded on jobs since the start, by error code.
-    pub errors: Vec<(String, u64)>,
-    /// Peer caching's status, when it is on (and answered).
-    pub peers: Option<PeersStatus>,
-}
-
 impl Service {
     /// The numbers the metrics endpoint serves, gathered now: the lock is taken once,
     /// for counts kept as jobs change and a pass over the live jobs' runs.
@@ -79,7 +58,7 @@ impl Service {
         };
         let (bytes_from_origin, bytes_from_peers) = self.engine.received();
         let peers = match self.peers_status().await {
-            Ok(p) => p,
+            Ok(p) => p.as_ref().map(peer_counts),
             Err(e) => {
                 tracing::debug!("peer caching's status for the metrics: {e}");
                 None
@@ -102,5 +81,22 @@ impl Service {
                 .collect(),
             peers,
         }
+    }
+}
+
+/// What the metrics serve of peer caching's status.
+fn peer_counts(p: &PeersStatus) -> PeerCounts {
+    let count = |state: PeerState| p.peers.iter().filter(|i| i.state == state).count() as u64;
+    PeerCounts {
+        new: count(PeerState::New),
+        up: count(PeerState::Up),
+        unreachable: count(PeerState::Unreachable),
+        banned: count(PeerState::Banned),
+        cache_bytes: p.cache_bytes,
+        cache_limit: p.cache_limit,
+        cache_entries: p.cache_entries,
+        bytes_served: p.bytes_served,
+        lookup_hits: p.lookup_hits,
+        lookup_misses: p.lookup_misses,
     }
 }

@@ -50,7 +50,9 @@ use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
 pub use crate::engine::schedule::LimitInForce;
-pub use crate::model::{CacheEntry, Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
+pub use crate::model::{
+    CacheEntry, Caller, ChangeKind, FileView, JobEvent, JobView, MetricsSnapshot, Scope,
+};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
 /// A client process's callback channel, what it is sent, and the methods it is called on.
@@ -63,7 +65,6 @@ pub use crate::query::exec::{EventPlan, SelectPlan};
 pub use crate::query::schema::{Obj, Prop};
 pub use api_extra::Page;
 pub use commands::{CompleteOutcome, FileSpec, JobChanges, NewJob};
-pub use counters::MetricsSnapshot;
 pub use error::{ErrorReason, ServiceError};
 pub use machine::Machine;
 /// Peer caching as the rpc layer reports it.
