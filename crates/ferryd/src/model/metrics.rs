@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::JobState;
 
+/// The most error codes a snapshot from another process keeps ([`MetricsSnapshot::trimmed`]).
+pub const MAX_ERROR_CODES: usize = 512;
+
 /// The numbers of one daemon (or of every worker of the machine, added up).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricsSnapshot {
@@ -73,6 +76,28 @@ impl MetricsSnapshot {
         }
     }
 
+    /// These numbers as another process sent them (a worker, which is its user's), made
+    /// safe to keep and serve: one entry per job state, at most [`MAX_ERROR_CODES`]
+    /// error codes, each a code as ferry writes them (lower-case letters, digits and
+    /// `_`, 64 at most).
+    pub fn trimmed(mut self) -> MetricsSnapshot {
+        let mut seen = Vec::new();
+        self.jobs_by_state.retain(|(s, _)| {
+            let new = !seen.contains(s);
+            seen.push(*s);
+            new
+        });
+        self.errors.retain(|(code, _)| {
+            !code.is_empty()
+                && code.len() <= 64
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+        self.errors.truncate(MAX_ERROR_CODES);
+        self
+    }
+
     /// No job in any state, nothing counted: what a machine without workers serves.
     pub fn empty() -> MetricsSnapshot {
         MetricsSnapshot {
@@ -120,5 +145,21 @@ mod tests {
             vec![("http_404".into(), 2), ("timeout".into(), 4)]
         );
         assert_eq!(sum.peers.map(|p| p.up), Some(2));
+    }
+
+    #[test]
+    fn what_a_worker_sends_is_trimmed_before_it_is_kept() {
+        let sent = MetricsSnapshot {
+            jobs_by_state: vec![(JobState::Queued, 1); 1000],
+            errors: (0..2000)
+                .map(|i| (format!("code_{i}"), 1))
+                .chain([("bad\"} 1\n".into(), 1), ("x".repeat(65), 1)])
+                .collect(),
+            ..MetricsSnapshot::default()
+        }
+        .trimmed();
+        assert_eq!(sent.jobs_by_state, vec![(JobState::Queued, 1)]);
+        assert_eq!(sent.errors.len(), MAX_ERROR_CODES);
+        assert!(sent.errors.iter().all(|(c, _)| c.starts_with("code_")));
     }
 }

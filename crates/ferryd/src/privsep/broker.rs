@@ -565,7 +565,8 @@ impl Broker {
                 Some(leave)
             }
             FromWorker::Metrics { round, snapshot } => {
-                self.metrics.lock().insert(uid, (round, snapshot));
+                // The worker is its user's: what it sends is bounded before it is kept.
+                self.metrics.lock().insert(uid, (round, snapshot.trimmed()));
                 self.metrics_answered.notify_waiters();
                 None
             }
