@@ -69,7 +69,8 @@ pub async fn run_broker(
         let config_path = opts.config_path.clone();
         (setup, account, cache_dir, program, config_path)
     });
-    // The metrics endpoint is bound while the broker may still bind any port.
+    // The metrics endpoint, bound before the broker drops capabilities (where it was given
+    // CAP_NET_BIND_SERVICE, a port below 1024 works; the packaged unit gives none).
     let metrics_listener = crate::daemon::bind_metrics(&opts.config.metrics.listen)?;
     let metrics_socket = match &opts.config.metrics.listen {
         crate::config::MetricsListen::Unix(p) => Some(p.clone()),
