@@ -9,50 +9,18 @@ mod common;
 mod system;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use ferry_client::JobState;
-use ferry_testkit::{random_bytes, wait_until, wait_until_async, Daemon, TestEnv, TestServer};
+use ferry_testkit::{
+    http_get_tcp, http_get_unix, metric_samples, random_bytes, wait_until, wait_until_async,
+    Daemon, HttpAnswer, TestEnv, TestServer,
+};
 
-/// An HTTP answer: status, headers (names lower-case), body.
-struct Answer {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-/// Sends `GET path` as HTTP/1.0 (the server closes after its answer) on `stream`.
-fn get_on(mut stream: impl Read + Write, path: &str) -> std::io::Result<Answer> {
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8(raw).expect("a text answer");
-    let (head, body) = text.split_once("\r\n\r\n").expect("headers, then the body");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok(Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
-fn get(port: u16, path: &str) -> std::io::Result<Answer> {
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    get_on(stream, path)
+fn get(port: u16, path: &str) -> std::io::Result<HttpAnswer> {
+    http_get_tcp(port, path)
 }
 
 /// A port nobody listens on now (bound, then let go).
@@ -64,15 +32,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The samples of an OpenMetrics (or Prometheus) text: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("a sample: series and value");
-            (series.to_string(), value.parse().expect("a number"))
-        })
-        .collect()
+    metric_samples(text)
 }
 
 /// The TCP ports process `pid` listens on (its sockets in `/proc/net/tcp*` in state
@@ -234,11 +195,7 @@ async fn metrics_on_a_unix_socket() {
     manager(&env).await.create_job("started").await.unwrap();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the endpoint is the daemon's user's");
-    let a = get_on(
-        std::os::unix::net::UnixStream::connect(&sock).unwrap(),
-        "/metrics",
-    )
-    .unwrap();
+    let a = http_get_unix(&sock, "/metrics").unwrap();
     assert_eq!(a.status, 200);
     assert_eq!(
         samples(&a.body)["ferry_jobs{state=\"suspended\"}"],
