@@ -565,8 +565,13 @@ impl Broker {
                 Some(leave)
             }
             FromWorker::Metrics { round, snapshot } => {
-                // The worker is its user's: what it sends is bounded before it is kept.
-                self.metrics.lock().insert(uid, (round, snapshot.trimmed()));
+                // The worker is its user's: what it sends is bounded before it is kept. An
+                // answer to an older round (scrapes at once) does not replace a newer one.
+                let mut kept = self.metrics.lock();
+                if kept.get(&uid).is_none_or(|(r, _)| *r <= round) {
+                    kept.insert(uid, (round, snapshot.trimmed()));
+                }
+                drop(kept);
                 self.metrics_answered.notify_waiters();
                 None
             }
