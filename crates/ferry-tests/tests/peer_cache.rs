@@ -10,7 +10,7 @@ mod peer_cache_kit;
 use std::process::Command;
 
 use ferry_client::{Credentials, JobProperties, PeerState};
-use ferry_testkit::{sha256_hex, wait_until_future};
+use ferry_testkit::{http_get_unix, metric_samples, sha256_hex, wait_until_future};
 use peer_cache_kit::*;
 
 const PEER_PORT: u16 = 7380;
@@ -108,16 +108,26 @@ async fn peer_cache_static_list_on_loopback() {
     let url = origin.url("f.bin");
     let fleet = Fleet::new();
     let (ca, cb) = (fleet.issue("a"), fleet.issue("b"));
-    let setup = |name, certs, port, peer: u16| Setup {
+    // Each serves its metrics on a Unix socket (reachable from outside the namespace).
+    let sockets = tempfile::tempdir().unwrap();
+    let metrics = |name: &str| sockets.path().join(format!("{name}-metrics.sock"));
+    let extra = |name: &str| {
+        format!(
+            "\n[metrics]\nlisten = \"unix:{}\"\n",
+            metrics(name).display()
+        )
+    };
+    let (extra_a, extra_b) = (extra("a"), extra("b"));
+    let setup = |name, certs, port, peer: u16, extra| Setup {
         name,
         certs,
         discovery: "static",
         static_peers: vec![format!("127.0.0.1:{peer}")],
         port,
-        extra: "",
+        extra,
     };
-    let a = Machine::start(&host, setup("a", &ca, 7381, 7382));
-    let b = Machine::start(&host, setup("b", &cb, 7382, 7381));
+    let a = Machine::start(&host, setup("a", &ca, 7381, 7382, &extra_a));
+    let b = Machine::start(&host, setup("b", &cb, 7382, 7381, &extra_b));
     let (ma, mb) = (a.manager().await, b.manager().await);
     peer_in_state(&mb, "127.0.0.1:7381", PeerState::Up).await;
 
@@ -140,6 +150,36 @@ async fn peer_cache_static_list_on_loopback() {
     );
     let served = ma.peers_status().await.unwrap().bytes_served;
     assert_eq!(served, data.len() as u64);
+
+    // The metrics say the same: B received the file from its peer, A served it from its
+    // cache after a lookup that hit.
+    let scrape = |name: &str| {
+        let a = http_get_unix(&metrics(name), "/metrics").expect("the metrics endpoint");
+        assert_eq!(a.status, 200, "{}", a.body);
+        metric_samples(&a.body)
+    };
+    let (sa, sb) = (scrape("a"), scrape("b"));
+    let len = data.len() as f64;
+    assert_eq!(
+        sb["ferry_received_bytes_total{source=\"peers\"}"], len,
+        "{sb:?}"
+    );
+    assert_eq!(
+        sb["ferry_received_bytes_total{source=\"origin\"}"], 0.0,
+        "{sb:?}"
+    );
+    assert_eq!(
+        sa["ferry_received_bytes_total{source=\"origin\"}"], len,
+        "{sa:?}"
+    );
+    assert_eq!(sa["ferry_peer_served_bytes_total"], len, "{sa:?}");
+    assert!(
+        sa["ferry_peer_cache_lookups_total{result=\"hit\"}"] >= 1.0,
+        "{sa:?}"
+    );
+    assert_eq!(sa["ferry_peer_cache_entries"], 1.0, "{sa:?}");
+    assert!(sa["ferry_peer_cache_bytes"] >= len, "{sa:?}");
+    assert_eq!(sb["ferry_peers{state=\"up\"}"], 1.0, "{sb:?}");
     drop((a, b, origin));
 }
 

@@ -10,6 +10,7 @@
 
 mod error;
 mod load;
+mod metrics;
 mod peers;
 mod schedule;
 mod system;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use value::{Bounded, Count, Rate, Size, Span, ANY};
 
 pub use error::ConfigError;
+pub use metrics::{MetricsConfig, MetricsListen};
 pub use peers::{CacheSize, Discovery, PeersConfig};
 pub use schedule::{local_now, Schedule};
 pub use system::SystemConfig;
@@ -125,6 +127,8 @@ pub struct Config {
     pub peers: PeersConfig,
     /// The system-wide daemon's processes (`[system]`).
     pub system: SystemConfig,
+    /// The Prometheus/OpenMetrics endpoint (`[metrics]`), off by default.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -157,6 +161,7 @@ impl Default for Config {
             schedules: Vec::new(),
             peers: PeersConfig::default(),
             system: SystemConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

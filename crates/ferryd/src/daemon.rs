@@ -224,6 +224,33 @@ pub fn lock_instance(socket: &Path) -> anyhow::Result<InstanceLock> {
     Ok(InstanceLock(file))
 }
 
+/// Binds the metrics endpoint's address (`[metrics] listen`): a TCP address, or a Unix
+/// socket made 0600 as the daemon's own; `None` when the endpoint is off.
+pub fn bind_metrics(
+    listen: &crate::config::MetricsListen,
+) -> anyhow::Result<Option<crate::metrics::Listener>> {
+    use crate::config::MetricsListen;
+    use crate::metrics::Listener;
+    let listener = match listen {
+        MetricsListen::Off => return Ok(None),
+        MetricsListen::Tcp(addr) => {
+            let l = std::net::TcpListener::bind(addr).with_context(|| {
+                format!("binding the metrics endpoint to {addr} ([metrics] listen in ferryd.toml)")
+            })?;
+            l.set_nonblocking(true)?;
+            Listener::Tcp(tokio::net::TcpListener::from_std(l)?)
+        }
+        MetricsListen::Unix(path) => {
+            let l = bind_socket(path, false)
+                .context("the metrics endpoint ([metrics] listen in ferryd.toml)")?;
+            l.set_nonblocking(true)?;
+            Listener::Unix(UnixListener::from_std(l)?)
+        }
+    };
+    tracing::info!(listen = %listen, "serving metrics at /metrics");
+    Ok(Some(listener))
+}
+
 /// Binds the socket (0600, or 0666 for the system-wide daemon), replacing a stale one
 /// only after a connect attempt shows nobody answers on it.
 pub fn bind_socket(
@@ -335,6 +362,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 .context("peer caching ([peers] in ferryd.toml)")?;
         svc.attach_peers(peers);
     }
+    // The metrics endpoint: the per-user daemon's own (a worker of the system-wide daemon
+    // has none: the broker serves the machine's, asking each worker, privsep/).
+    let metrics_listen = if system {
+        &crate::config::MetricsListen::Off
+    } else {
+        &svc.config().metrics.listen
+    };
+    let metrics = match bind_metrics(metrics_listen)? {
+        Some(l) => {
+            let stop = svc.clone();
+            let shutdown = async move { stop.shutting_down().await };
+            let source: crate::metrics::SharedSource = svc.clone();
+            Some(tokio::spawn(crate::metrics::serve(source, l, shutdown)))
+        }
+        None => None,
+    };
     // Where connections come from: the socket, or the broker.
     let (incoming, broker) = match (listener, link) {
         (Some(l), _) => {
@@ -454,6 +497,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     store_watch.abort();
     network.abort();
     cost.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    if let crate::config::MetricsListen::Unix(path) = &svc.config().metrics.listen {
+        if !system {
+            let _ = fs::remove_file(path);
+        }
+    }
     // The store is flushed before the socket goes, so a client that sees the socket gone
     // (`ferry daemon stop`) can start a new daemon at once.
     svc.close();

@@ -5,7 +5,8 @@
 //! (SQLite) and hands runnable jobs to `engine/` (scheduler, workers, transfers per
 //! scheme); `owner/` does every job's file-system work and process starts as its owner.
 //! `privsep/` is the system-wide daemon: a root broker that hands each user's connections
-//! to a worker process of that user (which runs the per-user daemon's code).
+//! to a worker process of that user (which runs the per-user daemon's code). `metrics/`
+//! serves the facade's counts as OpenMetrics text when `[metrics] listen` is set.
 
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod costwatch;
 pub mod daemon;
 pub mod engine;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod netwatch;
 pub mod notify;

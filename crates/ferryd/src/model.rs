@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 mod clock;
 mod error_kind;
+mod metrics;
 mod peers;
 mod secrets;
 mod text;
@@ -16,6 +17,7 @@ mod views;
 
 pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
+pub use metrics::{MetricsSnapshot, PeerCounts};
 pub use peers::{CacheEntry, FilePeerInfo};
 pub use secrets::{is_secret_header, mask_url, mask_urls_in};
 pub use text::{describe_char, escape_control_chars, first_control_char, is_control_char};

@@ -32,12 +32,15 @@ const MODULES: &[&str] = &[
     "daemon",
     "privsep",
     "logging",
+    "metrics",
 ];
 
 /// What each module may use of the daemon (besides itself). Modules not listed here
 /// (`daemon`, `main`, `lib`) are the top and may use everything.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("rpc", &["service", "model", "config"]),
+    // The metrics endpoint: like rpc, a front of the facade (its snapshot).
+    ("metrics", &["service", "model", "config"]),
     (
         "service",
         &[

@@ -184,6 +184,8 @@ const UNBOUNDED: &[&str] = &[
     "peers.public_origins",
     "system",
     "system.cache_user",
+    "metrics",
+    "metrics.listen",
 ];
 
 /// A file setting `key` to `value` (`value` TOML): a key of `[peers]` or of a
@@ -402,6 +404,12 @@ fn other_bad_values_name_the_key_the_value_and_what_is_expected() {
             "HH:MM",
         ),
         ("peers = 5\n", "peers", "5", "a table"),
+        (
+            "[metrics]\nlisten = 'localhost'\n",
+            "metrics.listen",
+            "'localhost'",
+            "an address and port such as \"127.0.0.1:9464\"",
+        ),
     ];
     for (text, key, value, expected) in cases {
         match parse(text) {
@@ -551,6 +559,9 @@ fn full_config() -> Config {
             cache_user: "ferry-cache".into(),
             max_connections_per_user: 16,
         },
+        metrics: MetricsConfig {
+            listen: MetricsListen::Tcp("127.0.0.1:9464".parse().unwrap()),
+        },
     }
 }
 
@@ -631,6 +642,9 @@ fn user_defaults() -> Config {
             worker_max_files: 4096,
             cache_user: "_ferry".into(),
             max_connections_per_user: 256,
+        },
+        metrics: MetricsConfig {
+            listen: MetricsListen::Off,
         },
     }
 }

@@ -107,7 +107,7 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                 ));
             }
             offset += n as u64;
-            sources.origin.fetch_add(n as u64, Ordering::Relaxed);
+            sources.add_origin(n as u64);
             progress.written.store(offset, Ordering::Release);
             events.bytes(n as u64);
             if last_sync.elapsed() >= SYNC_INTERVAL {

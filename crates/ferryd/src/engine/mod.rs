@@ -59,7 +59,7 @@ pub use events::FileEvents;
 pub use fleet::{ContentQuery, PeerFinder, PeerOffer};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
 pub use live::{Durable, LiveRun};
-pub use sources::SourceBytes;
+pub use sources::{Received, SourceBytes};
 pub use task::{FileTask, Outcome};
 
 /// Schemes ferry transfers.
@@ -87,11 +87,19 @@ impl Engine {
                 global_limit,
                 schedules: Arc::new(schedule::Schedules::new(&config.schedules)),
                 peers: OnceLock::new(),
+                received: Arc::default(),
             }),
             scheduler: Arc::new(scheduler::Scheduler::new(config.max_concurrent_jobs)),
             host: OnceLock::new(),
             paused: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Bytes every run received since the daemon started: (from origins, from peers).
+    pub fn received(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = &self.shared.received;
+        (r.origin.load(Relaxed), r.peers.load(Relaxed))
     }
 
     /// Gives the engine the fleet's peers (once, at start-up, when peer caching is on).

@@ -330,7 +330,7 @@ async fn write_body(
                 }
                 let n = chunk.len() as u64;
                 received += n;
-                task.sources.origin.fetch_add(n, Ordering::Relaxed);
+                task.sources.add_origin(n);
                 super::ratelimit::consume_all(task.limits, chunk.len()).await;
                 if writer.write(chunk).await.is_err() {
                     let e = writer
@@ -441,9 +441,7 @@ async fn small_body(
         .write_part(task.part.clone(), file, body)
         .await
         .map_err(|e| TransferError::local_io("writing", &task.part, &e))?;
-    task.sources
-        .origin
-        .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+    task.sources.add_origin(len);
     Ok(Outcome::Done { len })
 }
 

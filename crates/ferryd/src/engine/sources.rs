@@ -16,6 +16,16 @@ use crate::model::JobOptions;
 
 use super::fleet::PeerOffer;
 
+/// Bytes every run of the engine received since the daemon started, by where they came
+/// from (the metrics' counters: they only grow, whatever becomes of the bytes).
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Bytes from origins (`file://` sources included).
+    pub origin: AtomicU64,
+    /// Bytes from the fleet's peers: their caches and the swarm.
+    pub peers: AtomicU64,
+}
+
 /// Where the bytes of one file came from, as they arrive.
 #[derive(Debug, Default)]
 pub struct SourceBytes {
@@ -27,31 +37,42 @@ pub struct SourceBytes {
     used: Mutex<Vec<String>>,
     /// The SHA-256 the peers said the content has.
     claimed: Mutex<Option<String>>,
+    /// The engine's totals, which every byte counted here is added to as well.
+    received: Arc<Received>,
 }
 
 impl SourceBytes {
-    /// Counters starting where the file's record left them.
-    pub fn starting_at(origin: u64, peers: u64) -> Arc<SourceBytes> {
+    /// Counters starting where the file's record left them; what arrives is added to
+    /// `received` too.
+    pub fn starting_at(origin: u64, peers: u64, received: Arc<Received>) -> Arc<SourceBytes> {
         Arc::new(SourceBytes {
             origin: AtomicU64::new(origin),
             peers: AtomicU64::new(peers),
             used: Mutex::new(Vec::new()),
             claimed: Mutex::new(None),
+            received,
         })
     }
 
     /// Counts `n` bytes from `source`.
     pub(super) fn add(&self, source: &SourceKind, n: u64) {
         match source {
-            SourceKind::Origin => self.origin.fetch_add(n, Ordering::Relaxed),
+            SourceKind::Origin => self.add_origin(n),
             SourceKind::Peer(name) => {
                 let mut used = self.used.lock();
                 if !used.iter().any(|p| p == name) {
                     used.push(name.clone());
                 }
-                self.peers.fetch_add(n, Ordering::Relaxed)
+                self.peers.fetch_add(n, Ordering::Relaxed);
+                self.received.peers.fetch_add(n, Ordering::Relaxed);
             }
-        };
+        }
+    }
+
+    /// Counts `n` bytes from the origin.
+    pub(super) fn add_origin(&self, n: u64) {
+        self.origin.fetch_add(n, Ordering::Relaxed);
+        self.received.origin.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The file starts over: nothing of it came from anywhere yet.

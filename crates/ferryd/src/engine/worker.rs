@@ -20,7 +20,7 @@ use super::partfile::Progress;
 use super::ratelimit::RateLimiter;
 use super::schedule::Schedules;
 use super::scheduler::RunGuard;
-use super::sources::SourceBytes;
+use super::sources::{Received, SourceBytes};
 use super::task::{FileTask, Outcome};
 use super::upload::{self, UploadOutcome};
 use super::{download, file, yielding};
@@ -41,6 +41,8 @@ pub(super) struct Shared {
     pub schedules: Arc<Schedules>,
     /// The fleet's peers, when peer caching is on.
     pub peers: OnceLock<Arc<dyn PeerFinder>>,
+    /// Bytes received by every run, by where they came from.
+    pub received: Arc<Received>,
 }
 
 /// One run of one job.
@@ -193,7 +195,11 @@ async fn fetch_checked(
 ) -> Result<Outcome, TransferError> {
     let mut checksum_retried = false;
     loop {
-        let sources = SourceBytes::starting_at(f.peer.from_origin, f.peer.from_peers);
+        let sources = SourceBytes::starting_at(
+            f.peer.from_origin,
+            f.peer.from_peers,
+            r.shared.received.clone(),
+        );
         let result = transfer_one(r, record, &f, stall, cancel, net, sources.clone()).await;
         let peers_used = sources.peers_used();
         let expected = f.expected_sha256.clone().or_else(|| {
@@ -424,7 +430,7 @@ async fn run_upload(
         cancel: r.cancel.clone(),
         events: &events,
         owner: &r.owner,
-        sources: SourceBytes::starting_at(0, 0),
+        sources: SourceBytes::starting_at(0, 0, Arc::default()),
         peers: None,
         yielder: None,
     };

@@ -53,6 +53,9 @@ pub struct PeersStatus {
     pub cache_bytes: u64,
     pub cache_limit: u64,
     pub bytes_served: u64,
+    /// Peers' lookups this node's cache answered, and those it did not have.
+    pub lookup_hits: u64,
+    pub lookup_misses: u64,
 }
 
 /// Peer caching, running.
@@ -251,6 +254,8 @@ impl Peers {
             cache_bytes: bytes,
             cache_limit: self.cache.limit(),
             bytes_served: self.server.bytes_served.load(Ordering::Relaxed),
+            lookup_hits: self.server.lookup_hits.load(Ordering::Relaxed),
+            lookup_misses: self.server.lookup_misses.load(Ordering::Relaxed),
         }
     }
 

@@ -46,6 +46,9 @@ pub struct ServerState {
     serving: Mutex<HashMap<[u8; 32], usize>>,
     /// Bytes served since start.
     pub bytes_served: AtomicU64,
+    /// Peers' lookups answered from the cache, and not, since start.
+    pub lookup_hits: AtomicU64,
+    pub lookup_misses: AtomicU64,
 }
 
 impl ServerState {
@@ -71,6 +74,8 @@ impl ServerState {
             max_clients,
             serving: Mutex::new(HashMap::new()),
             bytes_served: AtomicU64::new(0),
+            lookup_hits: AtomicU64::new(0),
+            lookup_misses: AtomicU64::new(0),
         })
     }
 }
@@ -284,12 +289,18 @@ async fn lookup(state: &Arc<ServerState>, req: Request<Incoming>) -> Response<Bo
         Err(response) => return response,
     };
     match state.cache.lookup(&r) {
-        Some(e) => json(&LookupAnswer {
-            id: e.id,
-            length: e.length,
-            sha256: e.sha256,
-        }),
-        None => text(StatusCode::NOT_FOUND, "not in this node's cache"),
+        Some(e) => {
+            state.lookup_hits.fetch_add(1, Ordering::Relaxed);
+            json(&LookupAnswer {
+                id: e.id,
+                length: e.length,
+                sha256: e.sha256,
+            })
+        }
+        None => {
+            state.lookup_misses.fetch_add(1, Ordering::Relaxed);
+            text(StatusCode::NOT_FOUND, "not in this node's cache")
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! connection itself to that user's worker, starting the worker when none runs. It also
 //! answers what only the machine can: whether a client is an administrator (and then
 //! opens connections for it to every other user's worker), the machine's job count and
-//! transfer slots, and stopping everything.
+//! transfer slots, the machine's metrics (its workers' numbers added up), and stopping
+//! everything.
 //!
 //! It opens no path a user named, makes no network request, speaks no gRPC, and reads
 //! nothing of a job: what it knows of a worker is what routing needs (the connections it
@@ -26,7 +27,7 @@ use super::ipc;
 use super::protocol::{Call, FromWorker, Refusal, RefusalKind, ToWorker};
 use super::spawn;
 use crate::config::Config;
-use crate::model::Caller;
+use crate::model::{Caller, MetricsSnapshot};
 use crate::owner::Account;
 
 /// The capabilities the broker keeps (everything else leaves its bounding set):
@@ -45,6 +46,9 @@ pub const KEPT_CAPABILITIES: &[(u32, &str)] = &[
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest wait before a worker that keeps crashing is started again.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a scrape waits for the workers' numbers (a worker that has not answered by
+/// then counts with the numbers it sent last).
+const METRICS_WAIT: Duration = Duration::from_secs(3);
 
 /// What the broker needs to run.
 pub struct Options {
@@ -123,6 +127,11 @@ pub struct Broker {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When a refused connection of each uid was last logged.
     refusals_logged: Mutex<HashMap<u32, std::time::Instant>>,
+    /// Each user's worker's last numbers for the metrics endpoint, with the round they
+    /// answered (kept when the worker leaves: its jobs are still the machine's).
+    metrics: Mutex<HashMap<u32, (u64, MetricsSnapshot)>>,
+    metrics_round: AtomicU64,
+    metrics_answered: tokio::sync::Notify,
 }
 
 impl Broker {
@@ -144,7 +153,47 @@ impl Broker {
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             refusals_logged: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(HashMap::new()),
+            metrics_round: AtomicU64::new(0),
+            metrics_answered: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The machine's numbers for the metrics endpoint: every ready worker is asked for
+    /// its own (answers awaited for [`METRICS_WAIT`] at most) and the last numbers of
+    /// every user's worker, running or not, are added up.
+    pub async fn metrics(&self) -> MetricsSnapshot {
+        let round = self.metrics_round.fetch_add(1, Ordering::SeqCst) + 1;
+        let asked: Vec<u32> = {
+            let workers = self.workers.lock();
+            workers
+                .iter()
+                .filter(|(_, w)| w.phase == Phase::Ready)
+                .map(|(uid, w)| {
+                    w.send(ToWorker::Metrics { round }, Vec::new());
+                    *uid
+                })
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + METRICS_WAIT;
+        loop {
+            // Created before the check: an answer between the two still wakes it.
+            let answered = self.metrics_answered.notified();
+            let all = {
+                let m = self.metrics.lock();
+                asked
+                    .iter()
+                    .all(|uid| m.get(uid).is_some_and(|(r, _)| *r >= round))
+            };
+            if all || tokio::time::timeout_at(deadline, answered).await.is_err() {
+                break;
+            }
+        }
+        let mut sum = MetricsSnapshot::empty();
+        for (_, s) in self.metrics.lock().values() {
+            sum.add(s);
+        }
+        sum
     }
 
     /// Fires when the broker stops.
@@ -514,6 +563,17 @@ impl Broker {
                 }
                 w.send(ToWorker::Leave(leave), Vec::new());
                 Some(leave)
+            }
+            FromWorker::Metrics { round, snapshot } => {
+                // The worker is its user's: what it sends is bounded before it is kept. An
+                // answer to an older round (scrapes at once) does not replace a newer one.
+                let mut kept = self.metrics.lock();
+                if kept.get(&uid).is_none_or(|(r, _)| *r <= round) {
+                    kept.insert(uid, (round, snapshot.trimmed()));
+                }
+                drop(kept);
+                self.metrics_answered.notify_waiters();
+                None
             }
             FromWorker::Request { request, call } => {
                 let (result, fds) = self.answer(uid, call);

@@ -356,5 +356,7 @@ fn status(peers: &Peers) -> StatusWire {
         cache_bytes: s.cache_bytes,
         cache_limit: s.cache_limit,
         bytes_served: s.bytes_served,
+        lookup_hits: s.lookup_hits,
+        lookup_misses: s.lookup_misses,
     }
 }

@@ -82,6 +82,8 @@ pub struct StatusWire {
     pub cache_bytes: u64,
     pub cache_limit: u64,
     pub bytes_served: u64,
+    pub lookup_hits: u64,
+    pub lookup_misses: u64,
 }
 
 /// Worker → cache process. A request with a `request` number gets one [`Answer`] with it.

@@ -38,6 +38,7 @@ pub mod spawn;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The cache process's local socket, beside the machine's socket.
 pub fn cache_socket(socket: &Path) -> PathBuf {
@@ -68,6 +69,13 @@ pub async fn run_broker(
         let config_path = opts.config_path.clone();
         (setup, account, cache_dir, program, config_path)
     });
+    // The metrics endpoint, bound before the broker drops capabilities (where it was given
+    // CAP_NET_BIND_SERVICE, a port below 1024 works; the packaged unit gives none).
+    let metrics_listener = crate::daemon::bind_metrics(&opts.config.metrics.listen)?;
+    let metrics_socket = match &opts.config.metrics.listen {
+        crate::config::MetricsListen::Unix(p) => Some(p.clone()),
+        _ => None,
+    };
     let keep: Vec<u32> = broker::KEPT_CAPABILITIES.iter().map(|(c, _)| *c).collect();
     spawn::keep_only_capabilities(&keep)
         .context("dropping the capabilities the broker does not need (it must start as root)")?;
@@ -90,6 +98,13 @@ pub async fn run_broker(
         None => None,
     };
     broker.start_known();
+    let metrics = metrics_listener.map(|l| {
+        let source: crate::metrics::SharedSource = Arc::new(MachineMetrics(broker.clone()));
+        let stop = broker.stopping();
+        tokio::spawn(crate::metrics::serve(source, l, async move {
+            stop.cancelled().await
+        }))
+    });
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let mut incoming = Box::pin(crate::rpc::accept_connections(listener));
@@ -131,6 +146,22 @@ pub async fn run_broker(
         let _ = tokio::time::timeout(drain, c).await;
     }
     let _ = std::fs::remove_file(&socket);
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    if let Some(p) = metrics_socket {
+        let _ = std::fs::remove_file(p);
+    }
     tracing::info!("ferryd stopped");
     Ok(())
+}
+
+/// The machine's metrics: the broker adds up its workers' numbers.
+struct MachineMetrics(Arc<broker::Broker>);
+
+#[async_trait::async_trait]
+impl crate::metrics::Source for MachineMetrics {
+    async fn snapshot(&self) -> crate::model::MetricsSnapshot {
+        self.0.metrics().await
+    }
 }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::MetricsSnapshot;
+
 /// Broker → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
@@ -24,6 +26,9 @@ pub enum ToWorker {
     Leave(bool),
     /// Stop, as on SIGTERM (the machine's daemon stops).
     Stop,
+    /// Send the numbers of the metrics endpoint (answered by `FromWorker::Metrics` with
+    /// the same `round`).
+    Metrics { round: u64 },
 }
 
 /// Worker → broker.
@@ -41,6 +46,12 @@ pub enum FromWorker {
     WantSlots { slots: u32 },
     /// Nothing to do and no client: may the worker leave?
     MayLeave,
+    /// This worker's numbers for the metrics endpoint, asked for in `round`. Trusted for
+    /// nothing but its own user's share of the machine's sums.
+    Metrics {
+        round: u64,
+        snapshot: MetricsSnapshot,
+    },
 }
 
 /// A worker's request, made for the client on `connection`.

@@ -156,6 +156,13 @@ impl BrokerLink {
                     }
                 }
                 ToWorker::Slots { granted } => svc.set_machine_slots(granted),
+                ToWorker::Metrics { round } => {
+                    let (link, svc) = (self.clone(), svc.clone());
+                    tokio::spawn(async move {
+                        let snapshot = svc.metrics_snapshot().await;
+                        link.send(FromWorker::Metrics { round, snapshot });
+                    });
+                }
                 ToWorker::Leave(true) => {
                     tracing::info!(
                         "idle: leaving (the user's next connection starts a worker again)"

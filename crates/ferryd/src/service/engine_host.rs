@@ -83,11 +83,19 @@ impl Service {
         })
     }
 
-    fn mark_completed(e: &mut Entry, run: RunId, done: &[(u32, u64)]) -> Vec<FileRecord> {
+    fn mark_completed(
+        e: &mut Entry,
+        run: RunId,
+        done: &[(u32, u64)],
+        counters: &super::counters::Counters,
+    ) -> Vec<FileRecord> {
         let live = e.live(run).cloned();
         let mut changed = Vec::new();
         for &(index, len) in done {
             if let Some(f) = e.files.get_mut(index as usize) {
+                if !f.completed {
+                    counters.file_transferred();
+                }
                 if let Some((origin, peers)) = live.as_ref().and_then(|l| l.sources(index)) {
                     f.peer.from_origin = origin;
                     f.peer.from_peers = peers;
@@ -153,6 +161,7 @@ impl Service {
         let stalled_ms = now - e.clock.last_progress - offline_ms;
         let timeout_ms = (e.job.no_progress_timeout_secs as i64).saturating_mul(1000);
         let mut record = err.record(file_index);
+        self.counters.failed(err.kind);
         e.job.error_count += 1;
         e.clock.failures_in_a_row += 1;
         let state = if err.transient && stalled_ms < timeout_ms {
@@ -397,7 +406,7 @@ impl Host for Service {
             let Some(e) = current(&mut inner, job, run) else {
                 return;
             };
-            let changed = Self::mark_completed(e, run, &done);
+            let changed = Self::mark_completed(e, run, &done, &self.counters);
             let record = e.job.clone();
             let indices: Vec<u32> = done.iter().map(|(i, _)| *i).collect();
             let outbox = self.due_notifications(&record, None, &indices);
@@ -417,9 +426,10 @@ impl Host for Service {
                 return;
             };
             let before = e.view();
-            let changed = Self::mark_completed(e, run, &done);
+            let changed = Self::mark_completed(e, run, &done, &self.counters);
             let active = e.job.state.is_active();
             if active {
+                self.counters.job_transferred();
                 e.job.transferred_ms = Some(now_ms());
                 e.job.error = None;
                 inner.set_state(job, JobState::Transferred);

@@ -13,6 +13,7 @@ mod api_extra;
 mod bounds;
 mod commands;
 mod control;
+mod counters;
 mod engine_host;
 mod error;
 mod finish;
@@ -49,7 +50,9 @@ use crate::store::Store;
 use state::{Entry, Inner, ARCHIVE_AFTER_MS};
 
 pub use crate::engine::schedule::LimitInForce;
-pub use crate::model::{CacheEntry, Caller, ChangeKind, FileView, JobEvent, JobView, Scope};
+pub use crate::model::{
+    CacheEntry, Caller, ChangeKind, FileView, JobEvent, JobView, MetricsSnapshot, Scope,
+};
 /// An object a client exported on its callback channel.
 pub use crate::notify::ObjRef;
 /// A client process's callback channel, what it is sent, and the methods it is called on.
@@ -115,6 +118,8 @@ pub struct Service {
     peers: OnceLock<Arc<dyn PeerCache>>,
     /// The machine's broker (a worker of the system-wide daemon).
     machine: OnceLock<Arc<dyn Machine>>,
+    /// What the metrics count that nothing else keeps.
+    counters: counters::Counters,
     /// This service, for the tasks it starts.
     this: Weak<Service>,
 }
@@ -251,6 +256,7 @@ impl Service {
             network_cost: Arc::new(NetworkCost::new()),
             peers: OnceLock::new(),
             machine: OnceLock::new(),
+            counters: counters::Counters::default(),
             this: this.clone(),
         });
         let weak = Arc::downgrade(&svc);
@@ -526,6 +532,21 @@ mod tests {
         }
     }
 
+    /// The counts by state kept as jobs change, checked against a count of every job.
+    fn assert_counts_by_state(svc: &Service) {
+        let inner = svc.lock();
+        let mut counted: HashMap<JobState, usize> = HashMap::new();
+        for e in inner.jobs.values() {
+            *counted.entry(e.job.state).or_default() += 1;
+        }
+        for a in inner.archived.values() {
+            *counted.entry(a.state).or_default() += 1;
+        }
+        for (state, n) in inner.jobs_by_state() {
+            assert_eq!(n, counted.get(&state).copied().unwrap_or(0), "{state}");
+        }
+    }
+
     /// Stores `n` jobs per state in `states` for owner 7, one file each.
     async fn store_with(dir: &std::path::Path, states: &[JobState]) -> Vec<JobRecord> {
         let store = Store::open(dir).unwrap();
@@ -588,6 +609,7 @@ mod tests {
             assert_eq!(inner.unfinished_total(), 2);
         }
         assert_eq!(svc.job_count(), 4);
+        assert_counts_by_state(&svc);
 
         let ack = &jobs[0];
         let view = svc.get_job(7, ack.id).unwrap();
@@ -667,8 +689,17 @@ mod tests {
         let svc = Service::open(config, Store::open(dir.path()).unwrap(), 7).unwrap();
         let ids: Vec<Uuid> = svc.list_jobs(7, false).iter().map(|v| v.job.id).collect();
         assert_eq!(svc.lock().unfinished_of(7), 2);
+        assert_counts_by_state(&svc);
         svc.cancel(7, ids[0]).await.unwrap();
         svc.cancel(7, ids[1]).await.unwrap();
+        assert_counts_by_state(&svc);
+        assert_eq!(
+            svc.lock()
+                .jobs_by_state()
+                .iter()
+                .find(|(s, _)| *s == JobState::Cancelled),
+            Some(&(JobState::Cancelled, 2))
+        );
         // Just made final: left alone.
         svc.housekeeping().await;
         assert_eq!(svc.lock().archived.len(), 0);
@@ -679,6 +710,7 @@ mod tests {
             inner.jobs.get_mut(&ids[1]).unwrap().clock.touched -= 2 * 3600 * 1000;
         }
         svc.housekeeping().await;
+        assert_counts_by_state(&svc);
         {
             let inner = svc.lock();
             assert_eq!(inner.jobs.len(), 0);
@@ -694,6 +726,8 @@ mod tests {
         svc.lock().archived.get_mut(&ids[0]).unwrap().touched -= 2 * 3600 * 1000;
         svc.housekeeping().await;
         assert_eq!(svc.job_count(), 0);
+        assert_counts_by_state(&svc);
+        assert!(svc.lock().jobs_by_state().iter().all(|(_, n)| *n == 0));
         assert_eq!(svc.lock().unfinished_total(), 0);
         let left = svc.store.load().unwrap();
         assert!(left.jobs.is_empty());

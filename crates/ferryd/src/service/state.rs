@@ -285,6 +285,8 @@ pub(crate) struct Inner {
     unfinished: HashMap<u32, usize>,
     /// Unfinished jobs of every owner: the `max_jobs_per_machine` check.
     unfinished_total: usize,
+    /// Jobs in each state, live and archived (the metrics' gauge).
+    by_state: HashMap<JobState, usize>,
     pub(crate) handlers: HashMap<(Uuid, u32), HandlerRecord>,
     /// Where queued and retrying jobs wait for a run.
     engine: Arc<Engine>,
@@ -302,6 +304,7 @@ impl Inner {
             archived: HashMap::new(),
             unfinished: HashMap::new(),
             unfinished_total: 0,
+            by_state: HashMap::new(),
             handlers: HashMap::new(),
             engine,
             metered: false,
@@ -313,6 +316,7 @@ impl Inner {
         if !entry.job.state.is_final() {
             self.count_unfinished(entry.job.owner_uid, true);
         }
+        self.count_state(entry.job.state, true);
         self.jobs.insert(entry.job.id, entry);
     }
 
@@ -320,6 +324,7 @@ impl Inner {
     pub(crate) fn insert_archived(&mut self, job: &JobRecord, files: &[FileRecord]) {
         debug_assert!(job.state.is_final());
         let touched = mono_since(job.modified_ms);
+        self.count_state(job.state, true);
         self.archived
             .insert(job.id, Archived::new(job, files, touched));
     }
@@ -327,6 +332,7 @@ impl Inner {
     /// Adds a final job left in the store to the archive (its index only).
     pub(crate) fn insert_stored(&mut self, row: &ArchivedRow) {
         debug_assert!(row.state.is_final());
+        self.count_state(row.state, true);
         self.archived.insert(row.id, Archived::stored(row));
     }
 
@@ -344,6 +350,24 @@ impl Inner {
         }
     }
 
+    /// Counts one more (or one fewer) job in `state`.
+    fn count_state(&mut self, state: JobState, more: bool) {
+        let n = self.by_state.entry(state).or_default();
+        if more {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// How many jobs, live and archived, are in each state (every state, 0s included).
+    pub(crate) fn jobs_by_state(&self) -> Vec<(JobState, usize)> {
+        JobState::ALL
+            .iter()
+            .map(|s| (*s, self.by_state.get(s).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// Removes a job, live or archived, returning what it was (see [`Removed::view`]).
     pub(crate) fn remove(&mut self, id: Uuid) -> Option<Removed> {
         match self.jobs.remove(&id) {
@@ -352,9 +376,14 @@ impl Inner {
                 if !e.job.state.is_final() {
                     self.count_unfinished(e.job.owner_uid, false);
                 }
+                self.count_state(e.job.state, false);
                 Some(Removed::Live(Box::new(e.view())))
             }
-            None => self.archived.remove(&id).map(|a| Removed::Archived(id, a)),
+            None => {
+                let a = self.archived.remove(&id)?;
+                self.count_state(a.state, false);
+                Some(Removed::Archived(id, a))
+            }
         }
     }
 
@@ -437,7 +466,7 @@ impl Inner {
         };
         let finishes = !entry.job.state.is_final() && state.is_final();
         let owner = entry.job.owner_uid;
-        entry.job.state = state;
+        let was = std::mem::replace(&mut entry.job.state, state);
         entry.touch();
         match state {
             JobState::Queued => {
@@ -459,6 +488,8 @@ impl Inner {
         if finishes {
             self.count_unfinished(owner, false);
         }
+        self.count_state(was, false);
+        self.count_state(state, true);
         self.refresh_hold(id);
     }
 
