@@ -230,6 +230,119 @@ async fn peer_cache_unvalidated_file_served_only_after_complete() {
     );
 }
 
+/// The seed's rule at a size the swarm takes (64 MiB, pieces of 1 MiB): a file without a
+/// SHA-256 that A transferred, but neither validated nor completed, reaches no other
+/// machine — not while A downloads it, not in the seconds after — and reaches them once
+/// A validates it (`ferry files validate`), at once. A's cache entry then counts what it
+/// served, and the serve is a use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_seeds_rule_64mib_unvalidated_stays_home_validated_is_served() {
+    let w = world(&["a", "b"], "static", "");
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    let (ma, mb) = (a.manager().await, b.manager().await);
+    peer_in_state(&mb, &a.peer_address(), PeerState::Up).await;
+    let data = content(64 << 20, 11);
+    let len = data.len() as u64;
+    w.origin.put("big.bin", &data);
+    let url = w.origin.url("big.bin");
+
+    let ja = fetch(&ma, &url, &a.file("big.bin"), None).await;
+    // B starts right after A's transfer ended (within what was the swarm's grace window).
+    let jb = fetch(&mb, &url, &b.file("first.bin"), None).await;
+    assert!(cached_urls(&ma).await.is_empty(), "A offered nothing");
+    let f = file0(&jb).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (len, 0), "{f:?}");
+    assert_eq!(part_sha(&jb).await, sha256_hex(&data));
+    assert_eq!(
+        w.origin.body_bytes_to(&b.host.ip),
+        len,
+        "the origin sent B the whole body"
+    );
+    assert_eq!(ma.peers_status().await.unwrap().bytes_served, 0);
+
+    // A's application (here its admin) vouches for the file: the fleet's when the
+    // command returns, no waiting.
+    let said = a.ferry(&["files", "validate", &ja.id().to_string(), "0", "--valid"]);
+    assert!(said.contains("validated"), "{said}");
+    assert_eq!(
+        cached_urls(&ma).await,
+        vec![url.clone()],
+        "in A's cache at once"
+    );
+
+    let jb2 = fetch(&mb, &url, &b.file("second.bin"), None).await;
+    let f = file0(&jb2).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (0, len), "{f:?}");
+    assert_eq!(part_sha(&jb2).await, sha256_hex(&data));
+    assert_eq!(w.origin.body_bytes_to(&b.host.ip), len, "nothing more");
+
+    // The entry's counters moved: what `ferry peers cache list` shows an admin.
+    let listed: serde_json::Value =
+        serde_json::from_str(&a.ferry(&["--json", "peers", "cache", "list"])).unwrap();
+    let entry = &listed.as_array().expect("a list")[0];
+    assert_eq!(entry["url"], url.as_str(), "{listed}");
+    assert_eq!(entry["bytes_served"], len, "{listed}");
+    assert!(
+        entry["last_access_unix_ms"].as_i64().unwrap() > entry["created_unix_ms"].as_i64().unwrap(),
+        "B's look-up and fetch were uses: {listed}"
+    );
+    let text = a.ferry(&["peers", "cache", "list"]);
+    assert_eq!(
+        text.matches("64.0 MiB").count(),
+        2,
+        "SIZE and SERVED of the entry: {text}"
+    );
+}
+
+/// A file the application rejects leaves the fleet's view at once: B fetched it from A
+/// a moment ago; after A's `ferry files validate … --invalid` no peer offers it and B's
+/// next download comes whole from the origin. Likewise for a cache emptied by its admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_rejected_or_cleared_file_is_offered_by_no_peer() {
+    let w = world(&["a", "b"], "static", "");
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    let (ma, mb) = (a.manager().await, b.manager().await);
+    peer_in_state(&mb, &a.peer_address(), PeerState::Up).await;
+    let data = content(64 << 20, 12);
+    let len = data.len() as u64;
+    w.origin.put("f.bin", &data);
+    let url = w.origin.url("f.bin");
+
+    let ja = fetch(&ma, &url, &a.file("f.bin"), None).await;
+    a.ferry(&["files", "validate", &ja.id().to_string(), "0", "--valid"]);
+    let jb = fetch(&mb, &url, &b.file("1.bin"), None).await;
+    assert_eq!(file0(&jb).await.bytes_from_peers, len, "offered by A");
+
+    let said = a.ferry(&["files", "validate", &ja.id().to_string(), "0", "--invalid"]);
+    assert!(said.contains("rejected"), "{said}");
+    assert!(
+        cached_urls(&ma).await.is_empty(),
+        "gone from A's cache at once"
+    );
+    let jb = fetch(&mb, &url, &b.file("2.bin"), None).await;
+    let f = file0(&jb).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (len, 0), "{f:?}");
+    assert_eq!(w.origin.body_bytes_to(&b.host.ip), len);
+    assert_eq!(part_sha(&jb).await, sha256_hex(&data));
+
+    // Another file, completed on A (so cached), then the cache cleared by A's admin.
+    w.origin.put("g.bin", &data[..32 << 20]);
+    let url_g = w.origin.url("g.bin");
+    let ja = fetch(&ma, &url_g, &a.file("g.bin"), None).await;
+    ja.complete().await.unwrap();
+    cached(&ma, &url_g).await;
+    a.ferry(&["peers", "cache", "clear"]);
+    let jb = fetch(&mb, &url_g, &b.file("g.bin"), None).await;
+    let f = file0(&jb).await;
+    assert_eq!(
+        (f.bytes_from_origin, f.bytes_from_peers),
+        (32 << 20, 0),
+        "{f:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_peer_killed_while_serving() {

@@ -188,6 +188,24 @@ impl Machine {
         .expect("connect to the machine's ferryd")
     }
 
+    /// Runs the real `ferry` command line against its daemon (`--socket`, no autostart);
+    /// panics unless it succeeds; its standard output.
+    pub fn ferry(&self, args: &[&str]) -> String {
+        let out = Command::new(target_dir_bin("ferry"))
+            .arg("--no-autostart")
+            .arg("--socket")
+            .arg(&self.env.socket)
+            .args(args)
+            .output()
+            .expect("run ferry");
+        assert!(
+            out.status.success(),
+            "ferry {args:?}: {out:?}; log:\n{}",
+            self.log()
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
     /// Its log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.env.log_path()).unwrap_or_default()

@@ -93,6 +93,20 @@ impl Shares {
         self.live.lock().values().find(|l| l.matches(req)).cloned()
     }
 
+    /// Stops sharing every download of this content (by SHA-256, or by URL and, when
+    /// given, validator): a rejected file leaves the fleet's view at once. How many.
+    pub fn withdraw(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize {
+        let mut live = self.live.lock();
+        let before = live.len();
+        live.retain(|_, l| {
+            let same_sha = matches!((sha256, &l.query.sha256), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+            let same_url = l.query.url == url
+                && (validator.is_none() || l.query.validator.as_deref() == validator);
+            !(same_sha || same_url)
+        });
+        before - live.len()
+    }
+
     /// The shared download `id`.
     pub fn get(&self, id: &str) -> Option<Arc<Live>> {
         self.live.lock().get(id).cloned()

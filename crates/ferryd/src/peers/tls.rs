@@ -28,6 +28,8 @@ pub struct FleetTls {
     pub fleet_id: String,
     /// This node's name: its certificate's common name.
     pub node_name: String,
+    /// When this node's certificate expires, ms since the Unix epoch (0: unreadable).
+    pub node_cert_expires_ms: i64,
     /// The peer port's configuration (client certificates required).
     pub server: Arc<rustls::ServerConfig>,
     /// The configuration of requests to peers (with this node's certificate).
@@ -83,6 +85,20 @@ fn common_name(cert: &CertificateDer<'_>) -> String {
         .find_map(|p| p.trim().strip_prefix("CN="))
         .map(str::to_string)
         .unwrap_or(subject)
+}
+
+/// When a certificate expires (its notAfter), ms since the Unix epoch; 0 if unreadable.
+pub fn expires_ms(cert: &CertificateDer<'_>) -> i64 {
+    use x509_cert::der::Decode;
+    x509_cert::Certificate::from_der(cert.as_ref())
+        .map(|c| {
+            c.tbs_certificate()
+                .validity()
+                .not_after
+                .to_unix_duration()
+                .as_millis() as i64
+        })
+        .unwrap_or(0)
 }
 
 /// The fleet's trust material as its files hold it (PEM).
@@ -162,6 +178,7 @@ pub fn from_material(config: &PeersConfig, m: &Material) -> anyhow::Result<Fleet
     Ok(FleetTls {
         fleet_id: fleet_id(&ca[0]),
         node_name: common_name(&chain[0]),
+        node_cert_expires_ms: expires_ms(&chain[0]),
         server: Arc::new(server),
         client,
     })

@@ -356,5 +356,6 @@ fn status(peers: &Peers) -> StatusWire {
         cache_bytes: s.cache_bytes,
         cache_limit: s.cache_limit,
         bytes_served: s.bytes_served,
+        cert_expires_ms: s.cert_expires_ms,
     }
 }

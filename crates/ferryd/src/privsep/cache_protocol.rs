@@ -82,6 +82,7 @@ pub struct StatusWire {
     pub cache_bytes: u64,
     pub cache_limit: u64,
     pub bytes_served: u64,
+    pub cert_expires_ms: i64,
 }
 
 /// Worker → cache process. A request with a `request` number gets one [`Answer`] with it.

@@ -404,6 +404,7 @@ impl PeerCache for CacheLink {
             cache_bytes: s.cache_bytes,
             cache_limit: s.cache_limit,
             bytes_served: s.bytes_served,
+            cert_expires_ms: s.cert_expires_ms,
         })
     }
 
