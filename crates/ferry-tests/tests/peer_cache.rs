@@ -570,6 +570,84 @@ async fn peer_cache_other_fleet_or_no_certificate_is_refused_both_ways() {
     assert_eq!(curl(None), "000", "no certificate: no answer");
     assert_eq!(curl(Some(&c_certs)), "000", "another CA: no answer");
     drop(c);
+    // C knocked many times (every check, every look-up, the curls); A's log says so once,
+    // at WARN, and the rest at DEBUG only.
+    let log = a.log();
+    let from_c = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains(&host.ip))
+            .count()
+    };
+    assert_eq!(
+        from_c("refused a TLS handshake"),
+        1,
+        "one line per address per hour:\n{log}"
+    );
+    assert!(log
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains("refused a TLS handshake")));
+    assert!(
+        from_c("refused a connection") >= 2,
+        "the others at DEBUG:\n{log}"
+    );
+}
+
+/// Peers are checked at start and until they answer, not a `probe_interval` later: A
+/// starts before B (its first check of B fails), with checks an hour apart, and still
+/// finds B up. Then A's certificate is renewed (`ferry peers cert renew`, same key, then
+/// a new key): after a restart B takes it, and A's status shows its expiry 5 years ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_peers_checked_at_start_and_a_renewed_certificate_is_taken() {
+    let mut w = world(&["a", "b"], "static", "probe_interval = \"1h\"");
+    let (ma, mb) = (w.machines[0].manager().await, w.machines[1].manager().await);
+    peer_in_state(&ma, &w.machines[1].peer_address(), PeerState::Up).await;
+    peer_in_state(&mb, &w.machines[0].peer_address(), PeerState::Up).await;
+    let year_ms = 365 * 86_400_000_i64;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let expires = ma.peers_status().await.unwrap().node_cert_expires_unix_ms;
+    assert!(
+        (expires - (now() + 5 * year_ms)).abs() < 2 * 86_400_000,
+        "about 5 years ahead: {expires}"
+    );
+    let status = w.machines[0].ferry(&["peers", "status"]);
+    assert!(status.contains("cert:      expires"), "{status}");
+
+    for new_key in [false, true] {
+        let ma = w.machines[0].manager().await;
+        let old_cert = ma.peers_status().await.unwrap().node_cert_expires_unix_ms;
+        let dir = w.fleet.renew("a", new_key);
+        assert!(dir.join("node.pem").exists());
+        // Both restart (B's connections to the old A would be stale), A first.
+        w.machines[1].kill();
+        w.machines[0].kill();
+        w.machines[0].restart();
+        w.machines[1].restart();
+        let (ma, mb) = (w.machines[0].manager().await, w.machines[1].manager().await);
+        let a = w.machines[0].peer_address();
+        let b = w.machines[1].peer_address();
+        peer_in_state(&ma, &b, PeerState::Up).await;
+        peer_in_state(&mb, &a, PeerState::Up).await;
+        let data = content(1 << 20, 30 + new_key as u64);
+        let name = format!("r{new_key}.bin");
+        w.origin.put(&name, &data);
+        let url = w.origin.url(&name);
+        let ja = fetch(&ma, &url, &w.machines[0].file(&name), None).await;
+        w.machines[0].ferry(&["files", "validate", &ja.id().to_string(), "0", "--valid"]);
+        let jb = fetch(&mb, &url, &w.machines[1].file(&name), None).await;
+        assert_eq!(
+            file0(&jb).await.bytes_from_peers,
+            data.len() as u64,
+            "B fetched from A with its renewed certificate (new key: {new_key})"
+        );
+        let renewed = ma.peers_status().await.unwrap().node_cert_expires_unix_ms;
+        assert!(renewed >= old_cert, "{renewed} >= {old_cert}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,31 @@ impl Fleet {
         assert!(out.status.success(), "ferry peers cert issue: {out:?}");
         out_dir
     }
+
+    /// `ferry peers cert renew --ca DIR/ca DIR/NAME --out DIR/NAME-renewed` (same key, or
+    /// a new one), then the renewed folder's files copied over `DIR/NAME`'s, as the
+    /// README says; that folder.
+    pub fn renew(&self, name: &str, new_key: bool) -> PathBuf {
+        let renewed = self.dir.path().join(format!("{name}-renewed"));
+        // `renew` writes new files only: a second renewal gets a fresh folder.
+        let _ = std::fs::remove_dir_all(&renewed);
+        let mut cmd = Command::new(target_dir_bin("ferry"));
+        cmd.args(["peers", "cert", "renew", "--ca"])
+            .arg(self.dir.path().join("ca"))
+            .arg(self.dir.path().join(name))
+            .arg("--out")
+            .arg(&renewed);
+        if new_key {
+            cmd.arg("--new-key");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "ferry peers cert renew: {out:?}");
+        let node = self.dir.path().join(name);
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            std::fs::copy(renewed.join(f), node.join(f)).unwrap();
+        }
+        node
+    }
 }
 
 /// Keys of `[peers]` set for tests unless [`Setup::extra`] sets them: quick lookups and

@@ -322,3 +322,19 @@ impl Peers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cert_days_left;
+
+    #[test]
+    fn a_certificate_is_warned_about_thirty_days_ahead() {
+        let day = 86_400_000;
+        let now = 1_800_000_000_000;
+        assert_eq!(cert_days_left(now + 400 * day, now), None);
+        assert_eq!(cert_days_left(now + 30 * day, now), None);
+        assert_eq!(cert_days_left(now + 30 * day - 1, now), Some(29));
+        assert_eq!(cert_days_left(now - 1, now), Some(-1), "expired");
+        assert_eq!(cert_days_left(0, now), None, "unknown");
+    }
+}
