@@ -206,7 +206,26 @@ pub enum CertCommand {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Revoke a machine's certificate: the fleet's revocation list (CA_DIR/crl.pem),
+    /// which every machine honours, lists it; copy the list to every machine
+    #[command(long_about = REVOKE_HELP)]
+    Revoke {
+        /// The fleet CA's folder (from `ferry peers ca new`)
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The machine's certificate: its folder (with node.pem) or the file
+        cert: PathBuf,
+    },
 }
+
+const REVOKE_HELP: &str = "\
+Revoke a machine's certificate (a machine that leaves the fleet, or whose key was
+lost): its serial number joins CA_DIR/revoked.txt and CA_DIR/crl.pem, the fleet's
+revocation list signed by the CA, is written again with every certificate revoked so
+far. Copy crl.pem into every machine's fleet folder (/etc/ferry/fleet/crl.pem, or
+~/.config/ferry/fleet/crl.pem; the `crl` key of [peers]) and restart its ferryd: from
+then on no machine of the fleet accepts the revoked certificate, as a client or as a
+server.";
 
 const RENEW_HELP: &str = "\
 Renew a machine's certificate before it expires (`ferry peers status` on the machine

@@ -175,12 +175,16 @@ pub fn cert_name(from: &Path) -> Result<String> {
     })?;
     let cert = CertificateParams::from_ca_cert_pem(&pem)
         .with_context(|| format!("{}/node.pem is not a certificate", from.display()))?;
+    cert_name_of(&cert, from)
+}
+
+/// The machine name (common name) of a certificate found in `from`.
+fn cert_name_of(cert: &CertificateParams, from: &Path) -> Result<String> {
     match cert.distinguished_name.get(&DnType::CommonName) {
         Some(DnValue::Utf8String(s)) => Ok(s.clone()),
         Some(DnValue::PrintableString(s)) => Ok(s.as_str().to_string()),
         _ => bail!(
-            "{}/node.pem names no machine (no common name): issue a new one with \
-             `ferry peers cert issue`",
+            "the certificate in {} names no machine (no common name)",
             from.display()
         ),
     }
@@ -208,6 +212,90 @@ pub fn cert_renew(ca_dir: &Path, from: &Path, new_key: bool, out: &Path) -> Resu
     let ca = load_ca(ca_dir)?;
     write_node(out, &name, &key, &ca)?;
     Ok(name)
+}
+
+/// Seconds since the Unix epoch.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Revokes the certificate `cert` (a node folder holding `node.pem`, or the file itself)
+/// with the CA in `ca_dir`: its serial number joins `ca_dir/revoked.txt`, and
+/// `ca_dir/crl.pem`, the fleet's revocation list signed by the CA, is written again with
+/// every serial revoked so far. The machine's name and the list's path.
+pub fn cert_revoke(ca_dir: &Path, cert: &Path) -> Result<(String, PathBuf)> {
+    let folder = if cert.is_dir() {
+        cert.to_path_buf()
+    } else {
+        cert.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let pem_path = if cert.is_dir() {
+        cert.join("node.pem")
+    } else {
+        cert.to_path_buf()
+    };
+    let pem = fs::read_to_string(&pem_path).with_context(|| {
+        format!(
+            "reading {} (the machine's certificate, or its folder)",
+            pem_path.display()
+        )
+    })?;
+    let params = CertificateParams::from_ca_cert_pem(&pem)
+        .with_context(|| format!("{} is not a certificate", pem_path.display()))?;
+    let name = cert_name_of(&params, &folder)?;
+    let serial = params
+        .serial_number
+        .as_ref()
+        .map(|s| hex::encode(s.to_bytes()))
+        .context("the certificate has no serial number")?;
+    let ca = load_ca(ca_dir)?;
+    let list_path = ca_dir.join("revoked.txt");
+    let mut listed = fs::read_to_string(&list_path).unwrap_or_default();
+    if !listed
+        .lines()
+        .any(|l| l.split(' ').next() == Some(serial.as_str()))
+    {
+        listed.push_str(&format!("{serial} {name} {}\n", unix_secs()));
+    }
+    let now = rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(unix_secs());
+    let mut revoked = Vec::new();
+    for line in listed.lines().filter(|l| !l.trim().is_empty()) {
+        let mut parts = line.split(' ');
+        let hex_serial = parts.next().unwrap_or_default();
+        let bytes = hex::decode(hex_serial)
+            .with_context(|| format!("{}: '{line}' is not a serial number", list_path.display()))?;
+        let when: u64 = parts.nth(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+        revoked.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(&bytes),
+            revocation_time: rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(when),
+            reason_code: Some(rcgen::RevocationReason::CessationOfOperation),
+            invalidity_date: None,
+        });
+    }
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + Duration::from_secs(20 * 365 * 86_400),
+        crl_number: rcgen::SerialNumber::from_slice(&(revoked.len() as u64).to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.1, &ca.2)?;
+    let crl_path = ca_dir.join("crl.pem");
+    replace(&list_path, listed.as_bytes(), 0o644)?;
+    replace(&crl_path, crl.pem()?.as_bytes(), 0o644)?;
+    Ok((name, crl_path))
+}
+
+/// Writes `data` to `path` through a temporary file renamed over it.
+fn replace(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("new");
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, data, mode)?;
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -274,5 +362,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("node.pem"), "{e:#}");
+    }
+
+    #[test]
+    fn revoke_lists_each_certificate_once_in_a_signed_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        ca_new(&ca).unwrap();
+        for n in ["h1", "h2"] {
+            cert_issue(&ca, n, &dir.path().join(n)).unwrap();
+        }
+        let (name, crl) = cert_revoke(&ca, &dir.path().join("h1")).unwrap();
+        assert_eq!(name, "h1");
+        let first = fs::read_to_string(&crl).unwrap();
+        assert!(first.starts_with("-----BEGIN X509 CRL-----"), "{first}");
+        // Again (by the file this time): listed once.
+        cert_revoke(&ca, &dir.path().join("h1").join("node.pem")).unwrap();
+        let listed = fs::read_to_string(ca.join("revoked.txt")).unwrap();
+        assert_eq!(listed.lines().count(), 1, "{listed}");
+        cert_revoke(&ca, &dir.path().join("h2")).unwrap();
+        let listed = fs::read_to_string(ca.join("revoked.txt")).unwrap();
+        assert_eq!(listed.lines().count(), 2, "{listed}");
+        assert_ne!(fs::read_to_string(&crl).unwrap(), first, "a new list");
+        let e = cert_revoke(&ca, &dir.path().join("nothing")).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("nothing") && e.contains("certificate"), "{e}");
     }
 }

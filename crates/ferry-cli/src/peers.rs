@@ -117,6 +117,17 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
                 );
             }
         }
+        PeersCommand::Cert(CertCommand::Revoke { ca, cert }) => {
+            let (name, crl) = fleet::cert_revoke(&ca, &cert)?;
+            if !ctx.json {
+                outln!(
+                    "certificate of {name} revoked: copy {} into every machine's fleet \
+                     folder (/etc/ferry/fleet/ or ~/.config/ferry/fleet/) and restart their \
+                     ferryd",
+                    crl.display()
+                );
+            }
+        }
         PeersCommand::Status => {
             let s = ctx.manager().await?.peers_status().await?;
             if ctx.json {

@@ -650,6 +650,56 @@ async fn peer_cache_peers_checked_at_start_and_a_renewed_certificate_is_taken() 
     }
 }
 
+/// A revoked machine (`ferry peers cert revoke`, the list copied to the others and their
+/// ferryd restarted) is refused both ways: it fetches nothing from the fleet and the
+/// fleet asks nothing of it, while the others go on sharing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_revoked_machine_is_refused_both_ways() {
+    let mut w = world(&["a", "b", "c"], "static", "");
+    let addr: Vec<String> = w.machines.iter().map(|m| m.peer_address()).collect();
+    let mc = w.machines[2].manager().await;
+    peer_in_state(&mc, &addr[0], PeerState::Up).await;
+
+    w.fleet.revoke("c", &["a", "b", "c"]);
+    for m in w.machines.iter_mut() {
+        m.kill();
+    }
+    for m in w.machines.iter_mut() {
+        m.restart();
+    }
+    let (ma, mb, mc) = (
+        w.machines[0].manager().await,
+        w.machines[1].manager().await,
+        w.machines[2].manager().await,
+    );
+    peer_in_state(&ma, &addr[1], PeerState::Up).await;
+    peer_in_state(&mb, &addr[0], PeerState::Up).await;
+    // A refuses C's certificate as a client's, and as a server's.
+    peer_in_state(&mc, &addr[0], PeerState::Unreachable).await;
+    peer_in_state(&ma, &addr[2], PeerState::Unreachable).await;
+
+    let data = content(4 << 20, 40);
+    let len = data.len() as u64;
+    w.origin.put("f.bin", &data);
+    let url = w.origin.url("f.bin");
+    let ja = fetch(&ma, &url, &w.machines[0].file("f.bin"), None).await;
+    ja.complete().await.unwrap();
+    cached(&ma, &url).await;
+    let jc = fetch(&mc, &url, &w.machines[2].file("f.bin"), None).await;
+    let f = file0(&jc).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (len, 0), "{f:?}");
+    let jb = fetch(&mb, &url, &w.machines[1].file("f.bin"), None).await;
+    assert_eq!(
+        file0(&jb).await.bytes_from_peers,
+        len,
+        "B still fetches from A"
+    );
+    let listed = std::fs::read_to_string(w.fleet.ca_dir().join("revoked.txt")).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains(" c "), "{listed}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_private_content_is_never_cached() {

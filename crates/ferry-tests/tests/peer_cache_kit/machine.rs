@@ -50,6 +50,31 @@ impl Fleet {
         out_dir
     }
 
+    /// The CA's folder.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// `ferry peers cert revoke --ca DIR/ca DIR/NAME`, then the fleet's revocation list
+    /// copied into the folder of every machine in `to` (what each machine's ferryd reads
+    /// as its `crl` when it starts).
+    pub fn revoke(&self, name: &str, to: &[&str]) {
+        let out = Command::new(target_dir_bin("ferry"))
+            .args(["peers", "cert", "revoke", "--ca"])
+            .arg(self.dir.path().join("ca"))
+            .arg(self.dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ferry peers cert revoke: {out:?}");
+        for m in to {
+            std::fs::copy(
+                self.dir.path().join("ca").join("crl.pem"),
+                self.dir.path().join(m).join("crl.pem"),
+            )
+            .unwrap();
+        }
+    }
+
     /// `ferry peers cert renew --ca DIR/ca DIR/NAME --out DIR/NAME-renewed` (same key, or
     /// a new one), then the renewed folder's files copied over `DIR/NAME`'s, as the
     /// README says; that folder.
@@ -123,6 +148,7 @@ impl Machine {
             "[peers]\nenabled = true\nlisten_address = \"{ip}\"\nport = {port}\n\
              discovery = \"{disc}\"\nstatic_peers = [{peers}]\n\
              ca_cert = \"{c}/ca.pem\"\nnode_cert = \"{c}/node.pem\"\nnode_key = \"{c}/node.key\"\n\
+             crl = \"{c}/crl.pem\"\n\
              {defaults}{extra}\n",
             ip = if host.ip == "127.0.0.1" {
                 "127.0.0.1"

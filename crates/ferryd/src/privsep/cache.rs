@@ -50,6 +50,7 @@ pub async fn run(
         ca_cert: start.ca_cert,
         node_cert: start.node_cert,
         node_key: start.node_key,
+        crl: start.crl,
     };
     let fleet = crate::peers::tls::from_material(&config.peers, &material)?;
     drop(material);

@@ -21,6 +21,8 @@ pub struct Start {
     pub ca_cert: Vec<u8>,
     pub node_cert: Vec<u8>,
     pub node_key: Vec<u8>,
+    /// The fleet's revocation list (PEM); empty when there is none.
+    pub crl: Vec<u8>,
 }
 
 /// What a file's content is known by (the engine's `ContentQuery`).
