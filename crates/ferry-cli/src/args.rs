@@ -59,8 +59,8 @@ pub enum Command {
     Complete(JobArg),
     /// Show a job
     Info(JobArg),
-    /// List a job's files
-    Files(JobArg),
+    /// List a job's files, or judge one: `ferry files validate JOB INDEX --valid|--invalid`
+    Files(FilesArgs),
     /// List your jobs
     List(ListArgs),
     /// Change a job's properties
@@ -176,8 +176,9 @@ pub enum CaCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
-    /// Issue a certificate for machine NAME: a folder with ca.pem, node.pem and node.key
-    /// to copy to ~/.config/ferry/fleet/ on that machine
+    /// Issue a certificate for machine NAME: a folder with ca.pem, node.pem and node.key,
+    /// whose three files go into /etc/ferry/fleet/ (the system-wide daemon) or
+    /// ~/.config/ferry/fleet/ (a user's daemon) on that machine
     Issue {
         /// The fleet CA's folder (from `ferry peers ca new`)
         #[arg(long, value_name = "DIR")]
@@ -188,7 +189,51 @@ pub enum CertCommand {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Renew a machine's certificate before it expires: a new one from the fleet CA for
+    /// the same machine name, valid 5 years, with the same key (or a new one)
+    #[command(long_about = RENEW_HELP)]
+    Renew {
+        /// The fleet CA's folder (from `ferry peers ca new`)
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The machine's certificate folder now: its node.pem (the name is read from
+        /// it) and, unless --new-key, its node.key
+        from: PathBuf,
+        /// Make a new key instead of keeping the machine's
+        #[arg(long)]
+        new_key: bool,
+        /// Where to write the renewed folder [default: ./NAME-renewed]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a machine's certificate: the fleet's revocation list (CA_DIR/crl.pem),
+    /// which every machine honours, lists it; copy the list to every machine
+    #[command(long_about = REVOKE_HELP)]
+    Revoke {
+        /// The fleet CA's folder (from `ferry peers ca new`)
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The machine's certificate: its folder (with node.pem) or the file
+        cert: PathBuf,
+    },
 }
+
+const REVOKE_HELP: &str = "\
+Revoke a machine's certificate (a machine that leaves the fleet, or whose key was
+lost): its serial number joins CA_DIR/revoked.txt and CA_DIR/crl.pem, the fleet's
+revocation list signed by the CA, is written again with every certificate revoked so
+far. Copy crl.pem into every machine's fleet folder (/etc/ferry/fleet/crl.pem, or
+~/.config/ferry/fleet/crl.pem; the `crl` key of [peers]) and restart its ferryd: from
+then on no machine of the fleet accepts the revoked certificate, as a client or as a
+server.";
+
+const RENEW_HELP: &str = "\
+Renew a machine's certificate before it expires (`ferry peers status` on the machine
+shows when, and warns 30 days ahead): a new certificate from the fleet CA for the same
+machine name, valid 5 years from now, with the machine's key (read from FROM/node.key)
+or, with --new-key, a new one. The renewed folder (ca.pem, node.pem, node.key) replaces
+the machine's files in /etc/ferry/fleet/ (or ~/.config/ferry/fleet/); its ferryd reads
+them when it starts.";
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
@@ -289,6 +334,56 @@ pub struct AddFileArgs {
 pub struct JobArg {
     /// Job id
     pub job: String,
+}
+
+/// `ferry files JOB` lists; `ferry files validate …` judges a file.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    subcommand_value_name = "COMMAND"
+)]
+pub struct FilesArgs {
+    /// Job id (list its files)
+    #[arg(required = true)]
+    pub job: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<FilesCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// Accept or reject a transferred file, as the application's SetValidationState does
+    #[command(long_about = VALIDATE_HELP)]
+    Validate(ValidateArgs),
+}
+
+const VALIDATE_HELP: &str = "\
+Accept or reject a transferred file, as the application's SetValidationState does
+(BITS's IBackgroundCopyFile3::SetValidationState).
+
+--valid accepts it: a file that qualifies for peer caching is offered to the fleet
+before the job is completed; the command returns once it is offered.
+--invalid rejects it: its bytes are discarded, it leaves this machine's peer cache and
+what it shares with the fleet, and the job goes to `error` (a file that came from peers
+is fetched again from the origin alone, and those peers are banned).
+
+The file must be transferred (after file_transferred) and its job not completed or
+cancelled. INDEX is the file's index in `ferry files JOB`.";
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["valid", "invalid"])))]
+pub struct ValidateArgs {
+    /// Job id
+    pub job: String,
+    /// The file's index in the job (`ferry files JOB` lists them)
+    pub index: u32,
+    /// Accept the file
+    #[arg(long)]
+    pub valid: bool,
+    /// Reject the file (its bytes are discarded, the job goes to `error`)
+    #[arg(long)]
+    pub invalid: bool,
 }
 
 #[derive(Debug, Args)]

@@ -128,8 +128,22 @@ pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
             }
             return Ok(0);
         }
-        "files" => {
-            let files = job.files().await?;
+        other => bail!("unknown verb {other}"),
+    };
+    if ctx.json {
+        output::json(&info);
+    } else {
+        outln!("job {}: {}", info.id, info.state());
+    }
+    Ok(0)
+}
+
+/// `ferry files JOB` (list) and `ferry files validate JOB INDEX --valid|--invalid`.
+pub async fn files(ctx: &Ctx, a: FilesArgs) -> Result<i32> {
+    let v = match (a.command, a.job) {
+        (Some(FilesCommand::Validate(v)), _) => v,
+        (None, Some(id)) => {
+            let files = ctx.job(&id).await?.files().await?;
             if ctx.json {
                 output::json(&files);
             } else {
@@ -137,12 +151,22 @@ pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
             }
             return Ok(0);
         }
-        other => bail!("unknown verb {other}"),
+        (None, None) => return Err(usage("give a job id: ferry files JOB")),
     };
+    let job = ctx.job(&v.job).await?;
+    let file = job.file(v.index).await?;
+    let info = file.set_validation_state(v.valid && !v.invalid).await?;
     if ctx.json {
         output::json(&info);
+    } else if v.valid {
+        outln!("file {} of job {}: validated", v.index, job.id());
     } else {
-        outln!("job {}: {}", info.id, info.state());
+        outln!(
+            "file {} of job {}: rejected, its bytes discarded (`ferry info {}` shows the job)",
+            v.index,
+            job.id(),
+            job.id()
+        );
     }
     Ok(0)
 }

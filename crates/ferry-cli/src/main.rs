@@ -54,7 +54,7 @@ fn main() {
             Command::Cancel(a) => commands::simple(&ctx, "cancel", a).await,
             Command::Complete(a) => commands::simple(&ctx, "complete", a).await,
             Command::Info(a) => commands::simple(&ctx, "info", a).await,
-            Command::Files(a) => commands::simple(&ctx, "files", a).await,
+            Command::Files(a) => commands::files(&ctx, a).await,
             Command::List(a) => commands::list(&ctx, a).await,
             Command::Set(a) => commands::set(&ctx, *a).await,
             Command::Wait(a) => commands::wait(&ctx, a).await,

@@ -25,6 +25,47 @@ fn when(ms: i64) -> String {
     )
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Days before a node certificate's expiry from which `peers status` warns.
+const WARN_DAYS: i64 = 30;
+
+/// The status line of this node's certificate expiring at `expires_ms`, and a warning
+/// when it expires within [`WARN_DAYS`] or has expired.
+fn certificate(expires_ms: i64, now_ms: i64) -> (String, Option<String>) {
+    if expires_ms <= 0 {
+        return ("expiry unknown".into(), None);
+    }
+    let date = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(expires_ms as u64),
+    );
+    let days = (expires_ms - now_ms).div_euclid(86_400_000);
+    const RENEW: &str = "renew it with `ferry peers cert renew` where the fleet CA is \
+                         (README, \"Peer caching\")";
+    if expires_ms <= now_ms {
+        (
+            format!("expired {date}"),
+            Some(format!(
+                "this node's fleet certificate has expired: no peer accepts it; {RENEW}"
+            )),
+        )
+    } else if days < WARN_DAYS {
+        (
+            format!("expires {date} (in {days} days)"),
+            Some(format!(
+                "this node's fleet certificate expires in {days} days; {RENEW}"
+            )),
+        )
+    } else {
+        (format!("expires {date} (in {days} days)"), None)
+    }
+}
+
 pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
     match c {
         PeersCommand::Ca(CaCommand::New { dir }) => {
@@ -43,10 +84,47 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
             fleet::cert_issue(&ca, &name, &out)?;
             if !ctx.json {
                 outln!(
-                    "certificate for {name} in {}: copy that folder to ~/.config/ferry/fleet/ \
-                     on {name}, set `enabled = true` under [peers] in its ferryd.toml, and \
-                     restart its ferryd",
+                    "certificate for {name} in {}: on {name}, copy the folder's three files \
+                     (not the folder) into /etc/ferry/fleet/ for the system-wide daemon, or \
+                     ~/.config/ferry/fleet/ for a user's daemon; set `enabled = true` under \
+                     [peers] in its ferryd.toml and restart its ferryd (README, \"Peer caching\")",
                     out.display()
+                );
+            }
+        }
+        PeersCommand::Cert(CertCommand::Renew {
+            ca,
+            from,
+            new_key,
+            out,
+        }) => {
+            let out = match out {
+                Some(o) => o,
+                None => {
+                    // The name is in the certificate: read it once to name the folder.
+                    let name = fleet::cert_name(&from)?;
+                    PathBuf::from(format!("{name}-renewed"))
+                }
+            };
+            let name = fleet::cert_renew(&ca, &from, new_key, &out)?;
+            if !ctx.json {
+                outln!(
+                    "certificate for {name} renewed in {} ({} key): on {name}, replace the \
+                     files of its fleet folder with the folder's three files and restart its \
+                     ferryd",
+                    out.display(),
+                    if new_key { "a new" } else { "the same" }
+                );
+            }
+        }
+        PeersCommand::Cert(CertCommand::Revoke { ca, cert }) => {
+            let (name, crl) = fleet::cert_revoke(&ca, &cert)?;
+            if !ctx.json {
+                outln!(
+                    "certificate of {name} revoked: copy {} into every machine's fleet \
+                     folder (/etc/ferry/fleet/ or ~/.config/ferry/fleet/) and restart their \
+                     ferryd",
+                    crl.display()
                 );
             }
         }
@@ -59,6 +137,11 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
             } else {
                 outln!("fleet:     {}", s.fleet_id);
                 outln!("node:      {}", s.node_name);
+                let (line, warning) = certificate(s.node_cert_expires_unix_ms, now_ms());
+                outln!("cert:      {line}");
+                if let Some(w) = warning {
+                    eprintln!("ferry: warning: {w}");
+                }
                 outln!(
                     "listening: {} (discovery: {})",
                     s.listen_address,
@@ -126,4 +209,26 @@ pub async fn run(ctx: &Ctx, c: PeersCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::certificate;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn the_certificate_line_warns_thirty_days_ahead() {
+        let now = 1_800_000_000_000;
+        let (line, warning) = certificate(now + 400 * DAY, now);
+        assert!(line.contains("in 400 days"), "{line}");
+        assert_eq!(warning, None);
+        let (line, warning) = certificate(now + 29 * DAY + 1, now);
+        assert!(line.contains("in 29 days"), "{line}");
+        assert!(warning.unwrap().contains("ferry peers cert renew"));
+        let (line, warning) = certificate(now - DAY, now);
+        assert!(line.starts_with("expired"), "{line}");
+        assert!(warning.unwrap().contains("has expired"));
+        assert_eq!(certificate(0, now), ("expiry unknown".into(), None));
+    }
 }

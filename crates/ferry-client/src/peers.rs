@@ -79,6 +79,9 @@ pub struct PeersStatus {
     pub cache_limit_bytes: u64,
     /// Bytes served to peers since the daemon started.
     pub bytes_served: u64,
+    /// When this node's fleet certificate expires, ms since the Unix epoch (0 when peer
+    /// caching is off).
+    pub node_cert_expires_unix_ms: i64,
 }
 
 /// One file in the peer cache.
@@ -147,6 +150,7 @@ impl Manager {
             cache_bytes: r.cache_bytes,
             cache_limit_bytes: r.cache_limit_bytes,
             bytes_served: r.bytes_served,
+            node_cert_expires_unix_ms: r.node_cert_expires_unix_ms,
         })
     }
 

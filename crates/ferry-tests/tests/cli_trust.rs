@@ -301,6 +301,65 @@ fn cli_trust_exit_codes_say_what_failed() {
     }
 }
 
+/// `ferry files validate JOB INDEX --valid|--invalid`, the application's
+/// SetValidationState from the shell: its verdicts, what they do to the job, and its
+/// errors with the codes of the exit-code table.
+#[test]
+fn cli_trust_files_validate_judges_a_transferred_file() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    server.add_file("/a.bin", random_bytes(20_000, 291));
+    server.add_file("/b.bin", random_bytes(20_000, 292));
+    let dest = |name: &str| env.files.join(name).to_string_lossy().into_owned();
+    let ok = |args: &[&str]| stdout_of(&exits_with(&env, args, 0));
+    let job = ok(&["create", "judged"]);
+    let job = job.trim();
+    ok(&["add-file", job, &server.url("/a.bin"), &dest("a.bin")]);
+    ok(&["add-file", job, &server.url("/b.bin"), &dest("b.bin")]);
+
+    // Not transferred yet: refused, saying when it can be.
+    let out = exits_with(&env, &["files", "validate", job, "0", "--valid"], 1);
+    assert!(
+        stderr_of(&out).contains("not transferred yet"),
+        "{}",
+        stderr_of(&out)
+    );
+    ok(&["resume", job]);
+    ok(&["wait", job]);
+
+    let said = ok(&["files", "validate", job, "0", "--valid"]);
+    assert!(said.contains("validated"), "{said}");
+    let files: serde_json::Value = parse("files", &ok(&["--json", "files", job]));
+    assert_eq!(files[0]["validated"], true, "{files}");
+    assert_eq!(files[1]["validated"], serde_json::Value::Null, "{files}");
+    let f: serde_json::Value = parse(
+        "the judged file",
+        &ok(&["--json", "files", "validate", job, "1", "--invalid"]),
+    );
+    assert_eq!(f["index"], 1, "{f}");
+    assert_eq!(f["completed"], false, "{f}");
+    let info: serde_json::Value = parse("info", &ok(&["--json", "info", job]));
+    assert_eq!(info["state"], "error", "{info}");
+    assert_eq!(info["error"]["code"], "validation_failed", "{info}");
+
+    // Its errors: a bad command line, no such job, no such file.
+    exits_with(&env, &["files", "validate", job, "0"], 2);
+    exits_with(
+        &env,
+        &["files", "validate", job, "0", "--valid", "--invalid"],
+        2,
+    );
+    exits_with(&env, &["files", "validate", job, "x", "--valid"], 2);
+    exits_with(&env, &["files", "validate", "not-a-job", "0", "--valid"], 2);
+    let unknown = "0190c3a4-0000-7000-8000-000000000000";
+    exits_with(&env, &["files", "validate", unknown, "0", "--valid"], 110);
+    let out = exits_with(&env, &["files", "validate", job, "7", "--valid"], 1);
+    assert!(stderr_of(&out).contains("no file 7"), "{}", stderr_of(&out));
+    // Listing is unchanged.
+    assert!(ok(&["files", job]).contains("a.bin"));
+}
+
 #[test]
 fn cli_trust_errors_are_json_under_json_and_name_no_grpc_code() {
     let env = TestEnv::new();

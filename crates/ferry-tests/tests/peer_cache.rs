@@ -270,6 +270,119 @@ async fn peer_cache_unvalidated_file_served_only_after_complete() {
     );
 }
 
+/// The seed's rule at a size the swarm takes (64 MiB, pieces of 1 MiB): a file without a
+/// SHA-256 that A transferred, but neither validated nor completed, reaches no other
+/// machine — not while A downloads it, not in the seconds after — and reaches them once
+/// A validates it (`ferry files validate`), at once. A's cache entry then counts what it
+/// served, and the serve is a use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_seeds_rule_64mib_unvalidated_stays_home_validated_is_served() {
+    let w = world(&["a", "b"], "static", "");
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    let (ma, mb) = (a.manager().await, b.manager().await);
+    peer_in_state(&mb, &a.peer_address(), PeerState::Up).await;
+    let data = content(64 << 20, 11);
+    let len = data.len() as u64;
+    w.origin.put("big.bin", &data);
+    let url = w.origin.url("big.bin");
+
+    let ja = fetch(&ma, &url, &a.file("big.bin"), None).await;
+    // B starts right after A's transfer ended (within what was the swarm's grace window).
+    let jb = fetch(&mb, &url, &b.file("first.bin"), None).await;
+    assert!(cached_urls(&ma).await.is_empty(), "A offered nothing");
+    let f = file0(&jb).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (len, 0), "{f:?}");
+    assert_eq!(part_sha(&jb).await, sha256_hex(&data));
+    assert_eq!(
+        w.origin.body_bytes_to(&b.host.ip),
+        len,
+        "the origin sent B the whole body"
+    );
+    assert_eq!(ma.peers_status().await.unwrap().bytes_served, 0);
+
+    // A's application (here its admin) vouches for the file: the fleet's when the
+    // command returns, no waiting.
+    let said = a.ferry(&["files", "validate", &ja.id().to_string(), "0", "--valid"]);
+    assert!(said.contains("validated"), "{said}");
+    assert_eq!(
+        cached_urls(&ma).await,
+        vec![url.clone()],
+        "in A's cache at once"
+    );
+
+    let jb2 = fetch(&mb, &url, &b.file("second.bin"), None).await;
+    let f = file0(&jb2).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (0, len), "{f:?}");
+    assert_eq!(part_sha(&jb2).await, sha256_hex(&data));
+    assert_eq!(w.origin.body_bytes_to(&b.host.ip), len, "nothing more");
+
+    // The entry's counters moved: what `ferry peers cache list` shows an admin.
+    let listed: serde_json::Value =
+        serde_json::from_str(&a.ferry(&["--json", "peers", "cache", "list"])).unwrap();
+    let entry = &listed.as_array().expect("a list")[0];
+    assert_eq!(entry["url"], url.as_str(), "{listed}");
+    assert_eq!(entry["bytes_served"], len, "{listed}");
+    assert!(
+        entry["last_access_unix_ms"].as_i64().unwrap() > entry["created_unix_ms"].as_i64().unwrap(),
+        "B's look-up and fetch were uses: {listed}"
+    );
+    let text = a.ferry(&["peers", "cache", "list"]);
+    assert_eq!(
+        text.matches("64.0 MiB").count(),
+        2,
+        "SIZE and SERVED of the entry: {text}"
+    );
+}
+
+/// A file the application rejects leaves the fleet's view at once: B fetched it from A
+/// a moment ago; after A's `ferry files validate … --invalid` no peer offers it and B's
+/// next download comes whole from the origin. Likewise for a cache emptied by its admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_rejected_or_cleared_file_is_offered_by_no_peer() {
+    let w = world(&["a", "b"], "static", "");
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    let (ma, mb) = (a.manager().await, b.manager().await);
+    peer_in_state(&mb, &a.peer_address(), PeerState::Up).await;
+    let data = content(64 << 20, 12);
+    let len = data.len() as u64;
+    w.origin.put("f.bin", &data);
+    let url = w.origin.url("f.bin");
+
+    let ja = fetch(&ma, &url, &a.file("f.bin"), None).await;
+    a.ferry(&["files", "validate", &ja.id().to_string(), "0", "--valid"]);
+    let jb = fetch(&mb, &url, &b.file("1.bin"), None).await;
+    assert_eq!(file0(&jb).await.bytes_from_peers, len, "offered by A");
+
+    let said = a.ferry(&["files", "validate", &ja.id().to_string(), "0", "--invalid"]);
+    assert!(said.contains("rejected"), "{said}");
+    assert!(
+        cached_urls(&ma).await.is_empty(),
+        "gone from A's cache at once"
+    );
+    let jb = fetch(&mb, &url, &b.file("2.bin"), None).await;
+    let f = file0(&jb).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (len, 0), "{f:?}");
+    assert_eq!(w.origin.body_bytes_to(&b.host.ip), len);
+    assert_eq!(part_sha(&jb).await, sha256_hex(&data));
+
+    // Another file, completed on A (so cached), then the cache cleared by A's admin.
+    w.origin.put("g.bin", &data[..32 << 20]);
+    let url_g = w.origin.url("g.bin");
+    let ja = fetch(&ma, &url_g, &a.file("g.bin"), None).await;
+    ja.complete().await.unwrap();
+    cached(&ma, &url_g).await;
+    a.ferry(&["peers", "cache", "clear"]);
+    let jb = fetch(&mb, &url_g, &b.file("g.bin"), None).await;
+    let f = file0(&jb).await;
+    assert_eq!(
+        (f.bytes_from_origin, f.bytes_from_peers),
+        (32 << 20, 0),
+        "{f:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
 async fn peer_cache_peer_killed_while_serving() {
@@ -497,6 +610,134 @@ async fn peer_cache_other_fleet_or_no_certificate_is_refused_both_ways() {
     assert_eq!(curl(None), "000", "no certificate: no answer");
     assert_eq!(curl(Some(&c_certs)), "000", "another CA: no answer");
     drop(c);
+    // C knocked many times (every check, every look-up, the curls); A's log says so once,
+    // at WARN, and the rest at DEBUG only.
+    let log = a.log();
+    let from_c = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains(&host.ip))
+            .count()
+    };
+    assert_eq!(
+        from_c("refused a TLS handshake"),
+        1,
+        "one line per address per hour:\n{log}"
+    );
+    assert!(log
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains("refused a TLS handshake")));
+    assert!(
+        from_c("refused a connection") >= 2,
+        "the others at DEBUG:\n{log}"
+    );
+}
+
+/// Peers are checked at start and until they answer, not a `probe_interval` later: A
+/// starts before B (its first check of B fails), with checks an hour apart, and still
+/// finds B up. Then A's certificate is renewed (`ferry peers cert renew`, same key, then
+/// a new key): after a restart B takes it, and A's status shows its expiry 5 years ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_peers_checked_at_start_and_a_renewed_certificate_is_taken() {
+    let mut w = world(&["a", "b"], "static", "probe_interval = \"1h\"");
+    let (ma, mb) = (w.machines[0].manager().await, w.machines[1].manager().await);
+    peer_in_state(&ma, &w.machines[1].peer_address(), PeerState::Up).await;
+    peer_in_state(&mb, &w.machines[0].peer_address(), PeerState::Up).await;
+    let year_ms = 365 * 86_400_000_i64;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let expires = ma.peers_status().await.unwrap().node_cert_expires_unix_ms;
+    assert!(
+        (expires - (now() + 5 * year_ms)).abs() < 2 * 86_400_000,
+        "about 5 years ahead: {expires}"
+    );
+    let status = w.machines[0].ferry(&["peers", "status"]);
+    assert!(status.contains("cert:      expires"), "{status}");
+
+    for new_key in [false, true] {
+        let ma = w.machines[0].manager().await;
+        let old_cert = ma.peers_status().await.unwrap().node_cert_expires_unix_ms;
+        let dir = w.fleet.renew("a", new_key);
+        assert!(dir.join("node.pem").exists());
+        // Both restart (B's connections to the old A would be stale), A first.
+        w.machines[1].kill();
+        w.machines[0].kill();
+        w.machines[0].restart();
+        w.machines[1].restart();
+        let (ma, mb) = (w.machines[0].manager().await, w.machines[1].manager().await);
+        let a = w.machines[0].peer_address();
+        let b = w.machines[1].peer_address();
+        peer_in_state(&ma, &b, PeerState::Up).await;
+        peer_in_state(&mb, &a, PeerState::Up).await;
+        let data = content(1 << 20, 30 + new_key as u64);
+        let name = format!("r{new_key}.bin");
+        w.origin.put(&name, &data);
+        let url = w.origin.url(&name);
+        let ja = fetch(&ma, &url, &w.machines[0].file(&name), None).await;
+        w.machines[0].ferry(&["files", "validate", &ja.id().to_string(), "0", "--valid"]);
+        let jb = fetch(&mb, &url, &w.machines[1].file(&name), None).await;
+        assert_eq!(
+            file0(&jb).await.bytes_from_peers,
+            data.len() as u64,
+            "B fetched from A with its renewed certificate (new key: {new_key})"
+        );
+        let renewed = ma.peers_status().await.unwrap().node_cert_expires_unix_ms;
+        assert!(renewed >= old_cert, "{renewed} >= {old_cert}");
+    }
+}
+
+/// A revoked machine (`ferry peers cert revoke`, the list copied to the others and their
+/// ferryd restarted) is refused both ways: it fetches nothing from the fleet and the
+/// fleet asks nothing of it, while the others go on sharing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 and nginx: .ci/run runs it"]
+async fn peer_cache_revoked_machine_is_refused_both_ways() {
+    let mut w = world(&["a", "b", "c"], "static", "");
+    let addr: Vec<String> = w.machines.iter().map(|m| m.peer_address()).collect();
+    let mc = w.machines[2].manager().await;
+    peer_in_state(&mc, &addr[0], PeerState::Up).await;
+
+    w.fleet.revoke("c", &["a", "b", "c"]);
+    for m in w.machines.iter_mut() {
+        m.kill();
+    }
+    for m in w.machines.iter_mut() {
+        m.restart();
+    }
+    let (ma, mb, mc) = (
+        w.machines[0].manager().await,
+        w.machines[1].manager().await,
+        w.machines[2].manager().await,
+    );
+    peer_in_state(&ma, &addr[1], PeerState::Up).await;
+    peer_in_state(&mb, &addr[0], PeerState::Up).await;
+    // A refuses C's certificate as a client's, and as a server's.
+    peer_in_state(&mc, &addr[0], PeerState::Unreachable).await;
+    peer_in_state(&ma, &addr[2], PeerState::Unreachable).await;
+
+    let data = content(4 << 20, 40);
+    let len = data.len() as u64;
+    w.origin.put("f.bin", &data);
+    let url = w.origin.url("f.bin");
+    let ja = fetch(&ma, &url, &w.machines[0].file("f.bin"), None).await;
+    ja.complete().await.unwrap();
+    cached(&ma, &url).await;
+    let jc = fetch(&mc, &url, &w.machines[2].file("f.bin"), None).await;
+    let f = file0(&jc).await;
+    assert_eq!((f.bytes_from_origin, f.bytes_from_peers), (len, 0), "{f:?}");
+    let jb = fetch(&mb, &url, &w.machines[1].file("f.bin"), None).await;
+    assert_eq!(
+        file0(&jb).await.bytes_from_peers,
+        len,
+        "B still fetches from A"
+    );
+    let listed = std::fs::read_to_string(w.fleet.ca_dir().join("revoked.txt")).unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains(" c "), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -580,6 +580,41 @@ fn privsep_the_cache_process_gets_descriptors_and_fetches_for_the_workers() {
         .root_ferry(&["peers", "status"])
         .expect_ok("root's peers status");
     assert!(status.contains(&format!("127.0.0.1:{p2}")), "{status}");
+    assert!(
+        status.contains("cert:      expires"),
+        "the certificate's expiry, from the cache process: {status}"
+    );
+
+    // A's application (here A at the shell) validates a transferred file: it is in the
+    // machine's cache when the command returns, through the cache process, no waiting.
+    origin.add_file("/vouched.bin", random_bytes(1 << 20, 53));
+    let job = env.ferry(a, &["create", "vouched"]).expect_ok("create");
+    let job = job.trim();
+    let dest = env.home_a.join("vouched.bin");
+    env.ferry(
+        a,
+        &[
+            "add-file",
+            job,
+            &origin.url("/vouched.bin"),
+            dest.to_str().unwrap(),
+        ],
+    )
+    .expect_ok("add-file");
+    env.ferry(a, &["resume", job]).expect_ok("resume");
+    env.ferry(a, &["wait", job]).expect_ok("wait");
+    env.ferry(a, &["files", "validate", job, "0", "--valid"])
+        .expect_ok("validate");
+    let list = env
+        .root_ferry(&["--json", "peers", "cache", "list"])
+        .expect_ok("list");
+    assert!(list.contains("/vouched.bin"), "at once: {list}");
+    env.ferry(a, &["files", "validate", job, "0", "--invalid"])
+        .expect_ok("reject");
+    let list = env
+        .root_ferry(&["--json", "peers", "cache", "list"])
+        .expect_ok("list");
+    assert!(!list.contains("/vouched.bin"), "gone at once: {list}");
 }
 
 #[test]

@@ -328,3 +328,42 @@ async fn swarm_machine_joins_late_and_leaves_early_and_no_one_hangs() {
         w.origin.body_bytes_by_client()
     );
 }
+
+/// The seed's rule for downloads under way: two machines that start the same 64 MiB at
+/// once, their jobs giving no SHA-256, share nothing (neither could check the other's
+/// bytes): each gets the whole body from the origin, nothing from the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2 (ip, tc) and nginx: .ci/run runs it"]
+async fn swarm_two_machines_without_sha256_share_nothing() {
+    let mut w = World::new(&["a", "b"], ORIGIN_RATE);
+    w.start(0);
+    w.start(1);
+    w.all_up(&[0, 1]).await;
+    let data = content(SIZE, 17);
+    w.origin.put("big.bin", &data);
+    let url = w.origin.url("big.bin");
+    let mut jobs = Vec::new();
+    for i in 0..2 {
+        let mgr = w.m(i).manager().await;
+        let job = mgr.create_job("swarm test").await.expect("create job");
+        job.add_files(vec![FileSpec::new(&url, w.m(i).file("big.bin"))])
+            .await
+            .expect("add file");
+        jobs.push((mgr, job));
+    }
+    for (_, j) in &jobs {
+        j.resume().await.expect("resume");
+    }
+    let js: Vec<&Job> = jobs.iter().map(|(_, j)| j).collect();
+    all_transferred(&js, &sha256_hex(&data)).await;
+    for (i, (mgr, j)) in jobs.iter().enumerate() {
+        let f = file0(j).await;
+        assert_eq!(
+            (f.bytes_from_origin, f.bytes_from_peers),
+            (SIZE as u64, 0),
+            "{f:?}"
+        );
+        assert_eq!(mgr.peers_status().await.unwrap().bytes_served, 0);
+        assert_eq!(w.origin.body_bytes_to(&w.m(i).host.ip), SIZE as u64);
+    }
+}

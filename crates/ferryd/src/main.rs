@@ -231,6 +231,7 @@ fn cache_setup(
             ca_cert: material.ca_cert,
             node_cert: material.node_cert,
             node_key: material.node_key,
+            crl: material.crl,
             listeners: [std::os::fd::OwnedFd::from(peer_port), cache_sock, gateway],
         },
         account,

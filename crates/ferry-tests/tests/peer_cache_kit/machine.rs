@@ -49,6 +49,56 @@ impl Fleet {
         assert!(out.status.success(), "ferry peers cert issue: {out:?}");
         out_dir
     }
+
+    /// The CA's folder.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// `ferry peers cert revoke --ca DIR/ca DIR/NAME`, then the fleet's revocation list
+    /// copied into the folder of every machine in `to` (what each machine's ferryd reads
+    /// as its `crl` when it starts).
+    pub fn revoke(&self, name: &str, to: &[&str]) {
+        let out = Command::new(target_dir_bin("ferry"))
+            .args(["peers", "cert", "revoke", "--ca"])
+            .arg(self.dir.path().join("ca"))
+            .arg(self.dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ferry peers cert revoke: {out:?}");
+        for m in to {
+            std::fs::copy(
+                self.dir.path().join("ca").join("crl.pem"),
+                self.dir.path().join(m).join("crl.pem"),
+            )
+            .unwrap();
+        }
+    }
+
+    /// `ferry peers cert renew --ca DIR/ca DIR/NAME --out DIR/NAME-renewed` (same key, or
+    /// a new one), then the renewed folder's files copied over `DIR/NAME`'s, as the
+    /// README says; that folder.
+    pub fn renew(&self, name: &str, new_key: bool) -> PathBuf {
+        let renewed = self.dir.path().join(format!("{name}-renewed"));
+        // `renew` writes new files only: a second renewal gets a fresh folder.
+        let _ = std::fs::remove_dir_all(&renewed);
+        let mut cmd = Command::new(target_dir_bin("ferry"));
+        cmd.args(["peers", "cert", "renew", "--ca"])
+            .arg(self.dir.path().join("ca"))
+            .arg(self.dir.path().join(name))
+            .arg("--out")
+            .arg(&renewed);
+        if new_key {
+            cmd.arg("--new-key");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "ferry peers cert renew: {out:?}");
+        let node = self.dir.path().join(name);
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            std::fs::copy(renewed.join(f), node.join(f)).unwrap();
+        }
+        node
+    }
 }
 
 /// Keys of `[peers]` set for tests unless [`Setup::extra`] sets them: quick lookups and
@@ -98,6 +148,7 @@ impl Machine {
             "[peers]\nenabled = true\nlisten_address = \"{ip}\"\nport = {port}\n\
              discovery = \"{disc}\"\nstatic_peers = [{peers}]\n\
              ca_cert = \"{c}/ca.pem\"\nnode_cert = \"{c}/node.pem\"\nnode_key = \"{c}/node.key\"\n\
+             crl = \"{c}/crl.pem\"\n\
              {defaults}{extra}\n",
             ip = if host.ip == "127.0.0.1" {
                 "127.0.0.1"
@@ -186,6 +237,24 @@ impl Machine {
         })
         .await
         .expect("connect to the machine's ferryd")
+    }
+
+    /// Runs the real `ferry` command line against its daemon (`--socket`, no autostart);
+    /// panics unless it succeeds; its standard output.
+    pub fn ferry(&self, args: &[&str]) -> String {
+        let out = Command::new(target_dir_bin("ferry"))
+            .arg("--no-autostart")
+            .arg("--socket")
+            .arg(&self.env.socket)
+            .args(args)
+            .output()
+            .expect("run ferry");
+        assert!(
+            out.status.success(),
+            "ferry {args:?}: {out:?}; log:\n{}",
+            self.log()
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
     /// Its log.

@@ -61,6 +61,9 @@ pub struct PeersConfig {
     pub node_cert: PathBuf,
     /// This node's private key (PEM).
     pub node_key: PathBuf,
+    /// The fleet's revocation list (PEM, from `ferry peers cert revoke`): machines whose
+    /// certificates it lists are refused both ways. No file there: none is revoked.
+    pub crl: PathBuf,
     /// The cache's size limit.
     pub cache_size: CacheSize,
     /// Content not looked up or served for this long leaves the cache.
@@ -102,6 +105,7 @@ impl Default for PeersConfig {
             ca_cert: PathBuf::from("fleet/ca.pem"),
             node_cert: PathBuf::from("fleet/node.pem"),
             node_key: PathBuf::from("fleet/node.key"),
+            crl: PathBuf::from("fleet/crl.pem"),
             cache_size: CacheSize::Percent(1.0),
             max_content_age: Duration::from_secs(90 * 24 * 3600),
             // A fifth of a gigabit link: peers help each other without taking a
@@ -209,7 +213,12 @@ impl PeersConfig {
     /// `ferryd.toml`).
     pub fn resolved(mut self, base: Option<&Path>) -> PeersConfig {
         if let Some(base) = base {
-            for p in [&mut self.ca_cert, &mut self.node_cert, &mut self.node_key] {
+            for p in [
+                &mut self.ca_cert,
+                &mut self.node_cert,
+                &mut self.node_key,
+                &mut self.crl,
+            ] {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }

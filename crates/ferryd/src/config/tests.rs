@@ -178,6 +178,7 @@ const UNBOUNDED: &[&str] = &[
     "peers.discovery",
     "peers.static_peers",
     "peers.ca_cert",
+    "peers.crl",
     "peers.node_cert",
     "peers.node_key",
     "peers.default_job_peers",
@@ -543,6 +544,7 @@ fn full_config() -> Config {
             ca_cert: "/etc/fleet/ca.pem".into(),
             node_cert: "/etc/fleet/node.pem".into(),
             node_key: "/etc/fleet/node.key".into(),
+            crl: "/etc/fleet/crl.pem".into(),
             cache_size: CacheSize::Bytes(20 << 30),
             max_content_age: Duration::from_secs(3 * 86400),
             max_upload_rate: 0,
@@ -588,7 +590,7 @@ fn a_full_file_written_from_a_config_reads_back_the_same() {
     let mut all = keys();
     all.sort();
     assert_eq!(written, all);
-    assert_eq!(table["peers"].as_table().unwrap().len(), 17);
+    assert_eq!(table["peers"].as_table().unwrap().len(), 18);
 }
 
 /// The per-user daemon's defaults as they were before `ferryd.toml` went through serde.
@@ -627,6 +629,7 @@ fn user_defaults() -> Config {
             ca_cert: "fleet/ca.pem".into(),
             node_cert: "fleet/node.pem".into(),
             node_key: "fleet/node.key".into(),
+            crl: "fleet/crl.pem".into(),
             cache_size: CacheSize::Percent(1.0),
             max_content_age: Duration::from_secs(90 * 24 * 3600),
             max_upload_rate: 25 << 20,
@@ -814,7 +817,7 @@ mod shipped_example {
         let known = toml::Table::try_from(PeersConfig::default()).unwrap();
         let mut known: Vec<&str> = known.keys().map(String::as_str).collect();
         known.sort();
-        assert_eq!(known.len(), 17);
+        assert_eq!(known.len(), 18);
         for name in ["ferryd.toml", "system/ferryd.toml"] {
             let path = dist(name);
             let table: toml::Table =

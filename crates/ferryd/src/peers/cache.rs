@@ -386,3 +386,103 @@ fn copy_in(source: &File, tmp: &Path) -> anyhow::Result<String> {
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PeersConfig {
+        PeersConfig {
+            cache_size: CacheSize::Bytes(1 << 20),
+            max_content_age: Duration::from_secs(3600),
+            ..PeersConfig::default()
+        }
+    }
+
+    /// A cache in `dir` holding one entry of `n` bytes for `url`.
+    async fn cache_with(dir: &Path, url: &str, n: usize) -> (Arc<Cache>, Arc<Store>, String) {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let cache = Arc::new(Cache::open(dir, store.clone(), &config()).unwrap());
+        let src = dir.join(format!("src-{n}"));
+        std::fs::write(&src, vec![7u8; n]).unwrap();
+        let entry = cache
+            .add(
+                File::open(&src).unwrap(),
+                Incoming {
+                    url: url.into(),
+                    validator: Some("\"v\"".into()),
+                    sha256: None,
+                },
+            )
+            .await
+            .unwrap()
+            .expect("added");
+        (cache, store, entry.id)
+    }
+
+    fn entry(cache: &Cache, id: &str) -> CacheEntry {
+        cache.entries.lock()[id].clone()
+    }
+
+    #[tokio::test]
+    async fn serving_counts_the_bytes_and_is_a_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, _store, id) = cache_with(dir.path(), "http://o/f", 1000).await;
+        assert_eq!(entry(&cache, &id).bytes_served, 0);
+        cache.entries.lock().get_mut(&id).unwrap().last_access_ms = 1;
+        cache.served(&id, 600);
+        cache.served(&id, 400);
+        let e = entry(&cache, &id);
+        assert_eq!(e.bytes_served, 1000, "every serve counts");
+        assert!(
+            e.last_access_ms > now_ms() - 60_000,
+            "a serve is a use: {e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_age_limit_keeps_what_peers_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, _store, used) = cache_with(dir.path(), "http://o/used", 100).await;
+        let src = dir.path().join("src-other");
+        std::fs::write(&src, vec![9u8; 200]).unwrap();
+        let unused = cache
+            .add(
+                File::open(&src).unwrap(),
+                Incoming {
+                    url: "http://o/unused".into(),
+                    validator: Some("\"w\"".into()),
+                    sha256: None,
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        // Both older than the maximum age; then a peer fetches one of them.
+        let old = now_ms() - 2 * 3_600_000;
+        for e in cache.entries.lock().values_mut() {
+            e.last_access_ms = old;
+        }
+        cache.served(&used, 100);
+        cache.expire();
+        let left: Vec<String> = cache.entries().into_iter().map(|e| e.id).collect();
+        assert_eq!(left, vec![used.clone()], "{unused} aged out, {used} stayed");
+        assert!(!dir.path().join("peer-cache").join(&unused).exists());
+    }
+
+    #[tokio::test]
+    async fn served_bytes_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let (cache, store, id) = cache_with(dir.path(), "http://o/f", 500).await;
+            cache.served(&id, 500);
+            drop(cache);
+            store.close();
+            id
+        };
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let cache = Cache::open(dir.path(), store, &config()).unwrap();
+        assert_eq!(entry(&cache, &id).bytes_served, 500);
+    }
+}

@@ -65,6 +65,8 @@ pub struct Directory {
     node: String,
     /// Downloads under way this node shares.
     shares: Arc<Shares>,
+    /// Wakes the prober: a peer was found that has not been checked yet.
+    found_new: tokio::sync::Notify,
 }
 
 impl Directory {
@@ -91,6 +93,7 @@ impl Directory {
             ban,
             node,
             shares,
+            found_new: tokio::sync::Notify::new(),
         }))
     }
 
@@ -119,8 +122,24 @@ impl Directory {
                         last_error: String::new(),
                     },
                 );
+                // Checked now, not at the next round of checks.
+                self.found_new.notify_one();
             }
         }
+    }
+
+    /// Returns when a peer not checked yet was found since the last call.
+    pub async fn found_new(&self) {
+        self.found_new.notified().await
+    }
+
+    /// True while some peer has never answered (not checked yet, or down since this
+    /// daemon started): the prober checks it again soon rather than at its interval.
+    pub fn some_never_seen(&self) -> bool {
+        self.peers
+            .lock()
+            .values()
+            .any(|p| p.last_seen_ms == 0 && p.state != PeerState::Banned)
     }
 
     /// Forgets a discovered peer (its mDNS record went away).

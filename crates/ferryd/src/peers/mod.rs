@@ -1,8 +1,9 @@
 //! Peer caching (BITS's peer caching, for a fleet of Linux machines): the cache of files
 //! this node offers (`cache`), the fleet's trust (`tls`), the peer port (`server`) and its
 //! protocol (`protocol`), finding peers (`discovery`: mDNS and the static list) and the
-//! client side (`directory`: asking peers, checking them, banning), and the downloads
-//! under way shared with the fleet (`shares`, the swarm).
+//! client side (`directory`: asking peers, checking them, banning), the downloads under
+//! way shared with the fleet (`shares`, the swarm), and refused handshakes logged once per
+//! address (`refusals`).
 //!
 //! The service tells [`Peers`] when a file qualifies for the cache (validated, completed,
 //! or SHA-256 matched) and hands it the file opened as its owner; the engine asks the
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod directory;
 pub mod discovery;
 pub mod protocol;
+pub mod refusals;
 pub mod server;
 pub mod shares;
 pub mod tls;
@@ -35,11 +37,46 @@ pub use directory::{Directory, Found, PeerInfo, PeerState};
 
 use crate::config::{Discovery, PeersConfig};
 use crate::engine::PeerFinder;
-use crate::model::CacheEntry;
+use crate::model::{now_ms, CacheEntry};
 use crate::store::Store;
+
+/// How often a peer that has not answered yet is checked, for [`EAGER_FOR`] after the
+/// start or after a peer was found (instead of every `probe_interval`).
+const EAGER_PROBE: Duration = Duration::from_secs(1);
+/// How long after the start (or a peer found) unanswered peers are checked eagerly.
+const EAGER_FOR: Duration = Duration::from_secs(60);
 
 /// How often entries past the maximum content age are dropped (at most).
 const EXPIRE_EVERY: Duration = Duration::from_secs(600);
+
+/// How long before its expiry a node certificate is warned about.
+pub const CERT_WARN_AHEAD: Duration = Duration::from_secs(30 * 86_400);
+
+/// Days left before `expires_ms` at `now_ms` (negative once expired); `None` when more
+/// than [`CERT_WARN_AHEAD`] are left (or the expiry is unknown).
+pub fn cert_days_left(expires_ms: i64, now_ms: i64) -> Option<i64> {
+    let left = expires_ms - now_ms;
+    (expires_ms > 0 && left < CERT_WARN_AHEAD.as_millis() as i64)
+        .then(|| left.div_euclid(86_400_000))
+}
+
+/// Logs a warning at start when this node's certificate expires within 30 days.
+fn warn_if_expiring(node: &str, expires_ms: i64, now_ms: i64) {
+    match cert_days_left(expires_ms, now_ms) {
+        Some(d) if d < 0 => tracing::warn!(
+            node,
+            "this node's fleet certificate has expired: no peer accepts it; renew it with \
+             `ferry peers cert renew` on the machine holding the fleet CA"
+        ),
+        Some(d) => tracing::warn!(
+            node,
+            days_left = d,
+            "this node's fleet certificate expires in {d} days: renew it with \
+             `ferry peers cert renew` on the machine holding the fleet CA"
+        ),
+        None => {}
+    }
+}
 
 /// What `ferry peers status` shows.
 #[derive(Debug, Clone)]
@@ -56,6 +93,8 @@ pub struct PeersStatus {
     /// Peers' lookups this node's cache answered, and those it did not have.
     pub lookup_hits: u64,
     pub lookup_misses: u64,
+    /// When this node's certificate expires, ms since the Unix epoch.
+    pub cert_expires_ms: i64,
 }
 
 /// Peer caching, running.
@@ -63,10 +102,12 @@ pub struct Peers {
     config: PeersConfig,
     fleet_id: String,
     node_name: String,
+    cert_expires_ms: i64,
     listen: SocketAddr,
     cache: Arc<Cache>,
     directory: Arc<Directory>,
     server: Arc<server::ServerState>,
+    shares: Arc<shares::Shares>,
     mdns: Option<discovery::Mdns>,
     stop: CancellationToken,
 }
@@ -131,7 +172,7 @@ impl Peers {
             config.lookup_timeout,
             config.ban_duration,
             fleet.node_name.clone(),
-            shares,
+            shares.clone(),
         )?;
         if config.discovery != Discovery::Mdns {
             discovery::add_static(&directory, &config.static_peers);
@@ -159,20 +200,35 @@ impl Peers {
             let expire_every = EXPIRE_EVERY.min(config.max_content_age / 4);
             tokio::spawn(async move {
                 let mut expired_at = tokio::time::Instant::now();
+                // Peers are checked at once at start and when found; one that has not
+                // answered yet (its daemon starting too) is checked again every second
+                // for a while, so the fleet is used from the start, not an interval later.
+                let mut eager_until = tokio::time::Instant::now() + EAGER_FOR;
                 loop {
                     directory.probe_all().await;
                     if expired_at.elapsed() >= expire_every {
                         cache.expire();
                         expired_at = tokio::time::Instant::now();
                     }
+                    let pause = if tokio::time::Instant::now() < eager_until
+                        && directory.some_never_seen()
+                    {
+                        every.min(EAGER_PROBE)
+                    } else {
+                        every
+                    };
                     tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = directory.found_new() => {
+                            eager_until = tokio::time::Instant::now() + EAGER_FOR;
+                        }
                         _ = stop.cancelled() => return,
                     }
                 }
             });
         }
         cache.expire();
+        warn_if_expiring(&fleet.node_name, fleet.node_cert_expires_ms, now_ms());
         tracing::info!(
             fleet = fleet.fleet_id,
             node = fleet.node_name,
@@ -183,10 +239,12 @@ impl Peers {
             config: config.clone(),
             fleet_id: fleet.fleet_id,
             node_name: fleet.node_name,
+            cert_expires_ms: fleet.node_cert_expires_ms,
             listen,
             cache,
             directory,
             server: state,
+            shares,
             mdns,
             stop,
         }))
@@ -211,9 +269,10 @@ impl Peers {
         self.cache.holds(url, validator, sha256)
     }
 
-    /// Drops the cache's entries of this content.
+    /// Drops the cache's entries of this content and stops sharing any download of it
+    /// with the swarm: no peer is offered it any more. How many entries and shares.
     pub fn evict(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize {
-        self.cache.evict(url, validator, sha256)
+        self.cache.evict(url, validator, sha256) + self.shares.withdraw(url, validator, sha256)
     }
 
     /// The fleet's client, to fetch from `address` if it is a known peer.
@@ -256,6 +315,7 @@ impl Peers {
             bytes_served: self.server.bytes_served.load(Ordering::Relaxed),
             lookup_hits: self.server.lookup_hits.load(Ordering::Relaxed),
             lookup_misses: self.server.lookup_misses.load(Ordering::Relaxed),
+            cert_expires_ms: self.cert_expires_ms,
         }
     }
 
@@ -265,5 +325,21 @@ impl Peers {
         if let Some(m) = &self.mdns {
             m.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cert_days_left;
+
+    #[test]
+    fn a_certificate_is_warned_about_thirty_days_ahead() {
+        let day = 86_400_000;
+        let now = 1_800_000_000_000;
+        assert_eq!(cert_days_left(now + 400 * day, now), None);
+        assert_eq!(cert_days_left(now + 30 * day, now), None);
+        assert_eq!(cert_days_left(now + 30 * day - 1, now), Some(29));
+        assert_eq!(cert_days_left(now - 1, now), Some(-1), "expired");
+        assert_eq!(cert_days_left(0, now), None, "unknown");
     }
 }

@@ -49,6 +49,8 @@ pub struct ServerState {
     /// Peers' lookups answered from the cache, and not, since start.
     pub lookup_hits: AtomicU64,
     pub lookup_misses: AtomicU64,
+    /// Refused handshakes, logged once per address per hour.
+    refusals: super::refusals::Refusals,
 }
 
 impl ServerState {
@@ -76,6 +78,7 @@ impl ServerState {
             bytes_served: AtomicU64::new(0),
             lookup_hits: AtomicU64::new(0),
             lookup_misses: AtomicU64::new(0),
+            refusals: super::refusals::Refusals::new(super::refusals::LOG_EVERY),
         })
     }
 }
@@ -141,7 +144,16 @@ pub async fn serve(
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    tracing::info!(%addr, "peer port: refused a connection: {e}");
+                    match state.refusals.refused(addr.ip(), std::time::Instant::now()) {
+                        Some(unlogged) => tracing::warn!(
+                            peer = %addr.ip(),
+                            unlogged,
+                            "peer port: refused a TLS handshake (a machine of another fleet, \
+                             or without a certificate?): {e}; refusals from this address are \
+                             logged once an hour"
+                        ),
+                        None => tracing::debug!(%addr, "peer port: refused a connection: {e}"),
+                    }
                     return;
                 }
                 Err(_) => return,
@@ -455,6 +467,24 @@ fn partial(
     )
 }
 
+/// The bytes of a cache entry a response sent: recorded in the entry (its served count
+/// and last use) when the response's body is dropped, whether it ended or was cut.
+struct ServedTally {
+    state: Arc<ServerState>,
+    cache_id: Option<String>,
+    bytes: u64,
+}
+
+impl Drop for ServedTally {
+    fn drop(&mut self) {
+        if let Some(id) = &self.cache_id {
+            if self.bytes > 0 {
+                self.state.cache.served(id, self.bytes);
+            }
+        }
+    }
+}
+
 /// A response body read from a file.
 struct Sending {
     slot: Slot,
@@ -503,15 +533,18 @@ fn send(state: &Arc<ServerState>, s: Sending) -> Response<Body> {
             .expect("a valid response");
     }
     let st = state.clone();
-    let stream = futures::stream::unfold((start, slot), move |(at, slot)| {
+    // hyper drops a body once it has sent its Content-Length, without asking it for its
+    // end: the tally counts what was read for the peer and records it when dropped.
+    let tally = ServedTally {
+        state: state.clone(),
+        cache_id,
+        bytes: 0,
+    };
+    let stream = futures::stream::unfold((start, slot, tally), move |(at, slot, mut tally)| {
         let file = file.clone();
         let st = st.clone();
-        let cache_id = cache_id.clone();
         async move {
             if at >= end {
-                if let Some(id) = &cache_id {
-                    st.cache.served(id, end - start);
-                }
                 return None;
             }
             let want = CHUNK.min((end - at) as usize);
@@ -528,9 +561,10 @@ fn send(state: &Arc<ServerState>, s: Sending) -> Response<Body> {
                     st.bytes_served
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);
                     let n = buf.len() as u64;
-                    Some((Ok(Frame::data(Bytes::from(buf))), (at + n, slot)))
+                    tally.bytes += n;
+                    Some((Ok(Frame::data(Bytes::from(buf))), (at + n, slot, tally)))
                 }
-                Err(e) => Some((Err(e), (end, slot))),
+                Err(e) => Some((Err(e), (end, slot, tally))),
             }
         }
     });

@@ -93,8 +93,90 @@ impl Shares {
         self.live.lock().values().find(|l| l.matches(req)).cloned()
     }
 
+    /// Stops sharing every download of this content (by SHA-256, or by URL and
+    /// validator: a download under way of the same URL with another validator is other
+    /// content): a rejected file leaves the fleet's view at once. How many.
+    pub fn withdraw(&self, url: &str, validator: Option<&str>, sha256: Option<&str>) -> usize {
+        let mut live = self.live.lock();
+        let before = live.len();
+        live.retain(|_, l| {
+            let same_sha = matches!(
+                (sha256, &l.query.sha256),
+                (Some(a), Some(b)) if a.eq_ignore_ascii_case(b)
+            );
+            let same_url = validator.is_some()
+                && l.query.url == url
+                && l.query.validator.as_deref() == validator;
+            !(same_sha || same_url)
+        });
+        before - live.len()
+    }
+
     /// The shared download `id`.
     pub fn get(&self, id: &str) -> Option<Arc<Live>> {
         self.live.lock().get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Whole(u64);
+
+    impl SharedRanges for Whole {
+        fn durable(&self) -> Vec<(u64, u64)> {
+            vec![(0, self.0)]
+        }
+        fn pending(&self) -> Vec<(u64, u64)> {
+            Vec::new()
+        }
+    }
+
+    fn shared(url: &str, validator: &str, sha256: Option<&str>) -> SharedDownload {
+        SharedDownload {
+            query: ContentQuery {
+                url: url.into(),
+                validator: Some(validator.into()),
+                length: Some(10),
+                sha256: sha256.map(String::from),
+            },
+            length: 10,
+            file: tempfile::tempfile().unwrap(),
+            ranges: Arc::new(Whole(10)),
+        }
+    }
+
+    fn by_url(url: &str, validator: &str) -> LookupRequest {
+        LookupRequest {
+            sha256: None,
+            url: Some(url.into()),
+            validator: Some(validator.into()),
+            length: Some(10),
+        }
+    }
+
+    #[test]
+    fn a_withdrawn_content_is_no_longer_found_and_others_stay() {
+        let shares = Shares::new();
+        let sha = "ab".repeat(32);
+        let _a = shares.add(shared("http://o/a", "\"1\"", None));
+        let _b = shares.add(shared("http://o/a", "\"2\"", None));
+        let _c = shares.add(shared("http://o/c", "\"1\"", Some(&sha)));
+        assert!(shares.find(&by_url("http://o/a", "\"1\"")).is_some());
+
+        assert_eq!(shares.withdraw("http://o/a", Some("\"1\""), None), 1);
+        assert!(shares.find(&by_url("http://o/a", "\"1\"")).is_none());
+        assert!(
+            shares.find(&by_url("http://o/a", "\"2\"")).is_some(),
+            "another validator is other content"
+        );
+        assert_eq!(
+            shares.withdraw("http://o/a", None, None),
+            0,
+            "without a validator or a SHA-256 nothing says which download it was"
+        );
+        assert_eq!(shares.withdraw("http://elsewhere/", None, Some(&sha)), 1);
+        assert!(shares.find(&by_url("http://o/c", "\"1\"")).is_none());
     }
 }

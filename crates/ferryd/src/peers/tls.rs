@@ -28,6 +28,8 @@ pub struct FleetTls {
     pub fleet_id: String,
     /// This node's name: its certificate's common name.
     pub node_name: String,
+    /// When this node's certificate expires, ms since the Unix epoch (0: unreadable).
+    pub node_cert_expires_ms: i64,
     /// The peer port's configuration (client certificates required).
     pub server: Arc<rustls::ServerConfig>,
     /// The configuration of requests to peers (with this node's certificate).
@@ -85,12 +87,28 @@ fn common_name(cert: &CertificateDer<'_>) -> String {
         .unwrap_or(subject)
 }
 
+/// When a certificate expires (its notAfter), ms since the Unix epoch; 0 if unreadable.
+pub fn expires_ms(cert: &CertificateDer<'_>) -> i64 {
+    use x509_cert::der::Decode;
+    x509_cert::Certificate::from_der(cert.as_ref())
+        .map(|c| {
+            c.tbs_certificate()
+                .validity()
+                .not_after
+                .to_unix_duration()
+                .as_millis() as i64
+        })
+        .unwrap_or(0)
+}
+
 /// The fleet's trust material as its files hold it (PEM).
 #[derive(Debug, Clone)]
 pub struct Material {
     pub ca_cert: Vec<u8>,
     pub node_cert: Vec<u8>,
     pub node_key: Vec<u8>,
+    /// The fleet's revocation list (PEM); empty when there is none.
+    pub crl: Vec<u8>,
 }
 
 /// Reads the files of the fleet's trust material named in the configuration (the
@@ -100,6 +118,16 @@ pub fn read_material(config: &PeersConfig) -> anyhow::Result<Material> {
         ca_cert: read("CA certificate", &config.ca_cert)?,
         node_cert: read("node certificate", &config.node_cert)?,
         node_key: read("node key", &config.node_key)?,
+        crl: match std::fs::read(&config.crl) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(anyhow!(
+                    "reading the fleet's revocation list {}: {e}",
+                    config.crl.display()
+                ))
+            }
+        },
     })
 }
 
@@ -131,6 +159,7 @@ pub fn from_material(config: &PeersConfig, m: &Material) -> anyhow::Result<Fleet
     FleetVerifier {
         roots: roots.clone(),
         provider: provider.clone(),
+        revocation: None,
     }
     .check(&chain[0], &chain[1..])
     .map_err(|e| {
@@ -140,10 +169,27 @@ pub fn from_material(config: &PeersConfig, m: &Material) -> anyhow::Result<Fleet
             config.ca_cert.display()
         )
     })?;
+    let crls = revocation_list(config, &m.crl)?;
     let client_verifier =
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .with_crls(crls.clone())
+            .only_check_end_entity_revocation()
             .build()
             .map_err(|e| anyhow!("the fleet CA cannot verify clients: {e}"))?;
+    let revocation = if crls.is_empty() {
+        None
+    } else {
+        Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
+                provider.clone(),
+            )
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .build()
+            .map_err(|e| anyhow!("the fleet CA cannot verify peers: {e}"))?,
+        )
+    };
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(client_verifier)
@@ -155,23 +201,60 @@ pub fn from_material(config: &PeersConfig, m: &Material) -> anyhow::Result<Fleet
         // "dangerous" because any verifier could be installed: this one is webpki's
         // chain check against the fleet CA, without the name check (see the module doc).
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(FleetVerifier { roots, provider }))
+        .with_custom_certificate_verifier(Arc::new(FleetVerifier {
+            roots,
+            provider,
+            revocation,
+        }))
         .with_client_auth_cert(chain.clone(), key)
         .map_err(|e| anyhow!("the node certificate and key do not go together: {e}"))?;
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(FleetTls {
         fleet_id: fleet_id(&ca[0]),
         node_name: common_name(&chain[0]),
+        node_cert_expires_ms: expires_ms(&chain[0]),
         server: Arc::new(server),
         client,
     })
 }
 
-/// Accepts a server certificate that chains to the fleet CA, whatever its name.
+/// The fleet's revocation list, if it has one (PEM, any number of CRLs).
+fn revocation_list(
+    config: &PeersConfig,
+    pem: &[u8],
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    if pem.is_empty() {
+        return Ok(Vec::new());
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow!(
+                "the fleet's revocation list {} is not PEM: {e} (make it with `ferry peers \
+                 cert revoke`)",
+                config.crl.display()
+            )
+        })?;
+    if crls.is_empty() {
+        return Err(anyhow!(
+            "the fleet's revocation list {} holds no list (make it with `ferry peers cert \
+             revoke`, or remove the file)",
+            config.crl.display()
+        ));
+    }
+    Ok(crls)
+}
+
+/// Accepts a server certificate that chains to the fleet CA, whatever its name, and that
+/// the fleet's revocation list does not list.
 #[derive(Debug)]
 struct FleetVerifier {
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
+    /// webpki's verifier with the revocation list, asked for the certificate's own name
+    /// (its common name, which `ferry peers cert issue` also makes its DNS name).
+    revocation: Option<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
 impl FleetVerifier {
@@ -187,7 +270,14 @@ impl FleetVerifier {
             intermediates,
             UnixTime::now(),
             self.provider.signature_verification_algorithms.all,
-        )
+        )?;
+        if let Some(v) = &self.revocation {
+            let name = ServerName::try_from(common_name(end_entity)).map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
+            v.verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())?;
+        }
+        Ok(())
     }
 }
 

@@ -50,6 +50,7 @@ pub async fn run(
         ca_cert: start.ca_cert,
         node_cert: start.node_cert,
         node_key: start.node_key,
+        crl: start.crl,
     };
     let fleet = crate::peers::tls::from_material(&config.peers, &material)?;
     drop(material);
@@ -358,5 +359,6 @@ fn status(peers: &Peers) -> StatusWire {
         bytes_served: s.bytes_served,
         lookup_hits: s.lookup_hits,
         lookup_misses: s.lookup_misses,
+        cert_expires_ms: s.cert_expires_ms,
     }
 }

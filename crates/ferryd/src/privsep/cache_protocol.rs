@@ -21,6 +21,8 @@ pub struct Start {
     pub ca_cert: Vec<u8>,
     pub node_cert: Vec<u8>,
     pub node_key: Vec<u8>,
+    /// The fleet's revocation list (PEM); empty when there is none.
+    pub crl: Vec<u8>,
 }
 
 /// What a file's content is known by (the engine's `ContentQuery`).
@@ -84,6 +86,7 @@ pub struct StatusWire {
     pub bytes_served: u64,
     pub lookup_hits: u64,
     pub lookup_misses: u64,
+    pub cert_expires_ms: i64,
 }
 
 /// Worker → cache process. A request with a `request` number gets one [`Answer`] with it.

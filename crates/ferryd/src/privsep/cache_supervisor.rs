@@ -20,6 +20,8 @@ pub struct CacheSetup {
     pub ca_cert: Vec<u8>,
     pub node_cert: Vec<u8>,
     pub node_key: Vec<u8>,
+    /// The fleet's revocation list (PEM); empty when there is none.
+    pub crl: Vec<u8>,
     /// The peer port, the cache socket and the gateway socket, bound as root.
     pub listeners: [OwnedFd; 3],
 }
@@ -97,6 +99,7 @@ async fn run_once(
             ca_cert: setup.ca_cert.clone(),
             node_cert: setup.node_cert.clone(),
             node_key: setup.node_key.clone(),
+            crl: setup.crl.clone(),
         },
         &fds,
     )

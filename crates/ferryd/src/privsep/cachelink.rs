@@ -406,6 +406,7 @@ impl PeerCache for CacheLink {
             bytes_served: s.bytes_served,
             lookup_hits: s.lookup_hits,
             lookup_misses: s.lookup_misses,
+            cert_expires_ms: s.cert_expires_ms,
         })
     }
 

@@ -71,6 +71,7 @@ impl pb::peers_server::Peers for PeersApi {
             cache_bytes: s.cache_bytes,
             cache_limit_bytes: s.cache_limit,
             bytes_served: s.bytes_served,
+            node_cert_expires_unix_ms: s.cert_expires_ms,
         }))
     }
 

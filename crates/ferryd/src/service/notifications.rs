@@ -207,7 +207,7 @@ impl Service {
                     .jobs
                     .get(&id)
                     .filter(|e| e.job.owner_uid == uid)
-                    .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+                    .ok_or_else(|| super::commands::not_found(id))?;
                 match e.files.get(index as usize) {
                     Some(f) if f.completed && !e.job.state.is_final() => Some(f.temporary_path()),
                     _ => None,
@@ -220,13 +220,13 @@ impl Service {
                 }
             }
         }
-        let (rx, file, outbox) = {
+        let (rx, file, outbox, rejected) = {
             let mut inner = self.lock();
             let e = inner
                 .jobs
                 .get(&id)
                 .filter(|e| e.job.owner_uid == uid)
-                .ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+                .ok_or_else(|| super::commands::not_found(id))?;
             if e.job.state.is_final() {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "job {id} is {}: its files can no longer be validated",
@@ -246,6 +246,8 @@ impl Service {
             let e = inner.jobs.get_mut(&id).expect("exists");
             let sent_by = e.peers_used.remove(&index).unwrap_or_default();
             let f = &mut e.files[index as usize];
+            // What the fleet knows it by, before the rejection clears its validator.
+            let rejected = (!valid).then(|| f.clone());
             // A file that came (partly) from peers is fetched again from the origin (BITS).
             let from_peers = !valid && f.peer.from_peers > 0 && self.peers.get().is_some();
             if from_peers {
@@ -290,13 +292,15 @@ impl Service {
             let after = inner.jobs[&id].view();
             let rx = self.persist_with_outbox(&after.job, vec![file.clone()], &outbox);
             self.emit(ChangeKind::Modified, after, Some(before));
-            (rx, file, outbox)
+            (rx, file, outbox, rejected)
         };
         Store::committed(rx).await.map_err(ServiceError::from)?;
         self.notifier.enqueue(id, outbox);
-        if valid {
-            // Validated before `complete`: offered to the fleet now (BITS).
-            self.offer_in_background(id, index);
+        match &rejected {
+            // Validated before `complete`: the fleet's before the call returns (BITS).
+            None => self.offer_now(id, index).await,
+            // Rejected: out of every peer's view before the call returns.
+            Some(f) => self.withdraw_from_peers(f).await,
         }
         Ok(FileView {
             bytes_transferred: file.bytes_transferred,

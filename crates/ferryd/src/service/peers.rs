@@ -167,8 +167,8 @@ impl Service {
         }
     }
 
-    /// Offers file `index` of job `id` in the background.
-    pub(crate) fn offer_in_background(&self, id: Uuid, index: u32) {
+    /// The job and record of file `index` of job `id`, when it qualifies for the cache.
+    fn qualifying(&self, id: Uuid, index: u32) -> Option<(JobRecord, FileRecord)> {
         let found = {
             let inner = self.lock();
             inner.jobs.get(&id).and_then(|e| {
@@ -177,7 +177,12 @@ impl Service {
                     .map(|f| (e.job.clone(), f.clone()))
             })
         };
-        if let Some((job, file)) = found.filter(|(j, f)| self.qualifies(j, f)) {
+        found.filter(|(j, f)| self.qualifies(j, f))
+    }
+
+    /// Offers file `index` of job `id` in the background.
+    pub(crate) fn offer_in_background(&self, id: Uuid, index: u32) {
+        if let Some((job, file)) = self.qualifying(id, index) {
             let Some(svc) = self.this.upgrade() else {
                 return;
             };
@@ -185,9 +190,40 @@ impl Service {
         }
     }
 
-    /// The application rejected a file that came (partly) from peers (BITS): its content
-    /// leaves this node's cache, the peers that sent it are banned, and the file is to be
-    /// fetched again from the origin alone.
+    /// Offers file `index` of job `id` and returns once the cache holds it (or the offer
+    /// failed, which is only logged): the application's validation makes it the fleet's
+    /// before its call returns.
+    pub(crate) async fn offer_now(&self, id: Uuid, index: u32) {
+        if let Some((job, file)) = self.qualifying(id, index) {
+            self.offer_to_peers(&job, &file).await;
+        }
+    }
+
+    /// A rejected file leaves the fleet's view: its content leaves this node's cache and
+    /// any download of it this node shares with the swarm; returns once it has.
+    pub(crate) async fn withdraw_from_peers(&self, file: &FileRecord) {
+        let Some(peers) = self.peers.get().cloned() else {
+            return;
+        };
+        let evicted = peers
+            .evict(
+                &file.remote_url,
+                file.validator.as_deref(),
+                file.expected_sha256.as_deref(),
+            )
+            .await;
+        if evicted > 0 {
+            tracing::info!(
+                url = file.remote_url,
+                evicted,
+                "a rejected file left the peer cache"
+            );
+        }
+    }
+
+    /// The application rejected a file that came (partly) from peers (BITS): the peers
+    /// that sent it are banned, and the file is to be fetched again from the origin alone
+    /// (its content leaves this node's cache: [`Service::withdraw_from_peers`]).
     pub(crate) fn peers_rejected(&self, file: &FileRecord, sent_by: &[String]) {
         let Some(peers) = self.peers.get().cloned() else {
             return;
@@ -196,20 +232,9 @@ impl Service {
             sent_by,
             &format!("the application rejected {} that it sent", file.remote_url),
         );
-        let file = file.clone();
-        tokio::spawn(async move {
-            let evicted = peers
-                .evict(
-                    &file.remote_url,
-                    file.validator.as_deref(),
-                    file.expected_sha256.as_deref(),
-                )
-                .await;
-            tracing::info!(
-                url = file.remote_url,
-                evicted,
-                "a file from peers was rejected; fetching it again from the origin"
-            );
-        });
+        tracing::info!(
+            url = file.remote_url,
+            "a file from peers was rejected; fetching it again from the origin"
+        );
     }
 }
