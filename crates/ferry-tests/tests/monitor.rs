@@ -140,6 +140,7 @@ fn monitor_command(env: &TestEnv) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tmux: .ci/run runs it"]
 async fn cli_trust_monitor_in_an_80x24_terminal_keeps_states_whole_and_its_help_in_view() {
     let env = TestEnv::new();
     let _d = env.start_daemon();
