@@ -90,8 +90,7 @@ pub fn start(
     builder.options_mut().cache_size = 0;
     let resolver = builder.build();
     tokio::spawn(async move {
-        // What failed last time, by browse domain: a warning is logged when it changes.
-        let mut failing: HashMap<String, String> = HashMap::new();
+        let mut failing = Failing::default();
         loop {
             for domain in &domains {
                 let outcome = browse(&resolver, domain, &fleet, &node).await;
@@ -104,18 +103,14 @@ pub fn start(
                     }
                     Err(e) => e,
                 };
-                let before = failing.get(domain).cloned().unwrap_or_default();
-                if problem != before {
-                    if problem.is_empty() {
-                        tracing::info!(domain, "DNS-SD browsing works again");
-                    } else {
-                        tracing::warn!(
-                            domain,
-                            "DNS-SD browsing of {}: {problem}",
-                            browse_name(domain)
-                        );
-                    }
-                    failing.insert(domain.clone(), problem);
+                match failing.note(domain, problem) {
+                    Some(Change::Works) => tracing::info!(domain, "DNS-SD browsing works again"),
+                    Some(Change::Fails(problem)) => tracing::warn!(
+                        domain,
+                        "DNS-SD browsing of {}: {problem}",
+                        browse_name(domain)
+                    ),
+                    None => {}
                 }
             }
             tokio::select! {
@@ -125,6 +120,35 @@ pub fn start(
         }
     });
     Ok(())
+}
+
+/// What failed at the last browse, by domain: a failure is told when it changes, not at
+/// every interval.
+#[derive(Default)]
+struct Failing(HashMap<String, String>);
+
+/// A change worth a log line.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    Works,
+    Fails(String),
+}
+
+impl Failing {
+    /// Notes the outcome of a browse of `domain` (`problem` empty: it worked).
+    fn note(&mut self, domain: &str, problem: String) -> Option<Change> {
+        let before = self.0.get(domain).map(String::as_str).unwrap_or("");
+        if before == problem {
+            return None;
+        }
+        let change = if problem.is_empty() {
+            Change::Works
+        } else {
+            Change::Fails(problem.clone())
+        };
+        self.0.insert(domain.to_string(), problem);
+        Some(change)
+    }
 }
 
 /// One browse of one domain: the peers found, `(instance name, host:port)`, or what went
@@ -251,6 +275,33 @@ mod tests {
         // "No service here" (RFC 2782).
         assert!(peer_addresses(&instance(&[], ".", 7380), "F1", &[ip]).is_empty());
         assert!(peer_addresses(&instance(&[], "b.", 0), "F1", &[ip]).is_empty());
+    }
+
+    #[test]
+    fn a_failure_is_told_once_until_it_changes() {
+        let mut f = Failing::default();
+        assert_eq!(
+            f.note("a.test", String::new()),
+            None,
+            "working from the start"
+        );
+        let nx = "no such name (NXDOMAIN)".to_string();
+        assert_eq!(
+            f.note("a.test", nx.clone()),
+            Some(Change::Fails(nx.clone()))
+        );
+        assert_eq!(f.note("a.test", nx.clone()), None, "not every interval");
+        assert_eq!(
+            f.note("b.test", nx.clone()),
+            Some(Change::Fails(nx.clone()))
+        );
+        let timeout = "request timed out".to_string();
+        assert_eq!(
+            f.note("a.test", timeout.clone()),
+            Some(Change::Fails(timeout))
+        );
+        assert_eq!(f.note("a.test", String::new()), Some(Change::Works));
+        assert_eq!(f.note("a.test", String::new()), None);
     }
 
     #[test]
