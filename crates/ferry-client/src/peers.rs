@@ -15,6 +15,8 @@ pub enum PeerOrigin {
     Mdns,
     /// The static list of `ferryd.toml`.
     Static,
+    /// Unicast DNS-SD: SRV/TXT records in the site's DNS (RFC 6763).
+    DnsSd,
     /// A value this library does not know.
     Unknown,
 }
@@ -110,6 +112,7 @@ fn peer(p: pb::Peer) -> PeerInfo {
         origin: match pb::PeerOrigin::try_from(p.origin) {
             Ok(pb::PeerOrigin::Mdns) => PeerOrigin::Mdns,
             Ok(pb::PeerOrigin::Static) => PeerOrigin::Static,
+            Ok(pb::PeerOrigin::DnsSd) => PeerOrigin::DnsSd,
             _ => PeerOrigin::Unknown,
         },
         state: match pb::PeerState::try_from(p.state) {

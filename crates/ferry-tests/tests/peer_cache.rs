@@ -9,7 +9,7 @@ mod peer_cache_kit;
 
 use std::process::Command;
 
-use ferry_client::{Credentials, JobProperties, PeerState};
+use ferry_client::{Credentials, JobProperties, PeerOrigin, PeerState};
 use ferry_testkit::{http_get_unix, metric_samples, sha256_hex, wait_until_future};
 use peer_cache_kit::*;
 
@@ -850,4 +850,112 @@ async fn peer_cache_age_limit_drops_unused_content() {
         0,
         "its file went too"
     );
+}
+
+/// Unicast DNS-SD across a router: B is on a subnet of its own behind a router namespace
+/// (mDNS does not cross it); dnsmasq on the router publishes B's PTR/SRV/TXT/A records
+/// under `site.test`; A, with no static peers and `dns_sd_domains = ["site.test"]`, finds
+/// B through its resolver and fetches from B a file B holds validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and dnsmasq: .ci/run runs it"]
+async fn peer_cache_unicast_dns_sd_finds_a_peer_on_another_subnet() {
+    // Field order: machines and servers stop before their namespaces go.
+    struct Routed {
+        a: Machine,
+        b: Machine,
+        dns: Dnsmasq,
+        origin: Origin,
+        _fleet: Fleet,
+        lan: Lan,
+    }
+    let mut lan = Lan::new();
+    let origin_host = lan.host("origin", 1);
+    let a_host = lan.host("a", 2);
+    let (router, b_host) = lan.routed_host("b", 5, 254, &[&origin_host, &a_host]);
+    lan.use_nameserver(&a_host, &router.ip);
+    let origin = Origin::start(&origin_host);
+    let fleet = Fleet::new();
+    let start = |name: &str, host: &Host, extra: &str| {
+        Machine::start(
+            host,
+            Setup {
+                name,
+                certs: &fleet.issue(name),
+                discovery: "static",
+                static_peers: Vec::new(),
+                port: PEER_PORT,
+                extra,
+            },
+        )
+    };
+    let b = start("b", &b_host, "");
+    let mb = b.manager().await;
+    let fleet_id = mb.peers_status().await.unwrap().fleet_id;
+    let instance = "b._ferry-peer._tcp.site.test";
+    let dns = Dnsmasq::start(
+        &router,
+        "site.test",
+        &[
+            format!("ptr-record=_ferry-peer._tcp.site.test,{instance}"),
+            format!("srv-host={instance},b.site.test,{PEER_PORT}"),
+            format!("txt-record={instance},fleet={fleet_id},node=b,v=1"),
+            format!("host-record=b.site.test,{}", b_host.ip),
+        ],
+    );
+    let a = start(
+        "a",
+        &a_host,
+        "dns_sd_domains = [\"site.test\"]\ndns_sd_interval = \"1s\"\n",
+    );
+    let w = Routed {
+        a,
+        b,
+        dns,
+        origin,
+        _fleet: fleet,
+        lan,
+    };
+    let ma = w.a.manager().await;
+
+    // A finds B through the records, across the router.
+    peer_in_state(&ma, &w.b.peer_address(), PeerState::Up).await;
+    let status = ma.peers_status().await.unwrap();
+    let found = status
+        .peers
+        .iter()
+        .find(|p| p.address == w.b.peer_address())
+        .unwrap();
+    assert_eq!(found.origin, PeerOrigin::DnsSd, "{found:?}");
+    assert_eq!(found.name, format!("{instance}."));
+    assert_eq!(status.peers.len(), 1, "only B: {:?}", status.peers);
+    let shown = w.a.ferry(&["peers", "status"]);
+    assert!(
+        shown.contains(&w.b.peer_address()) && shown.contains("dns_sd"),
+        "{shown}"
+    );
+    assert!(
+        w.dns.log().contains("_ferry-peer._tcp.site.test"),
+        "the records came from dnsmasq: {}",
+        w.dns.log()
+    );
+
+    // B holds a file validated; A gets it from B, none of it from the origin.
+    let data = content(8 << 20, 29);
+    w.origin.put("dnssd.bin", &data);
+    let url = w.origin.url("dnssd.bin");
+    let jb = fetch(&mb, &url, &w.b.file("dnssd.bin"), None).await;
+    jb.file(0)
+        .await
+        .unwrap()
+        .set_validation_state(true)
+        .await
+        .unwrap();
+    cached(&mb, &url).await;
+    let ja = fetch(&ma, &url, &w.a.file("dnssd.bin"), None).await;
+    let f = file0(&ja).await;
+    assert_eq!(f.bytes_from_peers, data.len() as u64, "{f:?}");
+    assert_eq!(f.bytes_from_origin, 0);
+    assert_eq!(part_sha(&ja).await, sha256_hex(&data));
+    assert_eq!(w.origin.body_bytes_to(&w.a.host.ip), 0);
+    let _ = &w.lan;
 }

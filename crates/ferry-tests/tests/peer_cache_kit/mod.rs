@@ -1,10 +1,11 @@
 //! The peer caching and swarm tests' machinery: a private LAN of network namespaces (`net`), nginx
-//! as the origin (`origin`), ferryd machines and fleets (`machine`), and the steps the
+//! as the origin (`origin`), dnsmasq as a site's DNS (`dns`), ferryd machines and fleets (`machine`), and the steps the
 //! tests share (downloading a file with a machine, waiting for its cache).
 
 // Each test uses a different subset.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod machine;
 pub mod net;
 pub mod origin;
@@ -16,6 +17,8 @@ use ferry_client::{
 };
 use ferry_testkit::{sha256_hex, wait_until_future};
 
+#[allow(unused_imports)] // Only some tests run a DNS server.
+pub use dns::Dnsmasq;
 pub use machine::{Fleet, Machine, Setup};
 pub use net::{Host, Lan};
 pub use origin::Origin;

@@ -36,6 +36,8 @@ pub struct Lan {
     prefix: String,
     bridge_ns: String,
     namespaces: Vec<String>,
+    /// `/etc/netns/NAME` folders made for hosts' resolvers, removed with the LAN.
+    etc_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Lan {
@@ -51,6 +53,7 @@ impl Lan {
             prefix,
             bridge_ns: bridge_ns.clone(),
             namespaces: Vec::new(),
+            etc_dirs: Vec::new(),
         };
         ip(&["netns", "add", &bridge_ns]);
         lan.namespaces.push(bridge_ns.clone());
@@ -104,6 +107,80 @@ impl Lan {
         ip(&["-n", &host.ns, "link", "set", "eth0", "up"]);
         Host { ip: addr, ..host }
     }
+
+    /// A host on a subnet of its own, 10.99.`net`.2/24, behind a router: a namespace on
+    /// the bridge at 10.99.0.`router` with a second link to the host (10.99.`net`.1) that
+    /// forwards between the two. Each of `via` (hosts on the bridge) gets a route to the
+    /// subnet through the router. Multicast, mDNS's, is not forwarded. The router and the
+    /// host.
+    pub fn routed_host(&mut self, name: &str, net: u8, router: u8, via: &[&Host]) -> (Host, Host) {
+        let r = self.host(&format!("{name}-rt"), router);
+        let h = self.loopback_only(name);
+        ip(&[
+            "-n", &h.ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns",
+            &r.ns,
+        ]);
+        let gateway = format!("10.99.{net}.1");
+        let addr = format!("10.99.{net}.2");
+        ip(&[
+            "-n",
+            &r.ns,
+            "addr",
+            "add",
+            &format!("{gateway}/24"),
+            "dev",
+            "eth1",
+        ]);
+        ip(&["-n", &r.ns, "link", "set", "eth1", "up"]);
+        ip(&[
+            "-n",
+            &h.ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &h.ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &h.ns, "route", "add", "default", "via", &gateway]);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &r.ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ])
+            .output()
+            .expect("run sysctl in the router's namespace");
+        assert!(out.status.success(), "sysctl ip_forward: {out:?}");
+        for v in via {
+            ip(&[
+                "-n",
+                &v.ns,
+                "route",
+                "add",
+                &format!("10.99.{net}.0/24"),
+                "via",
+                &r.ip,
+            ]);
+        }
+        (r, Host { ip: addr, ..h })
+    }
+
+    /// Makes `host`'s resolver (`/etc/resolv.conf` as `ip netns exec` shows it, from
+    /// `/etc/netns/NS/`) ask `nameserver` only; the folder goes with the LAN.
+    pub fn use_nameserver(&mut self, host: &Host, nameserver: &str) {
+        let dir = std::path::Path::new("/etc/netns").join(&host.ns);
+        std::fs::create_dir_all(&dir).expect("make /etc/netns/NS");
+        self.etc_dirs.push(dir.clone());
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {nameserver}\noptions timeout:1 attempts:2\n"),
+        )
+        .expect("write the namespace's resolv.conf");
+    }
 }
 
 /// Limits what `host` sends on its LAN link to `rate` (`tc tbf`, e.g. `100mbit`): a slow
@@ -128,6 +205,9 @@ impl Drop for Lan {
     fn drop(&mut self) {
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        for dir in &self.etc_dirs {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

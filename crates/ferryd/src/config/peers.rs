@@ -55,6 +55,15 @@ pub struct PeersConfig {
     /// Peers always asked, `host:port` each.
     #[serde(deserialize_with = "host_ports")]
     pub static_peers: Vec<String>,
+    /// Browse domains of unicast DNS-SD (RFC 6763): the peers whose SRV/TXT records
+    /// are published under `_ferry-peer._tcp.<domain>` in the site's DNS, read through
+    /// the system's resolver. Empty (the default): off. Runs next to whatever
+    /// `discovery` says.
+    #[serde(deserialize_with = "domains")]
+    pub dns_sd_domains: Vec<String>,
+    /// How often the DNS-SD records are read again.
+    #[serde(with = "Bounded::<Span, SECOND, ANY>")]
+    pub dns_sd_interval: Duration,
     /// The fleet CA's certificate (PEM).
     pub ca_cert: PathBuf,
     /// This node's certificate, signed by the fleet CA (PEM).
@@ -102,6 +111,8 @@ impl Default for PeersConfig {
             port: 7380,
             discovery: Discovery::Both,
             static_peers: Vec::new(),
+            dns_sd_domains: Vec::new(),
+            dns_sd_interval: Duration::from_secs(60),
             ca_cert: PathBuf::from("fleet/ca.pem"),
             node_cert: PathBuf::from("fleet/node.pem"),
             node_key: PathBuf::from("fleet/node.key"),
@@ -157,6 +168,33 @@ impl<'de> Deserialize<'de> for HostPort {
             (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| HostPort(s.to_string()))
         })
     }
+}
+
+/// A DNS domain name, checked (letters, digits, `-`, `_`, dots between labels of at most
+/// 63 bytes, 253 in all) and kept without a final dot, in lower case.
+struct Domain(String);
+
+impl<'de> Deserialize<'de> for Domain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text(d, "a DNS domain such as \"site.example\"", |s| {
+            let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            (!name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok))
+                .then_some(Domain(name))
+        })
+    }
+}
+
+fn domains<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<Domain>::deserialize(d)?;
+    Ok(list.into_iter().map(|p| p.0).collect())
 }
 
 fn host_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -251,6 +289,10 @@ mod tests {
         assert_eq!(c.default_job_peers, PeerMode::Client);
         assert_eq!(c.cache_size, CacheSize::Bytes(2 << 20));
         assert_eq!(c.max_upload_rate, 1 << 20);
+        assert!(c.dns_sd_domains.is_empty(), "DNS-SD is off by default");
+        let c2 = peers("dns_sd_domains = [\"Site.Example.\"]\ndns_sd_interval = \"5m\"\n").unwrap();
+        assert_eq!(c2.dns_sd_domains, ["site.example"]);
+        assert_eq!(c2.dns_sd_interval, Duration::from_secs(300));
         assert_eq!(
             peers("cache_size = \"0.5%\"").unwrap().cache_size,
             CacheSize::Percent(0.5)
@@ -278,6 +320,18 @@ mod tests {
         );
         let e = peers("discovery = \"carrier pigeon\"").unwrap_err();
         assert!(e.contains("one of mdns, static, both"), "{e}");
+        let e = peers("dns_sd_domains = [\"site..example\"]").unwrap_err();
+        assert!(
+            e.contains("site..example") && e.contains("a DNS domain"),
+            "{e}"
+        );
+        let e = peers("dns_sd_domains = [\"bad domain\"]").unwrap_err();
+        assert!(e.contains("a DNS domain"), "{e}");
+        let e = peers("dns_sd_interval = \"0s\"").unwrap_err();
+        assert!(
+            e.contains("dns_sd_interval") || e.contains("at least"),
+            "{e}"
+        );
         let e = peers("listen_address = \"everywhere\"").unwrap_err();
         assert!(e.contains("an IP address"), "{e}");
     }

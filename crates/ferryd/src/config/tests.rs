@@ -123,6 +123,13 @@ const RANGES: &[Range] = &[
     ),
     range("peers.ban_duration", "'0s'", None, "'100y'", Some("'101y'")),
     range(
+        "peers.dns_sd_interval",
+        "'1s'",
+        Some("'999ms'"),
+        "'100y'",
+        Some("'101y'"),
+    ),
+    range(
         "bandwidth.schedule[0].from",
         "'00:00'",
         None,
@@ -177,6 +184,7 @@ const UNBOUNDED: &[&str] = &[
     "peers.listen_address",
     "peers.discovery",
     "peers.static_peers",
+    "peers.dns_sd_domains",
     "peers.ca_cert",
     "peers.crl",
     "peers.node_cert",
@@ -541,6 +549,8 @@ fn full_config() -> Config {
             port: 7381,
             discovery: Discovery::Static,
             static_peers: vec!["10.1.2.3:7380".into(), "peer.example:7380".into()],
+            dns_sd_domains: vec!["site.example".into(), "branch.site.example".into()],
+            dns_sd_interval: Duration::from_secs(300),
             ca_cert: "/etc/fleet/ca.pem".into(),
             node_cert: "/etc/fleet/node.pem".into(),
             node_key: "/etc/fleet/node.key".into(),
@@ -590,7 +600,7 @@ fn a_full_file_written_from_a_config_reads_back_the_same() {
     let mut all = keys();
     all.sort();
     assert_eq!(written, all);
-    assert_eq!(table["peers"].as_table().unwrap().len(), 18);
+    assert_eq!(table["peers"].as_table().unwrap().len(), 20);
 }
 
 /// The per-user daemon's defaults as they were before `ferryd.toml` went through serde.
@@ -626,6 +636,8 @@ fn user_defaults() -> Config {
             port: 7380,
             discovery: Discovery::Both,
             static_peers: Vec::new(),
+            dns_sd_domains: Vec::new(),
+            dns_sd_interval: Duration::from_secs(60),
             ca_cert: "fleet/ca.pem".into(),
             node_cert: "fleet/node.pem".into(),
             node_key: "fleet/node.key".into(),
@@ -817,7 +829,7 @@ mod shipped_example {
         let known = toml::Table::try_from(PeersConfig::default()).unwrap();
         let mut known: Vec<&str> = known.keys().map(String::as_str).collect();
         known.sort();
-        assert_eq!(known.len(), 18);
+        assert_eq!(known.len(), 20);
         for name in ["ferryd.toml", "system/ferryd.toml"] {
             let path = dist(name);
             let table: toml::Table =

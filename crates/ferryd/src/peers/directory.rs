@@ -1,4 +1,4 @@
-//! The peers this node knows (found by mDNS or listed statically), their state, and the
+//! The peers this node knows (found by mDNS or unicast DNS-SD, or listed statically), their state, and the
 //! client side of the peer protocol: asking them who has a content ([`PeerFinder`], the
 //! engine's interface), checking them every `probe_interval`, and banning those whose
 //! bytes failed a check. A discovered peer that fails two checks is dropped (discovery
@@ -21,6 +21,8 @@ use crate::model::now_ms;
 pub enum Found {
     Mdns,
     Static,
+    /// Unicast DNS-SD: SRV/TXT records in the site's DNS (`dns_sd_domains`).
+    DnsSd,
 }
 
 /// What this node makes of a peer.
@@ -102,7 +104,7 @@ impl Directory {
         let mut peers = self.peers.lock();
         match peers.get_mut(address) {
             Some(p) => {
-                if found == Found::Mdns {
+                if found != Found::Static {
                     p.name = name.to_string();
                 }
             }
@@ -219,7 +221,7 @@ impl Directory {
         if p.state != PeerState::Banned {
             p.state = PeerState::Unreachable;
         }
-        if p.found == Found::Mdns && p.failures >= DROP_AFTER {
+        if p.found != Found::Static && p.failures >= DROP_AFTER {
             tracing::info!(
                 peer = p.name,
                 address,

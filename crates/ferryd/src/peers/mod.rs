@@ -1,6 +1,6 @@
 //! Peer caching (BITS's peer caching, for a fleet of Linux machines): the cache of files
 //! this node offers (`cache`), the fleet's trust (`tls`), the peer port (`server`) and its
-//! protocol (`protocol`), finding peers (`discovery`: mDNS and the static list) and the
+//! protocol (`protocol`), finding peers (`discovery`: mDNS and the static list; `dnssd`: unicast DNS-SD) and the
 //! client side (`directory`: asking peers, checking them, banning), the downloads under
 //! way shared with the fleet (`shares`, the swarm), and refused handshakes logged once per
 //! address (`refusals`).
@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod directory;
 pub mod discovery;
+pub mod dnssd;
 pub mod protocol;
 pub mod refusals;
 pub mod server;
@@ -191,6 +192,18 @@ impl Peers {
         } else {
             None
         };
+        // Unicast DNS-SD runs next to whatever `discovery` says, when it has domains.
+        if !config.dns_sd_domains.is_empty() {
+            dnssd::start(
+                directory.clone(),
+                config.dns_sd_domains.clone(),
+                fleet.fleet_id.clone(),
+                fleet.node_name.clone(),
+                config.dns_sd_interval,
+                stop.clone(),
+            )
+            .context("starting DNS-SD browsing")?;
+        }
         {
             let directory = directory.clone();
             let cache = cache.clone();

@@ -382,10 +382,10 @@ impl PeerCache for CacheLink {
                 .map(|p| PeerInfo {
                     name: p.name,
                     address: p.address,
-                    found: if p.found == "mdns" {
-                        Found::Mdns
-                    } else {
-                        Found::Static
+                    found: match p.found.as_str() {
+                        "mdns" => Found::Mdns,
+                        "dnssd" => Found::DnsSd,
+                        _ => Found::Static,
                     },
                     state: match p.state.as_str() {
                         "up" => PeerState::Up,

@@ -22,6 +22,7 @@ fn peer(p: &PeerInfo) -> pb::Peer {
         origin: match p.found {
             Found::Mdns => pb::PeerOrigin::Mdns,
             Found::Static => pb::PeerOrigin::Static,
+            Found::DnsSd => pb::PeerOrigin::DnsSd,
         } as i32,
         state: match p.state {
             PeerState::New => pb::PeerState::New,
