@@ -174,14 +174,7 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
             Ok(0)
         }
         JobState::Transferred => {
-            let out = complete(&job)
-                .await
-                .map_err(|e| daemon_gone_hint(e, job.id(), true))?;
-            if ctx.json {
-                output::json(&out.job);
-            } else if !a.quiet {
-                display.note(&summary(&out, started.elapsed()));
-            }
+            complete_and_report(&job, ctx, a.quiet, &display, started).await?;
             Ok(0)
         }
         JobState::Error if several && info.files_transferred > 0 => {
@@ -192,14 +185,7 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
                     .as_ref()
                     .map_or_else(|| "a file failed".to_string(), |e| e.message.clone())
             ));
-            let out = complete(&job)
-                .await
-                .map_err(|e| daemon_gone_hint(e, job.id(), true))?;
-            if ctx.json {
-                output::json(&out.job);
-            } else if !a.quiet {
-                display.note(&summary(&out, started.elapsed()));
-            }
+            let out = complete_and_report(&job, ctx, a.quiet, &display, started).await?;
             Err(Partial {
                 job: job.id(),
                 committed: out.files_committed,
@@ -341,6 +327,26 @@ async fn complete(job: &Job) -> ferry_client::Result<CompleteOutcome> {
             other => return other,
         }
     }
+}
+
+/// Completes the job ([`complete`]) and reports it: the job as JSON under `--json`, else
+/// the closing line unless `--quiet`.
+async fn complete_and_report(
+    job: &Job,
+    ctx: &Ctx,
+    quiet: bool,
+    display: &Display,
+    started: Instant,
+) -> Result<CompleteOutcome> {
+    let out = complete(job)
+        .await
+        .map_err(|e| daemon_gone_hint(e, job.id(), true))?;
+    if ctx.json {
+        output::json(&out.job);
+    } else if !quiet {
+        display.note(&summary(&out, started.elapsed()));
+    }
+    Ok(out)
 }
 
 /// The closing line: files, bytes, time, average rate.

@@ -332,18 +332,7 @@ fn draw_jobs(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
     let mut widths = vec![Constraint::Length(name_width as u16)];
     widths.extend(JOB_COLUMNS.map(Constraint::Length));
     widths.push(Constraint::Min(10));
-    let empty = model.jobs.is_empty();
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(Block::default().borders(Borders::TOP).title(if empty {
-            " no jobs: `ferry get URL` or `ferry create` adds one "
-        } else {
-            " jobs "
-        }))
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-        .highlight_symbol("> ");
-    let mut state = TableState::default().with_selected((!empty).then_some(model.selected));
-    frame.render_stateful_widget(table, area, &mut state);
+    render_job_table(frame, model, Table::new(rows, widths).header(header), area);
 }
 
 /// The job table below [`WIDE`] columns: name, short state, short bar, bytes, rate and
@@ -374,9 +363,14 @@ fn draw_jobs_narrow(frame: &mut Frame, model: &Model, now: Instant, area: Rect) 
         .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let mut widths = vec![Constraint::Length(name_width as u16)];
     widths.extend(NARROW_COLUMNS.map(Constraint::Length));
+    render_job_table(frame, model, Table::new(rows, widths).header(header), area);
+}
+
+/// Draws `table` (the wide or the narrow job table) under its title, the selected job
+/// highlighted.
+fn render_job_table(frame: &mut Frame, model: &Model, table: Table, area: Rect) {
     let empty = model.jobs.is_empty();
-    let table = Table::new(rows, widths)
-        .header(header)
+    let table = table
         .block(Block::default().borders(Borders::TOP).title(if empty {
             " no jobs: `ferry get URL` or `ferry create` adds one "
         } else {
