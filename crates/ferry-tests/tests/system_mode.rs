@@ -305,6 +305,42 @@ fn system_mode_from_the_config_file_and_the_machine_limit() {
     env.create(a, "a-after-cancel");
 }
 
+#[test]
+#[ignore = "needs root (real users, ferryd --system): .ci/run runs it"]
+fn system_mode_a_jobs_default_proxy_is_the_machines() {
+    let users = users("system_mode_a_jobs_default_proxy_is_the_machines");
+    let mut env = SystemEnv::start(users, "");
+    // The test server answers a proxy's absolute-form requests: it is the machine's proxy,
+    // named only in the broker's environment, as a unit's `Environment=` line names it.
+    let proxy = ferry_testkit::TestServer::start();
+    proxy.add_file("/through-the-proxy", b"via the machine's proxy".to_vec());
+    let proxy_url = format!("http://{}", proxy.addr());
+    env.restart_with_env(&[("http_proxy", &proxy_url)]);
+    let a = &users.a;
+    let job = env.create(a, "proxied");
+    // Port 1 of localhost answers nothing: only the proxy can serve this URL.
+    env.ferry(
+        a,
+        &[
+            "add-file",
+            &job,
+            "http://localhost:1/through-the-proxy",
+            "p.bin",
+        ],
+    )
+    .expect_ok("add-file");
+    env.ferry(a, &["resume", &job]).expect_ok("resume");
+    env.wait_state(&job, &["transferred"]);
+    let asked = proxy.requests("/through-the-proxy");
+    assert_eq!(asked.len(), 1, "the worker asked the proxy once: {asked:?}");
+    assert_eq!(asked[0].path, "http://localhost:1/through-the-proxy");
+    env.ferry(a, &["complete", &job]).expect_ok("complete");
+    assert_eq!(
+        std::fs::read(env.home_a.join("p.bin")).unwrap(),
+        b"via the machine's proxy"
+    );
+}
+
 /// Small stream helpers (no extra crate for two functions).
 mod tokio_stream_like {
     use std::time::Duration;

@@ -277,13 +277,19 @@ pub fn bind_socket(
     Ok(listener)
 }
 
-pub async fn termination() {
+/// Takes SIGTERM and SIGINT now, and returns what resolves at the first of them. Call it
+/// once, before the daemon says it is ready, and keep the future: a handler taken later
+/// (or taken anew on each turn of a loop) misses a signal that comes in between, and the
+/// daemon would not stop (`systemctl stop` would wait for its timeout).
+pub fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }
 
@@ -443,9 +449,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let stop = {
         let svc = svc.clone();
+        let terminated = termination();
         async move {
             tokio::select! {
-                _ = termination() => svc.request_shutdown(),
+                _ = terminated => svc.request_shutdown(),
                 _ = svc.shutting_down() => {}
             }
         }

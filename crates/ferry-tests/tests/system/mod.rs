@@ -335,6 +335,17 @@ impl SystemEnv {
         self.daemon = self.env.start_daemon_with(&args);
     }
 
+    /// Stops the daemon and starts it again with the same arguments and `vars` added to
+    /// its environment (as a unit's `Environment=` lines would).
+    pub fn restart_with_env(&mut self, vars: &[(&str, &str)]) {
+        self.daemon.terminate();
+        let prefix: Vec<String> = std::iter::once("env".to_string())
+            .chain(vars.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.daemon = self.env.start_daemon_wrapped(&prefix, &args);
+    }
+
     /// The `ferry` copy everyone may run.
     pub fn ferry_path(&self) -> PathBuf {
         self.bin.join("ferry")

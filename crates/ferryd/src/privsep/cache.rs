@@ -67,6 +67,8 @@ pub async fn run(
     let local = listener(local)?;
     let gateway = listener(gateway)?;
     tokio::spawn(super::gateway::serve(gateway, peers.clone()));
+    let terminated = crate::daemon::termination();
+    tokio::pin!(terminated);
     tracing::info!("cache process ready");
     loop {
         tokio::select! {
@@ -89,7 +91,7 @@ pub async fn run(
                     break;
                 }
             }
-            _ = crate::daemon::termination() => break,
+            _ = &mut terminated => break,
         }
     }
     peers.shutdown();

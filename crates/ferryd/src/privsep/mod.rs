@@ -108,6 +108,8 @@ pub async fn run_broker(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let mut incoming = Box::pin(crate::rpc::accept_connections(listener));
+    let terminated = crate::daemon::termination();
+    tokio::pin!(terminated);
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status("serving every user, each in a worker of their own"),
@@ -132,7 +134,7 @@ pub async fn run_broker(
                 Some(Err(e)) => tracing::debug!("accept: {e}"),
                 None => break,
             },
-            _ = crate::daemon::termination() => break,
+            _ = &mut terminated => break,
             _ = stop.cancelled() => break,
         }
     }

@@ -17,7 +17,9 @@
 //!    it makes for a job get the job's mode explicitly), and `/` as its folder.
 //!
 //! The environment is a clean one: the account's `HOME`, `USER`, `LOGNAME`, `SHELL`, a
-//! fixed `PATH`, `RUST_LOG` and `NO_COLOR` if the broker has them, and what the caller adds.
+//! fixed `PATH`, `RUST_LOG` and `NO_COLOR` if the broker has them, the machine's proxy
+//! settings if the broker has them ([`PROXY_VARIABLES`]: what a job's `proxy = "system"`
+//! means, set by an administrator in the unit's environment), and what the caller adds.
 
 use std::ffi::OsString;
 use std::io;
@@ -34,6 +36,19 @@ pub const CONTROL_FD: i32 = 3;
 const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// `PATH` of a process started for root.
 const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The proxy variables a worker takes from the broker: a job's default proxy (`system`) is
+/// the machine's, as curl and every other client of the machine read it.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// What is needed to start a process as an account.
 pub struct Start<'a> {
@@ -79,7 +94,10 @@ pub fn command(start: Start<'_>) -> io::Result<tokio::process::Command> {
         )
         .env("FERRY_BROKER_FD", CONTROL_FD.to_string())
         .kill_on_drop(false);
-    for key in ["RUST_LOG", "NO_COLOR", "RUST_BACKTRACE"] {
+    for key in ["RUST_LOG", "NO_COLOR", "RUST_BACKTRACE"]
+        .into_iter()
+        .chain(PROXY_VARIABLES)
+    {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
         }
