@@ -255,3 +255,48 @@ async fn max_transfer_time_exceeded_is_an_error() {
     assert_eq!(info.state(), JobState::Error);
     assert_eq!(info.error.unwrap().code, "max_transfer_time");
 }
+
+/// BITS: "Calling Resume resets the elapsed time" of the maximum download time. A job
+/// that ran out of it and is resumed gets the whole allowance again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_transfer_time_starts_again_at_resume() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    let m = manager(&env).await;
+    let data = random_bytes(1 << 20, 8);
+    server.add_file("/slow-then-fast", data.clone());
+    server.set_mode(
+        "/slow-then-fast",
+        Mode {
+            throttle_bytes_per_sec: Some(64 << 10),
+            ..Default::default()
+        },
+    );
+    let job = m.create_job("deadline-resumed").await.unwrap();
+    let dest = env.files.join("slow-then-fast");
+    job.add_file(&server.url("/slow-then-fast"), dest.to_str().unwrap())
+        .await
+        .unwrap();
+    job.set(JobProperties {
+        max_transfer_time_secs: Some(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    job.resume().await.unwrap();
+    let info = wait_done(&job).await;
+    assert_eq!(info.error.unwrap().code, "max_transfer_time");
+    // The server is fast now: with the allowance counted again from this resume, 1 MiB
+    // from a local server fits in 3 s many times over; counted from the first resume, the
+    // time is already spent and the job fails again at once.
+    server.set_mode("/slow-then-fast", Mode::default());
+    job.resume().await.unwrap();
+    let info = wait_done(&job).await;
+    assert_eq!(info.state(), JobState::Transferred, "{:?}", info.error);
+    job.complete().await.unwrap();
+    assert_eq!(
+        sha256_hex(&std::fs::read(&dest).unwrap()),
+        sha256_hex(&data)
+    );
+}

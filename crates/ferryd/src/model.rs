@@ -160,7 +160,7 @@ pub struct JobOptions {
     pub upload_protocol: Option<String>,
     /// Where an upload-reply job keeps the server's reply.
     pub reply_file: Option<String>,
-    /// When the job was first queued (drives `max_transfer_time`).
+    /// When the job was last resumed (drives `max_transfer_time`: each resume starts it again).
     pub first_active_ms: Option<i64>,
     /// Connections per file for large downloads; 0 takes the daemon's default.
     pub connections: u32,

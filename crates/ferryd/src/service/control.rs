@@ -58,8 +58,11 @@ impl Service {
                         e.job.last_progress_ms = now_ms();
                         e.clock.last_progress = mono_ms();
                         e.clock.failures_in_a_row = 0;
-                        e.job.options.first_active_ms.get_or_insert(now_ms());
-                        e.clock.first_active.get_or_insert(mono_ms());
+                        // `max_transfer_time` counts from here: a resume gives the job
+                        // its whole allowance again (BITS: "Calling Resume resets the
+                        // elapsed time").
+                        e.job.options.first_active_ms = Some(now_ms());
+                        e.clock.first_active = Some(mono_ms());
                         if e.job.job_type != JobType::Download {
                             snapshot_upload_source(&mut e.files, &snapshots)?;
                         }

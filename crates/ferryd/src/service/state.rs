@@ -33,7 +33,7 @@ pub(crate) struct JobClock {
     pub(crate) last_progress: i64,
     /// When a job in `transient_error` is retried.
     pub(crate) retry_at: Option<i64>,
-    /// First queued (`max_transfer_time`).
+    /// Last resumed (`max_transfer_time`).
     pub(crate) first_active: Option<i64>,
     /// Transient errors in a row since a byte last moved (the retry's backoff, and
     /// whether the log hears of it).
