@@ -49,7 +49,7 @@ def test_parity_daemon_stop_does_not_wait_for_a_client_that_stopped_reading(make
     # An hour to drain: a daemon that waited for the stalled stream would not stop.
     daemon = make_ferryd('drain_timeout = "1h"\n')
     with Client(daemon.socket) as client:
-        long_url_files(client, tmp_path, 300)  # 12 MB of objects
+        long_url_files(client, tmp_path, 400)  # 16 MB of objects
     # The window stays at its initial size (no BDP probing): the daemon's sending blocks
     # once this client stops reading, however fast the machine.
     channel = grpc.insecure_channel(f"unix:{daemon.socket}", options=[("grpc.http2.bdp_probe", 0)])

@@ -9,7 +9,7 @@
 //! the connections [`FLUSH`] to send what is queued — the `UNAVAILABLE` that ends each
 //! stream at shutdown included, which waits at most `SHUTDOWN_NOTICE_TIMEOUT` for room —
 //! and then severs the connections still open: their reads and writes fail, and the server
-//! drops them. A client that reads is never cut: its connection has closed by then.
+//! drops them. A client that reads has had its answers, and its streams' ends, by then.
 
 use std::future::Future;
 use std::pin::Pin;

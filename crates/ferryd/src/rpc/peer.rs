@@ -258,6 +258,27 @@ impl AsyncWrite for PeerStream {
 mod tests {
     use super::*;
 
+    /// A read waiting for a client that sends nothing ends when the connection is
+    /// severed (the drain's last step), and so does every write after.
+    #[tokio::test]
+    async fn parity_a_severed_connection_fails_a_waiting_read_and_its_writes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, _b) = UnixStream::pair().unwrap();
+        let sever = CancellationToken::new();
+        let mut conn = PeerStream::new(a).severed_by(sever.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1];
+            let r = conn.read(&mut buf).await;
+            (r, conn)
+        });
+        sever.cancel();
+        let (r, mut conn) = reader.await.unwrap();
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
+        let w = conn.write(b"x").await.unwrap_err();
+        assert_eq!(w.kind(), io::ErrorKind::ConnectionAborted);
+        assert!(w.to_string().contains("did not read"), "{w}");
+    }
+
     #[tokio::test]
     async fn a_connection_carries_this_process_credentials() {
         let (a, _b) = UnixStream::pair().unwrap();

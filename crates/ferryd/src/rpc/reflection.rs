@@ -257,7 +257,7 @@ pub fn services() -> (
 /// The service of protocol version `$ver` (the two versions' messages are alike).
 macro_rules! reflection_service {
     ($service:ident, $ver:ident) => {
-        /// Server reflection, protocol version `grpc.reflection.$ver`.
+        #[doc = concat!("Server reflection, protocol version `grpc.reflection.", stringify!($ver), "`.")]
         pub struct $service;
 
         #[tonic::async_trait]
