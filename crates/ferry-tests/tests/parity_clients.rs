@@ -64,7 +64,8 @@ async fn parity_exec_query_batches_fit_a_stock_client_whatever_batch_size_asks()
     let _d = env.start_daemon();
     let m = manager(&env).await;
     job_of_long_urls(&env, &m, 120).await;
-    let mut queries = pb::queries_client::QueriesClient::new(stock_channel(&env.socket, None).await);
+    let mut queries =
+        pb::queries_client::QueriesClient::new(stock_channel(&env.socket, None).await);
     let mut stream = queries
         .exec_query(pb::ExecQueryRequest {
             wql: "SELECT * FROM File".into(),
@@ -96,7 +97,11 @@ async fn parity_exec_query_batches_fit_a_stock_client_whatever_batch_size_asks()
         }
     };
     assert_eq!(status.code, pb::FinalStatusCode::Ok as i32, "{status:?}");
-    assert_eq!(batches.iter().sum::<usize>(), 120, "every file: {batches:?}");
+    assert_eq!(
+        batches.iter().sum::<usize>(),
+        120,
+        "every file: {batches:?}"
+    );
     assert!(batches.len() >= 5, "{batches:?}");
     assert_eq!(progress.last(), Some(&120));
     // The Rust client reads them all too, whatever batch size it asks.
@@ -268,7 +273,11 @@ async fn parity_stock_reflection_sends_dependencies_and_error_info() {
             "google/protobuf/duration.proto"
         ]
     );
-    match ask(MessageRequest::FileContainingSymbol("ferry.v1.Nothing".into())).await {
+    match ask(MessageRequest::FileContainingSymbol(
+        "ferry.v1.Nothing".into(),
+    ))
+    .await
+    {
         Some(MessageResponse::ErrorResponse(e)) => {
             assert_eq!(e.error_code, tonic::Code::NotFound as i32, "{e:?}")
         }
@@ -372,9 +381,13 @@ async fn parity_wql_says_job_type_as_the_api_and_queries_yielding_and_on_metered
     );
 }
 
+/// What an asynchronous query delivered: the size of each batch, each progress's count
+/// of objects done, the final status.
+type Delivered = (Vec<usize>, Vec<u64>, Option<StatusCode>);
+
 /// Records what an asynchronous query delivers.
 #[derive(Clone, Default)]
-struct Batches(Arc<Mutex<(Vec<usize>, Vec<u64>, Option<StatusCode>)>>);
+struct Batches(Arc<Mutex<Delivered>>);
 
 impl ObjectSink for Batches {
     fn indicate(&mut self, _: CallId, objects: &[Object]) {
@@ -450,7 +463,10 @@ async fn socks5_connection(
     c.read_exact(&mut head).await?;
     let mut methods = vec![0u8; head[1] as usize];
     c.read_exact(&mut methods).await?;
-    assert!(head[0] == 5 && methods.contains(&0), "SOCKS5, no authentication");
+    assert!(
+        head[0] == 5 && methods.contains(&0),
+        "SOCKS5, no authentication"
+    );
     c.write_all(&[5, 0]).await?;
     let mut request = [0u8; 4];
     c.read_exact(&mut request).await?;
@@ -474,7 +490,11 @@ async fn socks5_connection(
     c.read_exact(&mut port).await?;
     let port = u16::from_be_bytes(port);
     asked.lock().unwrap().push(format!("{kind} {host}:{port}"));
-    let target = if host == "localhost" { "127.0.0.1" } else { &host };
+    let target = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        &host
+    };
     let mut upstream = TcpStream::connect((target, port)).await?;
     c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
     tokio::io::copy_bidirectional(&mut c, &mut upstream).await?;
@@ -510,9 +530,17 @@ async fn parity_socks5_and_socks5h_proxies_carry_downloads() {
         .unwrap();
         job.resume().await.unwrap();
         let info = settle(&job).await;
-        assert_eq!(info.state(), JobState::Transferred, "{scheme}: {:?}", info.error);
+        assert_eq!(
+            info.state(),
+            JobState::Transferred,
+            "{scheme}: {:?}",
+            info.error
+        );
         job.complete().await.unwrap();
-        assert_eq!(sha256_hex(&std::fs::read(&dest).unwrap()), sha256_hex(&data));
+        assert_eq!(
+            sha256_hex(&std::fs::read(&dest).unwrap()),
+            sha256_hex(&data)
+        );
     }
     let asked = asked.lock().unwrap().clone();
     assert!(

@@ -481,7 +481,9 @@ mod tests {
             Some(vec![("id", "id"), ("type", "job_type"), ("type", "type")])
         );
         let mut names = Vec::new();
-        plan.filter.unwrap().walk_paths(&mut |p| names.push(p.name.clone()));
+        plan.filter
+            .unwrap()
+            .walk_paths(&mut |p| names.push(p.name.clone()));
         assert_eq!(names, ["type", "yielding", "on_metered"]);
         let e = select_error("SELECT * FROM Job WHERE job_type = 1");
         assert!(e.contains("type is text"), "{e}");

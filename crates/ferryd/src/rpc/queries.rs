@@ -344,7 +344,10 @@ mod tests {
             .collect();
         assert_eq!(sizes.iter().sum::<usize>(), 120, "every object once");
         assert!(sizes.len() >= 5, "{sizes:?}");
-        assert!((20..=26).contains(&sizes[0]), "about 1 MiB of 40 KB objects: {sizes:?}");
+        assert!(
+            (20..=26).contains(&sizes[0]),
+            "about 1 MiB of 40 KB objects: {sizes:?}"
+        );
 
         // The count still applies, and an object larger than the cap goes alone.
         let small: Vec<usize> = batches(objects[..5].to_vec(), 2).map(|b| b.len()).collect();

@@ -127,7 +127,9 @@ impl Index {
     }
 
     fn symbol(&mut self, file: &str, symbol: String) {
-        self.symbols.entry(symbol).or_insert_with(|| file.to_string());
+        self.symbols
+            .entry(symbol)
+            .or_insert_with(|| file.to_string());
     }
 
     fn message(&mut self, file: &str, scope: &str, m: &DescriptorProto) {
@@ -350,7 +352,12 @@ mod tests {
         match answer {
             Answer::Files(files) => files
                 .iter()
-                .map(|b| FileDescriptorProto::decode(b.as_slice()).unwrap().name().to_string())
+                .map(|b| {
+                    FileDescriptorProto::decode(b.as_slice())
+                        .unwrap()
+                        .name()
+                        .to_string()
+                })
                 .collect(),
             other => panic!("not files: {other:?}"),
         }
