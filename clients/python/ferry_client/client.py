@@ -145,9 +145,11 @@ class Client:
 
     # Queries.
 
-    def exec_query(self, wql: str) -> List[QueryObject]:
-        """A data query, synchronously: every object, or a FerryError."""
-        enumerator = self.exec_query_semisync(wql)
+    def exec_query(self, wql: str, *, batch_size: int = 0) -> List[QueryObject]:
+        """A data query, synchronously: every object, or a FerryError. ``batch_size``:
+        objects per batch ferryd sends (0: its choice); a batch also stops before about
+        1 MiB, so no size makes a message larger than gRPC's 4 MiB default."""
+        enumerator = self.exec_query_semisync(wql, batch_size=batch_size)
         objects = list(enumerator)  # a refusal raises FerryError here
         status = enumerator.status
         if status is None or status.code != StatusCode.OK:

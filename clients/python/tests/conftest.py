@@ -30,16 +30,22 @@ def ferryd_binary() -> Path:
 
 
 class Daemon:
-    def __init__(self, root: Path):
+    """ferryd on ``root/ferryd.sock``; ``config``: the text of its ferryd.toml (none: the
+    defaults)."""
+
+    def __init__(self, root: Path, config: "str | None" = None):
         self.socket = root / "ferryd.sock"
         self.state_dir = root / "state"
         self.log = root / "ferryd.log"
         self._log_file = open(self.log, "wb")
+        config_path = root / ("ferryd.toml" if config is not None else "no-config.toml")
+        if config is not None:
+            config_path.write_text(config)
         self.process = subprocess.Popen(
             [str(ferryd_binary()), "--socket", str(self.socket), "--state-dir", str(self.state_dir)],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "FERRY_CONFIG": str(root / "no-config.toml")},
+            env={**os.environ, "FERRY_CONFIG": str(config_path)},
         )
         deadline = time.monotonic() + STARTUP_DEADLINE
         while not self.socket.exists():
@@ -72,6 +78,25 @@ def ferryd():
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def make_ferryd():
+    """Starts ferryd with a ferryd.toml: ``make_ferryd(config_text)``; stopped and removed
+    afterwards."""
+    started = []
+
+    def start(config: str) -> Daemon:
+        root = Path(tempfile.mkdtemp(prefix="ferry-py-"))
+        started.append((root, Daemon(root, config)))
+        return started[-1][1]
+
+    try:
+        yield start
+    finally:
+        for root, daemon in started:
+            daemon.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -133,7 +133,8 @@ pub struct TransferArgs {
     /// Bearer token (Authorization: Bearer TOKEN)
     #[arg(long, value_name = "TOKEN")]
     pub bearer: Option<String>,
-    /// Proxy: none, system, or a URL (http://host:port)
+    /// Proxy: none, system, or a URL (http://host:port, https://, socks5://,
+    /// socks5h://host:port: names resolved by the proxy)
     #[arg(long)]
     pub proxy: Option<String>,
     /// Extra CA certificates (PEM file) to trust for https (`set`: "" clears)
@@ -247,6 +248,10 @@ pub enum CacheCommand {
 pub struct QueryArgs {
     /// The WQL text (quote it)
     pub wql: String,
+    /// Objects per batch ferryd sends (0: ferryd's choice, 100; a batch also stops
+    /// before about 1 MiB)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub batch_size: u32,
 }
 
 #[derive(Debug, Args)]

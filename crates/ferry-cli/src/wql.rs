@@ -21,7 +21,15 @@ fn value_text(v: &ferry_client::Value) -> String {
 }
 
 pub async fn query(ctx: &Ctx, a: QueryArgs) -> Result<i32> {
-    let objects = ctx.manager().await?.exec_query(&a.wql).await?;
+    let options = ferry_client::QueryOptions {
+        batch_size: a.batch_size,
+        ..Default::default()
+    };
+    let objects = ctx
+        .manager()
+        .await?
+        .exec_query_with(&a.wql, options)
+        .await?;
     if ctx.json {
         // One array, as `ferry list` prints; each object has the properties (names,
         // types) of `ferry info`'s job or `ferry files`'s file that the query selects.

@@ -38,7 +38,8 @@ pub use manager::{Manager, NewJob};
 pub use object::{Object, Value};
 pub use peers::{CacheEntry, PeerInfo, PeerOrigin, PeerState, PeersStatus};
 pub use query::{
-    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, ObjectSink, StatusCode,
+    AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, ObjectSink,
+    QueryOptions, StatusCode,
 };
 pub use types::{
     CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,

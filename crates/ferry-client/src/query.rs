@@ -27,6 +27,20 @@ bitflags::bitflags! {
     }
 }
 
+/// How a data query runs, beyond its text: the call's flags and the size of the batches
+/// ferryd sends (`ExecQueryRequest.flags` and `batch_size`; WMI's `lFlags` and the batch
+/// an `IEnumWbemClassObject` fetches at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueryOptions {
+    /// The call's flags; [`CallFlags::SEND_STATUS`] makes the asynchronous form report
+    /// [`CallStatus::Progress`] after each batch.
+    pub flags: CallFlags,
+    /// Objects per batch; 0 lets ferryd choose (100). ferryd also ends a batch before
+    /// about 1 MiB of objects, so no batch size makes a message larger than a gRPC client
+    /// accepts.
+    pub batch_size: u32,
+}
+
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusCode {
@@ -331,11 +345,11 @@ impl Enumerator {
 impl Manager {
     /// Opens a data query (waiting for the daemon if it is away: nothing was delivered
     /// yet, so asking again is safe).
-    async fn open_query(&self, wql: &str, flags: CallFlags) -> Result<MsgStream> {
+    async fn open_query(&self, wql: &str, options: QueryOptions) -> Result<MsgStream> {
         let request = pb::ExecQueryRequest {
             wql: wql.into(),
-            flags: flags.bits(),
-            batch_size: 0,
+            flags: options.flags.bits(),
+            batch_size: options.batch_size,
         };
         let stream = self
             .conn
@@ -404,7 +418,12 @@ impl Manager {
     /// `SELECT * | prop, … FROM Job | File | Handler [WHERE …]`; a malformed query fails
     /// with `InvalidArgument` naming the position and what was expected.
     pub async fn exec_query(&self, wql: &str) -> Result<Vec<Object>> {
-        let mut e = self.exec_query_semisync(wql).await?;
+        self.exec_query_with(wql, QueryOptions::default()).await
+    }
+
+    /// [`Manager::exec_query`] with `options` (the batch size ferryd sends).
+    pub async fn exec_query_with(&self, wql: &str, options: QueryOptions) -> Result<Vec<Object>> {
+        let mut e = self.exec_query_semisync_with(wql, options).await?;
         let mut all = Vec::new();
         loop {
             let next = e.next(Duration::from_secs(3600), usize::MAX).await?;
@@ -428,9 +447,18 @@ impl Manager {
     /// Starts a data query and returns at once an [`Enumerator`] to pull results from
     /// (semisynchronous form).
     pub async fn exec_query_semisync(&self, wql: &str) -> Result<Enumerator> {
-        Ok(Enumerator::new(
-            self.open_query(wql, CallFlags::empty()).await?,
-        ))
+        self.exec_query_semisync_with(wql, QueryOptions::default())
+            .await
+    }
+
+    /// [`Manager::exec_query_semisync`] with `options` (the batch size ferryd sends; the
+    /// flags do not apply to this form).
+    pub async fn exec_query_semisync_with(
+        &self,
+        wql: &str,
+        options: QueryOptions,
+    ) -> Result<Enumerator> {
+        Ok(Enumerator::new(self.open_query(wql, options).await?))
     }
 
     /// Starts a data query whose results go to `sink` (asynchronous form). The query is
@@ -441,8 +469,23 @@ impl Manager {
         flags: CallFlags,
         sink: S,
     ) -> Result<AsyncCall> {
-        let stream = self.open_query(wql, flags).await?;
-        Ok(spawn_call(stream, flags, sink))
+        let options = QueryOptions {
+            flags,
+            ..QueryOptions::default()
+        };
+        self.exec_query_async_with(wql, options, sink).await
+    }
+
+    /// [`Manager::exec_query_async`] with `options`: its flags and the batch size ferryd
+    /// sends (each batch is one [`ObjectSink::indicate`]).
+    pub async fn exec_query_async_with<S: ObjectSink>(
+        &self,
+        wql: &str,
+        options: QueryOptions,
+        sink: S,
+    ) -> Result<AsyncCall> {
+        let stream = self.open_query(wql, options).await?;
+        Ok(spawn_call(stream, options.flags, sink))
     }
 
     /// Subscribes to events (a temporary consumer): `SELECT * FROM

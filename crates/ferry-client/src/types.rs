@@ -366,7 +366,9 @@ pub struct JobProperties {
     pub headers_write_only: Option<bool>,
     /// Sets or (with [`Credentials::Clear`]) removes the credentials.
     pub credentials: Option<Credentials>,
-    /// `system`, `none` or a proxy URL.
+    /// `system`, `none` or a proxy URL: `http://`, `https://`, `socks5://` (ferryd resolves
+    /// host names) or `socks5h://` (the proxy does), its credentials as userinfo (BITS:
+    /// `IBackgroundCopyJob::SetProxySettings`).
     pub proxy: Option<String>,
     /// A PEM file of extra CA certificates; `Some("")` clears it.
     pub ca_file: Option<String>,

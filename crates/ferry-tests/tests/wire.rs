@@ -44,8 +44,8 @@ async fn raw_channel(socket: &Path) -> Channel {
 }
 
 /// Asks reflection (protocol version `$ver`) what a client such as grpcurl asks: the
-/// services, the file that declares `ferry.v1.Notifications`, then that file's
-/// dependencies by name. Returns the service names and every file received, each with the
+/// services, the file that declares `ferry.v1.Notifications` (which comes with its
+/// dependencies), then any dependency still missing by name. Returns the service names and every file received, each with the
 /// files it depends on.
 macro_rules! reflect {
     ($ver:ident, $channel:expr) => {{
@@ -81,16 +81,20 @@ macro_rules! reflect {
         while let Some(request) = wanted.pop() {
             match next(request).await {
                 Some(MessageResponse::FileDescriptorResponse(f)) => {
+                    // The file asked for comes first, with the dependencies this stream
+                    // has not received yet; any still missing is asked for by name.
                     for bytes in &f.file_descriptor_proto {
                         let file =
                             prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap();
-                        for dep in &file.dependency {
-                            if !files.iter().any(|(n, _)| n == dep) {
-                                wanted.push(MessageRequest::FileByFilename(dep.clone()));
-                            }
-                        }
                         files.push((file.name().to_string(), file.dependency.clone()));
                     }
+                    let missing: Vec<String> = files
+                        .iter()
+                        .flat_map(|(_, deps)| deps.iter())
+                        .filter(|d| !files.iter().any(|(n, _)| n == *d))
+                        .cloned()
+                        .collect();
+                    wanted.extend(missing.into_iter().map(MessageRequest::FileByFilename));
                 }
                 other => panic!("not a file descriptor: {other:?}"),
             }
@@ -133,7 +137,7 @@ async fn stock_client_reflection_serves_every_service_over_v1_and_v1alpha() {
                 ),
                 ("ferry/v1/common.proto".to_string(), vec![]),
             ],
-            "the file declaring the service, then its dependency by name"
+            "the file declaring the service, then its dependency (in the same answer)"
         );
     }
 }

@@ -125,7 +125,7 @@ pub enum ProxySetting {
     System,
     /// Direct connections.
     None,
-    /// This proxy URL.
+    /// This proxy URL: `http`, `https`, `socks5` or `socks5h` (`service::validate::proxy`).
     Url(String),
 }
 

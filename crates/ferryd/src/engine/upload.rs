@@ -1,6 +1,14 @@
 //! Uploads: plain HTTP `PUT` of the whole file (restarting from zero after a failure), or
 //! the tus 1.0 resumable protocol (creation, `HEAD` for the offset, `PATCH` from there).
 //!
+//! What users see of a tus upload (BITS: `BG_JOB_PROGRESS.BytesTransferred`): the offset
+//! the server confirmed, plus what the `PATCH` under way has sent of its body (bytes in
+//! flight count, so progress moves smoothly). A `PATCH` that fails leaves sent bytes the
+//! server may not have: the server is asked at once (`HEAD`) and its offset shown — one
+//! step back, to what the server holds — and the next attempt goes on from there. If the
+//! server cannot say, what was shown stays until the next attempt asks; progress never
+//! drops to 0 unless the server itself lost the upload (then it starts again from 0).
+//!
 //! The source was snapshotted (size and modification time) when the job was resumed; a
 //! source that changed since is a fatal error, never a mixed upload.
 
@@ -24,6 +32,8 @@ use crate::engine::partfile::Progress;
 use crate::model::{ErrorContext, ErrorKind, UploadProtocol};
 
 const TUS_VERSION: &str = "1.0.0";
+/// How long the server may take to say where it stands after a failed `PATCH`.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How an upload ended.
 pub enum UploadOutcome {
@@ -126,6 +136,8 @@ pub async fn upload(
 async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     task.events.connecting();
+    // A PUT sends the whole file again: the server holds nothing of an earlier attempt.
+    task.progress.reset();
     task.events
         .started(Some(len), task.record.validator.clone(), None, 0, false);
     let body = body_from(
@@ -199,6 +211,29 @@ async fn create(task: &FileTask<'_>, url: &str, len: u64) -> Result<Option<Strin
     Ok(Some(absolute))
 }
 
+/// After a `PATCH` failed: shows the offset the server confirms (`HEAD`), one step back
+/// from the bytes sent; when the server cannot say, keeps what was shown (the store then
+/// records it, to show after a restart; where the upload goes on is always asked anew).
+async fn confirm_offset(task: &FileTask<'_>, loc: &str) {
+    let req = decorate(task.client.head(loc), task.options).header("Tus-Resumable", TUS_VERSION);
+    let answer = tokio::time::timeout(CONFIRM_TIMEOUT, send(task, req, loc)).await;
+    let confirmed = match answer {
+        Ok(Ok(Some(resp))) if resp.status().is_success() => header_u64(&resp, "Upload-Offset"),
+        _ => None,
+    };
+    let progress = &task.progress;
+    match confirmed {
+        Some(offset) => {
+            progress.written.store(offset, Ordering::SeqCst);
+            progress.synced.store(offset, Ordering::SeqCst);
+        }
+        None => {
+            let shown = progress.written.load(Ordering::SeqCst);
+            progress.synced.store(shown, Ordering::SeqCst);
+        }
+    }
+}
+
 async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     let mut location = task.record.final_url.clone();
@@ -267,8 +302,13 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             .header(CONTENT_TYPE, "application/offset+octet-stream")
             .header(CONTENT_LENGTH, len - offset)
             .body(body);
-        let Some(resp) = send(&task, req, &loc).await? else {
-            return Ok(UploadOutcome::Cancelled);
+        let resp = match send(&task, req, &loc).await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return Ok(UploadOutcome::Cancelled),
+            Err(e) => {
+                confirm_offset(&task, &loc).await;
+                return Err(e);
+            }
         };
         match resp.status() {
             StatusCode::CONFLICT => continue,
@@ -284,7 +324,11 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
                     return Ok(UploadOutcome::Done { len, reply });
                 }
             }
-            _ => return Err(status_error(&resp, &loc)),
+            _ => {
+                let e = status_error(&resp, &loc);
+                confirm_offset(&task, &loc).await;
+                return Err(e);
+            }
         }
     }
     Err(TransferError::new(

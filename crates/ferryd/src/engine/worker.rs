@@ -415,7 +415,9 @@ async fn run_upload(
         r.host.transferred(r.job, r.run, Vec::new()).await;
         return;
     };
-    let progress = Progress::starting_at(0);
+    // What was shown last stays shown until the server says where the upload stands
+    // (a tus `HEAD`; a `PUT` starts again from 0): never 0 while reconnecting.
+    let progress = Progress::starting_at(f.bytes_transferred);
     r.live.set_bytes(f.index, progress.clone());
     let events = r.events(f.index);
     let task = FileTask {

@@ -192,6 +192,27 @@ impl Expr {
         }
     }
 
+    /// Calls `f` for every property path in the expression, left to right, to change it.
+    pub fn walk_paths_mut(&mut self, f: &mut impl FnMut(&mut PropertyPath)) {
+        fn visit(op: &mut Operand, f: &mut impl FnMut(&mut PropertyPath)) {
+            if let Operand::Path(p) = op {
+                f(p);
+            }
+        }
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.walk_paths_mut(f);
+                b.walk_paths_mut(f);
+            }
+            Expr::Not(e) => e.walk_paths_mut(f),
+            Expr::Compare { left, right, .. } => {
+                visit(left, f);
+                visit(right, f);
+            }
+            Expr::Like { operand, .. } | Expr::IsNull { operand, .. } => visit(operand, f),
+        }
+    }
+
     /// Binding strength used by `Display` to decide on parentheses.
     fn precedence(&self) -> u8 {
         match self {

@@ -96,7 +96,7 @@ impl EventFilter {
             match &self.plan.projection {
                 None => o,
                 Some(paths) => {
-                    let names: Vec<&'static str> = paths
+                    let names: Vec<(&'static str, &'static str)> = paths
                         .iter()
                         .filter(|(i, _)| *i == which)
                         .map(|(_, n)| *n)

@@ -95,7 +95,8 @@ impl Prefilter {
 pub struct SelectPlan {
     pub class: Class,
     /// Canonical property names; `None` for `*`.
-    pub projection: Option<Vec<&'static str>>,
+    /// `(property, the name it is shown under)` each ([`Class::selected`]).
+    pub projection: Option<Vec<(&'static str, &'static str)>>,
     pub filter: Option<Expr>,
 }
 
@@ -107,7 +108,7 @@ pub struct EventPlan {
     pub within_secs: Option<f64>,
     pub filter: Option<Expr>,
     /// `None` for `*`; otherwise paths such as `TargetInstance.state`.
-    pub projection: Option<Vec<(Instance, &'static str)>>,
+    pub projection: Option<Vec<(Instance, (&'static str, &'static str))>>,
 }
 
 fn syntax(e: ParseError) -> QueryError {
@@ -115,11 +116,27 @@ fn syntax(e: ParseError) -> QueryError {
 }
 
 fn unknown_property(class: Class, name: &str, pos: usize) -> QueryError {
+    let mut has = class.properties().join(", ");
+    for alias in class.aliases() {
+        has = format!("{has}; also {alias}");
+    }
     QueryError(format!(
-        "WQL at position {pos}: class {} has no property '{name}' (it has: {})",
+        "WQL at position {pos}: class {} has no property '{name}' (it has: {has})",
         class.name(),
-        class.properties().join(", ")
     ))
+}
+
+/// `filter` with every property named by its canonical spelling (an alias such as
+/// `job_type` is evaluated as the property it names); checked before.
+fn canonical_filter(class: Class, filter: Option<Expr>) -> Option<Expr> {
+    filter.map(|mut f| {
+        f.walk_paths_mut(&mut |p| {
+            if let Some(canonical) = class.property(&p.name) {
+                p.name = canonical.to_string();
+            }
+        });
+        f
+    })
 }
 
 fn unknown_class(name: &str, pos: usize) -> QueryError {
@@ -213,7 +230,7 @@ pub fn plan_select(wql: &str) -> Result<SelectPlan, QueryError> {
                         .iter()
                         .map(|p| {
                             class
-                                .property(&p.name)
+                                .selected(&p.name)
                                 .ok_or_else(|| unknown_property(class, &p.name, p.pos))
                         })
                         .collect::<Result<Vec<_>, _>>()?,
@@ -223,7 +240,7 @@ pub fn plan_select(wql: &str) -> Result<SelectPlan, QueryError> {
             Ok(SelectPlan {
                 class,
                 projection,
-                filter: q.filter,
+                filter: canonical_filter(class, q.filter),
             })
         }
         Statement::Event(_) => Err(QueryError(
@@ -259,7 +276,7 @@ pub fn plan_event(wql: &str) -> Result<EventPlan, QueryError> {
                         .iter()
                         .map(|p| {
                             let name = class
-                                .property(&p.name)
+                                .selected(&p.name)
                                 .ok_or_else(|| unknown_property(class, &p.name, p.pos))?;
                             Ok((p.instance.unwrap_or(Instance::Target), name))
                         })
@@ -270,7 +287,7 @@ pub fn plan_event(wql: &str) -> Result<EventPlan, QueryError> {
                 kind: q.kind,
                 class,
                 within_secs: q.within_secs,
-                filter: q.filter,
+                filter: canonical_filter(class, q.filter),
                 projection,
             })
         }
@@ -449,5 +466,37 @@ mod tests {
             event_error("SELECT * FROM __InstanceCreationEvent WHERE TargetInstance ISA 'File'");
         assert!(e.starts_with("WQL at position 63: "), "{e}");
         assert!(e.contains("'File' is not supported"), "{e}");
+    }
+
+    /// The API's `job_type` names WQL's `type`; a SELECT list shows it as asked.
+    #[test]
+    fn parity_wql_accepts_job_type_as_the_api_names_it() {
+        let plan = plan_select(
+            "SELECT id, job_type, TYPE FROM Job WHERE job_type = 'upload' AND yielding = FALSE \
+             AND on_metered = 'continue'",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.projection,
+            Some(vec![("id", "id"), ("type", "job_type"), ("type", "type")])
+        );
+        let mut names = Vec::new();
+        plan.filter
+            .unwrap()
+            .walk_paths(&mut |p| names.push(p.name.clone()));
+        assert_eq!(names, ["type", "yielding", "on_metered"]);
+        let e = select_error("SELECT * FROM Job WHERE job_type = 1");
+        assert!(e.contains("type is text"), "{e}");
+        let e = select_error("SELECT jobtype FROM Job");
+        assert!(e.contains("also job_type (another name of type)"), "{e}");
+        let plan = plan_event(
+            "SELECT TargetInstance.job_type FROM __InstanceModificationEvent \
+             WHERE TargetInstance ISA 'Job' AND TargetInstance.job_type = 'download'",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.projection,
+            Some(vec![(Instance::Target, ("type", "job_type"))])
+        );
     }
 }

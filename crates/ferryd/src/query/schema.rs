@@ -78,6 +78,12 @@ pub const FILE_PROPERTIES: &[&str] = &[
 
 pub const HANDLER_PROPERTIES: &[&str] = &["class", "argv", "workdir", "registered_unix_ms"];
 
+/// Other names a query may give a property: `(class, alias, property)`. The API's field is
+/// `Job.job_type` (BITS: `IBackgroundCopyJob::GetType`) where WQL's property, like the
+/// JSON of `ferry info`, is `type`: a query may say either, and a SELECT list gets the
+/// property back under the name it used.
+pub const ALIASES: &[(Class, &str, &str)] = &[(Class::Job, "job_type", "type")];
+
 impl Class {
     /// The class named `name` (case-insensitive).
     pub fn from_name(name: &str) -> Option<Class> {
@@ -104,12 +110,40 @@ impl Class {
         }
     }
 
-    /// The canonical spelling of property `name`, if the class has it.
+    /// The canonical spelling of property `name` (or of the property `name` is an alias
+    /// of, see [`ALIASES`]), if the class has it.
     pub fn property(self, name: &str) -> Option<&'static str> {
         self.properties()
             .iter()
             .copied()
             .find(|p| p.eq_ignore_ascii_case(name))
+            .or_else(|| self.alias(name).map(|(_, p)| p))
+    }
+
+    /// `(alias, property)` when `name` is an alias of a property of the class.
+    fn alias(self, name: &str) -> Option<(&'static str, &'static str)> {
+        ALIASES
+            .iter()
+            .find(|(c, a, _)| *c == self && a.eq_ignore_ascii_case(name))
+            .map(|(_, a, p)| (*a, *p))
+    }
+
+    /// What a SELECT list naming `name` gets: `(property, the name it is shown under)`,
+    /// the alias's spelling for an alias, else the property's own.
+    pub fn selected(self, name: &str) -> Option<(&'static str, &'static str)> {
+        match self.alias(name) {
+            Some((alias, property)) => Some((property, alias)),
+            None => self.property(name).map(|p| (p, p)),
+        }
+    }
+
+    /// The aliases of the class's properties, as a message lists them (`job_type (type)`).
+    pub fn aliases(self) -> Vec<String> {
+        ALIASES
+            .iter()
+            .filter(|(c, _, _)| *c == self)
+            .map(|(_, a, p)| format!("{a} (another name of {p})"))
+            .collect()
     }
 }
 
@@ -223,11 +257,17 @@ impl Obj {
             })
     }
 
-    /// Keeps only `names` (canonical spellings), in that order.
-    pub fn project(self, names: &[&'static str]) -> Obj {
+    /// Keeps only the properties `names` gives, in that order: `(property, the name it is
+    /// shown under)` each, as [`Class::selected`] gives them.
+    pub fn project(self, names: &[(&'static str, &'static str)]) -> Obj {
         let props = names
             .iter()
-            .filter_map(|n| self.props.iter().find(|(p, _)| p == n).cloned())
+            .filter_map(|(n, shown)| {
+                self.props
+                    .iter()
+                    .find(|(p, _)| p == n)
+                    .map(|(_, v)| (*shown, v.clone()))
+            })
             .collect();
         Obj {
             class: self.class,

@@ -11,8 +11,9 @@
 //! - `peers.rs`: `Peers` (peer caching: status, the cache);
 //!
 //! `convert.rs` for model ↔ wire, `peer.rs` for who is calling (the kernel's credentials
-//! of each connection), and `accept.rs` for an accept loop that waits (rather than spins)
-//! while ferryd is out of descriptors. Handlers decode the request, call the service
+//! of each connection), `accept.rs` for an accept loop that waits (rather than spins)
+//! while ferryd is out of descriptors, `reflection.rs` for server reflection, and
+//! `drain.rs` for the end of the server at shutdown. Handlers decode the request, call the service
 //! facade (`crate::service`) with the caller, and encode its answer.
 //!
 //! May use: `service` (the facade, and what it re-exports), `model`, `config`. The only
@@ -21,11 +22,13 @@
 mod accept;
 pub mod convert;
 mod daemon;
+mod drain;
 mod jobs;
 mod notifications;
 mod peer;
 mod peers;
 mod queries;
+mod reflection;
 mod relay;
 
 use std::future::Future;
@@ -132,8 +135,10 @@ pub fn listen(listener: UnixListener) -> BoxStream<PeerStream> {
 /// The accept loop's pause while out of descriptors, for the broker's own loop.
 pub use accept::incoming as accept_connections;
 
-/// Serves the connections of `incoming` until `shutdown` resolves. `broker`: the
-/// system-wide daemon's broker, when this is one of its workers.
+/// Serves the connections of `incoming` until `shutdown` resolves, then drains
+/// (`drain.rs`): calls in progress get their answers, streams end with `UNAVAILABLE`, and
+/// the connections of clients that do not read what they were sent are closed.
+/// `broker`: the system-wide daemon's broker, when this is one of its workers.
 pub async fn serve(
     svc: Arc<Service>,
     incoming: BoxStream<PeerStream>,
@@ -143,16 +148,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let check = check_peer(svc.uid());
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .expect("the embedded descriptor set is valid");
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .expect("the embedded descriptor set is valid");
+    let (reflection_v1, reflection_v1alpha) = reflection::services();
+    let drain = drain::Drain::new();
     let jobs = pb::jobs_server::JobsServer::new(jobs::JobsApi {
         svc: svc.clone(),
         broker: broker.clone(),
@@ -178,8 +175,13 @@ pub async fn serve(
         socket,
         state_dir,
     });
-    tonic::transport::Server::builder()
+    let incoming = incoming.map({
+        let drain = drain.clone();
+        move |s| s.map(|s| drain.severable(s))
+    });
+    let server = tonic::transport::Server::builder()
         .layer(tonic::service::InterceptorLayer::new(check))
+        .layer(drain.layer())
         .add_service(jobs)
         .add_service(notifications)
         .add_service(queries)
@@ -187,6 +189,9 @@ pub async fn serve(
         .add_service(peers)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming.map(|s| s.map_err(std::io::Error::other)), shutdown)
-        .await
+        .serve_with_incoming_shutdown(
+            incoming.map(|s| s.map_err(std::io::Error::other)),
+            drain.stopped(),
+        );
+    drain.run(server, shutdown).await
 }

@@ -10,6 +10,7 @@
 //! worker's control link) stands for the caller then. Each connection from the broker has
 //! the broker's id, and the broker hears when it closes.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
 use crate::service::Caller;
@@ -27,6 +29,29 @@ pub struct PeerStream {
     peer: Peer,
     /// Tells the broker that the connection closed (a worker's connections only).
     on_close: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Once cancelled, every read and write fails: how a shutdown closes the connection
+    /// of a client that stopped reading (see [`PeerStream::severed_by`]).
+    sever: Option<Sever>,
+}
+
+/// The signal that ends a connection from under the server.
+struct Sever {
+    token: CancellationToken,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Sever {
+    /// The error every read and write returns once the connection is severed; polling
+    /// registers `cx` to be woken then.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let severed = self.token.is_cancelled() || self.cancelled.as_mut().poll(cx).is_ready();
+        severed.then(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "ferryd is shutting down and the client did not read its answers",
+            )
+        })
+    }
 }
 
 /// What every request on a connection carries (the request's extensions).
@@ -46,7 +71,23 @@ impl PeerStream {
             stream,
             peer: Peer { caller },
             on_close: None,
+            sever: None,
         }
+    }
+
+    /// The same connection, made to fail every read and write once `token` is
+    /// cancelled: the server then drops it, whatever its streams wait for (a client that
+    /// stopped reading holds a stream open for as long as it likes otherwise).
+    pub fn severed_by(mut self, token: CancellationToken) -> PeerStream {
+        self.sever = Some(Sever {
+            cancelled: Box::pin(token.clone().cancelled_owned()),
+            token,
+        });
+        self
+    }
+
+    fn severed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.sever.as_mut()?.poll(cx)
     }
 
     /// A connection the broker handed over as `id`; `admin`: the broker opened it for
@@ -78,6 +119,7 @@ impl PeerStream {
             stream,
             peer: Peer { caller },
             on_close: Some(Box::new(move || on_close(id))),
+            sever: None,
         }
     }
 }
@@ -169,6 +211,9 @@ impl AsyncRead for PeerStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.severed(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -179,6 +224,9 @@ impl AsyncWrite for PeerStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.severed(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -195,6 +243,9 @@ impl AsyncWrite for PeerStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.severed(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -206,6 +257,27 @@ impl AsyncWrite for PeerStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read waiting for a client that sends nothing ends when the connection is
+    /// severed (the drain's last step), and so does every write after.
+    #[tokio::test]
+    async fn parity_a_severed_connection_fails_a_waiting_read_and_its_writes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, _b) = UnixStream::pair().unwrap();
+        let sever = CancellationToken::new();
+        let mut conn = PeerStream::new(a).severed_by(sever.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1];
+            let r = conn.read(&mut buf).await;
+            (r, conn)
+        });
+        sever.cancel();
+        let (r, mut conn) = reader.await.unwrap();
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
+        let w = conn.write(b"x").await.unwrap_err();
+        assert_eq!(w.kind(), io::ErrorKind::ConnectionAborted);
+        assert!(w.to_string().contains("did not read"), "{w}");
+    }
 
     #[tokio::test]
     async fn a_connection_carries_this_process_credentials() {

@@ -9,6 +9,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use prost::Message;
+
 use super::relay::{self, Broker};
 use super::{admin_caller, convert, end_for_shutdown, job_id, BoxStream};
 use crate::service::{Caller, EventFilter, Service};
@@ -16,6 +18,11 @@ use pb::queries_client::QueriesClient;
 
 /// Objects per batch when the client does not say.
 const DEFAULT_BATCH: usize = 100;
+/// A batch stops before its objects pass this many encoded bytes (it always holds one),
+/// so a message stays well under gRPC's usual 4 MiB limit whatever `batch_size` asks
+/// (a stock client refuses a larger message with `RESOURCE_EXHAUSTED`): as a `ListJobs`
+/// page.
+pub const BATCH_BYTES: usize = super::jobs::PAGE_BYTES;
 /// A data query with at least this many objects gives the memory it used back to the
 /// system when it is done (the results are built in one go, then freed).
 const TRIM_AFTER: u64 = 1000;
@@ -94,6 +101,58 @@ fn query_message(kind: pb::exec_query_response::Kind) -> pb::ExecQueryResponse {
     pb::ExecQueryResponse { kind: Some(kind) }
 }
 
+/// `objects` in batches of at most `size` objects (at least one) and, past the first
+/// object of a batch, at most [`BATCH_BYTES`] encoded.
+fn batches(objects: Vec<pb::Object>, size: usize) -> impl Iterator<Item = Vec<pb::Object>> {
+    let size = size.max(1);
+    let mut objects = objects.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(o) = objects.peek() {
+            let len = o.encoded_len();
+            // Each repeated field costs a tag and a length prefix besides the object.
+            let cost = len + prost::length_delimiter_len(len) + 1;
+            if !batch.is_empty() && (batch.len() >= size || bytes + cost > BATCH_BYTES) {
+                break;
+            }
+            bytes += cost;
+            batch.extend(objects.next());
+        }
+        (!batch.is_empty()).then_some(batch)
+    })
+}
+
+/// Sends the objects of a data query in batches (with progress after each when
+/// `send_status`), then the final status; false if the client went away.
+async fn deliver(
+    tx: &mpsc::Sender<Result<pb::ExecQueryResponse, Status>>,
+    objects: Vec<pb::Object>,
+    size: usize,
+    send_status: bool,
+) -> bool {
+    use pb::exec_query_response::Kind;
+    let total = objects.len() as u64;
+    let mut done = 0u64;
+    for batch in batches(objects, size) {
+        done += batch.len() as u64;
+        let message = query_message(Kind::Batch(pb::ObjectBatch { objects: batch }));
+        if tx.send(Ok(message)).await.is_err() {
+            return false;
+        }
+        if send_status {
+            let p = Kind::Progress(pb::Progress { done, total });
+            if tx.send(Ok(query_message(p))).await.is_err() {
+                return false;
+            }
+        }
+    }
+    let status = final_status(Code::Ok, format!("{total} objects"));
+    tx.send(Ok(query_message(Kind::Status(status))))
+        .await
+        .is_ok()
+}
+
 fn event_message(
     kind: pb::exec_notification_query_response::Kind,
 ) -> pb::ExecNotificationQueryResponse {
@@ -105,12 +164,13 @@ impl pb::queries_server::Queries for QueriesApi {
     type ExecQueryStream = BoxStream<pb::ExecQueryResponse>;
 
     /// Runs a data query; the stream carries batches, progress (when asked) and one final
-    /// status. A client that goes away stops the call.
+    /// status. A batch holds `batch_size` objects (100 when 0) but stops before
+    /// [`BATCH_BYTES`]. A client that goes away stops the call; a shutdown ends it with
+    /// `UNAVAILABLE`.
     async fn exec_query(
         &self,
         req: Request<pb::ExecQueryRequest>,
     ) -> Result<Response<Self::ExecQueryStream>, Status> {
-        use pb::exec_query_response::Kind;
         let caller = admin_caller(&req)?;
         let scope = self.svc.scope_of(&caller);
         let req = req.into_inner();
@@ -132,32 +192,18 @@ impl pb::queries_server::Queries for QueriesApi {
                 .collect();
             objects.extend(others);
             let total = objects.len() as u64;
-            let mut done = 0u64;
-            for chunk in objects.chunks(size) {
-                let batch = pb::ObjectBatch {
-                    objects: chunk.to_vec(),
-                };
-                if tx
-                    .send(Ok(query_message(Kind::Batch(batch))))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                done += chunk.len() as u64;
-                if send_status {
-                    let p = Kind::Progress(pb::Progress { done, total });
-                    if tx.send(Ok(query_message(p))).await.is_err() {
-                        return;
-                    }
+            // A client that stops reading must not hold the shutdown: the stream ends
+            // with UNAVAILABLE as every other (and the drain closes the connection).
+            tokio::select! {
+                _ = deliver(&tx, objects, size, send_status) => {}
+                _ = svc.shutting_down() => {
+                    tracing::info!("a data query ended unfinished: ferryd is shutting down");
+                    end_for_shutdown(&tx).await;
                 }
             }
-            drop(objects);
             if total >= TRIM_AFTER {
                 crate::service::release_free_memory();
             }
-            let status = final_status(Code::Ok, format!("{total} objects"));
-            let _ = tx.send(Ok(query_message(Kind::Status(status)))).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -265,5 +311,50 @@ impl pb::queries_server::Queries for QueriesApi {
         Ok(Response::new(pb::ExecMethodResponse {
             job: Some(convert::job(&local?)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(bytes: usize) -> pb::Object {
+        pb::Object {
+            class_name: "File".into(),
+            properties: vec![pb::Property {
+                name: "remote_url".into(),
+                value: Some(pb::Value {
+                    kind: Some(pb::value::Kind::StringValue("u".repeat(bytes))),
+                }),
+            }],
+        }
+    }
+
+    /// A client asking for 10 000 objects a batch gets batches of about 1 MiB at most:
+    /// a stock client's 4 MiB limit is never reached (it was: `RESOURCE_EXHAUSTED`).
+    #[test]
+    fn parity_batches_stop_before_1_mib_whatever_batch_size_asks() {
+        let objects: Vec<pb::Object> = (0..120).map(|_| object(40_000)).collect();
+        let sizes: Vec<usize> = batches(objects.clone(), 10_000)
+            .map(|b| {
+                let len = pb::ObjectBatch { objects: b.clone() }.encoded_len();
+                assert!(len <= BATCH_BYTES, "a batch of {len} bytes");
+                b.len()
+            })
+            .collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 120, "every object once");
+        assert!(sizes.len() >= 5, "{sizes:?}");
+        assert!(
+            (20..=26).contains(&sizes[0]),
+            "about 1 MiB of 40 KB objects: {sizes:?}"
+        );
+
+        // The count still applies, and an object larger than the cap goes alone.
+        let small: Vec<usize> = batches(objects[..5].to_vec(), 2).map(|b| b.len()).collect();
+        assert_eq!(small, [2, 2, 1]);
+        let huge = vec![object(BATCH_BYTES + 1), object(1), object(1)];
+        let split: Vec<usize> = batches(huge, 100).map(|b| b.len()).collect();
+        assert_eq!(split, [1, 2]);
+        assert_eq!(batches(Vec::new(), 0).count(), 0);
     }
 }

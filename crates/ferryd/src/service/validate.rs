@@ -274,8 +274,12 @@ pub fn header(field: &str, line: &str) -> Result<(String, String), ServiceError>
     Ok((name.to_string(), value.to_string()))
 }
 
-/// A proxy setting: `system`, `none`, or an http/https URL (a refusal shows it with its
-/// password masked).
+/// The proxy schemes a job may use: HTTP proxies (`CONNECT` for https) and SOCKS5, which
+/// resolves host names itself (`socks5`) or lets the proxy resolve them (`socks5h`).
+pub const PROXY_SCHEMES: [&str; 4] = ["http", "https", "socks5", "socks5h"];
+
+/// A proxy setting: `system`, `none`, or an http, https, socks5 or socks5h URL (a refusal
+/// shows it with its password masked).
 pub fn proxy(text: &str) -> Result<crate::model::ProxySetting, ServiceError> {
     use crate::model::ProxySetting;
     no_control_chars("proxy", text)?;
@@ -285,13 +289,29 @@ pub fn proxy(text: &str) -> Result<crate::model::ProxySetting, ServiceError> {
         _ => {
             let u = url::Url::parse(text.trim()).map_err(|e| {
                 ServiceError::InvalidArgument(format!(
-                    "proxy '{}' is not a URL ({e}); use none, system or http://host:port",
+                    "proxy '{}' is not a URL ({e}); use none, system, http://host:port or \
+                     socks5h://host:port",
                     mask_url(text)
                 ))
             })?;
-            if !matches!(u.scheme(), "http" | "https") {
+            if !PROXY_SCHEMES.contains(&u.scheme()) {
+                let hint = match u.scheme() {
+                    "socks" | "socks4" | "socks4a" => {
+                        "; SOCKS4 is not supported: use the proxy's SOCKS5 side, \
+                         socks5h://host:port (names resolved by the proxy) or socks5://host:port"
+                    }
+                    _ => "",
+                };
                 return Err(ServiceError::InvalidArgument(format!(
-                    "proxy scheme '{}' is not supported (http or https)",
+                    "proxy scheme '{}' is not supported: use http://, https://, socks5:// or \
+                     socks5h:// (or none, system){hint}",
+                    u.scheme()
+                )));
+            }
+            if u.host_str().is_none_or(str::is_empty) {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "proxy '{}' names no host; use {}://host:port",
+                    mask_url(text),
                     u.scheme()
                 )));
             }
@@ -339,6 +359,29 @@ mod header_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("u:***@") && !e.contains("s3cret"), "{e}");
+    }
+
+    /// SOCKS5 proxies are accepted (either resolution); what is not says what is.
+    #[test]
+    fn parity_socks5_proxies_are_accepted_and_a_refusal_says_what_is() {
+        use crate::model::ProxySetting;
+        for url in ["socks5://127.0.0.1:1080", "SOCKS5H://u:p@proxy.lan:1080"] {
+            assert!(
+                matches!(proxy(url), Ok(ProxySetting::Url(_))),
+                "{url}: {:?}",
+                proxy(url)
+            );
+        }
+        let e = proxy("socks4://proxy:1080").unwrap_err().to_string();
+        assert!(
+            e.contains("socks5h://") && e.contains("SOCKS4 is not supported"),
+            "{e}"
+        );
+        let e = proxy("ftp://proxy:21").unwrap_err().to_string();
+        assert!(
+            e.contains("'ftp' is not supported: use http://, https://, socks5:// or socks5h://"),
+            "{e}"
+        );
     }
 }
 
