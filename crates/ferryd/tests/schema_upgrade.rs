@@ -54,6 +54,8 @@ fn file(j: &JobRecord, idx: u32, url: &str, path: &str) -> FileRecord {
         validated: None,
         segments: Vec::new(),
         peer: Default::default(),
+        mirrors: Vec::new(),
+        mirror_in_use: 0,
     }
 }
 

@@ -208,6 +208,8 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            mirrors: Vec::new(),
+            mirror_in_use: 0,
         }
     }
 
@@ -323,6 +325,8 @@ mod tests {
                 no_peer_cache: true,
                 origin_only: true,
             },
+            mirrors: vec!["https://mirror.example/ü".into(), "file:///srv/m".into()],
+            mirror_in_use: 2,
         }
     }
 
