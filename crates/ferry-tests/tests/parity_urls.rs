@@ -380,7 +380,7 @@ async fn parity_cli_set_url_replace_prefix_and_mirrors() {
     assert_eq!(set["url_in_use"], a.url("/f"), "{set}");
     let replaced = run_json({
         let mut c = ferry(&env);
-        c.args(["--json", "replace-prefix", &id, &a.base_url(), &b.base_url()]);
+        c.args(["--json", "replace-prefix", &id, &a.url("/"), &b.url("/")]);
         c
     });
     assert_eq!(replaced["files_changed"], 1, "{replaced}");

@@ -339,8 +339,10 @@ async fn net_for(
     // Bytes from this machine itself cross no link another program shares: nothing to
     // yield to.
     let all_loopback = files.iter().all(|f| {
-        crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url))
-            && f.mirrors.iter().all(|m| crate::model::is_loopback_url(m))
+        crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(f.url_in_use()))
+            && std::iter::once(&f.remote_url)
+                .chain(&f.mirrors)
+                .all(|u| crate::model::is_loopback_url(u))
     });
     // A run that may take its bytes from the fleet's peers does not yield either: the
     // controller's one limiter per run would hold the peers' LAN bytes to the origin
