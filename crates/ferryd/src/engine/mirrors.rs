@@ -86,7 +86,7 @@ mod tests {
     use super::*;
 
     fn err(context: ErrorContext, kind: ErrorKind) -> TransferError {
-        TransferError::new(context, kind, "m".to_string())
+        TransferError::new(context, kind, "m")
     }
 
     #[test]
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_fatal_last_failure_after_a_transient_one_is_retried_parity() {
-        let e = TransferError::new(ErrorContext::RemoteFile, ErrorKind::Http(404), "gone".into());
+        let e = TransferError::new(ErrorContext::RemoteFile, ErrorKind::Http(404), "gone");
         assert!(!e.transient);
         assert_eq!(when_every_url_failed(e.clone(), 1, true).message, "gone");
         let fatal = when_every_url_failed(e.clone(), 2, false);
