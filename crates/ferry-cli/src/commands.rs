@@ -115,7 +115,11 @@ pub async fn replace_prefix(ctx: &Ctx, a: ReplacePrefixArgs) -> Result<i32> {
     if ctx.json {
         output::json(&serde_json::json!({ "job_id": job.id(), "files_changed": changed }));
     } else if changed == 0 {
-        outln!("no URL of job {} starts with {}: nothing changed", job.id(), a.old);
+        outln!(
+            "no URL of job {} starts with {}: nothing changed",
+            job.id(),
+            a.old
+        );
     } else {
         outln!("{changed} file(s) of job {} changed", job.id());
     }

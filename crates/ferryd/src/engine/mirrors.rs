@@ -29,7 +29,10 @@ pub const NETWORK_TRIES: u32 = 5;
 /// file fails at once too. Failures that are not the URL's (the local disk, the
 /// machine being offline, the job's own limits, a checksum) never move a file on.
 pub fn fails_for_good(err: &TransferError, failures_before: u32) -> bool {
-    if !matches!(err.context, ErrorContext::RemoteFile | ErrorContext::Transport) {
+    if !matches!(
+        err.context,
+        ErrorContext::RemoteFile | ErrorContext::Transport
+    ) {
         return false;
     }
     match err.kind {
