@@ -634,7 +634,6 @@ async fn schema_upgrade_from_v4() {
     upgrade(4).await;
 }
 
-
 /// The system-wide daemon's single store of an earlier version split into one store per
 /// user (privilege separation): each holds exactly its owner's jobs, files, handlers and
 /// undelivered notifications, as written, at the current schema.
