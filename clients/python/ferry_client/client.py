@@ -28,8 +28,10 @@ from .types import JobState, QueryObject, StatusCode
 
 T = TypeVar("T")
 
-#: A file to add: (remote URL, absolute local path) or (URL, path, expected SHA-256).
-FileSpec = Union[Tuple[str, str], Tuple[str, str, str]]
+#: A file to add: (remote URL, absolute local path), (URL, path, expected SHA-256), or
+#: (URL, path, SHA-256 or "", mirrors): mirrors are more URLs of the same content, tried in
+#: order when the URL in use fails for good, keeping the progress.
+FileSpec = Union[Tuple[str, str], Tuple[str, str, str], Tuple[str, str, str, Sequence[str]]]
 
 
 def _refusals_raise(f: Callable[..., T]) -> Callable[..., T]:
@@ -216,13 +218,43 @@ class Job:
 
     @_refusals_raise
     def add_files(self, files: Sequence[FileSpec]) -> List[common_pb2.File]:
-        """Adds files, all or none: (remote URL, absolute local path[, SHA-256 hex])."""
-        specs = [jobs_pb2.FileSpec(remote_url=f[0], local_path=f[1], expected_sha256=(f[2] if len(f) > 2 else "")) for f in files]
+        """Adds files, all or none: (remote URL, absolute local path[, SHA-256 hex[,
+        mirrors]])."""
+        specs = [
+            jobs_pb2.FileSpec(
+                remote_url=f[0],
+                local_path=f[1],
+                expected_sha256=(f[2] if len(f) > 2 else ""),
+                mirrors=list(f[3]) if len(f) > 3 else [],
+            )
+            for f in files
+        ]
         return list(self._client._jobs.AddFiles(jobs_pb2.AddFilesRequest(job_id=self.id, files=specs)).files)
 
-    def add_file(self, remote_url: str, local_path: str, expected_sha256: str = "") -> common_pb2.File:
-        """Adds one file."""
-        return self.add_files([(remote_url, local_path, expected_sha256)])[0]
+    def add_file(
+        self, remote_url: str, local_path: str, expected_sha256: str = "", mirrors: Sequence[str] = ()
+    ) -> common_pb2.File:
+        """Adds one file; ``mirrors`` are more URLs of the same content, tried in order when
+        the URL in use fails for good (the download keeps its progress)."""
+        return self.add_files([(remote_url, local_path, expected_sha256, mirrors)])[0]
+
+    @_refusals_raise
+    def set_remote_name(self, file_index: int, remote_url: str) -> common_pb2.File:
+        """Changes a file's URL, keeping its progress (BITS's
+        IBackgroundCopyFile2::SetRemoteName). Allowed until the job is final; a running job
+        continues from the new URL at once. The bytes already downloaded are kept when the
+        new server has the same validator (ETag, else Last-Modified); else the file starts
+        over, as in BITS."""
+        request = jobs_pb2.SetRemoteNameRequest(job_id=self.id, file_index=file_index, remote_url=remote_url)
+        return self._client._jobs.SetRemoteName(request).file
+
+    @_refusals_raise
+    def replace_remote_prefix(self, old_prefix: str, new_prefix: str) -> int:
+        """Replaces ``old_prefix`` with ``new_prefix`` in every URL of the job that starts
+        with it (each file's URL and its mirrors), all or none, keeping progress (BITS's
+        IBackgroundCopyJob3::ReplaceRemotePrefix). Returns how many files changed."""
+        request = jobs_pb2.ReplaceRemotePrefixRequest(job_id=self.id, old_prefix=old_prefix, new_prefix=new_prefix)
+        return self._client._jobs.ReplaceRemotePrefix(request).files_changed
 
     @_refusals_raise
     def files(self) -> List[common_pb2.File]:

@@ -266,3 +266,35 @@ def test_grpcurl_lists_creates_and_reads_a_job(ferryd):
     job_id = created["job"]["id"]
     got = json.loads(run("-d", json.dumps({"job_id": job_id}), str(ferryd.socket), "ferry.v1.Jobs/GetJob"))
     assert got["job"]["displayName"] == "by grpcurl" and got["job"]["state"] == "JOB_STATE_SUSPENDED"
+
+
+def test_parity_mirrors_and_changed_urls(client, http_server, tmp_path):
+    """A file whose URL 404s comes from its mirror; SetRemoteName and
+    ReplaceRemotePrefix change URLs (BITS's IBackgroundCopyFile2/IBackgroundCopyJob3)."""
+    url, sha = serve(http_server, "mirrored.bin")
+    base, _ = http_server
+    missing = f"{base}/nowhere/mirrored.bin"
+    job = client.create_job("python mirrors")
+    added = job.add_file(missing, str(tmp_path / "mirrored.bin"), sha, mirrors=[url])
+    assert list(added.mirrors) == [url] and added.url_in_use == missing
+    job.resume()
+    last = _watch_until(job, JobState.TRANSFERRED)[-1]
+    assert JobState(last.state) == JobState.TRANSFERRED, last
+    (f,) = job.files()
+    assert f.url_in_use == url and f.remote_url == missing
+    assert job.complete().files_committed == 1
+    assert hashlib.sha256((tmp_path / "mirrored.bin").read_bytes()).hexdigest() == sha
+
+    other = client.create_job("python set url")
+    other.add_files([(missing, str(tmp_path / "a.bin")), (f"{base}/b.bin", str(tmp_path / "b.bin"))])
+    changed = other.set_remote_name(0, url)
+    assert changed.remote_url == url and changed.url_in_use == url
+    assert other.replace_remote_prefix(f"{base}/b", f"{base}/c") == 1
+    assert [x.remote_url for x in other.files()] == [url, f"{base}/c.bin"]
+    with pytest.raises(FerryError) as e:
+        other.set_remote_name(5, url)
+    assert e.value.code == grpc.StatusCode.NOT_FOUND, e.value
+    with pytest.raises(FerryError) as e:
+        other.set_remote_name(0, "ftp://example.com/a")
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "ftp" in str(e.value)
+    other.cancel()

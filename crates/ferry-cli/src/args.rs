@@ -49,6 +49,12 @@ pub enum Command {
     Create(CreateArgs),
     /// Add a file to a job
     AddFile(AddFileArgs),
+    /// Change a file's URL, keeping its progress (BITS's SetRemoteName)
+    #[command(long_about = SET_URL_HELP)]
+    SetUrl(SetUrlArgs),
+    /// Replace the start of every URL of a job, keeping progress (BITS's ReplaceRemotePrefix)
+    #[command(long_about = REPLACE_PREFIX_HELP, alias = "replace-remote-prefix")]
+    ReplacePrefix(ReplacePrefixArgs),
     /// Queue a job for transfer
     Resume(JobArg),
     /// Stop a job's transfer, keeping its progress
@@ -273,6 +279,10 @@ pub struct GetArgs {
     /// SHA-256 the file must have (one URL only)
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
+    /// Another URL of the same file, tried when the one in use fails for good, keeping
+    /// the progress (one URL only; repeat for more mirrors, tried in order)
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
     /// Priority: foreground (default for get), high, normal, low
     #[arg(long, default_value = "foreground")]
     pub priority: String,
@@ -333,6 +343,52 @@ pub struct AddFileArgs {
     /// SHA-256 the file must have
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
+    /// Another URL of the same file, tried when the one in use fails for good, keeping
+    /// the progress (repeat for more mirrors, tried in order)
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+}
+
+const SET_URL_HELP: &str = "\
+Change a file's URL, keeping its progress (BITS's IBackgroundCopyFile2::SetRemoteName):
+for a signed URL that expired, or a server that moved.
+
+The URL is checked as `ferry add-file` checks one (http, https or file; uploads http or
+https). Allowed until the job is completed or cancelled; a running job continues from
+the new URL at once. The bytes already downloaded are kept when the new server has the
+same validator for the file (its ETag, else Last-Modified): ferry asks it for the rest
+with Range and If-Range. A server with another validator sends the whole file, and the
+file starts over from zero, as in BITS. A file with mirrors is fetched from this URL
+again. INDEX is the file's index in `ferry files JOB`.";
+
+#[derive(Debug, Args)]
+pub struct SetUrlArgs {
+    /// Job id
+    pub job: String,
+    /// The file's index in the job (`ferry files JOB` lists them)
+    pub index: u32,
+    /// The new URL
+    pub url: String,
+}
+
+const REPLACE_PREFIX_HELP: &str = "\
+Replace the start of every URL of a job, keeping progress (BITS's
+IBackgroundCopyJob3::ReplaceRemotePrefix; bitsadmin /replaceremoteprefix): every file URL
+and mirror that starts with OLD gets NEW in its place, e.g.
+`ferry replace-prefix JOB https://old.example/ https://new.example/`.
+
+OLD is compared with the URLs as `ferry files JOB --json` shows them (scheme and host in
+lower case). Each URL that results is checked as `ferry add-file` checks one; if any is
+refused, none changes. Progress is kept as `ferry set-url` keeps it.";
+
+#[derive(Debug, Args)]
+pub struct ReplacePrefixArgs {
+    /// Job id
+    pub job: String,
+    /// The start of the URLs to replace
+    pub old: String,
+    /// What replaces it
+    pub new: String,
 }
 
 #[derive(Debug, Args)]

@@ -81,11 +81,47 @@ pub async fn add_file(ctx: &Ctx, a: AddFileArgs) -> Result<i32> {
     let job = ctx.job(&a.job).await?;
     let mut spec = FileSpec::new(a.remote_url, absolute(&a.local_path)?.to_string_lossy());
     spec.expected_sha256 = a.sha256;
+    spec.mirrors = a.mirrors;
     let files = job.add_files(vec![spec]).await?;
     if ctx.json {
         output::json(&files[0]);
     } else {
         outln!("added file {} to job {}", files[0].index, job.id());
+    }
+    Ok(0)
+}
+
+/// `ferry set-url JOB INDEX URL` (BITS's SetRemoteName).
+pub async fn set_url(ctx: &Ctx, a: SetUrlArgs) -> Result<i32> {
+    let job = ctx.job(&a.job).await?;
+    let file = job.set_remote_name(a.index, &a.url).await?;
+    if ctx.json {
+        output::json(&file);
+    } else {
+        outln!(
+            "file {} of job {} now comes from {}",
+            file.index,
+            job.id(),
+            file.url_in_use
+        );
+    }
+    Ok(0)
+}
+
+/// `ferry replace-prefix JOB OLD NEW` (BITS's ReplaceRemotePrefix).
+pub async fn replace_prefix(ctx: &Ctx, a: ReplacePrefixArgs) -> Result<i32> {
+    let job = ctx.job(&a.job).await?;
+    let changed = job.replace_remote_prefix(&a.old, &a.new).await?;
+    if ctx.json {
+        output::json(&serde_json::json!({ "job_id": job.id(), "files_changed": changed }));
+    } else if changed == 0 {
+        outln!(
+            "no URL of job {} starts with {}: nothing changed",
+            job.id(),
+            a.old
+        );
+    } else {
+        outln!("{changed} file(s) of job {} changed", job.id());
     }
     Ok(0)
 }

@@ -47,6 +47,12 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
             "--sha256 applies to one URL; give one URL or check the files separately",
         ));
     }
+    if !a.mirrors.is_empty() && a.urls.len() > 1 {
+        return Err(usage(
+            "--mirror applies to one URL (its mirrors); give one URL, or add each file with \
+             its mirrors by `ferry add-file JOB URL PATH --mirror URL2`",
+        ));
+    }
     let to_stdout = a.output.as_deref() == Some(Path::new("-"));
     if to_stdout && (a.urls.len() > 1 || a.detach) {
         return Err(usage(
@@ -234,6 +240,7 @@ fn destinations(a: &GetArgs, scratch: Option<&Path>) -> Result<Vec<FileSpec>> {
         if let Some(h) = &a.sha256 {
             spec = spec.sha256(h.clone());
         }
+        spec.mirrors = a.mirrors.clone();
         specs.push(spec);
     }
     Ok(specs)

@@ -49,6 +49,8 @@ fn main() {
             Command::Get(a) => get::get(&ctx, *a).await,
             Command::Create(a) => commands::create(&ctx, a).await,
             Command::AddFile(a) => commands::add_file(&ctx, a).await,
+            Command::SetUrl(a) => commands::set_url(&ctx, a).await,
+            Command::ReplacePrefix(a) => commands::replace_prefix(&ctx, a).await,
             Command::Resume(a) => commands::simple(&ctx, "resume", a).await,
             Command::Suspend(a) => commands::simple(&ctx, "suspend", a).await,
             Command::Cancel(a) => commands::simple(&ctx, "cancel", a).await,

@@ -222,7 +222,20 @@ fn user_name(uid: u32) -> String {
         .map_or_else(|| uid.to_string(), |user| user.name)
 }
 
-/// Files as a table.
+/// Where a file comes from, for the table: the URL in use, and how many mirrors it has.
+fn remote_of(f: &FileInfo) -> String {
+    let url = if f.url_in_use.is_empty() {
+        &f.remote_url
+    } else {
+        &f.url_in_use
+    };
+    match f.mirrors.len() {
+        0 => url.clone(),
+        n => format!("{url} (1 of {} URLs)", n + 1),
+    }
+}
+
+/// Files as a table: REMOTE is the URL each is fetched from now (its own or a mirror).
 pub fn file_table(files: &[FileInfo]) {
     outln!(
         "{:>5}  {:<4}  {:>23}  {:<40}  LOCAL",
@@ -237,7 +250,7 @@ pub fn file_table(files: &[FileInfo]) {
             f.index,
             if f.completed { "yes" } else { "no" },
             progress(f.bytes_transferred, f.bytes_total),
-            f.remote_url,
+            remote_of(f),
             f.local_path
         );
     }

@@ -89,5 +89,7 @@ pub fn file(
         validated: None,
         bytes_from_origin: 0,
         bytes_from_peers: 0,
+        mirrors: Vec::new(),
+        url_in_use: format!("https://example.test/{index}"),
     }
 }

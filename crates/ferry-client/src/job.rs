@@ -110,6 +110,56 @@ impl Job {
         reply.files.into_iter().map(FileInfo::from_wire).collect()
     }
 
+    /// Changes file `index`'s URL, keeping its progress, and fetches it from there from now
+    /// on (BITS: `IBackgroundCopyFile2::SetRemoteName`). The URL is checked as
+    /// [`Job::add_files`] checks one. Allowed until the job is final; a running job
+    /// continues from the new URL at once. The bytes already downloaded are kept when
+    /// the new server has the same validator (ETag, else Last-Modified) for the file;
+    /// else the file starts over from zero, as in BITS.
+    pub async fn set_remote_name(&self, index: u32, remote_url: &str) -> Result<FileInfo> {
+        let request = pb::SetRemoteNameRequest {
+            job_id: self.job_id(),
+            file_index: index,
+            remote_url: remote_url.to_string(),
+        };
+        let reply = self
+            .manager
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.set_remote_name(request).await }
+            })
+            .await?;
+        FileInfo::from_wire(
+            reply
+                .file
+                .ok_or_else(|| Error::Protocol("SetRemoteName returned no file".into()))?,
+        )
+    }
+
+    /// Replaces `old_prefix` with `new_prefix` in every URL of the job that starts with it
+    /// (each file's URL and its mirrors), keeping progress as [`Job::set_remote_name`]
+    /// does (BITS: `IBackgroundCopyJob3::ReplaceRemotePrefix`). All or none. Returns how
+    /// many files changed (0 when no URL starts with `old_prefix`). The prefix is
+    /// compared with the URLs as the daemon keeps them: parsed, so the scheme and host
+    /// are in lower case.
+    pub async fn replace_remote_prefix(&self, old_prefix: &str, new_prefix: &str) -> Result<u32> {
+        let request = pb::ReplaceRemotePrefixRequest {
+            job_id: self.job_id(),
+            old_prefix: old_prefix.to_string(),
+            new_prefix: new_prefix.to_string(),
+        };
+        let reply = self
+            .manager
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.replace_remote_prefix(request).await }
+            })
+            .await?;
+        Ok(reply.files_changed)
+    }
+
     /// The job's files in order: every file (the daemon's pages are fetched one after
     /// another).
     pub async fn files(&self) -> Result<Vec<FileInfo>> {

@@ -226,6 +226,11 @@ pub struct FileInfo {
     pub bytes_from_origin: u64,
     /// Bytes of the file, as it stands, that came from peers.
     pub bytes_from_peers: u64,
+    /// Its other URLs, tried in order after `remote_url` when the one in use fails for
+    /// good (passwords shown as `***`).
+    pub mirrors: Vec<String>,
+    /// The URL it is fetched from now: `remote_url` or one of `mirrors`.
+    pub url_in_use: String,
 }
 
 impl FileInfo {
@@ -245,6 +250,8 @@ impl FileInfo {
             validated: f.validated,
             bytes_from_origin: f.bytes_from_origin,
             bytes_from_peers: f.bytes_from_peers,
+            mirrors: f.mirrors,
+            url_in_use: f.url_in_use,
         })
     }
 }
@@ -317,6 +324,10 @@ pub struct FileSpec {
     pub local_path: String,
     /// Lower-case hex SHA-256 the file must have, if known.
     pub expected_sha256: Option<String>,
+    /// More URLs of the same content (mirrors, as aria2 and Metalink have them; BITS has
+    /// one URL), tried in order when the URL in use fails for good; the download keeps
+    /// its progress. At most 16.
+    pub mirrors: Vec<String>,
 }
 
 impl FileSpec {
@@ -326,12 +337,19 @@ impl FileSpec {
             remote_url: remote_url.into(),
             local_path: local_path.into(),
             expected_sha256: None,
+            mirrors: Vec::new(),
         }
     }
 
     /// Requires this SHA-256 (hex).
     pub fn sha256(mut self, hex: impl Into<String>) -> FileSpec {
         self.expected_sha256 = Some(hex.into());
+        self
+    }
+
+    /// Adds a mirror: another URL of the same content, tried after those before it.
+    pub fn mirror(mut self, url: impl Into<String>) -> FileSpec {
+        self.mirrors.push(url.into());
         self
     }
 }
@@ -443,6 +461,7 @@ impl FileSpec {
             remote_url: self.remote_url,
             local_path: self.local_path,
             expected_sha256: self.expected_sha256.unwrap_or_default(),
+            mirrors: self.mirrors,
         }
     }
 }

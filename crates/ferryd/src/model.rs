@@ -340,6 +340,12 @@ pub struct FileRecord {
     pub segments: Vec<Segment>,
     /// Where its bytes came from, and what peer caching may do with it.
     pub peer: FilePeerInfo,
+    /// More URLs of the same content, tried in order after `remote_url` when the URL in
+    /// use fails for good (files.mirrors, a JSON list).
+    pub mirrors: Vec<String>,
+    /// The URL the file is fetched from now: 0 is `remote_url`, `i` is `mirrors[i - 1]`
+    /// (files.mirror_in_use).
+    pub mirror_in_use: u32,
 }
 
 /// A byte range of a file fetched over its own connection: `[start, end)`, of which
@@ -352,6 +358,22 @@ pub struct Segment {
 }
 
 impl FileRecord {
+    /// The URL the file is fetched from now: `remote_url`, or the mirror in use.
+    pub fn url_in_use(&self) -> &str {
+        match self.mirror_in_use {
+            0 => &self.remote_url,
+            i => self
+                .mirrors
+                .get(i as usize - 1)
+                .map_or(self.remote_url.as_str(), String::as_str),
+        }
+    }
+
+    /// How many URLs the file has: `remote_url` and its mirrors.
+    pub fn url_count(&self) -> u32 {
+        1 + self.mirrors.len() as u32
+    }
+
     /// The temporary file beside the destination: `.NAME.ferry-JOBID-N.part`.
     pub fn temporary_path(&self) -> std::path::PathBuf {
         let dest = std::path::Path::new(&self.local_path);

@@ -38,6 +38,8 @@ fn file(job: &JobRecord, index: u32) -> FileRecord {
         validated: None,
         segments: Vec::new(),
         peer: Default::default(),
+        mirrors: Vec::new(),
+        mirror_in_use: 0,
     }
 }
 

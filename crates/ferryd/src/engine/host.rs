@@ -30,6 +30,9 @@ pub struct RunPlan {
     /// What is left of the job's `max_transfer_time` (measured on the monotonic clock
     /// since it was first queued); `None` without a limit.
     pub transfer_time_left: Option<std::time::Duration>,
+    /// The job's failures in a row since a byte last moved: a URL that keeps failing with
+    /// network errors counts as failed for good after a few (`mirrors.rs`).
+    pub failures_in_a_row: u32,
 }
 
 /// How a file's transfer is under way.
@@ -103,6 +106,12 @@ pub trait Host: Send + Sync + 'static {
     /// Every file is synced: the job is transferred. Returns as soon as the state is
     /// changed (it becomes durable in the background).
     async fn transferred(&self, job: Uuid, run: RunId, done: Vec<(u32, u64)>);
+
+    /// The URL file `index` is fetched from failed for good: the file moves to URL `to`
+    /// (0: its remote_url, `i`: its mirror `i - 1`), keeping its durable bytes. Returns
+    /// the file as it stands now (durable offset, validator, segments), for the next
+    /// attempt; `None` when `run` is no longer the job's current run.
+    fn switch_url(&self, job: Uuid, run: RunId, index: u32, to: u32) -> Option<FileRecord>;
 
     /// The run failed (file `file_index`, when one file caused it).
     fn failed(&self, job: Uuid, run: RunId, file_index: Option<u32>, err: TransferError);

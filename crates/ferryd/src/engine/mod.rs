@@ -27,6 +27,7 @@ pub mod frompeers;
 pub mod host;
 pub mod httpmeta;
 pub mod live;
+pub mod mirrors;
 pub mod multisource;
 pub mod netclient;
 pub mod partfile;

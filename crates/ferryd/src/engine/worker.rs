@@ -23,7 +23,7 @@ use super::scheduler::RunGuard;
 use super::sources::{Received, SourceBytes};
 use super::task::{FileTask, Outcome};
 use super::upload::{self, UploadOutcome};
-use super::{download, file, yielding};
+use super::{download, file, mirrors, yielding};
 use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
 use crate::owner::Owner;
 
@@ -54,6 +54,8 @@ struct Run {
     run: RunId,
     owner: Owner,
     cancel: CancellationToken,
+    /// The job's failures in a row without progress when the run started.
+    failures_in_a_row: u32,
 }
 
 impl Run {
@@ -91,6 +93,7 @@ pub(super) async fn run(guard: RunGuard, shared: Arc<Shared>, cancel: Cancellati
         run: guard.run,
         owner: plan.owner.clone(),
         cancel,
+        failures_in_a_row: plan.failures_in_a_row,
     };
     run_files(&run, plan).await;
 }
@@ -200,7 +203,7 @@ async fn fetch_checked(
             f.peer.from_peers,
             r.shared.received.clone(),
         );
-        let result = transfer_one(r, record, &f, stall, cancel, net, sources.clone()).await;
+        let result = transfer_with_mirrors(r, record, &mut f, (stall, cancel), net, &sources).await;
         let peers_used = sources.peers_used();
         let expected = f.expected_sha256.clone().or_else(|| {
             (!peers_used.is_empty())
@@ -335,9 +338,12 @@ async fn net_for(
     };
     // Bytes from this machine itself cross no link another program shares: nothing to
     // yield to.
-    let all_loopback = files
-        .iter()
-        .all(|f| crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url)));
+    let all_loopback = files.iter().all(|f| {
+        crate::model::is_loopback_url(f.final_url.as_deref().unwrap_or(f.url_in_use()))
+            && std::iter::once(&f.remote_url)
+                .chain(&f.mirrors)
+                .all(|u| crate::model::is_loopback_url(u))
+    });
     // A run that may take its bytes from the fleet's peers does not yield either: the
     // controller's one limiter per run would hold the peers' LAN bytes to the origin
     // path's window ÷ RTT (a crawl behind a deep origin queue), and a swarm already
@@ -468,6 +474,62 @@ async fn run_upload(
             let e = explained(e);
             r.failed(Some(f.index), e);
         }
+    }
+}
+
+/// Transfers one file from the URL in use, and when that URL fails for good
+/// ([`mirrors::fails_for_good`]) from the next of its URLs (its mirrors, then its own URL
+/// again), each at most once in a run. The durable bytes stay: the next URL is asked for
+/// the rest with `If-Range` under the validator they were fetched with, so a server with
+/// other content (another validator) sends the whole file and the file starts over.
+/// `f` follows the switches (the host's record of the file after each).
+async fn transfer_with_mirrors(
+    r: &Run,
+    record: &JobRecord,
+    f: &mut FileRecord,
+    (stall, cancel): (Duration, &CancellationToken),
+    net: &Net,
+    sources: &Arc<SourceBytes>,
+) -> Result<Outcome, TransferError> {
+    let mut tried = 1;
+    let mut failures_before = r.failures_in_a_row;
+    let mut earlier_transient = false;
+    loop {
+        let mut attempt = f.clone();
+        attempt.remote_url = f.url_in_use().to_string();
+        let err = match transfer_one(r, record, &attempt, stall, cancel, net, sources.clone()).await
+        {
+            Err(e) => e,
+            done => return done,
+        };
+        let for_good = mirrors::fails_for_good(&err, failures_before);
+        if for_good && tried >= f.url_count() {
+            return Err(mirrors::when_every_url_failed(
+                err,
+                f.url_count(),
+                earlier_transient,
+            ));
+        }
+        if !for_good || cancel.is_cancelled() {
+            return Err(err);
+        }
+        let to = mirrors::next_url(f.mirror_in_use, f.url_count());
+        let Some(now) = r.host.switch_url(r.job, r.run, f.index, to) else {
+            return Err(err);
+        };
+        tracing::info!(
+            job = %r.job,
+            file = f.index,
+            code = %err.kind,
+            to = %crate::model::mask_url(now.url_in_use()),
+            offset = now.bytes_transferred,
+            "the URL in use failed for good ({}); moving to the next mirror",
+            err.message
+        );
+        earlier_transient |= err.transient;
+        *f = now;
+        tried += 1;
+        failures_before = 0;
     }
 }
 

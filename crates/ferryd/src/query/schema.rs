@@ -74,6 +74,8 @@ pub const FILE_PROPERTIES: &[&str] = &[
     "validated",
     "bytes_from_origin",
     "bytes_from_peers",
+    "mirrors",
+    "url_in_use",
 ];
 
 pub const HANDLER_PROPERTIES: &[&str] = &["class", "argv", "workdir", "registered_unix_ms"];
@@ -393,6 +395,14 @@ pub fn file_object(v: &FileView) -> Obj {
             ("validated", opt(f.validated, b)),
             ("bytes_from_origin", i(f.peer.from_origin)),
             ("bytes_from_peers", i(f.peer.from_peers)),
+            (
+                "mirrors",
+                Prop::List(
+                    f.mirrors.iter().map(|m| mask_url(m).into_owned()).collect(),
+                    " ",
+                ),
+            ),
+            ("url_in_use", s(mask_url(f.url_in_use()))),
         ],
     }
 }
@@ -486,6 +496,8 @@ mod tests {
                 validated: None,
                 segments: Vec::new(),
                 peer: FilePeerInfo::default(),
+                mirrors: Vec::new(),
+                mirror_in_use: 0,
             },
             bytes_transferred: 0,
         };

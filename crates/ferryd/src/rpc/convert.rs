@@ -282,6 +282,8 @@ pub fn file(v: &FileView) -> pb::File {
         validated: f.validated,
         bytes_from_origin: f.peer.from_origin,
         bytes_from_peers: f.peer.from_peers,
+        mirrors: f.mirrors.iter().map(|m| mask_url(m).into_owned()).collect(),
+        url_in_use: mask_url(f.url_in_use()).into_owned(),
     }
 }
 

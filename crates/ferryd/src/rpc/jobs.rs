@@ -212,6 +212,7 @@ fn file_specs(files: Vec<pb::FileSpec>) -> Vec<FileSpec> {
             remote_url: f.remote_url,
             local_path: f.local_path,
             expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
+            mirrors: f.mirrors,
         })
         .collect()
 }
@@ -294,6 +295,39 @@ impl pb::jobs_server::Jobs for JobsApi {
         let files = self.svc.add_files(&caller, id, file_specs(r.files)).await?;
         Ok(Response::new(pb::AddFilesResponse {
             files: files.iter().map(convert::file).collect(),
+        }))
+    }
+
+    async fn set_remote_name(
+        &self,
+        req: Request<pb::SetRemoteNameRequest>,
+    ) -> Result<Response<pb::SetRemoteNameResponse>, Status> {
+        let uid = caller(&req)?.uid;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let file = self
+            .svc
+            .set_remote_name(uid, id, r.file_index, &r.remote_url)
+            .await?;
+        Ok(Response::new(pb::SetRemoteNameResponse {
+            file: Some(convert::file(&file)),
+        }))
+    }
+
+    async fn replace_remote_prefix(
+        &self,
+        req: Request<pb::ReplaceRemotePrefixRequest>,
+    ) -> Result<Response<pb::ReplaceRemotePrefixResponse>, Status> {
+        let uid = caller(&req)?.uid;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let (view, files_changed) = self
+            .svc
+            .replace_remote_prefix(uid, id, &r.old_prefix, &r.new_prefix)
+            .await?;
+        Ok(Response::new(pb::ReplaceRemotePrefixResponse {
+            job: Some(convert::job(&view)),
+            files_changed,
         }))
     }
 

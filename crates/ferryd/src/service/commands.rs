@@ -33,6 +33,8 @@ pub struct FileSpec {
     pub remote_url: String,
     pub local_path: String,
     pub expected_sha256: Option<String>,
+    /// More URLs of the same content, tried in order when the one in use fails for good.
+    pub mirrors: Vec<String>,
 }
 
 /// Property changes; `None` leaves a property as it is.

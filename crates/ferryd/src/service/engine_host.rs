@@ -266,6 +266,7 @@ impl Host for Service {
             reply_path: self.reply_path(&e.job, &owner),
             owner,
             transfer_time_left,
+            failures_in_a_row: e.clock.failures_in_a_row,
         };
         Some(plan)
     }
@@ -472,6 +473,28 @@ impl Host for Service {
                 svc.report_unfinished();
             }
         });
+    }
+
+    fn switch_url(&self, job: Uuid, run: RunId, index: u32, to: u32) -> Option<FileRecord> {
+        let mut inner = self.lock();
+        // The durable bytes first: they are what the next URL continues from.
+        self.checkpoint(&mut inner, job, run);
+        let e = current(&mut inner, job, run)?;
+        let before = e.view();
+        let f = e.files.get_mut(index as usize)?;
+        if to > f.mirrors.len() as u32 {
+            return None;
+        }
+        f.mirror_in_use = to;
+        // Where the last URL's redirects led says nothing of the next one.
+        f.final_url = None;
+        let f = f.clone();
+        // A new URL starts its count of failures afresh.
+        e.clock.failures_in_a_row = 0;
+        let after = e.view();
+        self.store.put_files_detached(vec![f.clone()]);
+        self.emit(ChangeKind::Modified, after, Some(before));
+        Some(f)
     }
 
     fn failed(&self, job: Uuid, run: RunId, file_index: Option<u32>, err: TransferError) {

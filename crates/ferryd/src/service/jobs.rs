@@ -14,7 +14,11 @@ struct CheckedFile {
     url: String,
     path: String,
     sha256: Option<String>,
+    mirrors: Vec<String>,
 }
+
+/// The most mirrors a file may carry.
+pub const MAX_MIRRORS: usize = 16;
 
 /// The largest umask a job may carry (the permission bits).
 const UMASK_BITS: u32 = 0o777;
@@ -143,6 +147,7 @@ impl Service {
                     "uploads go to http or https URLs".into(),
                 ));
             }
+            let mirrors = check_mirrors(i, upload, &s.mirrors)?;
             validate::local_path(&format!("files[{i}].local_path"), &s.local_path)?;
             let path = path.map_err(ServiceError::InvalidArgument)?;
             if let Some(first) = seen.insert(path.clone(), i) {
@@ -156,7 +161,12 @@ impl Service {
                 .filter(|s| !s.is_empty())
                 .map(validate::sha256)
                 .transpose()?;
-            checked.push(CheckedFile { url, path, sha256 });
+            checked.push(CheckedFile {
+                url,
+                path,
+                sha256,
+                mirrors,
+            });
         }
         Ok(checked)
     }
@@ -312,6 +322,32 @@ fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileReco
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            mirrors: c.mirrors,
+            mirror_in_use: 0,
         })
+        .collect()
+}
+
+/// The mirrors of file `i` (of an upload job when `upload`: it takes none), each checked
+/// as its URL is.
+fn check_mirrors(i: usize, upload: bool, mirrors: &[String]) -> Result<Vec<String>, ServiceError> {
+    if mirrors.is_empty() {
+        return Ok(Vec::new());
+    }
+    if upload {
+        return Err(ServiceError::InvalidArgument(format!(
+            "files[{i}] of an upload job has mirrors: an upload goes to one URL; give none"
+        )));
+    }
+    if mirrors.len() > MAX_MIRRORS {
+        return Err(ServiceError::InvalidArgument(format!(
+            "files[{i}] has {} mirrors, at most {MAX_MIRRORS} are taken",
+            mirrors.len()
+        )));
+    }
+    mirrors
+        .iter()
+        .enumerate()
+        .map(|(j, m)| validate::remote_url_named(&format!("files[{i}].mirrors[{j}]"), m))
         .collect()
 }

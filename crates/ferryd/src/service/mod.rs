@@ -28,6 +28,7 @@ mod properties;
 mod queries;
 mod state;
 mod store_health;
+mod urls;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -529,6 +530,8 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            mirrors: Vec::new(),
+            mirror_in_use: 0,
         }
     }
 
@@ -671,6 +674,7 @@ mod tests {
                     remote_url: "http://h/y".into(),
                     local_path: "/tmp/ferry-archive-test-y".into(),
                     expected_sha256: None,
+                    mirrors: Vec::new(),
                 }],
             )
             .await;

@@ -12,12 +12,15 @@ use crate::engine::error::TransferError;
 use crate::model::{is_loopback_url, ErrorContext, ErrorKind, JobState};
 use crate::netwatch::Change;
 
-/// True when a file still to transfer needs the network.
+/// True when a file still to transfer needs the network (where its URL in use led, or
+/// one of its URLs, is not on this machine).
 pub(super) fn needs_network(e: &Entry) -> bool {
-    e.files
-        .iter()
-        .filter(|f| !f.completed)
-        .any(|f| !is_loopback_url(f.final_url.as_deref().unwrap_or(&f.remote_url)))
+    e.files.iter().filter(|f| !f.completed).any(|f| {
+        !is_loopback_url(f.final_url.as_deref().unwrap_or(f.url_in_use()))
+            || std::iter::once(&f.remote_url)
+                .chain(&f.mirrors)
+                .any(|u| !is_loopback_url(u))
+    })
 }
 
 /// True when the job waits in `transient_error` after a failure of the network's.

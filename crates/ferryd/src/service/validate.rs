@@ -67,6 +67,17 @@ pub fn remote_url(field: &str, url: &str) -> Result<String, ServiceError> {
     Ok(parsed.to_string())
 }
 
+/// [`remote_url`], its refusal starting with `field`: for a URL among several (a file's
+/// mirrors, the URLs a prefix replacement makes), so the caller knows which one.
+pub fn remote_url_named(field: &str, url: &str) -> Result<String, ServiceError> {
+    remote_url(field, url).map_err(|e| match e {
+        ServiceError::InvalidArgument(m) if !m.starts_with(field) => {
+            ServiceError::InvalidArgument(format!("{field}: {m}"))
+        }
+        other => other,
+    })
+}
+
 /// True for the paths of the kernel's process views (`/proc/...`, `/dev/fd/...`,
 /// `/dev/stdin` and its kin): read by the daemon, they would name the daemon's own open
 /// descriptors, folders and memory rather than a file of the caller. The daemon runs as

@@ -208,6 +208,8 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            mirrors: Vec::new(),
+            mirror_in_use: 0,
         }
     }
 
@@ -323,6 +325,8 @@ mod tests {
                 no_peer_cache: true,
                 origin_only: true,
             },
+            mirrors: vec!["https://mirror.example/ü".into(), "file:///srv/m".into()],
+            mirror_in_use: 2,
         }
     }
 
@@ -413,12 +417,13 @@ mod tests {
     /// file's bytes from the origin and from peers another (one byte when there are none),
     /// and options that are not the defaults one for the metered policy, one for
     /// write-only headers and one each for `auto_complete`, `insecure_tls` and
-    /// `keep_going`.
+    /// `keep_going`; each file's mirrors and the mirror in use two (none, the file's own
+    /// URL).
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 169),
-            ("fetched job", fetched_final_job(), 317),
+            ("scenario-5 job", typical_final_job(), 171),
+            ("fetched job", fetched_final_job(), 319),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());

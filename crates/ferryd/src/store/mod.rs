@@ -758,6 +758,8 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            mirrors: Vec::new(),
+            mirror_in_use: 0,
         }
     }
 

@@ -328,7 +328,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
     bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments, \
-    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only";
+    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only, mirrors, mirror_in_use";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let mut f = FileRecord {
@@ -350,7 +350,26 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
             no_peer_cache: r.get(14)?,
             origin_only: r.get(15)?,
         },
+        mirrors: Vec::new(),
+        mirror_in_use: r.get(17)?,
     };
+    match serde_json::from_str::<Vec<String>>(&r.get::<_, String>(16)?) {
+        Ok(mirrors) => f.mirrors = mirrors,
+        // The file is still fetched from its own URL; the mirrors are lost, and said so.
+        Err(e) => {
+            tracing::warn!(
+                job = %f.job_id,
+                file = f.index,
+                "the stored mirrors of this file (column files.mirrors) could not be read: \
+                 {}; it is fetched from its remote_url only",
+                json_reason(&e)
+            );
+            f.mirror_in_use = 0;
+        }
+    }
+    if f.mirror_in_use as usize > f.mirrors.len() {
+        f.mirror_in_use = 0;
+    }
     match serde_json::from_str::<Vec<Segment>>(&r.get::<_, String>(11)?) {
         Ok(segments) => f.segments = segments,
         // Without its segments the durable bytes of a multi-connection download are not
@@ -377,7 +396,7 @@ fn upsert_file_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
              ON CONFLICT(job_id, idx) DO UPDATE SET {}",
             update_list(FILE_COLUMNS, &["job_id", "idx"])
         )
@@ -402,6 +421,8 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         f.peer.from_peers as i64,
         f.peer.no_peer_cache,
         f.peer.origin_only,
+        serde_json::to_string(&f.mirrors).unwrap_or_else(|_| "[]".into()),
+        f.mirror_in_use,
     ])?;
     Ok(())
 }

@@ -106,6 +106,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX peer_cache_url ON peer_cache(url, validator, length);
     CREATE INDEX peer_cache_sha256 ON peer_cache(sha256);
     "#,
+    // 5 → 6: a file's mirrors (a JSON list of more URLs) and which URL is in use (0: its
+    // remote_url, i: mirror i - 1).
+    r#"
+    ALTER TABLE files ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE files ADD COLUMN mirror_in_use INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.
