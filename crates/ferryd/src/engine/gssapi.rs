@@ -371,8 +371,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = format!("FILE:{}", dir.path().join("none").display());
         match initial_token("HTTP@origin.invalid", Some(&cache)) {
+            // MIT Kerberos: "No credentials were supplied, or the credentials were
+            // unavailable or inaccessible: No credentials cache found".
             Err(GssError::NoTicket(words)) => {
-                assert!(words.contains(dir.path().to_str().unwrap()), "{words}")
+                assert!(words.contains("credentials cache"), "{words}")
             }
             other => panic!("expected NoTicket, got {other:?}"),
         }
