@@ -363,7 +363,11 @@ async fn parity_negotiate_without_a_ticket_the_job_errors_saying_to_run_kinit() 
     let failed = settle(&job).await;
     assert_eq!(failed.state(), JobState::Error, "{failed:?}");
     let error = failed.error.clone().expect("an error record");
-    assert_eq!(error.context, Some(ErrorContext::Authentication), "{error:?}");
+    assert_eq!(
+        error.context,
+        Some(ErrorContext::Authentication),
+        "{error:?}"
+    );
     assert_eq!(error.code, "kerberos_no_ticket", "{error:?}");
     assert!(error.message.contains("run kinit"), "{error:?}");
     assert!(error.message.contains(&ccache), "{error:?}");

@@ -48,7 +48,8 @@ struct KeyValueSet {
 type Handle = *mut c_void;
 
 /// GSS_C_NT_HOSTBASED_SERVICE, 1.2.840.113554.1.2.1.4: names such as `HTTP@host`.
-static NT_HOSTBASED_SERVICE: [u8; 10] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x01, 0x04];
+static NT_HOSTBASED_SERVICE: [u8; 10] =
+    [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x01, 0x04];
 /// SPNEGO, 1.3.6.1.5.5.2: the mechanism of HTTP Negotiate.
 static SPNEGO: [u8; 6] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x02];
 /// Kerberos 5, 1.2.840.113554.1.2.2.
@@ -89,7 +90,8 @@ type InitSecContext = unsafe extern "C" fn(
     *mut OmUint32,
     *mut OmUint32,
 ) -> OmUint32;
-type DeleteSecContext = unsafe extern "C" fn(*mut OmUint32, *mut Handle, *mut BufferDesc) -> OmUint32;
+type DeleteSecContext =
+    unsafe extern "C" fn(*mut OmUint32, *mut Handle, *mut BufferDesc) -> OmUint32;
 type ReleaseBuffer = unsafe extern "C" fn(*mut OmUint32, *mut BufferDesc) -> OmUint32;
 type DisplayStatus = unsafe extern "C" fn(
     *mut OmUint32,
@@ -348,7 +350,11 @@ impl Gss {
                 // SAFETY: the library made `buf`: `length` bytes at `value`.
                 let bytes =
                     unsafe { std::slice::from_raw_parts(buf.value as *const u8, buf.length) };
-                parts.push(String::from_utf8_lossy(bytes).trim_end_matches('\0').to_string());
+                parts.push(
+                    String::from_utf8_lossy(bytes)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                );
             }
             let mut m = 0;
             // SAFETY: made by gss_display_status above.

@@ -55,7 +55,11 @@ pub fn offers_negotiate(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|challenge| {
-            let scheme = challenge.trim_start().split([' ', '\t']).next().unwrap_or("");
+            let scheme = challenge
+                .trim_start()
+                .split([' ', '\t'])
+                .next()
+                .unwrap_or("");
             scheme.eq_ignore_ascii_case("negotiate")
         })
 }
@@ -94,7 +98,11 @@ pub async fn send(
     accepted(execute(&client, replay, label).await?, label)
 }
 
-async fn execute(client: &Client, request: Request, label: &str) -> Result<Response, TransferError> {
+async fn execute(
+    client: &Client,
+    request: Request,
+    label: &str,
+) -> Result<Response, TransferError> {
     client
         .execute(request)
         .await
@@ -134,12 +142,11 @@ async fn authorize(
     })?;
     let cache = ccache.map(str::to_string);
     let for_service = service.clone();
-    let token = tokio::task::spawn_blocking(move || {
-        gssapi::initial_token(&for_service, cache.as_deref())
-    })
-    .await
-    .map_err(TransferError::internal)?
-    .map_err(|e| gss_error(e, &service, ccache, label))?;
+    let token =
+        tokio::task::spawn_blocking(move || gssapi::initial_token(&for_service, cache.as_deref()))
+            .await
+            .map_err(TransferError::internal)?
+            .map_err(|e| gss_error(e, &service, ccache, label))?;
     let value = format!(
         "Negotiate {}",
         base64::engine::general_purpose::STANDARD.encode(token)
@@ -199,8 +206,13 @@ mod tests {
     #[test]
     fn parity_negotiate_challenges_are_found_among_others() {
         assert!(offers_negotiate(&headers(&["Negotiate"])));
-        assert!(offers_negotiate(&headers(&["Basic realm=\"x\"", "negotiate"])));
-        assert!(offers_negotiate(&headers(&["Basic realm=\"x\", Negotiate"])));
+        assert!(offers_negotiate(&headers(&[
+            "Basic realm=\"x\"",
+            "negotiate"
+        ])));
+        assert!(offers_negotiate(&headers(&[
+            "Basic realm=\"x\", Negotiate"
+        ])));
         assert!(offers_negotiate(&headers(&["Negotiate oRQwEqADCgEA"])));
         assert!(!offers_negotiate(&headers(&["Basic realm=\"Negotiate\""])));
         assert!(!offers_negotiate(&headers(&["NegotiateX"])));

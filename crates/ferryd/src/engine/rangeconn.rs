@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 use super::error::{self, TransferError};
 use super::events::FileEvents;
 use super::httpmeta;
+use super::netclient;
 use super::partfile::Writer;
 use super::ratelimit::{consume_all, RateLimiter};
 use super::segtable::Seg;
 use super::sources::{Source, SourceBytes};
 use super::task::FileTask;
 use super::yielding::Yielder;
-use super::netclient;
 use crate::model::{Credentials, ErrorContext, ErrorKind};
 
 /// A peer that sends nothing for this long is dropped (the origin's own stall timeout
