@@ -12,7 +12,7 @@ from ._proto.ferry.v1 import (  # noqa: F401
 )
 from ._proto.ferry import v1 as pb  # noqa: F401
 from .callbacks import Callback, CallbackChannel
-from .client import Client, Job
+from .client import Client, Job, negotiate_credentials
 from .errors import FerryError
 from .paths import socket_path
 from .queries import AsyncCall, Enumerator, ObjectSink
@@ -32,5 +32,6 @@ __all__ = [
     "ObjectSink",
     "QueryObject",
     "StatusCode",
+    "negotiate_credentials",
     "socket_path",
 ]

@@ -34,6 +34,19 @@ T = TypeVar("T")
 FileSpec = Union[Tuple[str, str], Tuple[str, str, str], Tuple[str, str, str, Sequence[str]]]
 
 
+def negotiate_credentials(ccache: Optional[str] = None) -> jobs_pb2.Credentials:
+    """Credentials for HTTP Negotiate (Kerberos through SPNEGO), for
+    ``job.set(credentials=...)``: when the server answers 401 with ``WWW-Authenticate:
+    Negotiate``, ferryd gets a ticket for ``HTTP@host`` from the job owner's Kerberos
+    tickets (``kinit``) and sends ``Authorization: Negotiate ...`` (BITS:
+    IBackgroundCopyJob2::SetCredentials with BG_AUTH_SCHEME_NEGOTIATE). ``ccache`` names
+    the credential cache as KRB5CCNAME does; by default the caller's KRB5CCNAME, else the
+    owner's default cache."""
+    if ccache is None:
+        ccache = os.environ.get("KRB5CCNAME", "")
+    return jobs_pb2.Credentials(negotiate=jobs_pb2.NegotiateCredentials(ccache=ccache))
+
+
 def _refusals_raise(f: Callable[..., T]) -> Callable[..., T]:
     """Turns a failed call's grpc.RpcError into a FerryError."""
 

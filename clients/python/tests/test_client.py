@@ -24,6 +24,7 @@ from ferry_client import (
     JobState,
     NotifyFlag,
     StatusCode,
+    negotiate_credentials,
     paths,
 )
 
@@ -105,6 +106,19 @@ def test_secrets_are_write_only_and_headers_can_all_be(client):
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "display_name" in e.value.message and "position 3" in e.value.message
     assert "py-s3cret" not in str(job.info())
+
+
+def test_parity_negotiate_credentials_are_set_and_shown_by_scheme_only(client, monkeypatch):
+    monkeypatch.setenv("KRB5CCNAME", "FILE:/tmp/krb5cc_py_test")
+    job = client.create_job("python negotiate")
+    info = job.set(credentials=negotiate_credentials())
+    assert info.credentials == "negotiate"
+    info = job.set(credentials=negotiate_credentials("FILE:/tmp/other"))
+    assert info.credentials == "negotiate" and "krb5cc" not in str(info)
+    with pytest.raises(FerryError) as e:
+        job.set(credentials=negotiate_credentials("FILE:/tmp/a\nb"))
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "credentials.negotiate.ccache" in e.value.message
 
 
 class Completer(Callback):

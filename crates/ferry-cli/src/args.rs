@@ -139,6 +139,9 @@ pub struct TransferArgs {
     /// Bearer token (Authorization: Bearer TOKEN)
     #[arg(long, value_name = "TOKEN")]
     pub bearer: Option<String>,
+    /// HTTP Negotiate (Kerberos/SPNEGO) with your Kerberos tickets (kinit), from $KRB5CCNAME's cache or your default one (BITS: BG_AUTH_SCHEME_NEGOTIATE)
+    #[arg(long)]
+    pub negotiate: bool,
     /// Proxy: none, system, or a URL (http://host:port, https://, socks5://,
     /// socks5h://host:port: names resolved by the proxy)
     #[arg(long)]

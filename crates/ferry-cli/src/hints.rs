@@ -35,6 +35,7 @@ pub fn for_call(e: &Error) -> Option<&'static str> {
 pub fn for_job_error(code: &str) -> Option<&'static str> {
     match code {
         "tls_certificate" => Some("`ferry set JOB --ca-file PATH` trusts the CA in PATH"),
+        "kerberos_no_ticket" => Some("`kinit` gets you a Kerberos ticket; then `ferry resume JOB`"),
         "unreadable_options" | "unreadable_notify_command" => {
             Some("`ferry cancel JOB`, then create the job again")
         }

@@ -39,8 +39,15 @@ pub trait TransferProperties {
 
 impl TransferProperties for TransferArgs {
     fn properties(&self, clear_headers: bool, clear_credentials: bool) -> Result<JobProperties> {
-        if self.basic.is_some() as u8 + self.bearer.is_some() as u8 + clear_credentials as u8 > 1 {
-            return Err(usage("give one of --basic, --bearer, --clear-credentials"));
+        if self.basic.is_some() as u8
+            + self.bearer.is_some() as u8
+            + self.negotiate as u8
+            + clear_credentials as u8
+            > 1
+        {
+            return Err(usage(
+                "give one of --basic, --bearer, --negotiate, --clear-credentials",
+            ));
         }
         let credentials = if let Some(b) = &self.basic {
             let (user, password) = b
@@ -52,6 +59,8 @@ impl TransferProperties for TransferArgs {
             })
         } else if let Some(t) = &self.bearer {
             Some(Credentials::Bearer(t.clone()))
+        } else if self.negotiate {
+            Some(Credentials::negotiate())
         } else if clear_credentials {
             Some(Credentials::Clear)
         } else {
@@ -94,6 +103,7 @@ mod tests {
             headers: vec!["X-A: b".into()],
             basic: Some("me:secret:with:colons".into()),
             bearer: None,
+            negotiate: false,
             proxy: Some("none".into()),
             ca_file: Some("/etc/ca.pem".into()),
             bandwidth: Some("1MiB/s".into()),
@@ -124,6 +134,16 @@ mod tests {
             ..Default::default()
         };
         assert!(both.properties(false, false).is_err());
+        let negotiate_and_basic = TransferArgs {
+            basic: Some("a:b".into()),
+            negotiate: true,
+            ..Default::default()
+        };
+        let e = negotiate_and_basic
+            .properties(false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--negotiate"), "{e}");
         let no_colon = TransferArgs {
             basic: Some("user".into()),
             ..Default::default()

@@ -86,7 +86,7 @@ pub struct JobInfo {
     /// [`JobProperties::headers_write_only`] or [`crate::Job::make_headers_write_only`],
     /// never cleared.
     pub headers_write_only: bool,
-    /// `basic USER`, `bearer`, or `None`; the secret is never shown.
+    /// `basic USER`, `bearer`, `negotiate`, or `None`; the secret is never shown.
     pub credentials: Option<String>,
     /// `system`, `none` or a proxy URL, its password shown as `***`
     /// (`http://user:***@proxy:3128`).
@@ -438,6 +438,11 @@ impl JobProperties {
                         pb::credentials::Kind::Basic(pb::BasicCredentials { user, password })
                     }
                     Credentials::Bearer(t) => pb::credentials::Kind::BearerToken(t),
+                    Credentials::Negotiate { ccache } => {
+                        pb::credentials::Kind::Negotiate(pb::NegotiateCredentials {
+                            ccache: ccache.unwrap_or_default(),
+                        })
+                    }
                     Credentials::Clear => pb::credentials::Kind::Clear(true),
                 }),
             }),
@@ -478,8 +483,29 @@ pub enum Credentials {
     },
     /// A bearer token (`Authorization: Bearer …`).
     Bearer(String),
+    /// HTTP Negotiate (Kerberos through SPNEGO): when the server answers 401 with
+    /// `WWW-Authenticate: Negotiate`, the daemon gets a ticket for `HTTP@host` from the
+    /// job owner's Kerberos tickets (`kinit`) and sends `Authorization: Negotiate …`
+    /// (BITS: `IBackgroundCopyJob2::SetCredentials` with `BG_AUTH_SCHEME_NEGOTIATE`).
+    /// [`Credentials::negotiate`] takes the caller's `KRB5CCNAME`.
+    Negotiate {
+        /// The credential cache, as `KRB5CCNAME` names one (`FILE:/tmp/krb5cc_1000`,
+        /// `KCM:`…), read as the job's owner; `None`: the owner's default cache as the
+        /// daemon sees it.
+        ccache: Option<String>,
+    },
     /// Remove the credentials.
     Clear,
+}
+
+impl Credentials {
+    /// Negotiate with the caller's credential cache: `KRB5CCNAME` when it is set (and not
+    /// empty), else the job owner's default cache.
+    pub fn negotiate() -> Credentials {
+        Credentials::Negotiate {
+            ccache: std::env::var("KRB5CCNAME").ok().filter(|c| !c.is_empty()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -487,6 +513,7 @@ impl std::fmt::Debug for Credentials {
         match self {
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Credentials::Bearer(_) => f.write_str("Bearer(***)"),
+            Credentials::Negotiate { ccache } => write!(f, "Negotiate({ccache:?})"),
             Credentials::Clear => f.write_str("Clear"),
         }
     }

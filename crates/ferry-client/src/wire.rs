@@ -68,6 +68,7 @@ wire!(ErrorContext: ErrorContext {
     Daemon,
     Validation,
     Notification,
+    Authentication,
 });
 wire!(UploadProtocol: UploadProtocol { Put, Tus });
 wire!(PeerMode: PeerMode {

@@ -129,6 +129,9 @@ string_enum!(
         Validation,
         /// Delivering a notification.
         Notification,
+        /// Authenticating to the server: no Kerberos ticket for Negotiate, a ticket the
+        /// server refused.
+        Authentication,
     }
 );
 

@@ -102,8 +102,18 @@ pub struct JobRecord {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Credentials {
-    Basic { user: String, password: String },
-    Bearer { token: String },
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    /// HTTP Negotiate (Kerberos through SPNEGO) with the job owner's tickets from
+    /// `ccache` (as KRB5CCNAME names a cache; `None`: the owner's default cache).
+    Negotiate {
+        ccache: Option<String>,
+    },
 }
 
 impl Credentials {
@@ -112,6 +122,7 @@ impl Credentials {
         match self {
             Credentials::Basic { user, .. } => format!("basic {user}"),
             Credentials::Bearer { .. } => "bearer".into(),
+            Credentials::Negotiate { .. } => "negotiate".into(),
         }
     }
 }

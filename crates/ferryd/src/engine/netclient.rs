@@ -135,6 +135,26 @@ pub fn decorate(mut req: RequestBuilder, options: &JobOptions) -> RequestBuilder
     match &options.credentials {
         Some(Credentials::Basic { user, password }) => req.basic_auth(user, Some(password)),
         Some(Credentials::Bearer { token }) => req.bearer_auth(token),
-        None => req,
+        // Added by `send` when the server asks (engine/negotiate.rs).
+        Some(Credentials::Negotiate { .. }) | None => req,
+    }
+}
+
+/// Sends a request built with [`decorate`] or [`for_download`]: with Negotiate
+/// credentials, answering the server's challenge (engine/negotiate.rs); `label` names the
+/// place in errors.
+pub async fn send(
+    req: RequestBuilder,
+    credentials: Option<&Credentials>,
+    label: &str,
+) -> Result<reqwest::Response, TransferError> {
+    match credentials {
+        Some(Credentials::Negotiate { ccache }) => {
+            super::negotiate::send(req, ccache.as_deref(), label).await
+        }
+        _ => req
+            .send()
+            .await
+            .map_err(|e| super::error::from_reqwest(&e, label)),
     }
 }

@@ -11,7 +11,7 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
 use super::httpmeta;
-use super::netclient::for_download;
+use super::netclient::{self, for_download};
 use super::rangeconn::{race, Raced};
 use super::task::FileTask;
 
@@ -58,7 +58,9 @@ pub(super) async fn probe(task: &FileTask<'_>) -> Probed {
     task.events.connecting();
     let url = &task.record.remote_url;
     let req = for_download(task.client.head(url), task.options);
-    match race(&task.cancel, task.stall_timeout, req.send()).await {
+    let credentials = task.options.credentials.as_ref();
+    let sent = netclient::send(req, credentials, url);
+    match race(&task.cancel, task.stall_timeout, sent).await {
         Raced::Stopped => Probed::Stopped,
         Raced::Ready(Ok(resp)) => {
             match OriginHead::read(resp.status(), resp.headers(), resp.url().as_str()) {

@@ -20,13 +20,14 @@ use tokio_util::sync::CancellationToken;
 use super::error::{self, TransferError};
 use super::events::FileEvents;
 use super::httpmeta;
+use super::netclient;
 use super::partfile::Writer;
 use super::ratelimit::{consume_all, RateLimiter};
 use super::segtable::Seg;
 use super::sources::{Source, SourceBytes};
 use super::task::FileTask;
 use super::yielding::Yielder;
-use crate::model::{ErrorContext, ErrorKind};
+use crate::model::{Credentials, ErrorContext, ErrorKind};
 
 /// A peer that sends nothing for this long is dropped (the origin's own stall timeout
 /// applies to the origin).
@@ -65,18 +66,20 @@ pub(super) async fn race<F: Future>(
     }
 }
 
-/// Sends `req` to `label`: `None` when stopped first; no answer within `stall`, or a
-/// connection that fails, is an error.
+/// Sends `req` to `label` with the job's `credentials` (a Negotiate challenge is
+/// answered: engine/netclient.rs `send`): `None` when stopped first; no answer within
+/// `stall`, or a connection that fails, is an error.
 pub(super) async fn send(
     stop: &CancellationToken,
     stall: Duration,
     req: reqwest::RequestBuilder,
+    credentials: Option<&Credentials>,
     label: &str,
 ) -> Result<Option<reqwest::Response>, TransferError> {
-    match race(stop, stall, req.send()).await {
+    match race(stop, stall, netclient::send(req, credentials, label)).await {
         Raced::Stopped => Ok(None),
         Raced::Stalled => Err(stalled(label, "no answer", stall)),
-        Raced::Ready(Err(e)) => Err(error::from_reqwest(&e, label)),
+        Raced::Ready(Err(e)) => Err(e),
         Raced::Ready(Ok(r)) => Ok(Some(r)),
     }
 }
@@ -168,7 +171,8 @@ pub(super) async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError>
     }
     let label = ctx.source.label();
     let req = ctx.source.range_request(pos, end);
-    let Some(resp) = send(&ctx.stop, ctx.stall, req, &label).await? else {
+    let credentials = ctx.source.credentials();
+    let Some(resp) = send(&ctx.stop, ctx.stall, req, credentials, &label).await? else {
         return Ok(());
     };
     let _watch = ctx.yielder.as_ref().and_then(|y| y.watch(&resp));

@@ -178,7 +178,10 @@ async fn ask(
             }
         }
         task.events.connecting();
-        let Some(response) = send(&task.cancel, task.stall_timeout, request, url).await? else {
+        let credentials = task.options.credentials.as_ref();
+        let Some(response) =
+            send(&task.cancel, task.stall_timeout, request, credentials, url).await?
+        else {
             return Ok(None);
         };
         let verdict = judge(

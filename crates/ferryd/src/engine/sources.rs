@@ -166,6 +166,11 @@ impl Source {
         req
     }
 
+    /// The job's credentials, for the origin (a peer gets none).
+    pub fn credentials(&self) -> Option<&crate::model::Credentials> {
+        self.options.as_ref().and_then(|o| o.credentials.as_ref())
+    }
+
     /// How it is named in messages.
     pub fn label(&self) -> String {
         match &self.kind {

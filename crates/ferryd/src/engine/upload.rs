@@ -111,10 +111,10 @@ async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
 ) -> Result<Option<reqwest::Response>, TransferError> {
-    unless_stopped(&task.cancel, req.send())
+    let credentials = task.options.credentials.as_ref();
+    unless_stopped(&task.cancel, super::netclient::send(req, credentials, url))
         .await
         .transpose()
-        .map_err(|e| error::from_reqwest(&e, url))
 }
 
 fn status_error(resp: &reqwest::Response, url: &str) -> TransferError {

@@ -112,6 +112,15 @@ error_kinds! {
     CaFile => "ca_file",
     /// The HTTP client could not be built.
     HttpClient => "http_client",
+    // Authentication.
+    /// Negotiate: the job owner's credential cache holds no usable Kerberos ticket (run
+    /// kinit).
+    KerberosNoTicket => "kerberos_no_ticket",
+    /// Negotiate: the GSSAPI made no token (no such service principal, the KDC not
+    /// reachable…).
+    Negotiate => "negotiate",
+    /// Negotiate: the system's GSSAPI library could not be loaded.
+    NegotiateUnavailable => "negotiate_unavailable",
     // The daemon.
     /// Recorded segments lack their size or validator.
     SegmentsIncomplete => "segments_incomplete",

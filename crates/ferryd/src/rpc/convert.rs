@@ -127,6 +127,9 @@ pub fn credentials_from(c: Option<pb::Credentials>) -> Option<Option<Credentials
             password: b.password,
         })),
         pb::credentials::Kind::BearerToken(t) => Some(Some(Credentials::Bearer { token: t })),
+        pb::credentials::Kind::Negotiate(n) => Some(Some(Credentials::Negotiate {
+            ccache: (!n.ccache.is_empty()).then_some(n.ccache),
+        })),
     }
 }
 
@@ -138,6 +141,7 @@ pub fn error_context(c: ErrorContext) -> pb::ErrorContext {
         ErrorContext::Daemon => pb::ErrorContext::Daemon,
         ErrorContext::Validation => pb::ErrorContext::Validation,
         ErrorContext::Notification => pb::ErrorContext::Notification,
+        ErrorContext::Authentication => pb::ErrorContext::Authentication,
     }
 }
 

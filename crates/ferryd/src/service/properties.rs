@@ -115,6 +115,19 @@ impl Service {
                 ));
             }
         }
+        if let Some(Some(Credentials::Negotiate {
+            ccache: Some(ccache),
+        })) = &changes.credentials
+        {
+            validate::no_control_chars("credentials.negotiate.ccache", ccache)?;
+            if ccache.len() > 4096 {
+                return Err(ServiceError::InvalidArgument(
+                    "credentials.negotiate.ccache is over 4096 bytes: give a credential cache \
+                     name as KRB5CCNAME holds one (FILE:/tmp/krb5cc_1000, KCM:…)"
+                        .into(),
+                ));
+            }
+        }
         Ok(CheckedChanges {
             changes,
             headers,

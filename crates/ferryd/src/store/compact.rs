@@ -72,6 +72,7 @@ pub fn decode(bytes: &[u8]) -> (JobRecord, Vec<FileRecord>) {
 enum CredentialsRepr {
     Basic { user: String, password: String },
     Bearer { token: String },
+    Negotiate { ccache: Option<String> },
 }
 
 /// `JobOptions` as postcard can decode it.
@@ -121,6 +122,7 @@ impl From<JobOptions> for OptionsRepr {
             credentials: credentials.map(|c| match c {
                 Credentials::Basic { user, password } => CredentialsRepr::Basic { user, password },
                 Credentials::Bearer { token } => CredentialsRepr::Bearer { token },
+                Credentials::Negotiate { ccache } => CredentialsRepr::Negotiate { ccache },
             }),
             proxy,
             ca_file,
@@ -165,6 +167,7 @@ impl From<OptionsRepr> for JobOptions {
             credentials: credentials.map(|c| match c {
                 CredentialsRepr::Basic { user, password } => Credentials::Basic { user, password },
                 CredentialsRepr::Bearer { token } => Credentials::Bearer { token },
+                CredentialsRepr::Negotiate { ccache } => Credentials::Negotiate { ccache },
             }),
             proxy,
             ca_file,
@@ -266,15 +269,17 @@ mod tests {
                 auto_complete: true,
                 insecure_tls: true,
                 keep_going: true,
-                credentials: Some(if variant.is_multiple_of(2) {
-                    Credentials::Basic {
+                credentials: Some(match variant % 3 {
+                    0 => Credentials::Basic {
                         user: "u".into(),
                         password: "p".into(),
-                    }
-                } else {
-                    Credentials::Bearer {
+                    },
+                    1 => Credentials::Bearer {
                         token: "t0k3n".into(),
-                    }
+                    },
+                    _ => Credentials::Negotiate {
+                        ccache: Some("FILE:/tmp/krb5cc_1000".into()),
+                    },
                 }),
                 proxy: if variant.is_multiple_of(2) {
                     ProxySetting::Url("http://proxy:3128".into())

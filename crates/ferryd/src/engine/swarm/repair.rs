@@ -143,7 +143,8 @@ async fn origin_piece(
 ) -> Result<Vec<u8>, TransferError> {
     let label = origin.label();
     let req = origin.range_request(start, end);
-    let Some(resp) = send(&task.cancel, task.stall_timeout, req, &label).await? else {
+    let credentials = origin.credentials();
+    let Some(resp) = send(&task.cancel, task.stall_timeout, req, credentials, &label).await? else {
         return Err(TransferError::internal("cancelled"));
     };
     if resp.status() != StatusCode::PARTIAL_CONTENT {
