@@ -18,6 +18,7 @@
 //! May use: `model`, `config`, `owner`, and its own modules. Not `service`, `notify`,
 //! `query`, `rpc` or `store`.
 
+pub mod digest;
 pub mod download;
 pub mod error;
 pub mod events;

@@ -72,6 +72,7 @@ pub fn decode(bytes: &[u8]) -> (JobRecord, Vec<FileRecord>) {
 enum CredentialsRepr {
     Basic { user: String, password: String },
     Bearer { token: String },
+    Digest { user: String, password: String },
 }
 
 /// `JobOptions` as postcard can decode it.
@@ -93,6 +94,7 @@ struct OptionsRepr {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
+    security: crate::model::HttpSecurity,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -114,6 +116,7 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            security,
         } = o;
         OptionsRepr {
             headers,
@@ -121,6 +124,7 @@ impl From<JobOptions> for OptionsRepr {
             credentials: credentials.map(|c| match c {
                 Credentials::Basic { user, password } => CredentialsRepr::Basic { user, password },
                 Credentials::Bearer { token } => CredentialsRepr::Bearer { token },
+                Credentials::Digest { user, password } => CredentialsRepr::Digest { user, password },
             }),
             proxy,
             ca_file,
@@ -135,6 +139,7 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            security,
         }
     }
 }
@@ -158,6 +163,7 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            security,
         } = o;
         JobOptions {
             headers,
@@ -165,6 +171,7 @@ impl From<OptionsRepr> for JobOptions {
             credentials: credentials.map(|c| match c {
                 CredentialsRepr::Basic { user, password } => Credentials::Basic { user, password },
                 CredentialsRepr::Bearer { token } => Credentials::Bearer { token },
+                CredentialsRepr::Digest { user, password } => Credentials::Digest { user, password },
             }),
             proxy,
             ca_file,
@@ -179,6 +186,7 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            security,
         }
     }
 }
@@ -288,6 +296,17 @@ mod tests {
                 umask: Some(0o027),
                 peers: Some(crate::model::PeerMode::Client),
                 on_metered: Some(crate::model::MeteredPolicy::Continue),
+                security: crate::model::HttpSecurity {
+                    redirect_policy: crate::model::RedirectPolicy::NoHttpsToHttp,
+                    pinned_public_keys: vec!["sha256//AAAA".into()],
+                    crl_file: Some("/etc/crl.pem".into()),
+                    client_certificate: Some("/etc/client.pem".into()),
+                    client_key: Some("/etc/client.key".into()),
+                    proxy_credentials: Some(crate::model::ProxyCredentials {
+                        user: "pu".into(),
+                        password: "pp".into(),
+                    }),
+                },
             },
         }
     }
