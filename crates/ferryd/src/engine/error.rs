@@ -319,8 +319,8 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
             ErrorContext::RemoteFile,
             kind,
             format!(
-                "{url}: {}; set another redirect policy (SetJobProperties \
-                 redirect_policy, `ferry set JOB --redirect-policy allow_silent`) to follow it",
+                "{url}: {}; the job's redirect_policy (SetJobProperties) allow_silent or \
+                 allow_report follows it",
                 redirect_refused(e).unwrap_or(detail)
             ),
         ),
@@ -346,9 +346,8 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
             kind,
             format!(
                 "TLS: the server of {url} requires a client certificate and refused the \
-                 connection ({detail}); give the job one it accepts (SetJobProperties \
-                 client_certificate and client_key, `ferry set JOB --client-cert PEM \
-                 --client-key PEM`)"
+                 connection ({detail}); give the job one it accepts (client_certificate \
+                 and client_key, SetJobProperties)"
             ),
         ),
         _ => TransferError::new(ErrorContext::Transport, kind, format!("{url}: {detail}")),
