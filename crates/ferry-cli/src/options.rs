@@ -184,6 +184,7 @@ mod tests {
             bandwidth: Some("1MiB/s".into()),
             max_transfer_time: Some(std::time::Duration::from_secs(90)),
             insecure: true,
+            ..Default::default()
         };
         let p = a.properties(false, false).unwrap();
         assert_eq!(p.insecure_tls, Some(true));

@@ -164,7 +164,7 @@ fn kind_from_sources(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind>
             }
         }
         if err
-            .downcast_ref::<super::netclient::RedirectRefused>()
+            .downcast_ref::<super::redirect::RedirectRefused>()
             .is_some()
         {
             return Some(ErrorKind::RedirectRefused);
@@ -250,7 +250,7 @@ fn refused_certificate_subject(e: &reqwest::Error) -> Option<String> {
 /// The refused redirect in `e`'s chain, said as people read it.
 fn redirect_refused(e: &reqwest::Error) -> Option<String> {
     chain(e).into_iter().find_map(|err| {
-        err.downcast_ref::<super::netclient::RedirectRefused>()
+        err.downcast_ref::<super::redirect::RedirectRefused>()
             .map(|r| r.to_string())
     })
 }

@@ -35,6 +35,7 @@ pub mod planner;
 pub mod probe;
 pub mod rangeconn;
 pub mod ratelimit;
+pub mod redirect;
 pub mod schedule;
 pub mod scheduler;
 pub mod segmented;

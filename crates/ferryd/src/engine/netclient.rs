@@ -11,11 +11,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::error::TransferError;
 use super::tls;
 use crate::model::{
-    Credentials, ErrorContext, ErrorKind, HttpSecurity, JobOptions, ProxySetting, RedirectPolicy,
+    Credentials, ErrorContext, ErrorKind, HttpSecurity, JobOptions, ProxySetting,
 };
 
-/// At most this many redirects are followed for one request.
-const MAX_REDIRECTS: usize = 10;
+use super::redirect::{self, MAX_REDIRECTS};
 
 /// A client builder with ferry's settings and TLS configuration (see [`tls`]).
 fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
@@ -89,7 +88,7 @@ pub fn for_job(
             ),
         }
     })?;
-    let mut b = builder(tls).redirect(redirect_policy(options.security.redirect_policy));
+    let mut b = builder(tls).redirect(redirect::policy(options.security.redirect_policy));
     match &options.proxy {
         ProxySetting::System => {
             if let Some(p) = system_proxy_with_credentials(&options.security) {
@@ -182,59 +181,6 @@ fn client_identity(
     })?;
     Ok((chain, key))
 }
-
-/// reqwest's redirect policy for a job's [`RedirectPolicy`]; a redirect it refuses is
-/// the error [`RedirectRefused`].
-fn redirect_policy(policy: RedirectPolicy) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        let from = attempt
-            .previous()
-            .last()
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let to = attempt.url().to_string();
-        let refused = match policy {
-            RedirectPolicy::Disallow => true,
-            RedirectPolicy::NoHttpsToHttp => {
-                from.starts_with("https:") && attempt.url().scheme() == "http"
-            }
-            RedirectPolicy::AllowSilent | RedirectPolicy::AllowReport => false,
-        };
-        if refused {
-            attempt.error(RedirectRefused { policy, from, to })
-        } else if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error("too many redirects")
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// A redirect the job's redirect policy refuses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectRefused {
-    pub policy: RedirectPolicy,
-    pub from: String,
-    pub to: String,
-}
-
-impl std::fmt::Display for RedirectRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.policy {
-            RedirectPolicy::NoHttpsToHttp => "refuses redirects from https to http",
-            _ => "refuses redirects",
-        };
-        write!(
-            f,
-            "the server redirected {} to {}; the job's redirect policy ({}) {what}",
-            crate::model::mask_url(&self.from),
-            crate::model::mask_url(&self.to),
-            self.policy
-        )
-    }
-}
-
-impl std::error::Error for RedirectRefused {}
 
 /// The system's proxy (`http_proxy`, `https_proxy`, `all_proxy` and `no_proxy` of the
 /// daemon's environment, as reqwest reads them) with the job's proxy credentials, when

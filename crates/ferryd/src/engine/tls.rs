@@ -643,6 +643,99 @@ mod tests {
         assert!(!any.supported_verify_schemes().is_empty());
     }
 
+    /// A CA (with its key), a server certificate for `name` with serial 7, and the CA's
+    /// CRL listing `revoked` serials (PEM).
+    fn ca_server_crl(name: &str, revoked: &[u64]) -> (CertificateDer<'static>, CertificateDer<'static>, String, KeyPair) {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "ferry CRL CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec![name.to_string()]).unwrap();
+        server.serial_number = Some(SerialNumber::from(7u64));
+        let server = server.signed_by(&key, &ca, &ca_key).unwrap();
+        let crl = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2090, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2024, 6, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca, &ca_key)
+        .unwrap()
+        .pem()
+        .unwrap();
+        (ca.der().clone(), server.der().clone(), crl, key)
+    }
+
+    #[test]
+    fn crl_parity_a_listed_certificate_is_revoked_and_others_pass() {
+        let name = "crl.ferry.test";
+        for (revoked, expected) in [
+            (&[7u64][..], Err(rustls::CertificateError::Revoked)),
+            (&[8u64][..], Ok(())),
+        ] {
+            let (ca, server, crl, _) = ca_server_crl(name, revoked);
+            let mut roots = RootCertStore::empty();
+            roots.add(ca).unwrap();
+            let crls = revocation_lists(crl.as_bytes()).unwrap();
+            let v = NamingVerifier::with_crls(Arc::new(roots), provider(), crls).unwrap();
+            let got = verify(&v, &server, name).map(|_| ()).map_err(|e| match e {
+                rustls::Error::InvalidCertificate(c) => c,
+                other => panic!("{other}"),
+            });
+            assert_eq!(got, expected, "revoked serials {revoked:?}");
+        }
+        assert!(revocation_lists(b"no list").is_err());
+    }
+
+    #[test]
+    fn pinned_key_parity_the_pin_is_checked_after_the_certificate() {
+        let name = "pin.ferry.test";
+        let (ca, server, _, key) = ca_server_crl(name, &[]);
+        let pin = public_key_pin(&server).unwrap();
+        {
+            use base64::Engine as _;
+            let expected = base64::engine::general_purpose::STANDARD
+                .encode(Sha256::digest(key.public_key_der()));
+            assert_eq!(pin, format!("sha256//{expected}"), "the SPKI's hash");
+        }
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let inner: Arc<dyn ServerCertVerifier> =
+            Arc::new(NamingVerifier::new(Arc::new(roots), provider()).unwrap());
+        let right = PinningVerifier {
+            inner: inner.clone(),
+            pins: vec!["sha256//other".into(), pin.clone()],
+        };
+        let name_ = ServerName::try_from(name).unwrap();
+        right
+            .verify_server_cert(&server, &[], &name_, &[], UnixTime::now())
+            .expect("its key is pinned");
+        let wrong = PinningVerifier {
+            inner,
+            pins: vec!["sha256//other".into()],
+        };
+        match wrong.verify_server_cert(&server, &[], &name_, &[], UnixTime::now()) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                let m = o.0.downcast_ref::<PinMismatch>().expect("a PinMismatch");
+                assert_eq!(m.presented, pin);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn subjects_of_odd_input() {
         assert_eq!(
