@@ -4,12 +4,13 @@
 //! going up).
 //!
 //! A Digest answer needs the server's challenge first. Before a run's first request,
-//! [`prime`] asks each origin of the job's files once without credentials and keeps the
-//! challenge of its `401` (the newest per origin, in this process); [`authorize`] then
-//! adds an answer to every request to that origin, `HEAD`, `GET` of a range or an
-//! upload alike. A `401` whose challenge says `stale=true` (the nonce expired) replaces
-//! the challenge ([`remember`], from the status check), and the retry answers the new
-//! one.
+//! [`prime`] asks each of the job's unfinished files once without credentials and keeps
+//! the challenge of its `401` under the file's URL (origin and path: paths of one server
+//! may sit in different realms, or ask for different algorithms) and, as a fallback for
+//! other paths, under its origin (in this process's memory); [`authorize`] then adds an
+//! answer to every request for that URL, `HEAD`, `GET` of a range or an upload alike. A
+//! `401` whose challenge says `stale=true` (the nonce expired) replaces the challenge
+//! ([`remember`], from the status check), and the retry answers the new one.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -18,10 +19,11 @@ use digest_auth::{AuthContext, HttpMethod, WwwAuthenticateHeader};
 use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
-/// At most this many origins' challenges are kept (all are forgotten at once past it).
-const MAX_ORIGINS: usize = 256;
+/// At most this many challenges are kept (all are forgotten at once past it).
+const MAX_KEPT: usize = 1024;
 
-/// The latest Digest challenge of each origin (`scheme://host:port`).
+/// The latest Digest challenge of each URL (origin and path) and of each origin
+/// (`scheme://host:port`).
 fn challenges() -> &'static Mutex<HashMap<String, WwwAuthenticateHeader>> {
     static CHALLENGES: OnceLock<Mutex<HashMap<String, WwwAuthenticateHeader>>> = OnceLock::new();
     CHALLENGES.get_or_init(Default::default)
@@ -29,6 +31,11 @@ fn challenges() -> &'static Mutex<HashMap<String, WwwAuthenticateHeader>> {
 
 fn origin(url: &url::Url) -> String {
     url.origin().ascii_serialization()
+}
+
+/// The key of a URL's own challenge: its origin and path.
+fn url_key(url: &url::Url) -> String {
+    format!("{}{}", origin(url), url.path())
 }
 
 /// The Digest challenge among a response's `WWW-Authenticate` headers, SHA-256 before
@@ -62,33 +69,37 @@ pub fn remember(url: &url::Url, status: StatusCode, headers: &HeaderMap) -> Opti
     let challenge = digest_challenge(headers)?;
     let stale = challenge.stale;
     let mut all = challenges().lock().unwrap_or_else(|p| p.into_inner());
-    let key = origin(url);
-    if all.len() >= MAX_ORIGINS && !all.contains_key(&key) {
+    if all.len() + 2 > MAX_KEPT {
         all.clear();
     }
-    all.insert(key, challenge);
+    all.insert(url_key(url), challenge.clone());
+    all.insert(origin(url), challenge);
     Some(stale)
 }
 
 /// Asks `url` once without credentials for the server's Digest challenge (a `HEAD`), and
-/// keeps it under the origin the answer came from (after redirects). Nothing is kept
-/// when the server asks for nothing; a failure here is left to the real request to
-/// report.
+/// keeps it under `url` and under the URL the answer came from (after redirects).
+/// Nothing is kept when the server asks for nothing; a failure here is left to the real
+/// request to report.
 pub async fn prime(client: &Client, url: &str) {
     let Ok(resp) = client.head(url).send().await else {
         return;
     };
-    let url = resp.url().clone();
-    remember(&url, resp.status(), resp.headers());
+    let answered = resp.url().clone();
+    if remember(&answered, resp.status(), resp.headers()).is_some() {
+        if let Ok(asked) = url::Url::parse(url) {
+            remember(&asked, resp.status(), resp.headers());
+        }
+    }
 }
 
-/// True when a challenge of `url`'s origin is known.
+/// True when a challenge of `url` itself (its origin and path) is known.
 pub fn knows(url: &str) -> bool {
     let Ok(url) = url::Url::parse(url) else {
         return false;
     };
     let all = challenges().lock().unwrap_or_else(|p| p.into_inner());
-    all.contains_key(&origin(&url))
+    all.contains_key(&url_key(&url))
 }
 
 /// `req` with a Digest answer to its origin's challenge, when one is known (else as it
@@ -108,7 +119,13 @@ pub fn authorize(req: RequestBuilder, user: &str, password: &str) -> RequestBuil
     let context = AuthContext::new_with_method(user, password, uri, Option::<&[u8]>::None, method);
     let answer = {
         let mut all = challenges().lock().unwrap_or_else(|p| p.into_inner());
-        let Some(challenge) = all.get_mut(&origin(url)) else {
+        let own = url_key(url);
+        let key = if all.contains_key(&own) {
+            own
+        } else {
+            origin(url)
+        };
+        let Some(challenge) = all.get_mut(&key) else {
             return req;
         };
         match challenge.respond(&context) {

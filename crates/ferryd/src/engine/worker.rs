@@ -404,16 +404,12 @@ async fn owner_files(r: &Run, record: &JobRecord) -> Result<netclient::OwnerFile
     })
 }
 
-/// Asks each origin of a Digest job's unfinished files once for its challenge
-/// (`engine/digest.rs`), unless one is known.
+/// Asks for the challenge of each of a Digest job's unfinished files whose challenge is
+/// not known yet (`engine/digest.rs`).
 async fn prime_digest(client: &reqwest::Client, files: &[FileRecord]) {
-    let mut asked = std::collections::HashSet::new();
     for f in files.iter().filter(|f| !f.completed) {
         let url = f.final_url.as_deref().unwrap_or(&f.remote_url);
-        let Ok(u) = url::Url::parse(url) else {
-            continue;
-        };
-        if asked.insert(u.origin().ascii_serialization()) && !super::digest::knows(url) {
+        if !super::digest::knows(url) {
             super::digest::prime(client, url).await;
         }
     }
