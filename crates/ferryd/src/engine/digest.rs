@@ -110,12 +110,7 @@ pub fn authorize(req: RequestBuilder, user: &str, password: &str) -> RequestBuil
     };
     let url = probe.url();
     let uri = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let method = match probe.method().as_str() {
-        "GET" => HttpMethod::GET,
-        "HEAD" => HttpMethod::HEAD,
-        "POST" => HttpMethod::POST,
-        other => HttpMethod::OTHER(other.to_string().into()),
-    };
+    let method = HttpMethod::from(probe.method().as_str().to_string());
     let context = AuthContext::new_with_method(user, password, uri, Option::<&[u8]>::None, method);
     let answer = {
         let mut all = challenges().lock().unwrap_or_else(|p| p.into_inner());

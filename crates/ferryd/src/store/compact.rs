@@ -94,7 +94,8 @@ struct OptionsRepr {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
-    security: crate::model::HttpSecurity,
+    /// `None` for the default (one byte).
+    security: Option<crate::model::HttpSecurity>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -139,7 +140,7 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
-            security,
+            security: (security != crate::model::HttpSecurity::default()).then_some(security),
         }
     }
 }
@@ -186,7 +187,7 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
-            security,
+            security: security.unwrap_or_default(),
         }
     }
 }
@@ -431,13 +432,13 @@ mod tests {
     /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte, and each
     /// file's bytes from the origin and from peers another (one byte when there are none),
     /// and options that are not the defaults one for the metered policy, one for
-    /// write-only headers and one each for `auto_complete`, `insecure_tls` and
-    /// `keep_going`.
+    /// write-only headers and one each for `auto_complete`, `insecure_tls`,
+    /// `keep_going` and the TLS policy (`security`, none set).
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
             ("scenario-5 job", typical_final_job(), 169),
-            ("fetched job", fetched_final_job(), 317),
+            ("fetched job", fetched_final_job(), 318),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());
