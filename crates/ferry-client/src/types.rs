@@ -482,7 +482,10 @@ impl JobProperties {
             auto_complete: self.auto_complete,
             insecure_tls: self.insecure_tls,
             keep_going: self.keep_going,
-            redirect_policy: self.redirect_policy.map(|p| p.to_wire()).unwrap_or_default(),
+            redirect_policy: self
+                .redirect_policy
+                .map(|p| p.to_wire())
+                .unwrap_or_default(),
             pinned_public_keys: self
                 .pinned_public_keys
                 .map(|values| pb::StringList { values }),

@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use ferry_client::{
-    Credentials, Job, JobInfo, JobProperties, JobState, Manager, ProxyCredentials,
-    RedirectPolicy,
+    Credentials, Job, JobInfo, JobProperties, JobState, Manager, ProxyCredentials, RedirectPolicy,
 };
 use ferry_testkit::{random_bytes, sha256_hex, DigestAlgorithm, Fault, TestEnv, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -476,7 +475,10 @@ async fn digest_parity_md5_and_sha256_challenges_are_answered() {
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("digest dee"), "{shown}");
-    assert!(!shown.contains(password) && !shown.contains("not-it"), "{shown}");
+    assert!(
+        !shown.contains(password) && !shown.contains("not-it"),
+        "{shown}"
+    );
     let log = std::fs::read_to_string(env.log_path()).unwrap_or_default();
     assert!(!log.contains(password) && !log.contains("not-it"));
 }
@@ -570,7 +572,10 @@ async fn proxy_one(
     let Ok(mut upstream) = tokio::net::TcpStream::connect(authority).await else {
         return;
     };
-    let mut out = format!("{method} {} HTTP/1.1\r\n", if path.is_empty() { "/" } else { path });
+    let mut out = format!(
+        "{method} {} HTTP/1.1\r\n",
+        if path.is_empty() { "/" } else { path }
+    );
     for (n, v) in &headers {
         if !matches!(
             n.as_str(),

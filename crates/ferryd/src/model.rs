@@ -25,8 +25,8 @@ pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, RedirectPolicy,
-    UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    RedirectPolicy, UploadProtocol,
 };
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).

@@ -140,7 +140,13 @@ impl TestServer {
     /// (`qop=auth`, `algorithm` as given) for `user` and `password`; one that
     /// does not gets `401` and the challenge. Requests are recorded (see
     /// [`requests`](Self::requests)) either way.
-    pub fn require_digest(&self, path: &str, user: &str, password: &str, algorithm: DigestAlgorithm) {
+    pub fn require_digest(
+        &self,
+        path: &str,
+        user: &str,
+        password: &str,
+        algorithm: DigestAlgorithm,
+    ) {
         self.shared.lock().digest.insert(
             key_of(path),
             DigestRequirement {

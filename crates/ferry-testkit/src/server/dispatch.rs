@@ -80,7 +80,9 @@ impl Conn {
         let digest = self.shared.lock().digest.get(&key).cloned();
         if let Some(d) = digest.filter(|d| !d.accepts(&head)) {
             let headers = vec![("WWW-Authenticate", d.challenge())];
-            return self.simple(&head, 401, headers, b"unauthorized\n", close).await;
+            return self
+                .simple(&head, 401, headers, b"unauthorized\n", close)
+                .await;
         }
 
         let mut plan = BodyPlan {

@@ -155,7 +155,10 @@ mod tests {
         ]);
         let c = digest_challenge(&h).unwrap();
         assert_eq!(c.nonce, "n2");
-        assert_eq!(digest_challenge(&headers(&[r#"Basic realm="r""#])).is_none(), true);
+        assert_eq!(
+            digest_challenge(&headers(&[r#"Basic realm="r""#])).is_none(),
+            true
+        );
     }
 
     #[test]
@@ -163,18 +166,24 @@ mod tests {
         let url = url::Url::parse("http://digest-unit.ferry.test:8080/a/b?c=1").unwrap();
         let client = Client::new();
         // Nothing known: no header.
-        let req = authorize(client.get(url.as_str()), "u", "p").build().unwrap();
+        let req = authorize(client.get(url.as_str()), "u", "p")
+            .build()
+            .unwrap();
         assert!(req.headers().get(AUTHORIZATION).is_none());
         let h = headers(&[r#"Digest realm="r", qop="auth", algorithm=MD5, nonce="abc""#]);
         assert_eq!(remember(&url, StatusCode::UNAUTHORIZED, &h), Some(false));
         assert_eq!(remember(&url, StatusCode::OK, &h), None);
         assert!(knows(url.as_str()));
-        let req = authorize(client.get(url.as_str()), "u", "p").build().unwrap();
+        let req = authorize(client.get(url.as_str()), "u", "p")
+            .build()
+            .unwrap();
         let v = req.headers()[AUTHORIZATION].to_str().unwrap().to_string();
         assert!(v.starts_with("Digest "), "{v}");
         assert!(v.contains(r#"uri="/a/b?c=1""#), "{v}");
         assert!(v.contains("nc=00000001"), "{v}");
-        let again = authorize(client.head(url.as_str()), "u", "p").build().unwrap();
+        let again = authorize(client.head(url.as_str()), "u", "p")
+            .build()
+            .unwrap();
         let v = again.headers()[AUTHORIZATION].to_str().unwrap();
         assert!(v.contains("nc=00000002"), "{v}");
     }

@@ -257,13 +257,15 @@ fn redirect_refused(e: &reqwest::Error) -> Option<String> {
 
 /// The pin mismatch in `e`'s chain, said as people read it.
 fn pin_mismatch(e: &reqwest::Error) -> Option<String> {
-    chain(e).into_iter().find_map(|err| match err.downcast_ref::<rustls::Error>() {
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => o
-            .0
-            .downcast_ref::<super::tls::PinMismatch>()
-            .map(|p| p.to_string()),
-        _ => None,
-    })
+    chain(e)
+        .into_iter()
+        .find_map(|err| match err.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                o.0.downcast_ref::<super::tls::PinMismatch>()
+                    .map(|p| p.to_string())
+            }
+            _ => None,
+        })
 }
 
 /// Classifies a request/connection failure; network trouble is transient.

@@ -10,9 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::error::TransferError;
 use super::tls;
-use crate::model::{
-    Credentials, ErrorContext, ErrorKind, HttpSecurity, JobOptions, ProxySetting,
-};
+use crate::model::{Credentials, ErrorContext, ErrorKind, HttpSecurity, JobOptions, ProxySetting};
 
 use super::redirect::{self, MAX_REDIRECTS};
 
@@ -138,7 +136,10 @@ fn tls_settings(options: &JobOptions, files: &OwnerFiles) -> Result<tls::Setting
     let client_auth = match &files.client_certificate {
         Some((path, pem)) => Some(client_identity(
             (path, pem),
-            files.client_key.as_ref().map(|(p, k)| (p.as_str(), k.as_slice())),
+            files
+                .client_key
+                .as_ref()
+                .map(|(p, k)| (p.as_str(), k.as_slice())),
         )?),
         None => None,
     };
@@ -162,7 +163,11 @@ fn client_identity(
     key: Option<(&str, &[u8])>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TransferError> {
     let bad = |message: String| {
-        TransferError::new(ErrorContext::LocalFile, ErrorKind::ClientCertificate, message)
+        TransferError::new(
+            ErrorContext::LocalFile,
+            ErrorKind::ClientCertificate,
+            message,
+        )
     };
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -252,7 +257,9 @@ pub fn decorate(mut req: RequestBuilder, options: &JobOptions) -> RequestBuilder
     match &options.credentials {
         Some(Credentials::Basic { user, password }) => req.basic_auth(user, Some(password)),
         Some(Credentials::Bearer { token }) => req.bearer_auth(token),
-        Some(Credentials::Digest { user, password }) => super::digest::authorize(req, user, password),
+        Some(Credentials::Digest { user, password }) => {
+            super::digest::authorize(req, user, password)
+        }
         None => req,
     }
 }

@@ -59,4 +59,3 @@ impl std::fmt::Display for RedirectRefused {
 }
 
 impl std::error::Error for RedirectRefused {}
-

@@ -101,7 +101,11 @@ pub fn public_key_pin(cert: &CertificateDer<'_>) -> Option<String> {
     use base64::Engine as _;
     use x509_cert::der::{Decode, Encode};
     let c = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
-    let spki = c.tbs_certificate().subject_public_key_info().to_der().ok()?;
+    let spki = c
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()?;
     Some(format!(
         "sha256//{}",
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki))
@@ -645,12 +649,23 @@ mod tests {
 
     /// A CA (with its key), a server certificate for `name` with serial 7, and the CA's
     /// CRL listing `revoked` serials (PEM).
-    fn ca_server_crl(name: &str, revoked: &[u64]) -> (CertificateDer<'static>, CertificateDer<'static>, String, KeyPair) {
-        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+    fn ca_server_crl(
+        name: &str,
+        revoked: &[u64],
+    ) -> (
+        CertificateDer<'static>,
+        CertificateDer<'static>,
+        String,
+        KeyPair,
+    ) {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
+        };
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "ferry CRL CA");
+        ca.distinguished_name
+            .push(DnType::CommonName, "ferry CRL CA");
         let ca = ca.self_signed(&ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
         let mut server = CertificateParams::new(vec![name.to_string()]).unwrap();

@@ -335,7 +335,12 @@ async fn net_for(
     let yielder =
         (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
             .then(|| yielding::Yielder::new(r.live.clone()));
-    let client = netclient::for_job(&record.options, &files_read, &r.shared.http, yielder.is_some())?;
+    let client = netclient::for_job(
+        &record.options,
+        &files_read,
+        &r.shared.http,
+        yielder.is_some(),
+    )?;
     if matches!(record.options.credentials, Some(Credentials::Digest { .. })) {
         prime_digest(&client, files).await;
     }

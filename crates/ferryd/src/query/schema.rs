@@ -325,7 +325,11 @@ pub fn job_object(v: &JobView) -> Obj {
             (
                 "proxy_credentials",
                 opt(
-                    j.options.security.proxy_credentials.as_ref().map(|c| c.public()),
+                    j.options
+                        .security
+                        .proxy_credentials
+                        .as_ref()
+                        .map(|c| c.public()),
                     s,
                 ),
             ),

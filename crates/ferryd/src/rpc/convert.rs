@@ -269,7 +269,12 @@ pub fn job(v: &JobView) -> pb::Job {
         redirect_policy: redirect_policy(j.options.security.redirect_policy) as i32,
         pinned_public_keys: j.options.security.pinned_public_keys.clone(),
         crl_file: j.options.security.crl_file.clone().unwrap_or_default(),
-        client_certificate: j.options.security.client_certificate.clone().unwrap_or_default(),
+        client_certificate: j
+            .options
+            .security
+            .client_certificate
+            .clone()
+            .unwrap_or_default(),
         client_key: j.options.security.client_key.clone().unwrap_or_default(),
         // The password is write-only (model/secrets.rs).
         proxy_credentials: j

@@ -126,7 +126,11 @@ impl Service {
             // URL the redirects led to (written with the row below or at the next
             // checkpoint).
             let mut reported = false;
-            if let Some(fin) = f.final_url.as_ref().filter(|u| report_redirects && **u != f.remote_url) {
+            if let Some(fin) = f
+                .final_url
+                .as_ref()
+                .filter(|u| report_redirects && **u != f.remote_url)
+            {
                 f.remote_url = fin.clone();
                 reported = true;
             }

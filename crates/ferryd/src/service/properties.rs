@@ -112,7 +112,12 @@ impl Service {
             )
             .await?;
         let client_key = self
-            .owner_file(owner, "client_key", "the client key", changes.client_key.take())
+            .owner_file(
+                owner,
+                "client_key",
+                "the client key",
+                changes.client_key.take(),
+            )
             .await?;
         let pins = changes
             .pinned_public_keys

@@ -125,7 +125,9 @@ impl From<JobOptions> for OptionsRepr {
             credentials: credentials.map(|c| match c {
                 Credentials::Basic { user, password } => CredentialsRepr::Basic { user, password },
                 Credentials::Bearer { token } => CredentialsRepr::Bearer { token },
-                Credentials::Digest { user, password } => CredentialsRepr::Digest { user, password },
+                Credentials::Digest { user, password } => {
+                    CredentialsRepr::Digest { user, password }
+                }
             }),
             proxy,
             ca_file,
@@ -172,7 +174,9 @@ impl From<OptionsRepr> for JobOptions {
             credentials: credentials.map(|c| match c {
                 CredentialsRepr::Basic { user, password } => Credentials::Basic { user, password },
                 CredentialsRepr::Bearer { token } => Credentials::Bearer { token },
-                CredentialsRepr::Digest { user, password } => Credentials::Digest { user, password },
+                CredentialsRepr::Digest { user, password } => {
+                    Credentials::Digest { user, password }
+                }
             }),
             proxy,
             ca_file,
