@@ -175,10 +175,12 @@ string_enum!(
 string_enum!(
     /// What a job does when a server redirects it (BITS's `BG_HTTP_REDIRECT_POLICY_*`
     /// security flags, `IBackgroundCopyJobHttpOptions::SetSecurityFlags`).
+    #[derive(Default)]
     RedirectPolicy, "redirect policy" {
         /// Follows redirects (up to 10) and keeps the URL the job was given
         /// (`BG_HTTP_REDIRECT_POLICY_ALLOW_SILENT`, the default); the file's `final_url`
         /// still tells where the last redirect led.
+        #[default]
         AllowSilent,
         /// Follows redirects and replaces the file's remote URL by the final one
         /// (`BG_HTTP_REDIRECT_POLICY_ALLOW_REPORT`).
@@ -192,12 +194,6 @@ string_enum!(
         NoHttpsToHttp,
     }
 );
-
-impl Default for RedirectPolicy {
-    fn default() -> RedirectPolicy {
-        RedirectPolicy::AllowSilent
-    }
-}
 
 impl MeteredPolicy {
     /// The policy of a job at `priority` that has none of its own.

@@ -155,10 +155,7 @@ mod tests {
         ]);
         let c = digest_challenge(&h).unwrap();
         assert_eq!(c.nonce, "n2");
-        assert_eq!(
-            digest_challenge(&headers(&[r#"Basic realm="r""#])).is_none(),
-            true
-        );
+        assert!(digest_challenge(&headers(&[r#"Basic realm="r""#])).is_none());
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl ServerCertVerifier for PinningVerifier {
             now,
         )?;
         let presented = public_key_pin(end_entity).unwrap_or_else(|| "unreadable".into());
-        if self.pins.iter().any(|p| *p == presented) {
+        if self.pins.contains(&presented) {
             Ok(verified)
         } else {
             Err(rustls::Error::InvalidCertificate(
