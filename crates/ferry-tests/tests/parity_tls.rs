@@ -211,7 +211,10 @@ async fn pinned_key_parity_a_matching_pin_transfers_and_another_fails_for_good()
     )
     .await;
     let info = assert_transferred(&job, &dest, &data).await;
-    assert_eq!(info.pinned_public_keys, [tls.server_public_key_pin.clone()]);
+    assert_eq!(
+        info.pinned_public_keys,
+        vec![tls.server_public_key_pin.clone()]
+    );
 
     // Another key's pin (the certificate is otherwise trusted): fails for good.
     let other = format!("sha256//{}=", "A".repeat(43));
