@@ -16,7 +16,7 @@ from .client import Client, Job, negotiate_credentials
 from .errors import FerryError
 from .paths import socket_path
 from .queries import AsyncCall, Enumerator, ObjectSink
-from .types import FinalStatus, JobState, NotifyFlag, QueryObject, StatusCode
+from .types import FinalStatus, JobState, NotifyFlag, QueryObject, RedirectPolicy, StatusCode
 
 __all__ = [
     "AsyncCall",
@@ -31,6 +31,7 @@ __all__ = [
     "NotifyFlag",
     "ObjectSink",
     "QueryObject",
+    "RedirectPolicy",
     "StatusCode",
     "negotiate_credentials",
     "socket_path",

@@ -305,13 +305,50 @@ class Job:
         """Changes properties: the fields of ``SetJobPropertiesRequest`` by name, e.g.
         ``notify_flags=NotifyFlag.JOB_TRANSFERRED``; a list for ``notify_command`` or
         ``headers``."""
-        for name in ("notify_command", "headers"):
+        for name in ("notify_command", "headers", "pinned_public_keys"):
             if name in properties:
                 properties[name] = common_pb2.StringList(values=list(properties[name]))
-        if "notify_flags" in properties:
-            properties["notify_flags"] = int(properties["notify_flags"])
+        for name in ("notify_flags", "redirect_policy"):
+            if name in properties:
+                properties[name] = int(properties[name])
         request = jobs_pb2.SetJobPropertiesRequest(job_id=self.id, **properties)
         return self._client._jobs.SetJobProperties(request).job
+
+    def set_credentials(self, scheme: str, user: str = "", password: str = "", token: str = "",
+                        target: str = "server") -> common_pb2.Job:
+        """Sets the credentials of the job's requests (BITS's IBackgroundCopyJob2::
+        SetCredentials): ``scheme`` is ``basic``, ``digest`` (RFC 7616) or ``bearer``
+        (``token``); ``target="proxy"`` sets the proxy's (basic only, BG_AUTH_TARGET_PROXY).
+        Secrets are write-only: the job shows ``basic USER``, ``digest USER`` or ``bearer``."""
+        pair = jobs_pb2.BasicCredentials(user=user, password=password)
+        if scheme == "basic":
+            credentials = jobs_pb2.Credentials(basic=pair)
+        elif scheme == "digest":
+            credentials = jobs_pb2.Credentials(digest=pair)
+        elif scheme == "bearer":
+            credentials = jobs_pb2.Credentials(bearer_token=token)
+        else:
+            raise ValueError(f"unknown scheme {scheme!r} (expected basic, digest or bearer)")
+        return self._set_credentials(credentials, target)
+
+    def remove_credentials(self, target: str = "server") -> common_pb2.Job:
+        """Removes the job's (or, with ``target="proxy"``, its proxy's) credentials (BITS's
+        IBackgroundCopyJob2::RemoveCredentials)."""
+        return self._set_credentials(jobs_pb2.Credentials(clear=True), target)
+
+    @_refusals_raise
+    def _set_credentials(self, credentials, target: str) -> common_pb2.Job:
+        if target not in ("server", "proxy"):
+            raise ValueError(f"unknown target {target!r} (expected server or proxy)")
+        field = "credentials" if target == "server" else "proxy_credentials"
+        request = jobs_pb2.SetJobPropertiesRequest(job_id=self.id, **{field: credentials})
+        return self._client._jobs.SetJobProperties(request).job
+
+    def set_client_certificate(self, certificate_file: str, key_file: str = "") -> common_pb2.Job:
+        """The client certificate (PEM file, read as the job's owner) sent to servers that
+        require one, and its key's file when apart (BITS's IBackgroundCopyJobHttpOptions::
+        SetClientCertificateByName); "" clears it."""
+        return self.set(client_certificate=certificate_file, client_key=key_file)
 
     def watch(self) -> Iterator[common_pb2.Job]:
         """The job now, then after every change, until it reaches a final state (a

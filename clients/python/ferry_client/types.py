@@ -28,6 +28,15 @@ class JobState(enum.IntEnum):
         return self in (JobState.ACKNOWLEDGED, JobState.CANCELLED)
 
 
+class RedirectPolicy(enum.IntEnum):
+    """What a job does when a server redirects it (BITS's BG_HTTP_REDIRECT_POLICY_*)."""
+
+    ALLOW_SILENT = common_pb2.REDIRECT_POLICY_ALLOW_SILENT
+    ALLOW_REPORT = common_pb2.REDIRECT_POLICY_ALLOW_REPORT
+    DISALLOW = common_pb2.REDIRECT_POLICY_DISALLOW
+    NO_HTTPS_TO_HTTP = common_pb2.REDIRECT_POLICY_NO_HTTPS_TO_HTTP
+
+
 class NotifyFlag(enum.IntFlag):
     """The bits of a job's notify flags (BITS's BG_NOTIFY_*)."""
 

@@ -23,6 +23,7 @@ from ferry_client import (
     FerryError,
     JobState,
     NotifyFlag,
+    RedirectPolicy,
     StatusCode,
     negotiate_credentials,
     paths,
@@ -119,6 +120,31 @@ def test_parity_negotiate_credentials_are_set_and_shown_by_scheme_only(client, m
         job.set(credentials=negotiate_credentials("FILE:/tmp/a\nb"))
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "credentials.negotiate.ccache" in e.value.message
+
+
+def test_parity_tls_policy_and_credentials_are_set_and_secrets_stay_write_only(client, tmp_path):
+    job = client.create_job("python tls policy")
+    info = job.set_credentials("digest", user="dee", password="py-d1gest")
+    assert info.credentials == "digest dee"
+    info = job.set_credentials("basic", user="pu", password="py-pr0xy", target="proxy")
+    assert info.proxy_credentials == "basic pu"
+    pin = "sha256//" + "A" * 43 + "="
+    info = job.set(redirect_policy=RedirectPolicy.DISALLOW, pinned_public_keys=[pin])
+    assert info.redirect_policy == RedirectPolicy.DISALLOW
+    assert list(info.pinned_public_keys) == [pin]
+    crl = tmp_path / "crl.pem"
+    crl.write_text("not yet a list")
+    assert job.set(crl_file=str(crl)).crl_file == str(crl)
+    assert job.set_client_certificate(str(crl)).client_certificate == str(crl)
+    with pytest.raises(FerryError) as e:
+        job.set(pinned_public_keys=["md5//abc"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "sha256//" in e.value.message
+    with pytest.raises(FerryError) as e:
+        job.set_credentials("bearer", token="t", target="proxy")
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    shown = str(job.info())
+    assert "py-d1gest" not in shown and "py-pr0xy" not in shown
+    assert job.remove_credentials(target="proxy").proxy_credentials == ""
 
 
 class Completer(Callback):

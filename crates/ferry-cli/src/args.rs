@@ -158,6 +158,39 @@ pub struct TransferArgs {
     /// Do not check the server's TLS certificate at all (curl's -k; shown in `ferry info`)
     #[arg(short = 'k', long)]
     pub insecure: bool,
+    /// HTTP Digest credentials USER:PASSWORD (RFC 7616, MD5 or SHA-256; BITS's
+    /// BG_AUTH_SCHEME_DIGEST)
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub digest: Option<String>,
+    /// Basic credentials for the proxy, apart from its URL (curl's --proxy-user; BITS's
+    /// BG_AUTH_TARGET_PROXY; `set`: "" removes them)
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub proxy_user: Option<String>,
+    /// What a redirect does: allow_silent (default), allow_report (the file's URL becomes
+    /// the final one), disallow (the file fails), no_https_to_http (BITS's
+    /// BG_HTTP_REDIRECT_POLICY_*)
+    #[arg(long, value_name = "POLICY", value_parser = redirect_policy)]
+    pub redirect_policy: Option<ferry_common::RedirectPolicy>,
+    /// Accept only a server whose public key has this hash: sha256//BASE64, several
+    /// separated by ';' (curl's --pinnedpubkey; `set`: "" clears)
+    #[arg(long, visible_alias = "pinnedpubkey", value_name = "PINS")]
+    pub pinned_public_key: Option<String>,
+    /// Check the server's certificate against these revocation lists (PEM file; BITS's
+    /// BG_SSL_ENABLE_CRL_CHECK; `set`: "" clears)
+    #[arg(long, visible_alias = "crlfile", value_name = "PATH")]
+    pub crl_file: Option<String>,
+    /// Client certificate (PEM file, with its key unless --client-key) for servers that
+    /// require one (curl's --cert; `set`: "" clears)
+    #[arg(long, visible_alias = "cert", value_name = "PATH")]
+    pub client_cert: Option<String>,
+    /// The client certificate's private key (PEM file; curl's --key; `set`: "" clears)
+    #[arg(long, visible_alias = "key", value_name = "PATH")]
+    pub client_key: Option<String>,
+}
+
+/// A redirect policy by name (`allow_silent`, `allow-report`, …).
+fn redirect_policy(s: &str) -> Result<ferry_common::RedirectPolicy, String> {
+    s.replace('-', "_").parse()
 }
 
 #[derive(Debug, Subcommand)]

@@ -213,7 +213,9 @@ impl Exit {
             "tls" => Exit::Tls,
             "too_many_redirects" => Exit::Redirects,
             "connection_cut" | "network" => Exit::Receive,
-            "tls_certificate" => Exit::TlsCertificate,
+            "tls_certificate" | "pinned_key_mismatch" | "certificate_revoked" => {
+                Exit::TlsCertificate
+            }
             "ca_file" => Exit::CaFile,
             _ => Exit::Failure,
         }

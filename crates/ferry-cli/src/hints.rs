@@ -36,6 +36,17 @@ pub fn for_job_error(code: &str) -> Option<&'static str> {
     match code {
         "tls_certificate" => Some("`ferry set JOB --ca-file PATH` trusts the CA in PATH"),
         "kerberos_no_ticket" => Some("`kinit` gets you a Kerberos ticket; then `ferry resume JOB`"),
+        "redirect_refused" => {
+            Some("`ferry set JOB --redirect-policy allow_silent` follows redirects")
+        }
+        "pinned_key_mismatch" => {
+            Some("`ferry set JOB --pinned-public-key sha256//…` pins the server's new key")
+        }
+        "client_certificate_refused" | "client_certificate" => Some(
+            "`ferry set JOB --client-cert CERT.pem --client-key KEY.pem` gives the job a \
+             client certificate",
+        ),
+        "crl_file" => Some("`ferry set JOB --crl-file PATH` names a PEM revocation list"),
         "unreadable_options" | "unreadable_notify_command" => {
             Some("`ferry cancel JOB`, then create the job again")
         }

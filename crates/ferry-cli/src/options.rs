@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use ferry_client::{Credentials, JobProperties};
+use ferry_client::{Credentials, JobProperties, ProxyCredentials};
 use ferry_common::units;
 
 use crate::failure::usage;
@@ -42,21 +42,26 @@ impl TransferProperties for TransferArgs {
         if self.basic.is_some() as u8
             + self.bearer.is_some() as u8
             + self.negotiate as u8
+            + self.digest.is_some() as u8
             + clear_credentials as u8
             > 1
         {
             return Err(usage(
-                "give one of --basic, --bearer, --negotiate, --clear-credentials",
+                "give one of --basic, --bearer, --digest, --negotiate, --clear-credentials",
             ));
         }
-        let credentials = if let Some(b) = &self.basic {
-            let (user, password) = b
+        let user_password = |option: &str, value: &str| {
+            value
                 .split_once(':')
-                .ok_or_else(|| usage("--basic takes USER:PASSWORD (a ':' between them)"))?;
-            Some(Credentials::Basic {
-                user: user.into(),
-                password: password.into(),
-            })
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .ok_or_else(|| usage(format!("{option} takes USER:PASSWORD (a ':' between them)")))
+        };
+        let credentials = if let Some(b) = &self.basic {
+            let (user, password) = user_password("--basic", b)?;
+            Some(Credentials::Basic { user, password })
+        } else if let Some(d) = &self.digest {
+            let (user, password) = user_password("--digest", d)?;
+            Some(Credentials::Digest { user, password })
         } else if let Some(t) = &self.bearer {
             Some(Credentials::Bearer(t.clone()))
         } else if self.negotiate {
@@ -88,6 +93,25 @@ impl TransferProperties for TransferArgs {
                 .transpose()?,
             max_transfer_time_secs: self.max_transfer_time.map(|d| d.as_secs()),
             insecure_tls: self.insecure.then_some(true),
+            proxy_credentials: match self.proxy_user.as_deref() {
+                None => None,
+                Some("") => Some(ProxyCredentials::Clear),
+                Some(v) => {
+                    let (user, password) = user_password("--proxy-user", v)?;
+                    Some(ProxyCredentials::Basic { user, password })
+                }
+            },
+            redirect_policy: self.redirect_policy,
+            pinned_public_keys: self.pinned_public_key.as_deref().map(|p| {
+                p.split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }),
+            crl_file: absolute_or_clear(&self.crl_file)?,
+            client_certificate: absolute_or_clear(&self.client_cert)?,
+            client_key: absolute_or_clear(&self.client_key)?,
             ..Default::default()
         })
     }
@@ -96,6 +120,61 @@ impl TransferProperties for TransferArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parity_tls_and_auth_options_become_properties() {
+        let a = TransferArgs {
+            digest: Some("dee:pw:x".into()),
+            proxy_user: Some("pu:pp".into()),
+            redirect_policy: Some(ferry_common::RedirectPolicy::Disallow),
+            pinned_public_key: Some("sha256//a; sha256//b;".into()),
+            crl_file: Some("/etc/crl.pem".into()),
+            client_cert: Some("/etc/c.pem".into()),
+            client_key: Some("".into()),
+            ..Default::default()
+        };
+        let p = a.properties(false, false).unwrap();
+        assert_eq!(
+            p.credentials,
+            Some(Credentials::Digest {
+                user: "dee".into(),
+                password: "pw:x".into()
+            })
+        );
+        assert_eq!(
+            p.proxy_credentials,
+            Some(ProxyCredentials::Basic {
+                user: "pu".into(),
+                password: "pp".into()
+            })
+        );
+        assert_eq!(
+            p.redirect_policy,
+            Some(ferry_common::RedirectPolicy::Disallow)
+        );
+        assert_eq!(
+            p.pinned_public_keys,
+            Some(vec!["sha256//a".to_string(), "sha256//b".to_string()])
+        );
+        assert_eq!(p.crl_file.as_deref(), Some("/etc/crl.pem"));
+        assert_eq!(p.client_certificate.as_deref(), Some("/etc/c.pem"));
+        assert_eq!(p.client_key.as_deref(), Some(""), "\"\" clears");
+        let cleared = TransferArgs {
+            proxy_user: Some("".into()),
+            pinned_public_key: Some("".into()),
+            ..Default::default()
+        }
+        .properties(false, false)
+        .unwrap();
+        assert_eq!(cleared.proxy_credentials, Some(ProxyCredentials::Clear));
+        assert_eq!(cleared.pinned_public_keys, Some(Vec::new()));
+        let two = TransferArgs {
+            basic: Some("a:b".into()),
+            digest: Some("a:b".into()),
+            ..Default::default()
+        };
+        assert!(two.properties(false, false).is_err());
+    }
 
     #[test]
     fn every_option_becomes_a_property() {
@@ -109,6 +188,7 @@ mod tests {
             bandwidth: Some("1MiB/s".into()),
             max_transfer_time: Some(std::time::Duration::from_secs(90)),
             insecure: true,
+            ..Default::default()
         };
         let p = a.properties(false, false).unwrap();
         assert_eq!(p.insecure_tls, Some(true));

@@ -124,6 +124,27 @@ pub fn job_detail(j: &JobInfo) {
     if let Some(c) = &j.ca_file {
         outln!("CA file:          {c}");
     }
+    if let Some(c) = &j.proxy_credentials {
+        outln!("proxy user:       {c}");
+    }
+    if let Some(p) = j
+        .redirect_policy
+        .filter(|p| *p != ferry_common::RedirectPolicy::AllowSilent)
+    {
+        outln!("redirects:        {p}");
+    }
+    if !j.pinned_public_keys.is_empty() {
+        outln!("pinned keys:      {}", j.pinned_public_keys.join("; "));
+    }
+    if let Some(c) = &j.crl_file {
+        outln!("CRL file:         {c}");
+    }
+    if let Some(c) = &j.client_certificate {
+        outln!("client cert:      {c}");
+    }
+    if let Some(c) = &j.client_key {
+        outln!("client key:       {c}");
+    }
     if j.bandwidth_limit > 0 {
         outln!("bandwidth limit:  {}", format_rate(j.bandwidth_limit));
     }

@@ -53,6 +53,12 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         on_metered: None,
         waiting_for_unmetered: false,
         yielding: false,
+        redirect_policy: Some(ferry_common::RedirectPolicy::AllowSilent),
+        pinned_public_keys: Vec::new(),
+        crl_file: None,
+        client_certificate: None,
+        client_key: None,
+        proxy_credentials: None,
     }
 }
 

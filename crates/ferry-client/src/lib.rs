@@ -43,11 +43,12 @@ pub use query::{
 };
 pub use types::{
     CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
-    JobProperties, ScheduledLimit,
+    JobProperties, ProxyCredentials, ScheduledLimit,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    RedirectPolicy, UploadProtocol,
 };
 pub use umask::process_umask;
 /// The job and file ids are UUIDs.

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::wire::Wire;
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    RedirectPolicy, UploadProtocol,
 };
 
 /// An error recorded with a job.
@@ -132,6 +133,23 @@ pub struct JobInfo {
     /// A file that fails for good does not stop the others; the job goes to `error` once
     /// every file has been tried ([`crate::Job::complete`] then puts in place the rest).
     pub keep_going: bool,
+    /// What a redirect does (BITS: `IBackgroundCopyJobHttpOptions::GetSecurityFlags`,
+    /// `BG_HTTP_REDIRECT_POLICY_*`); `None` from a daemon that does not say.
+    pub redirect_policy: Option<RedirectPolicy>,
+    /// The server public keys the job accepts, `sha256//BASE64` each (curl's
+    /// `--pinnedpubkey`); empty: any.
+    pub pinned_public_keys: Vec<String>,
+    /// Revocation lists (PEM file) the server's certificate is checked against (BITS:
+    /// `BG_SSL_ENABLE_CRL_CHECK`).
+    pub crl_file: Option<String>,
+    /// The client certificate (PEM file) sent to servers that ask for one (BITS:
+    /// `IBackgroundCopyJobHttpOptions::GetClientCertificate`).
+    pub client_certificate: Option<String>,
+    /// The PEM file of the client certificate's key, when apart from it.
+    pub client_key: Option<String>,
+    /// `basic USER` or `None`: the proxy's credentials (BITS: `SetCredentials` with
+    /// `BG_AUTH_TARGET_PROXY`); the password is never shown.
+    pub proxy_credentials: Option<String>,
 }
 
 impl JobInfo {
@@ -187,6 +205,12 @@ impl JobInfo {
             auto_complete: j.auto_complete,
             insecure_tls: j.insecure_tls,
             keep_going: j.keep_going,
+            redirect_policy: RedirectPolicy::from_wire(j.redirect_policy),
+            pinned_public_keys: j.pinned_public_keys,
+            crl_file: Some(j.crl_file).filter(|c| !c.is_empty()),
+            client_certificate: Some(j.client_certificate).filter(|c| !c.is_empty()),
+            client_key: Some(j.client_key).filter(|c| !c.is_empty()),
+            proxy_credentials: Some(j.proxy_credentials).filter(|c| !c.is_empty()),
         })
     }
 
@@ -408,6 +432,30 @@ pub struct JobProperties {
     pub insecure_tls: Option<bool>,
     /// `Some(true)`: a file that fails for good does not stop the job's other files.
     pub keep_going: Option<bool>,
+    /// What a redirect does (BITS: `IBackgroundCopyJobHttpOptions::SetSecurityFlags`
+    /// with a `BG_HTTP_REDIRECT_POLICY_*` value): follow silently (the default), follow
+    /// and replace the file's URL by the final one, refuse (the file fails with
+    /// `redirect_refused`), or refuse only https to http.
+    pub redirect_policy: Option<RedirectPolicy>,
+    /// Replaces the pinned server public keys, `sha256//BASE64` each (curl's
+    /// `--pinnedpubkey`; several in one value separated by `;` too): a server whose key is
+    /// none of them fails the job (`pinned_key_mismatch`). `Some(vec![])` clears them.
+    pub pinned_public_keys: Option<Vec<String>>,
+    /// A PEM file of certificate revocation lists the server's certificate is checked
+    /// against (BITS: `SetSecurityFlags(BG_SSL_ENABLE_CRL_CHECK)`), read as the job's
+    /// owner; a revoked certificate fails the job (`certificate_revoked`). `Some("")`
+    /// clears it.
+    pub crl_file: Option<String>,
+    /// A PEM file with the client certificate (chain) for servers that require one
+    /// (mutual TLS; BITS: `IBackgroundCopyJobHttpOptions::SetClientCertificateByName`),
+    /// read as the job's owner. `Some("")` clears it.
+    pub client_certificate: Option<String>,
+    /// The PEM file of the client certificate's private key, when it is not in the
+    /// certificate's file. `Some("")` clears it.
+    pub client_key: Option<String>,
+    /// Sets or (with [`ProxyCredentials::Clear`]) removes the proxy's credentials (BITS:
+    /// `IBackgroundCopyJob2::SetCredentials` with `BG_AUTH_TARGET_PROXY`).
+    pub proxy_credentials: Option<ProxyCredentials>,
 }
 
 impl JobProperties {
@@ -443,6 +491,9 @@ impl JobProperties {
                             ccache: ccache.unwrap_or_default(),
                         })
                     }
+                    Credentials::Digest { user, password } => {
+                        pb::credentials::Kind::Digest(pb::BasicCredentials { user, password })
+                    }
                     Credentials::Clear => pb::credentials::Kind::Clear(true),
                 }),
             }),
@@ -456,6 +507,24 @@ impl JobProperties {
             auto_complete: self.auto_complete,
             insecure_tls: self.insecure_tls,
             keep_going: self.keep_going,
+            redirect_policy: self
+                .redirect_policy
+                .map(|p| p.to_wire())
+                .unwrap_or_default(),
+            pinned_public_keys: self
+                .pinned_public_keys
+                .map(|values| pb::StringList { values }),
+            crl_file: self.crl_file,
+            client_certificate: self.client_certificate,
+            client_key: self.client_key,
+            proxy_credentials: self.proxy_credentials.map(|c| pb::Credentials {
+                kind: Some(match c {
+                    ProxyCredentials::Basic { user, password } => {
+                        pb::credentials::Kind::Basic(pb::BasicCredentials { user, password })
+                    }
+                    ProxyCredentials::Clear => pb::credentials::Kind::Clear(true),
+                }),
+            }),
         }
     }
 }
@@ -494,6 +563,14 @@ pub enum Credentials {
         /// daemon sees it.
         ccache: Option<String>,
     },
+    /// HTTP Digest authentication (RFC 7616: MD5 or SHA-256, `qop=auth`), answering the
+    /// server's `401` challenge (BITS: `BG_AUTH_SCHEME_DIGEST`).
+    Digest {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
     /// Remove the credentials.
     Clear,
 }
@@ -514,7 +591,33 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Credentials::Bearer(_) => f.write_str("Bearer(***)"),
             Credentials::Negotiate { ccache } => write!(f, "Negotiate({ccache:?})"),
+            Credentials::Digest { user, .. } => write!(f, "Digest({user}, ***)"),
             Credentials::Clear => f.write_str("Clear"),
+        }
+    }
+}
+
+/// Credentials for a job's proxy, apart from the proxy's URL (BITS:
+/// `IBackgroundCopyJob2::SetCredentials` with `BG_AUTH_TARGET_PROXY`); ferry answers a
+/// proxy's `407` with Basic.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ProxyCredentials {
+    /// HTTP basic authentication to the proxy (`Proxy-Authorization: Basic …`).
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// Remove the proxy's credentials.
+    Clear,
+}
+
+impl std::fmt::Debug for ProxyCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyCredentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
+            ProxyCredentials::Clear => f.write_str("Clear"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Mapping between ferry-common's enums and their wire counterparts.
 
 use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, PeerMode, Priority, RedirectPolicy,
+    UploadProtocol,
 };
 use ferry_proto::v1 as pb;
 
@@ -78,6 +79,12 @@ wire!(PeerMode: PeerMode {
     Both
 });
 wire!(MeteredPolicy: MeteredPolicy { Pause, Continue });
+wire!(RedirectPolicy: RedirectPolicy {
+    AllowSilent,
+    AllowReport,
+    Disallow,
+    NoHttpsToHttp
+});
 
 #[cfg(test)]
 mod tests {
@@ -101,6 +108,7 @@ mod tests {
         round_trips(UploadProtocol::ALL);
         round_trips(PeerMode::ALL);
         round_trips(MeteredPolicy::ALL);
+        round_trips(RedirectPolicy::ALL);
     }
 
     #[test]

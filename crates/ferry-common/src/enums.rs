@@ -175,6 +175,29 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What a job does when a server redirects it (BITS's `BG_HTTP_REDIRECT_POLICY_*`
+    /// security flags, `IBackgroundCopyJobHttpOptions::SetSecurityFlags`).
+    #[derive(Default)]
+    RedirectPolicy, "redirect policy" {
+        /// Follows redirects (up to 10) and keeps the URL the job was given
+        /// (`BG_HTTP_REDIRECT_POLICY_ALLOW_SILENT`, the default); the file's `final_url`
+        /// still tells where the last redirect led.
+        #[default]
+        AllowSilent,
+        /// Follows redirects and replaces the file's remote URL by the final one
+        /// (`BG_HTTP_REDIRECT_POLICY_ALLOW_REPORT`).
+        AllowReport,
+        /// A redirect fails the file for good, with the error `redirect_refused`
+        /// (`BG_HTTP_REDIRECT_POLICY_DISALLOW`).
+        Disallow,
+        /// Follows redirects, except from `https` to `http`, which fails as `disallow`
+        /// does (BITS refuses those unless `BG_HTTP_REDIRECT_POLICY_ALLOW_HTTPS_TO_HTTP`
+        /// is set).
+        NoHttpsToHttp,
+    }
+);
+
 impl MeteredPolicy {
     /// The policy of a job at `priority` that has none of its own.
     pub fn default_for(priority: Priority) -> MeteredPolicy {

@@ -6,7 +6,7 @@
 //! - [`units`]: sizes and rates as people write them (`1MiB/s`, `500k`) and as ferry
 //!   prints them (`1.5 MiB`);
 //! - the enums both sides spell by name — [`JobState`], [`Priority`], [`JobType`],
-//!   [`ErrorContext`], [`UploadProtocol`], [`PeerMode`], [`MeteredPolicy`] — and the [`NotifyFlags`] bits.
+//!   [`ErrorContext`], [`UploadProtocol`], [`PeerMode`], [`MeteredPolicy`], [`RedirectPolicy`] — and the [`NotifyFlags`] bits.
 //!
 //! The crate does not know the wire (`ferry-proto`): each side maps these types to and
 //! from the generated messages itself.
@@ -17,7 +17,8 @@ pub mod paths;
 pub mod units;
 
 pub use enums::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NamedEnum, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NamedEnum, PeerMode, Priority, RedirectPolicy,
+    UploadProtocol,
 };
 pub use flags::NotifyFlags;
 /// strum's traits, for iterating over the variants of an enum of this crate

@@ -30,7 +30,8 @@
 //! * [`range`]: `Range` headers;
 //! * [`response`]: response heads and short complete responses;
 //! * [`body`]: streaming a body, with its cuts, stalls, pacing and filler;
-//! * [`tus`]: the tus protocol; [`tls`]: HTTPS;
+//! * [`tus`]: the tus protocol; [`tls`]: HTTPS; [`digest`]: HTTP Digest
+//!   authentication;
 //! * [`data`]: test data helpers ([`sha256_hex`], [`gzip`], [`random_bytes`]).
 //!
 //! [tus 1.0]: https://tus.io/protocols/resumable-upload
@@ -40,6 +41,7 @@ mod accept;
 mod body;
 mod conn;
 mod data;
+mod digest;
 mod dispatch;
 mod fault;
 mod files;
@@ -53,6 +55,7 @@ mod tls;
 mod tus;
 
 pub use data::{gzip, random_bytes, sha256_hex};
+pub use digest::DigestAlgorithm;
 pub use fault::{Fault, Mode};
 pub use handle::TestServer;
 pub use record::RecordedRequest;

@@ -95,6 +95,17 @@ struct JobJson {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
+    #[serde(deserialize_with = "present")]
+    redirect_policy: Option<String>,
+    pinned_public_keys: Vec<String>,
+    #[serde(deserialize_with = "present")]
+    crl_file: Option<String>,
+    #[serde(deserialize_with = "present")]
+    client_certificate: Option<String>,
+    #[serde(deserialize_with = "present")]
+    client_key: Option<String>,
+    #[serde(deserialize_with = "present")]
+    proxy_credentials: Option<String>,
 }
 
 #[allow(dead_code)]

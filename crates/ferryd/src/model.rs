@@ -25,7 +25,8 @@ pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    RedirectPolicy, UploadProtocol,
 };
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
@@ -114,6 +115,12 @@ pub enum Credentials {
     Negotiate {
         ccache: Option<String>,
     },
+    /// HTTP Digest (RFC 7616, MD5 or SHA-256, `qop=auth`), answering the server's
+    /// challenge (BITS's `BG_AUTH_SCHEME_DIGEST`).
+    Digest {
+        user: String,
+        password: String,
+    },
 }
 
 impl Credentials {
@@ -123,7 +130,55 @@ impl Credentials {
             Credentials::Basic { user, .. } => format!("basic {user}"),
             Credentials::Bearer { .. } => "bearer".into(),
             Credentials::Negotiate { .. } => "negotiate".into(),
+            Credentials::Digest { user, .. } => format!("digest {user}"),
         }
+    }
+}
+
+/// Basic credentials for the job's proxy, kept apart from the proxy's URL (BITS's
+/// `SetCredentials` with `BG_AUTH_TARGET_PROXY`). Never shown: outputs show
+/// [`ProxyCredentials::public`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProxyCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl ProxyCredentials {
+    /// What may be shown: `basic USER`.
+    pub fn public(&self) -> String {
+        format!("basic {}", self.user)
+    }
+}
+
+/// A job's TLS policy and authentication beyond its credentials (BITS's
+/// `IBackgroundCopyJobHttpOptions`: security flags, client certificate; proxy
+/// credentials). Kept in the `jobs.options` JSON as one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct HttpSecurity {
+    /// What a redirect does (BITS's `BG_HTTP_REDIRECT_POLICY_*`).
+    pub redirect_policy: RedirectPolicy,
+    /// SHA-256 hashes of the server public keys (SubjectPublicKeyInfo, DER) the job
+    /// accepts, as curl's `--pinnedpubkey` writes them: `sha256//BASE64`. Empty: no pin.
+    pub pinned_public_keys: Vec<String>,
+    /// A PEM file of certificate revocation lists the server's certificate is checked
+    /// against (BITS's `BG_SSL_ENABLE_CRL_CHECK`); read as the job's owner.
+    pub crl_file: Option<String>,
+    /// A PEM file with the client certificate (chain) for mutual TLS (BITS's
+    /// `SetClientCertificateByName`); read as the job's owner.
+    pub client_certificate: Option<String>,
+    /// The PEM file of the client certificate's private key; `None`: in
+    /// `client_certificate` itself.
+    pub client_key: Option<String>,
+    /// Basic credentials for the proxy.
+    pub proxy_credentials: Option<ProxyCredentials>,
+}
+
+impl HttpSecurity {
+    /// True when the job needs an HTTP client of its own for these settings.
+    pub fn needs_own_client(&self) -> bool {
+        *self != HttpSecurity::default()
     }
 }
 
@@ -193,6 +248,8 @@ pub struct JobOptions {
     /// A file that fails for good does not stop the others (`ferry get` of several URLs,
     /// as wget): the job goes to `error` once every file has been tried.
     pub keep_going: bool,
+    /// Redirect policy, pinned keys, CRL, client certificate, proxy credentials.
+    pub security: HttpSecurity,
 }
 
 /// Request headers that make nothing about a request private (content negotiation and
@@ -205,6 +262,7 @@ impl JobOptions {
     /// of them (see [`request_is_private`] for the URL's part).
     pub fn is_private(&self) -> bool {
         self.credentials.is_some()
+            || self.security.client_certificate.is_some()
             || self
                 .headers
                 .iter()

@@ -77,6 +77,13 @@ impl Conn {
             body = self.read_body(&head).await?;
         }
         self.continue_owed = false;
+        let digest = self.shared.lock().digest.get(&key).cloned();
+        if let Some(d) = digest.filter(|d| !d.accepts(&head)) {
+            let headers = vec![("WWW-Authenticate", d.challenge())];
+            return self
+                .simple(&head, 401, headers, b"unauthorized\n", close)
+                .await;
+        }
 
         let mut plan = BodyPlan {
             chunked: mode.chunked && !mode.no_content_length,

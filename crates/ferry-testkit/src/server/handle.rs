@@ -67,7 +67,16 @@ impl TestServer {
     /// [`base_url`](Self::base_url) is then `https://localhost:PORT` (the
     /// server still listens on `127.0.0.1` only).
     pub fn start_tls() -> (TestServer, TlsMaterial) {
-        let (material, acceptor) = tls::generate();
+        let (material, acceptor) = tls::generate(false);
+        (Self::launch(Some(acceptor)), material)
+    }
+
+    /// Like [`start_tls`](Self::start_tls), but the handshake requires a client
+    /// certificate signed by the server's CA (mutual TLS): a client without one
+    /// is refused with a TLS alert. [`TlsMaterial::client_cert_pem_path`] and
+    /// [`TlsMaterial::client_key_pem_path`] are one it accepts.
+    pub fn start_tls_requiring_client_cert() -> (TestServer, TlsMaterial) {
+        let (material, acceptor) = tls::generate(true);
         (Self::launch(Some(acceptor)), material)
     }
 

@@ -37,6 +37,8 @@ pub(super) struct State {
     pub(super) tus_uploads: Vec<TusUpload>,
     /// Number of tus uploads created so far (for their ids).
     pub(super) tus_created: u64,
+    /// Paths that require HTTP Digest authentication.
+    pub(super) digest: HashMap<String, super::digest::DigestRequirement>,
     /// Bumped on every content change so that every change gets a new ETag.
     version: u64,
 }

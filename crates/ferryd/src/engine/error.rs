@@ -163,7 +163,16 @@ fn kind_from_sources(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind>
                 return Some(ErrorKind::ConnectionCut);
             }
         }
+        if err
+            .downcast_ref::<super::redirect::RedirectRefused>()
+            .is_some()
+        {
+            return Some(ErrorKind::RedirectRefused);
+        }
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            if let Some(kind) = tls_policy_kind(t) {
+                return Some(kind);
+            }
             if matches!(
                 t,
                 rustls::Error::InvalidCertificate(_)
@@ -191,6 +200,32 @@ fn kind_from_sources(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind>
     None
 }
 
+/// The kinds of a TLS failure the job's TLS policy explains: a pinned key, a revoked
+/// certificate, a client certificate the server wanted or refused.
+fn tls_policy_kind(e: &rustls::Error) -> Option<ErrorKind> {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => {
+            Some(ErrorKind::CertificateRevoked)
+        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+            if o.0.downcast_ref::<super::tls::PinMismatch>().is_some() =>
+        {
+            Some(ErrorKind::PinnedKeyMismatch)
+        }
+        rustls::Error::AlertReceived(
+            A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::AccessDenied,
+        ) => Some(ErrorKind::ClientCertificateRefused),
+        _ => None,
+    }
+}
+
 /// The subject of the server certificate rustls refused in this failed request, as the
 /// certificate verifier noted it (`engine/tls.rs`) under the name of the request's host
 /// (after redirects).
@@ -212,6 +247,27 @@ fn refused_certificate_subject(e: &reqwest::Error) -> Option<String> {
     super::tls::presented_subject(&host)
 }
 
+/// The refused redirect in `e`'s chain, said as people read it.
+fn redirect_refused(e: &reqwest::Error) -> Option<String> {
+    chain(e).into_iter().find_map(|err| {
+        err.downcast_ref::<super::redirect::RedirectRefused>()
+            .map(|r| r.to_string())
+    })
+}
+
+/// The pin mismatch in `e`'s chain, said as people read it.
+fn pin_mismatch(e: &reqwest::Error) -> Option<String> {
+    chain(e)
+        .into_iter()
+        .find_map(|err| match err.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                o.0.downcast_ref::<super::tls::PinMismatch>()
+                    .map(|p| p.to_string())
+            }
+            _ => None,
+        })
+}
+
 /// Classifies a request/connection failure; network trouble is transient.
 pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
     let mut detail = e.to_string();
@@ -221,12 +277,15 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    let kind = if e.is_redirect() {
+    let from_sources = kind_from_sources(e);
+    let kind = if from_sources == Some(ErrorKind::RedirectRefused) {
+        ErrorKind::RedirectRefused
+    } else if e.is_redirect() {
         ErrorKind::TooManyRedirects
     } else if e.is_builder() {
         ErrorKind::BadUrl
     } else {
-        match kind_from_sources(e) {
+        match from_sources {
             Some(k) => k,
             None if e.is_timeout() => ErrorKind::Timeout,
             None if e.is_connect() => ErrorKind::Connect,
@@ -258,6 +317,41 @@ pub fn from_reqwest(e: &reqwest::Error, url: &str) -> TransferError {
         ErrorKind::TooManyRedirects | ErrorKind::BadUrl => {
             TransferError::new(ErrorContext::RemoteFile, kind, format!("{url}: {detail}"))
         }
+        ErrorKind::RedirectRefused => TransferError::new(
+            ErrorContext::RemoteFile,
+            kind,
+            format!(
+                "{url}: {}; the job's redirect_policy (SetJobProperties) allow_silent or \
+                 allow_report follows it",
+                redirect_refused(e).unwrap_or(detail)
+            ),
+        ),
+        ErrorKind::PinnedKeyMismatch => TransferError::new(
+            ErrorContext::Transport,
+            kind,
+            format!(
+                "TLS: {url}: {} (pinned_public_keys); if the server's key changed on \
+                 purpose, pin the new one",
+                pin_mismatch(e).unwrap_or(detail)
+            ),
+        ),
+        ErrorKind::CertificateRevoked => TransferError::new(
+            ErrorContext::Transport,
+            kind,
+            format!(
+                "TLS: the server of {url} presented a certificate that the job's revocation \
+                 list (crl_file) lists as revoked"
+            ),
+        ),
+        ErrorKind::ClientCertificateRefused => TransferError::new(
+            ErrorContext::Transport,
+            kind,
+            format!(
+                "TLS: the server of {url} requires a client certificate and refused the \
+                 connection ({detail}); give the job one it accepts (client_certificate \
+                 and client_key, SetJobProperties)"
+            ),
+        ),
         _ => TransferError::new(ErrorContext::Transport, kind, format!("{url}: {detail}")),
     }
 }

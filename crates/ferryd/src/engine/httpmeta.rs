@@ -104,8 +104,19 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The failure an unexpected status of `label` stands for, with the wait it asks for.
+/// A `401` whose Digest challenge says the nonce went stale keeps the new challenge and
+/// is retried (the next attempt answers it).
 pub fn status_error(status: StatusCode, headers: &HeaderMap, label: &str) -> TransferError {
-    error::from_status(status.as_u16(), label, retry_after(headers))
+    let mut e = error::from_status(status.as_u16(), label, retry_after(headers));
+    let stale = url::Url::parse(label)
+        .ok()
+        .and_then(|u| super::digest::remember(&u, status, headers));
+    if stale == Some(true) {
+        e.transient = true;
+        e.message
+            .push_str("; its Digest nonce expired, ferry retries with the new one");
+    }
+    e
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! May use: `model`, `config`, `owner`, and its own modules. Not `service`, `notify`,
 //! `query`, `rpc` or `store`.
 
+pub mod digest;
 pub mod download;
 pub mod error;
 pub mod events;
@@ -37,6 +38,7 @@ pub mod planner;
 pub mod probe;
 pub mod rangeconn;
 pub mod ratelimit;
+pub mod redirect;
 pub mod schedule;
 pub mod scheduler;
 pub mod segmented;

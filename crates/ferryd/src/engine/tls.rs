@@ -14,6 +14,14 @@
 //! for the same name removes the note, so a note is about the latest handshake with that
 //! name. (Two servers with the same name on different ports failing at the same moment
 //! could see each other's subject.)
+//!
+//! A job's TLS policy adds to that (BITS's `IBackgroundCopyJobHttpOptions`): revocation
+//! lists its server's certificate is checked against (`BG_SSL_ENABLE_CRL_CHECK`), pinned
+//! public keys (curl's `--pinnedpubkey sha256//…`: the SHA-256 of the server certificate's
+//! SubjectPublicKeyInfo must be one of them), and a client certificate for servers that
+//! ask for one (`SetClientCertificate*`). The fleet's TLS (`peers/tls.rs`) shares the
+//! revocation list parsing and webpki's verifier with revocation ([`revocation_lists`],
+//! [`webpki_verifier`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,8 +29,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
 
 /// At most this many notes are kept (a daemon failing against ever new names forgets all
 /// of them at once when there are more).
@@ -47,9 +59,79 @@ pub fn presented_subject(host: &str) -> Option<String> {
     notes.get(&key(host)).cloned()
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider of every TLS configuration of ferryd (ring).
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+/// The certificate revocation lists of a PEM text (any number of `X509 CRL` blocks).
+/// `Err` says why there is none to use: not PEM, or no list in it.
+pub fn revocation_lists(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not PEM: {e}"))?;
+    if crls.is_empty() {
+        return Err("holds no revocation list (a PEM block `X509 CRL`)".into());
+    }
+    Ok(crls)
+}
+
+/// webpki's server certificate verifier over `roots`, checking the end-entity
+/// certificate against `crls` when there are any (a certificate whose issuer has no list
+/// among them is refused: its status is unknown).
+pub fn webpki_verifier(
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    let builder = WebPkiServerVerifier::builder_with_provider(roots, provider);
+    let builder = if crls.is_empty() {
+        builder
+    } else {
+        builder.with_crls(crls).only_check_end_entity_revocation()
+    };
+    builder
+        .build()
+        .map_err(|e| rustls::Error::General(format!("certificate verifier: {e}")))
+}
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo (DER), curl's `--pinnedpubkey`
+/// form: `sha256//BASE64`.
+pub fn public_key_pin(cert: &CertificateDer<'_>) -> Option<String> {
+    use base64::Engine as _;
+    use x509_cert::der::{Decode, Encode};
+    let c = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
+    let spki = c
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()?;
+    Some(format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki))
+    ))
+}
+
+/// A server's public key that is none of the job's pins: the error the pinning
+/// verifier returns (inside rustls's `CertificateError::Other`), which the engine tells
+/// apart as `pinned_key_mismatch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinMismatch {
+    /// The pin of the key the server presented (`sha256//…`).
+    pub presented: String,
+}
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server's public key is {}, not one the job pins",
+            self.presented
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
 
 /// The platform's roots and Mozilla's, read once.
 fn base_roots() -> &'static RootCertStore {
@@ -69,47 +151,144 @@ fn base_roots() -> &'static RootCertStore {
 }
 
 /// How a job checks its servers' certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Check {
     /// Against the trusted roots (and the job's CA file).
+    #[default]
     Verify,
     /// Not at all (curl's `-k`, a job's `insecure_tls`): the handshake's signatures are
     /// still checked, so the connection is encrypted to whoever holds the key.
     Insecure,
 }
 
+/// What a job's TLS configuration is made of (its files already read and parsed).
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// The job's CA file's certificates, trusted beside the platform's and Mozilla's.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub check: Check,
+    /// Revocation lists the server's certificate is checked against (none: no check).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// `sha256//BASE64` pins of the server's public key (none: any key).
+    pub pins: Vec<String>,
+    /// A client certificate chain and its key, for servers that ask for one.
+    pub client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+}
+
 /// A rustls configuration for an HTTP client: the platform's and Mozilla's roots plus
-/// `extra_roots` (a job's CA file), checked by a [`NamingVerifier`], HTTP/2 and
-/// HTTP/1.1 offered by ALPN (what reqwest configures when it builds its own). A
-/// certificate of `extra_roots` that is no CA (a server's own, self-signed certificate
-/// given as the CA file, as curl's `--cacert` takes it) is trusted as that server's:
-/// pinned, its name still checked.
-pub fn client_config(
-    extra_roots: Vec<CertificateDer<'static>>,
-    check: Check,
-) -> Result<rustls::ClientConfig, rustls::Error> {
+/// the job's CA file (`extra_roots`), checked by a [`NamingVerifier`] (with the job's
+/// revocation lists), its public key pinned when the job pins any, the client
+/// certificate sent when the server asks, HTTP/2 and HTTP/1.1 offered by ALPN (what
+/// reqwest configures when it builds its own). A certificate of `extra_roots` that is
+/// no CA (a server's own, self-signed certificate given as the CA file, as curl's
+/// `--cacert` takes it) is trusted as that server's: pinned, its name still checked.
+pub fn client_config(settings: Settings) -> Result<rustls::ClientConfig, rustls::Error> {
+    let Settings {
+        extra_roots,
+        check,
+        crls,
+        pins,
+        client_auth,
+    } = settings;
     let mut roots = base_roots().clone();
     for cert in &extra_roots {
         roots.add(cert.clone())?;
     }
     let provider = provider();
-    let verifier: Arc<dyn ServerCertVerifier> = match check {
-        Check::Verify => {
-            Arc::new(NamingVerifier::new(Arc::new(roots), provider.clone())?.pinning(extra_roots))
-        }
+    let mut verifier: Arc<dyn ServerCertVerifier> = match check {
+        Check::Verify => Arc::new(
+            NamingVerifier::with_crls(Arc::new(roots), provider.clone(), crls)?
+                .pinning(extra_roots),
+        ),
         Check::Insecure => Arc::new(AcceptAny {
             provider: provider.clone(),
         }),
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    if !pins.is_empty() {
+        verifier = Arc::new(PinningVerifier {
+            inner: verifier,
+            pins,
+        });
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         // "dangerous" because any verifier could be installed: this one is webpki's (or,
-        // for a job that asked not to check, none).
+        // for a job that asked not to check, none), and a pin's check after it.
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match client_auth {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Checks the server's certificate as `inner` does, then its public key against the
+/// job's pins (curl's `--pinnedpubkey`: checked even when the certificate is not).
+#[derive(Debug)]
+struct PinningVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    pins: Vec<String>,
+}
+
+impl ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let presented = public_key_pin(end_entity).unwrap_or_else(|| "unreadable".into());
+        if self.pins.contains(&presented) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch {
+                    presented,
+                }))),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
 }
 
 /// webpki's certificate verifier, noting the subject of each certificate it refuses.
@@ -126,11 +305,17 @@ impl NamingVerifier {
         roots: Arc<RootCertStore>,
         provider: Arc<CryptoProvider>,
     ) -> Result<NamingVerifier, rustls::Error> {
-        let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
-            .build()
-            .map_err(|e| rustls::Error::General(format!("certificate verifier: {e}")))?;
+        NamingVerifier::with_crls(roots, provider, Vec::new())
+    }
+
+    /// Also checks the end-entity certificate against `crls` (when there are any).
+    pub fn with_crls(
+        roots: Arc<RootCertStore>,
+        provider: Arc<CryptoProvider>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<NamingVerifier, rustls::Error> {
         Ok(NamingVerifier {
-            inner,
+            inner: webpki_verifier(roots, provider, crls)?,
             pinned: Vec::new(),
         })
     }
@@ -402,13 +587,21 @@ mod tests {
     #[test]
     fn client_configs_offer_h2_and_refuse_a_bad_extra_root() {
         let (ca, _) = ca_and_server("config.ferry.test");
-        let config = client_config(vec![ca], Check::Verify).unwrap();
+        let config = client_config(Settings {
+            extra_roots: vec![ca],
+            ..Settings::default()
+        })
+        .unwrap();
         assert_eq!(
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]
         );
         let garbage = CertificateDer::from(b"not a certificate".to_vec());
-        assert!(client_config(vec![garbage], Check::Verify).is_err());
+        assert!(client_config(Settings {
+            extra_roots: vec![garbage],
+            ..Settings::default()
+        })
+        .is_err());
     }
 
     #[test]
@@ -452,6 +645,110 @@ mod tests {
         any.verify_server_cert(&server, &[], &name, &[], UnixTime::now())
             .expect("not checked");
         assert!(!any.supported_verify_schemes().is_empty());
+    }
+
+    /// A CA (with its key), a server certificate for `name` with serial 7, and the CA's
+    /// CRL listing `revoked` serials (PEM).
+    fn ca_server_crl(
+        name: &str,
+        revoked: &[u64],
+    ) -> (
+        CertificateDer<'static>,
+        CertificateDer<'static>,
+        String,
+        KeyPair,
+    ) {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "ferry CRL CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec![name.to_string()]).unwrap();
+        server.serial_number = Some(SerialNumber::from(7u64));
+        let server = server.signed_by(&key, &ca, &ca_key).unwrap();
+        let crl = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2090, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2024, 6, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca, &ca_key)
+        .unwrap()
+        .pem()
+        .unwrap();
+        (ca.der().clone(), server.der().clone(), crl, key)
+    }
+
+    #[test]
+    fn crl_parity_a_listed_certificate_is_revoked_and_others_pass() {
+        let name = "crl.ferry.test";
+        for (revoked, expected) in [
+            (&[7u64][..], Err(rustls::CertificateError::Revoked)),
+            (&[8u64][..], Ok(())),
+        ] {
+            let (ca, server, crl, _) = ca_server_crl(name, revoked);
+            let mut roots = RootCertStore::empty();
+            roots.add(ca).unwrap();
+            let crls = revocation_lists(crl.as_bytes()).unwrap();
+            let v = NamingVerifier::with_crls(Arc::new(roots), provider(), crls).unwrap();
+            let got = verify(&v, &server, name).map(|_| ()).map_err(|e| match e {
+                rustls::Error::InvalidCertificate(c) => c,
+                other => panic!("{other}"),
+            });
+            assert_eq!(got, expected, "revoked serials {revoked:?}");
+        }
+        assert!(revocation_lists(b"no list").is_err());
+    }
+
+    #[test]
+    fn pinned_key_parity_the_pin_is_checked_after_the_certificate() {
+        let name = "pin.ferry.test";
+        let (ca, server, _, key) = ca_server_crl(name, &[]);
+        let pin = public_key_pin(&server).unwrap();
+        {
+            use base64::Engine as _;
+            let expected = base64::engine::general_purpose::STANDARD
+                .encode(Sha256::digest(key.public_key_der()));
+            assert_eq!(pin, format!("sha256//{expected}"), "the SPKI's hash");
+        }
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let inner: Arc<dyn ServerCertVerifier> =
+            Arc::new(NamingVerifier::new(Arc::new(roots), provider()).unwrap());
+        let right = PinningVerifier {
+            inner: inner.clone(),
+            pins: vec!["sha256//other".into(), pin.clone()],
+        };
+        let name_ = ServerName::try_from(name).unwrap();
+        right
+            .verify_server_cert(&server, &[], &name_, &[], UnixTime::now())
+            .expect("its key is pinned");
+        let wrong = PinningVerifier {
+            inner,
+            pins: vec!["sha256//other".into()],
+        };
+        match wrong.verify_server_cert(&server, &[], &name_, &[], UnixTime::now()) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+                let m = o.0.downcast_ref::<PinMismatch>().expect("a PinMismatch");
+                assert_eq!(m.presented, pin);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::sources::{Received, SourceBytes};
 use super::task::{FileTask, Outcome};
 use super::upload::{self, UploadOutcome};
 use super::{download, file, mirrors, yielding};
-use crate::model::{ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
+use crate::model::{Credentials, ErrorContext, ErrorKind, FileRecord, JobRecord, JobType};
 use crate::owner::Owner;
 
 /// How often durable offsets are recorded while a file transfers.
@@ -323,19 +323,7 @@ async fn net_for(
     transfer_time_left: Option<Duration>,
 ) -> Result<Net, TransferError> {
     let config = &r.shared.config;
-    let ca = match &record.options.ca_file {
-        Some(path) => match r.owner.read_file(PathBuf::from(path)).await {
-            Ok(pem) => Some((path.as_str(), pem)),
-            Err(e) => {
-                return Err(TransferError::new(
-                    ErrorContext::LocalFile,
-                    ErrorKind::CaFile,
-                    format!("reading the CA file {path}: {e}"),
-                ))
-            }
-        },
-        None => None,
-    };
+    let files_read = owner_files(r, record).await?;
     // Bytes from this machine itself cross no link another program shares: nothing to
     // yield to.
     let all_loopback = files.iter().all(|f| {
@@ -353,7 +341,15 @@ async fn net_for(
     let yielder =
         (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
             .then(|| yielding::Yielder::new(r.live.clone()));
-    let client = netclient::for_job(&record.options, ca, &r.shared.http, yielder.is_some())?;
+    let client = netclient::for_job(
+        &record.options,
+        &files_read,
+        &r.shared.http,
+        yielder.is_some(),
+    )?;
+    if matches!(record.options.credentials, Some(Credentials::Digest { .. })) {
+        prime_digest(&client, files).await;
+    }
     let mut limits = Vec::new();
     if record.options.bandwidth_limit > 0 {
         limits.push(Arc::new(RateLimiter::new(record.options.bandwidth_limit)));
@@ -383,6 +379,51 @@ async fn net_for(
         yielder,
         _controller: controller,
     })
+}
+
+/// Reads, as the job's owner, the files its options name: CA file, CRL file, client
+/// certificate and key.
+async fn owner_files(r: &Run, record: &JobRecord) -> Result<netclient::OwnerFiles, TransferError> {
+    let o = &record.options;
+    let s = &o.security;
+    let read = |path: &Option<String>, what: &'static str, kind: ErrorKind| {
+        let path = path.clone();
+        async move {
+            let Some(path) = path else {
+                return Ok(None);
+            };
+            match r.owner.read_file(PathBuf::from(&path)).await {
+                Ok(bytes) => Ok(Some((path, bytes))),
+                Err(e) => Err(TransferError::new(
+                    ErrorContext::LocalFile,
+                    kind,
+                    format!("reading the {what} {path}: {e}"),
+                )),
+            }
+        }
+    };
+    Ok(netclient::OwnerFiles {
+        ca_file: read(&o.ca_file, "CA file", ErrorKind::CaFile).await?,
+        crl_file: read(&s.crl_file, "CRL file", ErrorKind::CrlFile).await?,
+        client_certificate: read(
+            &s.client_certificate,
+            "client certificate",
+            ErrorKind::ClientCertificate,
+        )
+        .await?,
+        client_key: read(&s.client_key, "client key", ErrorKind::ClientCertificate).await?,
+    })
+}
+
+/// Asks for the challenge of each of a Digest job's unfinished files whose challenge is
+/// not known yet (`engine/digest.rs`).
+async fn prime_digest(client: &reqwest::Client, files: &[FileRecord]) {
+    for f in files.iter().filter(|f| !f.completed) {
+        let url = f.final_url.as_deref().unwrap_or(&f.remote_url);
+        if !super::digest::knows(url) {
+            super::digest::prime(client, url).await;
+        }
+    }
 }
 
 impl Net {

@@ -110,6 +110,21 @@ error_kinds! {
     BadProxy => "bad_proxy",
     /// The job's CA file cannot be read or parsed.
     CaFile => "ca_file",
+    /// A redirect the job's redirect policy refuses (BITS's
+    /// `BG_HTTP_REDIRECT_POLICY_DISALLOW`, or https to http).
+    RedirectRefused => "redirect_refused",
+    /// The server's public key is none of those the job pins.
+    PinnedKeyMismatch => "pinned_key_mismatch",
+    /// The server's certificate is listed in the job's revocation list
+    /// (`BG_SSL_ENABLE_CRL_CHECK`).
+    CertificateRevoked => "certificate_revoked",
+    /// The job's CRL file cannot be read or parsed.
+    CrlFile => "crl_file",
+    /// The job's client certificate or key cannot be read, parsed or used together.
+    ClientCertificate => "client_certificate",
+    /// The server asked for a client certificate and the job has none, or refused the
+    /// one it sent.
+    ClientCertificateRefused => "client_certificate_refused",
     /// The HTTP client could not be built.
     HttpClient => "http_client",
     // Authentication.
@@ -200,6 +215,10 @@ mod tests {
             ErrorKind::TlsCertificate,
             ErrorKind::UnreadableOptions,
             ErrorKind::TusNoProgress,
+            ErrorKind::RedirectRefused,
+            ErrorKind::PinnedKeyMismatch,
+            ErrorKind::CertificateRevoked,
+            ErrorKind::ClientCertificateRefused,
         ] {
             assert_eq!(ErrorKind::from_code(&kind.code()), Some(kind), "{kind}");
         }

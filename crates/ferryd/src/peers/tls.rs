@@ -14,6 +14,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+
+use crate::engine::tls::{provider, revocation_lists, webpki_verifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
@@ -34,10 +36,6 @@ pub struct FleetTls {
     pub server: Arc<rustls::ServerConfig>,
     /// The configuration of requests to peers (with this node's certificate).
     pub client: rustls::ClientConfig,
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn read(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -180,14 +178,8 @@ pub fn from_material(config: &PeersConfig, m: &Material) -> anyhow::Result<Fleet
         None
     } else {
         Some(
-            rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots.clone(),
-                provider.clone(),
-            )
-            .with_crls(crls)
-            .only_check_end_entity_revocation()
-            .build()
-            .map_err(|e| anyhow!("the fleet CA cannot verify peers: {e}"))?,
+            webpki_verifier(roots.clone(), provider.clone(), crls)
+                .map_err(|e| anyhow!("the fleet CA cannot verify peers: {e}"))?,
         )
     };
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -223,27 +215,16 @@ fn revocation_list(
     config: &PeersConfig,
     pem: &[u8],
 ) -> anyhow::Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>> {
-    use rustls::pki_types::CertificateRevocationListDer;
     if pem.is_empty() {
         return Ok(Vec::new());
     }
-    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            anyhow!(
-                "the fleet's revocation list {} is not PEM: {e} (make it with `ferry peers \
-                 cert revoke`)",
-                config.crl.display()
-            )
-        })?;
-    if crls.is_empty() {
-        return Err(anyhow!(
-            "the fleet's revocation list {} holds no list (make it with `ferry peers cert \
-             revoke`, or remove the file)",
+    revocation_lists(pem).map_err(|why| {
+        anyhow!(
+            "the fleet's revocation list {} {why} (make it with `ferry peers cert revoke`, \
+             or remove the file)",
             config.crl.display()
-        ));
-    }
-    Ok(crls)
+        )
+    })
 }
 
 /// Accepts a server certificate that chains to the fleet CA, whatever its name, and that

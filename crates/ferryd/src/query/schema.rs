@@ -43,6 +43,12 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "auto_complete",
     "insecure_tls",
     "keep_going",
+    "redirect_policy",
+    "pinned_public_keys",
+    "crl_file",
+    "client_certificate",
+    "client_key",
+    "proxy_credentials",
     "credentials",
     "proxy",
     "ca_file",
@@ -344,6 +350,31 @@ pub fn job_object(v: &JobView) -> Obj {
             ("auto_complete", b(j.options.auto_complete)),
             ("insecure_tls", b(j.options.insecure_tls)),
             ("keep_going", b(j.options.keep_going)),
+            (
+                "redirect_policy",
+                s(j.options.security.redirect_policy.as_str()),
+            ),
+            (
+                "pinned_public_keys",
+                Prop::List(j.options.security.pinned_public_keys.clone(), ";"),
+            ),
+            ("crl_file", opt(j.options.security.crl_file.clone(), s)),
+            (
+                "client_certificate",
+                opt(j.options.security.client_certificate.clone(), s),
+            ),
+            ("client_key", opt(j.options.security.client_key.clone(), s)),
+            (
+                "proxy_credentials",
+                opt(
+                    j.options
+                        .security
+                        .proxy_credentials
+                        .as_ref()
+                        .map(|c| c.public()),
+                    s,
+                ),
+            ),
             (
                 "credentials",
                 opt(j.options.credentials.as_ref().map(|c| c.public()), s),

@@ -7,7 +7,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::model::{
     mask_url, mask_urls_in, Credentials, ErrorContext, HandlerRecord, JobState, JobType,
-    MeteredPolicy, PeerMode, Priority, UploadProtocol,
+    MeteredPolicy, PeerMode, Priority, ProxyCredentials, RedirectPolicy, UploadProtocol,
 };
 use crate::service::{
     CallbackMethod, ErrorReason, FileView, Invocation, JobView, Obj, ServiceError,
@@ -130,6 +130,58 @@ pub fn credentials_from(c: Option<pb::Credentials>) -> Option<Option<Credentials
         pb::credentials::Kind::Negotiate(n) => Some(Some(Credentials::Negotiate {
             ccache: (!n.ccache.is_empty()).then_some(n.ccache),
         })),
+        pb::credentials::Kind::Digest(b) => Some(Some(Credentials::Digest {
+            user: b.user,
+            password: b.password,
+        })),
+    }
+}
+
+/// The proxy credentials of a request: basic, or clear (`Some(None)`).
+pub fn proxy_credentials_from(
+    c: Option<pb::Credentials>,
+) -> Result<Option<Option<ProxyCredentials>>, Status> {
+    let Some(kind) = c.and_then(|c| c.kind) else {
+        return Ok(None);
+    };
+    match kind {
+        pb::credentials::Kind::Clear(_) => Ok(Some(None)),
+        pb::credentials::Kind::Basic(b) => Ok(Some(Some(ProxyCredentials {
+            user: b.user,
+            password: b.password,
+        }))),
+        pb::credentials::Kind::BearerToken(_)
+        | pb::credentials::Kind::Digest(_)
+        | pb::credentials::Kind::Negotiate(_) => {
+            Err(Status::invalid_argument(
+                "proxy_credentials take basic credentials (or clear): ferry answers a proxy's \
+                 407 with Basic only",
+            ))
+        }
+    }
+}
+
+pub fn redirect_policy(p: RedirectPolicy) -> pb::RedirectPolicy {
+    match p {
+        RedirectPolicy::AllowSilent => pb::RedirectPolicy::AllowSilent,
+        RedirectPolicy::AllowReport => pb::RedirectPolicy::AllowReport,
+        RedirectPolicy::Disallow => pb::RedirectPolicy::Disallow,
+        RedirectPolicy::NoHttpsToHttp => pb::RedirectPolicy::NoHttpsToHttp,
+    }
+}
+
+/// `None` for unspecified.
+pub fn redirect_policy_from(p: i32) -> Result<Option<RedirectPolicy>, Status> {
+    match pb::RedirectPolicy::try_from(p) {
+        Ok(pb::RedirectPolicy::Unspecified) => Ok(None),
+        Ok(pb::RedirectPolicy::AllowSilent) => Ok(Some(RedirectPolicy::AllowSilent)),
+        Ok(pb::RedirectPolicy::AllowReport) => Ok(Some(RedirectPolicy::AllowReport)),
+        Ok(pb::RedirectPolicy::Disallow) => Ok(Some(RedirectPolicy::Disallow)),
+        Ok(pb::RedirectPolicy::NoHttpsToHttp) => Ok(Some(RedirectPolicy::NoHttpsToHttp)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown redirect policy {p} in redirect_policy (expected 1 allow_silent, 2 \
+             allow_report, 3 disallow or 4 no_https_to_http)"
+        ))),
     }
 }
 
@@ -220,6 +272,24 @@ pub fn job(v: &JobView) -> pb::Job {
         auto_complete: j.options.auto_complete,
         insecure_tls: j.options.insecure_tls,
         keep_going: j.options.keep_going,
+        redirect_policy: redirect_policy(j.options.security.redirect_policy) as i32,
+        pinned_public_keys: j.options.security.pinned_public_keys.clone(),
+        crl_file: j.options.security.crl_file.clone().unwrap_or_default(),
+        client_certificate: j
+            .options
+            .security
+            .client_certificate
+            .clone()
+            .unwrap_or_default(),
+        client_key: j.options.security.client_key.clone().unwrap_or_default(),
+        // The password is write-only (model/secrets.rs).
+        proxy_credentials: j
+            .options
+            .security
+            .proxy_credentials
+            .as_ref()
+            .map(|c| c.public())
+            .unwrap_or_default(),
     }
 }
 

@@ -251,6 +251,12 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         auto_complete: r.auto_complete,
         insecure_tls: r.insecure_tls,
         keep_going: r.keep_going,
+        redirect_policy: convert::redirect_policy_from(r.redirect_policy)?,
+        pinned_public_keys: r.pinned_public_keys.map(|l| l.values),
+        crl_file: r.crl_file,
+        client_certificate: r.client_certificate,
+        client_key: r.client_key,
+        proxy_credentials: convert::proxy_credentials_from(r.proxy_credentials)?,
     })
 }
 

@@ -73,6 +73,18 @@ pub struct JobChanges {
     pub auto_complete: Option<bool>,
     pub insecure_tls: Option<bool>,
     pub keep_going: Option<bool>,
+    /// What a redirect does (BITS's `BG_HTTP_REDIRECT_POLICY_*`).
+    pub redirect_policy: Option<crate::model::RedirectPolicy>,
+    /// Replaces the pinned public keys (`sha256//BASE64` each); `Some(vec![])` clears them.
+    pub pinned_public_keys: Option<Vec<String>>,
+    /// `Some("")` clears it.
+    pub crl_file: Option<String>,
+    /// `Some("")` clears it.
+    pub client_certificate: Option<String>,
+    /// `Some("")` clears it.
+    pub client_key: Option<String>,
+    /// `Some(None)` removes them.
+    pub proxy_credentials: Option<Option<crate::model::ProxyCredentials>>,
 }
 
 /// The result of `complete`.

@@ -114,18 +114,32 @@ impl Service {
         let Some(e) = current(inner, job, run) else {
             return;
         };
+        let report_redirects = e.job.job_type == JobType::Download
+            && e.job.options.security.redirect_policy == crate::model::RedirectPolicy::AllowReport;
         if let Some(f) = e.files.get_mut(index as usize) {
             f.bytes_total = s.total;
             f.validator = s.validator;
             if s.final_url.is_some() {
                 f.final_url = s.final_url;
             }
+            // BITS's BG_HTTP_REDIRECT_POLICY_ALLOW_REPORT: the remote name becomes the
+            // URL the redirects led to (written with the row below or at the next
+            // checkpoint).
+            let mut reported = false;
+            if let Some(fin) = f
+                .final_url
+                .as_ref()
+                .filter(|u| report_redirects && **u != f.remote_url)
+            {
+                f.remote_url = fin.clone();
+                reported = true;
+            }
             f.bytes_transferred = s.offset;
             f.peer.no_peer_cache |= s.no_store;
             // A download starting from zero has nothing durable to describe yet: the next
             // checkpoint (once bytes are synced) or the job's completion writes the row.
             // Resumed files and uploads (the tus upload URL) are written at once.
-            if s.offset > 0 || e.job.job_type != JobType::Download {
+            if s.offset > 0 || e.job.job_type != JobType::Download || reported {
                 self.store.put_files_detached(vec![f.clone()]);
             }
         }

@@ -21,6 +21,12 @@ pub(super) struct CheckedChanges {
     ca_file: Option<Option<String>>,
     /// `Some(None)` clears it.
     reply_file: Option<Option<String>>,
+    /// The pins one by one, checked.
+    pins: Option<Vec<String>>,
+    /// `Some(None)` clears it (each of the three).
+    crl_file: Option<Option<String>>,
+    client_certificate: Option<Option<String>>,
+    client_key: Option<Option<String>>,
 }
 
 impl Service {
@@ -94,6 +100,30 @@ impl Service {
                     .map_err(ServiceError::InvalidArgument)?
             })),
         };
+        let crl_file = self
+            .owner_file(owner, "crl_file", "the CRL file", changes.crl_file.take())
+            .await?;
+        let client_certificate = self
+            .owner_file(
+                owner,
+                "client_certificate",
+                "the client certificate",
+                changes.client_certificate.take(),
+            )
+            .await?;
+        let client_key = self
+            .owner_file(
+                owner,
+                "client_key",
+                "the client key",
+                changes.client_key.take(),
+            )
+            .await?;
+        let pins = changes
+            .pinned_public_keys
+            .take()
+            .map(|p| validate::public_key_pins(&p))
+            .transpose()?;
         let reply_file = match changes.reply_file.take().as_deref() {
             None => None,
             Some("") => Some(None),
@@ -106,6 +136,22 @@ impl Service {
                     .map_err(ServiceError::InvalidArgument)?
             })),
         };
+        if let Some(Some(Credentials::Digest { user, .. })) = &changes.credentials {
+            validate::no_control_chars("credentials.digest.user", user)?;
+            if user.contains('"') {
+                return Err(ServiceError::InvalidArgument(
+                    "a digest user name cannot contain '\"'".into(),
+                ));
+            }
+        }
+        if let Some(Some(c)) = &changes.proxy_credentials {
+            validate::no_control_chars("proxy_credentials.user", &c.user)?;
+            if c.user.contains(':') {
+                return Err(ServiceError::InvalidArgument(
+                    "a proxy user name cannot contain ':'".into(),
+                ));
+            }
+        }
         if let Some(Some(Credentials::Basic { user, .. })) = &changes.credentials {
             // The user is shown (`basic USER`); the password never is.
             validate::no_control_chars("credentials.basic.user", user)?;
@@ -134,6 +180,33 @@ impl Service {
             proxy,
             ca_file,
             reply_file,
+            pins,
+            crl_file,
+            client_certificate,
+            client_key,
+        })
+    }
+
+    /// A file a job's options name (`field`), checked as the owner as the CA file is: a
+    /// regular file the owner may read. `Some("")` clears it (`Some(None)`).
+    async fn owner_file(
+        &self,
+        owner: u32,
+        field: &str,
+        what: &'static str,
+        path: Option<String>,
+    ) -> Result<Option<Option<String>>, ServiceError> {
+        Ok(match path.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => Some(Some({
+                validate::local_path(field, p)?;
+                self.owners
+                    .of(owner)
+                    .check_regular_file(what, p.to_string())
+                    .await
+                    .map_err(ServiceError::InvalidArgument)?
+            })),
         })
     }
 
@@ -198,6 +271,10 @@ pub(super) fn apply_changes(
         proxy,
         ca_file,
         reply_file,
+        pins,
+        crl_file,
+        client_certificate,
+        client_key,
     } = checked;
     if let Some(Some(_)) = &reply_file {
         if j.job_type != JobType::UploadReply {
@@ -280,6 +357,25 @@ pub(super) fn apply_changes(
     }
     if let Some(v) = reply_file {
         j.options.reply_file = v;
+    }
+    let security = &mut j.options.security;
+    if let Some(v) = changes.redirect_policy {
+        security.redirect_policy = v;
+    }
+    if let Some(v) = pins {
+        security.pinned_public_keys = v;
+    }
+    if let Some(v) = crl_file {
+        security.crl_file = v;
+    }
+    if let Some(v) = client_certificate {
+        security.client_certificate = v;
+    }
+    if let Some(v) = client_key {
+        security.client_key = v;
+    }
+    if let Some(v) = changes.proxy_credentials {
+        security.proxy_credentials = v;
     }
     Ok(())
 }

@@ -440,3 +440,41 @@ mod properties {
         }
     }
 }
+
+/// Public key pins as curl's `--pinnedpubkey` writes them: `sha256//BASE64` (the SHA-256
+/// of a SubjectPublicKeyInfo, 44 characters of standard base64), several separated by
+/// `;` or given one by one. Returns them one by one, trimmed.
+pub fn public_key_pins(pins: &[String]) -> Result<Vec<String>, ServiceError> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for pin in pins.iter().flat_map(|p| p.split(';')) {
+        let pin = pin.trim();
+        if pin.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| {
+            ServiceError::InvalidArgument(format!(
+                "pinned public key '{pin}' {why}: give sha256// and the base64 of the SHA-256 \
+                 of the server's SubjectPublicKeyInfo, as curl's --pinnedpubkey takes it \
+                 (`openssl x509 -in CERT -pubkey -noout | openssl pkey -pubin -outform der | \
+                 openssl dgst -sha256 -binary | base64`)"
+            ))
+        };
+        no_control_chars("pinned_public_keys", pin)?;
+        let Some(b64) = pin.strip_prefix("sha256//") else {
+            return Err(bad("does not start with sha256//"));
+        };
+        match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(hash) if hash.len() == 32 => out.push(pin.to_string()),
+            Ok(_) => return Err(bad("is not 32 bytes long")),
+            Err(_) => return Err(bad("is not base64")),
+        }
+    }
+    if out.len() > 64 {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{} pinned public keys are too many (at most 64)",
+            out.len()
+        )));
+    }
+    Ok(out)
+}

@@ -73,6 +73,7 @@ enum CredentialsRepr {
     Basic { user: String, password: String },
     Bearer { token: String },
     Negotiate { ccache: Option<String> },
+    Digest { user: String, password: String },
 }
 
 /// `JobOptions` as postcard can decode it.
@@ -94,6 +95,8 @@ struct OptionsRepr {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
+    /// `None` for the default (one byte).
+    security: Option<crate::model::HttpSecurity>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -115,6 +118,7 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            security,
         } = o;
         OptionsRepr {
             headers,
@@ -123,6 +127,9 @@ impl From<JobOptions> for OptionsRepr {
                 Credentials::Basic { user, password } => CredentialsRepr::Basic { user, password },
                 Credentials::Bearer { token } => CredentialsRepr::Bearer { token },
                 Credentials::Negotiate { ccache } => CredentialsRepr::Negotiate { ccache },
+                Credentials::Digest { user, password } => {
+                    CredentialsRepr::Digest { user, password }
+                }
             }),
             proxy,
             ca_file,
@@ -137,6 +144,7 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            security: (security != crate::model::HttpSecurity::default()).then_some(security),
         }
     }
 }
@@ -160,6 +168,7 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            security,
         } = o;
         JobOptions {
             headers,
@@ -168,6 +177,9 @@ impl From<OptionsRepr> for JobOptions {
                 CredentialsRepr::Basic { user, password } => Credentials::Basic { user, password },
                 CredentialsRepr::Bearer { token } => Credentials::Bearer { token },
                 CredentialsRepr::Negotiate { ccache } => Credentials::Negotiate { ccache },
+                CredentialsRepr::Digest { user, password } => {
+                    Credentials::Digest { user, password }
+                }
             }),
             proxy,
             ca_file,
@@ -182,6 +194,7 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            security: security.unwrap_or_default(),
         }
     }
 }
@@ -295,6 +308,17 @@ mod tests {
                 umask: Some(0o027),
                 peers: Some(crate::model::PeerMode::Client),
                 on_metered: Some(crate::model::MeteredPolicy::Continue),
+                security: crate::model::HttpSecurity {
+                    redirect_policy: crate::model::RedirectPolicy::NoHttpsToHttp,
+                    pinned_public_keys: vec!["sha256//AAAA".into()],
+                    crl_file: Some("/etc/crl.pem".into()),
+                    client_certificate: Some("/etc/client.pem".into()),
+                    client_key: Some("/etc/client.key".into()),
+                    proxy_credentials: Some(crate::model::ProxyCredentials {
+                        user: "pu".into(),
+                        password: "pp".into(),
+                    }),
+                },
             },
         }
     }
@@ -421,14 +445,14 @@ mod tests {
     /// (the second kept its options as JSON); `finishing` (schema 4) adds a byte, and each
     /// file's bytes from the origin and from peers another (one byte when there are none),
     /// and options that are not the defaults one for the metered policy, one for
-    /// write-only headers and one each for `auto_complete`, `insecure_tls` and
-    /// `keep_going`; each file's mirrors and the mirror in use two (none, the file's own
-    /// URL).
+    /// write-only headers and one each for `auto_complete`, `insecure_tls`,
+    /// `keep_going` and the TLS policy (`security`, none set); each file's mirrors and the
+    /// mirror in use two (none, the file's own URL).
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
             ("scenario-5 job", typical_final_job(), 171),
-            ("fetched job", fetched_final_job(), 319),
+            ("fetched job", fetched_final_job(), 320),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());
