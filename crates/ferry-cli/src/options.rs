@@ -79,6 +79,14 @@ impl TransferProperties for TransferArgs {
                 .transpose()?,
             max_transfer_time_secs: self.max_transfer_time.map(|d| d.as_secs()),
             insecure_tls: self.insecure.then_some(true),
+            max_download_size: self
+                .max_download_size
+                .as_deref()
+                .map(|s| {
+                    units::parse_size(s).map_err(|e| usage(format!("--max-download-size: {e}")))
+                })
+                .transpose()?,
+            http_method: self.http_method.clone(),
             ..Default::default()
         })
     }

@@ -53,6 +53,9 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         on_metered: None,
         waiting_for_unmetered: false,
         yielding: false,
+        max_download_size: 0,
+        minimum_notification_interval_ms: 0,
+        http_method: None,
     }
 }
 
@@ -89,5 +92,6 @@ pub fn file(
         validated: None,
         bytes_from_origin: 0,
         bytes_from_peers: 0,
+        response_headers: Vec::new(),
     }
 }

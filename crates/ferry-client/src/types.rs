@@ -132,6 +132,17 @@ pub struct JobInfo {
     /// A file that fails for good does not stop the others; the job goes to `error` once
     /// every file has been tried ([`crate::Job::complete`] then puts in place the rest).
     pub keep_going: bool,
+    /// The largest file the job downloads, in bytes; 0 for no limit (BITS:
+    /// `BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE`). A file whose announced or actual size
+    /// passes it fails the job for good with code `max_download_size`, with no byte past
+    /// the limit written.
+    pub max_download_size: u64,
+    /// The least time between two `job_modification` callbacks, in milliseconds; 0 for
+    /// the default, 500 (BITS: `BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS`).
+    pub minimum_notification_interval_ms: u64,
+    /// The HTTP method of the job's requests, `None` for the default (GET for downloads,
+    /// PUT for PUT uploads) (BITS: `IBackgroundCopyJobHttpOptions2::GetHttpMethod`).
+    pub http_method: Option<String>,
 }
 
 impl JobInfo {
@@ -187,6 +198,9 @@ impl JobInfo {
             auto_complete: j.auto_complete,
             insecure_tls: j.insecure_tls,
             keep_going: j.keep_going,
+            max_download_size: j.max_download_size,
+            minimum_notification_interval_ms: j.minimum_notification_interval_ms,
+            http_method: Some(j.http_method).filter(|m| !m.is_empty()),
         })
     }
 
@@ -226,6 +240,12 @@ pub struct FileInfo {
     pub bytes_from_origin: u64,
     /// Bytes of the file, as it stands, that came from peers.
     pub bytes_from_peers: u64,
+    /// The headers of the last response its transfer got, `Name: value` each in the
+    /// order sent: ETag, Last-Modified, Content-Type and the rest (BITS:
+    /// `IBackgroundCopyFile5::GetProperty(BITS_FILE_PROPERTY_ID_HTTP_RESPONSE_HEADERS)`).
+    /// `Set-Cookie` and headers whose name or value marks a secret are left out; at most
+    /// 64 headers and 16 KiB. Empty until a response came.
+    pub response_headers: Vec<String>,
 }
 
 impl FileInfo {
@@ -245,6 +265,7 @@ impl FileInfo {
             validated: f.validated,
             bytes_from_origin: f.bytes_from_origin,
             bytes_from_peers: f.bytes_from_peers,
+            response_headers: f.response_headers,
         })
     }
 }
@@ -282,7 +303,8 @@ pub struct DaemonStatus {
 /// jobs of its priorities share at most its limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduledLimit {
-    /// Bytes per second.
+    /// Bytes per second; 0: a window with no transfers (none of its priorities' bytes
+    /// move while it is in force).
     pub limit: u64,
     /// The priorities it holds back.
     pub priorities: Vec<Priority>,
@@ -388,6 +410,18 @@ pub struct JobProperties {
     pub insecure_tls: Option<bool>,
     /// `Some(true)`: a file that fails for good does not stop the job's other files.
     pub keep_going: Option<bool>,
+    /// The largest file the job downloads, in bytes; `Some(0)` removes the limit (BITS:
+    /// `SetProperty(BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE)`).
+    pub max_download_size: Option<u64>,
+    /// The least time between two `job_modification` callbacks, in milliseconds (at most
+    /// 86 400 000, a day); `Some(0)` restores the default, 500 (BITS:
+    /// `SetProperty(BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS)`).
+    pub minimum_notification_interval_ms: Option<u64>,
+    /// The HTTP method of the job's requests, e.g. `POST`: an HTTP token of at most 32
+    /// characters (not `CONNECT`); `Some("")` restores the default. Not for tus uploads.
+    /// A download with its own method goes over one connection and never to or from
+    /// peers (BITS: `IBackgroundCopyJobHttpOptions2::SetHttpMethod`).
+    pub http_method: Option<String>,
 }
 
 impl JobProperties {
@@ -431,6 +465,9 @@ impl JobProperties {
             auto_complete: self.auto_complete,
             insecure_tls: self.insecure_tls,
             keep_going: self.keep_going,
+            max_download_size: self.max_download_size,
+            minimum_notification_interval_ms: self.minimum_notification_interval_ms,
+            http_method: self.http_method,
         }
     }
 }

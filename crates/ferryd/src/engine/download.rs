@@ -16,6 +16,11 @@ use super::{frompeers, segmented, single, swarm};
 
 /// Downloads one file into its part file, continuing from what is recorded of it.
 pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
+    // A size already known (recorded, or from a checked file) that passes the limit fails
+    // before anything is asked.
+    if let Some(total) = task.record.bytes_total {
+        super::sizecap::check_size(task.options, &task.record.remote_url, total)?;
+    }
     let mut facts = facts_of(&task);
     loop {
         match plan(&facts) {
@@ -24,6 +29,9 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     Probed::Stopped => return Ok(Outcome::Cancelled),
                     Probed::Nothing => Head::Nothing,
                     Probed::Head(head) => {
+                        if let Some(length) = head.length {
+                            super::sizecap::check_size(task.options, &task.record.remote_url, length)?;
+                        }
                         if facts.peers && head.no_store {
                             // Remembered with the file: it never enters the peer cache.
                             task.events.no_peer_cache();

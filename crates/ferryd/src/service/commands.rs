@@ -71,6 +71,12 @@ pub struct JobChanges {
     pub auto_complete: Option<bool>,
     pub insecure_tls: Option<bool>,
     pub keep_going: Option<bool>,
+    /// The largest file the job downloads (BITS's `MAX_DOWNLOAD_SIZE`); 0: no limit.
+    pub max_download_size: Option<u64>,
+    /// Milliseconds between two `job_modification` callbacks; 0: the default.
+    pub minimum_notification_interval_ms: Option<u64>,
+    /// The HTTP method (BITS's `SetHttpMethod`); `Some("")` restores the default.
+    pub http_method: Option<String>,
 }
 
 /// The result of `complete`.

@@ -28,6 +28,7 @@ mod properties;
 mod queries;
 mod state;
 mod store_health;
+mod takeover;
 pub mod validate;
 
 use std::collections::HashMap;

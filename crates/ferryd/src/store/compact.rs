@@ -93,6 +93,9 @@ struct OptionsRepr {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
+    max_download_size: u64,
+    minimum_notification_interval_ms: u64,
+    http_method: Option<String>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -114,6 +117,9 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         } = o;
         OptionsRepr {
             headers,
@@ -135,6 +141,9 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         }
     }
 }
@@ -158,6 +167,9 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         } = o;
         JobOptions {
             headers,
@@ -179,6 +191,9 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         }
     }
 }
@@ -208,6 +223,7 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            response_headers: Vec::new(),
         }
     }
 
@@ -288,6 +304,9 @@ mod tests {
                 umask: Some(0o027),
                 peers: Some(crate::model::PeerMode::Client),
                 on_metered: Some(crate::model::MeteredPolicy::Continue),
+                max_download_size: 1 << 41,
+                minimum_notification_interval_ms: 60_000,
+                http_method: Some("POST".into()),
             },
         }
     }
@@ -323,6 +342,7 @@ mod tests {
                 no_peer_cache: true,
                 origin_only: true,
             },
+            response_headers: vec![("ETag".into(), "\"v1\"".into()), ("X-Ü".into(), "".into())],
         }
     }
 

@@ -328,7 +328,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
     bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments, \
-    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only";
+    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only, response_headers";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let mut f = FileRecord {
@@ -350,6 +350,8 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
             no_peer_cache: r.get(14)?,
             origin_only: r.get(15)?,
         },
+        // What the last response said is information only: unreadable, it is dropped.
+        response_headers: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or_default(),
     };
     match serde_json::from_str::<Vec<Segment>>(&r.get::<_, String>(11)?) {
         Ok(segments) => f.segments = segments,
@@ -377,7 +379,7 @@ fn upsert_file_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
              ON CONFLICT(job_id, idx) DO UPDATE SET {}",
             update_list(FILE_COLUMNS, &["job_id", "idx"])
         )
@@ -402,6 +404,7 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         f.peer.from_peers as i64,
         f.peer.no_peer_cache,
         f.peer.origin_only,
+        serde_json::to_string(&f.response_headers).unwrap_or_else(|_| "[]".into()),
     ])?;
     Ok(())
 }

@@ -106,6 +106,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX peer_cache_url ON peer_cache(url, validator, length);
     CREATE INDEX peer_cache_sha256 ON peer_cache(sha256);
     "#,
+    // 5 → 6: the headers of each file's last response (BITS's HTTP_RESPONSE_HEADERS), a
+    // JSON list of [name, value].
+    r#"
+    ALTER TABLE files ADD COLUMN response_headers TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// The schema version this build writes.
