@@ -637,3 +637,48 @@ mod privacy_tests {
         assert!(private(&creds, "https://example.org/a"));
     }
 }
+
+#[cfg(test)]
+mod response_header_tests {
+    use super::*;
+
+    #[test]
+    fn parity_response_headers_keep_metadata_and_leave_out_secrets() {
+        let long = "x".repeat(MAX_RESPONSE_HEADER_BYTES);
+        let sent: Vec<(&str, &[u8])> = vec![
+            ("etag", b"\"v1\""),
+            ("last-modified", b"Tue, 08 Dec 2026 00:00:00 GMT"),
+            ("set-cookie", b"session=s3cret"),
+            ("x-amz-security-token", b"s3cret"),
+            ("x-upstream", b"Bearer s3cret"),
+            ("content-type", b"application/octet-stream"),
+            ("x-bin", b"a\x01b"),
+            ("x-long", long.as_bytes()),
+            ("x-after", b"not kept: the budget is spent"),
+        ];
+        let kept = kept_response_headers(sent);
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["etag", "last-modified", "content-type", "x-bin"]);
+        assert!(!format!("{kept:?}").contains("s3cret"));
+        assert_eq!(kept[0].1, "\"v1\"");
+        assert!(!kept[3].1.contains('\u{1}'), "control characters are escaped");
+        let many: Vec<(String, Vec<u8>)> = (0..100)
+            .map(|i| (format!("x-h{i}"), b"v".to_vec()))
+            .collect();
+        let kept = kept_response_headers(many.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+        assert_eq!(kept.len(), MAX_RESPONSE_HEADERS);
+    }
+
+    #[test]
+    fn parity_a_custom_method_makes_a_request_private() {
+        let o = JobOptions {
+            http_method: Some("POST".into()),
+            ..Default::default()
+        };
+        assert!(o.is_private(), "a POST's answer is never cached for peers");
+        assert_eq!(
+            JobOptions::default().notification_interval(),
+            std::time::Duration::from_millis(500)
+        );
+    }
+}
