@@ -107,8 +107,12 @@ mod tests {
             bandwidth: Some("1MiB/s".into()),
             max_transfer_time: Some(std::time::Duration::from_secs(90)),
             insecure: true,
+            max_download_size: Some("2MiB".into()),
+            http_method: Some("POST".into()),
         };
         let p = a.properties(false, false).unwrap();
+        assert_eq!(p.max_download_size, Some(2 << 20));
+        assert_eq!(p.http_method.as_deref(), Some("POST"));
         assert_eq!(p.insecure_tls, Some(true));
         assert_eq!(p.headers, Some(vec!["X-A: b".to_string()]));
         assert_eq!(

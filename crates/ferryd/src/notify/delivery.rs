@@ -5,6 +5,7 @@
 //! permits (`limits.rs`) while it runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;

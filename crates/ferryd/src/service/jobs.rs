@@ -334,6 +334,7 @@ fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileReco
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            response_headers: Vec::new(),
         })
         .collect()
 }
