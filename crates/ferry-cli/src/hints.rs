@@ -35,6 +35,10 @@ pub fn for_call(e: &Error) -> Option<&'static str> {
 pub fn for_job_error(code: &str) -> Option<&'static str> {
     match code {
         "tls_certificate" => Some("`ferry set JOB --ca-file PATH` trusts the CA in PATH"),
+        "max_download_size" => Some(
+            "`ferry set JOB --max-download-size SIZE` raises the limit (0: none); then \
+             `ferry resume JOB`",
+        ),
         "unreadable_options" | "unreadable_notify_command" => {
             Some("`ferry cancel JOB`, then create the job again")
         }
