@@ -95,6 +95,10 @@ struct JobJson {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
+    max_download_size: u64,
+    minimum_notification_interval_ms: u64,
+    #[serde(deserialize_with = "present")]
+    http_method: Option<String>,
 }
 
 #[allow(dead_code)]
