@@ -91,7 +91,12 @@ pub async fn add_file(ctx: &Ctx, a: AddFileArgs) -> Result<i32> {
 }
 
 pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
-    let job = ctx.job(&a.job).await?;
+    let job = if verb == "takeown" {
+        // Another user's job: the daemon says whether the caller may take it.
+        ctx.manager().await?.job_unchecked(job_id(&a.job)?)
+    } else {
+        ctx.job(&a.job).await?
+    };
     let info = match verb {
         "resume" => job.resume().await?,
         "suspend" => job.suspend().await?,

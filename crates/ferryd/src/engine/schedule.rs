@@ -99,3 +99,27 @@ impl Schedules {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parity_a_window_with_limit_zero_closes_its_limiter() {
+        let whole_day = Schedule {
+            days: [true; 7],
+            from_min: 0,
+            to_min: 24 * 60,
+            limit: 0,
+            priorities: vec![Priority::Low],
+        };
+        let s = Schedules::new(&[whole_day]);
+        let low = s.for_priority(Priority::Low);
+        assert_eq!(low.len(), 1);
+        assert!(low[0].is_closed(), "no transfers for low jobs now");
+        assert!(s.for_priority(Priority::Normal).is_empty());
+        let shown = s.in_force();
+        assert_eq!(shown.len(), 1, "status shows the window");
+        assert_eq!(shown[0].limit, 0);
+    }
+}
