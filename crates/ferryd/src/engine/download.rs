@@ -78,6 +78,16 @@ fn facts_of(task: &FileTask<'_>) -> Facts {
 
 /// Runs the strategy the planner chose.
 async fn run(task: &FileTask<'_>, strategy: Strategy) -> Result<Outcome, TransferError> {
+    // The size the strategy will fetch, where it knows it before a byte moves.
+    let known = match &strategy {
+        Strategy::FromPeers(offered) => Some(offered.length),
+        Strategy::Swarm(join) => Some(join.length),
+        Strategy::Segmented(new) => Some(new.total),
+        Strategy::ResumeSegments | Strategy::Single => None,
+    };
+    if let Some(size) = known {
+        super::sizecap::check_size(task.options, &task.record.remote_url, size)?;
+    }
     match strategy {
         Strategy::FromPeers(offered) => frompeers::download(task, offered).await,
         Strategy::Swarm(join) => {
