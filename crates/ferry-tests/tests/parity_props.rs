@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,7 +17,6 @@ use ferry_client::{
     NotifyFlags, Priority,
 };
 use ferry_testkit::{random_bytes, Fault, Mode, TestEnv, TestServer};
-use parking_lot::Mutex;
 
 /// A job of one file from `server`'s `path` into `env.files`, not yet resumed.
 async fn one_file_job(m: &ferry_client::Manager, env: &TestEnv, server: &TestServer, path: &str) -> Job {
@@ -235,7 +234,7 @@ struct Times(Mutex<Vec<Instant>>);
 #[async_trait::async_trait]
 impl Callback for Times {
     async fn job_modification(&self, _job: Job, _info: JobInfo) -> CallbackResult {
-        self.0.lock().push(Instant::now());
+        self.0.lock().unwrap().push(Instant::now());
         Ok(())
     }
 }
@@ -270,10 +269,11 @@ async fn parity_props_minimum_notification_interval_spaces_job_modification_call
     job.resume().await.unwrap();
     assert_eq!(settle(&job).await.state(), JobState::Transferred);
     // The last calls may still come; three are enough to see the spacing.
-    ferry_testkit::wait_until(DEADLINE, "three job_modification calls", || {
-        (times.0.lock().len() >= 3).then_some(())
-    });
-    let t = times.0.lock().clone();
+    ferry_testkit::wait_until_future(DEADLINE, "three job_modification calls", || async {
+        (times.0.lock().unwrap().len() >= 3).then_some(())
+    })
+    .await;
+    let t = times.0.lock().unwrap().clone();
     for pair in t.windows(2) {
         let gap = pair[1] - pair[0];
         // The daemon spaces its calls by the interval; each call's trip to this process
@@ -322,9 +322,10 @@ async fn parity_props_a_schedule_window_with_limit_zero_blocks_its_priorities() 
     .unwrap();
     low.resume().await.unwrap();
     // The low job has asked the server, and holds its bytes back.
-    ferry_testkit::wait_until(DEADLINE, "the low job's request", || {
+    ferry_testkit::wait_until_future(DEADLINE, "the low job's request", || async {
         (server.request_count("/low.bin") > 0).then_some(())
-    });
+    })
+    .await;
     // A normal job goes through meanwhile, from start to end.
     let normal = one_file_job(&m, &env, &server, "/normal.bin").await;
     normal.resume().await.unwrap();
