@@ -630,6 +630,7 @@ fn user_defaults() -> Config {
         callback_timeout: Duration::from_secs(120),
         max_notifications_per_user: 4,
         notify_command_timeout: Duration::from_secs(300),
+        max_transfer_time: Duration::ZERO,
         housekeeping_interval: Duration::from_secs(600),
         socket_path: PathBuf::new(),
         schedules: Vec::new(),
