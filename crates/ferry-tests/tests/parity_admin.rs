@@ -28,7 +28,12 @@ fn parity_admin_adds_files_and_sets_properties_as_the_owner() {
     // The administrator adds a file to A's job: its destination is checked as A's.
     env.ferry(
         admin,
-        &["add-file", &job, "http://127.0.0.1:9/x", dest.to_str().unwrap()],
+        &[
+            "add-file",
+            &job,
+            "http://127.0.0.1:9/x",
+            dest.to_str().unwrap(),
+        ],
     )
     .expect_ok("the admin adds a file to A's job");
     let files = json(&env.ferry(a, &["--json", "files", &job]).expect_ok("files"));
@@ -38,7 +43,12 @@ fn parity_admin_adds_files_and_sets_properties_as_the_owner() {
     let err = env
         .ferry(
             admin,
-            &["add-file", &job, "http://127.0.0.1:9/y", denied.to_str().unwrap()],
+            &[
+                "add-file",
+                &job,
+                "http://127.0.0.1:9/y",
+                denied.to_str().unwrap(),
+            ],
         )
         .expect_err("a destination A cannot write");
     assert!(
@@ -47,7 +57,12 @@ fn parity_admin_adds_files_and_sets_properties_as_the_owner() {
     );
     // Root too acts as the owner.
     let err = env
-        .root_ferry(&["add-file", &job, "http://127.0.0.1:9/z", "/etc/ferry-parity-test"])
+        .root_ferry(&[
+            "add-file",
+            &job,
+            "http://127.0.0.1:9/z",
+            "/etc/ferry-parity-test",
+        ])
         .expect_err("root names /etc for A's job");
     assert!(err.to_lowercase().contains("permission denied"), "{err}");
     assert!(!std::path::Path::new("/etc/ferry-parity-test").exists());
@@ -55,7 +70,14 @@ fn parity_admin_adds_files_and_sets_properties_as_the_owner() {
     // Properties, as the admin; a notify command would run as A: refused.
     env.ferry(
         admin,
-        &["set", &job, "--name", "renamed", "--max-download-size", "1MiB"],
+        &[
+            "set",
+            &job,
+            "--name",
+            "renamed",
+            "--max-download-size",
+            "1MiB",
+        ],
     )
     .expect_ok("the admin changes A's job");
     let info = json(&env.ferry(a, &["--json", "info", &job]).expect_ok("info"));
@@ -101,7 +123,12 @@ fn parity_admin_takes_ownership_of_another_users_job() {
     let job = env.create(a, "to be taken");
     env.ferry(
         a,
-        &["add-file", &job, &server.url("/taken.bin"), dest.to_str().unwrap()],
+        &[
+            "add-file",
+            &job,
+            &server.url("/taken.bin"),
+            dest.to_str().unwrap(),
+        ],
     )
     .expect_ok("add-file");
     env.ferry(
@@ -125,7 +152,9 @@ fn parity_admin_takes_ownership_of_another_users_job() {
     .expect_ok("A's properties");
 
     // Someone who is not an administrator may not.
-    let err = env.ferry(b, &["takeown", &job]).expect_err("B takes A's job");
+    let err = env
+        .ferry(b, &["takeown", &job])
+        .expect_err("B takes A's job");
     assert!(err.to_lowercase().contains("ferrytest-admins"), "{err}");
 
     let taken = json(
@@ -163,7 +192,10 @@ fn parity_admin_takes_ownership_of_another_users_job() {
     assert_eq!(copies[0]["owner_uid"], admin.uid);
 
     // Taking one's own job changes nothing.
-    let again = json(&env.ferry(admin, &["--json", "takeown", &job]).expect_ok("again"));
+    let again = json(
+        &env.ferry(admin, &["--json", "takeown", &job])
+            .expect_ok("again"),
+    );
     assert_eq!(again["owner_uid"], admin.uid);
 
     // The admin runs it: the file is written as the admin.

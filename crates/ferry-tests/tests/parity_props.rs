@@ -13,13 +13,18 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ferry_client::{
-    Callback, CallbackResult, FileSpec, Job, JobInfo, JobProperties, JobState, NewJob,
-    NotifyFlags, Priority,
+    Callback, CallbackResult, FileSpec, Job, JobInfo, JobProperties, JobState, NewJob, NotifyFlags,
+    Priority,
 };
 use ferry_testkit::{random_bytes, Fault, Mode, TestEnv, TestServer};
 
 /// A job of one file from `server`'s `path` into `env.files`, not yet resumed.
-async fn one_file_job(m: &ferry_client::Manager, env: &TestEnv, server: &TestServer, path: &str) -> Job {
+async fn one_file_job(
+    m: &ferry_client::Manager,
+    env: &TestEnv,
+    server: &TestServer,
+    path: &str,
+) -> Job {
     let job = m.create_job(path).await.unwrap();
     let dest = env.files.join(path.trim_start_matches('/'));
     job.add_file(&server.url(path), s(&dest)).await.unwrap();
@@ -58,9 +63,17 @@ async fn parity_props_a_files_last_response_headers_are_kept() {
 
     let file = job.files().await.unwrap().remove(0);
     let etag = server.etag("/meta.bin").expect("the server sends an ETag");
-    let has = |h: &str| file.response_headers.iter().any(|x| x.eq_ignore_ascii_case(h));
+    let has = |h: &str| {
+        file.response_headers
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(h))
+    };
     assert!(has(&format!("etag: {etag}")), "{:?}", file.response_headers);
-    assert!(has("content-type: application/octet-stream"), "{:?}", file.response_headers);
+    assert!(
+        has("content-type: application/octet-stream"),
+        "{:?}",
+        file.response_headers
+    );
     assert!(has("content-length: 40000"), "{:?}", file.response_headers);
     assert!(
         file.response_headers
@@ -76,7 +89,10 @@ async fn parity_props_a_files_last_response_headers_are_kept() {
         c.args(["files", &job.id().to_string(), "--headers"]);
         c
     });
-    assert!(out.contains("last response headers") && out.contains(&etag), "{out}");
+    assert!(
+        out.contains("last response headers") && out.contains(&etag),
+        "{out}"
+    );
     let rows = run_json({
         let mut c = ferry(&env);
         c.args([
@@ -184,7 +200,10 @@ async fn parity_props_a_jobs_own_http_method() {
         })
         .await
         .unwrap();
-    assert_eq!(up.info().await.unwrap().http_method.as_deref(), Some("POST"));
+    assert_eq!(
+        up.info().await.unwrap().http_method.as_deref(),
+        Some("POST")
+    );
     up.resume().await.unwrap();
     assert_eq!(settle(&up).await.state(), JobState::Transferred);
     let reqs = server.requests("/in");
@@ -199,13 +218,18 @@ async fn parity_props_a_jobs_own_http_method() {
     let down = m.create_job("post download").await.unwrap();
     down.set_http_method("POST").await.unwrap();
     let dest = env.files.join("report.txt");
-    down.add_file(&server.url("/report"), s(&dest)).await.unwrap();
+    down.add_file(&server.url("/report"), s(&dest))
+        .await
+        .unwrap();
     down.resume().await.unwrap();
     assert_eq!(settle(&down).await.state(), JobState::Transferred);
     down.complete().await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), b"the report");
     assert!(
-        server.requests("/report").iter().all(|r| r.method == "POST"),
+        server
+            .requests("/report")
+            .iter()
+            .all(|r| r.method == "POST"),
         "{:?}",
         server.requests("/report")
     );
@@ -355,6 +379,4 @@ async fn parity_props_the_daemon_wide_default_max_transfer_time() {
     assert_eq!(info.state(), JobState::Error, "{info:?}");
     assert_eq!(info.error.unwrap().code, "max_transfer_time");
     server.release_stalls();
-
 }
-

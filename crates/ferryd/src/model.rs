@@ -388,7 +388,8 @@ pub fn kept_response_headers<'a>(
     for (name, value) in headers {
         let value = escape_control_chars(&String::from_utf8_lossy(value)).into_owned();
         // Set-Cookie is caught by its name; a value with an authentication scheme too.
-        if is_secret_header(name) || secrets::shown_header(name, &value, false).ends_with(secrets::MASK)
+        if is_secret_header(name)
+            || secrets::shown_header(name, &value, false).ends_with(secrets::MASK)
         {
             continue;
         }
@@ -664,7 +665,10 @@ mod response_header_tests {
         assert_eq!(names, ["etag", "last-modified", "content-type", "x-bin"]);
         assert!(!format!("{kept:?}").contains("s3cret"));
         assert_eq!(kept[0].1, "\"v1\"");
-        assert!(!kept[3].1.contains('\u{1}'), "control characters are escaped");
+        assert!(
+            !kept[3].1.contains('\u{1}'),
+            "control characters are escaped"
+        );
         let many: Vec<(String, Vec<u8>)> = (0..100)
             .map(|i| (format!("x-h{i}"), b"v".to_vec()))
             .collect();

@@ -145,7 +145,13 @@ const RANGES: &[Range] = &[
         Some("'25:00'"),
     ),
     // 0: a window with no transfers (BITS parity, issue 30).
-    range("bandwidth.schedule[0].limit", "0", Some("-1"), I64_MAX, None),
+    range(
+        "bandwidth.schedule[0].limit",
+        "0",
+        Some("-1"),
+        I64_MAX,
+        None,
+    ),
     range(
         "system.worker_idle_timeout",
         "'1s'",
@@ -870,9 +876,15 @@ mod shipped_example {
 
 #[test]
 fn parity_a_default_max_transfer_time_is_read_and_checked() {
-    assert_eq!(Config::default().max_transfer_time, Duration::ZERO, "none by default");
+    assert_eq!(
+        Config::default().max_transfer_time,
+        Duration::ZERO,
+        "none by default"
+    );
     let c = parse("max_transfer_time = \"90d\"\n").unwrap();
     assert_eq!(c.max_transfer_time, Duration::from_secs(90 * 24 * 3600));
-    let e = parse("max_transfer_time = \"soon\"\n").unwrap_err().to_string();
+    let e = parse("max_transfer_time = \"soon\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("max_transfer_time") && e.contains("soon"), "{e}");
 }

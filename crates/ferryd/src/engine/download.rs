@@ -30,7 +30,11 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     Probed::Nothing => Head::Nothing,
                     Probed::Head(head) => {
                         if let Some(length) = head.length {
-                            super::sizecap::check_size(task.options, &task.record.remote_url, length)?;
+                            super::sizecap::check_size(
+                                task.options,
+                                &task.record.remote_url,
+                                length,
+                            )?;
                         }
                         if facts.peers && head.no_store {
                             // Remembered with the file: it never enters the peer cache.

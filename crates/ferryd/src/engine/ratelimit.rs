@@ -6,8 +6,8 @@
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::Notify;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use tokio::time::Instant;
 
@@ -117,7 +117,10 @@ mod tests {
         });
         // An hour of (paused, auto-advanced) time: still nothing passes.
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert!(!waiting.is_finished(), "a closed limiter let a byte through");
+        assert!(
+            !waiting.is_finished(),
+            "a closed limiter let a byte through"
+        );
         l.set_closed(false);
         waiting.await.unwrap();
         l.consume(1 << 20).await;

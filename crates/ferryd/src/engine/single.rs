@@ -15,9 +15,9 @@ use reqwest::StatusCode;
 use super::error::TransferError;
 use super::httpmeta::{content_range, content_range_text, no_store, status_error, validator};
 use super::netclient::{download_method, for_download};
-use super::sizecap;
 use super::partfile::{self, Writer};
 use super::rangeconn::{self, send, Next};
+use super::sizecap;
 use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
 

@@ -27,17 +27,11 @@ pub fn check_size(options: &JobOptions, url: &str, size: u64) -> Result<(), Tran
 
 /// Refuses a body once `received` (the bytes so far with the next chunk) passes the
 /// limit.
-pub fn check_received(
-    options: &JobOptions,
-    url: &str,
-    received: u64,
-) -> Result<(), TransferError> {
+pub fn check_received(options: &JobOptions, url: &str, received: u64) -> Result<(), TransferError> {
     match limit(options) {
-        Some(max) if received > max => Err(too_large(
-            url,
-            &format!("its body passed {max} bytes"),
-            max,
-        )),
+        Some(max) if received > max => {
+            Err(too_large(url, &format!("its body passed {max} bytes"), max))
+        }
         _ => Ok(()),
     }
 }
@@ -67,7 +61,11 @@ mod tests {
         let e = check_size(&o, "http://h/f", 101).unwrap_err();
         assert_eq!(e.kind, ErrorKind::MaxDownloadSize);
         assert!(!e.transient, "a file too large stays too large");
-        assert!(e.message.contains("101") && e.message.contains("100"), "{}", e.message);
+        assert!(
+            e.message.contains("101") && e.message.contains("100"),
+            "{}",
+            e.message
+        );
         assert!(check_received(&o, "u", 100).is_ok());
         assert!(check_received(&o, "u", 101).is_err());
     }

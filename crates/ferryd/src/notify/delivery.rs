@@ -15,7 +15,6 @@ use super::host::NotifyHost;
 use super::{activation, command, CallbackMethod, Item, Notifier};
 use crate::model::{now_ms, FileView, JobState, JobView, NotifyFlags, NotifyMethod, OutboxRecord};
 
-
 enum Attempt {
     Delivered,
     /// Nobody can take it now; wait for a receiver to appear.

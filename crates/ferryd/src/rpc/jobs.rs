@@ -281,9 +281,9 @@ impl JobsApi {
             return Ok(convert::job(&view));
         }
         let Some((broker, conn)) = relay::for_admin(&self.broker, caller, true) else {
-            return Err(Status::from(crate::service::ServiceError::NotFound(format!(
-                "no job {id}"
-            ))));
+            return Err(Status::from(crate::service::ServiceError::NotFound(
+                format!("no job {id}"),
+            )));
         };
         let step = |step: pb::TakeOwnershipStep| pb::TakeOwnershipRequest {
             job_id: id.to_string(),
@@ -308,7 +308,9 @@ impl JobsApi {
         }
         let Some((from_uid, ch, answer)) = found else {
             return Err(refusal.unwrap_or_else(|| {
-                Status::from(crate::service::ServiceError::NotFound(format!("no job {id}")))
+                Status::from(crate::service::ServiceError::NotFound(format!(
+                    "no job {id}"
+                )))
             }));
         };
         let hand_over = answer.hand_over.ok_or_else(|| {
@@ -319,7 +321,10 @@ impl JobsApi {
         let spec = new_job_from_wire(hand_over).map_err(|e| {
             Status::new(
                 e.code(),
-                format!("job {id} of uid {from_uid} cannot be taken over: {}", e.message()),
+                format!(
+                    "job {id} of uid {from_uid} cannot be taken over: {}",
+                    e.message()
+                ),
             )
         })?;
         let view = self
@@ -640,7 +645,12 @@ impl pb::jobs_server::Jobs for JobsApi {
             .map_err(Status::from);
         self.here_or_elsewhere(&caller, local, |ch| {
             let r = r.clone();
-            async move { Ok(JobsClient::new(ch).set_job_properties(r).await?.into_inner()) }
+            async move {
+                Ok(JobsClient::new(ch)
+                    .set_job_properties(r)
+                    .await?
+                    .into_inner())
+            }
         })
         .await
         .map(Response::new)

@@ -168,7 +168,12 @@ impl Service {
         changes: super::JobChanges,
     ) -> Result<JobView, ServiceError> {
         let owner = self.acting_owner(caller, id);
-        let r = if owner != caller.uid && changes.notify_command.as_ref().is_some_and(|c| !c.is_empty()) {
+        let r = if owner != caller.uid
+            && changes
+                .notify_command
+                .as_ref()
+                .is_some_and(|c| !c.is_empty())
+        {
             Err(ServiceError::PermissionDenied(format!(
                 "job {id} belongs to uid {owner}: its notify command would run as that user, \
                  so only they may set it (other properties an administrator may change)"

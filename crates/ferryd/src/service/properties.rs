@@ -200,7 +200,10 @@ pub(super) fn apply_changes(
         ca_file,
         reply_file,
     } = checked;
-    if changes.http_method.as_deref().is_some_and(|m| !m.is_empty())
+    if changes
+        .http_method
+        .as_deref()
+        .is_some_and(|m| !m.is_empty())
         && j.job_type != JobType::Download
         && j.options.upload_protocol() == crate::model::UploadProtocol::Tus
     {
