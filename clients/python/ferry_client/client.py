@@ -350,6 +350,33 @@ class Job:
         SetClientCertificateByName); "" clears it."""
         return self.set(client_certificate=certificate_file, client_key=key_file)
 
+    def set_max_download_size(self, size: int) -> common_pb2.Job:
+        """The largest file the job downloads, in bytes; 0 removes the limit (BITS's
+        BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE). A file whose announced or actual size passes
+        it fails the job for good (error code ``max_download_size``), with no byte past
+        the limit written."""
+        return self.set(max_download_size=size)
+
+    def set_minimum_notification_interval_ms(self, ms: int) -> common_pb2.Job:
+        """The least time between two job_modification callbacks, in milliseconds (at
+        most a day); 0 restores the default, 500 (BITS's
+        BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS)."""
+        return self.set(minimum_notification_interval_ms=ms)
+
+    def set_http_method(self, method: str) -> common_pb2.Job:
+        """The HTTP method of the job's requests, e.g. ``"POST"``; ``""`` restores the
+        default (GET, or PUT for an upload). Not for tus uploads (BITS's
+        IBackgroundCopyJobHttpOptions2::SetHttpMethod)."""
+        return self.set(http_method=method)
+
+    @_refusals_raise
+    def take_ownership(self) -> common_pb2.Job:
+        """Makes another user's job the caller's (BITS's IBackgroundCopyJob2::
+        TakeOwnership): for root and the admin group of the system-wide ferryd. The job
+        arrives suspended, without its progress, secrets, notify command, notification
+        class, CA file or reply file; its files are then opened as the caller."""
+        return self._client._jobs.TakeOwnership(jobs_pb2.TakeOwnershipRequest(job_id=self.id)).job
+
     def watch(self) -> Iterator[common_pb2.Job]:
         """The job now, then after every change, until it reaches a final state (a
         daemon shutdown raises a FerryError with ``daemon_gone``)."""

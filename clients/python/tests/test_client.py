@@ -338,3 +338,39 @@ def test_parity_mirrors_and_changed_urls(client, http_server, tmp_path):
         other.set_remote_name(0, "ftp://example.com/a")
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "ftp" in str(e.value)
     other.cancel()
+
+
+def test_parity_props_response_headers_max_download_size_and_method(client, http_server, tmp_path):
+    """BITS's HTTP_RESPONSE_HEADERS, MAX_DOWNLOAD_SIZE and SetHttpMethod from Python."""
+    url, sha = serve(http_server, "props.bin", 50_000)
+    job = client.create_job("python props")
+    job.add_file(url, str(tmp_path / "props.bin"), sha)
+    job.resume()
+    assert JobState(_watch_until(job, JobState.TRANSFERRED)[-1].state) == JobState.TRANSFERRED
+    headers = list(job.files()[0].response_headers)
+    names = [h.split(":", 1)[0].lower() for h in headers]
+    assert "last-modified" in names and "content-type" in names, headers
+    assert "content-length: 50000" in [h.lower() for h in headers], headers
+    job.complete()
+
+    big = client.create_job("python too big")
+    big.add_file(url, str(tmp_path / "big.bin"))
+    assert big.set_max_download_size(1000).max_download_size == 1000
+    big.resume()
+    last = _watch_until(big, JobState.TRANSFERRED)[-1]
+    assert JobState(last.state) == JobState.ERROR, last
+    assert last.error.code == "max_download_size", last.error
+    big.cancel()
+
+    assert job_method(client, "POST") == "POST"
+    with pytest.raises(FerryError) as e:
+        job_method(client, "NOT A METHOD")
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def job_method(client, method: str) -> str:
+    job = client.create_job("python method")
+    try:
+        return job.set_http_method(method).http_method
+    finally:
+        job.cancel()

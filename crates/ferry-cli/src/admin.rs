@@ -227,6 +227,14 @@ fn print_limits_in_force(s: &ferry_client::DaemonStatus) {
     }
     for l in &s.limits_in_force {
         let who: Vec<String> = l.priorities.iter().map(|p| p.to_string()).collect();
+        if l.limit == 0 {
+            outln!(
+                "schedule: no transfers for {} jobs now ({})",
+                who.join(", "),
+                l.period
+            );
+            continue;
+        }
         outln!(
             "schedule: {} for {} jobs now ({})",
             units::format_rate(l.limit),

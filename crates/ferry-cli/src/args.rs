@@ -63,6 +63,11 @@ pub enum Command {
     Cancel(JobArg),
     /// Move a job's transferred files to their destinations
     Complete(JobArg),
+    /// Take over another user's job: it becomes yours, suspended, without its progress,
+    /// secrets or notify command (root and the admin group of the system-wide ferryd;
+    /// bitsadmin /takeownership)
+    #[command(long_about = TAKEOWN_HELP)]
+    Takeown(JobArg),
     /// Show a job
     Info(JobArg),
     /// List a job's files, or judge one: `ferry files validate JOB INDEX --valid|--invalid`
@@ -98,6 +103,17 @@ pub enum Command {
     /// Print the help of a command, or of a topic: exit-codes
     Help(HelpArgs),
 }
+
+const TAKEOWN_HELP: &str = "\
+Take over another user's job (BITS's IBackgroundCopyJob2::TakeOwnership, bitsadmin
+/takeownership): for root and the members of the admin group of the system-wide ferryd
+(`ferry --system takeown JOB`).
+
+The job becomes yours with its id, files and properties, and arrives suspended. It does
+not keep its progress (its part files were the old owner's and are deleted: the files
+start over), its credentials and secret header values, its notify command, notification
+class, CA file or reply file. Its files are opened as you from now on: look at their
+destinations (`ferry --system files JOB`) before `ferry --system resume JOB`.";
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -158,6 +174,14 @@ pub struct TransferArgs {
     /// Do not check the server's TLS certificate at all (curl's -k; shown in `ferry info`)
     #[arg(short = 'k', long)]
     pub insecure: bool,
+    /// Fail a file larger than this, e.g. 100MiB, with no byte past it written (0 for no
+    /// limit; BITS's MAX_DOWNLOAD_SIZE)
+    #[arg(long, value_name = "SIZE")]
+    pub max_download_size: Option<String>,
+    /// The HTTP method of the requests, e.g. POST ("" for the default: GET, or PUT for an
+    /// upload; BITS's SetHttpMethod)
+    #[arg(long, value_name = "METHOD")]
+    pub http_method: Option<String>,
     /// HTTP Digest credentials USER:PASSWORD (RFC 7616, MD5 or SHA-256; BITS's
     /// BG_AUTH_SCHEME_DIGEST)
     #[arg(long, value_name = "USER:PASSWORD")]
@@ -444,6 +468,10 @@ pub struct FilesArgs {
     /// Job id (list its files)
     #[arg(required = true)]
     pub job: Option<String>,
+    /// Show each file's last HTTP response headers too (ETag, Last-Modified, …; BITS's
+    /// HTTP_RESPONSE_HEADERS)
+    #[arg(long)]
+    pub headers: bool,
     #[command(subcommand)]
     pub command: Option<FilesCommand>,
 }
@@ -527,6 +555,10 @@ pub struct SetArgs {
     /// Time without progress after which a transient error becomes an error (e.g. 14d)
     #[arg(long, value_parser = duration)]
     pub no_progress_timeout: Option<Duration>,
+    /// Least time between two job_modification callbacks, e.g. 5s or 250ms (0 for the
+    /// default, 500ms; BITS's MINIMUM_NOTIFICATION_INTERVAL_MS)
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub min_notify_interval: Option<Duration>,
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Remove every custom header

@@ -127,11 +127,17 @@ pub async fn replace_prefix(ctx: &Ctx, a: ReplacePrefixArgs) -> Result<i32> {
 }
 
 pub async fn simple(ctx: &Ctx, verb: &str, a: JobArg) -> Result<i32> {
-    let job = ctx.job(&a.job).await?;
+    let job = if verb == "takeown" {
+        // Another user's job: the daemon says whether the caller may take it.
+        ctx.manager().await?.job_unchecked(job_id(&a.job)?)
+    } else {
+        ctx.job(&a.job).await?
+    };
     let info = match verb {
         "resume" => job.resume().await?,
         "suspend" => job.suspend().await?,
         "cancel" => job.cancel().await?,
+        "takeown" => job.take_ownership().await?,
         "complete" => {
             let out = job.complete().await?;
             if ctx.json {
@@ -184,6 +190,9 @@ pub async fn files(ctx: &Ctx, a: FilesArgs) -> Result<i32> {
                 output::json(&files);
             } else {
                 output::file_table(&files);
+                if a.headers {
+                    output::response_headers(&files);
+                }
             }
             return Ok(0);
         }
@@ -299,6 +308,7 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
         notify_command: a.notify_command.then_some(a.argv),
         minimum_retry_delay_secs: a.min_retry_delay.map(|d| d.as_secs()),
         no_progress_timeout_secs: a.no_progress_timeout.map(|d| d.as_secs()),
+        minimum_notification_interval_ms: a.min_notify_interval.map(|d| d.as_millis() as u64),
         ..transfer
     };
     if props == JobProperties::default() {

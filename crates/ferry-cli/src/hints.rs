@@ -47,6 +47,10 @@ pub fn for_job_error(code: &str) -> Option<&'static str> {
              client certificate",
         ),
         "crl_file" => Some("`ferry set JOB --crl-file PATH` names a PEM revocation list"),
+        "max_download_size" => Some(
+            "`ferry set JOB --max-download-size SIZE` raises the limit (0: none); then \
+             `ferry resume JOB`",
+        ),
         "unreadable_options" | "unreadable_notify_command" => {
             Some("`ferry cancel JOB`, then create the job again")
         }

@@ -54,6 +54,7 @@ fn main() {
             Command::Resume(a) => commands::simple(&ctx, "resume", a).await,
             Command::Suspend(a) => commands::simple(&ctx, "suspend", a).await,
             Command::Cancel(a) => commands::simple(&ctx, "cancel", a).await,
+            Command::Takeown(a) => commands::simple(&ctx, "takeown", a).await,
             Command::Complete(a) => commands::simple(&ctx, "complete", a).await,
             Command::Info(a) => commands::simple(&ctx, "info", a).await,
             Command::Files(a) => commands::files(&ctx, a).await,

@@ -112,6 +112,14 @@ impl TransferProperties for TransferArgs {
             crl_file: absolute_or_clear(&self.crl_file)?,
             client_certificate: absolute_or_clear(&self.client_cert)?,
             client_key: absolute_or_clear(&self.client_key)?,
+            max_download_size: self
+                .max_download_size
+                .as_deref()
+                .map(|s| {
+                    units::parse_size(s).map_err(|e| usage(format!("--max-download-size: {e}")))
+                })
+                .transpose()?,
+            http_method: self.http_method.clone(),
             ..Default::default()
         })
     }
@@ -188,9 +196,13 @@ mod tests {
             bandwidth: Some("1MiB/s".into()),
             max_transfer_time: Some(std::time::Duration::from_secs(90)),
             insecure: true,
+            max_download_size: Some("2MiB".into()),
+            http_method: Some("POST".into()),
             ..Default::default()
         };
         let p = a.properties(false, false).unwrap();
+        assert_eq!(p.max_download_size, Some(2 << 20));
+        assert_eq!(p.http_method.as_deref(), Some("POST"));
         assert_eq!(p.insecure_tls, Some(true));
         assert_eq!(p.headers, Some(vec!["X-A: b".to_string()]));
         assert_eq!(

@@ -151,6 +151,18 @@ pub fn job_detail(j: &JobInfo) {
     if j.max_transfer_time_secs > 0 {
         outln!("max time:         {}", duration(j.max_transfer_time_secs));
     }
+    if j.max_download_size > 0 {
+        outln!("max file size:    {}", bytes(j.max_download_size));
+    }
+    if j.minimum_notification_interval_ms > 0 {
+        outln!(
+            "notify interval:  {} ms (least time between job_modification calls)",
+            j.minimum_notification_interval_ms
+        );
+    }
+    if let Some(m) = &j.http_method {
+        outln!("HTTP method:      {m}");
+    }
     if j.connections > 1 {
         outln!("connections:      {}", j.connections);
     }
@@ -274,6 +286,21 @@ pub fn file_table(files: &[FileInfo]) {
             remote_of(f),
             f.local_path
         );
+    }
+}
+
+/// Each file's last response headers, under its index.
+pub fn response_headers(files: &[FileInfo]) {
+    for f in files {
+        outln!();
+        if f.response_headers.is_empty() {
+            outln!("file {}: no response yet", f.index);
+            continue;
+        }
+        outln!("file {}: last response headers", f.index);
+        for h in &f.response_headers {
+            outln!("  {h}");
+        }
     }
 }
 

@@ -59,6 +59,9 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         client_certificate: None,
         client_key: None,
         proxy_credentials: None,
+        max_download_size: 0,
+        minimum_notification_interval_ms: 0,
+        http_method: None,
     }
 }
 
@@ -97,5 +100,6 @@ pub fn file(
         bytes_from_peers: 0,
         mirrors: Vec::new(),
         url_in_use: format!("https://example.test/{index}"),
+        response_headers: Vec::new(),
     }
 }

@@ -31,7 +31,8 @@ pub trait Callback: Send + Sync + 'static {
     }
 
     /// The job changed state or made progress (flag `JOB_MODIFICATION`; at most one call per
-    /// job per 500 ms).
+    /// job per its minimum notification interval, 500 ms unless
+    /// [`crate::Job::set_minimum_notification_interval_ms`] set another).
     async fn job_modification(&self, job: Job, info: JobInfo) -> CallbackResult {
         let _ = (job, info);
         Ok(())

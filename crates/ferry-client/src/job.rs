@@ -373,6 +373,69 @@ impl Job {
         .await
     }
 
+    /// Sets the largest file the job downloads, in bytes; 0 removes the limit (BITS:
+    /// `IBackgroundCopyJob5::SetProperty(BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE)`). A file
+    /// whose announced or actual size passes it fails the job for good (code
+    /// `max_download_size`); no byte past the limit is written.
+    pub async fn set_max_download_size(&self, bytes: u64) -> Result<JobInfo> {
+        self.set(JobProperties {
+            max_download_size: Some(bytes),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sets the least time between two `job_modification` callbacks of the job, in
+    /// milliseconds (at most a day); 0 restores the default, 500 (BITS:
+    /// `IBackgroundCopyJob5::SetProperty(BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS)`).
+    pub async fn set_minimum_notification_interval_ms(&self, ms: u64) -> Result<JobInfo> {
+        self.set(JobProperties {
+            minimum_notification_interval_ms: Some(ms),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sets the HTTP method of the job's requests, e.g. `POST` for an upload or a
+    /// download (BITS: `IBackgroundCopyJobHttpOptions2::SetHttpMethod`); `""` restores the
+    /// default (GET, or PUT for an upload). An HTTP token of at most 32 characters, not
+    /// `CONNECT`; refused for tus uploads.
+    pub async fn set_http_method(&self, method: &str) -> Result<JobInfo> {
+        self.set(JobProperties {
+            http_method: Some(method.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Makes the job the caller's (BITS: `IBackgroundCopyJob2::TakeOwnership`,
+    /// `bitsadmin /takeownership`): for root and the members of the system-wide daemon's
+    /// admin group, on another user's job. The job moves to the caller with its id,
+    /// files (destinations as they were) and properties, but without its progress, its
+    /// credentials and secret header values, its notify command, notification class, CA
+    /// file and reply file; it arrives suspended. Its files are then opened as the
+    /// caller: look at their destinations before resuming it. A job already the caller's
+    /// is returned as it is.
+    pub async fn take_ownership(&self) -> Result<JobInfo> {
+        let job_id = self.job_id();
+        let r = self
+            .manager
+            .conn
+            .call(Retry::IfNeverRan, |mut rpc| {
+                let job_id = job_id.clone();
+                async move {
+                    rpc.jobs
+                        .take_ownership(pb::TakeOwnershipRequest {
+                            job_id,
+                            ..Default::default()
+                        })
+                        .await
+                }
+            })
+            .await?;
+        job_of(r.job, "TakeOwnership")
+    }
+
     /// A handle on file `index` (fetched now).
     pub async fn file(&self, index: u32) -> Result<File> {
         let info = self

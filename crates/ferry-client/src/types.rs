@@ -150,6 +150,17 @@ pub struct JobInfo {
     /// `basic USER` or `None`: the proxy's credentials (BITS: `SetCredentials` with
     /// `BG_AUTH_TARGET_PROXY`); the password is never shown.
     pub proxy_credentials: Option<String>,
+    /// The largest file the job downloads, in bytes; 0 for no limit (BITS:
+    /// `BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE`). A file whose announced or actual size
+    /// passes it fails the job for good with code `max_download_size`, with no byte past
+    /// the limit written.
+    pub max_download_size: u64,
+    /// The least time between two `job_modification` callbacks, in milliseconds; 0 for
+    /// the default, 500 (BITS: `BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS`).
+    pub minimum_notification_interval_ms: u64,
+    /// The HTTP method of the job's requests, `None` for the default (GET for downloads,
+    /// PUT for PUT uploads) (BITS: `IBackgroundCopyJobHttpOptions2::GetHttpMethod`).
+    pub http_method: Option<String>,
 }
 
 impl JobInfo {
@@ -211,6 +222,9 @@ impl JobInfo {
             client_certificate: Some(j.client_certificate).filter(|c| !c.is_empty()),
             client_key: Some(j.client_key).filter(|c| !c.is_empty()),
             proxy_credentials: Some(j.proxy_credentials).filter(|c| !c.is_empty()),
+            max_download_size: j.max_download_size,
+            minimum_notification_interval_ms: j.minimum_notification_interval_ms,
+            http_method: Some(j.http_method).filter(|m| !m.is_empty()),
         })
     }
 
@@ -255,6 +269,12 @@ pub struct FileInfo {
     pub mirrors: Vec<String>,
     /// The URL it is fetched from now: `remote_url` or one of `mirrors`.
     pub url_in_use: String,
+    /// The headers of the last response its transfer got, `Name: value` each in the
+    /// order sent: ETag, Last-Modified, Content-Type and the rest (BITS:
+    /// `IBackgroundCopyFile5::GetProperty(BITS_FILE_PROPERTY_ID_HTTP_RESPONSE_HEADERS)`).
+    /// `Set-Cookie` and headers whose name or value marks a secret are left out; at most
+    /// 64 headers and 16 KiB. Empty until a response came.
+    pub response_headers: Vec<String>,
 }
 
 impl FileInfo {
@@ -276,6 +296,7 @@ impl FileInfo {
             bytes_from_peers: f.bytes_from_peers,
             mirrors: f.mirrors,
             url_in_use: f.url_in_use,
+            response_headers: f.response_headers,
         })
     }
 }
@@ -313,7 +334,8 @@ pub struct DaemonStatus {
 /// jobs of its priorities share at most its limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduledLimit {
-    /// Bytes per second.
+    /// Bytes per second; 0: a window with no transfers (none of its priorities' bytes
+    /// move while it is in force).
     pub limit: u64,
     /// The priorities it holds back.
     pub priorities: Vec<Priority>,
@@ -456,6 +478,18 @@ pub struct JobProperties {
     /// Sets or (with [`ProxyCredentials::Clear`]) removes the proxy's credentials (BITS:
     /// `IBackgroundCopyJob2::SetCredentials` with `BG_AUTH_TARGET_PROXY`).
     pub proxy_credentials: Option<ProxyCredentials>,
+    /// The largest file the job downloads, in bytes; `Some(0)` removes the limit (BITS:
+    /// `SetProperty(BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE)`).
+    pub max_download_size: Option<u64>,
+    /// The least time between two `job_modification` callbacks, in milliseconds (at most
+    /// 86 400 000, a day); `Some(0)` restores the default, 500 (BITS:
+    /// `SetProperty(BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS)`).
+    pub minimum_notification_interval_ms: Option<u64>,
+    /// The HTTP method of the job's requests, e.g. `POST`: an HTTP token of at most 32
+    /// characters (not `CONNECT`); `Some("")` restores the default. Not for tus uploads.
+    /// A download with its own method goes over one connection and never to or from
+    /// peers (BITS: `IBackgroundCopyJobHttpOptions2::SetHttpMethod`).
+    pub http_method: Option<String>,
 }
 
 impl JobProperties {
@@ -525,6 +559,9 @@ impl JobProperties {
                     ProxyCredentials::Clear => pb::credentials::Kind::Clear(true),
                 }),
             }),
+            max_download_size: self.max_download_size,
+            minimum_notification_interval_ms: self.minimum_notification_interval_ms,
+            http_method: self.http_method,
         }
     }
 }

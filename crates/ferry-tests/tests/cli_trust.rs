@@ -106,6 +106,10 @@ struct JobJson {
     client_key: Option<String>,
     #[serde(deserialize_with = "present")]
     proxy_credentials: Option<String>,
+    max_download_size: u64,
+    minimum_notification_interval_ms: u64,
+    #[serde(deserialize_with = "present")]
+    http_method: Option<String>,
 }
 
 #[allow(dead_code)]

@@ -114,6 +114,11 @@ pub struct Config {
     /// More than 0.
     #[serde(with = "Bounded::<Span, 1, ANY>")]
     pub notify_command_timeout: Duration,
+    /// The longest a job may take to transfer, from when it is first queued, for jobs
+    /// that set no `max_transfer_time` of their own (BITS's MaxDownloadTime policy);
+    /// past it the job fails. 0 (the default): no limit. At most 100 years.
+    #[serde(with = "Bounded::<Span, 0, ANY>")]
+    pub max_transfer_time: Duration,
     /// How often retention, inactivity and archiving are checked. More than 0.
     #[serde(with = "Bounded::<Span, 1, ANY>")]
     pub housekeeping_interval: Duration,
@@ -156,6 +161,7 @@ impl Default for Config {
             callback_timeout: Duration::from_secs(120),
             max_notifications_per_user: 4,
             notify_command_timeout: Duration::from_secs(300),
+            max_transfer_time: Duration::ZERO,
             housekeeping_interval: Duration::from_secs(600),
             socket_path: std::path::PathBuf::new(),
             schedules: Vec::new(),

@@ -19,7 +19,7 @@ pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use metrics::{MetricsSnapshot, PeerCounts};
 pub use peers::{CacheEntry, FilePeerInfo};
-pub use secrets::{is_secret_header, mask_url, mask_urls_in};
+pub use secrets::{is_secret_header, mask_url, mask_urls_in, secrets_free_url, shown_header};
 pub use text::{describe_char, escape_control_chars, first_control_char, is_control_char};
 pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
@@ -250,7 +250,21 @@ pub struct JobOptions {
     pub keep_going: bool,
     /// Redirect policy, pinned keys, CRL, client certificate, proxy credentials.
     pub security: HttpSecurity,
+    /// The largest file the job downloads, in bytes (BITS's
+    /// `BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE`); 0: no limit.
+    pub max_download_size: u64,
+    /// The least time between two `job_modification` callbacks, in milliseconds (BITS's
+    /// `BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS`); 0: the default
+    /// ([`DEFAULT_NOTIFICATION_INTERVAL_MS`]).
+    pub minimum_notification_interval_ms: u64,
+    /// The HTTP method of the job's requests (BITS's `SetHttpMethod`); `None`: GET for
+    /// downloads, PUT for PUT uploads.
+    pub http_method: Option<String>,
 }
+
+/// The least time between two `job_modification` callbacks of a job that does not set
+/// its own: 500 ms.
+pub const DEFAULT_NOTIFICATION_INTERVAL_MS: u64 = 500;
 
 /// Request headers that make nothing about a request private (content negotiation and
 /// the client's name): any other header may carry a secret (an API key, a session).
@@ -263,6 +277,7 @@ impl JobOptions {
     pub fn is_private(&self) -> bool {
         self.credentials.is_some()
             || self.security.client_certificate.is_some()
+            || self.http_method.is_some()
             || self
                 .headers
                 .iter()
@@ -292,6 +307,14 @@ pub fn request_is_private(options: &JobOptions, remote: &str, public_origins: &[
 }
 
 impl JobOptions {
+    /// The least time between two `job_modification` callbacks.
+    pub fn notification_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(match self.minimum_notification_interval_ms {
+            0 => DEFAULT_NOTIFICATION_INTERVAL_MS,
+            ms => ms,
+        })
+    }
+
     pub fn upload_protocol(&self) -> UploadProtocol {
         self.upload_protocol
             .as_deref()
@@ -415,6 +438,45 @@ pub struct FileRecord {
     /// The URL the file is fetched from now: 0 is `remote_url`, `i` is `mirrors[i - 1]`
     /// (files.mirror_in_use).
     pub mirror_in_use: u32,
+    /// The headers of the last response its transfer got, in order, secrets left out
+    /// (BITS's `BITS_FILE_PROPERTY_ID_HTTP_RESPONSE_HEADERS`; see
+    /// [`kept_response_headers`]).
+    pub response_headers: Vec<(String, String)>,
+}
+
+/// The most response headers a file keeps.
+pub const MAX_RESPONSE_HEADERS: usize = 64;
+/// The most bytes (names and values) of response headers a file keeps.
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 << 10;
+
+/// The response headers a file keeps of `headers` (name, value pairs in the order sent):
+/// not `Set-Cookie`/`Set-Cookie2` nor any whose name marks a secret (as
+/// [`is_secret_header`] says of request headers: auth, token, key, secret, password,
+/// cookie, session…) or whose value starts with an authentication scheme, values that are not text shown lossily, and at most
+/// [`MAX_RESPONSE_HEADERS`] headers and [`MAX_RESPONSE_HEADER_BYTES`] bytes (the rest are
+/// left out).
+pub fn kept_response_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for (name, value) in headers {
+        let value = escape_control_chars(&String::from_utf8_lossy(value)).into_owned();
+        // Set-Cookie is caught by its name; a value with an authentication scheme too.
+        if is_secret_header(name)
+            || secrets::shown_header(name, &value, false).ends_with(secrets::MASK)
+        {
+            continue;
+        }
+        if kept.len() == MAX_RESPONSE_HEADERS
+            || bytes + name.len() + value.len() > MAX_RESPONSE_HEADER_BYTES
+        {
+            break;
+        }
+        bytes += name.len() + value.len();
+        kept.push((name.to_string(), value));
+    }
+    kept
 }
 
 /// A byte range of a file fetched over its own connection: `[start, end)`, of which
@@ -665,5 +727,56 @@ mod privacy_tests {
             ..Default::default()
         };
         assert!(private(&creds, "https://example.org/a"));
+    }
+}
+
+#[cfg(test)]
+mod response_header_tests {
+    use super::*;
+
+    #[test]
+    fn parity_response_headers_keep_metadata_and_leave_out_secrets() {
+        let long = "x".repeat(MAX_RESPONSE_HEADER_BYTES);
+        let sent: Vec<(&str, &[u8])> = [
+            ("etag", "\"v1\""),
+            ("last-modified", "Tue, 08 Dec 2026 00:00:00 GMT"),
+            ("set-cookie", "session=s3cret"),
+            ("x-amz-security-token", "s3cret"),
+            ("x-upstream", "Bearer s3cret"),
+            ("content-type", "application/octet-stream"),
+            ("x-bin", "a\x01b"),
+            ("x-long", long.as_str()),
+            ("x-after", "not kept: the budget is spent"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n, v.as_bytes()))
+        .collect();
+        let kept = kept_response_headers(sent);
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["etag", "last-modified", "content-type", "x-bin"]);
+        assert!(!format!("{kept:?}").contains("s3cret"));
+        assert_eq!(kept[0].1, "\"v1\"");
+        assert!(
+            !kept[3].1.contains('\u{1}'),
+            "control characters are escaped"
+        );
+        let many: Vec<(String, Vec<u8>)> = (0..100)
+            .map(|i| (format!("x-h{i}"), b"v".to_vec()))
+            .collect();
+        let kept = kept_response_headers(many.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+        assert_eq!(kept.len(), MAX_RESPONSE_HEADERS);
+    }
+
+    #[test]
+    fn parity_a_custom_method_makes_a_request_private() {
+        let o = JobOptions {
+            http_method: Some("POST".into()),
+            ..Default::default()
+        };
+        assert!(o.is_private(), "a POST's answer is never cached for peers");
+        assert_eq!(
+            JobOptions::default().notification_interval(),
+            std::time::Duration::from_millis(500)
+        );
     }
 }

@@ -56,6 +56,7 @@ fn file(j: &JobRecord, idx: u32, url: &str, path: &str) -> FileRecord {
         peer: Default::default(),
         mirrors: Vec::new(),
         mirror_in_use: 0,
+        response_headers: Vec::new(),
     }
 }
 
@@ -514,9 +515,8 @@ async fn upgrade(version: u32) {
 
     // The store: migrated, and every row as written.
     let store = Store::open(dir.path()).unwrap();
-    // Version 6 (the files' mirrors) still wants `store-v5.db`, written by the ferryd of
-    // 759bc62 as the fixtures' README says; until then the versions 1-4 are checked
-    // through both migrations, and every file comes out with no mirror (as `expected`).
+    // Version 6 (a file's mirrors, its last response's headers): `store-v5.db` was
+    // written by the ferryd of 759bc62, as the fixtures' README says.
     assert_eq!(
         schema::CURRENT_VERSION,
         6,
@@ -634,6 +634,11 @@ async fn schema_upgrade_from_v4() {
     upgrade(4).await;
 }
 
+#[tokio::test]
+async fn schema_upgrade_from_v5() {
+    upgrade(5).await;
+}
+
 /// The system-wide daemon's single store of an earlier version split into one store per
 /// user (privilege separation): each holds exactly its owner's jobs, files, handlers and
 /// undelivered notifications, as written, at the current schema.
@@ -687,8 +692,8 @@ fn split(version: u32) {
 }
 
 #[test]
-fn schema_upgrade_split_by_owner_from_v1_to_v4() {
-    for version in 1..=4 {
+fn schema_upgrade_split_by_owner_from_v1_to_v5() {
+    for version in 1..=5 {
         split(version);
     }
 }

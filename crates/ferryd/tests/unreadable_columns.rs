@@ -40,6 +40,7 @@ fn file(job: &JobRecord, index: u32) -> FileRecord {
         peer: Default::default(),
         mirrors: Vec::new(),
         mirror_in_use: 0,
+        response_headers: Vec::new(),
     }
 }
 

@@ -127,9 +127,8 @@ impl Conn {
             "PUT" | "POST" => {
                 let reply = {
                     let mut state = self.shared.lock();
-                    if head.method == "PUT" {
-                        state.uploads.insert(key.clone(), body);
-                    }
+                    // A POST's body is kept too (an upload with its own method).
+                    state.uploads.insert(key.clone(), body);
                     state.upload_replies.get(&key).cloned()
                 };
                 let (status, body) = reply.unwrap_or_else(|| {

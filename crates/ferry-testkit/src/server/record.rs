@@ -1,5 +1,5 @@
 //! The record of what the server received: every request head, kept per path
-//! in order of arrival, and the bodies of complete `PUT`s.
+//! in order of arrival, and the bodies of complete `PUT`s and `POST`s.
 
 use super::range::parse_range;
 use super::request::Head;
@@ -69,7 +69,7 @@ impl TestServer {
             .map_or(0, Vec::len)
     }
 
-    /// The body of the last complete `PUT` to `path`, if any.
+    /// The body of the last complete `PUT` or `POST` to `path`, if any.
     pub fn uploaded(&self, path: &str) -> Option<Vec<u8>> {
         self.shared.lock().uploads.get(&key_of(path)).cloned()
     }

@@ -23,7 +23,8 @@ pub struct Schedule {
     /// End, minutes after local midnight (up to 1440); before `from_min` means the
     /// period runs past midnight into the next day.
     pub to_min: u16,
-    /// Bytes per second shared by the jobs it applies to.
+    /// Bytes per second shared by the jobs it applies to; 0: none of their bytes move
+    /// while it is in force.
     pub limit: u64,
     /// The priorities it applies to.
     pub priorities: Vec<Priority>,
@@ -42,8 +43,9 @@ struct ScheduleFile {
     /// 00:00 to 24:00.
     #[serde(with = "Bounded::<ClockTime, 0, { 24 * 60 }>")]
     to: u16,
-    /// At least 1 byte per second (0 would stop the jobs it applies to for good).
-    #[serde(with = "Bounded::<Rate, 1, ANY>")]
+    /// Bytes per second; 0 stops the jobs it applies to while it is in force (a window
+    /// with no transfers).
+    #[serde(with = "Bounded::<Rate, 0, ANY>")]
     limit: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     priorities: Option<Vec<Named<Priority>>>,
@@ -286,6 +288,15 @@ mod tests {
     }
 
     #[test]
+    fn parity_a_window_with_limit_zero_is_accepted() {
+        let s = entry("from = \"08:00\"\nto = \"18:00\"\nlimit = 0\n").unwrap();
+        assert_eq!(s.limit, 0);
+        assert!(s.in_force(2, 9 * 60));
+        let text = toml::to_string(&s).unwrap();
+        assert_eq!(entry(&text).unwrap(), s, "{text}");
+    }
+
+    #[test]
     fn an_entry_written_back_reads_the_same() {
         let s = entry(
             "days = [\"tue-thu\", \"sun\"]\nfrom = \"07:30\"\nto = \"24:00\"\nlimit = \"3MiB/s\"\n\
@@ -307,8 +318,6 @@ mod tests {
         assert!(e.contains("mon-fri"), "{e}");
         let e = entry("from = \"08:00\"\nto = \"08:00\"\nlimit = 1\n").unwrap_err();
         assert!(e.contains("empty"), "{e}");
-        let e = entry("from = \"08:00\"\nto = \"09:00\"\nlimit = 0\n").unwrap_err();
-        assert!(e.contains("at least 1 B/s"), "{e}");
         let e = entry("from = \"08:00\"\nto = \"09:00\"\nlimit = 1\npriorities = [\"urgent\"]\n")
             .unwrap_err();
         assert!(e.contains("foreground, high, normal, low"), "{e}");

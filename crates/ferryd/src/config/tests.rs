@@ -58,6 +58,7 @@ const RANGES: &[Range] = &[
     range("max_jobs_per_user", "0", Some("-1"), I64_MAX, None),
     range("max_files_per_job", "0", Some("-1"), I64_MAX, None),
     range("drain_timeout", "'0s'", None, "'100y'", Some("'100y 1s'")),
+    range("max_transfer_time", "'0s'", None, "'100y'", Some("'101y'")),
     range(
         "activation_timeout",
         "'1ms'",
@@ -143,7 +144,14 @@ const RANGES: &[Range] = &[
         "'24:00'",
         Some("'25:00'"),
     ),
-    range("bandwidth.schedule[0].limit", "1", Some("0"), I64_MAX, None),
+    // 0: a window with no transfers (BITS parity, issue 30).
+    range(
+        "bandwidth.schedule[0].limit",
+        "0",
+        Some("-1"),
+        I64_MAX,
+        None,
+    ),
     range(
         "system.worker_idle_timeout",
         "'1s'",
@@ -525,6 +533,7 @@ fn full_config() -> Config {
         callback_timeout: Duration::from_secs(90),
         max_notifications_per_user: 2,
         notify_command_timeout: Duration::from_secs(60),
+        max_transfer_time: Duration::from_secs(7 * 24 * 3600),
         housekeeping_interval: Duration::from_secs(30),
         socket_path: PathBuf::new(),
         schedules: vec![
@@ -627,6 +636,7 @@ fn user_defaults() -> Config {
         callback_timeout: Duration::from_secs(120),
         max_notifications_per_user: 4,
         notify_command_timeout: Duration::from_secs(300),
+        max_transfer_time: Duration::ZERO,
         housekeeping_interval: Duration::from_secs(600),
         socket_path: PathBuf::new(),
         schedules: Vec::new(),
@@ -862,4 +872,19 @@ mod shipped_example {
             );
         }
     }
+}
+
+#[test]
+fn parity_a_default_max_transfer_time_is_read_and_checked() {
+    assert_eq!(
+        Config::default().max_transfer_time,
+        Duration::ZERO,
+        "none by default"
+    );
+    let c = parse("max_transfer_time = \"90d\"\n").unwrap();
+    assert_eq!(c.max_transfer_time, Duration::from_secs(90 * 24 * 3600));
+    let e = parse("max_transfer_time = \"soon\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_transfer_time") && e.contains("soon"), "{e}");
 }

@@ -16,6 +16,11 @@ use super::{frompeers, segmented, single, swarm};
 
 /// Downloads one file into its part file, continuing from what is recorded of it.
 pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
+    // A size already known (recorded, or from a checked file) that passes the limit fails
+    // before anything is asked.
+    if let Some(total) = task.record.bytes_total {
+        super::sizecap::check_size(task.options, &task.record.remote_url, total)?;
+    }
     let mut facts = facts_of(&task);
     loop {
         match plan(&facts) {
@@ -24,6 +29,13 @@ pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
                     Probed::Stopped => return Ok(Outcome::Cancelled),
                     Probed::Nothing => Head::Nothing,
                     Probed::Head(head) => {
+                        if let Some(length) = head.length {
+                            super::sizecap::check_size(
+                                task.options,
+                                &task.record.remote_url,
+                                length,
+                            )?;
+                        }
                         if facts.peers && head.no_store {
                             // Remembered with the file: it never enters the peer cache.
                             task.events.no_peer_cache();
@@ -70,6 +82,16 @@ fn facts_of(task: &FileTask<'_>) -> Facts {
 
 /// Runs the strategy the planner chose.
 async fn run(task: &FileTask<'_>, strategy: Strategy) -> Result<Outcome, TransferError> {
+    // The size the strategy will fetch, where it knows it before a byte moves.
+    let known = match &strategy {
+        Strategy::FromPeers(offered) => Some(offered.length),
+        Strategy::Swarm(join) => Some(join.length),
+        Strategy::Segmented(new) => Some(new.total),
+        Strategy::ResumeSegments | Strategy::Single => None,
+    };
+    if let Some(size) = known {
+        super::sizecap::check_size(task.options, &task.record.remote_url, size)?;
+    }
     match strategy {
         Strategy::FromPeers(offered) => frompeers::download(task, offered).await,
         Strategy::Swarm(join) => {

@@ -73,6 +73,18 @@ impl FileEvents {
         self.report(Report::NoPeerCache { index: self.index });
     }
 
+    /// A response came for this file: its headers are kept as the file's last response's
+    /// (BITS's `HTTP_RESPONSE_HEADERS`), secrets left out.
+    pub fn response_headers(&self, headers: &reqwest::header::HeaderMap) {
+        let kept = crate::model::kept_response_headers(
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        );
+        self.report(Report::ResponseHeaders {
+            index: self.index,
+            headers: kept,
+        });
+    }
+
     /// The live segment table of this file.
     pub fn live_segments(&self, table: Arc<SegTable>) {
         self.live.set_segments(self.index, table);

@@ -53,6 +53,7 @@ pub async fn copy(task: FileTask<'_>) -> Result<Outcome, TransferError> {
         ));
     }
     let total = meta.len();
+    super::sizecap::check_size(task.options, &task.record.remote_url, total)?;
     let validator = format!("{}:{}.{}", meta.len(), meta.mtime(), meta.mtime_nsec());
     let mut start = if task.record.completed {
         0

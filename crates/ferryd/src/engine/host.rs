@@ -68,6 +68,12 @@ pub enum Report {
     },
     /// The origin marked a file's content private or no-store.
     NoPeerCache { index: u32 },
+    /// The headers of the last response of a file's transfer, as kept
+    /// ([`crate::model::kept_response_headers`]).
+    ResponseHeaders {
+        index: u32,
+        headers: Vec<(String, String)>,
+    },
     /// Bytes of a file from peers were rejected: it comes from the origin only from now on.
     OriginOnly { index: u32 },
     /// These peers sent bytes of a file that was then downloaded and checked.

@@ -44,6 +44,7 @@ pub mod scheduler;
 pub mod segmented;
 pub mod segtable;
 pub mod single;
+pub mod sizecap;
 pub mod sources;
 pub mod swarm;
 pub mod task;

@@ -249,6 +249,21 @@ pub fn for_download(req: RequestBuilder, options: &JobOptions) -> RequestBuilder
     }
 }
 
+/// The method of a job's download requests: its own (BITS's `SetHttpMethod`), else GET.
+/// The service checked it is a token.
+pub fn download_method(options: &JobOptions) -> reqwest::Method {
+    method_or(options, reqwest::Method::GET)
+}
+
+/// The job's own method, else `default`.
+pub fn method_or(options: &JobOptions, default: reqwest::Method) -> reqwest::Method {
+    options
+        .http_method
+        .as_deref()
+        .and_then(|m| reqwest::Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or(default)
+}
+
 /// Adds the job's headers and credentials to a request.
 pub fn decorate(mut req: RequestBuilder, options: &JobOptions) -> RequestBuilder {
     for (name, value) in &options.headers {

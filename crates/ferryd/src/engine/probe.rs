@@ -64,7 +64,10 @@ pub(super) async fn probe(task: &FileTask<'_>) -> Probed {
         Raced::Stopped => Probed::Stopped,
         Raced::Ready(Ok(resp)) => {
             match OriginHead::read(resp.status(), resp.headers(), resp.url().as_str()) {
-                Some(head) => Probed::Head(head),
+                Some(head) => {
+                    task.events.response_headers(resp.headers());
+                    Probed::Head(head)
+                }
                 None => Probed::Nothing,
             }
         }

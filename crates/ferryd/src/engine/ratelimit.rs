@@ -1,10 +1,13 @@
 //! Bandwidth limits: a "next free time" pacer shared by the transfers it limits. Its rate
 //! can change while transfers use it (a schedule coming into force); 0 lets everything
-//! through.
+//! through. A limiter can also be closed (a schedule window with `limit = 0`): then no
+//! byte passes until it opens again.
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use tokio::time::Instant;
 
@@ -13,6 +16,10 @@ use tokio::time::Instant;
 pub struct RateLimiter {
     rate: AtomicU64,
     next_free: Mutex<Instant>,
+    /// No byte passes while set.
+    closed: AtomicBool,
+    /// Woken when the limiter opens.
+    opened: Notify,
 }
 
 /// How far ahead of the schedule a transfer may run (the burst).
@@ -24,6 +31,8 @@ impl RateLimiter {
         RateLimiter {
             rate: AtomicU64::new(rate.max(1)),
             next_free: Mutex::new(Instant::now()),
+            closed: AtomicBool::new(false),
+            opened: Notify::new(),
         }
     }
 
@@ -33,6 +42,8 @@ impl RateLimiter {
         RateLimiter {
             rate: AtomicU64::new(0),
             next_free: Mutex::new(Instant::now()),
+            closed: AtomicBool::new(false),
+            opened: Notify::new(),
         }
     }
 
@@ -46,8 +57,28 @@ impl RateLimiter {
         self.rate.load(Ordering::Relaxed)
     }
 
+    /// Closes the limiter (nothing passes) or opens it again.
+    pub fn set_closed(&self, closed: bool) {
+        self.closed.store(closed, Ordering::SeqCst);
+        if !closed {
+            self.opened.notify_waiters();
+        }
+    }
+
+    /// True while nothing passes.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Waits until `n` more bytes may move.
     pub async fn consume(&self, n: usize) {
+        while self.is_closed() {
+            let opened = self.opened.notified();
+            if !self.is_closed() {
+                break;
+            }
+            opened.await;
+        }
         let rate = self.rate();
         if rate == 0 {
             return;
@@ -75,6 +106,25 @@ pub async fn consume_all(limits: &[std::sync::Arc<RateLimiter>], n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn parity_a_closed_limiter_lets_nothing_through_until_it_opens() {
+        let l = std::sync::Arc::new(RateLimiter::off());
+        l.set_closed(true);
+        let waiting = tokio::spawn({
+            let l = l.clone();
+            async move { l.consume(1).await }
+        });
+        // An hour of (paused, auto-advanced) time: still nothing passes.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a closed limiter let a byte through"
+        );
+        l.set_closed(false);
+        waiting.await.unwrap();
+        l.consume(1 << 20).await;
+    }
 
     #[tokio::test(start_paused = true)]
     async fn paces_to_the_rate() {

@@ -1,5 +1,6 @@
 //! The bandwidth schedules at work: one shared limiter per `[[bandwidth.schedule]]`
-//! entry, given its rate while the entry is in force and off otherwise. A run takes the
+//! entry, given its rate while the entry is in force and off otherwise; an entry with
+//! `limit = 0` closes its limiter while in force (no byte of its priorities moves). A run takes the
 //! limiters of the entries that name its job's priority; they are re-checked at every
 //! minute boundary (the entries' times are whole minutes).
 
@@ -14,7 +15,7 @@ use super::ratelimit::RateLimiter;
 /// A schedule entry in force now, as `ferry daemon status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitInForce {
-    /// Bytes per second.
+    /// Bytes per second; 0: no transfers at all.
     pub limit: u64,
     /// The priorities it holds back.
     pub priorities: Vec<Priority>,
@@ -43,11 +44,20 @@ impl Schedules {
     pub fn refresh(&self) {
         let (day, minute) = local_now();
         for (s, limiter) in &self.entries {
-            let rate = if s.in_force(day, minute) { s.limit } else { 0 };
-            if limiter.rate() != rate {
-                tracing::info!(period = %s.describe(), rate, "bandwidth schedule changed");
+            let on = s.in_force(day, minute);
+            let rate = if on { s.limit } else { 0 };
+            let closed = on && s.limit == 0;
+            if limiter.rate() != rate || limiter.is_closed() != closed {
+                tracing::info!(
+                    period = %s.describe(),
+                    rate,
+                    closed,
+                    "bandwidth schedule changed{}",
+                    if closed { ": no transfers in this window" } else { "" }
+                );
             }
             limiter.set_rate(rate);
+            limiter.set_closed(closed);
         }
     }
 
@@ -64,7 +74,7 @@ impl Schedules {
     pub fn in_force(&self) -> Vec<LimitInForce> {
         self.entries
             .iter()
-            .filter(|(_, l)| l.rate() > 0)
+            .filter(|(_, l)| l.rate() > 0 || l.is_closed())
             .map(|(s, l)| LimitInForce {
                 limit: l.rate(),
                 priorities: s.priorities.clone(),
@@ -87,5 +97,29 @@ impl Schedules {
             tokio::time::sleep(to_next_minute).await;
             self.refresh();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parity_a_window_with_limit_zero_closes_its_limiter() {
+        let whole_day = Schedule {
+            days: [true; 7],
+            from_min: 0,
+            to_min: 24 * 60,
+            limit: 0,
+            priorities: vec![Priority::Low],
+        };
+        let s = Schedules::new(&[whole_day]);
+        let low = s.for_priority(Priority::Low);
+        assert_eq!(low.len(), 1);
+        assert!(low[0].is_closed(), "no transfers for low jobs now");
+        assert!(s.for_priority(Priority::Normal).is_empty());
+        let shown = s.in_force();
+        assert_eq!(shown.len(), 1, "status shows the window");
+        assert_eq!(shown[0].limit, 0);
     }
 }

@@ -14,9 +14,10 @@ use reqwest::StatusCode;
 
 use super::error::TransferError;
 use super::httpmeta::{content_range, content_range_text, no_store, status_error, validator};
-use super::netclient::for_download;
+use super::netclient::{download_method, for_download};
 use super::partfile::{self, Writer};
 use super::rangeconn::{self, send, Next};
+use super::sizecap;
 use super::task::{FileTask, Outcome};
 use crate::model::{ErrorContext, ErrorKind};
 
@@ -170,7 +171,10 @@ async fn ask(
 ) -> Result<Option<Answer>, TransferError> {
     let mut restarted = false;
     loop {
-        let mut request = for_download(task.client.get(url), task.options);
+        let mut request = for_download(
+            task.client.request(download_method(task.options), url),
+            task.options,
+        );
         if part.offset > 0 {
             request = request.header(header::RANGE, format!("bytes={}-", part.offset));
             if let Some(v) = &part.validator {
@@ -184,6 +188,7 @@ async fn ask(
         else {
             return Ok(None);
         };
+        task.events.response_headers(response.headers());
         let verdict = judge(
             response.status(),
             response.headers(),
@@ -258,6 +263,9 @@ async fn receive(
         }
     });
     let limit = limit.or(total);
+    if let Some(total) = total {
+        sizecap::check_size(task.options, url, total)?;
+    }
     let headers = response.headers();
     task.events.started(
         total,
@@ -332,6 +340,11 @@ async fn write_body(
                     return Err(too_long(url, offset, limit, total));
                 }
                 let n = chunk.len() as u64;
+                if let Err(e) = sizecap::check_received(task.options, url, received + n) {
+                    // Nothing of this chunk is written: the part file ends within the limit.
+                    let _ = writer.finish(false).await;
+                    return Err(e);
+                }
                 received += n;
                 task.sources.add_origin(n);
                 super::ratelimit::consume_all(task.limits, chunk.len()).await;

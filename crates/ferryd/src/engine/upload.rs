@@ -149,12 +149,14 @@ async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
         task.limits.to_vec(),
     )
     .await?;
-    let req = decorate(task.client.put(&url), task.options)
+    let method = super::netclient::method_or(task.options, reqwest::Method::PUT);
+    let req = decorate(task.client.request(method, &url), task.options)
         .header(CONTENT_LENGTH, len)
         .body(body);
     let Some(resp) = send(&task, req, &url).await? else {
         return Ok(UploadOutcome::Cancelled);
     };
+    task.events.response_headers(resp.headers());
     if !resp.status().is_success() {
         return Err(status_error(&resp, &url));
     }

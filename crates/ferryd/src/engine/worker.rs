@@ -370,7 +370,11 @@ async fn net_for(
         limits,
         deadline: transfer_time_left.map(|left| tokio::time::Instant::now() + left),
         max_secs: record.max_transfer_time_secs,
-        connections: if record.options.connections > 0 {
+        // A request with its own method (BITS's SetHttpMethod) is sent once per file:
+        // ranges over several connections are GET's.
+        connections: if record.options.http_method.is_some() {
+            1
+        } else if record.options.connections > 0 {
             record.options.connections
         } else {
             config.connections_per_file

@@ -76,6 +76,8 @@ error_kinds! {
     BadRange => "bad_range",
     /// The body went past its announced or known end.
     TooLong => "too_long",
+    /// The file is larger than the job's `max_download_size` (BITS's MAX_DOWNLOAD_SIZE).
+    MaxDownloadSize => "max_download_size",
     /// The content changed under a multi-connection download.
     ContentChanged => "content_changed",
     /// The SHA-256 of the bytes is not the expected one.

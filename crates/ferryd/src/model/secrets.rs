@@ -84,6 +84,20 @@ pub fn mask_url(url: &str) -> Cow<'_, str> {
     mask_urls_in(url)
 }
 
+/// `url` without its userinfo (`http://user:pw@host/f` → `http://host/f`): what of a URL
+/// may go to someone else (a job taken over by an administrator). Text that is no URL,
+/// or a URL without userinfo, is returned as it is.
+pub fn secrets_free_url(url: &str) -> String {
+    match ::url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// `text` with the userinfo of every URL in it masked as [`mask_url`] does: for messages
 /// that quote URLs (a job's error, a log line).
 pub fn mask_urls_in(text: &str) -> Cow<'_, str> {

@@ -15,9 +15,6 @@ use super::host::NotifyHost;
 use super::{activation, command, CallbackMethod, Item, Notifier};
 use crate::model::{now_ms, FileView, JobState, JobView, NotifyFlags, NotifyMethod, OutboxRecord};
 
-/// `job_modification` calls for one job are at least this far apart.
-const MODIFICATION_INTERVAL: Duration = Duration::from_millis(500);
-
 enum Attempt {
     Delivered,
     /// Nobody can take it now; wait for a receiver to appear.
@@ -61,7 +58,6 @@ fn method_of(m: NotifyMethod) -> CallbackMethod {
 
 /// Delivers the notifications of `job` until none is left.
 pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
-    let mut last_modification: Option<Instant> = None;
     loop {
         let Some(item) = n.next_item(job) else {
             return;
@@ -79,13 +75,20 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
         };
         match item {
             Item::Modification => {
-                if let Some(t) = last_modification {
-                    let wait = MODIFICATION_INTERVAL.saturating_sub(t.elapsed());
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
+                // `job_modification` calls for one job are at least its minimum
+                // notification interval apart (BITS's MINIMUM_NOTIFICATION_INTERVAL_MS,
+                // 500 ms unless the job sets one), across runs of this task. The wait
+                // holds back nothing else: an entry that comes meanwhile goes first.
+                let interval = view.job.options.notification_interval();
+                if let Some(wait) = n.modification_wait(job, interval) {
+                    n.requeue_modification(job);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = kick.notified() => {}
                     }
+                    continue;
                 }
-                last_modification = Some(Instant::now());
+                n.note_modification(job);
                 let Some((view, _)) = host.job(job) else {
                     continue;
                 };

@@ -82,7 +82,15 @@ pub struct Notifier {
     activations: activation::Activations,
     /// Notifications in flight per user.
     limits: limits::UserLimits,
+    /// When each job's last `job_modification` was delivered (its minimum notification
+    /// interval counts from there).
+    modified_at: Mutex<HashMap<Uuid, Instant>>,
 }
+
+/// Past this many jobs, [`Notifier::note_modification`] forgets the times older than the
+/// longest interval a job may set (a day): they can hold nothing back any more.
+const MODIFIED_AT_PRUNE: usize = 4096;
+const LONGEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 impl Notifier {
     /// A notifier holding `outbox` (loaded at start-up); [`Notifier::attach`] gives it
@@ -107,6 +115,7 @@ impl Notifier {
             next_outbox: AtomicI64::new(max + 1),
             activations: activation::Activations::default(),
             limits,
+            modified_at: Mutex::new(HashMap::new()),
         })
     }
 
@@ -304,6 +313,31 @@ impl Notifier {
         }
         q.remove(&job);
         None
+    }
+
+    /// How long the next `job_modification` of `job` must still wait to be `interval`
+    /// after the last one; `None` when it may go now.
+    pub(crate) fn modification_wait(
+        &self,
+        job: Uuid,
+        interval: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let last = *self.modified_at.lock().get(&job)?;
+        Some(interval.saturating_sub(last.elapsed())).filter(|w| !w.is_zero())
+    }
+
+    /// Puts back a `job_modification` taken too early.
+    pub(crate) fn requeue_modification(&self, job: Uuid) {
+        self.queues.lock().entry(job).or_default().modification = true;
+    }
+
+    /// A `job_modification` of `job` goes now.
+    pub(crate) fn note_modification(&self, job: Uuid) {
+        let mut m = self.modified_at.lock();
+        if m.len() >= MODIFIED_AT_PRUNE {
+            m.retain(|_, t| t.elapsed() < LONGEST_INTERVAL);
+        }
+        m.insert(job, Instant::now());
     }
 
     /// Removes a delivered (or no longer due) entry.

@@ -64,6 +64,9 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "on_metered",
     "waiting_for_unmetered",
     "yielding",
+    "max_download_size",
+    "minimum_notification_interval_ms",
+    "http_method",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -82,6 +85,7 @@ pub const FILE_PROPERTIES: &[&str] = &[
     "bytes_from_peers",
     "mirrors",
     "url_in_use",
+    "response_headers",
 ];
 
 pub const HANDLER_PROPERTIES: &[&str] = &["class", "argv", "workdir", "registered_unix_ms"];
@@ -197,7 +201,9 @@ impl Class {
                 | "no_progress_timeout_secs"
                 | "max_transfer_time_secs"
                 | "bandwidth_limit"
-                | "connections",
+                | "connections"
+                | "max_download_size"
+                | "minimum_notification_interval_ms",
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
             | (Class::Handler, "registered_unix_ms") => PropType::Number,
@@ -400,6 +406,12 @@ pub fn job_object(v: &JobView) -> Obj {
             ("on_metered", opt(j.options.on_metered, |p| s(p.as_str()))),
             ("waiting_for_unmetered", b(v.waiting_for_unmetered)),
             ("yielding", b(v.yielding)),
+            ("max_download_size", i(j.options.max_download_size)),
+            (
+                "minimum_notification_interval_ms",
+                i(j.options.minimum_notification_interval_ms),
+            ),
+            ("http_method", opt(j.options.http_method.clone(), s)),
         ],
     }
 }
@@ -434,6 +446,17 @@ pub fn file_object(v: &FileView) -> Obj {
                 ),
             ),
             ("url_in_use", s(mask_url(f.url_in_use()))),
+            // As BITS gives them: one header a line (a WHERE sees them so joined).
+            (
+                "response_headers",
+                Prop::List(
+                    f.response_headers
+                        .iter()
+                        .map(|(n, v)| format!("{n}: {v}"))
+                        .collect(),
+                    "\n",
+                ),
+            ),
         ],
     }
 }
@@ -529,6 +552,7 @@ mod tests {
                 peer: FilePeerInfo::default(),
                 mirrors: Vec::new(),
                 mirror_in_use: 0,
+                response_headers: vec![("ETag".into(), "\"v9\"".into())],
             },
             bytes_transferred: 0,
         };

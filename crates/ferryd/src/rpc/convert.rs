@@ -290,6 +290,9 @@ pub fn job(v: &JobView) -> pb::Job {
             .as_ref()
             .map(|c| c.public())
             .unwrap_or_default(),
+        max_download_size: j.options.max_download_size,
+        minimum_notification_interval_ms: j.options.minimum_notification_interval_ms,
+        http_method: j.options.http_method.clone().unwrap_or_default(),
     }
 }
 
@@ -358,6 +361,11 @@ pub fn file(v: &FileView) -> pb::File {
         bytes_from_peers: f.peer.from_peers,
         mirrors: f.mirrors.iter().map(|m| mask_url(m).into_owned()).collect(),
         url_in_use: mask_url(f.url_in_use()).into_owned(),
+        response_headers: f
+            .response_headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect(),
     }
 }
 
@@ -532,5 +540,55 @@ mod reasons {
             ErrorReason::ALL.len(),
             "the daemon knows every reason"
         );
+    }
+}
+
+/// A job to create as `CreateJob` takes it: what a worker hands over when an
+/// administrator takes a job (`service/takeover.rs` chose what goes).
+pub fn create_request(new: &crate::service::NewJob) -> pb::CreateJobRequest {
+    let c = new.changes.clone().unwrap_or_default();
+    pb::CreateJobRequest {
+        display_name: new.display_name.clone(),
+        description: new.description.clone(),
+        job_type: job_type(new.job_type) as i32,
+        priority: priority(new.priority) as i32,
+        upload_protocol: new
+            .upload_protocol
+            .as_deref()
+            .and_then(|p| p.parse::<UploadProtocol>().ok())
+            .map(upload_protocol)
+            .unwrap_or(pb::UploadProtocol::Unspecified) as i32,
+        files: new
+            .files
+            .iter()
+            .map(|f| pb::FileSpec {
+                remote_url: f.remote_url.clone(),
+                local_path: f.local_path.clone(),
+                expected_sha256: f.expected_sha256.clone().unwrap_or_default(),
+            })
+            .collect(),
+        initial_properties: Some(pb::SetJobPropertiesRequest {
+            notify_flags: c.notify_flags,
+            minimum_retry_delay_secs: c.min_retry_delay_secs,
+            no_progress_timeout_secs: c.no_progress_timeout_secs,
+            max_transfer_time_secs: c.max_transfer_time_secs,
+            headers: c.headers.map(|values| pb::StringList { values }),
+            proxy: c.proxy,
+            bandwidth_limit: c.bandwidth_limit,
+            connections: c.connections,
+            peers: c.peers.map(peer_mode).unwrap_or(pb::PeerMode::Unspecified) as i32,
+            on_metered: c
+                .on_metered
+                .map(metered_policy)
+                .unwrap_or(pb::MeteredPolicy::Unspecified) as i32,
+            auto_complete: c.auto_complete,
+            insecure_tls: c.insecure_tls,
+            keep_going: c.keep_going,
+            max_download_size: c.max_download_size,
+            minimum_notification_interval_ms: c.minimum_notification_interval_ms,
+            http_method: c.http_method,
+            ..Default::default()
+        }),
+        umask: new.umask,
     }
 }

@@ -257,7 +257,120 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         client_certificate: r.client_certificate,
         client_key: r.client_key,
         proxy_credentials: convert::proxy_credentials_from(r.proxy_credentials)?,
+        max_download_size: r.max_download_size,
+        minimum_notification_interval_ms: r.minimum_notification_interval_ms,
+        http_method: r.http_method,
     })
+}
+
+/// The job a `CreateJobRequest` asks for.
+fn new_job_from_wire(r: pb::CreateJobRequest) -> Result<NewJob, Status> {
+    Ok(NewJob {
+        display_name: r.display_name,
+        description: r.description,
+        job_type: convert::job_type_from(r.job_type)?,
+        priority: convert::priority_or_default(r.priority)?,
+        upload_protocol: convert::upload_protocol_from(r.upload_protocol)?,
+        files: file_specs(r.files),
+        changes: r.initial_properties.map(changes_from_wire).transpose()?,
+        umask: r.umask,
+    })
+}
+
+impl JobsApi {
+    /// TakeOwnership by a client (an administrator, in a worker of the system-wide
+    /// daemon): the job is found in the worker that has it, handed over from there,
+    /// created here as the caller's, then released there (`service/takeover.rs`).
+    async fn take_over(&self, caller: &Caller, id: Uuid) -> Result<pb::Job, Status> {
+        self.svc.may_take_ownership(caller)?;
+        // Already the caller's: nothing moves (as BITS).
+        if let Ok(view) = self.svc.get_job(caller.uid, id) {
+            return Ok(convert::job(&view));
+        }
+        let Some((broker, conn)) = relay::for_admin(&self.broker, caller, true) else {
+            return Err(Status::from(crate::service::ServiceError::NotFound(
+                format!("no job {id}"),
+            )));
+        };
+        let step = |step: pb::TakeOwnershipStep| pb::TakeOwnershipRequest {
+            job_id: id.to_string(),
+            step: step as i32,
+        };
+        let mut found = None;
+        let mut refusal: Option<Status> = None;
+        for (uid, ch) in relay::channels_to_every_worker(broker, conn).await? {
+            match JobsClient::new(ch.clone())
+                .take_ownership(step(pb::TakeOwnershipStep::HandOver))
+                .await
+            {
+                Ok(r) => {
+                    found = Some((uid, ch, r.into_inner()));
+                    break;
+                }
+                Err(e) if e.code() == tonic::Code::NotFound => {}
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        let Some((from_uid, ch, answer)) = found else {
+            return Err(refusal.unwrap_or_else(|| {
+                Status::from(crate::service::ServiceError::NotFound(format!(
+                    "no job {id}"
+                )))
+            }));
+        };
+        let hand_over = answer.hand_over.ok_or_else(|| {
+            Status::internal(format!(
+                "the worker of uid {from_uid} described no job for {id}"
+            ))
+        })?;
+        let spec = new_job_from_wire(hand_over).map_err(|e| {
+            Status::new(
+                e.code(),
+                format!(
+                    "job {id} of uid {from_uid} cannot be taken over: {}",
+                    e.message()
+                ),
+            )
+        })?;
+        let view = self
+            .svc
+            .create_taken_job(caller, id, spec)
+            .await
+            .map_err(|e| {
+                let s = Status::from(e);
+                Status::new(
+                    s.code(),
+                    format!(
+                        "job {id} of uid {from_uid} cannot be yours as it stands (nothing \
+                         changed): {}",
+                        s.message()
+                    ),
+                )
+            })?;
+        if let Err(e) = JobsClient::new(ch)
+            .take_ownership(step(pb::TakeOwnershipStep::Release))
+            .await
+        {
+            self.svc.undo_taken_job(caller, id).await;
+            return Err(Status::new(
+                e.code(),
+                format!(
+                    "job {id} stays uid {from_uid}'s: its worker did not let it go: {}",
+                    e.message()
+                ),
+            ));
+        }
+        tracing::info!(
+            admin_uid = caller.uid,
+            owner_uid = from_uid,
+            job = %id,
+            "uid {} took over job {id} of uid {from_uid}",
+            caller.uid
+        );
+        Ok(convert::job(&view))
+    }
 }
 
 /// The refusal of a token made for another listing.
@@ -274,17 +387,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         req: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
         let caller = caller(&req)?;
-        let r = req.into_inner();
-        let spec = NewJob {
-            display_name: r.display_name,
-            description: r.description,
-            job_type: convert::job_type_from(r.job_type)?,
-            priority: convert::priority_or_default(r.priority)?,
-            upload_protocol: convert::upload_protocol_from(r.upload_protocol)?,
-            files: file_specs(r.files),
-            changes: r.initial_properties.map(changes_from_wire).transpose()?,
-            umask: r.umask,
-        };
+        let spec = new_job_from_wire(req.into_inner())?;
         let view = self.svc.create_job(&caller, spec).await?;
         Ok(Response::new(pb::CreateJobResponse {
             job: Some(convert::job(&view)),
@@ -295,13 +398,25 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::AddFilesRequest>,
     ) -> Result<Response<pb::AddFilesResponse>, Status> {
-        let caller = caller(&req)?;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let files = self.svc.add_files(&caller, id, file_specs(r.files)).await?;
-        Ok(Response::new(pb::AddFilesResponse {
-            files: files.iter().map(convert::file).collect(),
-        }))
+        // An administrator's files for another user's job: added where it lives, by the
+        // owner's worker, which checks and opens every path as the owner.
+        let local = self
+            .svc
+            .add_files_as(&caller, id, file_specs(r.files.clone()))
+            .await
+            .map(|files| pb::AddFilesResponse {
+                files: files.iter().map(convert::file).collect(),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).add_files(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn set_remote_name(
@@ -555,14 +670,76 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::SetJobPropertiesRequest>,
     ) -> Result<Response<pb::SetJobPropertiesResponse>, Status> {
-        let uid = caller(&req)?.uid;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let changes = changes_from_wire(r)?;
-        let view = self.svc.set_properties(uid, id, changes).await?;
-        Ok(Response::new(pb::SetJobPropertiesResponse {
-            job: Some(convert::job(&view)),
-        }))
+        let changes = changes_from_wire(r.clone())?;
+        // An administrator's changes to another user's job are made where it lives.
+        let local = self
+            .svc
+            .set_properties_as(&caller, id, changes)
+            .await
+            .map(|view| pb::SetJobPropertiesResponse {
+                job: Some(convert::job(&view)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move {
+                Ok(JobsClient::new(ch)
+                    .set_job_properties(r)
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn take_ownership(
+        &self,
+        req: Request<pb::TakeOwnershipRequest>,
+    ) -> Result<Response<pb::TakeOwnershipResponse>, Status> {
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let step = pb::TakeOwnershipStep::try_from(r.step).map_err(|_| {
+            Status::invalid_argument(format!(
+                "unknown take-ownership step {} (a client leaves it unspecified)",
+                r.step
+            ))
+        })?;
+        if step != pb::TakeOwnershipStep::Unspecified && !caller.vouched {
+            return Err(Status::permission_denied(
+                "the steps of TakeOwnership are between the system-wide daemon's workers: \
+                 call it with the step unspecified",
+            ));
+        }
+        match step {
+            pb::TakeOwnershipStep::HandOver => {
+                let (view, new) = self.svc.hand_over(&caller, id)?;
+                Ok(Response::new(pb::TakeOwnershipResponse {
+                    job: Some(convert::job(&view)),
+                    hand_over: Some(convert::create_request(&new)),
+                }))
+            }
+            pb::TakeOwnershipStep::Release => {
+                self.svc.release_job(&caller, id).await?;
+                Ok(Response::new(pb::TakeOwnershipResponse::default()))
+            }
+            pb::TakeOwnershipStep::Unspecified => {
+                if caller.vouched {
+                    return Err(Status::permission_denied(
+                        "TakeOwnership is made by the administrator's own worker",
+                    ));
+                }
+                let job = self.take_over(&caller, id).await?;
+                Ok(Response::new(pb::TakeOwnershipResponse {
+                    job: Some(job),
+                    hand_over: None,
+                }))
+            }
+        }
     }
 
     type WatchJobStream = BoxStream<pb::WatchJobResponse>;

@@ -67,15 +67,16 @@ pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     let c = admin_caller(req)?;
     if c.vouched {
         return Err(Status::permission_denied(
-            "an administrator may look at, resume, suspend, cancel and complete another \
-             user's jobs, nothing else",
+            "an administrator may look at, resume, suspend, cancel, complete, add files to, \
+             change and take over another user's jobs, nothing else",
         ));
     }
     Ok(c)
 }
 
 /// Who is calling, for the calls an administrator may make on another user's jobs
-/// (get, list, resume, suspend, cancel, complete, watch, queries, status).
+/// (get, list, files, resume, suspend, cancel, complete, add files, set properties, take
+/// ownership, watch, queries, status).
 pub fn admin_caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Peer>()

@@ -79,6 +79,23 @@ where
     Ok(futures::future::join_all(calls).await)
 }
 
+/// Connections to every other user's worker, each a channel that takes several calls (a
+/// move of a job between workers makes two on the one that had it); each with its uid.
+pub(super) async fn channels_to_every_worker(
+    broker: &Arc<dyn Broker>,
+    connection: u64,
+) -> Result<Vec<(u32, Channel)>, Status> {
+    let streams = broker.admin_connect(connection).await?;
+    let mut out = Vec::with_capacity(streams.len());
+    for (uid, stream) in streams {
+        match channel(stream).await {
+            Ok(ch) => out.push((uid, ch)),
+            Err(e) => tracing::warn!(uid, "the worker of uid {uid} could not be reached: {e}"),
+        }
+    }
+    Ok(out)
+}
+
 /// The answer of the worker that has the job: the first success, else the first refusal
 /// other than "not found", else "not found" (`missing`).
 pub(super) fn the_one_that_has_it<T>(

@@ -4,8 +4,10 @@
 //! job of another uid is reported as not found). In the system-wide daemon, root and the
 //! members of the admin group (`admin_group`, default `ferry-admin`) are administrators:
 //! they see every user's jobs (listings with `all_users`, queries) and may suspend,
-//! resume, cancel and complete them; each such action on another user's job is logged
-//! with who did it. They are also exempt from the limits (`max_jobs_per_user`,
+//! resume, cancel and complete them, add files to them and change their properties
+//! (BITS lets administrators do the same); each such action on another user's job is
+//! logged with who did it. A notify command is the one property they may not set on
+//! another's job: it would run a program of their choosing as the owner. They are also exempt from the limits (`max_jobs_per_user`,
 //! `max_jobs_per_machine`, `max_files_per_job`). The work of an administrator's action is
 //! still done as the job's owner (the files of a job completed by root belong to its
 //! owner). The per-user daemon has no administrators: it serves its user only.
@@ -139,6 +141,47 @@ impl Service {
         self.audit(caller, owner, id, "completed", &r);
         self.report_unfinished();
         self.trim_final_jobs().await;
+        r
+    }
+
+    /// [`Service::add_files`] by `caller`, logged when it is an administrator adding to
+    /// another user's job (the files are checked and opened as the owner).
+    pub async fn add_files_as(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        specs: Vec<super::FileSpec>,
+    ) -> Result<Vec<super::FileView>, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.add_files(caller, id, specs).await;
+        self.audit(caller, owner, id, "added files to", &r);
+        r
+    }
+
+    /// [`Service::set_properties`] by `caller`: an administrator may change another
+    /// user's job (files such as the CA and reply file are checked as the owner), except
+    /// its notify command, which would run as the owner.
+    pub async fn set_properties_as(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        changes: super::JobChanges,
+    ) -> Result<JobView, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = if owner != caller.uid
+            && changes
+                .notify_command
+                .as_ref()
+                .is_some_and(|c| !c.is_empty())
+        {
+            Err(ServiceError::PermissionDenied(format!(
+                "job {id} belongs to uid {owner}: its notify command would run as that user, \
+                 so only they may set it (other properties an administrator may change)"
+            )))
+        } else {
+            self.set_properties(owner, id, changes).await
+        };
+        self.audit(caller, owner, id, "changed the properties of", &r);
         r
     }
 

@@ -85,6 +85,12 @@ pub struct JobChanges {
     pub client_key: Option<String>,
     /// `Some(None)` removes them.
     pub proxy_credentials: Option<Option<crate::model::ProxyCredentials>>,
+    /// The largest file the job downloads (BITS's `MAX_DOWNLOAD_SIZE`); 0: no limit.
+    pub max_download_size: Option<u64>,
+    /// Milliseconds between two `job_modification` callbacks; 0: the default.
+    pub minimum_notification_interval_ms: Option<u64>,
+    /// The HTTP method (BITS's `SetHttpMethod`); `Some("")` restores the default.
+    pub http_method: Option<String>,
 }
 
 /// The result of `complete`.

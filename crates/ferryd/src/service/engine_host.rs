@@ -268,14 +268,23 @@ impl Host for Service {
         }
         let e = inner.jobs.get_mut(&job)?;
         e.run = Some((run, live));
-        let transfer_time_left = (e.job.max_transfer_time_secs > 0).then(|| {
+        // The job's own limit, else the daemon's default (`max_transfer_time` in
+        // ferryd.toml, BITS's MaxDownloadTime policy); 0: none.
+        let max_secs = match e.job.max_transfer_time_secs {
+            0 => self.config.max_transfer_time.as_secs(),
+            own => own,
+        };
+        let transfer_time_left = (max_secs > 0).then(|| {
             let used = mono_ms() - e.clock.first_active.unwrap_or_else(mono_ms);
-            let max = (e.job.max_transfer_time_secs as i64).saturating_mul(1000);
+            let max = (max_secs as i64).saturating_mul(1000);
             Duration::from_millis(max.saturating_sub(used).max(0) as u64)
         });
         let owner = self.owner_of(&e.job);
+        let mut job = e.job.clone();
+        // The run reports the limit it ran under.
+        job.max_transfer_time_secs = max_secs;
         let plan = RunPlan {
-            job: e.job.clone(),
+            job,
             files: e.files.clone(),
             reply_path: self.reply_path(&e.job, &owner),
             owner,
@@ -335,6 +344,15 @@ impl Host for Service {
                     self.store.put_files_detached(vec![f.clone()]);
                 }
                 self.transition(&mut inner, job, JobState::Transferring);
+            }
+            Report::ResponseHeaders { index, headers } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(f) = e.files.get_mut(index as usize) {
+                    // Written with the file's next row (its checkpoint or completion).
+                    f.response_headers = headers;
+                }
             }
             Report::Progressed => {
                 let Some(e) = current(&mut inner, job, run) else {

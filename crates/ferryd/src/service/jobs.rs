@@ -29,6 +29,17 @@ impl Service {
     /// job keeps its creator's umask: system-wide the one the kernel reports for the
     /// calling process (its files are created with it), else the one the client sent.
     pub async fn create_job(&self, caller: &Caller, spec: NewJob) -> Result<JobView, ServiceError> {
+        self.create_job_with_id(caller, spec, None).await
+    }
+
+    /// [`Service::create_job`], with the id `id` when given (a job taken over keeps its
+    /// id): refused when a job of that id is here already.
+    pub(super) async fn create_job_with_id(
+        &self,
+        caller: &Caller,
+        spec: NewJob,
+        id: Option<Uuid>,
+    ) -> Result<JobView, ServiceError> {
         self.check_writable()?;
         self.check_store_room().await?;
         let owner = caller.uid;
@@ -36,6 +47,15 @@ impl Service {
         let description = validate::text("description", &spec.description)?;
         let mut job = JobRecord::new(name, spec.job_type, spec.priority, owner);
         job.description = description;
+        if let Some(id) = id {
+            let inner = self.lock();
+            if inner.jobs.contains_key(&id) || inner.archived.contains_key(&id) {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "job {id} is here already (uid {owner}): nothing to take over"
+                )));
+            }
+            job.id = id;
+        }
         let exempt = self.exempt_from_limits(caller);
         if let Some(p) = spec.upload_protocol.as_deref().filter(|p| !p.is_empty()) {
             if spec.job_type == JobType::Download {
@@ -179,7 +199,9 @@ impl Service {
         specs: Vec<FileSpec>,
     ) -> Result<Vec<FileView>, ServiceError> {
         self.check_store_room().await?;
-        let owner = caller.uid;
+        // An administrator adds to the owner's job; its paths are checked and opened as
+        // the owner (the worker of the owner, in the system-wide daemon).
+        let owner = self.acting_owner(caller, id);
         if specs.is_empty() {
             return Err(ServiceError::InvalidArgument("no files given".into()));
         }
@@ -324,6 +346,7 @@ fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileReco
             peer: Default::default(),
             mirrors: c.mirrors,
             mirror_in_use: 0,
+            response_headers: Vec::new(),
         })
         .collect()
 }

@@ -29,6 +29,7 @@ mod queries;
 mod state;
 mod store_health;
 mod urls;
+mod takeover;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -532,6 +533,7 @@ mod tests {
             peer: Default::default(),
             mirrors: Vec::new(),
             mirror_in_use: 0,
+            response_headers: Vec::new(),
         }
     }
 

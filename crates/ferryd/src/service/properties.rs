@@ -10,6 +10,9 @@ use super::{validate, JobView, Service, ServiceError};
 use crate::model::{Credentials, JobRecord, JobState, JobType, NotifyFlags, ProxySetting};
 use crate::store::Store;
 
+/// The longest minimum notification interval a job may set: a day.
+pub const MAX_NOTIFICATION_INTERVAL_MS: u64 = 86_400_000;
+
 /// Property changes that passed every check that needs no job: headers parsed, proxy
 /// understood, CA and reply files looked at as the owner.
 pub(super) struct CheckedChanges {
@@ -61,6 +64,17 @@ impl Service {
                     )));
                 }
             }
+        }
+        if let Some(ms) = changes.minimum_notification_interval_ms {
+            if ms > MAX_NOTIFICATION_INTERVAL_MS {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "a minimum notification interval of {ms} ms is too long (at most \
+                     {MAX_NOTIFICATION_INTERVAL_MS} ms, a day; 0 takes the default, 500 ms)"
+                )));
+            }
+        }
+        if let Some(m) = &changes.http_method {
+            validate::http_method(m)?;
         }
         if let Some(v) = changes.connections {
             if v > 16 {
@@ -276,6 +290,19 @@ pub(super) fn apply_changes(
         client_certificate,
         client_key,
     } = checked;
+    if changes
+        .http_method
+        .as_deref()
+        .is_some_and(|m| !m.is_empty())
+        && j.job_type != JobType::Download
+        && j.options.upload_protocol() == crate::model::UploadProtocol::Tus
+    {
+        return Err(ServiceError::InvalidArgument(
+            "a tus upload's methods are the protocol's (POST, HEAD, PATCH): http_method \
+             applies to downloads and PUT uploads"
+                .into(),
+        ));
+    }
     if let Some(Some(_)) = &reply_file {
         if j.job_type != JobType::UploadReply {
             return Err(ServiceError::InvalidArgument(
@@ -376,6 +403,15 @@ pub(super) fn apply_changes(
     }
     if let Some(v) = changes.proxy_credentials {
         security.proxy_credentials = v;
+    }
+    if let Some(v) = changes.max_download_size {
+        j.options.max_download_size = v;
+    }
+    if let Some(v) = changes.minimum_notification_interval_ms {
+        j.options.minimum_notification_interval_ms = v;
+    }
+    if let Some(v) = changes.http_method {
+        j.options.http_method = Some(v).filter(|m| !m.is_empty());
     }
     Ok(())
 }

@@ -285,6 +285,39 @@ pub fn header(field: &str, line: &str) -> Result<(String, String), ServiceError>
     Ok((name.to_string(), value.to_string()))
 }
 
+/// The most characters of an HTTP method a job may set.
+pub const MAX_HTTP_METHOD_LEN: usize = 32;
+
+/// A job's HTTP method (BITS's `SetHttpMethod`): "" (the default), or an RFC 9110 token
+/// of at most [`MAX_HTTP_METHOD_LEN`] characters other than `CONNECT` (which opens a
+/// tunnel, not a transfer). Methods are case-sensitive and kept as given.
+pub fn http_method(method: &str) -> Result<(), ServiceError> {
+    if method.is_empty() {
+        return Ok(());
+    }
+    if method.len() > MAX_HTTP_METHOD_LEN
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        return Err(ServiceError::InvalidArgument(format!(
+            "http_method '{}' is not an HTTP method: a token of letters, digits and \
+             !#$%&'*+-.^_`|~, at most {MAX_HTTP_METHOD_LEN} characters, such as POST \
+             (\"\" restores the default)",
+            crate::model::escape_control_chars(method)
+        )));
+    }
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return Err(ServiceError::InvalidArgument(
+            "http_method CONNECT opens a tunnel, it transfers nothing: use GET, POST, PUT \
+             or another method"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+
 /// The proxy schemes a job may use: HTTP proxies (`CONNECT` for https) and SOCKS5, which
 /// resolves host names itself (`socks5`) or lets the proxy resolve them (`socks5h`).
 pub const PROXY_SCHEMES: [&str; 4] = ["http", "https", "socks5", "socks5h"];

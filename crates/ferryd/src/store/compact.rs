@@ -97,6 +97,9 @@ struct OptionsRepr {
     keep_going: bool,
     /// `None` for the default (one byte).
     security: Option<crate::model::HttpSecurity>,
+    max_download_size: u64,
+    minimum_notification_interval_ms: u64,
+    http_method: Option<String>,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -119,6 +122,9 @@ impl From<JobOptions> for OptionsRepr {
             insecure_tls,
             keep_going,
             security,
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         } = o;
         OptionsRepr {
             headers,
@@ -145,6 +151,9 @@ impl From<JobOptions> for OptionsRepr {
             insecure_tls,
             keep_going,
             security: (security != crate::model::HttpSecurity::default()).then_some(security),
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         }
     }
 }
@@ -169,6 +178,9 @@ impl From<OptionsRepr> for JobOptions {
             insecure_tls,
             keep_going,
             security,
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         } = o;
         JobOptions {
             headers,
@@ -195,6 +207,9 @@ impl From<OptionsRepr> for JobOptions {
             insecure_tls,
             keep_going,
             security: security.unwrap_or_default(),
+            max_download_size,
+            minimum_notification_interval_ms,
+            http_method,
         }
     }
 }
@@ -226,6 +241,7 @@ mod tests {
             peer: Default::default(),
             mirrors: Vec::new(),
             mirror_in_use: 0,
+            response_headers: Vec::new(),
         }
     }
 
@@ -319,6 +335,9 @@ mod tests {
                         password: "pp".into(),
                     }),
                 },
+                max_download_size: 1 << 41,
+                minimum_notification_interval_ms: 60_000,
+                http_method: Some("POST".into()),
             },
         }
     }
@@ -356,6 +375,7 @@ mod tests {
             },
             mirrors: vec!["https://mirror.example/ü".into(), "file:///srv/m".into()],
             mirror_in_use: 2,
+            response_headers: vec![("ETag".into(), "\"v1\"".into()), ("X-Ü".into(), "".into())],
         }
     }
 
@@ -447,12 +467,14 @@ mod tests {
     /// and options that are not the defaults one for the metered policy, one for
     /// write-only headers and one each for `auto_complete`, `insecure_tls`,
     /// `keep_going` and the TLS policy (`security`, none set); each file's mirrors and the
-    /// mirror in use two (none, the file's own URL).
+    /// mirror in use two (none, the file's own URL); each file one for its last response's
+    /// headers (none) and non-default options one each for `max_download_size`,
+    /// `minimum_notification_interval_ms` and `http_method`.
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 171),
-            ("fetched job", fetched_final_job(), 320),
+            ("scenario-5 job", typical_final_job(), 172),
+            ("fetched job", fetched_final_job(), 324),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());

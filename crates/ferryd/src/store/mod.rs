@@ -760,6 +760,7 @@ mod tests {
             peer: Default::default(),
             mirrors: Vec::new(),
             mirror_in_use: 0,
+            response_headers: Vec::new(),
         }
     }
 

@@ -328,7 +328,8 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
     bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments, \
-    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only, mirrors, mirror_in_use";
+    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only, mirrors, mirror_in_use, \
+    response_headers";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let mut f = FileRecord {
@@ -352,6 +353,8 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         },
         mirrors: Vec::new(),
         mirror_in_use: r.get(17)?,
+        // What the last response said is information only: unreadable, it is dropped.
+        response_headers: serde_json::from_str(&r.get::<_, String>(18)?).unwrap_or_default(),
     };
     match serde_json::from_str::<Vec<String>>(&r.get::<_, String>(16)?) {
         Ok(mirrors) => f.mirrors = mirrors,
@@ -396,7 +399,7 @@ fn upsert_file_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
              ON CONFLICT(job_id, idx) DO UPDATE SET {}",
             update_list(FILE_COLUMNS, &["job_id", "idx"])
         )
@@ -423,6 +426,7 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         f.peer.origin_only,
         serde_json::to_string(&f.mirrors).unwrap_or_else(|_| "[]".into()),
         f.mirror_in_use,
+        serde_json::to_string(&f.response_headers).unwrap_or_else(|_| "[]".into()),
     ])?;
     Ok(())
 }

@@ -106,11 +106,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX peer_cache_url ON peer_cache(url, validator, length);
     CREATE INDEX peer_cache_sha256 ON peer_cache(sha256);
     "#,
-    // 5 → 6: a file's mirrors (a JSON list of more URLs) and which URL is in use (0: its
-    // remote_url, i: mirror i - 1).
+    // 5 → 6 (issue 30, BITS's file properties): a file's mirrors (a JSON list of more
+    // URLs) and which URL is in use (0: its remote_url, i: mirror i - 1); the headers of
+    // its last response (BITS's HTTP_RESPONSE_HEADERS), a JSON list of [name, value].
     r#"
     ALTER TABLE files ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE files ADD COLUMN mirror_in_use INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN response_headers TEXT NOT NULL DEFAULT '[]';
     "#,
 ];
 
