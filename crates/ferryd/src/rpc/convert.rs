@@ -565,6 +565,7 @@ pub fn create_request(new: &crate::service::NewJob) -> pb::CreateJobRequest {
                 remote_url: f.remote_url.clone(),
                 local_path: f.local_path.clone(),
                 expected_sha256: f.expected_sha256.clone().unwrap_or_default(),
+                mirrors: f.mirrors.clone(),
             })
             .collect(),
         initial_properties: Some(pb::SetJobPropertiesRequest {

@@ -108,6 +108,7 @@ impl Service {
                     remote_url: secrets_free_url(&f.remote_url),
                     local_path: f.local_path.clone(),
                     expected_sha256: f.expected_sha256.clone(),
+                    mirrors: f.mirrors.iter().map(|m| secrets_free_url(m)).collect(),
                 })
                 .collect(),
             changes: Some(changes),
