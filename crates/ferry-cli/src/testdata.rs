@@ -53,6 +53,9 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         on_metered: None,
         waiting_for_unmetered: false,
         yielding: false,
+        cost_flags: ferry_client::CostFlags::TRANSFER_UNRESTRICTED,
+        cost_flags_set: false,
+        ignore_congestion: false,
     }
 }
 

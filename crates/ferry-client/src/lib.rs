@@ -46,7 +46,8 @@ pub use types::{
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    UploadProtocol,
 };
 pub use umask::process_umask;
 /// The job and file ids are UUIDs.

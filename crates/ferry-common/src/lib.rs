@@ -6,11 +6,13 @@
 //! - [`units`]: sizes and rates as people write them (`1MiB/s`, `500k`) and as ferry
 //!   prints them (`1.5 MiB`);
 //! - the enums both sides spell by name — [`JobState`], [`Priority`], [`JobType`],
-//!   [`ErrorContext`], [`UploadProtocol`], [`PeerMode`], [`MeteredPolicy`] — and the [`NotifyFlags`] bits.
+//!   [`ErrorContext`], [`UploadProtocol`], [`PeerMode`], [`MeteredPolicy`] — the [`NotifyFlags`] bits
+//!   and BITS's cost states and policies ([`CostFlags`], [`cost`]).
 //!
 //! The crate does not know the wire (`ferry-proto`): each side maps these types to and
 //! from the generated messages itself.
 
+pub mod cost;
 mod enums;
 mod flags;
 pub mod paths;
@@ -19,6 +21,7 @@ pub mod units;
 pub use enums::{
     ErrorContext, JobState, JobType, MeteredPolicy, NamedEnum, PeerMode, Priority, UploadProtocol,
 };
+pub use cost::CostFlags;
 pub use flags::NotifyFlags;
 /// strum's traits, for iterating over the variants of an enum of this crate
 /// (`JobState::iter()`) and listing their names.

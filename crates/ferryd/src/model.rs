@@ -25,7 +25,7 @@ pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
 };
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).
@@ -182,6 +182,12 @@ pub struct JobOptions {
     /// A file that fails for good does not stop the others (`ferry get` of several URLs,
     /// as wget): the job goes to `error` once every file has been tried.
     pub keep_going: bool,
+    /// The network cost states the job transfers in (BITS: `BITS_JOB_PROPERTY_ID_COST_FLAGS`);
+    /// `None` follows `on_metered`, else its priority ([`CostFlags::default_for`]). Setting
+    /// one of the two clears the other.
+    pub cost_flags: Option<CostFlags>,
+    /// The job does not yield to other traffic (BITS: `BITS_COST_OPTION_IGNORE_CONGESTION`).
+    pub ignore_congestion: bool,
 }
 
 /// Request headers that make nothing about a request private (content negotiation and
@@ -232,13 +238,18 @@ impl JobOptions {
 }
 
 impl JobRecord {
-    /// True when the job waits while the network is metered: its own policy, else its
-    /// priority's.
-    pub fn pauses_when_metered(&self) -> bool {
+    /// The network cost states the job transfers in: its cost flags, else what its
+    /// `on_metered` shorthand stands for, else its priority's default.
+    pub fn cost_flags(&self) -> CostFlags {
         self.options
-            .on_metered
-            .unwrap_or_else(|| MeteredPolicy::default_for(self.priority))
-            == MeteredPolicy::Pause
+            .cost_flags
+            .or_else(|| self.options.on_metered.map(MeteredPolicy::cost_flags))
+            .unwrap_or_else(|| CostFlags::default_for(self.priority))
+    }
+
+    /// True when the job waits while the network's cost state is `network` (one state).
+    pub fn waits_in(&self, network: CostFlags) -> bool {
+        !self.cost_flags().intersects(network)
     }
 
     /// A new job in `suspended`, with every default (ARCHITECTURE.md, "Jobs").

@@ -20,6 +20,7 @@ use super::netclient::decorate;
 use super::rangeconn::unless_stopped;
 use super::ratelimit::{consume_all, RateLimiter};
 use super::task::FileTask;
+use super::yielding::NewConnection;
 use crate::engine::partfile::Progress;
 use crate::model::{ErrorContext, ErrorKind, UploadProtocol};
 
@@ -62,7 +63,8 @@ async fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
     }
 }
 
-/// A request body streaming `path` from `offset`, counted and paced.
+/// A request body streaming `path` from `offset`, counted and paced; a yielding run's
+/// controller watches the connection it flows on (`watch`) while it does.
 async fn body_from(
     owner: &crate::owner::Owner,
     path: &str,
@@ -70,6 +72,7 @@ async fn body_from(
     progress: Arc<Progress>,
     events: FileEvents,
     limits: Vec<Arc<RateLimiter>>,
+    watch: Option<NewConnection>,
 ) -> Result<reqwest::Body, TransferError> {
     use tokio::io::AsyncSeekExt;
     let f = owner.open_read(path.into()).await.map_err(|e| {
@@ -80,7 +83,16 @@ async fn body_from(
         .await
         .map_err(|e| TransferError::local_io("reading", std::path::Path::new(path), &e))?;
     progress.written.store(offset, Ordering::SeqCst);
+    // Looked for once, when the first chunk is asked for: the request is on its
+    // connection then. The guard lives as long as the body.
+    let watching = Arc::new(parking_lot::Mutex::new(None));
     let stream = ReaderStream::with_capacity(f, 256 << 10).then(move |chunk| {
+        if let Some(w) = &watch {
+            let mut slot = watching.lock();
+            if slot.is_none() {
+                *slot = Some(w.watch());
+            }
+        }
         let progress = progress.clone();
         let events = events.clone();
         let limits = limits.clone();
@@ -117,13 +129,24 @@ pub async fn upload(
     protocol: UploadProtocol,
 ) -> Result<UploadOutcome, TransferError> {
     let len = check_unchanged(&task).await?;
+    // A yielding run notes the daemon's connections before its first request.
+    let watch = task.yielder.as_ref().and_then(|y| {
+        let port = reqwest::Url::parse(&task.record.remote_url)
+            .ok()?
+            .port_or_known_default()?;
+        Some(y.before_upload(port))
+    });
     match protocol {
-        UploadProtocol::Put => put(task, len).await,
-        UploadProtocol::Tus => tus(task, len).await,
+        UploadProtocol::Put => put(task, len, watch).await,
+        UploadProtocol::Tus => tus(task, len, watch).await,
     }
 }
 
-async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
+async fn put(
+    task: FileTask<'_>,
+    len: u64,
+    watch: Option<NewConnection>,
+) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     task.events.connecting();
     task.events
@@ -135,6 +158,7 @@ async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
         task.progress.clone(),
         task.events.clone(),
         task.limits.to_vec(),
+        watch,
     )
     .await?;
     let req = decorate(task.client.put(&url), task.options)
@@ -199,7 +223,11 @@ async fn create(task: &FileTask<'_>, url: &str, len: u64) -> Result<Option<Strin
     Ok(Some(absolute))
 }
 
-async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
+async fn tus(
+    task: FileTask<'_>,
+    len: u64,
+    watch: Option<NewConnection>,
+) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     let mut location = task.record.final_url.clone();
     let mut recreated = false;
@@ -259,6 +287,7 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             task.progress.clone(),
             task.events.clone(),
             task.limits.to_vec(),
+            watch.clone(),
         )
         .await?;
         let req = decorate(task.client.patch(&loc), task.options)

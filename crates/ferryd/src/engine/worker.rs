@@ -345,7 +345,9 @@ async fn net_for(
     let from_peers =
         r.shared.peers.get().is_some() && files.iter().any(|f| peers_allowed(config, record, f));
     let yielder =
-        (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
+        (yielding::yields(record.priority, record.options.ignore_congestion)
+            && !all_loopback
+            && !from_peers)
             .then(|| yielding::Yielder::new(r.live.clone()));
     let client = netclient::for_job(&record.options, ca, &r.shared.http, yielder.is_some())?;
     let mut limits = Vec::new();
@@ -432,7 +434,7 @@ async fn run_upload(
         owner: &r.owner,
         sources: SourceBytes::starting_at(0, 0, Arc::default()),
         peers: None,
-        yielder: None,
+        yielder: net.yielder.clone(),
     };
     let protocol = record.options.upload_protocol();
     let transfer = net.bounded(upload::upload(task, protocol));

@@ -58,6 +58,8 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "on_metered",
     "waiting_for_unmetered",
     "yielding",
+    "cost_flags",
+    "ignore_congestion",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -155,7 +157,8 @@ impl Class {
                 | "no_progress_timeout_secs"
                 | "max_transfer_time_secs"
                 | "bandwidth_limit"
-                | "connections",
+                | "connections"
+                | "cost_flags",
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
             | (Class::Handler, "registered_unix_ms") => PropType::Number,
@@ -167,7 +170,8 @@ impl Class {
                 | "headers_write_only"
                 | "auto_complete"
                 | "insecure_tls"
-                | "keep_going",
+                | "keep_going"
+                | "ignore_congestion",
             )
             | (Class::File, "completed" | "validated") => PropType::Boolean,
             _ => PropType::Text,
@@ -327,6 +331,8 @@ pub fn job_object(v: &JobView) -> Obj {
             ("on_metered", opt(j.options.on_metered, |p| s(p.as_str()))),
             ("waiting_for_unmetered", b(v.waiting_for_unmetered)),
             ("yielding", b(v.yielding)),
+            ("cost_flags", i(j.cost_flags().bits())),
+            ("ignore_congestion", b(j.options.ignore_congestion)),
         ],
     }
 }

@@ -93,6 +93,8 @@ struct OptionsRepr {
     auto_complete: bool,
     insecure_tls: bool,
     keep_going: bool,
+    cost_flags: Option<crate::model::CostFlags>,
+    ignore_congestion: bool,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -114,6 +116,8 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            cost_flags,
+            ignore_congestion,
         } = o;
         OptionsRepr {
             headers,
@@ -135,6 +139,8 @@ impl From<JobOptions> for OptionsRepr {
             auto_complete,
             insecure_tls,
             keep_going,
+            cost_flags,
+            ignore_congestion,
         }
     }
 }
@@ -158,6 +164,8 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            cost_flags,
+            ignore_congestion,
         } = o;
         JobOptions {
             headers,
@@ -179,6 +187,8 @@ impl From<OptionsRepr> for JobOptions {
             auto_complete,
             insecure_tls,
             keep_going,
+            cost_flags,
+            ignore_congestion,
         }
     }
 }
@@ -288,6 +298,8 @@ mod tests {
                 umask: Some(0o027),
                 peers: Some(crate::model::PeerMode::Client),
                 on_metered: Some(crate::model::MeteredPolicy::Continue),
+                cost_flags: Some(crate::model::CostFlags::TRANSFER_STANDARD),
+                ignore_congestion: true,
             },
         }
     }
