@@ -86,7 +86,10 @@ async fn body_from(
     // Looked for once, when the first chunk is asked for: the request is on its
     // connection then. The guard lives as long as the body.
     let watching = Arc::new(parking_lot::Mutex::new(None));
-    let stream = ReaderStream::with_capacity(f, 256 << 10).then(move |chunk| {
+    // A yielding upload reads small chunks: each waits on the controller's rate as it is
+    // when the chunk is read, and at the floor rate 256 KiB would take many seconds.
+    let chunk = if watch.is_some() { 16 << 10 } else { 256 << 10 };
+    let stream = ReaderStream::with_capacity(f, chunk).then(move |chunk| {
         if let Some(w) = &watch {
             let mut slot = watching.lock();
             if slot.is_none() {

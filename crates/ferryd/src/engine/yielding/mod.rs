@@ -2,7 +2,7 @@
 //! BITS calls every priority but foreground background), download or upload, goes
 //! through a controller of its run ([`Yielder`]) that watches the queueing delay on the
 //! run's own connections and sets how fast the run reads (or sends) and how large a window
-//! its connections advertise (or how fast the kernel may send), so the traffic slows
+//! its connections advertise (or how much they may have in flight), so the traffic slows
 //! before the bottleneck's queue grows (LEDBAT, RFC 6817; at the receiver, RFC 9840).
 //! A job with `ignore_congestion` (BITS_COST_OPTION_IGNORE_CONGESTION) does not yield.
 //! `ledbat.rs` holds the arithmetic, `tcp.rs` the socket work (finding a response's
@@ -209,10 +209,9 @@ impl Yielder {
             let now_us = started.elapsed().as_micros() as u64;
             let d = c.on_sample(rtt_us, delivered, now_us);
             let per_socket = (d.window / watched.len() as u64).max(2 * c.mss());
-            let rate_per_socket = d.rate.max(1) / watched.len() as u64;
             for w in watched.iter() {
                 if w.sending {
-                    w.socket.cap_sending_rate(rate_per_socket);
+                    w.socket.limit_send_buffer(per_socket);
                 } else {
                     w.socket.clamp_window(per_socket);
                 }

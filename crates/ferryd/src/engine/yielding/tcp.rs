@@ -1,6 +1,6 @@
 //! The TCP side of the yielding controller: finding the socket an HTTP response came on
 //! (or the one an upload opened), reading its `TCP_INFO`, clamping its receive window or
-//! capping its sending rate. Socket options are not
+//! bounding its send buffer. Socket options are not
 //! file-system work, so they live in the engine; the one file-system read is the
 //! daemon's own descriptor table (`/proc/self/fd`), never a job's file.
 //!
@@ -9,13 +9,6 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-/// `SO_MAX_PACING_RATE` (not in the libc crate for glibc targets): 47 in
-/// `asm-generic/socket.h` and on MIPS, 0x31 on SPARC.
-#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
-const SO_MAX_PACING_RATE: libc::c_int = 47;
-#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
-const SO_MAX_PACING_RATE: libc::c_int = 0x31;
 
 /// A connection's socket, held through a descriptor of our own (so the number cannot
 /// be reused for something else under us).
@@ -123,23 +116,25 @@ impl Socket {
         })
     }
 
-    /// Caps the rate the kernel sends at (`SO_MAX_PACING_RATE`, bytes per second; it turns
-    /// on TCP's own pacing whatever the queueing discipline).
-    pub fn cap_sending_rate(&self, bytes_per_sec: u64) {
-        let value: u64 = bytes_per_sec.max(1);
-        // SAFETY: a 64-bit option (the kernel takes an unsigned long), passed by pointer
-        // with its size.
+    /// Bounds what the socket holds to send, sent and unacknowledged or not yet sent, to
+    /// about `bytes` (`SO_SNDBUF` of half of it: the kernel doubles the value for its
+    /// bookkeeping, and keeps a small minimum): on a connection that sends, the bytes in
+    /// flight, as the window clamp bounds them on one that receives. It can move both ways
+    /// at any time.
+    pub fn limit_send_buffer(&self, bytes: u64) {
+        let value = (bytes / 2).min(i32::MAX as u64) as libc::c_int;
+        // SAFETY: an int option, passed by pointer with its size.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
                 libc::SOL_SOCKET,
-                SO_MAX_PACING_RATE,
-                (&value as *const u64).cast(),
-                std::mem::size_of::<u64>() as libc::socklen_t,
+                libc::SO_SNDBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "SO_MAX_PACING_RATE");
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SO_SNDBUF");
         }
     }
 
@@ -228,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_one_new_connection_to_a_port_and_caps_its_rate() {
+    fn finds_the_one_new_connection_to_a_port_and_bounds_its_sending() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let before = connections();
@@ -240,7 +235,20 @@ mod tests {
         std::io::Read::read_exact(&mut server, &mut buf).unwrap();
         let sample = found.sample().expect("TCP_INFO");
         assert!(sample.rtt_us > 0 && sample.snd_mss > 0, "{sample:?}");
-        found.cap_sending_rate(1 << 20);
+        found.limit_send_buffer(128 << 10);
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option read into an int.
+        let rc = unsafe {
+            libc::getsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!((rc, value), (0, 128 << 10), "the kernel doubles what was set");
         // A second new connection to the port makes ours ambiguous: none is picked.
         let _other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert!(Socket::find_new(&before, port).is_none());
