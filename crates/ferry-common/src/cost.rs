@@ -221,7 +221,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serialize_as_numbers() {
+    fn parity_cost_flags_serialize_as_numbers() {
         let json = serde_json::to_string(&CostFlags::TRANSFER_STANDARD).unwrap();
         assert_eq!(json, "103");
         let back: CostFlags = serde_json::from_str(&json).unwrap();
@@ -229,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn presets_have_bits_values() {
+    fn parity_cost_presets_have_bits_values() {
         // BITS_COST_STATE_TRANSFER_* less BITS_COST_OPTION_IGNORE_CONGESTION.
         assert_eq!(CostFlags::TRANSFER_ALWAYS.bits(), 0x800000ff & !IGNORE_CONGESTION_BIT);
         assert_eq!(CostFlags::TRANSFER_NOT_ROAMING.bits(), 0x7f);
@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_presets_names_and_bits_numbers() {
+    fn parity_cost_flags_parse_presets_names_and_bits_numbers() {
         assert_eq!(CostFlags::parse("transfer_standard"), Ok(CostFlags::TRANSFER_STANDARD));
         assert_eq!(CostFlags::parse("not_roaming"), Ok(CostFlags::TRANSFER_NOT_ROAMING));
         assert_eq!(
@@ -262,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn describes_presets_by_name_and_others_by_states() {
+    fn parity_cost_flags_describe_presets_by_name_and_others_by_states() {
         assert_eq!(CostFlags::TRANSFER_NOT_ROAMING.describe(), "transfer_not_roaming");
         assert_eq!(
             (CostFlags::UNRESTRICTED | CostFlags::ROAMING).describe(),
@@ -272,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_keep_background_jobs_off_metered_networks() {
+    fn parity_cost_defaults_keep_background_jobs_off_metered_networks() {
         let metered = CostFlags::CAPPED_USAGE_UNKNOWN;
         for (p, on_metered, on_roaming) in [
             (Priority::Foreground, true, true),

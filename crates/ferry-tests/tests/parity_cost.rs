@@ -173,16 +173,20 @@ async fn parity_cost_flags_are_set_shown_queried_and_refused() {
     let _d = env.start_daemon();
     let m = manager(&env).await;
     let server = TestServer::start();
-    server.add_file("/f.bin", random_bytes(1000, 5));
 
     let mut ids = Vec::new();
-    for (p, default) in [
+    for (n, (p, default)) in [
         (Priority::Foreground, CostFlags::TRANSFER_ALWAYS),
         (Priority::High, CostFlags::TRANSFER_NOT_ROAMING),
         (Priority::Normal, CostFlags::TRANSFER_UNRESTRICTED),
         (Priority::Low, CostFlags::TRANSFER_UNRESTRICTED),
-    ] {
-        let job = download(&m, &env, &server, "f.bin", p).await;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("f{n}.bin");
+        server.add_file(&format!("/{name}"), random_bytes(1000, n as u64));
+        let job = download(&m, &env, &server, &name, p).await;
         let info = job.info().await.unwrap();
         assert_eq!(info.cost_flags, default, "{p:?}: {info:?}");
         assert!(!info.ignore_congestion && !info.cost_flags_set, "{info:?}");

@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn only_changes_of_the_cost_state_are_reported() {
+    fn parity_cost_only_changes_of_the_cost_state_are_reported() {
         let c = NetworkCost::new();
         assert!(!c.state().metered);
         assert_eq!(c.state().state(), CostFlags::UNRESTRICTED);

@@ -83,17 +83,19 @@ async fn body_from(
         .await
         .map_err(|e| TransferError::local_io("reading", std::path::Path::new(path), &e))?;
     progress.written.store(offset, Ordering::SeqCst);
-    // Looked for once, when the first chunk is asked for: the request is on its
-    // connection then. The guard lives as long as the body.
-    let watching = Arc::new(parking_lot::Mutex::new(None));
+    // Looked for when the first chunk is asked for (the request is on its connection
+    // then), again for the next few if not found. The guard lives as long as the body.
+    let watching: Arc<parking_lot::Mutex<(u32, Option<super::yielding::Watch>)>> =
+        Arc::default();
     // A yielding upload reads small chunks: each waits on the controller's rate as it is
     // when the chunk is read, and at the floor rate 256 KiB would take many seconds.
     let chunk = if watch.is_some() { 16 << 10 } else { 256 << 10 };
     let stream = ReaderStream::with_capacity(f, chunk).then(move |chunk| {
         if let Some(w) = &watch {
             let mut slot = watching.lock();
-            if slot.is_none() {
-                *slot = Some(w.watch());
+            if slot.1.is_none() && slot.0 < 8 {
+                slot.0 += 1;
+                slot.1 = w.watch();
             }
         }
         let progress = progress.clone();

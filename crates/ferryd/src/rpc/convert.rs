@@ -385,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn cost_states_have_their_bits_values_on_the_wire() {
+    fn parity_cost_states_have_their_bits_values_on_the_wire() {
         use crate::model::CostFlags;
         for (state, _) in CostFlags::NAMES {
             assert_eq!(cost_state(state) as i32 as u32, state.bits(), "{state:?}");

@@ -229,3 +229,17 @@ impl Yielder {
         self.live.set_yielding(false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parity_every_background_priority_yields_unless_it_ignores_congestion() {
+        for p in [Priority::High, Priority::Normal, Priority::Low] {
+            assert!(yields(p, false), "{p:?}");
+            assert!(!yields(p, true), "{p:?} with IGNORE_CONGESTION");
+        }
+        assert!(!yields(Priority::Foreground, false));
+    }
+}

@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_one_new_connection_to_a_port_and_bounds_its_sending() {
+    fn parity_upload_finds_the_one_new_connection_to_a_port_and_bounds_its_sending() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let before = connections();
