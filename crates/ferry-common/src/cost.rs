@@ -60,15 +60,18 @@ impl CostFlags {
     /// BITS_COST_STATE_TRANSFER_ALWAYS: every state.
     pub const TRANSFER_ALWAYS: CostFlags = CostFlags::all();
     /// BITS_COST_STATE_TRANSFER_NOT_ROAMING: every state but roaming.
-    pub const TRANSFER_NOT_ROAMING: CostFlags = CostFlags::TRANSFER_ALWAYS.difference(CostFlags::ROAMING);
+    pub const TRANSFER_NOT_ROAMING: CostFlags =
+        CostFlags::TRANSFER_ALWAYS.difference(CostFlags::ROAMING);
     /// BITS_COST_STATE_TRANSFER_NO_SURCHARGE: not roaming, not charged over the cap.
     pub const TRANSFER_NO_SURCHARGE: CostFlags =
         CostFlags::TRANSFER_NOT_ROAMING.difference(CostFlags::OVERCAP_CHARGED);
     /// BITS_COST_STATE_TRANSFER_STANDARD: not roaming, not near or over the cap (but
     /// throttled over it).
-    pub const TRANSFER_STANDARD: CostFlags = CostFlags::TRANSFER_NO_SURCHARGE.difference(CostFlags::NEAR_CAP);
+    pub const TRANSFER_STANDARD: CostFlags =
+        CostFlags::TRANSFER_NO_SURCHARGE.difference(CostFlags::NEAR_CAP);
     /// BITS_COST_STATE_TRANSFER_UNRESTRICTED: no cost at all (or throttled over the cap).
-    pub const TRANSFER_UNRESTRICTED: CostFlags = CostFlags::UNRESTRICTED.union(CostFlags::OVERCAP_THROTTLED);
+    pub const TRANSFER_UNRESTRICTED: CostFlags =
+        CostFlags::UNRESTRICTED.union(CostFlags::OVERCAP_THROTTLED);
 
     /// Each state with its name (BITS's without the `BITS_COST_STATE_` prefix, lower case).
     pub const NAMES: [(CostFlags, &'static str); 8] = [
@@ -231,7 +234,10 @@ mod tests {
     #[test]
     fn parity_cost_presets_have_bits_values() {
         // BITS_COST_STATE_TRANSFER_* less BITS_COST_OPTION_IGNORE_CONGESTION.
-        assert_eq!(CostFlags::TRANSFER_ALWAYS.bits(), 0x800000ff & !IGNORE_CONGESTION_BIT);
+        assert_eq!(
+            CostFlags::TRANSFER_ALWAYS.bits(),
+            0x800000ff & !IGNORE_CONGESTION_BIT
+        );
         assert_eq!(CostFlags::TRANSFER_NOT_ROAMING.bits(), 0x7f);
         assert_eq!(CostFlags::TRANSFER_NO_SURCHARGE.bits(), 0x6f);
         assert_eq!(CostFlags::TRANSFER_STANDARD.bits(), 0x67);
@@ -240,30 +246,48 @@ mod tests {
 
     #[test]
     fn parity_cost_flags_parse_presets_names_and_bits_numbers() {
-        assert_eq!(CostFlags::parse("transfer_standard"), Ok(CostFlags::TRANSFER_STANDARD));
-        assert_eq!(CostFlags::parse("not_roaming"), Ok(CostFlags::TRANSFER_NOT_ROAMING));
+        assert_eq!(
+            CostFlags::parse("transfer_standard"),
+            Ok(CostFlags::TRANSFER_STANDARD)
+        );
+        assert_eq!(
+            CostFlags::parse("not_roaming"),
+            Ok(CostFlags::TRANSFER_NOT_ROAMING)
+        );
         assert_eq!(
             CostFlags::parse("BITS_COST_STATE_TRANSFER_NO_SURCHARGE"),
             Ok(CostFlags::TRANSFER_NO_SURCHARGE)
         );
-        assert_eq!(CostFlags::parse("unrestricted"), Ok(CostFlags::UNRESTRICTED));
+        assert_eq!(
+            CostFlags::parse("unrestricted"),
+            Ok(CostFlags::UNRESTRICTED)
+        );
         assert_eq!(
             CostFlags::parse("unrestricted|roaming"),
             Ok(CostFlags::UNRESTRICTED | CostFlags::ROAMING)
         );
-        assert_eq!(CostFlags::parse("0x8000007f"), Ok(CostFlags::TRANSFER_NOT_ROAMING));
+        assert_eq!(
+            CostFlags::parse("0x8000007f"),
+            Ok(CostFlags::TRANSFER_NOT_ROAMING)
+        );
         assert_eq!(CostFlags::parse("33"), Ok(CostFlags::TRANSFER_UNRESTRICTED));
         let e = CostFlags::parse("0x40000001").unwrap_err();
         assert!(e.contains("0x40000000"), "{e}");
         let e = CostFlags::parse("0x80000000").unwrap_err();
         assert!(e.contains("never transfer"), "{e}");
         let e = CostFlags::parse("cheap").unwrap_err();
-        assert!(e.contains("'cheap'") && e.contains("transfer_standard"), "{e}");
+        assert!(
+            e.contains("'cheap'") && e.contains("transfer_standard"),
+            "{e}"
+        );
     }
 
     #[test]
     fn parity_cost_flags_describe_presets_by_name_and_others_by_states() {
-        assert_eq!(CostFlags::TRANSFER_NOT_ROAMING.describe(), "transfer_not_roaming");
+        assert_eq!(
+            CostFlags::TRANSFER_NOT_ROAMING.describe(),
+            "transfer_not_roaming"
+        );
         assert_eq!(
             (CostFlags::UNRESTRICTED | CostFlags::ROAMING).describe(),
             "unrestricted|roaming"
@@ -286,6 +310,8 @@ mod tests {
             assert!(f.intersects(CostFlags::UNRESTRICTED), "{p:?}");
         }
         assert!(!crate::MeteredPolicy::Pause.cost_flags().intersects(metered));
-        assert!(crate::MeteredPolicy::Continue.cost_flags().intersects(metered));
+        assert!(crate::MeteredPolicy::Continue
+            .cost_flags()
+            .intersects(metered));
     }
 }

@@ -18,10 +18,10 @@ mod flags;
 pub mod paths;
 pub mod units;
 
+pub use cost::CostFlags;
 pub use enums::{
     ErrorContext, JobState, JobType, MeteredPolicy, NamedEnum, PeerMode, Priority, UploadProtocol,
 };
-pub use cost::CostFlags;
 pub use flags::NotifyFlags;
 /// strum's traits, for iterating over the variants of an enum of this crate
 /// (`JobState::iter()`) and listing their names.

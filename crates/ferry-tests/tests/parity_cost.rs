@@ -118,8 +118,14 @@ async fn parity_cost_roaming_holds_a_not_roaming_job_until_the_modem_is_home() {
     let fg_b = wait_bytes(&fg, fg_at + 256 * KIB).await;
     let hi_b = hi.info().await.unwrap();
     assert!(held(&hi_b), "still held: {hi_b:?}");
-    assert_eq!(hi_a.bytes_transferred, hi_b.bytes_transferred, "held: no bytes");
-    assert!(hi_b.bytes_transferred >= 256 * KIB, "progress kept: {hi_b:?}");
+    assert_eq!(
+        hi_a.bytes_transferred, hi_b.bytes_transferred,
+        "held: no bytes"
+    );
+    assert!(
+        hi_b.bytes_transferred >= 256 * KIB,
+        "progress kept: {hi_b:?}"
+    );
     assert!(hi_b.error.is_none(), "not failed: {hi_b:?}");
     assert!(!fg_b.waiting_for_unmetered, "foreground goes on: {fg_b:?}");
 
@@ -127,19 +133,26 @@ async fn parity_cost_roaming_holds_a_not_roaming_job_until_the_modem_is_home() {
     assert_eq!(st.network_cost_state, CostFlags::ROAMING, "{st:?}");
     assert!(st.network_roaming, "{st:?}");
     assert_eq!(
-        st.network_roaming_source, "ModemManager (modem /org/freedesktop/ModemManager1/Modem/0 is roaming)",
+        st.network_roaming_source,
+        "ModemManager (modem /org/freedesktop/ModemManager1/Modem/0 is roaming)",
         "{st:?}"
     );
     let status = ferry_ok(&env, &["daemon", "status"]);
     assert!(status.contains("cost:     roaming"), "{status}");
-    assert!(status.contains("roaming:  yes (ModemManager (modem"), "{status}");
+    assert!(
+        status.contains("roaming:  yes (ModemManager (modem"),
+        "{status}"
+    );
     let id = hi.id().to_string();
     let info = ferry_ok(&env, &["info", &id]);
     assert!(
         info.contains("cost flags:       transfer_not_roaming (0x7f) (by its priority)"),
         "{info}"
     );
-    assert!(info.contains("waiting:          the network is metered or roaming"), "{info}");
+    assert!(
+        info.contains("waiting:          the network is metered or roaming"),
+        "{info}"
+    );
 
     // Its own cost flags take effect at once, both ways.
     ferry_ok(&env, &["set", &id, "--cost-flags", "transfer_always"]);
@@ -150,7 +163,11 @@ async fn parity_cost_roaming_holds_a_not_roaming_job_until_the_modem_is_home() {
     assert!(moved.cost_flags_set, "{moved:?}");
     ferry_ok(&env, &["set", &id, "--cost-flags", "transfer_not_roaming"]);
     let again = wait_info(&hi, "held again", held).await;
-    assert_eq!(again.cost_flags, CostFlags::TRANSFER_NOT_ROAMING, "{again:?}");
+    assert_eq!(
+        again.cost_flags,
+        CostFlags::TRANSFER_NOT_ROAMING,
+        "{again:?}"
+    );
 
     mm.set_registration(MM_REGISTRATION_HOME).await;
     let done = wait_state(&hi, |s| s == JobState::Transferred).await;
@@ -194,10 +211,26 @@ async fn parity_cost_flags_are_set_shown_queried_and_refused() {
     }
     let id = &ids[2];
 
-    ferry_ok(&env, &["set", id, "--cost-flags", "transfer_standard", "--ignore-congestion", "yes"]);
+    ferry_ok(
+        &env,
+        &[
+            "set",
+            id,
+            "--cost-flags",
+            "transfer_standard",
+            "--ignore-congestion",
+            "yes",
+        ],
+    );
     let info = ferry_ok(&env, &["info", id]);
-    assert!(info.contains("cost flags:       transfer_standard (0x67)\n"), "{info}");
-    assert!(info.contains("on metered:       by its cost flags"), "{info}");
+    assert!(
+        info.contains("cost flags:       transfer_standard (0x67)\n"),
+        "{info}"
+    );
+    assert!(
+        info.contains("on metered:       by its cost flags"),
+        "{info}"
+    );
     assert!(info.contains("ignores congestion: yes"), "{info}");
     let json = run_json({
         let mut c = ferry(&env);
@@ -244,8 +277,15 @@ async fn parity_cost_flags_are_set_shown_queried_and_refused() {
     .await
     .unwrap();
     let info = job.info().await.unwrap();
-    assert_eq!(info.cost_flags, CostFlags::TRANSFER_NO_SURCHARGE, "{info:?}");
-    assert!(info.on_metered.is_none() && !info.ignore_congestion, "{info:?}");
+    assert_eq!(
+        info.cost_flags,
+        CostFlags::TRANSFER_NO_SURCHARGE,
+        "{info:?}"
+    );
+    assert!(
+        info.on_metered.is_none() && !info.ignore_congestion,
+        "{info:?}"
+    );
 
     for (bad, says) in [
         ("cheap", "transfer_not_roaming"),
@@ -388,7 +428,10 @@ async fn parity_cost_high_jobs_yield_and_ignore_congestion_does_not() {
         None,
         vec![
             ("high", start("hi", Priority::High, false)),
-            ("normal ignoring congestion", start("ig", Priority::Normal, true)),
+            (
+                "normal ignoring congestion",
+                start("ig", Priority::Normal, true),
+            ),
         ],
     )
     .await;
@@ -426,7 +469,9 @@ async fn parity_cost_uploads_yield_to_other_traffic() {
                 })
                 .await
                 .unwrap();
-            job.add_file(&Nginx::upload_url(name), s(big)).await.unwrap();
+            job.add_file(&Nginx::upload_url(name), s(big))
+                .await
+                .unwrap();
             let info = job.info().await.unwrap();
             assert_eq!(info.job_type, Some(JobType::Upload), "{info:?}");
             job.resume().await.unwrap();

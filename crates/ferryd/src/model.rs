@@ -25,7 +25,8 @@ pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority, UploadProtocol,
+    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    UploadProtocol,
 };
 
 /// An error record kept with a job (BITS's `IBackgroundCopyError`).

@@ -163,7 +163,10 @@ mod tests {
         assert!(c.observe(true, "b".into()));
         assert_eq!(c.state().state(), CostFlags::CAPPED_USAGE_UNKNOWN);
         assert!(!c.observe(true, "c".into()));
-        assert!(c.observe_roaming(true, "r".into()), "roaming outranks metered");
+        assert!(
+            c.observe_roaming(true, "r".into()),
+            "roaming outranks metered"
+        );
         assert_eq!(c.state().state(), CostFlags::ROAMING);
         assert!(!c.observe(false, "d".into()), "still roaming");
         assert!(c.observe_roaming(false, "h".into()));

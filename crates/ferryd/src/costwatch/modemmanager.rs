@@ -43,7 +43,12 @@ pub async fn watch(cost: Arc<NetworkCost>, on_change: impl Fn() + Send + 'static
     };
     let conn = match tokio::time::timeout(CONNECT_TIMEOUT, zbus::Connection::system()).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return report(false, format!("no system D-Bus ({e}): taken as not roaming")),
+        Ok(Err(e)) => {
+            return report(
+                false,
+                format!("no system D-Bus ({e}): taken as not roaming"),
+            )
+        }
         Err(_) => {
             return report(
                 false,

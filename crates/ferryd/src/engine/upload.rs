@@ -85,8 +85,7 @@ async fn body_from(
     progress.written.store(offset, Ordering::SeqCst);
     // Looked for when the first chunk is asked for (the request is on its connection
     // then), again for the next few if not found. The guard lives as long as the body.
-    let watching: Arc<parking_lot::Mutex<(u32, Option<super::yielding::Watch>)>> =
-        Arc::default();
+    let watching: Arc<parking_lot::Mutex<(u32, Option<super::yielding::Watch>)>> = Arc::default();
     // A yielding upload reads small chunks: each waits on the controller's rate as it is
     // when the chunk is read, and at the floor rate 256 KiB would take many seconds.
     let chunk = if watch.is_some() { 16 << 10 } else { 256 << 10 };

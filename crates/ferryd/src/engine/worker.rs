@@ -344,11 +344,10 @@ async fn net_for(
     // sends about one copy of each byte over the origin's link.
     let from_peers =
         r.shared.peers.get().is_some() && files.iter().any(|f| peers_allowed(config, record, f));
-    let yielder =
-        (yielding::yields(record.priority, record.options.ignore_congestion)
-            && !all_loopback
-            && !from_peers)
-            .then(|| yielding::Yielder::new(r.live.clone()));
+    let yielder = (yielding::yields(record.priority, record.options.ignore_congestion)
+        && !all_loopback
+        && !from_peers)
+        .then(|| yielding::Yielder::new(r.live.clone()));
     let client = netclient::for_job(&record.options, ca, &r.shared.http, yielder.is_some())?;
     let mut limits = Vec::new();
     if record.options.bandwidth_limit > 0 {

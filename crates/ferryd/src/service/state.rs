@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, LiveRun, RunId};
 use crate::model::{
-    mono_ms, mono_since, mono_until, now_ms, CostFlags, FileRecord, FileView, HandlerRecord, JobRecord,
-    JobState, JobView, Priority, Scope, Totals,
+    mono_ms, mono_since, mono_until, now_ms, CostFlags, FileRecord, FileView, HandlerRecord,
+    JobRecord, JobState, JobView, Priority, Scope, Totals,
 };
 use crate::store::{ArchivedRow, Store};
 

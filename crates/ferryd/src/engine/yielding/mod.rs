@@ -74,7 +74,10 @@ impl NewConnection {
     /// told (none new, or several: another run connected to the same port meanwhile).
     pub fn watch(&self) -> Option<Watch> {
         let Some(socket) = Socket::find_new(&self.before, self.port) else {
-            tracing::debug!(port = self.port, "no single new connection for an upload; not watched");
+            tracing::debug!(
+                port = self.port,
+                "no single new connection for an upload; not watched"
+            );
             return None;
         };
         Some(self.yielder.add(socket, true))

@@ -248,10 +248,17 @@ mod tests {
                 &mut len,
             )
         };
-        assert_eq!((rc, value), (0, 128 << 10), "the kernel doubles what was set");
+        assert_eq!(
+            (rc, value),
+            (0, 128 << 10),
+            "the kernel doubles what was set"
+        );
         // A second new connection to the port makes ours ambiguous: none is picked.
         let _other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert!(Socket::find_new(&before, port).is_none());
-        assert!(Socket::find_new(&connections(), port).is_none(), "nothing new");
+        assert!(
+            Socket::find_new(&connections(), port).is_none(),
+            "nothing new"
+        );
     }
 }
