@@ -6,7 +6,11 @@
 //! it. ferryd is pointed at the bus with `DBUS_SYSTEM_BUS_ADDRESS`; its real zbus client
 //! path runs unchanged. (The real NetworkManager starts on such a bus, but cannot manage
 //! any interface where no udev runs, so its `Metered` cannot be switched: see the
-//! closing note of `polite_metered.rs`.)
+//! closing note of `polite_metered.rs`.) A stand-in for ModemManager serves one
+//! connected modem whose roaming the test switches.
+
+// Each test file uses a different subset of the stand-ins.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,7 +20,6 @@ use std::time::{Duration, Instant};
 pub const NM_METERED_YES: u32 = 1;
 pub const NM_METERED_NO: u32 = 2;
 /// NetworkManager's guess for a mobile broadband connection.
-#[allow(dead_code)]
 pub const NM_METERED_GUESS_YES: u32 = 3;
 
 const NM_NAME: &str = "org.freedesktop.NetworkManager";
@@ -158,23 +161,16 @@ impl NetworkManagerStandIn {
 }
 
 /// `MMModem3gppRegistrationState` values the tests switch between.
-#[allow(dead_code)]
 pub const MM_REGISTRATION_HOME: u32 = 1;
-#[allow(dead_code)]
 pub const MM_REGISTRATION_ROAMING: u32 = 5;
 /// `MMModemState` CONNECTED.
-#[allow(dead_code)]
 const MM_STATE_CONNECTED: i32 = 11;
 
-#[allow(dead_code)]
 const MM_NAME: &str = "org.freedesktop.ModemManager1";
-#[allow(dead_code)]
 const MM_PATH: &str = "/org/freedesktop/ModemManager1";
-#[allow(dead_code)]
 const MM_MODEM_PATH: &str = "/org/freedesktop/ModemManager1/Modem/0";
 
 /// A modem's main interface, reduced to its state.
-#[allow(dead_code)]
 struct ModemObject {
     state: i32,
 }
@@ -188,7 +184,6 @@ impl ModemObject {
 }
 
 /// A modem's 3GPP interface, reduced to its registration.
-#[allow(dead_code)]
 struct Modem3gppObject {
     registration: u32,
 }
@@ -205,12 +200,10 @@ impl Modem3gppObject {
 /// `/org/freedesktop/ModemManager1` and one connected modem under it, whose 3GPP
 /// registration the test switches (home, roaming) with `PropertiesChanged`, as
 /// ModemManager does.
-#[allow(dead_code)]
 pub struct ModemManagerStandIn {
     conn: zbus::Connection,
 }
 
-#[allow(dead_code)]
 impl ModemManagerStandIn {
     /// Joins `bus` with one connected modem registered as `registration`.
     pub async fn start(bus: &PrivateBus, registration: u32) -> ModemManagerStandIn {
