@@ -495,3 +495,51 @@ async fn parity_cost_uploads_yield_to_other_traffic() {
          {with_foreground:.2} next to a foreground one"
     );
 }
+
+/// Idle capacity is used: a `normal` upload alone on the shaped link, yielding, sends
+/// nearly as fast as a `foreground` upload of the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (network namespaces), iproute2, nginx and curl: .ci/run runs it"]
+async fn parity_cost_a_yielding_upload_alone_uses_the_idle_link() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let lab = shaped_lab("pidle", true);
+    let www = tempfile::tempdir().unwrap();
+    let _nginx = Nginx::start(&lab, www.path());
+    let env = TestEnv::new();
+    let len = 24 * MIB;
+    let file = random_file(&env.files, "f.bin", len, 5);
+    let _d = env.start_daemon_wrapped(&lab.client_prefix(), &[]);
+    let m = manager(&env).await;
+
+    let mut rates = Vec::new();
+    for (name, priority) in [
+        ("fg.bin", Priority::Foreground),
+        ("bg.bin", Priority::Normal),
+    ] {
+        let started = std::time::Instant::now();
+        let job = m
+            .create_job_with(ferry_client::NewJob {
+                priority,
+                ..ferry_client::NewJob::upload(name, "put")
+            })
+            .await
+            .unwrap();
+        job.add_file(&Nginx::upload_url(name), s(&file))
+            .await
+            .unwrap();
+        job.resume().await.unwrap();
+        let info = wait_info(&job, "the upload done", |i| {
+            matches!(i.state(), JobState::Transferred | JobState::Error)
+        })
+        .await;
+        assert_eq!(info.state(), JobState::Transferred, "{info:?}");
+        rates.push(len as f64 / started.elapsed().as_secs_f64());
+        job.complete().await.unwrap();
+    }
+    let (foreground, normal) = (rates[0], rates[1]);
+    eprintln!("uploads alone: foreground {foreground:.0} B/s, normal {normal:.0} B/s");
+    assert!(
+        normal >= 0.75 * foreground,
+        "a normal upload alone sends {normal:.0} B/s, a foreground one {foreground:.0} B/s"
+    );
+}

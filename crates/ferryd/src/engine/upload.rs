@@ -86,9 +86,15 @@ async fn body_from(
     // Looked for when the first chunk is asked for (the request is on its connection
     // then), again for the next few if not found. The guard lives as long as the body.
     let watching: Arc<parking_lot::Mutex<(u32, Option<super::yielding::Watch>)>> = Arc::default();
-    // A yielding upload reads small chunks: each waits on the controller's rate as it is
-    // when the chunk is read, and at the floor rate 256 KiB would take many seconds.
-    let chunk = if watch.is_some() { 16 << 10 } else { 256 << 10 };
+    // A yielding upload hands its connection an even number of full segments at a time
+    // (16 of the usual 1448 bytes): each chunk waits on the controller's rate, and a burst
+    // ending in a lone segment would wait for the receiver's delayed acknowledgement,
+    // which the controller would read as queueing.
+    let chunk = if watch.is_some() {
+        16 * 1448
+    } else {
+        256 << 10
+    };
     let stream = ReaderStream::with_capacity(f, chunk).then(move |chunk| {
         if let Some(w) = &watch {
             let mut slot = watching.lock();

@@ -36,6 +36,9 @@ use tcp::Socket;
 /// How often the controller reads its connections' `TCP_INFO`.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The queueing delay over which an upload's writes are paced as well as bounded (µs).
+const SENDER_PACING_DELAY_US: u64 = 4 * TARGET_US;
+
 /// The segment size assumed until a connection reports its own.
 const DEFAULT_MSS: u32 = 1448;
 
@@ -219,8 +222,14 @@ impl Yielder {
                     w.socket.clamp_window(per_socket);
                 }
             }
+            // A run that only sends (an upload) is bounded by its send buffers, and paced
+            // only while the queue is well over the target: its own paced writes make
+            // delays of a few milliseconds by themselves (bursts, acknowledgements
+            // waiting for a second segment), which would hold it far below an idle link.
+            let only_sending = watched.iter().all(|w| w.sending);
             drop(watched);
-            self.limiter.set_rate(d.rate.max(1));
+            let pace = !only_sending || d.queueing_us > SENDER_PACING_DELAY_US;
+            self.limiter.set_rate(if pace { d.rate.max(1) } else { 0 });
             tracing::trace!(
                 rtt_us,
                 queueing_us = d.queueing_us,
