@@ -16,13 +16,14 @@ from .client import Client, Job, negotiate_credentials
 from .errors import FerryError
 from .paths import socket_path
 from .queries import AsyncCall, Enumerator, ObjectSink
-from .types import FinalStatus, JobState, NotifyFlag, QueryObject, RedirectPolicy, StatusCode
+from .types import CostState, FinalStatus, JobState, NotifyFlag, QueryObject, RedirectPolicy, StatusCode
 
 __all__ = [
     "AsyncCall",
     "Callback",
     "CallbackChannel",
     "Client",
+    "CostState",
     "Enumerator",
     "FerryError",
     "FinalStatus",

@@ -303,12 +303,16 @@ class Job:
     @_refusals_raise
     def set(self, **properties) -> common_pb2.Job:
         """Changes properties: the fields of ``SetJobPropertiesRequest`` by name, e.g.
-        ``notify_flags=NotifyFlag.JOB_TRANSFERRED``; a list for ``notify_command`` or
-        ``headers``."""
+        ``notify_flags=NotifyFlag.JOB_TRANSFERRED``,
+        ``cost_flags=CostState.TRANSFER_NOT_ROAMING`` (BITS's SetProperty of
+        BITS_JOB_PROPERTY_ID_COST_FLAGS; BITS's DWORD is taken as it is),
+        ``ignore_congestion=True`` (BITS_COST_OPTION_IGNORE_CONGESTION: the job does not
+        yield to other traffic); a list for ``notify_command``, ``headers`` or
+        ``pinned_public_keys``."""
         for name in ("notify_command", "headers", "pinned_public_keys"):
             if name in properties:
                 properties[name] = common_pb2.StringList(values=list(properties[name]))
-        for name in ("notify_flags", "redirect_policy"):
+        for name in ("notify_flags", "redirect_policy", "cost_flags"):
             if name in properties:
                 properties[name] = int(properties[name])
         request = jobs_pb2.SetJobPropertiesRequest(job_id=self.id, **properties)

@@ -47,6 +47,33 @@ class NotifyFlag(enum.IntFlag):
     FILE_TRANSFERRED = common_pb2.NOTIFY_FLAG_FILE_TRANSFERRED
 
 
+class CostState(enum.IntFlag):
+    """BITS's cost states (BITS_COST_STATE_*), as bits: a job's ``cost_flags`` are an OR of
+    them (the states of the network it transfers in; BITS_JOB_PROPERTY_ID_COST_FLAGS), the
+    daemon's ``network_cost_state`` is one. The ``TRANSFER_*`` members are BITS's presets
+    (without BITS_COST_OPTION_IGNORE_CONGESTION, which is the job's ``ignore_congestion``
+    here). Linux reports only UNRESTRICTED, CAPPED_USAGE_UNKNOWN (metered) and ROAMING."""
+
+    UNRESTRICTED = common_pb2.COST_STATE_UNRESTRICTED
+    CAPPED_USAGE_UNKNOWN = common_pb2.COST_STATE_CAPPED_USAGE_UNKNOWN
+    BELOW_CAP = common_pb2.COST_STATE_BELOW_CAP
+    NEAR_CAP = common_pb2.COST_STATE_NEAR_CAP
+    OVERCAP_CHARGED = common_pb2.COST_STATE_OVERCAP_CHARGED
+    OVERCAP_THROTTLED = common_pb2.COST_STATE_OVERCAP_THROTTLED
+    USAGE_BASED = common_pb2.COST_STATE_USAGE_BASED
+    ROAMING = common_pb2.COST_STATE_ROAMING
+    #: BITS_COST_STATE_TRANSFER_ALWAYS: every state.
+    TRANSFER_ALWAYS = 0xFF
+    #: BITS_COST_STATE_TRANSFER_NOT_ROAMING: every state but roaming.
+    TRANSFER_NOT_ROAMING = 0x7F
+    #: BITS_COST_STATE_TRANSFER_NO_SURCHARGE: not roaming, not charged over the cap.
+    TRANSFER_NO_SURCHARGE = 0x6F
+    #: BITS_COST_STATE_TRANSFER_STANDARD: not roaming, not near or over the cap.
+    TRANSFER_STANDARD = 0x67
+    #: BITS_COST_STATE_TRANSFER_UNRESTRICTED: no cost at all (or throttled over the cap).
+    TRANSFER_UNRESTRICTED = 0x21
+
+
 class StatusCode(enum.Enum):
     """How a query ended."""
 

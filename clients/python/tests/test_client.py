@@ -20,6 +20,7 @@ import pytest
 from ferry_client import (
     Callback,
     Client,
+    CostState,
     FerryError,
     JobState,
     NotifyFlag,
@@ -374,3 +375,31 @@ def job_method(client, method: str) -> str:
         return job.set_http_method(method).http_method
     finally:
         job.cancel()
+
+
+def test_parity_cost_flags_and_ignore_congestion(client, http_server):
+    """BITS's cost flags (a preset, and BITS's own DWORD with IGNORE_CONGESTION's bit) and
+    IGNORE_CONGESTION as a job property: set, read back, queried with WQL, refused when
+    they name no cost state; the daemon's network cost state."""
+    url, _ = serve(http_server, "cost.bin")
+    job = client.create_job("python cost")
+    info = job.info()
+    assert CostState(info.cost_flags) == CostState.TRANSFER_UNRESTRICTED, "a normal job's default"
+    assert not info.cost_flags_set and not info.ignore_congestion
+    info = job.set(cost_flags=CostState.TRANSFER_NOT_ROAMING, ignore_congestion=True)
+    assert CostState(info.cost_flags) == CostState.TRANSFER_NOT_ROAMING and info.cost_flags_set
+    assert info.ignore_congestion
+    # BITS_COST_STATE_TRANSFER_STANDARD as a BITS program passes it: the top bit is dropped.
+    info = job.set(cost_flags=0x80000067)
+    assert CostState(info.cost_flags) == CostState.TRANSFER_STANDARD
+    found = client.exec_query(
+        "SELECT id, cost_flags FROM Job WHERE ignore_congestion = TRUE AND cost_flags = 103"
+    )
+    assert [o["id"] for o in found] == [job.id], found
+    with pytest.raises(FerryError) as e:
+        job.set(cost_flags=0x80000000)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cost_flags" in e.value.message and "never transfer" in e.value.message
+    status = client.status()
+    assert CostState(status.network_cost_state) == CostState.UNRESTRICTED
+    assert not status.network_roaming and status.network_roaming_source

@@ -110,6 +110,15 @@ pub async fn daemon(ctx: &Ctx, c: DaemonCommand) -> Result<i32> {
                             },
                             s.network_cost_source
                         );
+                        outln!(
+                            "roaming:  {} ({})",
+                            if s.network_roaming { "yes" } else { "no" },
+                            s.network_roaming_source
+                        );
+                        outln!(
+                            "cost:     {} (jobs whose cost flags leave it out wait)",
+                            s.network_cost_state.state_name()
+                        );
                         print_limits_in_force(&s);
                     }
                 }

@@ -582,6 +582,26 @@ pub struct SetArgs {
     /// continue
     #[arg(long, value_name = "POLICY")]
     pub on_metered: Option<String>,
+    /// The network cost states the job transfers in (BITS's cost flags): a preset
+    /// (transfer_always, transfer_not_roaming, transfer_no_surcharge, transfer_standard,
+    /// transfer_unrestricted), states joined by '|' (unrestricted, capped_usage_unknown,
+    /// below_cap, near_cap, overcap_charged, overcap_throttled, usage_based, roaming), or
+    /// BITS's number (0x8000007f). Replaces --on-metered
+    #[arg(long, value_name = "FLAGS", conflicts_with = "on_metered")]
+    pub cost_flags: Option<String>,
+    /// yes: the job does not yield to other traffic (BITS's IGNORE_CONGESTION); no: a job
+    /// of a background priority (high, normal, low) yields. From the job's next run
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    pub ignore_congestion: Option<bool>,
+}
+
+/// `yes` or `no`.
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("'{s}': expected yes or no")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

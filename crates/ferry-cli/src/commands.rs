@@ -300,6 +300,12 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
             .as_deref()
             .map(|m| m.parse::<MeteredPolicy>().map_err(usage))
             .transpose()?,
+        cost_flags: a
+            .cost_flags
+            .as_deref()
+            .map(|f| ferry_client::CostFlags::parse(f).map_err(usage))
+            .transpose()?,
+        ignore_congestion: a.ignore_congestion,
         display_name: a.name,
         description: a.description,
         priority: a.priority.as_deref().map(priority).transpose()?,

@@ -58,7 +58,10 @@ pub fn job_detail(j: &JobInfo) {
     }
     outln!("state:            {}", j.state());
     if j.waiting_for_unmetered {
-        outln!("waiting:          the network is metered; the job starts by itself when it is not");
+        outln!(
+            "waiting:          the network is metered or roaming, a cost state outside its cost \
+             flags; the job starts by itself when the network's state allows it"
+        );
     }
     if let Some(t) = j.job_type {
         outln!("type:             {t}");
@@ -171,12 +174,28 @@ pub fn job_detail(j: &JobInfo) {
         j.peers.map(|m| m.as_str()).unwrap_or("default")
     );
     match (j.on_metered, j.priority) {
+        _ if j.cost_flags_set => outln!("on metered:       by its cost flags"),
         (Some(p), _) => outln!("on metered:       {p}"),
         (None, Some(prio)) => outln!(
             "on metered:       {} (by its priority)",
             ferry_client::MeteredPolicy::default_for(prio)
         ),
         (None, None) => outln!("on metered:       by its priority"),
+    }
+    let whence = if j.cost_flags_set {
+        ""
+    } else if j.on_metered.is_some() {
+        " (by on metered)"
+    } else {
+        " (by its priority)"
+    };
+    outln!(
+        "cost flags:       {} ({:#x}){whence}",
+        j.cost_flags.describe(),
+        j.cost_flags.bits()
+    );
+    if j.ignore_congestion {
+        outln!("ignores congestion: yes (does not yield to other traffic)");
     }
     if j.bytes_from_peers > 0 || j.bytes_from_origin > 0 {
         outln!("from origin:      {}", bytes(j.bytes_from_origin));

@@ -62,6 +62,9 @@ pub fn job(name: &str, state: JobState, done: u64, total: Option<u64>) -> JobInf
         max_download_size: 0,
         minimum_notification_interval_ms: 0,
         http_method: None,
+        cost_flags: ferry_client::CostFlags::TRANSFER_UNRESTRICTED,
+        cost_flags_set: false,
+        ignore_congestion: false,
     }
 }
 

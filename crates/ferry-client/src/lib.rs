@@ -47,7 +47,7 @@ pub use types::{
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
     RedirectPolicy, UploadProtocol,
 };
 pub use umask::process_umask;

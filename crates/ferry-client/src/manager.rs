@@ -342,6 +342,9 @@ impl Manager {
             bytes_per_second: s.bytes_per_second,
             network_metered: s.network_metered,
             network_cost_source: s.network_cost_source,
+            network_cost_state: crate::CostFlags::from_bits_retain(s.network_cost_state as u32),
+            network_roaming: s.network_roaming,
+            network_roaming_source: s.network_roaming_source,
         })
     }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::wire::Wire;
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
     RedirectPolicy, UploadProtocol,
 };
 
@@ -116,15 +116,26 @@ pub struct JobInfo {
     /// Bytes of its files, as they stand, that came from peers.
     pub bytes_from_peers: u64,
     /// Its own policy on a metered network; `None`: by its priority (`normal` and `low`
-    /// pause, `foreground` and `high` continue; see [`MeteredPolicy::default_for`]).
+    /// pause, `foreground` and `high` continue; see [`MeteredPolicy::default_for`]), or
+    /// its [`JobInfo::cost_flags`] are its own.
     pub on_metered: Option<MeteredPolicy>,
-    /// Queued and held back because the network is metered and the job pauses then; it
-    /// starts by itself when the network is unmetered.
+    /// Queued and held back because the network's cost state (metered, roaming) is not
+    /// among its [`JobInfo::cost_flags`]; it starts by itself when the network's state
+    /// allows it.
     pub waiting_for_unmetered: bool,
-    /// True while the job yields to other traffic: a `normal` or `low` download whose
-    /// rate (`bytes_per_second`) a delay-based controller holds back when the network's
-    /// queue grows. `foreground` and `high` jobs never yield.
+    /// True while the job yields to other traffic: a job of a background priority
+    /// (`high`, `normal`, `low`), download or upload, whose rate (`bytes_per_second`) a
+    /// delay-based controller holds back when the network's queue grows. `foreground`
+    /// jobs, and jobs with [`JobInfo::ignore_congestion`], never yield.
     pub yielding: bool,
+    /// The network cost states the job transfers in, as in effect (BITS:
+    /// `GetProperty(BITS_JOB_PROPERTY_ID_COST_FLAGS)`): its own, else what `on_metered`
+    /// stands for, else its priority's default ([`CostFlags::default_for`]).
+    pub cost_flags: CostFlags,
+    /// True when [`JobInfo::cost_flags`] were set for the job (not derived).
+    pub cost_flags_set: bool,
+    /// The job does not yield to other traffic (BITS: `BITS_COST_OPTION_IGNORE_CONGESTION`).
+    pub ignore_congestion: bool,
     /// ferryd completes the job itself once it is transferred (`ferry get --detach`);
     /// off unless set, as in BITS, where the application completes its jobs.
     pub auto_complete: bool,
@@ -213,6 +224,9 @@ impl JobInfo {
             on_metered: MeteredPolicy::from_wire(j.on_metered),
             waiting_for_unmetered: j.waiting_for_unmetered,
             yielding: j.yielding,
+            cost_flags: CostFlags::from_bits_retain(j.cost_flags),
+            cost_flags_set: j.cost_flags_set,
+            ignore_congestion: j.ignore_congestion,
             auto_complete: j.auto_complete,
             insecure_tls: j.insecure_tls,
             keep_going: j.keep_going,
@@ -328,6 +342,15 @@ pub struct DaemonStatus {
     pub network_metered: bool,
     /// Where `network_metered` came from, e.g. "NetworkManager (Metered: yes)".
     pub network_cost_source: String,
+    /// The network's cost state now, one BITS cost state: [`CostFlags::ROAMING`], else
+    /// [`CostFlags::CAPPED_USAGE_UNKNOWN`] (metered), else [`CostFlags::UNRESTRICTED`].
+    /// Jobs whose cost flags do not include it wait.
+    pub network_cost_state: CostFlags,
+    /// A connected modem is registered as roaming (ModemManager).
+    pub network_roaming: bool,
+    /// Where `network_roaming` came from, e.g. "ModemManager is not running: taken as not
+    /// roaming".
+    pub network_roaming_source: String,
 }
 
 /// A bandwidth schedule entry (`[[bandwidth.schedule]]` in `ferryd.toml`) in force:
@@ -444,8 +467,18 @@ pub struct JobProperties {
     pub connections: Option<u32>,
     /// The job's part in peer caching.
     pub peers: Option<PeerMode>,
-    /// What the job does on a metered network.
+    /// What the job does on a metered network: a shorthand for cost flags (`pause` is
+    /// [`CostFlags::TRANSFER_UNRESTRICTED`], `continue` [`CostFlags::TRANSFER_NOT_ROAMING`]);
+    /// replaces any cost flags set before.
     pub on_metered: Option<MeteredPolicy>,
+    /// The network cost states the job transfers in (BITS:
+    /// `SetProperty(BITS_JOB_PROPERTY_ID_COST_FLAGS)`), e.g.
+    /// [`CostFlags::TRANSFER_NOT_ROAMING`]; replaces any `on_metered` set before. A running
+    /// job the network's state no longer allows waits, queued, at once.
+    pub cost_flags: Option<CostFlags>,
+    /// `Some(true)`: the job does not yield to other traffic (BITS:
+    /// `BITS_COST_OPTION_IGNORE_CONGESTION`); from its next run.
+    pub ignore_congestion: Option<bool>,
     /// `Some(true)`: ferryd completes the job itself once it is transferred (the
     /// destinations appear without a `complete` call).
     pub auto_complete: Option<bool>,
@@ -538,6 +571,8 @@ impl JobProperties {
             connections: self.connections,
             peers: self.peers.map(|m| m.to_wire()).unwrap_or_default(),
             on_metered: self.on_metered.map(|m| m.to_wire()).unwrap_or_default(),
+            cost_flags: self.cost_flags.map(|f| f.bits()),
+            ignore_congestion: self.ignore_congestion,
             auto_complete: self.auto_complete,
             insecure_tls: self.insecure_tls,
             keep_going: self.keep_going,

@@ -6,16 +6,19 @@
 //! - [`units`]: sizes and rates as people write them (`1MiB/s`, `500k`) and as ferry
 //!   prints them (`1.5 MiB`);
 //! - the enums both sides spell by name — [`JobState`], [`Priority`], [`JobType`],
-//!   [`ErrorContext`], [`UploadProtocol`], [`PeerMode`], [`MeteredPolicy`], [`RedirectPolicy`] — and the [`NotifyFlags`] bits.
+//!   [`ErrorContext`], [`UploadProtocol`], [`PeerMode`], [`MeteredPolicy`], [`RedirectPolicy`] — the [`NotifyFlags`] bits
+//!   and BITS's cost states and policies ([`CostFlags`], [`cost`]).
 //!
 //! The crate does not know the wire (`ferry-proto`): each side maps these types to and
 //! from the generated messages itself.
 
+pub mod cost;
 mod enums;
 mod flags;
 pub mod paths;
 pub mod units;
 
+pub use cost::CostFlags;
 pub use enums::{
     ErrorContext, JobState, JobType, MeteredPolicy, NamedEnum, PeerMode, Priority, RedirectPolicy,
     UploadProtocol,

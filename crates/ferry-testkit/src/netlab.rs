@@ -131,6 +131,56 @@ impl NetLab {
         );
     }
 
+    /// Shapes the client's sending side (what the client uploads) as
+    /// [`NetLab::shape_downlink`] shapes the server's.
+    pub fn shape_uplink(&self, rate: &str, latency: &str) {
+        run(
+            "tc",
+            &[
+                "-n",
+                &self.client,
+                "qdisc",
+                "replace",
+                "dev",
+                CLIENT_DEV,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "32kb",
+                "latency",
+                latency,
+            ],
+        );
+    }
+
+    /// Makes the client send to the server with TCP congestion control `algorithm`, as
+    /// [`NetLab::set_server_congestion_control`] does for the server.
+    pub fn set_client_congestion_control(&self, algorithm: &str) {
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.client,
+                "route",
+                "replace",
+                SUBNET,
+                "dev",
+                CLIENT_DEV,
+                "proto",
+                "kernel",
+                "scope",
+                "link",
+                "src",
+                CLIENT_ADDR,
+                "congctl",
+                "lock",
+                algorithm,
+            ],
+        );
+    }
+
     /// Makes the server send to the client with TCP congestion control `algorithm` (e.g.
     /// `cubic`), whatever the machine's default: a route attribute (`congctl lock`),
     /// since a namespace other than the first may only pick the allowed algorithms as
@@ -211,7 +261,8 @@ impl Drop for NetLab {
     }
 }
 
-/// nginx serving a folder on port 80 of the server namespace; stopped on drop.
+/// nginx serving a folder on port 80 of the server namespace, and taking uploads (`PUT`,
+/// any size) under `/up/` into its own temporary folder; stopped on drop.
 #[derive(Debug)]
 pub struct Nginx {
     child: Child,
@@ -239,7 +290,9 @@ impl Nginx {
                  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
                  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
                  sendfile on;\n  default_type application/octet-stream;\n  \
-                 server {{\n    listen {SERVER_ADDR}:80;\n    root {};\n  }}\n}}\n",
+                 server {{\n    listen {SERVER_ADDR}:80;\n    root {};\n    \
+                 location /up/ {{\n      root {d};\n      dav_methods PUT;\n      \
+                 create_full_put_path on;\n      client_max_body_size 0;\n    }}\n  }}\n}}\n",
                 root.display()
             ),
         )
@@ -277,6 +330,11 @@ impl Nginx {
     /// The URL of `name` in the served folder.
     pub fn url(name: &str) -> String {
         format!("http://{SERVER_ADDR}/{name}")
+    }
+
+    /// A URL under `/up/` that takes a `PUT` of `name`.
+    pub fn upload_url(name: &str) -> String {
+        format!("http://{SERVER_ADDR}/up/{name}")
     }
 }
 

@@ -424,16 +424,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             tokio::spawn(async move { svc.network_changed(change).await });
         }))
     };
-    let cost = {
-        let svc = svc.clone();
-        tokio::spawn(crate::costwatch::watch(
-            svc.network_cost(),
-            move |_metered| {
-                let svc = svc.clone();
-                tokio::spawn(async move { svc.metered_changed().await });
-            },
-        ))
+    // The network's cost: NetworkManager says whether it is metered, ModemManager
+    // whether it roams; a change of either re-reads the state and applies it.
+    let cost_changed = |svc: std::sync::Arc<Service>| {
+        move || {
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.cost_changed().await });
+        }
     };
+    let cost = tokio::spawn(crate::costwatch::watch(
+        svc.network_cost(),
+        cost_changed(svc.clone()),
+    ));
+    let roaming = tokio::spawn(crate::costwatch::watch_roaming(
+        svc.network_cost(),
+        cost_changed(svc.clone()),
+    ));
     let housekeeping = {
         let svc = svc.clone();
         tokio::spawn(async move {
@@ -504,6 +510,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     store_watch.abort();
     network.abort();
     cost.abort();
+    roaming.abort();
     if let Some(m) = metrics {
         m.abort();
     }

@@ -25,7 +25,7 @@ pub use url::is_loopback_url;
 pub use views::{ChangeKind, FileView, JobEvent, JobView};
 
 pub use ferry_common::{
-    ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
+    CostFlags, ErrorContext, JobState, JobType, MeteredPolicy, NotifyFlags, PeerMode, Priority,
     RedirectPolicy, UploadProtocol,
 };
 
@@ -260,6 +260,12 @@ pub struct JobOptions {
     /// The HTTP method of the job's requests (BITS's `SetHttpMethod`); `None`: GET for
     /// downloads, PUT for PUT uploads.
     pub http_method: Option<String>,
+    /// The network cost states the job transfers in (BITS: `BITS_JOB_PROPERTY_ID_COST_FLAGS`);
+    /// `None` follows `on_metered`, else its priority ([`CostFlags::default_for`]). Setting
+    /// one of the two clears the other.
+    pub cost_flags: Option<CostFlags>,
+    /// The job does not yield to other traffic (BITS: `BITS_COST_OPTION_IGNORE_CONGESTION`).
+    pub ignore_congestion: bool,
 }
 
 /// The least time between two `job_modification` callbacks of a job that does not set
@@ -324,13 +330,18 @@ impl JobOptions {
 }
 
 impl JobRecord {
-    /// True when the job waits while the network is metered: its own policy, else its
-    /// priority's.
-    pub fn pauses_when_metered(&self) -> bool {
+    /// The network cost states the job transfers in: its cost flags, else what its
+    /// `on_metered` shorthand stands for, else its priority's default.
+    pub fn cost_flags(&self) -> CostFlags {
         self.options
-            .on_metered
-            .unwrap_or_else(|| MeteredPolicy::default_for(self.priority))
-            == MeteredPolicy::Pause
+            .cost_flags
+            .or_else(|| self.options.on_metered.map(MeteredPolicy::cost_flags))
+            .unwrap_or_else(|| CostFlags::default_for(self.priority))
+    }
+
+    /// True when the job waits while the network's cost state is `network` (one state).
+    pub fn waits_in(&self, network: CostFlags) -> bool {
+        !self.cost_flags().intersects(network)
     }
 
     /// A new job in `suspended`, with every default (ARCHITECTURE.md, "Jobs").

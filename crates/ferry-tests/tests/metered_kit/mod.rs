@@ -6,7 +6,11 @@
 //! it. ferryd is pointed at the bus with `DBUS_SYSTEM_BUS_ADDRESS`; its real zbus client
 //! path runs unchanged. (The real NetworkManager starts on such a bus, but cannot manage
 //! any interface where no udev runs, so its `Metered` cannot be switched: see the
-//! closing note of `polite_metered.rs`.)
+//! closing note of `polite_metered.rs`.) A stand-in for ModemManager serves one
+//! connected modem whose roaming the test switches.
+
+// Each test file uses a different subset of the stand-ins.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +19,8 @@ use std::time::{Duration, Instant};
 /// NetworkManager's `NMMetered` values the tests switch between.
 pub const NM_METERED_YES: u32 = 1;
 pub const NM_METERED_NO: u32 = 2;
+/// NetworkManager's guess for a mobile broadband connection.
+pub const NM_METERED_GUESS_YES: u32 = 3;
 
 const NM_NAME: &str = "org.freedesktop.NetworkManager";
 const NM_PATH: &str = "/org/freedesktop/NetworkManager";
@@ -149,6 +155,91 @@ impl NetworkManagerStandIn {
         object.metered = metered;
         object
             .metered_changed(iface.signal_emitter())
+            .await
+            .unwrap();
+    }
+}
+
+/// `MMModem3gppRegistrationState` values the tests switch between.
+pub const MM_REGISTRATION_HOME: u32 = 1;
+pub const MM_REGISTRATION_ROAMING: u32 = 5;
+/// `MMModemState` CONNECTED.
+const MM_STATE_CONNECTED: i32 = 11;
+
+const MM_NAME: &str = "org.freedesktop.ModemManager1";
+const MM_PATH: &str = "/org/freedesktop/ModemManager1";
+const MM_MODEM_PATH: &str = "/org/freedesktop/ModemManager1/Modem/0";
+
+/// A modem's main interface, reduced to its state.
+struct ModemObject {
+    state: i32,
+}
+
+#[zbus::interface(name = "org.freedesktop.ModemManager1.Modem")]
+impl ModemObject {
+    #[zbus(property)]
+    fn state(&self) -> i32 {
+        self.state
+    }
+}
+
+/// A modem's 3GPP interface, reduced to its registration.
+struct Modem3gppObject {
+    registration: u32,
+}
+
+#[zbus::interface(name = "org.freedesktop.ModemManager1.Modem.Modem3gpp")]
+impl Modem3gppObject {
+    #[zbus(property)]
+    fn registration_state(&self) -> u32 {
+        self.registration
+    }
+}
+
+/// The stand-in for ModemManager: owns its name, serves the standard object manager at
+/// `/org/freedesktop/ModemManager1` and one connected modem under it, whose 3GPP
+/// registration the test switches (home, roaming) with `PropertiesChanged`, as
+/// ModemManager does.
+pub struct ModemManagerStandIn {
+    conn: zbus::Connection,
+}
+
+impl ModemManagerStandIn {
+    /// Joins `bus` with one connected modem registered as `registration`.
+    pub async fn start(bus: &PrivateBus, registration: u32) -> ModemManagerStandIn {
+        let conn = zbus::connection::Builder::address(bus.address().as_str())
+            .unwrap()
+            .serve_at(MM_PATH, zbus::fdo::ObjectManager)
+            .unwrap()
+            .serve_at(
+                MM_MODEM_PATH,
+                ModemObject {
+                    state: MM_STATE_CONNECTED,
+                },
+            )
+            .unwrap()
+            .serve_at(MM_MODEM_PATH, Modem3gppObject { registration })
+            .unwrap()
+            .name(MM_NAME)
+            .unwrap()
+            .build()
+            .await
+            .expect("the stand-in joins the private bus");
+        ModemManagerStandIn { conn }
+    }
+
+    /// Changes the modem's registration and emits `PropertiesChanged`.
+    pub async fn set_registration(&self, registration: u32) {
+        let iface = self
+            .conn
+            .object_server()
+            .interface::<_, Modem3gppObject>(MM_MODEM_PATH)
+            .await
+            .unwrap();
+        let mut object = iface.get_mut().await;
+        object.registration = registration;
+        object
+            .registration_state_changed(iface.signal_emitter())
             .await
             .unwrap();
     }

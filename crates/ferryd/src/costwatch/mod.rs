@@ -1,30 +1,57 @@
-//! Whether the network costs money per byte (metered), and where that came from. The
-//! watcher (`networkmanager.rs`) reads NetworkManager's `Metered` property over the system
-//! D-Bus and follows it; where NetworkManager is absent the network is taken as unmetered.
-//! The service is told of each change (background jobs pause on a metered network and
-//! start again by themselves when it is unmetered) and shows the state in `Status`.
+//! What the network costs, and where that came from: NetworkManager's `Metered` property
+//! (`networkmanager.rs`) says whether it is metered, ModemManager's modems
+//! (`modemmanager.rs`) whether a mobile connection is roaming; both are read over the
+//! system D-Bus and followed. Where either is absent, its part is taken as the cheap
+//! answer (unmetered, not roaming). The network's state is one of BITS's cost states
+//! ([`CostFlags`]): `roaming`, else `capped_usage_unknown` (metered), else `unrestricted`.
+//! The service is told of each change (jobs whose cost flags do not allow the new state
+//! wait, queued, and start by themselves when it allows them again) and shows the state in
+//! `Status`.
 //!
-//! May use: nothing of the daemon; `daemon.rs` tells it what to call on a change. The only
-//! user of `zbus`.
+//! May use: nothing of the daemon (the cost flags come from `ferry_common`): `daemon.rs` tells it what
+//! to call on a change. The only user of `zbus`.
 
+mod modemmanager;
 mod networkmanager;
 
 use parking_lot::Mutex;
 
+use ferry_common::CostFlags;
+
+pub use modemmanager::watch as watch_roaming;
 pub use networkmanager::watch;
 
 /// What is known of the network's cost now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CostState {
-    /// True when transfers on this network cost: background jobs wait.
+    /// True when NetworkManager says the network is metered (for sure or by its guess).
     pub metered: bool,
     /// Where `metered` came from, for people: "NetworkManager (Metered: yes)", "no
     /// NetworkManager on the system bus: taken as unmetered", …
     pub source: String,
+    /// True when ModemManager says a connected modem is registered roaming.
+    pub roaming: bool,
+    /// Where `roaming` came from, for people: "ModemManager (no connected modem
+    /// roaming)", "ModemManager is not running: taken as not roaming", …
+    pub roaming_source: String,
 }
 
-/// The network's cost, as the watcher last saw it. Starts unmetered: until the watcher has
-/// looked, nothing is held back.
+impl CostState {
+    /// The network's state as one BITS cost state: roaming, else capped with unknown
+    /// usage (metered: Linux knows neither the cap nor the usage), else unrestricted.
+    pub fn state(&self) -> CostFlags {
+        if self.roaming {
+            CostFlags::ROAMING
+        } else if self.metered {
+            CostFlags::CAPPED_USAGE_UNKNOWN
+        } else {
+            CostFlags::UNRESTRICTED
+        }
+    }
+}
+
+/// The network's cost, as the watchers last saw it. Starts unmetered and not roaming:
+/// until the watchers have looked, nothing is held back.
 #[derive(Debug)]
 pub struct NetworkCost {
     state: Mutex<CostState>,
@@ -36,6 +63,8 @@ impl Default for NetworkCost {
             state: Mutex::new(CostState {
                 metered: false,
                 source: "not looked at yet: taken as unmetered".into(),
+                roaming: false,
+                roaming_source: "not looked at yet: taken as not roaming".into(),
             }),
         }
     }
@@ -51,12 +80,24 @@ impl NetworkCost {
         self.state.lock().clone()
     }
 
-    /// Records what the watcher saw; returns the new `metered` when it changed.
-    pub fn observe(&self, metered: bool, source: String) -> Option<bool> {
+    /// Records what NetworkManager's watcher saw; true when the network's cost state
+    /// changed.
+    pub fn observe(&self, metered: bool, source: String) -> bool {
         let mut s = self.state.lock();
-        let changed = s.metered != metered;
-        *s = CostState { metered, source };
-        changed.then_some(metered)
+        let before = s.state();
+        s.metered = metered;
+        s.source = source;
+        s.state() != before
+    }
+
+    /// Records what ModemManager's watcher saw; true when the network's cost state
+    /// changed.
+    pub fn observe_roaming(&self, roaming: bool, source: String) -> bool {
+        let mut s = self.state.lock();
+        let before = s.state();
+        s.roaming = roaming;
+        s.roaming_source = source;
+        s.state() != before
     }
 }
 
@@ -113,13 +154,23 @@ mod tests {
     }
 
     #[test]
-    fn only_changes_of_metered_are_reported() {
+    fn parity_cost_only_changes_of_the_cost_state_are_reported() {
         let c = NetworkCost::new();
         assert!(!c.state().metered);
-        assert_eq!(c.observe(false, "a".into()), None);
+        assert_eq!(c.state().state(), CostFlags::UNRESTRICTED);
+        assert!(!c.observe(false, "a".into()));
         assert_eq!(c.state().source, "a");
-        assert_eq!(c.observe(true, "b".into()), Some(true));
-        assert_eq!(c.observe(true, "c".into()), None);
-        assert_eq!(c.observe(false, "d".into()), Some(false));
+        assert!(c.observe(true, "b".into()));
+        assert_eq!(c.state().state(), CostFlags::CAPPED_USAGE_UNKNOWN);
+        assert!(!c.observe(true, "c".into()));
+        assert!(
+            c.observe_roaming(true, "r".into()),
+            "roaming outranks metered"
+        );
+        assert_eq!(c.state().state(), CostFlags::ROAMING);
+        assert!(!c.observe(false, "d".into()), "still roaming");
+        assert!(c.observe_roaming(false, "h".into()));
+        assert_eq!(c.state().state(), CostFlags::UNRESTRICTED);
+        assert_eq!(c.state().roaming_source, "h");
     }
 }

@@ -30,14 +30,14 @@ enum Followed {
     BusClosed,
 }
 
-/// Follows the network's cost until the task is dropped, updating `cost` and calling
-/// `on_change` with the new `metered` on each change. Without a system bus it says so
-/// once and returns (the network stays unmetered).
-pub async fn watch(cost: Arc<NetworkCost>, on_change: impl Fn(bool) + Send + 'static) {
+/// Follows whether the network is metered until the task is dropped, updating `cost`
+/// and calling `on_change` on each change of the network's cost state. Without a system
+/// bus it says so once and returns (the network stays unmetered).
+pub async fn watch(cost: Arc<NetworkCost>, on_change: impl Fn() + Send + 'static) {
     let report = |metered: bool, source: String| {
-        if let Some(m) = cost.observe(metered, source) {
-            tracing::info!(metered = m, "network cost changed");
-            on_change(m);
+        if cost.observe(metered, source) {
+            tracing::info!(metered, "network cost changed");
+            on_change();
         }
     };
     let conn = match tokio::time::timeout(CONNECT_TIMEOUT, zbus::Connection::system()).await {

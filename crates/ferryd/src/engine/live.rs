@@ -82,7 +82,7 @@ impl LiveRun {
         self.yielding.store(yielding, Ordering::Relaxed);
     }
 
-    /// True while the yielding controller paces the run (a `normal` or `low` download
+    /// True while the yielding controller paces the run (a background job's download or upload
     /// with a connection it watches).
     pub fn yielding(&self) -> bool {
         self.yielding.load(Ordering::Relaxed)

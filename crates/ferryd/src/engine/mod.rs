@@ -122,20 +122,15 @@ impl Engine {
         self.host.get().and_then(Weak::upgrade)
     }
 
-    /// Queues `job` at the back of its priority; one that `pauses_when_metered` does not
-    /// start while the network is metered.
-    pub fn queue(&self, job: Uuid, priority: Priority, pauses_when_metered: bool) {
-        self.scheduler.queue(job, priority, pauses_when_metered);
+    /// Queues `job` at the back of its priority; one `held_by_cost` does not start until
+    /// released ([`Engine::set_held_by_cost`]).
+    pub fn queue(&self, job: Uuid, priority: Priority, held_by_cost: bool) {
+        self.scheduler.queue(job, priority, held_by_cost);
     }
 
-    /// Changes whether queued `job` waits while the network is metered.
-    pub fn set_pauses_when_metered(&self, job: Uuid, pauses: bool) {
-        self.scheduler.set_pauses_when_metered(job, pauses);
-    }
-
-    /// The network is metered (or not) now.
-    pub fn set_metered(&self, metered: bool) {
-        self.scheduler.set_metered(metered);
+    /// Changes whether queued `job` is held back by the network's cost state.
+    pub fn set_held_by_cost(&self, job: Uuid, held: bool) {
+        self.scheduler.set_held_by_cost(job, held);
     }
 
     /// `job` waits in `transient_error` until `at_ms` (monotonic, [`crate::model::mono_ms`]).

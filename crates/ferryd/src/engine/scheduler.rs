@@ -1,7 +1,8 @@
 //! The scheduling policy: which queued jobs run now. Foreground jobs start at once; the
 //! others take up to `max_concurrent_jobs` slots, higher priority first, in arrival order
-//! within one priority. While the network is metered, queued jobs that pause then stay in
-//! the queue without starting and take no slot. Jobs in `transient_error` wait in a retry index until their time
+//! within one priority. Queued jobs held back by the network's cost (their cost flags do
+//! not allow its state: metered, roaming) stay in the queue without starting and take no
+//! slot. Jobs in `transient_error` wait in a retry index until their time
 //! (on the monotonic clock: a change of the wall clock moves no retry), then the host puts
 //! them back in the queue.
 //!
@@ -41,10 +42,8 @@ struct Queues {
     /// Runnable jobs by (priority rank, arrival).
     queue: BTreeMap<(u8, u64), Uuid>,
     queued: HashMap<Uuid, (u8, u64)>,
-    /// Queued jobs that do not start while the network is metered.
-    pauses_when_metered: HashSet<Uuid>,
-    /// The network is metered now.
-    metered: bool,
+    /// Queued jobs that do not start: the network's cost state holds them back.
+    held_by_cost: HashSet<Uuid>,
     /// `transient_error` jobs by retry time (monotonic ms, [`mono_ms`]).
     retries: BTreeSet<(i64, Uuid)>,
     retry_of: HashMap<Uuid, i64>,
@@ -63,7 +62,7 @@ impl Queues {
         if let Some(key) = self.queued.remove(&job) {
             self.queue.remove(&key);
         }
-        self.pauses_when_metered.remove(&job);
+        self.held_by_cost.remove(&job);
         if let Some(at) = self.retry_of.remove(&job) {
             self.retries.remove(&(at, job));
         }
@@ -127,9 +126,9 @@ impl Scheduler {
         self.wanted.subscribe()
     }
 
-    /// Puts `job` at the back of its priority's queue (out of the retry index); one that
-    /// `pauses_when_metered` waits there while the network is metered.
-    pub fn queue(&self, job: Uuid, priority: Priority, pauses_when_metered: bool) {
+    /// Puts `job` at the back of its priority's queue (out of the retry index); one
+    /// `held_by_cost` waits there (see [`Scheduler::set_held_by_cost`]).
+    pub fn queue(&self, job: Uuid, priority: Priority, held_by_cost: bool) {
         {
             let mut s = self.state.lock();
             s.unqueue(job);
@@ -137,32 +136,27 @@ impl Scheduler {
             let key = (priority.rank(), s.seq);
             s.queue.insert(key, job);
             s.queued.insert(job, key);
-            if pauses_when_metered {
-                s.pauses_when_metered.insert(job);
+            if held_by_cost {
+                s.held_by_cost.insert(job);
             }
         }
         self.wake.notify_one();
     }
 
-    /// Changes whether `job`, if queued, waits while the network is metered.
-    pub fn set_pauses_when_metered(&self, job: Uuid, pauses: bool) {
+    /// Changes whether `job`, if queued, is held back by the network's cost (it keeps its
+    /// place; released, it may start at once).
+    pub fn set_held_by_cost(&self, job: Uuid, held: bool) {
         {
             let mut s = self.state.lock();
             if !s.queued.contains_key(&job) {
                 return;
             }
-            if pauses {
-                s.pauses_when_metered.insert(job);
+            if held {
+                s.held_by_cost.insert(job);
             } else {
-                s.pauses_when_metered.remove(&job);
+                s.held_by_cost.remove(&job);
             }
         }
-        self.wake.notify_one();
-    }
-
-    /// The network is metered (or not) now.
-    pub fn set_metered(&self, metered: bool) {
-        self.state.lock().metered = metered;
         self.wake.notify_one();
     }
 
@@ -311,8 +305,7 @@ impl Scheduler {
                 queue,
                 run_of,
                 runs,
-                pauses_when_metered,
-                metered,
+                held_by_cost,
                 ..
             } = &*s;
             for (&key, &job) in queue {
@@ -323,7 +316,7 @@ impl Scheduler {
                     break;
                 }
                 if run_of.get(&job).is_some_and(|r| runs.contains_key(r))
-                    || (*metered && pauses_when_metered.contains(&job))
+                    || held_by_cost.contains(&job)
                 {
                     continue;
                 }
@@ -346,7 +339,7 @@ impl Scheduler {
         for (key, job, background) in chosen {
             s.queue.remove(&key);
             s.queued.remove(&job);
-            s.pauses_when_metered.remove(&job);
+            s.held_by_cost.remove(&job);
             s.next_run += 1;
             let run = s.next_run;
             let cancel = CancellationToken::new();
@@ -465,10 +458,9 @@ mod tests {
     }
 
     #[test]
-    fn a_metered_network_holds_back_the_jobs_that_pause() {
+    fn jobs_held_by_cost_keep_their_place_and_take_no_slot() {
         let s = Scheduler::new(1);
         let (paused, goes_on, later) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        s.set_metered(true);
         s.queue(paused, Priority::Normal, true);
         s.queue(goes_on, Priority::Normal, false);
         s.queue(later, Priority::Low, true);
@@ -476,17 +468,17 @@ mod tests {
         assert_eq!(started, vec![goes_on], "the held job takes no slot");
         let run = s.state.lock().run_of[&goes_on];
         s.finished(run);
-        assert!(s.starts().is_empty(), "still metered");
-        s.set_pauses_when_metered(later, false);
+        assert!(s.starts().is_empty(), "still held");
+        s.set_held_by_cost(later, false);
         assert_eq!(
             s.starts().iter().map(|x| x.job).collect::<Vec<_>>(),
             vec![later]
         );
         let run = s.state.lock().run_of[&later];
         s.finished(run);
-        s.set_metered(false);
+        s.set_held_by_cost(paused, false);
         let started: Vec<Uuid> = s.starts().iter().map(|x| x.job).collect();
-        assert_eq!(started, vec![paused], "unmetered: it starts by itself");
+        assert_eq!(started, vec![paused], "released: it starts by itself");
     }
 
     #[test]

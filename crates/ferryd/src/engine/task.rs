@@ -47,7 +47,7 @@ pub struct FileTask<'a> {
     pub sources: Arc<SourceBytes>,
     /// The fleet's peers, when this file may be fetched from them.
     pub peers: Option<Arc<dyn PeerFinder>>,
-    /// The run's yielding controller, for a `normal` or `low` download: it watches the
+    /// The run's yielding controller, for a job of a background priority: it watches the
     /// connections responses are read from.
     pub yielder: Option<Arc<Yielder>>,
 }

@@ -28,6 +28,7 @@ use super::netclient::decorate;
 use super::rangeconn::unless_stopped;
 use super::ratelimit::{consume_all, RateLimiter};
 use super::task::FileTask;
+use super::yielding::NewConnection;
 use crate::engine::partfile::Progress;
 use crate::model::{ErrorContext, ErrorKind, UploadProtocol};
 
@@ -72,7 +73,8 @@ async fn check_unchanged(task: &FileTask<'_>) -> Result<u64, TransferError> {
     }
 }
 
-/// A request body streaming `path` from `offset`, counted and paced.
+/// A request body streaming `path` from `offset`, counted and paced; a yielding run's
+/// controller watches the connection it flows on (`watch`) while it does.
 async fn body_from(
     owner: &crate::owner::Owner,
     path: &str,
@@ -80,6 +82,7 @@ async fn body_from(
     progress: Arc<Progress>,
     events: FileEvents,
     limits: Vec<Arc<RateLimiter>>,
+    watch: Option<NewConnection>,
 ) -> Result<reqwest::Body, TransferError> {
     use tokio::io::AsyncSeekExt;
     let f = owner.open_read(path.into()).await.map_err(|e| {
@@ -90,7 +93,26 @@ async fn body_from(
         .await
         .map_err(|e| TransferError::local_io("reading", std::path::Path::new(path), &e))?;
     progress.written.store(offset, Ordering::SeqCst);
-    let stream = ReaderStream::with_capacity(f, 256 << 10).then(move |chunk| {
+    // Looked for when the first chunk is asked for (the request is on its connection
+    // then), again for the next few if not found. The guard lives as long as the body.
+    let watching: Arc<parking_lot::Mutex<(u32, Option<super::yielding::Watch>)>> = Arc::default();
+    // A yielding upload hands its connection an even number of full segments at a time
+    // (16 of the usual 1448 bytes): each chunk waits on the controller's rate, and a burst
+    // ending in a lone segment would wait for the receiver's delayed acknowledgement,
+    // which the controller would read as queueing.
+    let chunk = if watch.is_some() {
+        16 * 1448
+    } else {
+        256 << 10
+    };
+    let stream = ReaderStream::with_capacity(f, chunk).then(move |chunk| {
+        if let Some(w) = &watch {
+            let mut slot = watching.lock();
+            if slot.1.is_none() && slot.0 < 8 {
+                slot.0 += 1;
+                slot.1 = w.watch();
+            }
+        }
         let progress = progress.clone();
         let events = events.clone();
         let limits = limits.clone();
@@ -127,13 +149,24 @@ pub async fn upload(
     protocol: UploadProtocol,
 ) -> Result<UploadOutcome, TransferError> {
     let len = check_unchanged(&task).await?;
+    // A yielding run notes the daemon's connections before its first request.
+    let watch = task.yielder.as_ref().and_then(|y| {
+        let port = reqwest::Url::parse(&task.record.remote_url)
+            .ok()?
+            .port_or_known_default()?;
+        Some(y.before_upload(port))
+    });
     match protocol {
-        UploadProtocol::Put => put(task, len).await,
-        UploadProtocol::Tus => tus(task, len).await,
+        UploadProtocol::Put => put(task, len, watch).await,
+        UploadProtocol::Tus => tus(task, len, watch).await,
     }
 }
 
-async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
+async fn put(
+    task: FileTask<'_>,
+    len: u64,
+    watch: Option<NewConnection>,
+) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     task.events.connecting();
     // A PUT sends the whole file again: the server holds nothing of an earlier attempt.
@@ -147,6 +180,7 @@ async fn put(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
         task.progress.clone(),
         task.events.clone(),
         task.limits.to_vec(),
+        watch,
     )
     .await?;
     let method = super::netclient::method_or(task.options, reqwest::Method::PUT);
@@ -236,7 +270,11 @@ async fn confirm_offset(task: &FileTask<'_>, loc: &str) {
     }
 }
 
-async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferError> {
+async fn tus(
+    task: FileTask<'_>,
+    len: u64,
+    watch: Option<NewConnection>,
+) -> Result<UploadOutcome, TransferError> {
     let url = task.record.remote_url.clone();
     let mut location = task.record.final_url.clone();
     let mut recreated = false;
@@ -296,6 +334,7 @@ async fn tus(task: FileTask<'_>, len: u64) -> Result<UploadOutcome, TransferErro
             task.progress.clone(),
             task.events.clone(),
             task.limits.to_vec(),
+            watch.clone(),
         )
         .await?;
         let req = decorate(task.client.patch(&loc), task.options)

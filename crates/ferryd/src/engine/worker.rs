@@ -338,9 +338,10 @@ async fn net_for(
     // sends about one copy of each byte over the origin's link.
     let from_peers =
         r.shared.peers.get().is_some() && files.iter().any(|f| peers_allowed(config, record, f));
-    let yielder =
-        (yielding::yields(record.priority, record.job_type) && !all_loopback && !from_peers)
-            .then(|| yielding::Yielder::new(r.live.clone()));
+    let yielder = (yielding::yields(record.priority, record.options.ignore_congestion)
+        && !all_loopback
+        && !from_peers)
+        .then(|| yielding::Yielder::new(r.live.clone()));
     let client = netclient::for_job(
         &record.options,
         &files_read,
@@ -485,7 +486,7 @@ async fn run_upload(
         owner: &r.owner,
         sources: SourceBytes::starting_at(0, 0, Arc::default()),
         peers: None,
-        yielder: None,
+        yielder: net.yielder.clone(),
     };
     let protocol = record.options.upload_protocol();
     let transfer = net.bounded(upload::upload(task, protocol));

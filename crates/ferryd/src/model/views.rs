@@ -15,7 +15,7 @@ pub struct JobView {
     /// Queued and held back because the network is metered and the job pauses then.
     pub waiting_for_unmetered: bool,
     /// True while the run yields to other traffic (its rate is held to the queueing
-    /// delay it measures: a `normal` or `low` download).
+    /// delay it measures: a job of a background priority, download or upload).
     pub yielding: bool,
 }
 

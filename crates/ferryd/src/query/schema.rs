@@ -67,6 +67,8 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "max_download_size",
     "minimum_notification_interval_ms",
     "http_method",
+    "cost_flags",
+    "ignore_congestion",
 ];
 
 pub const FILE_PROPERTIES: &[&str] = &[
@@ -204,6 +206,7 @@ impl Class {
                 | "connections"
                 | "max_download_size"
                 | "minimum_notification_interval_ms",
+                | "cost_flags",
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
             | (Class::Handler, "registered_unix_ms") => PropType::Number,
@@ -215,7 +218,8 @@ impl Class {
                 | "headers_write_only"
                 | "auto_complete"
                 | "insecure_tls"
-                | "keep_going",
+                | "keep_going"
+                | "ignore_congestion",
             )
             | (Class::File, "completed" | "validated") => PropType::Boolean,
             _ => PropType::Text,
@@ -412,6 +416,8 @@ pub fn job_object(v: &JobView) -> Obj {
                 i(j.options.minimum_notification_interval_ms),
             ),
             ("http_method", opt(j.options.http_method.clone(), s)),
+            ("cost_flags", i(j.cost_flags().bits())),
+            ("ignore_congestion", b(j.options.ignore_congestion)),
         ],
     }
 }

@@ -293,7 +293,22 @@ pub fn job(v: &JobView) -> pb::Job {
         max_download_size: j.options.max_download_size,
         minimum_notification_interval_ms: j.options.minimum_notification_interval_ms,
         http_method: j.options.http_method.clone().unwrap_or_default(),
+        cost_flags: j.cost_flags().bits(),
+        ignore_congestion: j.options.ignore_congestion,
+        cost_flags_set: j.options.cost_flags.is_some(),
     }
+}
+
+/// A job's cost flags from BITS's DWORD (`None` when unset).
+pub fn cost_flags_from(bits: Option<u32>) -> Result<Option<crate::model::CostFlags>, Status> {
+    bits.map(crate::model::CostFlags::from_dword)
+        .transpose()
+        .map_err(|e| Status::invalid_argument(format!("cost_flags: {e}")))
+}
+
+/// The network's cost state (one bit) as the wire's enum.
+pub fn cost_state(state: crate::model::CostFlags) -> pb::CostState {
+    pb::CostState::try_from(state.bits() as i32).unwrap_or(pb::CostState::Unspecified)
 }
 
 pub fn metered_policy(p: MeteredPolicy) -> pb::MeteredPolicy {
@@ -451,6 +466,21 @@ mod tests {
         }
         let all = pairs.iter().fold(NotifyFlags::empty(), |a, (b, _)| a | *b);
         assert_eq!(all, NotifyFlags::all(), "every bit has its wire value");
+    }
+
+    #[test]
+    fn parity_cost_states_have_their_bits_values_on_the_wire() {
+        use crate::model::CostFlags;
+        for (state, _) in CostFlags::NAMES {
+            assert_eq!(cost_state(state) as i32 as u32, state.bits(), "{state:?}");
+        }
+        assert_eq!(
+            cost_flags_from(Some(0x8000_0067)).unwrap(),
+            Some(CostFlags::TRANSFER_STANDARD)
+        );
+        let e = cost_flags_from(Some(0x100)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("cost_flags"), "{e:?}");
     }
 
     #[test]

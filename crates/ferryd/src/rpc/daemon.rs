@@ -73,7 +73,10 @@ impl pb::daemon_server::Daemon for DaemonApi {
                 .collect(),
             bytes_per_second: rate,
             network_metered: cost.metered,
+            network_cost_state: super::convert::cost_state(cost.state()) as i32,
+            network_roaming: cost.roaming,
             network_cost_source: cost.source,
+            network_roaming_source: cost.roaming_source,
         }))
     }
 

@@ -248,6 +248,8 @@ fn changes_from_wire(r: pb::SetJobPropertiesRequest) -> Result<JobChanges, Statu
         connections: r.connections,
         peers: convert::peer_mode_from(r.peers)?,
         on_metered: convert::metered_policy_from(r.on_metered)?,
+        cost_flags: convert::cost_flags_from(r.cost_flags)?,
+        ignore_congestion: r.ignore_congestion,
         auto_complete: r.auto_complete,
         insecure_tls: r.insecure_tls,
         keep_going: r.keep_going,

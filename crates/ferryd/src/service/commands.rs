@@ -68,8 +68,12 @@ pub struct JobChanges {
     pub connections: Option<u32>,
     /// The job's part in peer caching.
     pub peers: Option<crate::model::PeerMode>,
-    /// What the job does on a metered network.
+    /// What the job does on a metered network (a shorthand for cost flags).
     pub on_metered: Option<crate::model::MeteredPolicy>,
+    /// The network cost states the job transfers in (BITS: `BITS_JOB_PROPERTY_ID_COST_FLAGS`).
+    pub cost_flags: Option<crate::model::CostFlags>,
+    /// The job does not yield to other traffic (BITS: `BITS_COST_OPTION_IGNORE_CONGESTION`).
+    pub ignore_congestion: Option<bool>,
     pub auto_complete: Option<bool>,
     pub insecure_tls: Option<bool>,
     pub keep_going: Option<bool>,

@@ -1,9 +1,9 @@
-//! The service following the network's cost: when the network becomes metered, the jobs
-//! that pause then (their `on_metered` policy, else their priority: `normal` and `low`
-//! pause, `foreground` and `high` go on) stop at once with their progress kept and wait in
-//! `queued`, marked as waiting for an unmetered network; when it is unmetered again the
-//! engine starts them by itself. Nothing fails and nothing is suspended: the user has
-//! nothing to do.
+//! The service following the network's cost: when its cost state changes (metered,
+//! roaming, or back to unrestricted), the jobs whose cost flags do not allow the new state
+//! (their `cost_flags`, else their `on_metered` shorthand, else their priority's default)
+//! stop at once with their progress kept and wait in `queued`, marked as waiting
+//! (`waiting_for_unmetered`); when the state allows them again the engine starts them by
+//! itself. Nothing fails and nothing is suspended: the user has nothing to do.
 
 use std::sync::Arc;
 
@@ -15,31 +15,40 @@ use crate::costwatch::{CostState, NetworkCost};
 use crate::model::JobState;
 
 impl Service {
-    /// What the cost watcher keeps up to date.
+    /// What the cost watchers keep up to date.
     pub fn network_cost(&self) -> Arc<NetworkCost> {
         self.network_cost.clone()
     }
 
-    /// Whether the network is metered now, and where that came from.
+    /// What the network costs now, and where that came from.
     pub fn cost_state(&self) -> CostState {
         self.network_cost.state()
     }
 
-    /// The cost watcher saw a change: holds back (or releases) the jobs that pause on a
-    /// metered network, and stops those of them that run, waiting for them to checkpoint.
-    /// Reads the state now (two quick changes handled out of order end right).
-    pub async fn metered_changed(&self) {
+    /// A cost watcher saw a change: holds back (or releases) the jobs whose cost flags do
+    /// not (or do) allow the network's state, and stops those of them that run, waiting for
+    /// them to checkpoint. Reads the state now (two quick changes handled out of order end
+    /// right).
+    pub async fn cost_changed(&self) {
         let stopping = {
             let mut inner = self.lock();
-            let metered = self.network_cost.state().metered;
-            let changed = inner.set_metered(metered);
-            let released = if metered { 0 } else { changed.len() };
+            let cost = self.network_cost.state().state();
+            let changed = inner.set_cost(cost);
+            let mut released = 0;
             for id in changed {
-                let view = inner.jobs[&id].view();
+                let entry = &inner.jobs[&id];
+                if !entry.held_by_cost {
+                    released += 1;
+                }
+                let view = entry.view();
                 self.emit(ChangeKind::Modified, view, None);
             }
             if released > 0 {
-                tracing::info!(jobs = released, "network unmetered: waiting jobs start");
+                tracing::info!(
+                    jobs = released,
+                    network = cost.state_name(),
+                    "the network's cost allows waiting jobs: they start"
+                );
             }
             let ids: Vec<Uuid> = inner.jobs.keys().copied().collect();
             self.hold_running(&mut inner, &ids)
@@ -47,9 +56,9 @@ impl Service {
         self.stop_held(stopping).await;
     }
 
-    /// After a change of a job's priority or policy: stops its run if it now pauses on
-    /// the metered network.
-    pub(super) async fn enforce_metered(&self, id: Uuid) {
+    /// After a change of a job's priority or cost policy: stops its run if it may not
+    /// transfer on the network as it is now.
+    pub(super) async fn enforce_cost(&self, id: Uuid) {
         let stopping = {
             let mut inner = self.lock();
             inner.refresh_hold(id);
@@ -58,22 +67,20 @@ impl Service {
         self.stop_held(stopping).await;
     }
 
-    /// True when `job` may not start now (called as a run claims it): the network is
-    /// metered and the job pauses then. It is queued again, held.
+    /// True when `job` may not start now (called as a run claims it): its cost flags do not
+    /// allow the network's state. It is queued again, held.
     pub(super) fn held_at_claim(&self, inner: &mut Inner, job: Uuid) -> bool {
-        let held = inner.metered() && inner.jobs[&job].job.pauses_when_metered();
+        let held = inner.jobs[&job].job.waits_in(inner.cost());
         if held {
             inner.set_state(job, JobState::Queued);
         }
         held
     }
 
-    /// Moves the running jobs among `ids` that pause on a metered network, if it is
-    /// metered, back to `queued` (held); returns them, for their runs to be stopped.
+    /// Moves the running jobs among `ids` whose cost flags do not allow the network's
+    /// state back to `queued` (held); returns them, for their runs to be stopped.
     fn hold_running(&self, inner: &mut Inner, ids: &[Uuid]) -> Vec<Uuid> {
-        if !inner.metered() {
-            return Vec::new();
-        }
+        let cost = inner.cost();
         let held: Vec<Uuid> = ids
             .iter()
             .copied()
@@ -81,7 +88,7 @@ impl Service {
                 inner.jobs.get(id).is_some_and(|e| {
                     e.run.is_some()
                         && matches!(e.job.state, JobState::Connecting | JobState::Transferring)
-                        && e.job.pauses_when_metered()
+                        && e.job.waits_in(cost)
                 })
             })
             .collect();
@@ -101,7 +108,7 @@ impl Service {
         }
         tracing::info!(
             jobs = ids.len(),
-            "network metered: background transfers wait"
+            "the network's cost holds back transfers: they wait"
         );
         futures::future::join_all(ids.iter().map(|id| self.stop_run(*id))).await;
     }

@@ -234,7 +234,8 @@ impl Service {
         self.check_writable()?;
         self.check_store_room().await?;
         let requeue = changes.priority.is_some();
-        let cost_policy_changed = requeue || changes.on_metered.is_some();
+        let cost_policy_changed =
+            requeue || changes.on_metered.is_some() || changes.cost_flags.is_some();
         let changed_command = changes
             .notify_command
             .as_ref()
@@ -256,7 +257,7 @@ impl Service {
             })
             .await?;
         if cost_policy_changed {
-            self.enforce_metered(id).await;
+            self.enforce_cost(id).await;
         }
         // A notify command (or class) set after the job transferred or failed still runs.
         if matches!(view.job.state, JobState::Transferred | JobState::Error)
@@ -379,8 +380,17 @@ pub(super) fn apply_changes(
     if let Some(v) = changes.keep_going {
         j.options.keep_going = v;
     }
+    // `on_metered` is a shorthand for cost flags: the one set last is the job's policy.
     if let Some(v) = changes.on_metered {
         j.options.on_metered = Some(v);
+        j.options.cost_flags = None;
+    }
+    if let Some(v) = changes.cost_flags {
+        j.options.cost_flags = Some(v);
+        j.options.on_metered = None;
+    }
+    if let Some(v) = changes.ignore_congestion {
+        j.options.ignore_congestion = v;
     }
     if let Some(v) = reply_file {
         j.options.reply_file = v;

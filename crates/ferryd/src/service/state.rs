@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, LiveRun, RunId};
 use crate::model::{
-    mono_ms, mono_since, mono_until, now_ms, FileRecord, FileView, HandlerRecord, JobRecord,
-    JobState, JobView, Priority, Scope, Totals,
+    mono_ms, mono_since, mono_until, now_ms, CostFlags, FileRecord, FileView, HandlerRecord,
+    JobRecord, JobState, JobView, Priority, Scope, Totals,
 };
 use crate::store::{ArchivedRow, Store};
 
@@ -66,9 +66,9 @@ pub(crate) struct Entry {
     /// The peers that sent bytes of each file (by index), as far as this daemon saw it
     /// run: banned if the application rejects the file.
     pub(crate) peers_used: HashMap<u32, Vec<String>>,
-    /// Queued and held back by a metered network (kept by [`Inner::set_state`] and
-    /// [`Inner::set_metered`]).
-    pub(crate) held_by_metered: bool,
+    /// Queued and held back by the network's cost state (kept by [`Inner::set_state`] and
+    /// [`Inner::set_cost`]).
+    pub(crate) held_by_cost: bool,
 }
 
 impl Entry {
@@ -80,7 +80,7 @@ impl Entry {
             files,
             run: None,
             peers_used: HashMap::new(),
-            held_by_metered: false,
+            held_by_cost: false,
         }
     }
 
@@ -132,7 +132,7 @@ impl Entry {
             job: self.job.clone(),
             totals,
             bytes_per_second: self.bytes_per_second(mono_ms()),
-            waiting_for_unmetered: self.held_by_metered,
+            waiting_for_unmetered: self.held_by_cost,
             yielding: self.run.as_ref().is_some_and(|(_, live)| live.yielding()),
         }
     }
@@ -292,8 +292,9 @@ pub(crate) struct Inner {
     engine: Arc<Engine>,
     /// Where archived jobs found at start-up are read from.
     pub(crate) store: Arc<Store>,
-    /// The network is metered now: queued jobs that pause then are held back.
-    metered: bool,
+    /// The network's cost state now (one BITS cost state): queued jobs whose cost flags
+    /// do not allow it are held back.
+    cost: CostFlags,
 }
 
 impl Inner {
@@ -307,7 +308,7 @@ impl Inner {
             by_state: HashMap::new(),
             handlers: HashMap::new(),
             engine,
-            metered: false,
+            cost: CostFlags::UNRESTRICTED,
         }
     }
 
@@ -473,7 +474,7 @@ impl Inner {
                 entry.job.retry_at_ms = None;
                 entry.clock.retry_at = None;
                 self.engine
-                    .queue(id, entry.job.priority, entry.job.pauses_when_metered());
+                    .queue(id, entry.job.priority, entry.job.waits_in(self.cost));
             }
             JobState::TransientError => match entry.clock.retry_at {
                 Some(at) => self.engine.retry_at(id, at),
@@ -493,33 +494,32 @@ impl Inner {
         self.refresh_hold(id);
     }
 
-    /// True while the network is metered.
-    pub(crate) fn metered(&self) -> bool {
-        self.metered
+    /// The network's cost state now.
+    pub(crate) fn cost(&self) -> CostFlags {
+        self.cost
     }
 
-    /// The network became metered (or unmetered): the engine holds back (or releases)
-    /// the queued jobs that pause then. Returns the jobs whose hold changed.
-    pub(crate) fn set_metered(&mut self, metered: bool) -> Vec<Uuid> {
-        self.metered = metered;
-        self.engine.set_metered(metered);
+    /// The network's cost state changed: the engine holds back (or releases) the queued
+    /// jobs whose cost flags do not (or do) allow it. Returns the jobs whose hold changed.
+    pub(crate) fn set_cost(&mut self, cost: CostFlags) -> Vec<Uuid> {
+        self.cost = cost;
         let ids: Vec<Uuid> = self.jobs.keys().copied().collect();
         ids.into_iter()
             .filter(|id| self.refresh_hold(*id))
             .collect()
     }
 
-    /// Brings the job's hold up to date with its state, its policy and the network (after
-    /// a change of any of them); true when it changed.
+    /// Brings the job's hold up to date with its state, its cost flags and the network
+    /// (after a change of any of them); true when it changed.
     pub(crate) fn refresh_hold(&mut self, id: Uuid) -> bool {
         let Some(entry) = self.jobs.get_mut(&id) else {
             return false;
         };
-        let pauses = entry.job.pauses_when_metered();
-        let held = self.metered && pauses && entry.job.state == JobState::Queued;
+        let waits = entry.job.waits_in(self.cost);
+        let held = waits && entry.job.state == JobState::Queued;
         if entry.job.state == JobState::Queued {
-            self.engine.set_pauses_when_metered(id, pauses);
+            self.engine.set_held_by_cost(id, waits);
         }
-        std::mem::replace(&mut entry.held_by_metered, held) != held
+        std::mem::replace(&mut entry.held_by_cost, held) != held
     }
 }

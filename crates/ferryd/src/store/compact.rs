@@ -100,6 +100,8 @@ struct OptionsRepr {
     max_download_size: u64,
     minimum_notification_interval_ms: u64,
     http_method: Option<String>,
+    cost_flags: Option<crate::model::CostFlags>,
+    ignore_congestion: bool,
 }
 
 impl From<JobOptions> for OptionsRepr {
@@ -125,6 +127,8 @@ impl From<JobOptions> for OptionsRepr {
             max_download_size,
             minimum_notification_interval_ms,
             http_method,
+            cost_flags,
+            ignore_congestion,
         } = o;
         OptionsRepr {
             headers,
@@ -154,6 +158,8 @@ impl From<JobOptions> for OptionsRepr {
             max_download_size,
             minimum_notification_interval_ms,
             http_method,
+            cost_flags,
+            ignore_congestion,
         }
     }
 }
@@ -181,6 +187,8 @@ impl From<OptionsRepr> for JobOptions {
             max_download_size,
             minimum_notification_interval_ms,
             http_method,
+            cost_flags,
+            ignore_congestion,
         } = o;
         JobOptions {
             headers,
@@ -210,6 +218,8 @@ impl From<OptionsRepr> for JobOptions {
             max_download_size,
             minimum_notification_interval_ms,
             http_method,
+            cost_flags,
+            ignore_congestion,
         }
     }
 }
@@ -338,6 +348,8 @@ mod tests {
                 max_download_size: 1 << 41,
                 minimum_notification_interval_ms: 60_000,
                 http_method: Some("POST".into()),
+                cost_flags: Some(crate::model::CostFlags::TRANSFER_STANDARD),
+                ignore_congestion: true,
             },
         }
     }
@@ -469,12 +481,13 @@ mod tests {
     /// `keep_going` and the TLS policy (`security`, none set); each file's mirrors and the
     /// mirror in use two (none, the file's own URL); each file one for its last response's
     /// headers (none) and non-default options one each for `max_download_size`,
-    /// `minimum_notification_interval_ms` and `http_method`.
+    /// `minimum_notification_interval_ms` and `http_method`; one each for the cost flags
+    /// (unset) and `ignore_congestion`.
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 172),
-            ("fetched job", fetched_final_job(), 324),
+            ("scenario-5 job", typical_final_job(), 174),
+            ("fetched job", fetched_final_job(), 326),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());

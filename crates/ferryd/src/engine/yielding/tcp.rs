@@ -1,10 +1,12 @@
-//! The TCP side of the yielding controller: finding the socket an HTTP response came on,
-//! reading its `TCP_INFO`, clamping its receive window. Socket options are not
+//! The TCP side of the yielding controller: finding the socket an HTTP response came on
+//! (or the one an upload opened), reading its `TCP_INFO`, clamping its receive window or
+//! bounding its send buffer. Socket options are not
 //! file-system work, so they live in the engine; the one file-system read is the
 //! daemon's own descriptor table (`/proc/self/fd`), never a job's file.
 //!
 //! May use: the standard library, libc.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -24,9 +26,42 @@ pub struct TcpSample {
     pub bytes_received: u64,
     /// The segment size the peer sends.
     pub rcv_mss: u32,
+    /// The sender's smoothed RTT (µs): on a connection that sends, it follows the queue.
+    pub rtt_us: u64,
+    /// Bytes sent and acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// The segment size this side sends.
+    pub snd_mss: u32,
+}
+
+/// The local and peer addresses of every connected socket of the daemon now.
+pub fn connections() -> HashSet<(SocketAddr, SocketAddr)> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter_map(addresses)
+        .collect()
 }
 
 impl Socket {
+    /// The one socket connected to a peer on `port` that is not among `before` (the
+    /// connection an upload opened since); `None` when there is none, or more than one
+    /// (another run connected at the same time: which one is ours cannot be told).
+    pub fn find_new(before: &HashSet<(SocketAddr, SocketAddr)>, port: u16) -> Option<Socket> {
+        let new: Vec<(SocketAddr, SocketAddr)> = connections()
+            .into_iter()
+            .filter(|(_, peer)| peer.port() == port)
+            .filter(|pair| !before.contains(pair))
+            .collect();
+        match new.as_slice() {
+            [(local, remote)] => Socket::find(*local, *remote),
+            _ => None,
+        }
+    }
+
     /// The daemon's socket whose local and peer addresses are `local` and `remote`.
     pub fn find(local: SocketAddr, remote: SocketAddr) -> Option<Socket> {
         let entries = std::fs::read_dir("/proc/self/fd").ok()?;
@@ -75,7 +110,32 @@ impl Socket {
             rcv_rtt_us: u64::from(info.tcpi_rcv_rtt),
             bytes_received: info.tcpi_bytes_received,
             rcv_mss: info.tcpi_rcv_mss,
+            rtt_us: u64::from(info.tcpi_rtt),
+            bytes_acked: info.tcpi_bytes_acked,
+            snd_mss: info.tcpi_snd_mss,
         })
+    }
+
+    /// Bounds what the socket holds to send, sent and unacknowledged or not yet sent, to
+    /// about `bytes` (`SO_SNDBUF` of half of it: the kernel doubles the value for its
+    /// bookkeeping, and keeps a small minimum): on a connection that sends, the bytes in
+    /// flight, as the window clamp bounds them on one that receives. It can move both ways
+    /// at any time.
+    pub fn limit_send_buffer(&self, bytes: u64) {
+        let value = (bytes / 2).min(i32::MAX as u64) as libc::c_int;
+        // SAFETY: an int option, passed by pointer with its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "SO_SNDBUF");
+        }
     }
 
     /// Clamps the window the socket advertises to `bytes`.
@@ -160,5 +220,45 @@ mod tests {
         found.clamp_window(8 * 1448);
         let wrong = Socket::find(client.local_addr().unwrap(), "127.0.0.1:1".parse().unwrap());
         assert!(wrong.is_none());
+    }
+
+    #[test]
+    fn parity_upload_finds_the_one_new_connection_to_a_port_and_bounds_its_sending() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let before = connections();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let found = Socket::find_new(&before, port).expect("the new connection");
+        std::io::Write::write_all(&mut client, &[7u8; 50_000]).unwrap();
+        let mut buf = vec![0u8; 50_000];
+        std::io::Read::read_exact(&mut server, &mut buf).unwrap();
+        let sample = found.sample().expect("TCP_INFO");
+        assert!(sample.rtt_us > 0 && sample.snd_mss > 0, "{sample:?}");
+        found.limit_send_buffer(128 << 10);
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option read into an int.
+        let rc = unsafe {
+            libc::getsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(
+            (rc, value),
+            (0, 128 << 10),
+            "the kernel doubles what was set"
+        );
+        // A second new connection to the port makes ours ambiguous: none is picked.
+        let _other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(Socket::find_new(&before, port).is_none());
+        assert!(
+            Socket::find_new(&connections(), port).is_none(),
+            "nothing new"
+        );
     }
 }
