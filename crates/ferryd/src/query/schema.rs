@@ -205,7 +205,7 @@ impl Class {
                 | "bandwidth_limit"
                 | "connections"
                 | "max_download_size"
-                | "minimum_notification_interval_ms",
+                | "minimum_notification_interval_ms"
                 | "cost_flags",
             )
             | (Class::File, "index" | "bytes_total" | "bytes_transferred")
