@@ -89,5 +89,9 @@ pub fn file(
         validated: None,
         bytes_from_origin: 0,
         bytes_from_peers: 0,
+        ranges: Vec::new(),
+        on_demand: false,
+        filled_ranges: Vec::new(),
+        download_position: 0,
     }
 }

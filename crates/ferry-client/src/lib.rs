@@ -41,8 +41,8 @@ pub use query::{
     AsyncCall, CallFlags, CallId, CallStatus, Enumerator, FinalStatus, Next, ObjectSink, StatusCode,
 };
 pub use types::{
-    CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
-    JobProperties, ScheduledLimit,
+    CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileRange, FileSpec, JobError, JobInfo,
+    JobProperties, ScheduledLimit, LENGTH_TO_EOF,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{

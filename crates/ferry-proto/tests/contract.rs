@@ -288,7 +288,9 @@ fn each_service_has_its_rpcs_with_standard_request_and_response_names() {
             "CancelJob",
             "CompleteJob",
             "SetJobProperties",
-            "WatchJob"
+            "WatchJob",
+            "RequestFileRanges",
+            "UpdateDownloadPosition"
         ]
     );
     assert_eq!(

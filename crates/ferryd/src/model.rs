@@ -10,6 +10,7 @@ mod clock;
 mod error_kind;
 mod metrics;
 mod peers;
+pub mod ranges;
 mod secrets;
 mod text;
 mod url;
@@ -19,6 +20,7 @@ pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use metrics::{MetricsSnapshot, PeerCounts};
 pub use peers::{CacheEntry, FilePeerInfo};
+pub use ranges::{FileRange, FileRanges, LENGTH_TO_EOF};
 pub use secrets::{is_secret_header, mask_url, mask_urls_in};
 pub use text::{describe_char, escape_control_chars, first_control_char, is_control_char};
 pub use url::is_loopback_url;
@@ -340,6 +342,10 @@ pub struct FileRecord {
     pub segments: Vec<Segment>,
     /// Where its bytes came from, and what peer caching may do with it.
     pub peer: FilePeerInfo,
+    /// Only these byte ranges are downloaded, or only those an application requests
+    /// (BITS: `AddFileWithRanges`, on-demand files); the default is the whole file.
+    #[serde(default)]
+    pub ranges: FileRanges,
 }
 
 /// A byte range of a file fetched over its own connection: `[start, end)`, of which

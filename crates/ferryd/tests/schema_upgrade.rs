@@ -54,6 +54,7 @@ fn file(j: &JobRecord, idx: u32, url: &str, path: &str) -> FileRecord {
         validated: None,
         segments: Vec::new(),
         peer: Default::default(),
+        ranges: Default::default(),
     }
 }
 

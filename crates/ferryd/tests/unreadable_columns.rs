@@ -38,6 +38,7 @@ fn file(job: &JobRecord, index: u32) -> FileRecord {
         validated: None,
         segments: Vec::new(),
         peer: Default::default(),
+        ranges: Default::default(),
     }
 }
 

@@ -446,6 +446,7 @@ mod tests {
                 validated: None,
                 segments: Vec::new(),
                 peer: FilePeerInfo::default(),
+                ranges: Default::default(),
             },
             bytes_transferred: 0,
         };

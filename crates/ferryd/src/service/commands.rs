@@ -33,6 +33,11 @@ pub struct FileSpec {
     pub remote_url: String,
     pub local_path: String,
     pub expected_sha256: Option<String>,
+    /// Only these ranges, packed in this order into the local file (BITS:
+    /// `AddFileWithRanges`); empty: the whole file.
+    pub ranges: Vec<crate::model::FileRange>,
+    /// Nothing downloads until ranges are requested (BITS: on-demand mode).
+    pub on_demand: bool,
 }
 
 /// Property changes; `None` leaves a property as it is.

@@ -26,6 +26,7 @@ mod notify_host;
 mod peers;
 mod properties;
 mod queries;
+mod ranges;
 mod state;
 mod store_health;
 pub mod validate;
@@ -529,6 +530,7 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            ranges: Default::default(),
         }
     }
 
@@ -671,6 +673,8 @@ mod tests {
                     remote_url: "http://h/y".into(),
                     local_path: "/tmp/ferry-archive-test-y".into(),
                     expected_sha256: None,
+                    ranges: Vec::new(),
+                    on_demand: false,
                 }],
             )
             .await;

@@ -208,6 +208,7 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            ranges: Default::default(),
         }
     }
 
@@ -322,6 +323,12 @@ mod tests {
                 from_peers: 1 << 32,
                 no_peer_cache: true,
                 origin_only: true,
+            },
+            ranges: crate::model::FileRanges {
+                ranges: vec![crate::model::FileRange::new(3, crate::model::LENGTH_TO_EOF)],
+                on_demand: true,
+                position: 9,
+                size: Some(12),
             },
         }
     }

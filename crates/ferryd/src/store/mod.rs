@@ -758,6 +758,7 @@ mod tests {
             validated: None,
             segments: Vec::new(),
             peer: Default::default(),
+            ranges: Default::default(),
         }
     }
 

@@ -328,7 +328,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
     bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments, \
-    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only";
+    bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only, ranges";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let mut f = FileRecord {
@@ -350,7 +350,30 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
             no_peer_cache: r.get(14)?,
             origin_only: r.get(15)?,
         },
+        ranges: Default::default(),
     };
+    let ranges: String = r.get(16)?;
+    if !ranges.is_empty() {
+        match serde_json::from_str(&ranges) {
+            Ok(ranges) => f.ranges = ranges,
+            // Without its ranges the file would be downloaded whole into a file its
+            // application reads as ranges: it fails instead, and says why.
+            Err(e) => {
+                tracing::warn!(
+                    job = %f.job_id,
+                    file = f.index,
+                    "the stored ranges of this file (column files.ranges) could not be read: {}",
+                    json_reason(&e)
+                );
+                f.ranges = crate::model::FileRanges {
+                    ranges: vec![crate::model::FileRange::new(0, 0)],
+                    on_demand: false,
+                    position: 0,
+                    size: None,
+                };
+            }
+        }
+    }
     match serde_json::from_str::<Vec<Segment>>(&r.get::<_, String>(11)?) {
         Ok(segments) => f.segments = segments,
         // Without its segments the durable bytes of a multi-connection download are not
@@ -377,7 +400,7 @@ fn upsert_file_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
              ON CONFLICT(job_id, idx) DO UPDATE SET {}",
             update_list(FILE_COLUMNS, &["job_id", "idx"])
         )
@@ -402,6 +425,11 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         f.peer.from_peers as i64,
         f.peer.no_peer_cache,
         f.peer.origin_only,
+        if f.ranges.is_whole() {
+            String::new()
+        } else {
+            serde_json::to_string(&f.ranges).unwrap_or_default()
+        },
     ])?;
     Ok(())
 }

@@ -106,6 +106,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX peer_cache_url ON peer_cache(url, validator, length);
     CREATE INDEX peer_cache_sha256 ON peer_cache(sha256);
     "#,
+    // 5 → 6: byte ranges of a file (AddFileWithRanges, on-demand files): JSON
+    // `{"ranges": [{"offset", "length"}], "on_demand", "position"}`; '' for the whole file.
+    r#"
+    ALTER TABLE files ADD COLUMN ranges TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this build writes.
