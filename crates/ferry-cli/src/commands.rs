@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use ferry_client::{
-    ConnectOptions, FileRange, FileSpec, Job, JobProperties, JobState, JobType, Manager, MeteredPolicy,
-    NewJob, NotifyFlags, PeerMode, Priority, Uuid,
+    ConnectOptions, FileRange, FileSpec, Job, JobProperties, JobState, JobType, Manager,
+    MeteredPolicy, NewJob, NotifyFlags, PeerMode, Priority, Uuid,
 };
 
 use crate::failure::{usage, JobFailed, Partial};
@@ -211,7 +211,11 @@ pub async fn ranges(ctx: &Ctx, a: RangesArgs) -> Result<i32> {
                 .await?
         }
         (None, Some(job), Some(index)) => ctx.job(&job).await?.file(index).await?.info().clone(),
-        _ => return Err(usage("give a job id and a file index: ferry ranges JOB INDEX")),
+        _ => {
+            return Err(usage(
+                "give a job id and a file index: ferry ranges JOB INDEX",
+            ))
+        }
     };
     if ctx.json {
         output::json(&info);

@@ -282,7 +282,9 @@ impl CallbackChannel {
                 drop(ch);
                 tokio::spawn(async move {
                     let result = match obj {
-                        Some(obj) => dispatch(&plain, obj, inv.method, inv.job, inv.file, inv.ranges).await,
+                        Some(obj) => {
+                            dispatch(&plain, obj, inv.method, inv.job, inv.file, inv.ranges).await
+                        }
                         None => Err(format!("no object {} on this channel", inv.object_id).into()),
                     };
                     let reply = pb::InvokeReply {

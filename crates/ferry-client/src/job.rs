@@ -11,7 +11,8 @@ use crate::conn::Retry;
 use crate::error::{gone_reason, is_gone};
 use crate::manager::LIST_PAGE_SIZE;
 use crate::types::{
-    CompleteOutcome, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags, FileRange};
+    CompleteOutcome, FileInfo, FileRange, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
+};
 use crate::{Error, Manager, Result};
 
 /// A job's callback object, as [`Job::notify_interface`] reports it (BITS's

@@ -36,7 +36,10 @@ impl NotifyFlags {
         (NotifyFlags::JOB_ERROR, "job_error"),
         (NotifyFlags::JOB_MODIFICATION, "job_modification"),
         (NotifyFlags::FILE_TRANSFERRED, "file_transferred"),
-        (NotifyFlags::FILE_RANGES_TRANSFERRED, "file_ranges_transferred"),
+        (
+            NotifyFlags::FILE_RANGES_TRANSFERRED,
+            "file_ranges_transferred",
+        ),
         (NotifyFlags::DISABLE, "disable"),
     ];
 

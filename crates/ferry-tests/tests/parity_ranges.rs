@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use ferry_client::{
@@ -284,7 +284,10 @@ async fn parity_on_demand_ranges_requested_while_running_land_in_place_and_are_n
         .await
         .unwrap();
     assert_eq!(f.ranges, vec![FileRange::new(300_000, 1000)]);
-    assert_eq!(next_call(&mut rx).await, vec![FileRange::new(300_000, 1000)]);
+    assert_eq!(
+        next_call(&mut rx).await,
+        vec![FileRange::new(300_000, 1000)]
+    );
     assert_eq!(
         job.filled_file_ranges(0).await.unwrap(),
         vec![FileRange::new(300_000, 1000)],

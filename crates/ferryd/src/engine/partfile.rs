@@ -75,7 +75,8 @@ impl Writer {
         let finish_sync = Arc::new(AtomicBool::new(true));
         let p = progress.clone();
         let fs = finish_sync.clone();
-        let thread = tokio::task::spawn_blocking(move || write_loop(file, offset, delta, rx, p, fs));
+        let thread =
+            tokio::task::spawn_blocking(move || write_loop(file, offset, delta, rx, p, fs));
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),

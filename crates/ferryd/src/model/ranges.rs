@@ -377,18 +377,20 @@ mod tests {
 
     #[test]
     fn parity_requests_merge_into_sorted_ranges() {
-        let merged = merge(&[r(100, 10)], &[r(0, 10), r(105, 20), r(10, 5), r(200, LENGTH_TO_EOF)]);
-        assert_eq!(
-            merged,
-            vec![r(0, 15), r(100, 25), r(200, LENGTH_TO_EOF)]
+        let merged = merge(
+            &[r(100, 10)],
+            &[r(0, 10), r(105, 20), r(10, 5), r(200, LENGTH_TO_EOF)],
         );
+        assert_eq!(merged, vec![r(0, 15), r(100, 25), r(200, LENGTH_TO_EOF)]);
     }
 
     #[test]
     fn parity_eof_resolves_against_the_size_and_the_layout_packs_in_order() {
         let ranges = [r(900, 100), r(100, 100), r(5000, LENGTH_TO_EOF)];
         assert!(resolve(&ranges, None).unwrap_err().contains("did not say"));
-        assert!(resolve(&ranges, Some(4000)).unwrap_err().contains("past the end"));
+        assert!(resolve(&ranges, Some(4000))
+            .unwrap_err()
+            .contains("past the end"));
         let resolved = resolve(&ranges, Some(6000)).unwrap();
         assert_eq!(resolved, vec![(900, 1000), (100, 200), (5000, 6000)]);
         let layout = Layout::packed(&resolved);

@@ -66,7 +66,10 @@ pub(crate) enum Item {
     },
     Modification,
     /// Ranges of file `index` landed (not durable: lost with the daemon, as BITS's).
-    FileRanges { index: u32, ranges: Vec<FileRange> },
+    FileRanges {
+        index: u32,
+        ranges: Vec<FileRange>,
+    },
 }
 
 /// The notification state of the daemon.

@@ -212,7 +212,11 @@ fn file_specs(files: Vec<pb::FileSpec>) -> Vec<FileSpec> {
             remote_url: f.remote_url,
             local_path: f.local_path,
             expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
-            ranges: f.ranges.iter().map(super::convert::range_from_wire).collect(),
+            ranges: f
+                .ranges
+                .iter()
+                .map(super::convert::range_from_wire)
+                .collect(),
             on_demand: f.on_demand,
         })
         .collect()
@@ -531,7 +535,12 @@ impl pb::jobs_server::Jobs for JobsApi {
             .map_err(Status::from);
         self.here_or_elsewhere(&caller, local, |ch| {
             let r = r.clone();
-            async move { Ok(JobsClient::new(ch).request_file_ranges(r).await?.into_inner()) }
+            async move {
+                Ok(JobsClient::new(ch)
+                    .request_file_ranges(r)
+                    .await?
+                    .into_inner())
+            }
         })
         .await
         .map(Response::new)
