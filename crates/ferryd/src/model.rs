@@ -344,7 +344,7 @@ pub struct FileRecord {
     pub peer: FilePeerInfo,
     /// Only these byte ranges are downloaded, or only those an application requests
     /// (BITS: `AddFileWithRanges`, on-demand files); the default is the whole file.
-    #[serde(default)]
+    #[serde(default, with = "ranges::as_option")]
     pub ranges: FileRanges,
 }
 

@@ -515,7 +515,7 @@ async fn upgrade(version: u32) {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
         schema::CURRENT_VERSION,
-        5,
+        6,
         "a new version needs a fixture of the one before"
     );
     let now_version: u32 = store
@@ -630,6 +630,12 @@ async fn schema_upgrade_from_v4() {
     upgrade(4).await;
 }
 
+#[tokio::test]
+async fn schema_upgrade_from_v5() {
+    // Version 6 (ranges): every file of an older store is a whole file (the defaults).
+    upgrade(5).await;
+}
+
 /// The system-wide daemon's single store of an earlier version split into one store per
 /// user (privilege separation): each holds exactly its owner's jobs, files, handlers and
 /// undelivered notifications, as written, at the current schema.
@@ -683,8 +689,8 @@ fn split(version: u32) {
 }
 
 #[test]
-fn schema_upgrade_split_by_owner_from_v1_to_v4() {
-    for version in 1..=4 {
+fn schema_upgrade_split_by_owner_from_v1_to_v5() {
+    for version in 1..=5 {
         split(version);
     }
 }

@@ -99,6 +99,23 @@ impl FileRanges {
     }
 }
 
+/// Serde of a file's [`FileRanges`] as an option, so that a whole file's take one byte in
+/// the compact encoding of final jobs (`store::compact`); the store's `files.ranges`
+/// column is written from the value itself.
+pub mod as_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::FileRanges;
+
+    pub fn serialize<S: Serializer>(r: &FileRanges, s: S) -> Result<S::Ok, S::Error> {
+        (*r != FileRanges::default()).then_some(r).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FileRanges, D::Error> {
+        Ok(Option::<FileRanges>::deserialize(d)?.unwrap_or_default())
+    }
+}
+
 /// Checks the ranges of `AddFileWithRanges`: at least one, none empty or past 2^64,
 /// none overlapping another (BITS refuses those with `E_INVALIDARG`,
 /// `BG_E_INVALID_RANGE` and `BG_E_OVERLAPPING_RANGES`). Their order is kept (it is the

@@ -420,12 +420,12 @@ mod tests {
     /// file's bytes from the origin and from peers another (one byte when there are none),
     /// and options that are not the defaults one for the metered policy, one for
     /// write-only headers and one each for `auto_complete`, `insecure_tls` and
-    /// `keep_going`.
+    /// `keep_going`; each file's ranges one (a whole file's: none set).
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 169),
-            ("fetched job", fetched_final_job(), 317),
+            ("scenario-5 job", typical_final_job(), 170),
+            ("fetched job", fetched_final_job(), 318),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());
