@@ -12,7 +12,7 @@ from ._proto.ferry.v1 import (  # noqa: F401
 )
 from ._proto.ferry import v1 as pb  # noqa: F401
 from .callbacks import Callback, CallbackChannel
-from .client import Client, Job, negotiate_credentials
+from .client import LENGTH_TO_EOF, Client, Job, negotiate_credentials
 from .errors import FerryError
 from .paths import socket_path
 from .queries import AsyncCall, Enumerator, ObjectSink
@@ -29,6 +29,7 @@ __all__ = [
     "FinalStatus",
     "Job",
     "JobState",
+    "LENGTH_TO_EOF",
     "NotifyFlag",
     "ObjectSink",
     "QueryObject",

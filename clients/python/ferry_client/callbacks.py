@@ -39,6 +39,11 @@ class Callback:
         """A file is transferred (flag FILE_TRANSFERRED): judge its bytes at
         ``file.temporary_path`` with :meth:`Job.set_validation_state`."""
 
+    def file_ranges_transferred(self, job: "Job", file: common_pb2.File, ranges: "list[tuple[int, int]]") -> None:
+        """Ranges of a file are on disk (flag FILE_RANGES_TRANSFERRED, BITS's
+        IBackgroundCopyCallback3::FileRangesTransferred): ``ranges`` are (offset, length)
+        pairs of the remote file. Not retried when it fails."""
+
 
 class CallbackChannel:
     """This process's callback channel: one ``Connect`` stream that carries the calls of
@@ -100,6 +105,8 @@ class CallbackChannel:
                 obj.job_modification(job, call.job)
             elif call.method == npb.CALLBACK_METHOD_FILE_TRANSFERRED:
                 obj.file_transferred(job, call.file)
+            elif call.method == npb.CALLBACK_METHOD_FILE_RANGES_TRANSFERRED:
+                obj.file_ranges_transferred(job, call.file, [(r.offset, r.length) for r in call.ranges])
         except Exception as e:  # noqa: BLE001 - a failed callback is reported to ferryd
             ok, error = False, f"{type(e).__name__}: {e}"
         self._outgoing.put(

@@ -46,6 +46,17 @@ def negotiate_credentials(ccache: Optional[str] = None) -> jobs_pb2.Credentials:
         ccache = os.environ.get("KRB5CCNAME", "")
     return jobs_pb2.Credentials(negotiate=jobs_pb2.NegotiateCredentials(ccache=ccache))
 
+#: BITS's BG_LENGTH_TO_EOF: a range length that runs to the end of the file.
+LENGTH_TO_EOF = 2**64 - 1
+
+#: A byte range (BITS's BG_FILE_RANGE): (offset, length); length LENGTH_TO_EOF runs to
+#: the end of the file.
+Range = Tuple[int, int]
+
+
+def _ranges(ranges: Sequence[Range]) -> List[common_pb2.FileRange]:
+    return [common_pb2.FileRange(offset=o, length=n) for o, n in ranges]
+
 
 def _refusals_raise(f: Callable[..., T]) -> Callable[..., T]:
     """Turns a failed call's grpc.RpcError into a FerryError."""
@@ -268,6 +279,47 @@ class Job:
         IBackgroundCopyJob3::ReplaceRemotePrefix). Returns how many files changed."""
         request = jobs_pb2.ReplaceRemotePrefixRequest(job_id=self.id, old_prefix=old_prefix, new_prefix=new_prefix)
         return self._client._jobs.ReplaceRemotePrefix(request).files_changed
+
+    @_refusals_raise
+    def add_file_with_ranges(self, remote_url: str, local_path: str, ranges: Sequence[Range]) -> common_pb2.File:
+        """Adds a file of which only ``ranges`` ((offset, length) pairs, length
+        :data:`LENGTH_TO_EOF` to the end) are downloaded, written one after the other in
+        this order into ``local_path`` (BITS's IBackgroundCopyJob3::AddFileWithRanges).
+        Overlapping or empty ranges are refused (``invalid_argument``)."""
+        spec = jobs_pb2.FileSpec(remote_url=remote_url, local_path=local_path, ranges=_ranges(ranges))
+        return self._client._jobs.AddFiles(jobs_pb2.AddFilesRequest(job_id=self.id, files=[spec])).files[0]
+
+    @_refusals_raise
+    def add_file_on_demand(self, remote_url: str, local_path: str) -> common_pb2.File:
+        """Adds an on-demand file (BITS's BITS_JOB_PROPERTY_ON_DEMAND_MODE): nothing
+        downloads until :meth:`request_file_ranges` asks for ranges while the job runs;
+        each lands at its own offset. The job stays transferring until completed."""
+        spec = jobs_pb2.FileSpec(remote_url=remote_url, local_path=local_path, on_demand=True)
+        return self._client._jobs.AddFiles(jobs_pb2.AddFilesRequest(job_id=self.id, files=[spec])).files[0]
+
+    @_refusals_raise
+    def request_file_ranges(self, file_index: int, ranges: Sequence[Range]) -> common_pb2.File:
+        """Asks for ranges of an on-demand file while the job runs (BITS's
+        IBackgroundCopyFile6::RequestFileRanges); they may overlap earlier ones."""
+        request = jobs_pb2.RequestFileRangesRequest(job_id=self.id, file_index=file_index, ranges=_ranges(ranges))
+        return self._client._jobs.RequestFileRanges(request).file
+
+    @_refusals_raise
+    def update_download_position(self, file_index: int, position: int) -> common_pb2.File:
+        """Tells where the application reads an on-demand file: missing bytes from there
+        on come first (BITS's IBackgroundCopyFile6::UpdateDownloadPosition)."""
+        request = jobs_pb2.UpdateDownloadPositionRequest(job_id=self.id, file_index=file_index, position=position)
+        return self._client._jobs.UpdateDownloadPosition(request).file
+
+    def file_ranges(self, file_index: int) -> List[Range]:
+        """The ranges a file was added with or that were requested of it (BITS's
+        IBackgroundCopyFile2::GetFileRanges); empty for a whole file."""
+        return [(r.offset, r.length) for r in self.files()[file_index].ranges]
+
+    def filled_file_ranges(self, file_index: int) -> List[Range]:
+        """The ranges of the remote file whose bytes are on disk (BITS's
+        IBackgroundCopyFile6::GetFilledFileRanges)."""
+        return [(r.offset, r.length) for r in self.files()[file_index].filled_ranges]
 
     @_refusals_raise
     def files(self) -> List[common_pb2.File]:

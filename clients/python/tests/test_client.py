@@ -403,3 +403,42 @@ def test_parity_cost_flags_and_ignore_congestion(client, http_server):
     status = client.status()
     assert CostState(status.network_cost_state) == CostState.UNRESTRICTED
     assert not status.network_roaming and status.network_roaming_source
+
+
+def test_parity_ranges_are_checked_and_a_server_without_ranges_fails_the_job(client, http_server, tmp_path):
+    # Python's http.server ignores Range: it answers every GET with the whole file.
+    url, _ = serve(http_server, "ranged.bin", 50_000)
+    from ferry_client import LENGTH_TO_EOF
+
+    job = client.create_job("python ranges")
+    with pytest.raises(FerryError) as e:
+        job.add_file_with_ranges(url, str(tmp_path / "r.bin"), [(0, 100), (50, 100)])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "overlap" in e.value.message
+    with pytest.raises(FerryError) as e:
+        job.add_file_with_ranges(url, str(tmp_path / "r.bin"), [(0, LENGTH_TO_EOF), (100, 1)])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    added = job.add_file_with_ranges(url, str(tmp_path / "r.bin"), [(1000, 10)])
+    assert [(r.offset, r.length) for r in added.ranges] == [(1000, 10)]
+    assert job.file_ranges(0) == [(1000, 10)]
+    job.resume()
+    last = _watch_until(job, JobState.TRANSFERRED)[-1]
+    assert JobState(last.state) == JobState.ERROR, last
+    assert last.error.code == "insufficient_range_support", last.error
+    # Nothing of the whole-file answer was written: the part file is the range's size.
+    part = Path(job.files()[0].temporary_path)
+    assert not part.exists() or part.stat().st_size == 10
+
+
+def test_parity_request_file_ranges_needs_an_on_demand_file(client, http_server, tmp_path):
+    url, _ = serve(http_server, "od.bin", 1000)
+    job = client.create_job("python on demand")
+    job.add_file(url, str(tmp_path / "plain.bin"))
+    with pytest.raises(FerryError) as e:
+        job.request_file_ranges(0, [(0, 10)])
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    on_demand = job.add_file_on_demand(url, str(tmp_path / "od.bin"))
+    assert on_demand.on_demand
+    f = job.request_file_ranges(1, [(0, 10), (5, 10)])
+    assert [(r.offset, r.length) for r in f.ranges] == [(0, 15)]
+    assert job.update_download_position(1, 7).download_position == 7

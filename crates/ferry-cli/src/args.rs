@@ -72,6 +72,9 @@ pub enum Command {
     Info(JobArg),
     /// List a job's files, or judge one: `ferry files validate JOB INDEX --valid|--invalid`
     Files(FilesArgs),
+    /// Show a file's ranges and those on disk; ask for ranges of an on-demand file
+    #[command(long_about = RANGES_HELP)]
+    Ranges(RangesArgs),
     /// List your jobs
     List(ListArgs),
     /// Change a job's properties
@@ -407,6 +410,15 @@ pub struct AddFileArgs {
     /// the progress (repeat for more mirrors, tried in order)
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+    /// Download only this range, OFFSET:LENGTH or OFFSET:eof; repeat for more. The ranges
+    /// are written one after the other, in this order, into the local file (BITS's
+    /// AddFileWithRanges, bitsadmin /AddFileWithRanges)
+    #[arg(long = "range", value_name = "OFFSET:LENGTH")]
+    pub ranges: Vec<String>,
+    /// Download nothing until ranges are requested (`ferry ranges request`); each lands at
+    /// its own offset (BITS's on-demand mode)
+    #[arg(long)]
+    pub on_demand: bool,
 }
 
 const SET_URL_HELP: &str = "\
@@ -449,6 +461,66 @@ pub struct ReplacePrefixArgs {
     pub old: String,
     /// What replaces it
     pub new: String,
+}
+
+/// `ferry ranges JOB INDEX` shows; `ferry ranges request|position …` asks.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    subcommand_value_name = "COMMAND"
+)]
+pub struct RangesArgs {
+    /// Job id
+    #[arg(required = true)]
+    pub job: Option<String>,
+    /// The file's index in the job (`ferry files JOB` lists them)
+    #[arg(required = true)]
+    pub index: Option<u32>,
+    #[command(subcommand)]
+    pub command: Option<RangesCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RangesCommand {
+    /// Ask for ranges of an on-demand file while its job runs (BITS's RequestFileRanges)
+    Request(RequestRangesArgs),
+    /// Say where the application reads an on-demand file: missing bytes from there come
+    /// first (BITS's UpdateDownloadPosition)
+    Position(PositionArgs),
+}
+
+const RANGES_HELP: &str = "\
+Show a file's ranges and the ranges of it on disk, or ask for ranges of an on-demand file.
+
+`ferry ranges JOB INDEX` prints the ranges the file was added with (`add-file --range`),
+or those requested of an on-demand file (BITS's GetFileRanges), and the ranges of the
+remote file whose bytes are on disk (BITS's GetFilledFileRanges).
+`ferry ranges request JOB INDEX RANGE...` asks for ranges of an on-demand file
+(`add-file --on-demand`) while its job runs; each lands at its own offset of the local
+file. `ferry ranges position JOB INDEX OFFSET` says where the application reads.
+
+A range is OFFSET:LENGTH or OFFSET:eof (to the end of the file), as bitsadmin writes it.";
+
+#[derive(Debug, Args)]
+pub struct RequestRangesArgs {
+    /// Job id
+    pub job: String,
+    /// The file's index in the job
+    pub index: u32,
+    /// The ranges, OFFSET:LENGTH or OFFSET:eof
+    #[arg(required = true, value_name = "OFFSET:LENGTH")]
+    pub ranges: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PositionArgs {
+    /// Job id
+    pub job: String,
+    /// The file's index in the job
+    pub index: u32,
+    /// Where the application reads (a byte offset of the file)
+    pub offset: u64,
 }
 
 #[derive(Debug, Args)]
@@ -536,7 +608,7 @@ pub struct SetArgs {
     #[arg(long)]
     pub priority: Option<String>,
     /// Notify flags: a number, or names joined by '|' or ',' (job_transferred, job_error,
-    /// job_modification, file_transferred, disable)
+    /// job_modification, file_transferred, file_ranges_transferred, disable)
     #[arg(long)]
     pub notify_flags: Option<String>,
     /// Notification class (UUID); the nil UUID clears it

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use ferry_client::{
-    ConnectOptions, FileSpec, Job, JobProperties, JobState, JobType, Manager, MeteredPolicy,
-    NewJob, NotifyFlags, PeerMode, Priority, Uuid,
+    ConnectOptions, FileRange, FileSpec, Job, JobProperties, JobState, JobType, Manager,
+    MeteredPolicy, NewJob, NotifyFlags, PeerMode, Priority, Uuid,
 };
 
 use crate::failure::{usage, JobFailed, Partial};
@@ -82,6 +82,8 @@ pub async fn add_file(ctx: &Ctx, a: AddFileArgs) -> Result<i32> {
     let mut spec = FileSpec::new(a.remote_url, absolute(&a.local_path)?.to_string_lossy());
     spec.expected_sha256 = a.sha256;
     spec.mirrors = a.mirrors;
+    spec.ranges = parse_ranges(&a.ranges)?;
+    spec.on_demand = a.on_demand;
     let files = job.add_files(vec![spec]).await?;
     if ctx.json {
         output::json(&files[0]);
@@ -216,6 +218,74 @@ pub async fn files(ctx: &Ctx, a: FilesArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Reads `OFFSET:LENGTH` / `OFFSET:eof` ranges.
+fn parse_ranges(ranges: &[String]) -> Result<Vec<FileRange>> {
+    ranges
+        .iter()
+        .map(|r| r.parse::<FileRange>().map_err(usage))
+        .collect()
+}
+
+/// Ranges as the command line writes them, `none` for none.
+fn describe_ranges(ranges: &[FileRange]) -> String {
+    if ranges.is_empty() {
+        return "none".into();
+    }
+    ranges
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `ferry ranges JOB INDEX`, `ferry ranges request JOB INDEX RANGE...` and
+/// `ferry ranges position JOB INDEX OFFSET`.
+pub async fn ranges(ctx: &Ctx, a: RangesArgs) -> Result<i32> {
+    let info = match (a.command, a.job, a.index) {
+        (Some(RangesCommand::Request(r)), _, _) => {
+            let ranges = parse_ranges(&r.ranges)?;
+            ctx.job(&r.job)
+                .await?
+                .request_file_ranges(r.index, &ranges)
+                .await?
+        }
+        (Some(RangesCommand::Position(p)), _, _) => {
+            ctx.job(&p.job)
+                .await?
+                .update_download_position(p.index, p.offset)
+                .await?
+        }
+        (None, Some(job), Some(index)) => ctx.job(&job).await?.file(index).await?.info().clone(),
+        _ => {
+            return Err(usage(
+                "give a job id and a file index: ferry ranges JOB INDEX",
+            ))
+        }
+    };
+    if ctx.json {
+        output::json(&info);
+        return Ok(0);
+    }
+    let what = if info.on_demand {
+        "requested"
+    } else if info.ranges.is_empty() {
+        "ranges"
+    } else {
+        "ranges (packed in this order)"
+    };
+    outln!("file {} of job {}", info.index, info.job_id);
+    if info.ranges.is_empty() && !info.on_demand {
+        outln!("  {what}: the whole file");
+    } else {
+        outln!("  {what}: {}", describe_ranges(&info.ranges));
+    }
+    outln!("  on disk: {}", describe_ranges(&info.filled_ranges));
+    if info.on_demand {
+        outln!("  position: {}", info.download_position);
+    }
+    Ok(0)
+}
+
 pub async fn list(ctx: &Ctx, a: ListArgs) -> Result<i32> {
     let m = ctx.manager().await?;
     let jobs = if a.all_users {
@@ -251,11 +321,12 @@ fn notify_flags(s: &str) -> Result<NotifyFlags> {
             "job_error" | "error" => NotifyFlags::JOB_ERROR,
             "job_modification" | "modification" => NotifyFlags::JOB_MODIFICATION,
             "file_transferred" => NotifyFlags::FILE_TRANSFERRED,
+            "file_ranges_transferred" => NotifyFlags::FILE_RANGES_TRANSFERRED,
             "disable" => NotifyFlags::DISABLE,
             other => {
                 return Err(usage(format!(
                     "unknown notify flag '{other}' (job_transferred, job_error, \
-                     job_modification, file_transferred, disable)"
+                     job_modification, file_transferred, file_ranges_transferred, disable)"
                 )))
             }
         };

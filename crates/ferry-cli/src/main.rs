@@ -58,6 +58,7 @@ fn main() {
             Command::Complete(a) => commands::simple(&ctx, "complete", a).await,
             Command::Info(a) => commands::simple(&ctx, "info", a).await,
             Command::Files(a) => commands::files(&ctx, a).await,
+            Command::Ranges(a) => commands::ranges(&ctx, a).await,
             Command::List(a) => commands::list(&ctx, a).await,
             Command::Set(a) => commands::set(&ctx, *a).await,
             Command::Wait(a) => commands::wait(&ctx, a).await,

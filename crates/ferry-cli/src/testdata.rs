@@ -104,5 +104,9 @@ pub fn file(
         mirrors: Vec::new(),
         url_in_use: format!("https://example.test/{index}"),
         response_headers: Vec::new(),
+        ranges: Vec::new(),
+        on_demand: false,
+        filled_ranges: Vec::new(),
+        download_position: 0,
     }
 }

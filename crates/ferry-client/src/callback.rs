@@ -6,7 +6,7 @@ use ferry_proto::v1 as pb;
 use uuid::Uuid;
 
 use crate::conn::Retry;
-use crate::types::{FileInfo, JobInfo};
+use crate::types::{FileInfo, FileRange, JobInfo};
 use crate::{Error, Job, Result};
 
 /// What a callback method returns: an error makes ferryd retry the notification after the
@@ -42,6 +42,21 @@ pub trait Callback: Send + Sync + 'static {
     /// [`File::temporary_path`] and judged with [`File::set_validation_state`].
     async fn file_transferred(&self, job: Job, file: File) -> CallbackResult {
         let _ = (job, file);
+        Ok(())
+    }
+
+    /// Ranges of a file landed (flag `FILE_RANGES_TRANSFERRED`; BITS:
+    /// `IBackgroundCopyCallback3::FileRangesTransferred`): `ranges`, in offsets of the
+    /// remote file, are on disk. For an on-demand file, after each batch of requested
+    /// ranges; for a file added with ranges, once all of them are. Not retried: a call
+    /// that fails or finds no receiver is dropped.
+    async fn file_ranges_transferred(
+        &self,
+        job: Job,
+        file: File,
+        ranges: Vec<FileRange>,
+    ) -> CallbackResult {
+        let _ = (job, file, ranges);
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::callback::{Callback, CallbackResult, File};
 use crate::error::{gone_reason, is_gone};
-use crate::types::{FileInfo, JobInfo};
+use crate::types::{FileInfo, FileRange, JobInfo};
 use crate::{Error, Manager, Result};
 
 /// How many times an operation on the channel is tried over new channels.
@@ -282,7 +282,9 @@ impl CallbackChannel {
                 drop(ch);
                 tokio::spawn(async move {
                     let result = match obj {
-                        Some(obj) => dispatch(&plain, obj, inv.method, inv.job, inv.file).await,
+                        Some(obj) => {
+                            dispatch(&plain, obj, inv.method, inv.job, inv.file, inv.ranges).await
+                        }
                         None => Err(format!("no object {} on this channel", inv.object_id).into()),
                     };
                     let reply = pb::InvokeReply {
@@ -332,6 +334,7 @@ async fn dispatch(
     method: i32,
     job: Option<pb::Job>,
     file: Option<pb::File>,
+    ranges: Vec<pb::FileRange>,
 ) -> CallbackResult {
     let info = JobInfo::from_wire(job.ok_or("the invoke carried no job")?)?;
     let handle = manager.job_unchecked(info.id);
@@ -342,6 +345,12 @@ async fn dispatch(
         Ok(pb::CallbackMethod::FileTransferred) => {
             let f = FileInfo::from_wire(file.ok_or("the invoke carried no file")?)?;
             obj.file_transferred(handle.clone(), File::new(handle, f))
+                .await
+        }
+        Ok(pb::CallbackMethod::FileRangesTransferred) => {
+            let f = FileInfo::from_wire(file.ok_or("the invoke carried no file")?)?;
+            let ranges = ranges.iter().map(FileRange::from_wire).collect();
+            obj.file_ranges_transferred(handle.clone(), File::new(handle, f), ranges)
                 .await
         }
         _ => Err(format!("unknown callback method {method}").into()),

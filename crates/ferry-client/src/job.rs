@@ -11,7 +11,7 @@ use crate::conn::Retry;
 use crate::error::{gone_reason, is_gone};
 use crate::manager::LIST_PAGE_SIZE;
 use crate::types::{
-    CompleteOutcome, FileInfo, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
+    CompleteOutcome, FileInfo, FileRange, FileSpec, JobInfo, JobProperties, JobState, NotifyFlags,
 };
 use crate::{Error, Manager, Result};
 
@@ -91,6 +91,85 @@ impl Job {
         files
             .pop()
             .ok_or_else(|| Error::Protocol("AddFiles returned no file".into()))
+    }
+
+    /// Adds a file of which only `ranges` are downloaded, packed one after the other in
+    /// this order into `local_path` (BITS: `IBackgroundCopyJob3::AddFileWithRanges`).
+    /// Overlapping, empty or too many ranges are refused (`InvalidArgument`).
+    pub async fn add_file_with_ranges(
+        &self,
+        remote_url: &str,
+        local_path: &str,
+        ranges: &[FileRange],
+    ) -> Result<FileInfo> {
+        let spec = FileSpec::new(remote_url, local_path).ranges(ranges.iter().copied());
+        let mut files = self.add_files(vec![spec]).await?;
+        files
+            .pop()
+            .ok_or_else(|| Error::Protocol("AddFiles returned no file".into()))
+    }
+
+    /// Asks for `ranges` of on-demand file `index` while the job runs (BITS:
+    /// `IBackgroundCopyFile6::RequestFileRanges`): they may overlap each other and those
+    /// asked before. Each lands at its own offset of the local file; the flag
+    /// `FILE_RANGES_TRANSFERRED` calls [`crate::Callback::file_ranges_transferred`] as
+    /// they do. A file that is not on demand is `FailedPrecondition`; a range past the end
+    /// of the remote file (once its size is known) is `InvalidArgument`.
+    pub async fn request_file_ranges(&self, index: u32, ranges: &[FileRange]) -> Result<FileInfo> {
+        let request = pb::RequestFileRangesRequest {
+            job_id: self.id.to_string(),
+            file_index: index,
+            ranges: ranges.iter().map(|r| r.to_wire()).collect(),
+        };
+        let reply = self
+            .manager
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.request_file_ranges(request).await }
+            })
+            .await?;
+        FileInfo::from_wire(
+            reply
+                .file
+                .ok_or_else(|| Error::Protocol("RequestFileRanges returned no file".into()))?,
+        )
+    }
+
+    /// Tells where the application reads on-demand file `index` (BITS:
+    /// `IBackgroundCopyFile6::UpdateDownloadPosition`): missing bytes from `position` on
+    /// are fetched first.
+    pub async fn update_download_position(&self, index: u32, position: u64) -> Result<FileInfo> {
+        let request = pb::UpdateDownloadPositionRequest {
+            job_id: self.id.to_string(),
+            file_index: index,
+            position,
+        };
+        let reply = self
+            .manager
+            .conn
+            .call(Retry::Always, |mut rpc| {
+                let request = request.clone();
+                async move { rpc.jobs.update_download_position(request).await }
+            })
+            .await?;
+        FileInfo::from_wire(
+            reply
+                .file
+                .ok_or_else(|| Error::Protocol("UpdateDownloadPosition returned no file".into()))?,
+        )
+    }
+
+    /// The ranges file `index` was added with, or that were requested of it (BITS:
+    /// `IBackgroundCopyFile2::GetFileRanges`); empty for a whole file.
+    pub async fn file_ranges(&self, index: u32) -> Result<Vec<FileRange>> {
+        Ok(self.file(index).await?.info().ranges.clone())
+    }
+
+    /// The ranges of file `index` whose bytes are on disk (BITS:
+    /// `IBackgroundCopyFile6::GetFilledFileRanges`).
+    pub async fn filled_file_ranges(&self, index: u32) -> Result<Vec<FileRange>> {
+        Ok(self.file(index).await?.info().filled_ranges.clone())
     }
 
     /// Adds files in one call (all or none).

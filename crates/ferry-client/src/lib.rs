@@ -42,8 +42,8 @@ pub use query::{
     QueryOptions, StatusCode,
 };
 pub use types::{
-    CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileSpec, JobError, JobInfo,
-    JobProperties, ProxyCredentials, ScheduledLimit,
+    CompleteOutcome, Credentials, DaemonStatus, FileInfo, FileRange, FileSpec, JobError, JobInfo,
+    JobProperties, ProxyCredentials, ScheduledLimit, LENGTH_TO_EOF,
 };
 /// The named enums and flags, shared with ferryd through `ferry-common`.
 pub use types::{

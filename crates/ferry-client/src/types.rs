@@ -289,6 +289,92 @@ pub struct FileInfo {
     /// `Set-Cookie` and headers whose name or value marks a secret are left out; at most
     /// 64 headers and 16 KiB. Empty until a response came.
     pub response_headers: Vec<String>,
+    /// The ranges the file was added with, in their order, or for an on-demand file
+    /// every range requested so far, merged (BITS: `IBackgroundCopyFile2::GetFileRanges`);
+    /// empty: the whole file.
+    pub ranges: Vec<FileRange>,
+    /// The file is on demand: only ranges requested with [`crate::Job::request_file_ranges`]
+    /// download.
+    pub on_demand: bool,
+    /// The ranges of the remote file whose bytes are on disk, sorted and merged (BITS:
+    /// `IBackgroundCopyFile6::GetFilledFileRanges`), as of the daemon's last checkpoint.
+    pub filled_ranges: Vec<FileRange>,
+    /// Where the application reads an on-demand file (BITS: `UpdateDownloadPosition`).
+    pub download_position: u64,
+}
+
+/// BITS's `BG_LENGTH_TO_EOF`: a [`FileRange`] length that runs to the end of the file.
+pub const LENGTH_TO_EOF: u64 = u64::MAX;
+
+/// A byte range of a remote file (BITS: `BG_FILE_RANGE`): `length` bytes from `offset`,
+/// [`LENGTH_TO_EOF`] for the rest of the file. Written `OFFSET:LENGTH` or `OFFSET:eof`
+/// (as bitsadmin's `/AddFileWithRanges`), which [`str::parse`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct FileRange {
+    /// The first byte.
+    pub offset: u64,
+    /// How many bytes; [`LENGTH_TO_EOF`] to the end of the file.
+    pub length: u64,
+}
+
+impl FileRange {
+    /// `length` bytes from `offset`.
+    pub fn new(offset: u64, length: u64) -> FileRange {
+        FileRange { offset, length }
+    }
+
+    /// From `offset` to the end of the file.
+    pub fn to_eof(offset: u64) -> FileRange {
+        FileRange::new(offset, LENGTH_TO_EOF)
+    }
+
+    /// Whether it runs to the end of the file.
+    pub fn is_to_eof(&self) -> bool {
+        self.length == LENGTH_TO_EOF
+    }
+
+    pub(crate) fn to_wire(self) -> pb::FileRange {
+        pb::FileRange {
+            offset: self.offset,
+            length: self.length,
+        }
+    }
+
+    pub(crate) fn from_wire(r: &pb::FileRange) -> FileRange {
+        FileRange::new(r.offset, r.length)
+    }
+}
+
+impl std::fmt::Display for FileRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_to_eof() {
+            write!(f, "{}:eof", self.offset)
+        } else {
+            write!(f, "{}:{}", self.offset, self.length)
+        }
+    }
+}
+
+impl std::str::FromStr for FileRange {
+    type Err = String;
+
+    /// Reads `OFFSET:LENGTH` or `OFFSET:eof`.
+    fn from_str(s: &str) -> std::result::Result<FileRange, String> {
+        let (offset, length) = s
+            .split_once(':')
+            .ok_or_else(|| format!("range '{s}': write OFFSET:LENGTH or OFFSET:eof"))?;
+        let offset = offset
+            .trim()
+            .parse()
+            .map_err(|e| format!("range '{s}': offset: {e}"))?;
+        let length = match length.trim() {
+            l if l.eq_ignore_ascii_case("eof") => LENGTH_TO_EOF,
+            l => l
+                .parse()
+                .map_err(|e| format!("range '{s}': length: {e} (a number or eof)"))?,
+        };
+        Ok(FileRange::new(offset, length))
+    }
 }
 
 impl FileInfo {
@@ -311,6 +397,10 @@ impl FileInfo {
             mirrors: f.mirrors,
             url_in_use: f.url_in_use,
             response_headers: f.response_headers,
+            ranges: f.ranges.iter().map(FileRange::from_wire).collect(),
+            on_demand: f.on_demand,
+            filled_ranges: f.filled_ranges.iter().map(FileRange::from_wire).collect(),
+            download_position: f.download_position,
         })
     }
 }
@@ -397,6 +487,13 @@ pub struct FileSpec {
     /// one URL), tried in order when the URL in use fails for good; the download keeps
     /// its progress. At most 16.
     pub mirrors: Vec<String>,
+    /// Only these ranges are downloaded, one after the other in this order into the
+    /// local file (BITS: `IBackgroundCopyJob3::AddFileWithRanges`); empty: the whole file.
+    pub ranges: Vec<FileRange>,
+    /// Nothing downloads until ranges are requested while the job runs (BITS:
+    /// `BITS_JOB_PROPERTY_ON_DEMAND_MODE`, per file here); see
+    /// [`crate::Job::request_file_ranges`].
+    pub on_demand: bool,
 }
 
 impl FileSpec {
@@ -407,7 +504,28 @@ impl FileSpec {
             local_path: local_path.into(),
             expected_sha256: None,
             mirrors: Vec::new(),
+            ranges: Vec::new(),
+            on_demand: false,
         }
+    }
+
+    /// Downloads only `ranges` of the file, packed in this order into the local file
+    /// (BITS: `AddFileWithRanges`: remote bytes 100–199 and 900–999 make a local file of
+    /// 200 bytes). Overlapping or empty ranges are refused (`InvalidArgument`); a server
+    /// that ignores `Range` fails the job (`insufficient_range_support`).
+    pub fn ranges(mut self, ranges: impl IntoIterator<Item = FileRange>) -> FileSpec {
+        self.ranges = ranges.into_iter().collect();
+        self
+    }
+
+    /// Makes the file on demand (BITS: `BITS_JOB_PROPERTY_ON_DEMAND_MODE`): nothing
+    /// downloads until the application requests ranges; each lands at its own offset of
+    /// the local file, which is as long as the remote file. The job stays `transferring`
+    /// until it is completed (`complete` keeps the file with the ranges it holds) or every
+    /// byte is there.
+    pub fn on_demand(mut self) -> FileSpec {
+        self.on_demand = true;
+        self
     }
 
     /// Requires this SHA-256 (hex).
@@ -608,6 +726,8 @@ impl FileSpec {
             local_path: self.local_path,
             expected_sha256: self.expected_sha256.unwrap_or_default(),
             mirrors: self.mirrors,
+            ranges: self.ranges.into_iter().map(FileRange::to_wire).collect(),
+            on_demand: self.on_demand,
         }
     }
 }

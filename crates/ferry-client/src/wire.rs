@@ -125,6 +125,10 @@ mod tests {
                 NotifyFlags::FILE_TRANSFERRED,
                 pb::NotifyFlag::FileTransferred,
             ),
+            (
+                NotifyFlags::FILE_RANGES_TRANSFERRED,
+                pb::NotifyFlag::FileRangesTransferred,
+            ),
         ];
         for (bit, wire) in notify {
             assert_eq!(bit.bits(), wire as u32, "{bit:?}");

@@ -16,6 +16,10 @@ bitflags::bitflags! {
         const JOB_MODIFICATION = 0x8;
         /// A file is transferred.
         const FILE_TRANSFERRED = 0x10;
+        /// Ranges of a file were transferred (BITS's `BG_NOTIFY_FILE_RANGES_TRANSFERRED`):
+        /// the ranges a file was added with, or those an application requested of an
+        /// on-demand file (`RequestFileRanges`), as each batch of them lands.
+        const FILE_RANGES_TRANSFERRED = 0x20;
     }
 }
 
@@ -27,11 +31,15 @@ impl Default for NotifyFlags {
 
 impl NotifyFlags {
     /// Each flag with the name the command line and the documentation use for it.
-    pub const NAMES: [(NotifyFlags, &'static str); 5] = [
+    pub const NAMES: [(NotifyFlags, &'static str); 6] = [
         (NotifyFlags::JOB_TRANSFERRED, "job_transferred"),
         (NotifyFlags::JOB_ERROR, "job_error"),
         (NotifyFlags::JOB_MODIFICATION, "job_modification"),
         (NotifyFlags::FILE_TRANSFERRED, "file_transferred"),
+        (
+            NotifyFlags::FILE_RANGES_TRANSFERRED,
+            "file_ranges_transferred",
+        ),
         (NotifyFlags::DISABLE, "disable"),
     ];
 

@@ -290,7 +290,9 @@ fn each_service_has_its_rpcs_with_standard_request_and_response_names() {
             "SetJobProperties",
             "WatchJob",
             "SetRemoteName",
-            "ReplaceRemotePrefix"
+            "ReplaceRemotePrefix",
+            "RequestFileRanges",
+            "UpdateDownloadPosition"
         ]
     );
     assert_eq!(

@@ -10,6 +10,7 @@ mod clock;
 mod error_kind;
 mod metrics;
 mod peers;
+pub mod ranges;
 mod secrets;
 mod text;
 mod url;
@@ -19,6 +20,7 @@ pub use clock::{mono_ms, mono_since, mono_until, now_ms, wall_of};
 pub use error_kind::ErrorKind;
 pub use metrics::{MetricsSnapshot, PeerCounts};
 pub use peers::{CacheEntry, FilePeerInfo};
+pub use ranges::{FileRange, FileRanges, LENGTH_TO_EOF};
 pub use secrets::{is_secret_header, mask_url, mask_urls_in, secrets_free_url, shown_header};
 pub use text::{describe_char, escape_control_chars, first_control_char, is_control_char};
 pub use url::is_loopback_url;
@@ -453,6 +455,10 @@ pub struct FileRecord {
     /// (BITS's `BITS_FILE_PROPERTY_ID_HTTP_RESPONSE_HEADERS`; see
     /// [`kept_response_headers`]).
     pub response_headers: Vec<(String, String)>,
+    /// Only these byte ranges are downloaded, or only those an application requests
+    /// (BITS: `AddFileWithRanges`, on-demand files); the default is the whole file.
+    #[serde(default, with = "ranges::as_option")]
+    pub ranges: FileRanges,
 }
 
 /// The most response headers a file keeps.

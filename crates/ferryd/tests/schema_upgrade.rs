@@ -57,6 +57,7 @@ fn file(j: &JobRecord, idx: u32, url: &str, path: &str) -> FileRecord {
         mirrors: Vec::new(),
         mirror_in_use: 0,
         response_headers: Vec::new(),
+        ranges: Default::default(),
     }
 }
 
@@ -636,6 +637,7 @@ async fn schema_upgrade_from_v4() {
 
 #[tokio::test]
 async fn schema_upgrade_from_v5() {
+    // Version 6 (ranges): every file of an older store is a whole file (the defaults).
     upgrade(5).await;
 }
 

@@ -41,6 +41,7 @@ fn file(job: &JobRecord, index: u32) -> FileRecord {
         mirrors: Vec::new(),
         mirror_in_use: 0,
         response_headers: Vec::new(),
+        ranges: Default::default(),
     }
 }
 

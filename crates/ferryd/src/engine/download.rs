@@ -4,7 +4,9 @@
 //! strategy it picks: whole from peers (`frompeers`), the swarm (`swarm`), several
 //! connections to the origin (`segmented`), or one (`single`).
 //!
-//! May use: the planner, the probe, the strategies, the range connection (to be stopped
+//! A file of ranges, or on demand, goes to `ranged` instead.
+//!
+//! May use: the planner, the probe, the strategies, the ranged download, the range connection (to be stopped
 //! while the peers are asked), the task and errors.
 
 use super::error::TransferError;
@@ -12,10 +14,14 @@ use super::planner::{plan, Facts, Head, PeersSaid, Step, Strategy};
 use super::probe::{probe, Probed};
 use super::rangeconn::unless_stopped;
 use super::task::{FileTask, Outcome};
-use super::{frompeers, segmented, single, swarm};
+use super::{frompeers, ranged, segmented, single, swarm};
 
 /// Downloads one file into its part file, continuing from what is recorded of it.
 pub async fn download(task: FileTask<'_>) -> Result<Outcome, TransferError> {
+    if !task.record.ranges.is_whole() {
+        // Only ranges of the file: from the origin, never from peers.
+        return ranged::download(task).await;
+    }
     // A size already known (recorded, or from a checked file) that passes the limit fails
     // before anything is asked.
     if let Some(total) = task.record.bytes_total {

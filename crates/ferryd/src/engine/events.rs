@@ -8,9 +8,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::host::{FileStart, Host, Report, RunId};
-use super::live::LiveRun;
+use super::live::{LiveRun, OnDemand};
 use super::segtable::SegTable;
-use crate::model::Segment;
+use crate::model::{FileRange, Segment};
 
 /// Where one file's transfer reports: its run's host and counters.
 #[derive(Clone)]
@@ -66,6 +66,40 @@ impl FileEvents {
             segments,
             no_store,
         });
+    }
+
+    /// A file of ranges is fetched in `segments` (`total` bytes of ranges, of a remote
+    /// file of `size` bytes when known).
+    pub fn ranges_started(
+        &self,
+        size: Option<u64>,
+        total: u64,
+        validator: Option<String>,
+        final_url: String,
+        segments: Vec<Segment>,
+    ) {
+        self.report(Report::RangesStarted {
+            index: self.index,
+            size,
+            total,
+            validator,
+            final_url,
+            segments,
+        });
+    }
+
+    /// These ranges of the file are on disk; its segments are now `segments`.
+    pub fn ranges_transferred(&self, ranges: Vec<FileRange>, segments: Vec<Segment>) {
+        self.report(Report::RangesTransferred {
+            index: self.index,
+            ranges,
+            segments,
+        });
+    }
+
+    /// The request box of this file, when it is on demand.
+    pub fn on_demand(&self) -> std::sync::Arc<OnDemand> {
+        self.live.on_demand(self.index)
     }
 
     /// The origin marked the content private or no-store.

@@ -63,6 +63,7 @@ pub(super) async fn download(
     let sources = Sources {
         total,
         start: plan.offers.iter().map(Source::peer).collect(),
+        layout: None,
         reserve: vec![origin; task.connections.max(1) as usize],
     };
     let result = multisource::run(task, segments, sources).await;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::error::TransferError;
 use super::live::LiveRun;
-use crate::model::{FileRecord, JobRecord, Segment};
+use crate::model::{FileRange, FileRecord, JobRecord, Segment};
 use crate::owner::Owner;
 
 /// Identifies one run of a job's worker.
@@ -65,6 +65,25 @@ pub enum Report {
         final_url: String,
         segments: Vec<Segment>,
         no_store: bool,
+    },
+    /// A file of ranges (or on demand) is fetched in these segments: `total` bytes of
+    /// ranges, of which the segments' `done` are on disk already.
+    RangesStarted {
+        index: u32,
+        /// The remote file's size, when the server said it.
+        size: Option<u64>,
+        total: u64,
+        validator: Option<String>,
+        final_url: String,
+        segments: Vec<Segment>,
+    },
+    /// These ranges of a file are on disk (synced), in remote offsets (BITS:
+    /// `IBackgroundCopyCallback3::FileRangesTransferred`); `segments` are the file's
+    /// segments now (recorded before anyone hears of the ranges).
+    RangesTransferred {
+        index: u32,
+        ranges: Vec<FileRange>,
+        segments: Vec<Segment>,
     },
     /// The origin marked a file's content private or no-store.
     NoPeerCache { index: u32 },

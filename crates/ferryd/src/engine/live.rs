@@ -16,7 +16,28 @@ use parking_lot::Mutex;
 use super::partfile::Progress;
 use super::segtable::SegTable;
 use super::sources::SourceBytes;
-use crate::model::{mono_ms, Segment};
+use crate::model::{mono_ms, FileRange, Segment};
+
+/// What an application asked of an on-demand file while its run runs (BITS:
+/// `RequestFileRanges`, `UpdateDownloadPosition`): the run takes the requests between
+/// batches of ranges, and waits on `wake` when it has nothing left to fetch.
+#[derive(Debug, Default)]
+pub struct OnDemand {
+    requests: Mutex<(Vec<FileRange>, Option<u64>)>,
+    wake: tokio::sync::Notify,
+}
+
+impl OnDemand {
+    /// Takes the ranges requested and the position given since the last take.
+    pub(super) fn take(&self) -> (Vec<FileRange>, Option<u64>) {
+        std::mem::take(&mut *self.requests.lock())
+    }
+
+    /// Waits for the next request (one that came since the last wait counts).
+    pub(super) async fn requested(&self) {
+        self.wake.notified().await
+    }
+}
 
 /// `Report::Progressed` is sent at most this often per job (ms).
 pub const PROGRESS_INTERVAL_MS: i64 = 500;
@@ -65,6 +86,8 @@ pub struct LiveRun {
     samples: Mutex<VecDeque<(i64, u64)>>,
     /// The yielding controller holds the run's rate to the delay it measures.
     yielding: AtomicBool,
+    /// The requests of on-demand files, by file index.
+    on_demand: Mutex<BTreeMap<u32, Arc<OnDemand>>>,
 }
 
 impl LiveRun {
@@ -94,6 +117,26 @@ impl LiveRun {
 
     pub(super) fn set_segments(&self, index: u32, table: Arc<SegTable>) {
         self.files.lock().insert(index, LiveFile::Segments(table));
+    }
+
+    /// The request box of on-demand file `index`.
+    pub(super) fn on_demand(&self, index: u32) -> Arc<OnDemand> {
+        self.on_demand.lock().entry(index).or_default().clone()
+    }
+
+    /// An application requested `ranges` of on-demand file `index` and/or reads at
+    /// `position`: the run fetches them next (BITS: `RequestFileRanges`,
+    /// `UpdateDownloadPosition`).
+    pub fn request_ranges(&self, index: u32, ranges: &[FileRange], position: Option<u64>) {
+        let slot = self.on_demand(index);
+        {
+            let mut r = slot.requests.lock();
+            r.0.extend_from_slice(ranges);
+            if position.is_some() {
+                r.1 = position;
+            }
+        }
+        slot.wake.notify_one();
     }
 
     pub(super) fn set_sources(&self, index: u32, sources: Arc<SourceBytes>) {

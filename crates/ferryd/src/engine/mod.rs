@@ -37,6 +37,7 @@ pub mod partfile;
 pub mod planner;
 pub mod probe;
 pub mod rangeconn;
+pub mod ranged;
 pub mod ratelimit;
 pub mod redirect;
 pub mod schedule;
@@ -64,7 +65,7 @@ use crate::model::Priority;
 pub use events::FileEvents;
 pub use fleet::{ContentQuery, PeerFinder, PeerOffer};
 pub use host::{FileStart, Host, Report, RunId, RunPlan};
-pub use live::{Durable, LiveRun};
+pub use live::{Durable, LiveRun, OnDemand};
 pub use sources::{Received, SourceBytes};
 pub use task::{FileTask, Outcome};
 

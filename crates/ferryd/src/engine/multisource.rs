@@ -18,6 +18,7 @@ use super::rangeconn::{fetch, ConnCtx};
 use super::segtable::{Seg, SegTable};
 use super::sources::{Source, SourceBytes, SourceKind};
 use super::task::{FileTask, Outcome};
+use crate::model::ranges::Layout;
 use crate::model::{ErrorContext, ErrorKind, Segment};
 
 /// The sources of a multi-connection download.
@@ -28,6 +29,8 @@ pub(super) struct Sources {
     pub start: Vec<Source>,
     /// Connections started as soon as one fails (the origin, while peers serve).
     pub reserve: Vec<Source>,
+    /// Where the bytes land in the part file (a file of ranges); `None`: at their offsets.
+    pub layout: Option<Arc<Layout>>,
 }
 
 /// Opens the part file once, as its owner (each connection writes through a copy of the
@@ -59,7 +62,8 @@ pub(super) async fn run(
     let start =
         |workers: &mut tokio::task::JoinSet<_>, source: Source| -> Result<(), TransferError> {
             if let Some(seg) = table.take() {
-                let ctx = ConnCtx::new(task, source, &file, &stop)?;
+                let mut ctx = ConnCtx::new(task, source, &file, &stop)?;
+                ctx.layout = sources.layout.clone();
                 workers.spawn(run_connection(ctx, table.clone(), seg));
             }
             Ok(())

@@ -59,11 +59,24 @@ pub struct Writer {
 impl Writer {
     /// Starts writing `file` at `offset`; `progress` must already read `offset`.
     pub fn start(file: File, offset: u64, progress: Arc<Progress>) -> io::Result<Writer> {
+        Writer::start_mapped(file, offset, 0, progress)
+    }
+
+    /// Starts writing the bytes of the remote file from `offset` (what `progress`
+    /// counts) into `file` at `offset + delta` (wrapping): a file of ranges packs them
+    /// one after the other.
+    pub fn start_mapped(
+        file: File,
+        offset: u64,
+        delta: u64,
+        progress: Arc<Progress>,
+    ) -> io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         let finish_sync = Arc::new(AtomicBool::new(true));
         let p = progress.clone();
         let fs = finish_sync.clone();
-        let thread = tokio::task::spawn_blocking(move || write_loop(file, offset, rx, p, fs));
+        let thread =
+            tokio::task::spawn_blocking(move || write_loop(file, offset, delta, rx, p, fs));
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
@@ -108,6 +121,7 @@ impl Drop for Writer {
 fn write_loop(
     file: File,
     mut offset: u64,
+    delta: u64,
     mut rx: mpsc::Receiver<Bytes>,
     progress: Arc<Progress>,
     finish_sync: Arc<AtomicBool>,
@@ -121,7 +135,7 @@ fn write_loop(
 
     let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> io::Result<()> {
         if !buf.is_empty() {
-            file.write_all_at(buf, *offset)?;
+            file.write_all_at(buf, offset.wrapping_add(delta))?;
             *offset += buf.len() as u64;
             progress.written.store(*offset, Ordering::Release);
             buf.clear();
@@ -147,7 +161,7 @@ fn write_loop(
             flush(&mut buf, &mut offset)?;
         }
         if chunk.len() >= WRITE_BUFFER {
-            file.write_all_at(&chunk, offset)?;
+            file.write_all_at(&chunk, offset.wrapping_add(delta))?;
             offset += chunk.len() as u64;
             progress.written.store(offset, Ordering::Release);
         } else {

@@ -27,6 +27,7 @@ use super::segtable::Seg;
 use super::sources::{Source, SourceBytes};
 use super::task::FileTask;
 use super::yielding::Yielder;
+use crate::model::ranges::Layout;
 use crate::model::{Credentials, ErrorContext, ErrorKind};
 
 /// A peer that sends nothing for this long is dropped (the origin's own stall timeout
@@ -131,6 +132,11 @@ pub(super) struct ConnCtx {
     pub(super) events: FileEvents,
     pub(super) stop: CancellationToken,
     pub(super) bytes: Arc<SourceBytes>,
+    /// Where the remote file's bytes land in the part file, for a file of ranges (packed
+    /// one after the other); `None`: each at its own offset.
+    pub(super) layout: Option<Arc<Layout>>,
+    /// The file is downloaded as ranges: a `200` is the whole file, never written.
+    pub(super) ranged: bool,
 }
 
 impl ConnCtx {
@@ -158,6 +164,8 @@ impl ConnCtx {
             events: task.events.clone(),
             stop: stop.clone(),
             bytes: task.sources.clone(),
+            layout: None,
+            ranged: !task.record.ranges.is_whole(),
         })
     }
 }
@@ -181,7 +189,8 @@ pub(super) async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError>
         .file
         .try_clone()
         .map_err(|e| TransferError::local_io("opening", &ctx.part, &e))?;
-    let writer = Writer::start(file, pos, seg.progress.clone())
+    let delta = ctx.layout.as_ref().map_or(0, |l| l.delta(pos));
+    let writer = Writer::start_mapped(file, pos, delta, seg.progress.clone())
         .map_err(|e| TransferError::local_io("writing", &ctx.part, &e))?;
     let at = write_body(ctx, seg, resp, writer, pos, &label).await?;
     if at < seg.end.load(Ordering::Acquire) && !ctx.stop.is_cancelled() {
@@ -195,7 +204,10 @@ pub(super) async fn fetch(ctx: &ConnCtx, seg: &Seg) -> Result<(), TransferError>
 }
 
 /// A range's answer is a 206 whose `Content-Range` starts where it was asked; a 200 from
-/// the origin means the file changed there.
+/// the origin means the file changed there. For a file of ranges, a 200 whose validator is
+/// the one the ranges were asked under (or that came without `If-Range`) means the server
+/// ignores `Range`: its body is the whole file and is never written (BITS fails such a job
+/// with `BG_E_INSUFFICIENT_RANGE_SUPPORT`).
 fn check_range_answer(
     ctx: &ConnCtx,
     resp: &reqwest::Response,
@@ -213,12 +225,30 @@ fn check_range_answer(
             }
             Ok(())
         }
+        StatusCode::OK if ctx.ranged && !changed_since(ctx, resp) => Err(TransferError::new(
+            ErrorContext::RemoteFile,
+            ErrorKind::InsufficientRangeSupport,
+            format!(
+                "{label}: asked for bytes {pos}- of the file, the server sent the whole file \
+                 (200 OK): it does not serve byte ranges, so the file's ranges cannot be \
+                 downloaded from it; nothing of that answer was written"
+            ),
+        )),
         StatusCode::OK if ctx.source.is_origin() => Err(TransferError::new(
             ErrorContext::RemoteFile,
             ErrorKind::ContentChanged,
             format!("{label}: the file changed on the server; downloading it again"),
         )),
         s => Err(httpmeta::status_error(s, resp.headers(), label)),
+    }
+}
+
+/// True when a `200` to a range asked under `If-Range` carries another validator than
+/// the one asked under: the content changed (else the server ignored `Range`).
+fn changed_since(ctx: &ConnCtx, resp: &reqwest::Response) -> bool {
+    match (&ctx.source.validator, httpmeta::validator(resp.headers())) {
+        (Some(asked), Some(now)) => *asked != now,
+        _ => false,
     }
 }
 

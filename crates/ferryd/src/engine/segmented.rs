@@ -78,6 +78,7 @@ async fn from_origin(
     let sources = Sources {
         total,
         start: vec![origin; task.connections.max(1) as usize],
+        layout: None,
         reserve: Vec::new(),
     };
     multisource::run(task, segments, sources).await

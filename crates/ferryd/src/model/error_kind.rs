@@ -80,6 +80,12 @@ error_kinds! {
     MaxDownloadSize => "max_download_size",
     /// The content changed under a multi-connection download.
     ContentChanged => "content_changed",
+    /// A server answered a range request of a file of ranges with the whole file (BITS:
+    /// `BG_E_INSUFFICIENT_RANGE_SUPPORT`).
+    InsufficientRangeSupport => "insufficient_range_support",
+    /// A range of a file lies past the end of the remote file, or runs to an end the
+    /// server does not tell (BITS: `BG_E_INVALID_RANGE`).
+    InvalidRange => "invalid_range",
     /// The SHA-256 of the bytes is not the expected one.
     ChecksumMismatch => "checksum_mismatch",
     /// A tus server created no upload URL.

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{escape_control_chars, FileView, JobView};
+use crate::model::{escape_control_chars, FileRange, FileView, JobView};
 
 /// The methods of a callback object (BITS's `IBackgroundCopyCallback2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub enum CallbackMethod {
     JobError,
     JobModification,
     FileTransferred,
+    /// BITS: `IBackgroundCopyCallback3::FileRangesTransferred`.
+    FileRangesTransferred,
 }
 
 /// A call of a method of a client's object.
@@ -30,8 +32,10 @@ pub struct Invocation {
     pub object_id: u64,
     pub method: CallbackMethod,
     pub job: JobView,
-    /// The file, for `file_transferred`.
+    /// The file, for `file_transferred` and `file_ranges_transferred`.
     pub file: Option<FileView>,
+    /// The ranges that landed, for `file_ranges_transferred`.
+    pub ranges: Vec<FileRange>,
 }
 
 /// Where a channel's invocations go (the rpc layer streams them to the client).
@@ -69,6 +73,21 @@ impl Channel {
         file: Option<FileView>,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.invoke_with_ranges(object_id, method, job, file, Vec::new(), timeout)
+            .await
+    }
+
+    /// Calls `method` with the `ranges` that landed (`file_ranges_transferred`) and
+    /// waits for the answer.
+    pub async fn invoke_with_ranges(
+        &self,
+        object_id: u64,
+        method: CallbackMethod,
+        job: JobView,
+        file: Option<FileView>,
+        ranges: Vec<FileRange>,
+        timeout: Duration,
+    ) -> Result<(), String> {
         if self.closed.is_cancelled() {
             return Err("the application's callback channel is closed".into());
         }
@@ -81,6 +100,7 @@ impl Channel {
             method,
             job,
             file,
+            ranges,
         };
         if self.tx.send(msg).await.is_err() {
             self.pending.lock().remove(&invoke_id);

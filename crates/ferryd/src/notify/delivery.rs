@@ -121,6 +121,36 @@ pub async fn run(n: Arc<Notifier>, job: Uuid, kick: Arc<Notify>) {
                     }
                 }
             }
+            Item::FileRanges { index, ranges } => {
+                let flags = view.job.notify_flags;
+                if flags.contains(NotifyFlags::DISABLE)
+                    || !flags.contains(NotifyFlags::FILE_RANGES_TRANSFERRED)
+                {
+                    continue;
+                }
+                let file = files.iter().find(|f| f.file.index == index).cloned();
+                let target = n.interface_of(job, view.job.owner_uid).or_else(|| {
+                    view.job
+                        .notification_class
+                        .and_then(|c| n.class_object(view.job.owner_uid, c))
+                });
+                if let Some((ch, obj)) = target {
+                    let _permit = n.limits.acquire(view.job.owner_uid).await;
+                    let r = ch
+                        .invoke_with_ranges(
+                            obj,
+                            CallbackMethod::FileRangesTransferred,
+                            view.clone(),
+                            file,
+                            ranges,
+                            n.settings.callback_timeout,
+                        )
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(%job, "file_ranges_transferred not delivered: {e}");
+                    }
+                }
+            }
             Item::Entry {
                 mut record,
                 command_only,

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::model::OutboxRecord;
+use crate::model::{FileRange, OutboxRecord};
 pub use channel::{CallbackMethod, Channel, Invocation, Outbound};
 pub use host::{NotifyHost, Settings};
 
@@ -45,6 +45,8 @@ struct JobQueue {
     entries: VecDeque<OutboxRecord>,
     /// A coalesced `job_modification` is waiting.
     modification: bool,
+    /// `file_ranges_transferred` calls waiting: the file and the ranges that landed.
+    ranges: VecDeque<(u32, Vec<FileRange>)>,
     /// Entries whose callback failed while a notify command is set: only the command runs.
     command_only: HashSet<i64>,
     /// Entries that failed: not tried again before this (monotonic: a change of the wall
@@ -63,6 +65,11 @@ pub(crate) enum Item {
         not_before: Option<Instant>,
     },
     Modification,
+    /// Ranges of file `index` landed (not durable: lost with the daemon, as BITS's).
+    FileRanges {
+        index: u32,
+        ranges: Vec<FileRange>,
+    },
 }
 
 /// The notification state of the daemon.
@@ -265,6 +272,23 @@ impl Notifier {
         }
     }
 
+    /// Ranges of file `index` of `job` landed: a `file_ranges_transferred` is due for
+    /// its callback or class object (the caller checked the job's flags).
+    pub fn file_ranges_transferred(&self, job: Uuid, index: u32, ranges: Vec<FileRange>) {
+        let has_receiver =
+            self.interfaces.lock().contains_key(&job) || !self.class_objects.lock().is_empty();
+        if !has_receiver || ranges.is_empty() {
+            return;
+        }
+        self.queues
+            .lock()
+            .entry(job)
+            .or_default()
+            .ranges
+            .push_back((index, ranges));
+        self.kick(job);
+    }
+
     /// Wakes (or starts) the delivery task of `job`.
     pub fn kick(&self, job: Uuid) {
         let start = {
@@ -275,7 +299,7 @@ impl Notifier {
             if e.running {
                 e.kick.notify_one();
                 None
-            } else if e.entries.is_empty() && !e.modification {
+            } else if e.entries.is_empty() && !e.modification && e.ranges.is_empty() {
                 q.remove(&job);
                 None
             } else {
@@ -307,6 +331,9 @@ impl Notifier {
                 not_before: e.not_before.get(&r.id).copied(),
                 record: r.clone(),
             });
+        }
+        if let Some((index, ranges)) = e.ranges.pop_front() {
+            return Some(Item::FileRanges { index, ranges });
         }
         if std::mem::take(&mut e.modification) {
             return Some(Item::Modification);

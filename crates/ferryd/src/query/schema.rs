@@ -559,6 +559,7 @@ mod tests {
                 mirrors: Vec::new(),
                 mirror_in_use: 0,
                 response_headers: vec![("ETag".into(), "\"v9\"".into())],
+                ranges: Default::default(),
             },
             bytes_transferred: 0,
         };

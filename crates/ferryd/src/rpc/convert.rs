@@ -381,7 +381,27 @@ pub fn file(v: &FileView) -> pb::File {
             .iter()
             .map(|(n, v)| format!("{n}: {v}"))
             .collect(),
+        ranges: f.ranges.ranges.iter().map(range).collect(),
+        on_demand: f.ranges.on_demand,
+        filled_ranges: crate::model::ranges::filled_of(f)
+            .iter()
+            .map(range)
+            .collect(),
+        download_position: f.ranges.position,
     }
+}
+
+/// A byte range on the wire (BITS: `BG_FILE_RANGE`).
+pub fn range(r: &crate::model::FileRange) -> pb::FileRange {
+    pb::FileRange {
+        offset: r.offset,
+        length: r.length,
+    }
+}
+
+/// A byte range from the wire.
+pub fn range_from_wire(r: &pb::FileRange) -> crate::model::FileRange {
+    crate::model::FileRange::new(r.offset, r.length)
 }
 
 pub fn handler(h: &HandlerRecord) -> pb::Handler {
@@ -400,6 +420,7 @@ pub fn invocation(i: &Invocation) -> pb::ConnectResponse {
         CallbackMethod::JobError => pb::CallbackMethod::JobError,
         CallbackMethod::JobModification => pb::CallbackMethod::JobModification,
         CallbackMethod::FileTransferred => pb::CallbackMethod::FileTransferred,
+        CallbackMethod::FileRangesTransferred => pb::CallbackMethod::FileRangesTransferred,
     };
     pb::ConnectResponse {
         kind: Some(pb::connect_response::Kind::Invoke(pb::Invoke {
@@ -408,6 +429,7 @@ pub fn invocation(i: &Invocation) -> pb::ConnectResponse {
             method: method as i32,
             job: Some(job(&i.job)),
             file: i.file.as_ref().map(file),
+            ranges: i.ranges.iter().map(range).collect(),
         })),
     }
 }
@@ -459,6 +481,10 @@ mod tests {
             (
                 NotifyFlags::FILE_TRANSFERRED,
                 pb::NotifyFlag::FileTransferred,
+            ),
+            (
+                NotifyFlags::FILE_RANGES_TRANSFERRED,
+                pb::NotifyFlag::FileRangesTransferred,
             ),
         ];
         for (bit, wire) in pairs {

@@ -213,6 +213,12 @@ fn file_specs(files: Vec<pb::FileSpec>) -> Vec<FileSpec> {
             local_path: f.local_path,
             expected_sha256: Some(f.expected_sha256).filter(|s| !s.is_empty()),
             mirrors: f.mirrors,
+            ranges: f
+                .ranges
+                .iter()
+                .map(super::convert::range_from_wire)
+                .collect(),
+            on_demand: f.on_demand,
         })
         .collect()
 }
@@ -663,6 +669,63 @@ impl pb::jobs_server::Jobs for JobsApi {
         self.here_or_elsewhere(&caller, local, |ch| {
             let r = r.clone();
             async move { Ok(JobsClient::new(ch).complete_job(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn request_file_ranges(
+        &self,
+        req: Request<pb::RequestFileRangesRequest>,
+    ) -> Result<Response<pb::RequestFileRangesResponse>, Status> {
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let ranges = r.ranges.iter().map(convert::range_from_wire).collect();
+        let local = self
+            .svc
+            .request_file_ranges_as(&caller, id, r.file_index, ranges)
+            .await
+            .map(|view| pb::RequestFileRangesResponse {
+                file: Some(convert::file(&view)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move {
+                Ok(JobsClient::new(ch)
+                    .request_file_ranges(r)
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn update_download_position(
+        &self,
+        req: Request<pb::UpdateDownloadPositionRequest>,
+    ) -> Result<Response<pb::UpdateDownloadPositionResponse>, Status> {
+        let caller = admin_caller(&req)?;
+        let r = req.into_inner();
+        let id = job_id(&r.job_id)?;
+        let local = self
+            .svc
+            .update_download_position_as(&caller, id, r.file_index, r.position)
+            .await
+            .map(|view| pb::UpdateDownloadPositionResponse {
+                file: Some(convert::file(&view)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move {
+                Ok(JobsClient::new(ch)
+                    .update_download_position(r)
+                    .await?
+                    .into_inner())
+            }
         })
         .await
         .map(Response::new)

@@ -35,6 +35,11 @@ pub struct FileSpec {
     pub expected_sha256: Option<String>,
     /// More URLs of the same content, tried in order when the one in use fails for good.
     pub mirrors: Vec<String>,
+    /// Only these ranges, packed in this order into the local file (BITS:
+    /// `AddFileWithRanges`); empty: the whole file.
+    pub ranges: Vec<crate::model::FileRange>,
+    /// Nothing downloads until ranges are requested (BITS: on-demand mode).
+    pub on_demand: bool,
 }
 
 /// Property changes; `None` leaves a property as it is.

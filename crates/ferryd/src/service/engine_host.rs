@@ -345,6 +345,50 @@ impl Host for Service {
                 }
                 self.transition(&mut inner, job, JobState::Transferring);
             }
+            Report::RangesStarted {
+                index,
+                size,
+                total,
+                validator,
+                final_url,
+                segments,
+            } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(f) = e.files.get_mut(index as usize) {
+                    f.bytes_total = Some(total);
+                    f.bytes_transferred = segments.iter().map(|s| s.done).sum();
+                    f.validator = validator;
+                    f.final_url = Some(final_url);
+                    f.segments = segments;
+                    f.ranges.size = size;
+                    f.peer.no_peer_cache = true;
+                    self.store.put_files_detached(vec![f.clone()]);
+                }
+                self.transition(&mut inner, job, JobState::Transferring);
+            }
+            Report::RangesTransferred {
+                index,
+                ranges,
+                segments,
+            } => {
+                let Some(e) = current(&mut inner, job, run) else {
+                    return;
+                };
+                if let Some(f) = e.files.get_mut(index as usize) {
+                    f.bytes_transferred = segments.iter().map(|s| s.done).sum();
+                    f.segments = segments;
+                    // Recorded before the application hears of the ranges.
+                    self.store.put_files_detached(vec![f.clone()]);
+                }
+                let flags = e.job.notify_flags;
+                if flags.contains(crate::model::NotifyFlags::FILE_RANGES_TRANSFERRED)
+                    && !flags.contains(crate::model::NotifyFlags::DISABLE)
+                {
+                    self.notifier.file_ranges_transferred(job, index, ranges);
+                }
+            }
             Report::ResponseHeaders { index, headers } => {
                 let Some(e) = current(&mut inner, job, run) else {
                     return;

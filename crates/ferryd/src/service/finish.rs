@@ -49,10 +49,16 @@ impl FinishLocks {
 }
 
 /// What `complete` reports for a job and its files: files committed and discarded.
+/// A file `complete` moves into place: a transferred one, or an on-demand one with
+/// ranges on disk (BITS: an on-demand job is completed with the ranges it holds).
+fn kept(f: &FileRecord) -> bool {
+    f.completed || (f.ranges.on_demand && f.segments.iter().any(|s| s.done > 0))
+}
+
 fn outcome_counts(job_type: JobType, files: &[FileRecord]) -> (u32, u32) {
     let committed = files
         .iter()
-        .filter(|f| f.completed && (job_type != JobType::Download || f.validated != Some(false)))
+        .filter(|f| kept(f) && (job_type != JobType::Download || f.validated != Some(false)))
         .count() as u32;
     (committed, files.len() as u32 - committed)
 }
@@ -172,7 +178,7 @@ impl Service {
         if job_type == JobType::Download {
             let (keep, drop): (Vec<&FileRecord>, Vec<&FileRecord>) = files
                 .iter()
-                .partition(|f| f.completed && f.validated != Some(false));
+                .partition(|f| kept(f) && f.validated != Some(false));
             // Completed files are offered to the fleet before they move: the cache keeps
             // its own copy (the user may change the destination later).
             for f in &keep {

@@ -15,6 +15,7 @@ struct CheckedFile {
     path: String,
     sha256: Option<String>,
     mirrors: Vec<String>,
+    ranges: crate::model::FileRanges,
 }
 
 /// The most mirrors a file may carry.
@@ -181,11 +182,13 @@ impl Service {
                 .filter(|s| !s.is_empty())
                 .map(validate::sha256)
                 .transpose()?;
+            let ranges = file_ranges(i, s, upload, &url, sha256.is_some())?;
             checked.push(CheckedFile {
                 url,
                 path,
                 sha256,
                 mirrors,
+                ranges,
             });
         }
         Ok(checked)
@@ -326,6 +329,52 @@ impl Service {
 }
 
 /// The records of checked files added to job `id` from index `first` on.
+/// The ranges of file `i` (BITS: `AddFileWithRanges`, on-demand mode), checked.
+fn file_ranges(
+    i: usize,
+    s: &FileSpec,
+    upload: bool,
+    url: &str,
+    sha256: bool,
+) -> Result<crate::model::FileRanges, ServiceError> {
+    use crate::model::ranges;
+    if s.ranges.is_empty() && !s.on_demand {
+        return Ok(Default::default());
+    }
+    let refuse = |why: &str| Err(ServiceError::InvalidArgument(format!("files[{i}]: {why}")));
+    if upload {
+        return refuse("ranges and on-demand mode apply to downloads only (BITS: E_NOTIMPL)");
+    }
+    if !(url.starts_with("http:") || url.starts_with("https:")) {
+        return refuse(
+            "ranges and on-demand mode need an http or https URL (a server that serves byte \
+             ranges)",
+        );
+    }
+    if sha256 {
+        return refuse(
+            "a SHA-256 checks a whole file; a file of ranges or on demand cannot have one",
+        );
+    }
+    let ranges = if s.on_demand {
+        if !s.ranges.is_empty() {
+            ranges::check_requested(&s.ranges)
+                .map_err(|e| ServiceError::InvalidArgument(format!("files[{i}].ranges: {e}")))?;
+        }
+        ranges::merge(&s.ranges, &[])
+    } else {
+        ranges::check_added(&s.ranges)
+            .map_err(|e| ServiceError::InvalidArgument(format!("files[{i}].ranges: {e}")))?;
+        s.ranges.clone()
+    };
+    Ok(crate::model::FileRanges {
+        ranges,
+        on_demand: s.on_demand,
+        position: 0,
+        size: None,
+    })
+}
+
 fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileRecord> {
     checked
         .into_iter()
@@ -343,10 +392,15 @@ fn file_records(id: Uuid, first: u32, checked: Vec<CheckedFile>) -> Vec<FileReco
             validator: None,
             validated: None,
             segments: Vec::new(),
-            peer: Default::default(),
+            peer: crate::model::FilePeerInfo {
+                // A file of ranges is not the remote content: never offered to peers.
+                no_peer_cache: !c.ranges.is_whole(),
+                ..Default::default()
+            },
             mirrors: c.mirrors,
             mirror_in_use: 0,
             response_headers: Vec::new(),
+            ranges: c.ranges,
         })
         .collect()
 }

@@ -26,6 +26,7 @@ mod notify_host;
 mod peers;
 mod properties;
 mod queries;
+mod ranges;
 mod state;
 mod store_health;
 mod urls;
@@ -534,6 +535,7 @@ mod tests {
             mirrors: Vec::new(),
             mirror_in_use: 0,
             response_headers: Vec::new(),
+            ranges: Default::default(),
         }
     }
 
@@ -677,6 +679,8 @@ mod tests {
                     local_path: "/tmp/ferry-archive-test-y".into(),
                     expected_sha256: None,
                     mirrors: Vec::new(),
+                    ranges: Vec::new(),
+                    on_demand: false,
                 }],
             )
             .await;

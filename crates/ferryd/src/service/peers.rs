@@ -129,6 +129,7 @@ impl Service {
                 &self.config.peers.public_origins,
             )
             && !file.peer.no_peer_cache
+            && file.ranges.is_whole()
             && file.remote_url.starts_with("http")
     }
 

@@ -252,6 +252,7 @@ mod tests {
             mirrors: Vec::new(),
             mirror_in_use: 0,
             response_headers: Vec::new(),
+            ranges: Default::default(),
         }
     }
 
@@ -388,6 +389,12 @@ mod tests {
             mirrors: vec!["https://mirror.example/ü".into(), "file:///srv/m".into()],
             mirror_in_use: 2,
             response_headers: vec![("ETag".into(), "\"v1\"".into()), ("X-Ü".into(), "".into())],
+            ranges: crate::model::FileRanges {
+                ranges: vec![crate::model::FileRange::new(3, crate::model::LENGTH_TO_EOF)],
+                on_demand: true,
+                position: 9,
+                size: Some(12),
+            },
         }
     }
 
@@ -482,12 +489,12 @@ mod tests {
     /// mirror in use two (none, the file's own URL); each file one for its last response's
     /// headers (none) and non-default options one each for `max_download_size`,
     /// `minimum_notification_interval_ms` and `http_method`; one each for the cost flags
-    /// (unset) and `ignore_congestion`.
+    /// (unset) and `ignore_congestion`; each file's ranges one (a whole file's: none set).
     #[test]
     fn encoded_size_of_typical_final_jobs() {
         for (what, (job, files), bound) in [
-            ("scenario-5 job", typical_final_job(), 174),
-            ("fetched job", fetched_final_job(), 326),
+            ("scenario-5 job", typical_final_job(), 175),
+            ("fetched job", fetched_final_job(), 327),
         ] {
             let bytes = encode(&job, &files);
             eprintln!("compact size, {what}: {} bytes", bytes.len());

@@ -39,6 +39,10 @@
 //!   leave holes in the file. An incomplete file's checkpoint is dropped (it starts
 //!   again from zero, which is always safe) and a warning logged; a completed file
 //!   needs no segments.
+//! - `files.ranges` (JSON): without them a file of ranges would be downloaded whole into
+//!   a file its application reads as ranges. The file gets one empty range instead (a
+//!   warning logged): its next run fails with `invalid_range`, saying that its stored
+//!   ranges could not be read and to add the file again.
 //! - `handlers.argv` (JSON): a handler without its command cannot run. It is not
 //!   loaded (an error says which class and to register it again); its row stays until
 //!   it is registered again or removed.
@@ -761,6 +765,7 @@ mod tests {
             mirrors: Vec::new(),
             mirror_in_use: 0,
             response_headers: Vec::new(),
+            ranges: Default::default(),
         }
     }
 

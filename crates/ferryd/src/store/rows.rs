@@ -329,7 +329,7 @@ pub fn upsert_job(tx: &Connection, j: &JobRecord) -> rusqlite::Result<()> {
 pub const FILE_COLUMNS: &str = "job_id, idx, remote_url, local_path, bytes_total, \
     bytes_transferred, completed, expected_sha256, final_url, validator, validated, segments, \
     bytes_from_origin, bytes_from_peers, no_peer_cache, origin_only, mirrors, mirror_in_use, \
-    response_headers";
+    response_headers, ranges";
 
 pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let mut f = FileRecord {
@@ -355,6 +355,7 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         mirror_in_use: r.get(17)?,
         // What the last response said is information only: unreadable, it is dropped.
         response_headers: serde_json::from_str(&r.get::<_, String>(18)?).unwrap_or_default(),
+        ranges: Default::default(),
     };
     match serde_json::from_str::<Vec<String>>(&r.get::<_, String>(16)?) {
         Ok(mirrors) => f.mirrors = mirrors,
@@ -372,6 +373,28 @@ pub fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     }
     if f.mirror_in_use as usize > f.mirrors.len() {
         f.mirror_in_use = 0;
+    }
+    let ranges: String = r.get(19)?;
+    if !ranges.is_empty() {
+        match serde_json::from_str(&ranges) {
+            Ok(ranges) => f.ranges = ranges,
+            // Without its ranges the file would be downloaded whole into a file its
+            // application reads as ranges: it fails instead, and says why.
+            Err(e) => {
+                tracing::warn!(
+                    job = %f.job_id,
+                    file = f.index,
+                    "the stored ranges of this file (column files.ranges) could not be read: {}",
+                    json_reason(&e)
+                );
+                f.ranges = crate::model::FileRanges {
+                    ranges: vec![crate::model::FileRange::new(0, 0)],
+                    on_demand: false,
+                    position: 0,
+                    size: None,
+                };
+            }
+        }
     }
     match serde_json::from_str::<Vec<Segment>>(&r.get::<_, String>(11)?) {
         Ok(segments) => f.segments = segments,
@@ -399,7 +422,7 @@ fn upsert_file_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
              ON CONFLICT(job_id, idx) DO UPDATE SET {}",
             update_list(FILE_COLUMNS, &["job_id", "idx"])
         )
@@ -427,6 +450,11 @@ pub fn upsert_file(tx: &Connection, f: &FileRecord) -> rusqlite::Result<()> {
         serde_json::to_string(&f.mirrors).unwrap_or_else(|_| "[]".into()),
         f.mirror_in_use,
         serde_json::to_string(&f.response_headers).unwrap_or_else(|_| "[]".into()),
+        if f.ranges.is_whole() {
+            String::new()
+        } else {
+            serde_json::to_string(&f.ranges).unwrap_or_default()
+        },
     ])?;
     Ok(())
 }

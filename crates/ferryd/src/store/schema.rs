@@ -108,11 +108,14 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 5 → 6 (issue 30, BITS's file properties): a file's mirrors (a JSON list of more
     // URLs) and which URL is in use (0: its remote_url, i: mirror i - 1); the headers of
-    // its last response (BITS's HTTP_RESPONSE_HEADERS), a JSON list of [name, value].
+    // its last response (BITS's HTTP_RESPONSE_HEADERS), a JSON list of [name, value];
+    // its byte ranges (AddFileWithRanges, on-demand files): JSON `{"ranges": [{"offset",
+    // "length"}], "on_demand", "position"}`, '' for the whole file.
     r#"
     ALTER TABLE files ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE files ADD COLUMN mirror_in_use INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN response_headers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE files ADD COLUMN ranges TEXT NOT NULL DEFAULT '';
     "#,
 ];
 
