@@ -152,12 +152,10 @@ pub fn proxy_credentials_from(
         }))),
         pb::credentials::Kind::BearerToken(_)
         | pb::credentials::Kind::Digest(_)
-        | pb::credentials::Kind::Negotiate(_) => {
-            Err(Status::invalid_argument(
-                "proxy_credentials take basic credentials (or clear): ferry answers a proxy's \
+        | pb::credentials::Kind::Negotiate(_) => Err(Status::invalid_argument(
+            "proxy_credentials take basic credentials (or clear): ferry answers a proxy's \
                  407 with Basic only",
-            ))
-        }
+        )),
     }
 }
 
@@ -622,6 +620,8 @@ pub fn create_request(new: &crate::service::NewJob) -> pb::CreateJobRequest {
                 local_path: f.local_path.clone(),
                 expected_sha256: f.expected_sha256.clone().unwrap_or_default(),
                 mirrors: f.mirrors.clone(),
+                ranges: f.ranges.iter().map(range).collect(),
+                on_demand: f.on_demand,
             })
             .collect(),
         initial_properties: Some(pb::SetJobPropertiesRequest {

@@ -29,8 +29,8 @@ mod queries;
 mod ranges;
 mod state;
 mod store_health;
-mod urls;
 mod takeover;
+mod urls;
 pub mod validate;
 
 use std::collections::HashMap;

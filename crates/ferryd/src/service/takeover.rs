@@ -109,6 +109,14 @@ impl Service {
                     local_path: f.local_path.clone(),
                     expected_sha256: f.expected_sha256.clone(),
                     mirrors: f.mirrors.iter().map(|m| secrets_free_url(m)).collect(),
+                    // A file of ranges keeps them (its local layout); an on-demand file
+                    // stays on demand, its requests the new owner's to make.
+                    ranges: if f.ranges.on_demand {
+                        Vec::new()
+                    } else {
+                        f.ranges.ranges.clone()
+                    },
+                    on_demand: f.ranges.on_demand,
                 })
                 .collect(),
             changes: Some(changes),

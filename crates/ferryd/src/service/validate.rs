@@ -317,7 +317,6 @@ pub fn http_method(method: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-
 /// The proxy schemes a job may use: HTTP proxies (`CONNECT` for https) and SOCKS5, which
 /// resolves host names itself (`socks5`) or lets the proxy resolve them (`socks5h`).
 pub const PROXY_SCHEMES: [&str; 4] = ["http", "https", "socks5", "socks5h"];
