@@ -288,6 +288,7 @@ fn each_service_has_its_rpcs_with_standard_request_and_response_names() {
             "CancelJob",
             "CompleteJob",
             "SetJobProperties",
+            "TakeOwnership",
             "WatchJob",
             "SetRemoteName",
             "ReplaceRemotePrefix",
