@@ -429,7 +429,7 @@ async fn an_unknown_error_context_keeps_the_record_and_does_not_hold_the_job() {
             message: "https://example.org/0: 404 Not Found (its stored context, column \
                       jobs.error_context, could not be read: unknown error context 'cosmic_ray' \
                       (expected one of: local_file, remote_file, transport, daemon, validation, \
-                      notification))"
+                      notification, authentication))"
                 .into(),
             file_index: Some(0),
             time_ms: 1234,

@@ -262,7 +262,8 @@ mod tests {
         job.state = JobState::Acknowledged;
         let files = vec![file(&job, 0)];
         let bytes = encode(&job, &files);
-        assert!(bytes.len() < 100, "{} bytes", bytes.len());
+        // Each option and file property at its default costs a byte or two.
+        assert!(bytes.len() < 110, "{} bytes", bytes.len());
         assert_eq!(decode(&bytes), (job, files));
     }
 
