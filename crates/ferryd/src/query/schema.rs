@@ -68,6 +68,7 @@ pub const JOB_PROPERTIES: &[&str] = &[
     "minimum_notification_interval_ms",
     "http_method",
     "cost_flags",
+    "cost_flags_set",
     "ignore_congestion",
 ];
 
@@ -219,6 +220,7 @@ impl Class {
                 | "auto_complete"
                 | "insecure_tls"
                 | "keep_going"
+                | "cost_flags_set"
                 | "ignore_congestion",
             )
             | (Class::File, "completed" | "validated") => PropType::Boolean,
@@ -417,6 +419,7 @@ pub fn job_object(v: &JobView) -> Obj {
             ),
             ("http_method", opt(j.options.http_method.clone(), s)),
             ("cost_flags", i(j.cost_flags().bits())),
+            ("cost_flags_set", b(j.options.cost_flags.is_some())),
             ("ignore_congestion", b(j.options.ignore_congestion)),
         ],
     }
