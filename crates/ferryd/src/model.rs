@@ -251,23 +251,36 @@ pub struct JobOptions {
     /// as wget): the job goes to `error` once every file has been tried.
     pub keep_going: bool,
     /// Redirect policy, pinned keys, CRL, client certificate, proxy credentials.
+    #[serde(skip_serializing_if = "is_default")]
     pub security: HttpSecurity,
     /// The largest file the job downloads, in bytes (BITS's
     /// `BITS_JOB_PROPERTY_MAX_DOWNLOAD_SIZE`); 0: no limit.
+    #[serde(skip_serializing_if = "is_default")]
     pub max_download_size: u64,
     /// The least time between two `job_modification` callbacks, in milliseconds (BITS's
     /// `BITS_JOB_PROPERTY_MINIMUM_NOTIFICATION_INTERVAL_MS`); 0: the default
     /// ([`DEFAULT_NOTIFICATION_INTERVAL_MS`]).
+    #[serde(skip_serializing_if = "is_default")]
     pub minimum_notification_interval_ms: u64,
     /// The HTTP method of the job's requests (BITS's `SetHttpMethod`); `None`: GET for
     /// downloads, PUT for PUT uploads.
+    #[serde(skip_serializing_if = "is_default")]
     pub http_method: Option<String>,
     /// The network cost states the job transfers in (BITS: `BITS_JOB_PROPERTY_ID_COST_FLAGS`);
     /// `None` follows `on_metered`, else its priority ([`CostFlags::default_for`]). Setting
     /// one of the two clears the other.
+    #[serde(skip_serializing_if = "is_default")]
     pub cost_flags: Option<CostFlags>,
     /// The job does not yield to other traffic (BITS: `BITS_COST_OPTION_IGNORE_CONGESTION`).
+    #[serde(skip_serializing_if = "is_default")]
     pub ignore_congestion: bool,
+}
+
+/// Whether a value is its type's default: the options added since schema 6 are left out
+/// of the stored JSON when they are (`#[serde(default)]` reads them back), so that a job
+/// that does not use them costs the store no more than before.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// The least time between two `job_modification` callbacks of a job that does not set
