@@ -5,7 +5,8 @@
 //! `ExecQuery` it does not consume: its flow-control window fills, the stream cannot send
 //! its last frames) holds that wait for as long as it likes, and ferryd's whole shutdown
 //! with it (up to `drain_timeout`). So the drain waits for the calls in progress to answer
-//! (their handlers to return: a `CompleteJob` under way still gets its reply), then gives
+//! (their handlers to return: a `CompleteJob` under way still gets its reply; at most
+//! [`CALLS`]), then gives
 //! the connections [`FLUSH`] to send what is queued — the `UNAVAILABLE` that ends each
 //! stream at shutdown included, which waits at most `SHUTDOWN_NOTICE_TIMEOUT` for room —
 //! and then severs the connections still open: their reads and writes fail, and the server
@@ -24,6 +25,9 @@ use super::peer::PeerStream;
 
 /// How long the connections get to send what is queued once every call has answered.
 const FLUSH: Duration = Duration::from_secs(2);
+/// The longest the drain waits for the calls in progress to answer: a handler that does
+/// not return (one waiting on what the shutdown itself stops) must not hold the daemon.
+const CALLS: Duration = Duration::from_secs(5);
 
 /// The server's drain: the calls in progress, the stop and the severing of connections.
 #[derive(Clone)]
@@ -75,7 +79,16 @@ impl Drain {
         self.stop.cancel();
         let settled = async {
             let mut calls = self.open_calls.subscribe();
-            let _ = calls.wait_for(|n| *n == 0).await.is_ok();
+            if tokio::time::timeout(CALLS, calls.wait_for(|n| *n == 0))
+                .await
+                .is_err()
+            {
+                let left = *calls.borrow();
+                tracing::warn!(
+                    "{left} call(s) still unanswered {CALLS:?} after the shutdown began: their \
+                     connections are closed anyway"
+                );
+            }
             tokio::time::sleep(FLUSH).await;
         };
         tokio::select! {
