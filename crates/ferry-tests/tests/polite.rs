@@ -260,30 +260,41 @@ async fn polite_normal_jobs_yield_to_other_traffic_foreground_jobs_do_not() {
     let _d = env.start_daemon_wrapped(&lab.client_prefix(), &[]);
     let m = manager(&env).await;
 
-    let solo = curl_speed(&lab, Nginx::url("curl.bin")).await;
-    let mut beside = Vec::new();
-    for (dest, priority) in [("bg", Priority::Normal), ("fg", Priority::Foreground)] {
-        let job = start_download(&m, &env, "big.bin", dest, priority).await;
-        wait_bytes(&job, 2 * MIB as u64).await;
-        let speed = curl_speed(&lab, Nginx::url("curl.bin")).await;
-        let info = job.info().await.unwrap();
-        if priority == Priority::Normal {
-            // It gave way for all of curl's download (a foreground job, several
-            // connections at full speed, may finish first: curl then ends alone).
-            assert_eq!(info.state(), JobState::Transferring, "{info:?}");
+    // Measured at most three times until the yield shows: one measurement on a shared
+    // host can be disturbed (in one CI run the normal job left curl 0.34 of its speed,
+    // 0.93 on an idle machine; CPU, disk and build load beside the test did not
+    // reproduce it). A controller that does not yield fails every attempt.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let solo = curl_speed(&lab, Nginx::url("curl.bin")).await;
+        let mut beside = Vec::new();
+        for (dest, priority) in [("bg", Priority::Normal), ("fg", Priority::Foreground)] {
+            let job = start_download(&m, &env, "big.bin", dest, priority).await;
+            wait_bytes(&job, 2 * MIB as u64).await;
+            let speed = curl_speed(&lab, Nginx::url("curl.bin")).await;
+            let info = job.info().await.unwrap();
+            if priority == Priority::Normal {
+                // It gave way for all of curl's download (a foreground job, several
+                // connections at full speed, may finish first: curl then ends alone).
+                assert_eq!(info.state(), JobState::Transferring, "{info:?}");
+            }
+            let _ = job.cancel().await;
+            beside.push(speed);
         }
-        let _ = job.cancel().await;
-        beside.push(speed);
+        let (with_normal, with_foreground) = (beside[0] / solo, beside[1] / solo);
+        eprintln!(
+            "curl alone {solo:.0} B/s; share kept next to ferry normal {with_normal:.2}, \
+             next to ferry foreground {with_foreground:.2}"
+        );
+        if with_normal > with_foreground * 1.3 && (1.0 - with_normal) * 2.0 < 1.0 - with_foreground
+        {
+            return;
+        }
+        attempts.push((with_normal, with_foreground));
     }
-    let (with_normal, with_foreground) = (beside[0] / solo, beside[1] / solo);
-    eprintln!(
-        "curl alone {solo:.0} B/s; share kept next to ferry normal {with_normal:.2}, \
-         next to ferry foreground {with_foreground:.2}"
-    );
-    assert!(
-        with_normal > with_foreground * 1.3 && (1.0 - with_normal) * 2.0 < 1.0 - with_foreground,
-        "curl keeps {with_normal:.2} of its solo speed next to a normal job and \
-         {with_foreground:.2} next to a foreground job"
+    panic!(
+        "curl keeps too little of its solo speed next to a normal job, compared with a \
+         foreground job; (normal, foreground) per attempt: {attempts:.2?}"
     );
 }
 
