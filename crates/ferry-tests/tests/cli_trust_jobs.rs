@@ -309,6 +309,28 @@ fn cli_trust_insecure_skips_the_certificate_check_and_says_so() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// True when process `pid` holds a connected Unix stream socket (`ferry` reached ferryd).
+fn has_connected_unix_socket(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    // Num RefCount Protocol Flags Type St Inode [Path]; St 03 is connected.
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .any(|f| f.len() > 6 && f[5] == "03" && inodes.contains(f[6]))
+}
+
 #[test]
 fn cli_trust_daemon_stop_sticks_until_a_new_command_and_the_log_is_plain_text() {
     // The daemon `ferry` itself starts (autostart on), with its own state folder and socket.
@@ -344,6 +366,14 @@ fn cli_trust_daemon_stop_sticks_until_a_new_command_and_the_log_is_plain_text() 
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Attached before the stop: a `ferry` that first connects after it is a new command,
+    // and a new command starts the daemon (as it should).
+    let waiter_pid = waiter.id();
+    wait_until(
+        Duration::from_secs(30),
+        "ferry wait connected to ferryd",
+        || has_connected_unix_socket(waiter_pid).then_some(()),
+    );
     let (tx, lines) = std::sync::mpsc::channel();
     let stderr = waiter.stderr.take().unwrap();
     std::thread::spawn(move || {
