@@ -106,11 +106,20 @@ class Client:
         description: str = "",
         job_type: int = common_pb2.JOB_TYPE_DOWNLOAD,
         priority: int = common_pb2.PRIORITY_NORMAL,
+        files: Sequence[FileSpec] = (),
+        resume: bool = False,
     ) -> "Job":
-        """Creates a job (suspended): add files, then :meth:`Job.resume` it."""
+        """Creates a job (suspended): add files, then :meth:`Job.resume` it. Or in one call:
+        ``files`` (as :meth:`Job.add_files` takes them; all or none) and ``resume=True``
+        queue it at once, in the same store transaction."""
         reply = self._jobs.CreateJob(
             jobs_pb2.CreateJobRequest(
-                display_name=display_name, description=description, job_type=job_type, priority=priority
+                display_name=display_name,
+                description=description,
+                job_type=job_type,
+                priority=priority,
+                files=_file_specs(files),
+                resume=resume,
             )
         )
         return Job(self, reply.job.id)
@@ -244,15 +253,7 @@ class Job:
     def add_files(self, files: Sequence[FileSpec]) -> List[common_pb2.File]:
         """Adds files, all or none: (remote URL, absolute local path[, SHA-256 hex[,
         mirrors]])."""
-        specs = [
-            jobs_pb2.FileSpec(
-                remote_url=f[0],
-                local_path=f[1],
-                expected_sha256=(f[2] if len(f) > 2 else ""),
-                mirrors=list(f[3]) if len(f) > 3 else [],
-            )
-            for f in files
-        ]
+        specs = _file_specs(files)
         return list(self._client._jobs.AddFiles(jobs_pb2.AddFilesRequest(job_id=self.id, files=specs)).files)
 
     def add_file(
@@ -466,3 +467,16 @@ class Job:
         """The application's verdict on a transferred file; False discards it."""
         request = npb.SetValidationStateRequest(job_id=self.id, file_index=file_index, valid=valid)
         return self._client._notifications.SetValidationState(request).file
+
+
+def _file_specs(files: Sequence[FileSpec]) -> List[jobs_pb2.FileSpec]:
+    """(remote URL, absolute local path[, SHA-256 hex[, mirrors]]) tuples as the wire's."""
+    return [
+        jobs_pb2.FileSpec(
+            remote_url=f[0],
+            local_path=f[1],
+            expected_sha256=(f[2] if len(f) > 2 else ""),
+            mirrors=list(f[3]) if len(f) > 3 else [],
+        )
+        for f in files
+    ]

@@ -59,6 +59,22 @@ def test_a_whole_job_with_a_checksum(client, http_server, tmp_path):
     assert job.id in listed
 
 
+def test_a_job_in_one_call_is_queued_as_it_is_created(client, http_server, tmp_path):
+    url, sha = serve(http_server, "one.bin")
+    dest = tmp_path / "one.bin"
+    before = len(list(client.list_jobs(all=True)))
+    with pytest.raises(FerryError) as refused:
+        client.create_job("no files", resume=True)
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.reason == "JOB_HAS_NO_FILES"
+    assert len(list(client.list_jobs(all=True))) == before, "a refused call leaves no job"
+    job = client.create_job("python one call", files=[(url, str(dest), sha)], resume=True)
+    assert JobState(job.info().state) != JobState.SUSPENDED
+    assert _watch_until(job, JobState.TRANSFERRED)[-1].state == JobState.TRANSFERRED
+    job.complete()
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
+
+
 def _watch_until(job, state):
     out = []
     for info in job.watch():

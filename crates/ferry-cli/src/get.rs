@@ -102,19 +102,17 @@ pub async fn get(ctx: &Ctx, mut a: GetArgs) -> Result<i32> {
             job
         }
         None => {
-            // One call: the daemon checks every file and option before it creates the job.
-            let job = manager
+            // One call: the daemon checks every file and option before it creates the job,
+            // and queues it in the same transaction.
+            manager
                 .create_job_with(NewJob {
                     priority: priority(&a.priority)?,
                     files: specs.clone(),
                     properties: Some(properties),
+                    resume: true,
                     ..NewJob::download(get_job_name(&a.urls))
                 })
-                .await?;
-            job.resume()
-                .await
-                .map_err(|e| daemon_gone_hint(e, job.id(), true))?;
-            job
+                .await?
         }
     };
     if a.detach {

@@ -15,7 +15,8 @@
 //! Options: `--url URL` (required: every job fetches it), `--dir DIR` (required: created;
 //! job `i` writes `DIR/j{i}.bin`), `--jobs N` (10000), `--tasks N` (16), `--sha256 HEX`
 //! (the expected digest; without it every file must equal the first), `--verify N` (check
-//! N files spread over the run; default all), `--timeout SECS` (900), `--no-complete`.
+//! N files spread over the run; default all), `--timeout SECS` (900), `--no-complete`,
+//! `--one-call` (each job in one `CreateJob` with its file and `resume`, not three calls).
 //!
 //! The last lines are `key=value` pairs for scripts (`bench/run` reads them): seconds and
 //! jobs per second for submission (`submit_*`), until all are transferred (`all_*`) and
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_client::{ConnectOptions, FileSpec, Manager, StatusCode};
+use ferry_client::{ConnectOptions, FileSpec, Manager, NewJob, StatusCode};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -42,13 +43,14 @@ struct Args {
     verify: Option<usize>,
     timeout: Duration,
     complete: bool,
+    one_call: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("bench_control_plane: {msg}");
     eprintln!(
         "usage: bench_control_plane --url URL --dir DIR [--jobs N] [--tasks N] \
-         [--sha256 HEX] [--verify N] [--timeout SECS] [--no-complete]"
+         [--sha256 HEX] [--verify N] [--timeout SECS] [--no-complete] [--one-call]"
     );
     std::process::exit(2);
 }
@@ -63,11 +65,16 @@ fn parse_args() -> Args {
         verify: None,
         timeout: Duration::from_secs(900),
         complete: true,
+        one_call: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--no-complete" {
             a.complete = false;
+            continue;
+        }
+        if flag == "--one-call" {
+            a.one_call = true;
             continue;
         }
         let value = it
@@ -245,14 +252,24 @@ async fn main() -> Result<(), BoxError> {
 
     let t0 = Instant::now();
     let ids: Vec<Uuid> = {
-        let (m, url, dir) = (m.clone(), args.url.clone(), dir.clone());
+        let (m, url, dir, one_call) = (m.clone(), args.url.clone(), dir.clone(), args.one_call);
         fan_out(n, args.tasks, move |i| {
             let (m, url) = (m.clone(), url.clone());
             let dest = dir.join(format!("j{i}.bin"));
             async move {
+                let file = FileSpec::new(url, dest.to_string_lossy());
+                if one_call {
+                    let job = m
+                        .create_job_with(NewJob {
+                            files: vec![file],
+                            resume: true,
+                            ..NewJob::download(format!("cp-{i}"))
+                        })
+                        .await?;
+                    return Ok(job.id());
+                }
                 let job = m.create_job(&format!("cp-{i}")).await?;
-                job.add_files(vec![FileSpec::new(url, dest.to_string_lossy())])
-                    .await?;
+                job.add_files(vec![file]).await?;
                 job.resume().await?;
                 Ok(job.id())
             }

@@ -65,6 +65,10 @@ pub struct NewJob {
     /// The umask new destinations are created under (`0o666 & !umask`); the constructors
     /// take this process's ([`crate::process_umask`]); `None`: the daemon's own.
     pub umask: Option<u32>,
+    /// Queue the job as it is created, in the same call and store transaction (BITS:
+    /// `Resume` right after `AddFile`): the common case in one round trip. It needs
+    /// files; the job comes back queued (or further on). Default `false`: suspended.
+    pub resume: bool,
 }
 
 impl NewJob {
@@ -79,6 +83,7 @@ impl NewJob {
             files: Vec::new(),
             properties: None,
             umask: crate::process_umask(),
+            resume: false,
         }
     }
 
@@ -219,7 +224,8 @@ impl Manager {
         self.create_job_with(NewJob::download(display_name)).await
     }
 
-    /// Creates a job as `spec` describes, in `suspended`, with its files and properties:
+    /// Creates a job as `spec` describes, in `suspended` (queued with
+    /// [`NewJob::resume`]), with its files and properties:
     /// if the daemon refuses any of them (a URL it cannot fetch, a folder that does not
     /// exist, a bad header…), no job is created. An upload protocol other than `put` or
     /// `tus` is refused with `InvalidArgument` before anything is sent.
@@ -240,6 +246,7 @@ impl Manager {
             files: spec.files.into_iter().map(FileSpec::into_wire).collect(),
             initial_properties: spec.properties.map(|p| p.into_wire(String::new())),
             umask: spec.umask,
+            resume: spec.resume,
         };
         let reply = self
             .conn

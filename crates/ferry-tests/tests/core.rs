@@ -665,3 +665,80 @@ async fn bad_input_gets_the_documented_code_and_changes_nothing() {
     assert_eq!(job.files().await.unwrap(), files_before, "no file added");
     assert_eq!(dir_entries(&env.files), dir_before, "nothing written");
 }
+
+/// The common case in one call: `CreateJob` with files and `resume` hands back a job that
+/// is already queued (or further on) and transfers, a download and an upload alike; with
+/// no files, or with a file refused, it is refused and no job is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_resume_queues_the_job_in_one_call_and_leaves_nothing_on_refusal() {
+    use ferry_client::NewJob;
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let server = TestServer::start();
+    let m = manager(&env).await;
+    let data = random_bytes(200_000, 41);
+    server.add_file("/one.bin", data.clone());
+    let dest = env.files.join("one.bin");
+
+    let job = m
+        .create_job_with(NewJob {
+            files: vec![FileSpec::new(server.url("/one.bin"), s(&dest))],
+            resume: true,
+            ..NewJob::download("one call")
+        })
+        .await
+        .unwrap();
+    let created = job.info().await.unwrap();
+    assert_ne!(created.state(), JobState::Suspended, "{created:?}");
+    assert_eq!(settle(&job).await.state(), JobState::Transferred);
+    job.complete().await.unwrap();
+    assert_eq!(file_sha(&dest), sha256_hex(&data));
+
+    // An upload: its source is noted (size, time) as a first resume notes it.
+    let src = env.files.join("up.bin");
+    std::fs::write(&src, &data).unwrap();
+    let up = m
+        .create_job_with(NewJob {
+            files: vec![FileSpec::new(server.url("/up.bin"), s(&src))],
+            resume: true,
+            ..NewJob::upload("one call up", "put")
+        })
+        .await
+        .unwrap();
+    assert_eq!(settle(&up).await.state(), JobState::Transferred);
+    assert_eq!(server.uploaded("/up.bin"), Some(data.clone()));
+    up.complete().await.unwrap();
+
+    let before = m.jobs(true).await.unwrap().len();
+    let e = m
+        .create_job_with(NewJob {
+            resume: true,
+            ..NewJob::download("no files")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::FailedPrecondition), "{e}");
+    assert!(e.to_string().contains("needs files"), "{e}");
+    let e = m
+        .create_job_with(NewJob {
+            files: vec![
+                FileSpec::new(server.url("/one.bin"), s(&env.files.join("again.bin"))),
+                FileSpec::new(server.url("/one.bin"), "relative/path.bin"),
+            ],
+            resume: true,
+            ..NewJob::download("one refused file")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
+    assert_eq!(
+        m.jobs(true).await.unwrap().len(),
+        before,
+        "no job left behind"
+    );
+    assert_eq!(
+        server.requests("/one.bin").len(),
+        1,
+        "the refused job fetched nothing"
+    );
+}

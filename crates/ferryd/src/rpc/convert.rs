@@ -647,5 +647,6 @@ pub fn create_request(new: &crate::service::NewJob) -> pb::CreateJobRequest {
             ..Default::default()
         }),
         umask: new.umask,
+        resume: new.resume,
     }
 }

@@ -282,6 +282,7 @@ fn new_job_from_wire(r: pb::CreateJobRequest) -> Result<NewJob, Status> {
         files: file_specs(r.files),
         changes: r.initial_properties.map(changes_from_wire).transpose()?,
         umask: r.umask,
+        resume: r.resume,
     })
 }
 

@@ -25,6 +25,8 @@ pub struct NewJob {
     pub changes: Option<JobChanges>,
     /// The creating process's umask: the mode of new destinations (`None`: ferryd's).
     pub umask: Option<u32>,
+    /// Queued at once, in the same store transaction (it needs files).
+    pub resume: bool,
 }
 
 /// One file to add to a job.

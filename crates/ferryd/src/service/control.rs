@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::commands::{entry, final_state_error};
+use super::state::Entry;
 use super::{ErrorReason, JobView, Service, ServiceError};
 use crate::model::{mono_ms, now_ms, FileRecord, JobState, JobType};
 
@@ -25,11 +26,7 @@ impl Service {
                     .collect()
             }
         };
-        let mut snapshots = Vec::with_capacity(sources.len());
-        for path in sources {
-            let stat = self.owners.of(owner).stat(path.clone().into()).await;
-            snapshots.push((path, stat.map_err(|e| e.to_string())));
-        }
+        let snapshots = self.upload_snapshots(owner, sources).await;
         let view = self
             .mutate(owner, id, "resume", |inner, id| {
                 let e = &inner.jobs[&id];
@@ -54,15 +51,7 @@ impl Service {
                             .marked(ErrorReason::JobHasNoFiles));
                         }
                         let e = inner.jobs.get_mut(&id).expect("exists");
-                        e.job.error = None;
-                        e.job.last_progress_ms = now_ms();
-                        e.clock.last_progress = mono_ms();
-                        e.clock.failures_in_a_row = 0;
-                        // `max_transfer_time` counts from here: a resume gives the job
-                        // its whole allowance again (BITS: "Calling Resume resets the
-                        // elapsed time").
-                        e.job.options.first_active_ms = Some(now_ms());
-                        e.clock.first_active = Some(mono_ms());
+                        start_clocks(e);
                         if e.job.job_type != JobType::Download {
                             snapshot_upload_source(&mut e.files, &snapshots)?;
                         }
@@ -102,7 +91,37 @@ impl Service {
 /// Records the upload source's size and modification time when an upload is resumed
 /// before any byte went out (from `snapshots`, looked at as the owner); the engine
 /// refuses to send a file that changed since.
-fn snapshot_upload_source(
+/// What a resume starts again: no error, progress counted from now, and
+/// `max_transfer_time` too (BITS: "Calling Resume resets the elapsed time").
+pub(super) fn start_clocks(e: &mut Entry) {
+    e.job.error = None;
+    e.job.last_progress_ms = now_ms();
+    e.clock.last_progress = mono_ms();
+    e.clock.failures_in_a_row = 0;
+    e.job.options.first_active_ms = Some(now_ms());
+    e.clock.first_active = Some(mono_ms());
+}
+
+impl Service {
+    /// The size and modification time of each of `paths`, looked at as `owner` (an
+    /// upload's sources as it is resumed for the first time).
+    pub(super) async fn upload_snapshots(
+        &self,
+        owner: u32,
+        paths: Vec<String>,
+    ) -> Vec<(String, Result<std::fs::Metadata, String>)> {
+        let mut snapshots = Vec::with_capacity(paths.len());
+        for path in paths {
+            let stat = self.owners.of(owner).stat(path.clone().into()).await;
+            snapshots.push((path, stat.map_err(|e| e.to_string())));
+        }
+        snapshots
+    }
+}
+
+/// Notes each upload source's size and modification time in its file (the validator
+/// that tells a changed source), from `snapshots`.
+pub(super) fn snapshot_upload_source(
     files: &mut [FileRecord],
     snapshots: &[(String, Result<std::fs::Metadata, String>)],
 ) -> Result<(), ServiceError> {

@@ -3,9 +3,10 @@
 use uuid::Uuid;
 
 use super::commands::{entry, final_state_error, not_found, FileSpec, NewJob};
+use super::control::{snapshot_upload_source, start_clocks};
 use super::properties::apply_changes;
 use super::state::Entry;
-use super::{validate, ChangeKind, FileView, JobView, Service, ServiceError};
+use super::{validate, ChangeKind, ErrorReason, FileView, JobView, Service, ServiceError};
 use crate::model::{Caller, FileRecord, JobRecord, JobState, JobType};
 use crate::store::Store;
 
@@ -95,6 +96,22 @@ impl Service {
             }
             file_records(job.id, 0, checked)
         };
+        let mut files = files;
+        if spec.resume {
+            if files.is_empty() {
+                return Err(ServiceError::FailedPrecondition(
+                    "a job created to be resumed at once needs files: give some, or \
+                     create it and resume it after AddFiles"
+                        .into(),
+                )
+                .marked(ErrorReason::JobHasNoFiles));
+            }
+            if job.job_type != JobType::Download {
+                let sources = files.iter().map(|f| f.local_path.clone()).collect();
+                let snapshots = self.upload_snapshots(owner, sources).await;
+                snapshot_upload_source(&mut files, &snapshots)?;
+            }
+        }
         if !exempt {
             // The per-user limit first (this worker's own count), then the machine's.
             self.check_job_limits(&self.lock(), owner)?;
@@ -109,14 +126,19 @@ impl Service {
                     return Err(e);
                 }
             }
+            let id = job.id;
+            inner.insert(Entry::new(job, files.clone()));
+            if spec.resume {
+                // Queued before the one write: the job is stored as the client is told.
+                start_clocks(inner.jobs.get_mut(&id).expect("just inserted"));
+                inner.set_state(id, JobState::Queued);
+            }
+            let view = inner.jobs[&id].view();
             let rx = if files.is_empty() {
-                self.store.put_job(&job)
+                self.store.put_job(&view.job)
             } else {
-                self.store.put_job_and_files(&job, files.clone())
+                self.store.put_job_and_files(&view.job, files)
             };
-            let e = Entry::new(job, files);
-            let view = e.view();
-            inner.insert(e);
             self.emit(ChangeKind::Created, view.clone(), None);
             (rx, view)
         };

@@ -121,6 +121,7 @@ impl Service {
                 .collect(),
             changes: Some(changes),
             umask: o.umask,
+            resume: false,
         };
         Ok((e.view(), new))
     }
