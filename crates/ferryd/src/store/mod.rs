@@ -159,8 +159,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The WAL is cut back to this once a checkpoint has emptied it: without a limit it
+    // keeps the size of its largest write for good (a recovery write of every job).
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     Ok(conn)
 }
+
+/// The size the WAL file is cut back to after a checkpoint (bytes).
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 impl Store {
     /// Opens (creating if needed) `ferry.db` in `state_dir`, migrates it and starts the writer.
@@ -767,6 +773,40 @@ mod tests {
             response_headers: Vec::new(),
             ranges: Default::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_cut_back_after_a_large_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let wal = || std::fs::metadata(dir.path().join("ferry.db-wal")).map_or(0, |m| m.len());
+        // One large write: 4000 jobs of 64 files each in one transaction.
+        let many: Vec<_> = (0..4000)
+            .map(|_| {
+                let job = JobRecord::new("j".into(), JobType::Download, Priority::Normal, 7);
+                let files = (0..64).map(|i| file(&job, i)).collect::<Vec<_>>();
+                store.put_job_and_files(&job, files)
+            })
+            .collect();
+        for rx in many {
+            Store::committed(rx).await.unwrap();
+        }
+        let largest = wal();
+        assert!(
+            largest > 2 * WAL_SIZE_LIMIT as u64,
+            "the write grew the WAL: {largest}"
+        );
+        // Small writes after it: a checkpoint empties the WAL and the next write cuts it.
+        let job = JobRecord::new("small".into(), JobType::Download, Priority::Normal, 7);
+        for _ in 0..2000 {
+            Store::committed(store.put_job(&job)).await.unwrap();
+        }
+        let after = wal();
+        assert!(
+            after <= WAL_SIZE_LIMIT as u64,
+            "the WAL stays at {after} bytes after a {largest}-byte one"
+        );
+        store.close();
     }
 
     #[tokio::test]
