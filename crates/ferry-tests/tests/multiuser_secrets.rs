@@ -437,6 +437,80 @@ async fn multiuser_secrets_still_reach_the_server() {
     assert_no_secret("the daemon's log", &read_text(&env.log_path()));
 }
 
+/// A redirect to another origin (here another port) carries none of the job's secrets:
+/// not its authorization-like headers (`X-Api-Key` too, which reqwest alone would pass
+/// on), not its credentials, not its cookies; the plain header goes on, and a redirect
+/// within the origin keeps them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiuser_secrets_do_not_follow_a_redirect_to_another_origin() {
+    let env = TestEnv::new();
+    let _d = env.start_daemon();
+    let origin = TestServer::start();
+    let elsewhere = TestServer::start();
+    let data = random_bytes(300_000, 8);
+    elsewhere.add_file("/f", data.clone());
+    origin.add_file("/real", data.clone());
+    for _ in 0..10 {
+        origin.push_fault("/moved", Fault::Redirect(elsewhere.url("/f")));
+        origin.push_fault("/same", Fault::Redirect(origin.url("/real")));
+    }
+    let m = manager(&env).await;
+    let job = |path: &'static str, dest: &'static str| {
+        let (m, env, origin) = (&m, &env, &origin);
+        async move {
+            m.create_job_with(NewJob {
+                files: vec![FileSpec::new(origin.url(path), s(&env.files.join(dest)))],
+                properties: Some(JobProperties {
+                    headers: Some(secret_headers()),
+                    ..Default::default()
+                }),
+                resume: true,
+                ..NewJob::download(dest)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    for (j, dest) in [
+        (job("/moved", "moved").await, "moved"),
+        (job("/same", "same").await, "same"),
+    ] {
+        let info = settle(&j).await;
+        assert_eq!(info.state(), JobState::Transferred, "{info:?}");
+        j.complete().await.unwrap();
+        assert_eq!(
+            file_sha(&env.files.join(dest)),
+            ferry_testkit::sha256_hex(&data)
+        );
+    }
+    let asked = origin.requests("/moved");
+    assert!(!asked.is_empty());
+    for r in &asked {
+        assert_eq!(r.header("x-api-key"), Some("SECRET-APIKEY"), "{r:?}");
+    }
+    let there = elsewhere.requests("/f");
+    assert!(!there.is_empty(), "the redirect was followed");
+    for r in &there {
+        for secret in ["authorization", "x-api-key", "cookie"] {
+            assert_eq!(
+                r.header(secret),
+                None,
+                "{secret} went to another origin: {r:?}"
+            );
+        }
+        assert_eq!(r.header("x-trace"), Some("visible-trace"), "{r:?}");
+    }
+    for r in &origin.requests("/real") {
+        assert_eq!(r.header("x-api-key"), Some("SECRET-APIKEY"), "{r:?}");
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer SECRET-AUTHZ"),
+            "{r:?}"
+        );
+    }
+    assert!(!origin.requests("/real").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multiuser_no_secret_in_a_job_error_or_the_daemon_log() {
     let env = TestEnv::new();

@@ -19,7 +19,7 @@ fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
     Client::builder()
         .use_preconfigured_tls(tls)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .redirect(redirect::policy(crate::model::RedirectPolicy::default()))
         .connect_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .http2_adaptive_window(true)
@@ -292,9 +292,32 @@ pub async fn send(
         Some(Credentials::Negotiate { ccache }) => {
             super::negotiate::send(req, ccache.as_deref(), label).await
         }
-        _ => req
-            .send()
-            .await
-            .map_err(|e| super::error::from_reqwest(&e, label)),
+        _ => {
+            let failed = |e: reqwest::Error| super::error::from_reqwest(&e, label);
+            let (client, request) = req.build_split();
+            let mut request = request.map_err(failed)?;
+            // A redirect to another origin comes back here (redirect.rs): followed
+            // without the job's secret headers and credentials.
+            for _ in 0..=MAX_REDIRECTS {
+                // What the next request is made from: the whole request, or (a streamed
+                // body, which cannot be sent twice) its method, URL and headers.
+                let copy = request.try_clone();
+                let body_kept = copy.is_some();
+                let shape = copy.unwrap_or_else(|| redirect::without_body(&request));
+                let response = client.execute(request).await.map_err(failed)?;
+                let Some(next) = redirect::cross_origin_target(&response) else {
+                    return Ok(response);
+                };
+                match redirect::to_other_origin(&shape, body_kept, response.status(), next) {
+                    Some(r) => request = r,
+                    None => return Ok(response),
+                }
+            }
+            Err(TransferError::new(
+                ErrorContext::Transport,
+                ErrorKind::HttpClient,
+                format!("{label}: more than {MAX_REDIRECTS} redirects"),
+            ))
+        }
     }
 }
