@@ -281,43 +281,42 @@ pub fn decorate(mut req: RequestBuilder, options: &JobOptions) -> RequestBuilder
 }
 
 /// Sends a request built with [`decorate`] or [`for_download`]: with Negotiate
-/// credentials, answering the server's challenge (engine/negotiate.rs); `label` names the
-/// place in errors.
+/// credentials, answering the server's challenge (engine/negotiate.rs); a redirect to
+/// another origin, which reqwest leaves to this (redirect.rs), is followed here without
+/// the job's secret headers and credentials. `label` names the place in errors.
 pub async fn send(
     req: RequestBuilder,
     credentials: Option<&Credentials>,
     label: &str,
 ) -> Result<reqwest::Response, TransferError> {
-    match credentials {
-        Some(Credentials::Negotiate { ccache }) => {
-            super::negotiate::send(req, ccache.as_deref(), label).await
-        }
-        _ => {
-            let failed = |e: reqwest::Error| super::error::from_reqwest(&e, label);
-            let (client, request) = req.build_split();
-            let mut request = request.map_err(failed)?;
-            // A redirect to another origin comes back here (redirect.rs): followed
-            // without the job's secret headers and credentials.
-            for _ in 0..=MAX_REDIRECTS {
-                // What the next request is made from: the whole request, or (a streamed
-                // body, which cannot be sent twice) its method, URL and headers.
-                let copy = request.try_clone();
-                let body_kept = copy.is_some();
-                let shape = copy.unwrap_or_else(|| redirect::without_body(&request));
-                let response = client.execute(request).await.map_err(failed)?;
-                let Some(next) = redirect::cross_origin_target(&response) else {
-                    return Ok(response);
-                };
-                match redirect::to_other_origin(&shape, body_kept, response.status(), next) {
-                    Some(r) => request = r,
-                    None => return Ok(response),
-                }
+    let failed = |e: reqwest::Error| super::error::from_reqwest(&e, label);
+    let (client, request) = req.build_split();
+    let mut request = request.map_err(failed)?;
+    for _ in 0..=MAX_REDIRECTS {
+        // What the next request is made from: the whole request, or (a streamed body,
+        // which cannot be sent twice) its method, URL and headers.
+        let copy = request.try_clone();
+        let body_kept = copy.is_some();
+        let shape = copy.unwrap_or_else(|| redirect::without_body(&request));
+        let response = match credentials {
+            // A token for each origin that asks (Kerberos tickets are per host).
+            Some(Credentials::Negotiate { ccache }) => {
+                let req = RequestBuilder::from_parts(client.clone(), request);
+                super::negotiate::send(req, ccache.as_deref(), label).await?
             }
-            Err(TransferError::new(
-                ErrorContext::Transport,
-                ErrorKind::HttpClient,
-                format!("{label}: more than {MAX_REDIRECTS} redirects"),
-            ))
+            _ => client.execute(request).await.map_err(failed)?,
+        };
+        let Some(next) = redirect::cross_origin_target(&response) else {
+            return Ok(response);
+        };
+        match redirect::to_other_origin(&shape, body_kept, response.status(), next) {
+            Some(r) => request = r,
+            None => return Ok(response),
         }
     }
+    Err(TransferError::new(
+        ErrorContext::Transport,
+        ErrorKind::HttpClient,
+        format!("{label}: more than {MAX_REDIRECTS} redirects"),
+    ))
 }
