@@ -175,8 +175,11 @@ pub struct TransferArgs {
     #[arg(long, value_parser = duration)]
     pub max_transfer_time: Option<Duration>,
     /// Do not check the server's TLS certificate at all (curl's -k; shown in `ferry info`)
-    #[arg(short = 'k', long)]
+    #[arg(short = 'k', long, conflicts_with = "secure")]
     pub insecure: bool,
+    /// Check the server's TLS certificate again (undoes -k on a job)
+    #[arg(long)]
+    pub secure: bool,
     /// Fail a file larger than this, e.g. 100MiB, with no byte past it written (0 for no
     /// limit; BITS's MAX_DOWNLOAD_SIZE)
     #[arg(long, value_name = "SIZE")]

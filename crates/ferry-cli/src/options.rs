@@ -92,7 +92,11 @@ impl TransferProperties for TransferArgs {
                 .map(|r| units::parse_rate(r).map_err(|e| usage(format!("--bandwidth: {e}"))))
                 .transpose()?,
             max_transfer_time_secs: self.max_transfer_time.map(|d| d.as_secs()),
-            insecure_tls: self.insecure.then_some(true),
+            insecure_tls: if self.secure {
+                Some(false)
+            } else {
+                self.insecure.then_some(true)
+            },
             proxy_credentials: match self.proxy_user.as_deref() {
                 None => None,
                 Some("") => Some(ProxyCredentials::Clear),

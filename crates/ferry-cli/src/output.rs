@@ -69,6 +69,11 @@ pub fn job_detail(j: &JobInfo) {
     if let Some(p) = j.priority {
         outln!("priority:         {p}");
     }
+    outln!("created:          {}", at(j.created_unix_ms));
+    outln!("modified:         {}", at(j.modified_unix_ms));
+    if let Some(t) = j.transferred_unix_ms {
+        outln!("transferred:      {}", at(t));
+    }
     outln!(
         "files:            {} / {}",
         j.files_transferred,
@@ -117,6 +122,21 @@ pub fn job_detail(j: &JobInfo) {
     }
     if !j.headers.is_empty() {
         outln!("headers:          {}", j.headers.join("; "));
+    }
+    if j.headers_write_only {
+        outln!("header values:    write-only (none is ever shown)");
+    }
+    if j.insecure_tls {
+        outln!(
+            "TLS check:        off (-k: the server's certificate is not checked; \
+             `ferry set --secure` checks it again)"
+        );
+    }
+    if j.auto_complete {
+        outln!("completes:        by itself once transferred");
+    }
+    if j.keep_going {
+        outln!("keep going:       yes (a file that fails does not stop the others)");
     }
     if let Some(c) = &j.credentials {
         outln!("credentials:      {c}");
@@ -216,6 +236,12 @@ pub fn job_detail(j: &JobInfo) {
     if j.partial {
         outln!("partial:          yes (some files were discarded on complete)");
     }
+}
+
+/// A time of the daemon's (Unix milliseconds) as RFC 3339, in UTC.
+fn at(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Jobs as a table.

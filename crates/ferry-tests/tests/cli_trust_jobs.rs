@@ -293,6 +293,22 @@ fn cli_trust_insecure_skips_the_certificate_check_and_says_so() {
             .any(|j| j["insecure_tls"] == true),
         "the job says its certificate was not checked"
     );
+    // `ferry info` says so too, and `ferry set --secure` undoes -k.
+    let job = ferry_out(&env, &["create", "k-then-secure"]);
+    let job = text(&job.stdout).trim().to_string();
+    assert!(ferry_out(&env, &["set", &job, "-k"]).status.success());
+    let info = text(&ferry_out(&env, &["info", &job]).stdout);
+    assert!(info.contains("TLS check:        off"), "{info}");
+    assert!(info.contains("created:          20"), "{info}");
+    let set = ferry_out(&env, &["set", &job, "--secure"]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let info = text(&ferry_out(&env, &["info", &job]).stdout);
+    assert!(!info.contains("TLS check"), "{info}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&ferry_out(&env, &["--json", "info", &job]).stdout).unwrap();
+    assert_eq!(v["insecure_tls"], false, "{v}");
+    let both = ferry_out(&env, &["set", &job, "-k", "--secure"]);
+    assert_eq!(code(&both), Some(2), "{}", text(&both.stderr));
     // The CA file, as before, and no -k needed.
     let dest = env.files.join("ca.bin");
     let out = ferry_out(
