@@ -88,14 +88,42 @@ fn parity_admin_adds_files_and_sets_properties_as_the_owner() {
         .expect_err("a notify command on A's job");
     assert!(err.contains("notify command"), "{err}");
 
+    // URLs, as the admin (BITS's SetRemoteName and ReplaceRemotePrefix).
+    env.ferry(admin, &["set-url", &job, "0", "http://127.0.0.1:9/moved"])
+        .expect_ok("the admin changes a URL of A's job");
+    env.ferry(
+        admin,
+        &[
+            "replace-prefix",
+            &job,
+            "http://127.0.0.1:9/",
+            "http://127.0.0.1:8/",
+        ],
+    )
+    .expect_ok("the admin moves A's job to another server");
+    let files = json(&env.ferry(a, &["--json", "files", &job]).expect_ok("files"));
+    assert_eq!(
+        files[0]["remote_url"], "http://127.0.0.1:8/moved",
+        "{files}"
+    );
+
     // Someone else still cannot.
     let err = env
         .ferry(b, &["set", &job, "--name", "stolen"])
         .expect_err("B changes A's job");
     assert!(err.contains("no job"), "{err}");
+    let err = env
+        .ferry(b, &["set-url", &job, "0", "http://127.0.0.1:7/evil"])
+        .expect_err("B changes a URL of A's job");
+    assert!(err.contains("no job"), "{err}");
 
     let log = env.log();
-    for action in ["added files to", "changed the properties of"] {
+    for action in [
+        "added files to",
+        "changed the properties of",
+        "changed a URL of",
+        "replaced a URL prefix of",
+    ] {
         let line = format!(
             "administrator uid {} {action} job {job} of uid {}",
             admin.uid, a.uid

@@ -432,33 +432,52 @@ impl pb::jobs_server::Jobs for JobsApi {
         &self,
         req: Request<pb::SetRemoteNameRequest>,
     ) -> Result<Response<pb::SetRemoteNameResponse>, Status> {
-        let uid = caller(&req)?.uid;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let file = self
+        let local = self
             .svc
-            .set_remote_name(uid, id, r.file_index, &r.remote_url)
-            .await?;
-        Ok(Response::new(pb::SetRemoteNameResponse {
-            file: Some(convert::file(&file)),
-        }))
+            .set_remote_name_as(&caller, id, r.file_index, &r.remote_url)
+            .await
+            .map(|file| pb::SetRemoteNameResponse {
+                file: Some(convert::file(&file)),
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move { Ok(JobsClient::new(ch).set_remote_name(r).await?.into_inner()) }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn replace_remote_prefix(
         &self,
         req: Request<pb::ReplaceRemotePrefixRequest>,
     ) -> Result<Response<pb::ReplaceRemotePrefixResponse>, Status> {
-        let uid = caller(&req)?.uid;
+        let caller = admin_caller(&req)?;
         let r = req.into_inner();
         let id = job_id(&r.job_id)?;
-        let (view, files_changed) = self
+        let local = self
             .svc
-            .replace_remote_prefix(uid, id, &r.old_prefix, &r.new_prefix)
-            .await?;
-        Ok(Response::new(pb::ReplaceRemotePrefixResponse {
-            job: Some(convert::job(&view)),
-            files_changed,
-        }))
+            .replace_remote_prefix_as(&caller, id, &r.old_prefix, &r.new_prefix)
+            .await
+            .map(|(view, files_changed)| pb::ReplaceRemotePrefixResponse {
+                job: Some(convert::job(&view)),
+                files_changed,
+            })
+            .map_err(Status::from);
+        self.here_or_elsewhere(&caller, local, |ch| {
+            let r = r.clone();
+            async move {
+                Ok(JobsClient::new(ch)
+                    .replace_remote_prefix(r)
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn get_job(

@@ -68,15 +68,15 @@ pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     if c.vouched {
         return Err(Status::permission_denied(
             "an administrator may look at, resume, suspend, cancel, complete, add files to, \
-             change and take over another user's jobs, nothing else",
+             change (properties and URLs) and take over another user's jobs, nothing else",
         ));
     }
     Ok(c)
 }
 
 /// Who is calling, for the calls an administrator may make on another user's jobs
-/// (get, list, files, resume, suspend, cancel, complete, add files, set properties, take
-/// ownership, watch, queries, status).
+/// (get, list, files, resume, suspend, cancel, complete, add files, set properties, set a
+/// URL, replace a URL prefix, take ownership, watch, queries, status).
 pub fn admin_caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Peer>()

@@ -158,6 +158,36 @@ impl Service {
         r
     }
 
+    /// [`Service::set_remote_name`] by `caller` (an administrator may change a URL of
+    /// anyone's job; the job goes on as its owner's).
+    pub async fn set_remote_name_as(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        index: u32,
+        url: &str,
+    ) -> Result<super::FileView, ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.set_remote_name(owner, id, index, url).await;
+        self.audit(caller, owner, id, "changed a URL of", &r);
+        r
+    }
+
+    /// [`Service::replace_remote_prefix`] by `caller` (an administrator may move
+    /// anyone's job to another server).
+    pub async fn replace_remote_prefix_as(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        old: &str,
+        new: &str,
+    ) -> Result<(JobView, u32), ServiceError> {
+        let owner = self.acting_owner(caller, id);
+        let r = self.replace_remote_prefix(owner, id, old, new).await;
+        self.audit(caller, owner, id, "replaced a URL prefix of", &r);
+        r
+    }
+
     /// [`Service::set_properties`] by `caller`: an administrator may change another
     /// user's job (files such as the CA and reply file are checked as the owner), except
     /// its notify command, which would run as the owner.
