@@ -668,6 +668,18 @@ pub struct SetArgs {
     /// of a background priority (high, normal, low) yields. From the job's next run
     #[arg(long, value_name = "yes|no", value_parser = yes_no)]
     pub ignore_congestion: Option<bool>,
+    /// Make the values of all the job's headers write-only: no answer shows any of them
+    /// again (for good: it cannot be undone)
+    #[arg(long)]
+    pub headers_write_only: bool,
+    /// yes: the job completes itself once transferred (its files are put in place
+    /// without `ferry complete`; what `ferry get --detach` sets)
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    pub auto_complete: Option<bool>,
+    /// yes: a file that fails for good does not stop the job's other files (what `ferry
+    /// get` sets for several URLs)
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    pub keep_going: Option<bool>,
 }
 
 /// `yes` or `no`.

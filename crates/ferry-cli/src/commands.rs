@@ -377,6 +377,9 @@ pub async fn set(ctx: &Ctx, a: SetArgs) -> Result<i32> {
             .map(|f| ferry_client::CostFlags::parse(f).map_err(usage))
             .transpose()?,
         ignore_congestion: a.ignore_congestion,
+        headers_write_only: a.headers_write_only.then_some(true),
+        auto_complete: a.auto_complete,
+        keep_going: a.keep_going,
         display_name: a.name,
         description: a.description,
         priority: a.priority.as_deref().map(priority).transpose()?,

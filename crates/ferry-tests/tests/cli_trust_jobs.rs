@@ -309,6 +309,49 @@ fn cli_trust_insecure_skips_the_certificate_check_and_says_so() {
     assert_eq!(v["insecure_tls"], false, "{v}");
     let both = ferry_out(&env, &["set", &job, "-k", "--secure"]);
     assert_eq!(code(&both), Some(2), "{}", text(&both.stderr));
+    // The job's other switches, set and shown.
+    let set = ferry_out(
+        &env,
+        &[
+            "set",
+            &job,
+            "--auto-complete",
+            "yes",
+            "--keep-going",
+            "yes",
+            "-H",
+            "X-Api-Key: hidden",
+            "--headers-write-only",
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let info = text(&ferry_out(&env, &["info", &job]).stdout);
+    for line in [
+        "completes:        by itself",
+        "keep going:       yes",
+        "header values:    write-only",
+    ] {
+        assert!(info.contains(line), "{line}: {info}");
+    }
+    assert!(!info.contains("hidden"), "{info}");
+    assert!(ferry_out(&env, &["set", &job, "--keep-going", "no"])
+        .status
+        .success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&ferry_out(&env, &["--json", "info", &job]).stdout).unwrap();
+    assert_eq!(
+        (
+            &v["auto_complete"],
+            &v["keep_going"],
+            &v["headers_write_only"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(false),
+            &serde_json::json!(true)
+        ),
+        "{v}"
+    );
     // The CA file, as before, and no -k needed.
     let dest = env.files.join("ca.bin");
     let out = ferry_out(
