@@ -76,7 +76,8 @@ pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 
 /// Who is calling, for the calls an administrator may make on another user's jobs
 /// (get, list, files, resume, suspend, cancel, complete, add files, set properties, set a
-/// URL, replace a URL prefix, take ownership, watch, queries, status).
+/// URL, replace a URL prefix, request ranges, move the download position, take ownership,
+/// watch, queries, status).
 pub fn admin_caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Peer>()
