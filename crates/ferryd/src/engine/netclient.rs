@@ -315,8 +315,8 @@ pub async fn send(
         }
     }
     Err(TransferError::new(
-        ErrorContext::Transport,
-        ErrorKind::HttpClient,
+        ErrorContext::RemoteFile,
+        ErrorKind::TooManyRedirects,
         format!("{label}: more than {MAX_REDIRECTS} redirects"),
     ))
 }

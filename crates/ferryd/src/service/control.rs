@@ -88,9 +88,6 @@ impl Service {
     }
 }
 
-/// Records the upload source's size and modification time when an upload is resumed
-/// before any byte went out (from `snapshots`, looked at as the owner); the engine
-/// refuses to send a file that changed since.
 /// What a resume starts again: no error, progress counted from now, and
 /// `max_transfer_time` too (BITS: "Calling Resume resets the elapsed time").
 pub(super) fn start_clocks(e: &mut Entry) {
@@ -119,8 +116,9 @@ impl Service {
     }
 }
 
-/// Notes each upload source's size and modification time in its file (the validator
-/// that tells a changed source), from `snapshots`.
+/// Records the upload source's size and modification time when an upload is resumed
+/// before any byte went out (from `snapshots`, looked at as the owner); the engine
+/// refuses to send a file that changed since.
 pub(super) fn snapshot_upload_source(
     files: &mut [FileRecord],
     snapshots: &[(String, Result<std::fs::Metadata, String>)],

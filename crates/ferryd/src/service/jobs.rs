@@ -82,7 +82,7 @@ impl Service {
             let checked = self.check_changes(owner, changes).await?;
             apply_changes(&mut job, checked)?;
         }
-        let files = if spec.files.is_empty() {
+        let mut files = if spec.files.is_empty() {
             Vec::new()
         } else {
             let upload = spec.job_type != JobType::Download;
@@ -96,7 +96,6 @@ impl Service {
             }
             file_records(job.id, 0, checked)
         };
-        let mut files = files;
         if spec.resume {
             if files.is_empty() {
                 return Err(ServiceError::FailedPrecondition(
